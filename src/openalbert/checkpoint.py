@@ -1,0 +1,332 @@
+"""Find, read and write checkpoints in transformers' directory layout.
+
+A model is named by a local directory, by the embedded default model, or by a hub id
+(`albert/albert-base-v2`, legacy `albert-base-v2`). Hub ids go through huggingface_hub into the
+standard HF cache; with HF_HUB_OFFLINE=1 only that cache is read and the network is never touched.
+Weights come from `model.safetensors`, sharded safetensors with an index, or `pytorch_model.bin`
+(read with `weights_only=True`). Saving writes `config.json` + `model.safetensors` with tied
+weights stored once, which transformers 4.x and 5.x load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from openalbert.config import CONFIG_NAME, AlbertConfig
+
+if TYPE_CHECKING:
+    from openalbert.modeling import AlbertPreTrainedModel
+
+logger = logging.getLogger("openalbert")
+
+SAFE_WEIGHTS_NAME = "model.safetensors"
+SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+PT_WEIGHTS_NAME = "pytorch_model.bin"
+
+# The small English model that ships inside the package (see default_model/README.md).
+DEFAULT_MODEL = "openalbert/albert-small-en"
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+
+# What a model directory may hold; the only files fetched from the hub.
+MODEL_FILES = [
+    CONFIG_NAME,
+    SAFE_WEIGHTS_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    "model-*.safetensors",
+    PT_WEIGHTS_NAME,
+    "spiece.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+]
+
+# Hub names of the original releases before the hub moved them under the `albert/` organisation.
+LEGACY_HUB_IDS = {
+    f"albert-{size}-{v}": f"albert/albert-{size}-{v}"
+    for size in ("base", "large", "xlarge", "xxlarge")
+    for v in ("v1", "v2")
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# Buffers that some older checkpoints stored; they are rebuilt by the model, never loaded.
+_IGNORED_KEYS = re.compile(r"(^|\.)(position_ids|token_type_ids)$")
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+# ---- finding a model directory -----------------------------------------------------------------------------
+
+
+def resolve_path(name_or_path: str | os.PathLike, filenames: Iterable[str] = MODEL_FILES) -> Path:
+    """Return a local directory holding the model named by `name_or_path`.
+
+    A local directory is returned as is; DEFAULT_MODEL maps to the embedded model; anything else that
+    looks like a hub id is fetched into (or, offline, read from) the HF cache.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if name == DEFAULT_MODEL:
+        if not (DEFAULT_MODEL_DIR / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"the embedded default model is missing from {DEFAULT_MODEL_DIR}")
+        return DEFAULT_MODEL_DIR
+    if path.exists():
+        raise NotADirectoryError(
+            f"{name} is a file; pass the directory that holds config.json and the weights"
+        )
+    if not _HUB_ID.match(name) or name.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"model directory {name} does not exist")
+    return _from_hub(name, list(filenames))
+
+
+def _hub_cache_dir() -> Path:
+    # Read the environment at call time (huggingface_hub reads it once at import).
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface" / "hub"
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _from_hub(repo_id: str, filenames: list[str]) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    candidates = [repo_id] + ([LEGACY_HUB_IDS[repo_id]] if repo_id in LEGACY_HUB_IDS else [])
+    offline = _offline()
+    errors = []
+    for rid in candidates:
+        try:
+            return Path(
+                snapshot_download(
+                    rid, allow_patterns=filenames, cache_dir=_hub_cache_dir(), local_files_only=offline
+                )
+            )
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as e:
+            errors.append(f"{rid}: {type(e).__name__}")
+    where = "in the local HF cache (HF_HUB_OFFLINE is set)" if offline else "locally or on the hub"
+    raise FileNotFoundError(
+        f"model {repo_id!r} was not found {where}: no such directory, and the hub lookup failed "
+        f"({'; '.join(errors)}). Cache dir: {_hub_cache_dir()}"
+    )
+
+
+# ---- reading weights --------------------------------------------------------------------------------------------
+
+
+def load_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read all weights of a model directory onto the CPU, whatever the file format."""
+    directory = Path(directory)
+    single, index, legacy = (
+        directory / SAFE_WEIGHTS_NAME,
+        directory / SAFE_WEIGHTS_INDEX_NAME,
+        directory / PT_WEIGHTS_NAME,
+    )
+    if single.is_file():
+        return _read_safetensors(single)
+    if index.is_file():
+        try:
+            weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{index} is not a valid safetensors index ({e})") from None
+        state: dict[str, torch.Tensor] = {}
+        for shard in sorted(set(weight_map.values())):
+            if not (directory / shard).is_file():
+                raise FileNotFoundError(f"{index} lists shard {shard}, which is missing from {directory}")
+            state.update(_read_safetensors(directory / shard))
+        return state
+    if legacy.is_file():
+        try:
+            return torch.load(legacy, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(
+                f"{legacy} is corrupt, truncated or not a weights file ({type(e).__name__}: {e})"
+            ) from None
+    raise FileNotFoundError(
+        f"no weights in {directory}: expected {SAFE_WEIGHTS_NAME}, {SAFE_WEIGHTS_INDEX_NAME} or {PT_WEIGHTS_NAME}"
+    )
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except Exception as e:
+        raise ValueError(
+            f"{path} is corrupt or truncated ({type(e).__name__}: {e}); re-download or re-save it"
+        ) from None
+
+
+def as_dtype(dtype: torch.dtype | str | None, config: AlbertConfig | None = None) -> torch.dtype | None:
+    """Accept torch dtypes and their names; 'auto' means the dtype recorded in config.json."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        recorded = config.extra.get("dtype") or config.extra.get("torch_dtype") if config else None
+        return DTYPES.get(recorded, torch.float32) if recorded else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPES)} or 'auto'")
+    return DTYPES[dtype]
+
+
+def as_device(device: torch.device | str | int | None) -> torch.device | None:
+    """Accept 'cpu', 'cuda', 'cuda:1', an index (-1 = CPU, as in transformers' pipelines) or a torch.device."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    if isinstance(device, int) or (isinstance(device, str) and device.lstrip("-").isdigit()):
+        index = int(device)
+        return torch.device("cpu") if index < 0 else torch.device("cuda", index)
+    return torch.device(device)
+
+
+# ---- loading into a model ---------------------------------------------------------------------------------------
+
+
+def load_pretrained(
+    cls: type[AlbertPreTrainedModel],
+    name_or_path: str | os.PathLike,
+    *,
+    config: AlbertConfig | None = None,
+    dtype: torch.dtype | str | None = None,
+    device: torch.device | str | int | None = None,
+    strict: bool = False,
+    ignore_mismatched_sizes: bool = False,
+    output_loading_info: bool = False,
+    **config_overrides: Any,
+) -> Any:
+    """Build `cls` from a checkpoint; weights the checkpoint lacks are initialised and reported."""
+    directory = resolve_path(name_or_path)
+    if config is None:
+        config = AlbertConfig.from_json_file(directory / CONFIG_NAME)
+    for key, value in config_overrides.items():
+        if not hasattr(config, key):
+            raise TypeError(f"{cls.__name__}.from_pretrained got an unknown argument {key!r}")
+        setattr(config, key, value)
+    config.validate()
+    state = load_state_dict(directory)
+
+    model = cls(config)
+    expected = model.state_dict()
+    state = _match_prefix(state, expected, model.base_model_prefix)
+    tied = set(model._tied_weights_keys) if config.extra.get("tie_word_embeddings", True) else set()
+
+    mismatched = [
+        (k, tuple(v.shape), tuple(expected[k].shape))
+        for k, v in state.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if mismatched and not ignore_mismatched_sizes:
+        k, got, want = mismatched[0]
+        raise ValueError(
+            f"weight {k} has shape {got} in {directory} but the model expects {want} "
+            "(a different num_labels or vocab_size?); pass ignore_mismatched_sizes=True to re-initialise it"
+        )
+    for k, _, _ in mismatched:
+        del state[k]
+    unexpected = sorted(k for k in state if k not in expected and not _IGNORED_KEYS.search(k))
+    missing = sorted(k for k in expected if k not in state and k not in tied)
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"checkpoint {directory} does not match {cls.__name__}: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    model.tie_weights()
+    if missing:
+        logger.warning(
+            "Some weights of %s were not in the checkpoint at %s and are newly initialised: %s. "
+            "Train this model on a down-stream task before using it for predictions.",
+            cls.__name__,
+            directory,
+            missing,
+        )
+    if unexpected:
+        logger.warning(
+            "Some weights of the checkpoint at %s were not used by %s: %s",
+            directory,
+            cls.__name__,
+            unexpected,
+        )
+
+    model.to(device=as_device(device), dtype=as_dtype(dtype, config) or torch.float32)
+    model.eval()
+    if output_loading_info:
+        return model, {
+            "missing_keys": missing,
+            "unexpected_keys": unexpected,
+            "mismatched_keys": [k for k, _, _ in mismatched],
+        }
+    return model
+
+
+def _match_prefix(
+    state: dict[str, torch.Tensor], expected: dict[str, Any], prefix: str
+) -> dict[str, torch.Tensor]:
+    """Move between a bare-model checkpoint (`embeddings.*`) and a head checkpoint (`albert.embeddings.*`)."""
+    has_prefix = any(k.startswith(prefix + ".") for k in state)
+    wants_prefix = any(k.startswith(prefix + ".") for k in expected)
+    if has_prefix and not wants_prefix:
+        return {k.removeprefix(prefix + "."): v for k, v in state.items() if k.startswith(prefix + ".")} | {
+            k: v for k, v in state.items() if not k.startswith(prefix + ".") and k in expected
+        }
+    if wants_prefix and not has_prefix:
+        return {(f"{prefix}.{k}" if f"{prefix}.{k}" in expected else k): v for k, v in state.items()}
+    return state
+
+
+# ---- saving ------------------------------------------------------------------------------------------------------
+
+
+def save_pretrained(
+    model: AlbertPreTrainedModel, directory: str | os.PathLike, *, safe_serialization: bool = True
+) -> Path:
+    """Write config.json and the weights, tied tensors once, each file replaced atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    config.extra["architectures"] = [type(model).__name__]
+    config.extra["dtype"] = str(model.dtype).removeprefix("torch.")
+    config.extra.pop("torch_dtype", None)
+    config.save_pretrained(directory)
+
+    state = model.state_dict()
+    if config.extra.get("tie_word_embeddings", True):
+        for key in model._tied_weights_keys:
+            state.pop(key, None)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    target = directory / (SAFE_WEIGHTS_NAME if safe_serialization else PT_WEIGHTS_NAME)
+    tmp = target.with_name(target.name + ".tmp")
+    if safe_serialization:
+        from safetensors.torch import save_file
+
+        save_file(state, tmp, metadata={"format": "pt"})
+    else:
+        torch.save(state, tmp)
+    os.replace(tmp, target)
+    # A stale file of the other format would shadow or contradict what was just written.
+    for other in (PT_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME) if safe_serialization else (SAFE_WEIGHTS_NAME,):
+        (directory / other).unlink(missing_ok=True)
+    return directory

@@ -1,0 +1,242 @@
+"""AlbertConfig: the typed configuration of an ALBERT model, its named presets, and config.json in and out.
+
+Field names and meanings are those of transformers' AlbertConfig so that a `config.json` moves both
+ways unchanged. Defaults are albert-base-v2 (transformers defaults to xxlarge). Keys we do not model
+(from real hub configs: `architectures`, `down_scale_factor`, `gap_size`, ...) are kept in `extra` and
+written back, so loading and saving a hub config loses nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "config.json"
+
+ACTIVATIONS = (
+    "gelu",
+    "gelu_new",
+    "gelu_fast",
+    "gelu_pytorch_tanh",
+    "quick_gelu",
+    "relu",
+    "silu",
+    "swish",
+    "tanh",
+    "sigmoid",
+    "mish",
+    "linear",
+)
+POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
+PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
+
+
+@dataclass
+class AlbertConfig:
+    """Hyper-parameters of an ALBERT model; defaults build albert-base-v2."""
+
+    vocab_size: int = 30000
+    embedding_size: int = 128
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_hidden_groups: int = 1
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    inner_group_num: int = 1
+    hidden_act: str = "gelu_new"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    classifier_dropout_prob: float | None = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    position_embedding_type: str = "absolute"
+    pad_token_id: int = 0
+    bos_token_id: int = 2
+    eos_token_id: int = 3
+    num_labels: int = 2
+    id2label: dict[int, str] | None = None
+    label2id: dict[str, int] | None = None
+    problem_type: str | None = None
+    # Keys of a config.json that this class does not model, kept verbatim for the round trip.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.id2label is not None:
+            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+            object.__setattr__(self, "num_labels", len(self.id2label))
+        else:
+            self.id2label = {i: f"LABEL_{i}" for i in range(self.num_labels)}
+        if self.label2id is None or len(self.label2id) != len(self.id2label):
+            self.label2id = {v: k for k, v in self.id2label.items()}
+        else:
+            self.label2id = {str(k): int(v) for k, v in self.label2id.items()}
+        self.validate()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # As in transformers, setting num_labels after construction regenerates the label maps.
+        super().__setattr__(name, value)
+        if (
+            name == "num_labels"
+            and getattr(self, "id2label", None) is not None
+            and len(self.id2label) != value
+        ):
+            super().__setattr__("id2label", {i: f"LABEL_{i}" for i in range(value)})
+            super().__setattr__("label2id", {f"LABEL_{i}": i for i in range(value)})
+
+    def validate(self) -> None:
+        """Raise ValueError naming the offending values if the configuration cannot build a model."""
+        positive = (
+            "vocab_size",
+            "embedding_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_hidden_groups",
+            "num_attention_heads",
+            "intermediate_size",
+            "inner_group_num",
+            "max_position_embeddings",
+            "type_vocab_size",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"AlbertConfig.{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
+        if self.num_hidden_layers % self.num_hidden_groups:
+            raise ValueError(
+                f"num_hidden_layers ({self.num_hidden_layers}) must be divisible by num_hidden_groups "
+                f"({self.num_hidden_groups})"
+            )
+        if self.num_hidden_groups > self.num_hidden_layers:
+            raise ValueError(
+                f"num_hidden_groups ({self.num_hidden_groups}) cannot exceed num_hidden_layers "
+                f"({self.num_hidden_layers})"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act {self.hidden_act!r} is not supported; choose one of {ACTIVATIONS}")
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(
+                f"position_embedding_type {self.position_embedding_type!r} is not one of {POSITION_EMBEDDING_TYPES}"
+            )
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type {self.problem_type!r} is not one of {PROBLEM_TYPES}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    # ---- presets -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> AlbertConfig:
+        """Build a named preset (`albert-base-v2`, `xxlarge-v1`, ...), with field overrides."""
+        key = name.split("/")[-1].removeprefix("albert-")
+        if key not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; presets are {sorted('albert-' + k for k in PRESETS)}")
+        return cls(**{**PRESETS[key], **overrides})
+
+    # ---- dict / json -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> AlbertConfig:
+        """Build from a config.json dict; keys this class does not model go to `extra`."""
+        data = {**data, **overrides}
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        extra = {k: v for k, v in data.items() if k not in names and k != "extra"}
+        if "id2label" in known and known["id2label"] is not None:
+            known.pop("num_labels", None)
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config.json dict, readable by transformers' AlbertConfig."""
+        out: dict[str, Any] = dict(self.extra)
+        for f in dataclasses.fields(self):
+            if f.name in ("extra", "num_labels"):
+                continue  # num_labels is implied by id2label, as transformers writes it
+            value = getattr(self, f.name)
+            if f.name == "id2label":
+                value = {str(k): v for k, v in value.items()}
+            out[f.name] = value
+        out["model_type"] = "albert"
+        return out
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> AlbertConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+        model_type = data.get("model_type", "albert")
+        if model_type != "albert":
+            raise ValueError(f"{path} describes a {model_type!r} model, not an ALBERT model")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> AlbertConfig:
+        """Read config.json from a directory, a config file, a hub id, or a preset name."""
+        from openalbert.checkpoint import resolve_path
+
+        path = Path(name_or_path)
+        if path.is_file():
+            config = cls.from_json_file(path)
+        else:
+            config = cls.from_json_file(resolve_path(name_or_path, [CONFIG_NAME]) / CONFIG_NAME)
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        config.validate()
+        return config
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config.json into `directory` (created if needed) and return its path."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / CONFIG_NAME
+        target.write_text(self.to_json_string(), encoding="utf-8")
+        return target
+
+
+def _preset(hidden: int, layers: int, heads: int, v1: bool) -> dict[str, Any]:
+    # v1 checkpoints used exact GELU and dropout 0.1 (xxlarge none); v2 switched to gelu_new, no dropout.
+    dropout = 0.1 if v1 and hidden < 4096 else 0.0
+    return {
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": 4 * hidden,
+        "hidden_act": "gelu" if v1 else "gelu_new",
+        "hidden_dropout_prob": dropout,
+        "attention_probs_dropout_prob": dropout,
+    }
+
+
+# The released sizes (paper table 1); all share E=128, vocab 30000, one shared layer group.
+PRESETS: dict[str, dict[str, Any]] = {
+    f"{size}-{version}": _preset(hidden, layers, heads, version == "v1")
+    for size, (hidden, layers, heads) in {
+        "base": (768, 12, 12),
+        "large": (1024, 24, 16),
+        "xlarge": (2048, 24, 16),
+        "xxlarge": (4096, 12, 64),
+    }.items()
+    for version in ("v1", "v2")
+}

@@ -1,0 +1,483 @@
+"""The ALBERT encoder in plain PyTorch, read top to bottom.
+
+ALBERT (Lan et al., 2019, arXiv:1909.11942) is BERT with two parameter savings:
+  1. a factorised embedding: tokens -> E (128) -> a linear map to the hidden size H;
+  2. cross-layer sharing: `num_hidden_layers` layers run through only `num_hidden_groups` groups of
+     weights (one group in every released checkpoint), each group holding `inner_group_num` layers.
+References: google-research/albert `modeling.py` (the original) and transformers 4.57.1
+`modeling_albert.py` (the numeric oracle). Module and parameter names follow transformers so that a
+state dict moves between the two libraries without conversion.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from openalbert.config import AlbertConfig
+
+ACT2FN: dict[str, Any] = {
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "mish": F.mish,
+    "linear": lambda x: x,
+}
+
+
+# ---- outputs -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelOutput:
+    """A dataclass that also reads like transformers' ModelOutput: `out.logits`, `out["logits"]`, `out[0]`.
+
+    Integer indexing and `to_tuple()` skip fields that are None, as transformers does.
+    """
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+    def __getitem__(self, key: str | int | slice) -> Any:
+        if isinstance(key, str):
+            if key not in self.keys():
+                raise KeyError(key)
+            return getattr(self, key)
+        return self.to_tuple()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+
+@dataclass
+class BaseModelOutputWithPooling(ModelOutput):
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+# ---- embeddings ---------------------------------------------------------------------------------------
+
+
+class AlbertEmbeddings(nn.Module):
+    """Word + token-type (+ absolute position) embeddings of size E, then LayerNorm and dropout."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
+        )
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
+        self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.position_embedding_type = config.position_embedding_type
+        self.register_buffer(
+            "position_ids", torch.arange(config.max_position_embeddings)[None], persistent=False
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None,
+        token_type_ids: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
+        # With relative positions the original adds no absolute position embedding at all.
+        if self.position_embedding_type == "absolute":
+            if position_ids is None:
+                position_ids = self.position_ids[:, : inputs_embeds.shape[1]]
+            embeddings = embeddings + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))  # (B, T, E)
+
+
+# ---- attention and the shared layer -------------------------------------------------------------------
+
+
+class AlbertAttention(nn.Module):
+    """Multi-head self-attention with the output projection, residual and LayerNorm (post-LN)."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        h = config.hidden_size
+        self.query = nn.Linear(h, h)
+        self.key = nn.Linear(h, h)
+        self.value = nn.Linear(h, h)
+        self.dense = nn.Linear(h, h)
+        self.LayerNorm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.attention_dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.output_dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.position_embedding_type = config.position_embedding_type
+        self.max_position_embeddings = config.max_position_embeddings
+        if self.position_embedding_type != "absolute":
+            # One vector per signed distance -(P-1)..(P-1), shared by all heads (Shaw et al., 2018).
+            self.distance_embedding = nn.Embedding(2 * config.max_position_embeddings - 1, self.head_dim)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, C = hidden_states.shape
+        q = (
+            self.query(hidden_states).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        )  # (B, nh, T, hd)
+        k = self.key(hidden_states).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        v = self.value(hidden_states).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+
+        probs = None
+        if output_attentions or head_mask is not None or self.position_embedding_type != "absolute":
+            context, probs = self._eager(q, k, v, attention_mask, head_mask)
+        else:
+            dropout = self.attention_dropout.p if self.training else 0.0
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        out = self.LayerNorm(hidden_states + self.output_dropout(self.dense(context)))
+        return out, probs
+
+    def _eager(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        head_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention written out, for attention maps, head masks and relative position scores."""
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, nh, T, T)
+        if attention_mask is not None:
+            scores = scores + attention_mask
+        if self.position_embedding_type != "absolute":
+            T = q.shape[2]
+            pos = torch.arange(T, device=q.device)
+            distance = pos[:, None] - pos[None, :] + self.max_position_embeddings - 1
+            rel = self.distance_embedding(distance).to(q.dtype)  # (T, T, hd)
+            scores = scores + torch.einsum("bhld,lrd->bhlr", q, rel)
+            if self.position_embedding_type == "relative_key_query":
+                scores = scores + torch.einsum("bhrd,lrd->bhlr", k, rel)
+        probs = self.attention_dropout(scores.softmax(dim=-1))
+        if head_mask is not None:
+            probs = probs * head_mask
+        return probs @ v, probs
+
+
+class AlbertLayer(nn.Module):
+    """One transformer layer: attention, then a feed-forward block with residual and LayerNorm."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.attention = AlbertAttention(config)
+        self.ffn = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.ffn_output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.full_layer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # The original applies dropout to the feed-forward output; transformers defines it but skips it.
+        # It is the identity in eval mode and for every v2 checkpoint (dropout 0), so parity holds.
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.attention(hidden_states, attention_mask, head_mask, output_attentions)
+        ffn = self.ffn_output(self.activation(self.ffn(attended)))
+        return self.full_layer_layer_norm(self.dropout(ffn) + attended), probs
+
+
+class AlbertLayerGroup(nn.Module):
+    """`inner_group_num` layers with their own weights, run in sequence; a group is the unit of sharing."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.albert_layers = nn.ModuleList(AlbertLayer(config) for _ in range(config.inner_group_num))
+
+
+class AlbertTransformer(nn.Module):
+    """Map E -> H, then run `num_hidden_layers` layers through the shared groups."""
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
+        self.albert_layer_groups = nn.ModuleList(
+            AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)
+        )
+        self.gradient_checkpointing = False
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        head_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        cfg = self.config
+        hidden = self.embedding_hidden_mapping_in(embeddings)  # (B, T, H)
+        all_hidden = [hidden] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        for i in range(cfg.num_hidden_layers):
+            # The whole of ALBERT's cross-layer sharing: layer i reuses the weights of group g.
+            group = self.albert_layer_groups[i * cfg.num_hidden_groups // cfg.num_hidden_layers]
+            layer_head_mask = None if head_mask is None else head_mask[i]
+            for layer in group.albert_layers:
+                if self.gradient_checkpointing and self.training:
+                    hidden, probs = torch.utils.checkpoint.checkpoint(
+                        layer, hidden, attention_mask, layer_head_mask, output_attentions, use_reentrant=False
+                    )
+                else:
+                    hidden, probs = layer(hidden, attention_mask, layer_head_mask, output_attentions)
+                if all_attentions is not None:
+                    all_attentions.append(probs)
+            if all_hidden is not None:
+                all_hidden.append(hidden)
+        return (
+            hidden,
+            tuple(all_hidden) if all_hidden is not None else None,
+            tuple(all_attentions) if all_attentions is not None else None,
+        )
+
+
+# ---- the base class every ALBERT model shares -----------------------------------------------------------
+
+
+class AlbertPreTrainedModel(nn.Module):
+    """Weight initialisation, `from_pretrained`/`save_pretrained` and helpers shared by all ALBERT models."""
+
+    base_model_prefix = "albert"
+    # Weights that are the same tensor as another and are therefore not written to disk.
+    _tied_weights_keys: tuple[str, ...] = ()
+
+    def __init__(self, config: AlbertConfig) -> None:
+        super().__init__()
+        if not isinstance(config, AlbertConfig):
+            raise TypeError(f"config must be an AlbertConfig, got {type(config).__name__}")
+        config.validate()
+        self.config = config
+
+    def post_init(self) -> None:
+        """Initialise every weight as the original does, then tie the MLM decoder to the embeddings."""
+        self.apply(self._init_weights)
+        self.tie_weights()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def tie_weights(self) -> None:
+        """Share the output embedding with the input embedding (no-op for heads without a decoder)."""
+        output = self.get_output_embeddings()
+        if output is not None and self.config.extra.get("tie_word_embeddings", True):
+            output.weight = self.get_input_embeddings().weight
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        base = getattr(self, self.base_model_prefix, self)
+        return base.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        base = getattr(self, self.base_model_prefix, self)
+        base.embeddings.word_embeddings = value
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        return None
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each layer in the backward pass, trading compute for activation memory."""
+        base = getattr(self, self.base_model_prefix, self)
+        base.encoder.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        base = getattr(self, self.base_model_prefix, self)
+        base.encoder.gradient_checkpointing = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Count distinct parameters (tied weights once), optionally without the embedding tables."""
+        params = {id(p): p for p in self.parameters()}
+        if exclude_embeddings:
+            for m in self.modules():
+                if isinstance(m, nn.Embedding):
+                    params.pop(id(m.weight), None)
+        return sum(p.numel() for p in params.values())
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        config: AlbertConfig | None = None,
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str | int | None = None,
+        strict: bool = False,
+        **config_overrides: Any,
+    ) -> AlbertPreTrainedModel:
+        """Load a model from a local directory, the HF cache, or the hub (see `openalbert.checkpoint`)."""
+        from openalbert.checkpoint import load_pretrained
+
+        return load_pretrained(
+            cls, name_or_path, config=config, dtype=dtype, device=device, strict=strict, **config_overrides
+        )
+
+    def save_pretrained(self, directory: str | os.PathLike, *, safe_serialization: bool = True) -> Path:
+        """Write config.json and model.safetensors (tied weights once) that transformers loads."""
+        from openalbert.checkpoint import save_pretrained
+
+        return save_pretrained(self, directory, safe_serialization=safe_serialization)
+
+
+# ---- the bare model -----------------------------------------------------------------------------------------
+
+
+class AlbertModel(AlbertPreTrainedModel):
+    """The ALBERT encoder: hidden states for every token and a pooled [CLS] vector."""
+
+    def __init__(self, config: AlbertConfig, add_pooling_layer: bool = True) -> None:
+        super().__init__(config)
+        self.embeddings = AlbertEmbeddings(config)
+        self.encoder = AlbertTransformer(config)
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
+        self.pooler_activation = nn.Tanh() if add_pooling_layer else None
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        head_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutputWithPooling | tuple[torch.Tensor, ...]:
+        shape = self._check_inputs(input_ids, inputs_embeds, token_type_ids, position_ids)
+        device = input_ids.device if input_ids is not None else inputs_embeds.device
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
+        embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        mask = _additive_mask(attention_mask, embeddings.dtype, shape, device)
+        hidden, all_hidden, all_attentions = self.encoder(
+            embeddings,
+            mask,
+            _expand_head_mask(head_mask, self.config, embeddings.dtype),
+            bool(output_attentions),
+            bool(output_hidden_states),
+        )
+        pooled = self.pooler_activation(self.pooler(hidden[:, 0])) if self.pooler is not None else None
+        out = BaseModelOutputWithPooling(hidden, pooled, all_hidden, all_attentions)
+        return out.to_tuple() if return_dict is False else out
+
+    def _check_inputs(
+        self,
+        input_ids: torch.Tensor | None,
+        inputs_embeds: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+    ) -> torch.Size:
+        """Turn the inputs a user can get wrong into ValueErrors that name the value and the limit."""
+        cfg = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        shape = input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1]
+        if len(shape) != 2:
+            raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(shape)}")
+        if shape[0] == 0 or shape[1] == 0:
+            raise ValueError(f"empty batch: input shape is {tuple(shape)}")
+        if shape[1] > cfg.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {shape[1]} exceeds max_position_embeddings ({cfg.max_position_embeddings}); "
+                "truncate the input (tokenizer truncation=True, max_length=...)"
+            )
+        for name, ids, limit in (
+            ("input_ids", input_ids, cfg.vocab_size),
+            ("token_type_ids", token_type_ids, cfg.type_vocab_size),
+            ("position_ids", position_ids, cfg.max_position_embeddings),
+        ):
+            if ids is None or ids.is_floating_point():
+                continue
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= limit:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"{name} holds {bad}, outside the valid range [0, {limit - 1}]")
+        return shape
+
+
+def _additive_mask(
+    attention_mask: torch.Tensor | None, dtype: torch.dtype, shape: torch.Size, device: torch.device
+) -> torch.Tensor | None:
+    """(B, T) 0/1 mask -> (B, 1, 1, T) additive mask; None when nothing is masked (faster kernels)."""
+    if attention_mask is None:
+        return None
+    if attention_mask.shape != shape:
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(shape)}")
+    if bool(attention_mask.all()):
+        return None
+    keep = attention_mask.to(device=device, dtype=dtype)[:, None, None, :]
+    return (1.0 - keep) * torch.finfo(dtype).min
+
+
+def _expand_head_mask(
+    head_mask: torch.Tensor | None, config: AlbertConfig, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """(nh,) or (L, nh) head mask -> (L, 1, nh, 1, 1), one row per layer application."""
+    if head_mask is None:
+        return None
+    if head_mask.dim() == 1:
+        head_mask = head_mask[None].expand(config.num_hidden_layers, -1)
+    if head_mask.shape != (config.num_hidden_layers, config.num_attention_heads):
+        raise ValueError(
+            f"head_mask must have shape ({config.num_attention_heads},) or "
+            f"({config.num_hidden_layers}, {config.num_attention_heads}), got {tuple(head_mask.shape)}"
+        )
+    return head_mask.to(dtype)[:, None, :, None, None]

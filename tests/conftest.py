@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny configurations and checkpoints made by transformers 4.57.1 (the oracle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+SPIECE = SHARED / "data" / "albert-30k" / "spiece.model"
+
+# Small enough to run in milliseconds, but exercising every structural option at once:
+# two groups of two inner layers, shared across four layer applications.
+TINY = dict(
+    vocab_size=99,
+    embedding_size=16,
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_hidden_groups=2,
+    inner_group_num=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    type_vocab_size=2,
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+
+
+def spiece_or_skip() -> Path:
+    if not SPIECE.is_file():
+        pytest.skip(f"the genuine ALBERT vocabulary is not at {SPIECE} (../shared is absent)")
+    return SPIECE

@@ -1,0 +1,182 @@
+"""Every head, both directions, against transformers 4.57.1 on tiny random checkpoints saved by it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tests.conftest import TINY
+
+import openalbert
+
+transformers = pytest.importorskip("transformers")
+
+HEADS = [
+    "AlbertModel",
+    "AlbertForPreTraining",
+    "AlbertForMaskedLM",
+    "AlbertForSequenceClassification",
+    "AlbertForTokenClassification",
+    "AlbertForQuestionAnswering",
+    "AlbertForMultipleChoice",
+]
+B, T, N = 3, 11, 2
+
+
+def inputs(head: str, num_labels: int = 2, problem_type: str | None = None, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    shape = (B, N, T) if head == "AlbertForMultipleChoice" else (B, T)
+    ids = torch.randint(5, TINY["vocab_size"], shape, generator=g)
+    mask = torch.ones(shape, dtype=torch.long)
+    mask[..., 0, 7:] = 0 if head == "AlbertForMultipleChoice" else 1  # padded rows in both layouts
+    mask[1, ..., 5:] = 0
+    types = torch.zeros(shape, dtype=torch.long)
+    types[..., 4:] = 1
+    out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+    if head == "AlbertForPreTraining":
+        labels = torch.full((B, T), -100)
+        labels[:, 2:5] = ids[:, 2:5]
+        out |= {"labels": labels, "sentence_order_label": torch.tensor([0, 1, 1])}
+    elif head == "AlbertForMaskedLM":
+        labels = torch.full((B, T), -100)
+        labels[:, ::3] = ids[:, ::3]
+        out["labels"] = labels
+    elif head == "AlbertForSequenceClassification":
+        if problem_type == "regression":
+            out["labels"] = torch.randn(B, generator=g)
+        elif problem_type == "multi_label_classification":
+            out["labels"] = torch.randint(0, 2, (B, num_labels), generator=g).float()
+        else:
+            out["labels"] = torch.randint(0, num_labels, (B,), generator=g)
+    elif head == "AlbertForTokenClassification":
+        out["labels"] = torch.randint(0, num_labels, (B, T), generator=g)
+    elif head == "AlbertForQuestionAnswering":
+        # The last position lies outside the window and must be ignored by both.
+        out |= {"start_positions": torch.tensor([1, 3, 40]), "end_positions": torch.tensor([2, 6, 40])}
+    elif head == "AlbertForMultipleChoice":
+        out["labels"] = torch.tensor([0, 1, 1])
+    return out
+
+
+def assert_same(ours, theirs, atol: float = 1e-5) -> None:
+    keys = [k for k in theirs if theirs[k] is not None]
+    assert sorted(keys) == sorted(ours.keys()), (keys, ours.keys())
+    for key in keys:
+        a, b = ours[key], theirs[key]
+        if isinstance(b, tuple):
+            assert len(a) == len(b), key
+            for x, y in zip(a, b):
+                torch.testing.assert_close(x, y, atol=atol, rtol=0, msg=key)
+        else:
+            torch.testing.assert_close(a, b, atol=atol, rtol=0, msg=key)
+
+
+def build_reference(head: str, tmp_path, **overrides):
+    torch.manual_seed(1234)
+    config = transformers.AlbertConfig(**(TINY | overrides))
+    ref = getattr(transformers, head)(config).eval()
+    ref.save_pretrained(tmp_path)
+    return ref
+
+
+CASES = [
+    ("gelu_new", "absolute", None, 2),
+    ("gelu", "relative_key", None, 3),
+    ("relu", "relative_key_query", None, 2),
+    ("silu", "absolute", "regression", 1),
+    ("gelu_new", "absolute", "multi_label_classification", 4),
+]
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("act,positions,problem_type,num_labels", CASES)
+def test_their_checkpoint_our_model(tmp_path, head, act, positions, problem_type, num_labels):
+    if head in ("AlbertForPreTraining", "AlbertForQuestionAnswering"):
+        num_labels = 2  # sentence order and start/end are two-way whatever the task config says
+    overrides = dict(hidden_act=act, position_embedding_type=positions, num_labels=num_labels)
+    if problem_type:
+        overrides["problem_type"] = problem_type
+    ref = build_reference(head, tmp_path, **overrides)
+    ours = getattr(openalbert, head).from_pretrained(tmp_path, strict=True)
+    assert not ours.training
+    batch = inputs(head, num_labels, problem_type)
+    if head == "AlbertModel":
+        batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    for extra in ({}, {"output_hidden_states": True, "output_attentions": True}):
+        with torch.no_grad():
+            expected = ref(**batch, **extra)
+            got = ours(**batch, **extra)
+        assert_same(got, expected)
+    if extra:
+        n_layers = TINY["num_hidden_layers"]
+        assert len(got.hidden_states) == n_layers + 1
+        assert len(got.attentions) == n_layers * TINY["inner_group_num"]
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_our_checkpoint_their_model(tmp_path, head):
+    torch.manual_seed(7)
+    ours = getattr(openalbert, head)(openalbert.AlbertConfig(**TINY)).eval()
+    ours.save_pretrained(tmp_path)
+    ref = getattr(transformers, head).from_pretrained(tmp_path).eval()
+    batch = inputs(head)
+    if head == "AlbertModel":
+        batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        assert_same(ours(**batch, output_hidden_states=True), ref(**batch, output_hidden_states=True))
+    # Nothing was freshly initialised by transformers: it found every weight it needed.
+    _, info = getattr(transformers, head).from_pretrained(tmp_path, output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+
+
+def test_tuple_outputs_match(tmp_path):
+    ref = build_reference("AlbertForPreTraining", tmp_path)
+    ours = openalbert.AlbertForPreTraining.from_pretrained(tmp_path)
+    batch = inputs("AlbertForPreTraining")
+    with torch.no_grad():
+        a = ours(**batch, return_dict=False)
+        b = ref(**batch, return_dict=False)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+
+
+def test_head_mask_and_inputs_embeds(tmp_path):
+    # transformers applies head_mask only in its eager attention; a 1-D mask is the same for every layer.
+    torch.manual_seed(3)
+    config = transformers.AlbertConfig(
+        **(TINY | dict(num_hidden_groups=1, inner_group_num=1)), attn_implementation="eager"
+    )
+    ref = transformers.AlbertModel(config).eval()
+    ref.save_pretrained(tmp_path)
+    ours = openalbert.AlbertModel.from_pretrained(tmp_path)
+    batch = inputs("AlbertModel")
+    head_mask = torch.tensor([1.0, 0.0, 1.0, 0.5])
+    with torch.no_grad():
+        assert_same(
+            ours(input_ids=batch["input_ids"], head_mask=head_mask),
+            ref(input_ids=batch["input_ids"], head_mask=head_mask),
+        )
+        embeds = ours.embeddings.word_embeddings(batch["input_ids"])
+        assert_same(
+            ours(inputs_embeds=embeds, attention_mask=batch["attention_mask"]),
+            ref(inputs_embeds=embeds, attention_mask=batch["attention_mask"]),
+        )
+
+
+def test_training_mode_gradients_match(tmp_path):
+    # Without dropout, a backward pass gives the same gradients as the reference.
+    ref = build_reference(
+        "AlbertForPreTraining",
+        tmp_path,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        classifier_dropout_prob=0.0,
+    )
+    ours = openalbert.AlbertForPreTraining.from_pretrained(tmp_path).train()
+    ref.train()
+    batch = inputs("AlbertForPreTraining")
+    ours(**batch).loss.backward()
+    ref(**batch).loss.backward()
+    theirs = dict(ref.named_parameters())
+    for name, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, theirs[name].grad, atol=1e-5, rtol=1e-4, msg=name)
