@@ -239,10 +239,10 @@ def load_pretrained(
         if k in expected and v.shape != expected[k].shape
     ]
     if mismatched and not ignore_mismatched_sizes:
-        k, got, want = mismatched[0]
+        listed = ", ".join(f"{k} {got} vs {want}" for k, got, want in mismatched)
         raise ValueError(
-            f"weight {k} has shape {got} in {directory} but the model expects {want} "
-            "(a different num_labels or vocab_size?); pass ignore_mismatched_sizes=True to re-initialise it"
+            f"weights in {directory} have other shapes than the model expects (checkpoint vs model): {listed}. "
+            "A different num_labels or vocab_size? Pass ignore_mismatched_sizes=True to re-initialise them"
         )
     for k, _, _ in mismatched:
         del state[k]

@@ -1,0 +1,206 @@
+"""Finding and reading checkpoints: local formats, the offline HF cache, bad files, input errors, dtypes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from tests.conftest import TINY
+
+import openalbert
+from openalbert import AlbertConfig, AlbertForMaskedLM, AlbertForSequenceClassification, AlbertModel
+
+
+@pytest.fixture
+def mlm_dir(tmp_path):
+    torch.manual_seed(0)
+    model = AlbertForMaskedLM(AlbertConfig(**TINY)).eval()
+    model.save_pretrained(tmp_path / "mlm")
+    return tmp_path / "mlm", model
+
+
+def ids(batch: int = 2, length: int = 9) -> torch.Tensor:
+    return torch.randint(5, TINY["vocab_size"], (batch, length), generator=torch.Generator().manual_seed(1))
+
+
+def same_logits(a, b, x=None) -> None:
+    x = ids() if x is None else x
+    with torch.no_grad():
+        torch.testing.assert_close(a(x).logits, b(x).logits, atol=1e-6, rtol=0)
+
+
+def test_round_trip_ties_decoder_and_stores_it_once(mlm_dir):
+    path, model = mlm_dir
+    loaded = AlbertForMaskedLM.from_pretrained(path)
+    assert loaded.predictions.decoder.weight is loaded.albert.embeddings.word_embeddings.weight
+    assert loaded.predictions.decoder.bias is loaded.predictions.bias
+    from safetensors import safe_open
+
+    with safe_open(path / "model.safetensors", "pt") as f:
+        keys = set(f.keys())
+    assert "predictions.decoder.weight" not in keys and "albert.embeddings.word_embeddings.weight" in keys
+    same_logits(model, loaded)
+    assert json.loads((path / "config.json").read_text())["architectures"] == ["AlbertForMaskedLM"]
+
+
+def test_sharded_safetensors_with_index(mlm_dir, tmp_path):
+    path, model = mlm_dir
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in model._tied_weights_keys}
+    keys = sorted(state)
+    shards = {
+        "model-00001-of-00002.safetensors": keys[: len(keys) // 2],
+        "model-00002-of-00002.safetensors": keys[len(keys) // 2 :],
+    }
+    out = tmp_path / "sharded"
+    out.mkdir()
+    model.config.save_pretrained(out)
+    for name, names in shards.items():
+        save_file({k: state[k] for k in names}, out / name)
+    weight_map = {k: name for name, names in shards.items() for k in names}
+    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    same_logits(model, AlbertForMaskedLM.from_pretrained(out))
+
+
+def test_pytorch_model_bin(mlm_dir, tmp_path):
+    _, model = mlm_dir
+    model.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    assert (tmp_path / "bin" / "pytorch_model.bin").is_file()
+    same_logits(model, AlbertForMaskedLM.from_pretrained(tmp_path / "bin"))
+
+
+def test_bare_model_from_head_checkpoint_and_head_from_bare(mlm_dir, tmp_path, caplog):
+    path, model = mlm_dir
+    bare = AlbertModel.from_pretrained(path)  # drops the `albert.` prefix, ignores the MLM head
+    x = ids()
+    with torch.no_grad():
+        torch.testing.assert_close(bare(x).last_hidden_state, model.albert(x).last_hidden_state)
+    bare.save_pretrained(tmp_path / "bare")
+    with caplog.at_level(logging.WARNING, logger="openalbert"):
+        clf, info = AlbertForSequenceClassification.from_pretrained(
+            tmp_path / "bare", output_loading_info=True
+        )
+    assert info["missing_keys"] == ["classifier.bias", "classifier.weight"]
+    assert "classifier.weight" in caplog.text and "newly initialised" in caplog.text
+
+
+def test_num_labels_override_and_size_mismatch(tmp_path):
+    AlbertForSequenceClassification(AlbertConfig(**TINY, num_labels=3)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"classifier\.weight \(3, 32\) vs \(5, 32\)"):
+        AlbertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
+    model = AlbertForSequenceClassification.from_pretrained(
+        tmp_path, num_labels=5, ignore_mismatched_sizes=True
+    )
+    assert model.classifier.out_features == 5
+
+
+def test_missing_path_and_corrupt_files(mlm_dir, tmp_path):
+    path, _ = mlm_dir
+    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+        AlbertForMaskedLM.from_pretrained(tmp_path / "does-not-exist")
+    blob = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        AlbertForMaskedLM.from_pretrained(path)
+    (path / "model.safetensors").unlink()
+    (path / "pytorch_model.bin").write_bytes(b"not a pickle at all")
+    with pytest.raises(ValueError, match="pytorch_model.bin is corrupt"):
+        AlbertForMaskedLM.from_pretrained(path)
+    (path / "pytorch_model.bin").unlink()
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        AlbertForMaskedLM.from_pretrained(path)
+
+
+def _fake_hub_cache(cache, repo_id: str, model) -> None:
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    model.save_pretrained(repo / "snapshots" / commit)
+
+
+NO_NETWORK = textwrap.dedent(
+    """
+    import socket, sys
+    def refuse(*args, **kwargs):
+        raise AssertionError("network touched")
+    socket.socket.connect = refuse
+    socket.create_connection = refuse
+    socket.getaddrinfo = refuse
+    import torch, openalbert
+    model = openalbert.AlbertForMaskedLM.from_pretrained(sys.argv[1])
+    x = torch.arange(5, 14)[None]
+    print(float(model(x).logits.sum()))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "repo_id,name",
+    [("someone/tiny-albert", "someone/tiny-albert"), ("albert/albert-base-v2", "albert-base-v2")],
+)
+def test_hub_id_from_offline_cache_never_touches_network(mlm_dir, tmp_path, repo_id, name):
+    _, model = mlm_dir
+    cache = tmp_path / "hub"
+    _fake_hub_cache(cache, repo_id, model)
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    out = subprocess.run([sys.executable, "-c", NO_NETWORK, name], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with torch.no_grad():
+        expected = float(model(torch.arange(5, 14)[None]).logits.sum())
+    assert float(out.stdout) == pytest.approx(expected, abs=1e-4)
+    # A hub id that is not in the cache fails with a message naming it, still offline.
+    missing = subprocess.run(
+        [sys.executable, "-c", NO_NETWORK, "someone/absent"], env=env, capture_output=True, text=True
+    )
+    assert missing.returncode != 0 and "'someone/absent' was not found" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(input_ids=torch.ones(1, 65, dtype=torch.long)), r"sequence length 65 exceeds.*\(64\)"),
+        (dict(input_ids=torch.tensor([[2, 99, 3]])), r"input_ids holds 99.*\[0, 98\]"),
+        (dict(input_ids=torch.tensor([[2, -1, 3]])), r"input_ids holds -1"),
+        (dict(input_ids=torch.ones(0, 5, dtype=torch.long)), "empty batch"),
+        (
+            dict(input_ids=torch.tensor([[2, 5, 3]]), token_type_ids=torch.tensor([[0, 2, 0]])),
+            r"token_type_ids holds 2.*\[0, 1\]",
+        ),
+        (dict(), "exactly one of input_ids and inputs_embeds"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(kwargs, message):
+    model = AlbertModel(AlbertConfig(**TINY))
+    with pytest.raises(ValueError, match=message):
+        model(**kwargs)
+
+
+# Documented tolerances of half precision against fp32 on the same weights (max abs on logits).
+HALF_TOLERANCE = {torch.bfloat16: 5e-2, torch.float16: 1e-2}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_forward_on_cpu(mlm_dir, dtype):
+    path, model = mlm_dir
+    half = AlbertForMaskedLM.from_pretrained(path, dtype=str(dtype).removeprefix("torch."))
+    assert half.dtype == dtype
+    x = ids(3, 17)
+    mask = torch.ones_like(x)
+    mask[0, 10:] = 0
+    with torch.no_grad():
+        expected = model(x, attention_mask=mask).logits
+        got = half(x, attention_mask=mask).logits
+    assert got.dtype == dtype
+    assert (got.float() - expected).abs().max() <= HALF_TOLERANCE[dtype]
+    assert (got.float().argmax(-1) == expected.argmax(-1)).float().mean() > 0.9
+
+
+def test_default_model_name_is_exported():
+    assert openalbert.DEFAULT_MODEL.startswith("openalbert/")

@@ -1,0 +1,113 @@
+"""AlbertConfig: defaults, presets, validation, and config.json both ways with transformers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import openalbert
+from openalbert import AlbertConfig
+
+transformers = pytest.importorskip("transformers")
+
+
+def test_defaults_are_albert_base_v2():
+    assert AlbertConfig() == AlbertConfig.from_preset("albert-base-v2")
+    c = AlbertConfig()
+    assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.intermediate_size) == (
+        768,
+        12,
+        12,
+        3072,
+    )
+    assert (c.embedding_size, c.vocab_size, c.hidden_act) == (128, 30000, "gelu_new")
+
+
+def test_albert_base_v2_backbone_has_11_683_584_parameters():
+    model = openalbert.AlbertModel(AlbertConfig.from_preset("albert-base-v2"))
+    assert model.num_parameters() == 11_683_584
+
+
+@pytest.mark.parametrize("name", sorted(openalbert.PRESETS))
+def test_presets_build_and_match_known_sizes(name):
+    c = AlbertConfig.from_preset(name)
+    size = name.split("-")[0]
+    assert c.hidden_size == {"base": 768, "large": 1024, "xlarge": 2048, "xxlarge": 4096}[size]
+    assert c.hidden_act == ("gelu" if name.endswith("v1") else "gelu_new")
+    # also readable under the hub names
+    assert AlbertConfig.from_preset(f"albert/albert-{name}") == c
+
+
+def test_unknown_preset_names_the_choices():
+    with pytest.raises(ValueError, match="albert-base-v2"):
+        AlbertConfig.from_preset("albert-huge")
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (
+            dict(num_hidden_layers=12, num_hidden_groups=5),
+            r"num_hidden_layers \(12\).*num_hidden_groups \(5\)",
+        ),
+        (dict(hidden_size=768, num_attention_heads=10), r"hidden_size \(768\).*num_attention_heads \(10\)"),
+        (dict(hidden_act="gelu_newest"), "gelu_newest"),
+        (dict(position_embedding_type="rotary"), "rotary"),
+        (dict(vocab_size=0), "vocab_size"),
+    ],
+)
+def test_invalid_configs_raise_naming_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AlbertConfig(**kwargs)
+
+
+def test_num_labels_and_label_maps_stay_consistent():
+    c = AlbertConfig(id2label={0: "neg", 1: "neu", 2: "pos"})
+    assert c.num_labels == 3 and c.label2id == {"neg": 0, "neu": 1, "pos": 2}
+    c.num_labels = 5
+    assert len(c.id2label) == 5 and c.label2id["LABEL_4"] == 4
+
+
+def test_our_config_json_reads_in_transformers(tmp_path):
+    ours = AlbertConfig(
+        hidden_size=64,
+        num_attention_heads=4,
+        id2label={0: "a", 1: "b", 2: "c"},
+        position_embedding_type="relative_key",
+        problem_type="single_label_classification",
+    )
+    ours.save_pretrained(tmp_path)
+    theirs = transformers.AlbertConfig.from_pretrained(tmp_path)
+    for key, value in ours.to_dict().items():
+        if key in ("id2label",):
+            assert theirs.id2label == ours.id2label
+        elif key != "extra":
+            assert getattr(theirs, key) == value, key
+    assert theirs.num_labels == 3
+
+
+def test_their_config_json_reads_here_and_round_trips_unknown_keys(tmp_path):
+    theirs = transformers.AlbertConfig(hidden_size=64, num_attention_heads=4, num_labels=4, inner_group_num=2)
+    theirs.save_pretrained(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    raw |= {"down_scale_factor": 1, "gap_size": 0, "net_structure_type": 0, "num_memory_blocks": 0}
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    ours = AlbertConfig.from_pretrained(tmp_path)
+    assert (ours.hidden_size, ours.num_labels, ours.inner_group_num) == (64, 4, 2)
+    assert ours.extra["gap_size"] == 0
+    out = tmp_path / "again"
+    ours.save_pretrained(out)
+    again = json.loads((out / "config.json").read_text())
+    assert again["net_structure_type"] == 0 and again["model_type"] == "albert"
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope"):
+        AlbertConfig.from_pretrained(tmp_path / "nope")
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        AlbertConfig.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ValueError, match="'bert'"):
+        AlbertConfig.from_pretrained(tmp_path)
