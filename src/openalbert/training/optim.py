@@ -1,0 +1,168 @@
+"""Optimizers and the learning-rate schedule for pretraining and fine-tuning.
+
+LAMB follows You et al. 2019 ("Large Batch Optimization for Deep Learning", arXiv:1904.00962) as ALBERT
+used it (google-research/albert `lamb_optimizer.py`): Adam moments without bias correction, decoupled
+weight decay added to the update, and a layer-wise trust ratio ||w|| / ||update||. AdamW is torch's.
+The schedule is ALBERT's linear warm-up then linear decay to zero, as a resumable `LambdaLR`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+OPTIMIZERS = ("lamb", "adamw")
+
+# Parameters of these modules are scales and shifts, not features: decaying them towards 0 only hurts.
+NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+)
+
+
+class Lamb(torch.optim.Optimizer):
+    """LAMB as in ALBERT's pretraining: un-corrected Adam moments, decoupled decay, per-tensor trust ratio.
+
+    Per parameter group: `lr`, `betas`, `eps`, `weight_decay` and `layer_adaptation` (apply the trust
+    ratio; ALBERT turned it off for exactly the tensors it excluded from weight decay).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+        layer_adaptation: bool = True,
+    ) -> None:
+        if lr < 0.0:
+            raise ValueError(f"Lamb: learning rate must be >= 0, got {lr}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"Lamb: betas must be in [0, 1), got {betas}")
+        if eps <= 0.0:
+            raise ValueError(f"Lamb: eps must be > 0, got {eps}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Lamb: weight_decay must be >= 0, got {weight_decay}")
+        defaults = dict(
+            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, layer_adaptation=layer_adaptation
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001 - torch's Optimizer.step signature
+        """Apply one LAMB update to every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            weight_decay, adapt = group["weight_decay"], group["layer_adaptation"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if grad.is_sparse:
+                    raise RuntimeError("Lamb does not support sparse gradients")
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                # No bias correction: ALBERT's LAMB divides the raw moments.
+                update = m / (v.sqrt() + eps)
+                if weight_decay:
+                    update.add_(p, alpha=weight_decay)
+                if adapt:
+                    w_norm = torch.linalg.vector_norm(p)
+                    u_norm = torch.linalg.vector_norm(update)
+                    # torch.where keeps this on the device: no host sync per parameter.
+                    ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+                    p.add_(update * ratio, alpha=-lr)
+                else:
+                    p.add_(update, alpha=-lr)
+        return loss
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Split `model`'s trainable parameters into a decayed group and a no-decay group.
+
+    No decay for every parameter of a normalisation module (by type: LayerNorm, RMSNorm, ...) and for
+    every parameter registered under the name `bias`. Tied parameters appear once.
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module in model.modules():
+        is_norm = isinstance(module, NO_DECAY_MODULES)
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (no_decay if is_norm or name == "bias" else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(
+    model: nn.Module,
+    name: str = "lamb",
+    lr: float = 1e-3,
+    weight_decay: float = 0.01,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-6,
+) -> torch.optim.Optimizer:
+    """LAMB or AdamW over `param_groups(model, weight_decay)`; AdamW uses torch's fused kernel when it can."""
+    groups = param_groups(model, weight_decay)
+    if name == "lamb":
+        for g in groups:
+            # As ALBERT: tensors excluded from decay (LayerNorm, biases) also skip the trust ratio.
+            g["layer_adaptation"] = g["weight_decay"] > 0
+        return Lamb(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    if name == "adamw":
+        params = [p for g in groups for p in g["params"]]
+        fused = bool(params) and all(
+            p.is_floating_point() and p.device.type in ("cpu", "cuda") and type(p) is nn.Parameter
+            for p in params
+        )
+        try:
+            return torch.optim.AdamW(
+                groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused
+            )
+        except (RuntimeError, ValueError):
+            # Fused kernels reject some dtype/device mixes; the foreach implementation takes everything.
+            return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
+    """Linear warm-up to the peak learning rate over `warmup_steps`, then linear decay to 0 at `total_steps`.
+
+    Optimizer step `s` (0-based) uses `lr * (s + 1) / warmup_steps` during warm-up, so no step is wasted
+    at lr 0, then `lr * (total_steps - s) / (total_steps - warmup_steps)`.
+    """
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return LambdaLR(optimizer, factor)
