@@ -1,0 +1,1068 @@
+"""The training loop shared by pretraining and fine-tuning.
+
+Model-agnostic: it trains any `nn.Module` whose `forward(**batch)` returns an object with `.loss`; an
+optional `.metrics` dict of `(sum, count)` tensor pairs is accumulated and logged as `sum / count`.
+It handles gradient accumulation, clipping, bf16 autocast, LAMB/AdamW with a linear schedule,
+DistributedDataParallel or FSDP2 under `torchrun`, atomic HF-format checkpoints with everything
+needed for an exact resume, SIGINT/SIGTERM (finish the step, save, return), metrics in JSONL, a tqdm
+bar, periodic evaluation, the best checkpoint by a metric, early stopping, and a PNG of the curves.
+
+Layout of `output_dir`: `checkpoints/step-NNNNNNNN/` (model files + `trainer_state.pt`), `best/` when a
+best metric is tracked, `metrics.jsonl`, `curves.png`, and the final model files at the top level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from openalbert.training.optim import OPTIMIZERS, build_optimizer, linear_schedule
+
+TRAINER_STATE = "trainer_state.pt"
+METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"
+CHECKPOINTS_DIR = "checkpoints"
+BEST_DIR = "best"
+_CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
+
+
+# ---- configuration and result --------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters and bookkeeping of one training run; `batch_size` is per process and micro-batch.
+
+    The global batch is `batch_size * grad_accum * world_size`. Give `max_steps` or `num_epochs`.
+    """
+
+    output_dir: str | Path
+    max_steps: int | None = None
+    num_epochs: float | None = None
+    batch_size: int = 32
+    grad_accum: int = 1
+    learning_rate: float = 1e-3
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    optimizer: str = "lamb"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-6
+    max_grad_norm: float | None = 1.0
+    bf16: bool = False
+    device: str = "auto"
+    seed: int = 0
+    drop_last: bool = True
+    log_every: int = 1
+    save_every: int = 0
+    keep_last: int = 3
+    eval_every: int = 0
+    eval_batch_size: int | None = None
+    best_metric: str | None = None
+    greater_is_better: bool = True
+    early_stopping_patience: int | None = None
+    resume: bool | str | Path = False
+    overwrite: bool = False
+    fsdp: bool = False
+    find_unused_parameters: bool = False
+    num_threads: int | None = None
+    progress: bool = True
+    plot: bool = True
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent value."""
+        if self.max_steps is None and self.num_epochs is None:
+            raise ValueError("give max_steps or num_epochs")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.num_epochs is not None and self.num_epochs <= 0:
+            raise ValueError(f"num_epochs must be > 0, got {self.num_epochs}")
+        for name in ("batch_size", "grad_accum", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("save_every", "eval_every", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {self.keep_last}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclass
+class TrainResult:
+    """What a run did: the step it reached, whether a signal stopped it, and where things are."""
+
+    step: int
+    output_dir: Path
+    interrupted: bool = False
+    signal: int | None = None
+    early_stopped: bool = False
+    last_loss: float | None = None
+    best_metric: float | None = None
+    last_checkpoint: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when finished; 128 + signal number (130 for SIGINT, 143 for SIGTERM) when stopped by a signal."""
+        return 128 + self.signal if self.interrupted and self.signal else 0
+
+
+# ---- data order -----------------------------------------------------------------------------------------
+
+
+class ResumableSampler:
+    """Batches of example indices: a seeded permutation per epoch, strided over ranks, resumable mid-epoch.
+
+    Rank `r` of `w` takes every `w`-th index of the epoch's permutation, so the union of the ranks' first
+    batches is the first `batch_size * w` indices: the same global batch one process would draw with
+    `batch_size * w`. `state_dict()` holds (epoch, position) so a restored sampler continues exactly.
+    """
+
+    def __init__(
+        self,
+        num_examples: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        drop_last: bool = True,
+    ) -> None:
+        if num_examples < 1:
+            raise ValueError("the dataset is empty")
+        if drop_last and num_examples < batch_size * world_size:
+            raise ValueError(
+                f"the dataset has {num_examples} examples, fewer than one global batch "
+                f"({batch_size} x {world_size} processes); lower the batch size"
+            )
+        self.num_examples, self.batch_size, self.seed = num_examples, batch_size, seed
+        self.rank, self.world_size, self.shuffle, self.drop_last = rank, world_size, shuffle, drop_last
+        if drop_last:
+            self.per_rank = num_examples // world_size
+            self.batches_per_epoch = self.per_rank // batch_size
+        else:
+            self.per_rank = math.ceil(num_examples / world_size)
+            self.batches_per_epoch = math.ceil(self.per_rank / batch_size)
+        self.epoch = 0
+        self.position = 0  # batches already taken in this epoch
+        self._shard: np.ndarray | None = None
+
+    def _make_shard(self) -> np.ndarray:
+        n = self.num_examples
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        )
+        total = self.per_rank * self.world_size
+        # drop_last trims the tail; otherwise pad by wrapping so every rank has the same number of batches.
+        order = order[:total] if total <= n else np.concatenate([order, np.resize(order, total - n)])
+        return order[self.rank :: self.world_size]
+
+    def next_batch(self) -> list[int]:
+        """The next batch of this rank's indices, moving to the next epoch when this one is used up."""
+        if self.position >= self.batches_per_epoch:
+            self.epoch += 1
+            self.position = 0
+            self._shard = None
+        if self._shard is None:
+            self._shard = self._make_shard()
+        start = self.position * self.batch_size
+        self.position += 1
+        return self._shard[start : start + self.batch_size].tolist()
+
+    @property
+    def epoch_progress(self) -> float:
+        """Epochs completed, fractional."""
+        return self.epoch + self.position / self.batches_per_epoch
+
+    def state_dict(self) -> dict[str, int]:
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "num_examples": self.num_examples,
+            "world_size": self.world_size,
+            "batch_size": self.batch_size,
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue where `state` left off; a changed dataset size is an error, a changed world an estimate."""
+        if state["num_examples"] != self.num_examples:
+            raise ValueError(
+                f"the checkpoint was trained on {state['num_examples']} examples but the dataset now has "
+                f"{self.num_examples}; resume with the same data"
+            )
+        self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
+        old_global = state["world_size"] * state["batch_size"]
+        if old_global != self.world_size * self.batch_size:
+            # A different number of processes or batch size cannot continue the same order exactly:
+            # keep the epoch and the share of it already seen.
+            warnings.warn(
+                f"resuming with a global batch of {self.world_size * self.batch_size} instead of "
+                f"{old_global}: the data order continues approximately",
+                stacklevel=2,
+            )
+            self.position = min(
+                self.batches_per_epoch, self.position * old_global // (self.world_size * self.batch_size)
+            )
+        self._shard = None
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, grad_accum: int = 1, world_size: int = 1) -> int:
+    """Optimizer steps in one pass over `num_examples` (last partial global batch dropped)."""
+    return max(1, num_examples // world_size // batch_size // grad_accum)
+
+
+def default_collate(examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack equally shaped per-example tensors (or numbers / numpy arrays) key by key."""
+    batch: dict[str, torch.Tensor] = {}
+    for key in examples[0]:
+        values = [e[key] for e in examples]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.stack(values)
+        else:
+            batch[key] = torch.as_tensor(np.asarray(values))
+    return batch
+
+
+def _fetch(dataset: Any, indices: list[int]) -> list[Any]:
+    getitems = getattr(dataset, "__getitems__", None)
+    return getitems(indices) if getitems is not None else [dataset[i] for i in indices]
+
+
+# ---- processes and devices ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DistEnv:
+    """This process's place in the job: rank, world size, device, and whether we created the group."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    created_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """'auto' picks CUDA when present; under torchrun a bare 'cuda' becomes this process's GPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was requested but CUDA is not available; use --device cpu")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    return dev
+
+
+def setup_distributed(device: str = "auto") -> DistEnv:
+    """Read torchrun's RANK/WORLD_SIZE/LOCAL_RANK and join the process group (gloo on CPU, nccl on CUDA)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local_rank)
+    created = False
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        created = True
+    if dist.is_initialized():
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+    return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=dev, created_group=created)
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------------
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_dir_atomically(final: Path, write: Callable[[Path], None]) -> Path:
+    """Fill a temporary sibling directory with `write(tmp)`, fsync it, then rename it onto `final`."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    old: Path | None = None
+    try:
+        write(tmp)
+        _fsync_tree(tmp)
+        if final.exists():
+            # rename() cannot replace a non-empty directory: move the old one aside first.
+            old = final.with_name(f".old-{final.name}-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not final.exists():
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints under `output_dir/checkpoints`, oldest first."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        m = _CHECKPOINT_RE.match(path.name)
+        if m and (path / TRAINER_STATE).is_file():
+            found.append((int(m.group(1)), path))
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint, or None."""
+    found = list_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        # numpy's state holds an ndarray; plain lists keep trainer_state.pt loadable with weights_only=True.
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_module(module: nn.Module, directory: Path) -> None:
+    """Default snapshot writer: `save_pretrained` when the module has it, else safetensors of its weights."""
+    if hasattr(module, "save_pretrained"):
+        module.save_pretrained(directory)
+    else:
+        from safetensors.torch import save_model
+
+        save_model(module, str(directory / "model.safetensors"))
+
+
+def load_module(module: nn.Module, directory: Path) -> None:
+    """Default snapshot reader: load `model.safetensors` into `module`.
+
+    Keys that a `save_pretrained` dropped because they are tied to another tensor may be missing;
+    any other missing or unexpected key is an error.
+    """
+    from safetensors.torch import load_file
+
+    path = directory / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no model.safetensors in checkpoint {directory}")
+    state = load_file(str(path))
+    result = module.load_state_dict(state, strict=False)
+    params = module.state_dict(keep_vars=True)
+    loaded_ptrs = {params[k].data_ptr() for k in state if k in params}
+    untied = [k for k in result.missing_keys if params[k].data_ptr() not in loaded_ptrs]
+    if untied or result.unexpected_keys:
+        raise ValueError(
+            f"checkpoint {directory} does not match the model: missing {untied[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+# ---- signals ---------------------------------------------------------------------------------------------------
+
+
+class _StopOnSignal:
+    """Turn the first SIGINT/SIGTERM into a flag the loop checks after each step; a second SIGINT aborts."""
+
+    def __init__(self, enabled: bool, verbose: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.verbose = verbose
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        if self.verbose:
+            print(
+                f"\nopenalbert: got {signal.Signals(signum).name}: finishing this step, saving a checkpoint, "
+                "then stopping (again to abort)",
+                file=sys.stderr,
+            )
+
+    def __enter__(self) -> _StopOnSignal:
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# ---- the loop -----------------------------------------------------------------------------------------------------
+
+
+SaveFn = Callable[[nn.Module, Path], None]
+
+
+class Trainer:
+    """One training run; `train()` is the functional entry point. See the module docstring."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_dataset: Any,
+        config: TrainConfig,
+        *,
+        eval_dataset: Any | None = None,
+        collate_fn: Callable[[Sequence[Any]], dict[str, torch.Tensor]] = default_collate,
+        evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+        save_model: SaveFn = save_module,
+        load_model: SaveFn = load_module,
+        on_log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        config.validate()
+        if not hasattr(train_dataset, "__len__") or not hasattr(train_dataset, "__getitem__"):
+            raise ValueError("train_dataset must be map-style (define __len__ and __getitem__)")
+        self.model, self.train_dataset, self.config = model, train_dataset, config
+        self.eval_dataset, self.collate_fn, self.custom_evaluate = eval_dataset, collate_fn, evaluate
+        self.save_model, self.load_model, self.on_log = save_model, load_model, on_log
+        self.output_dir = Path(config.output_dir)
+
+    # -- setup ---------------------------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        cfg = self.config
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.env = env = setup_distributed(cfg.device)
+        if cfg.bf16 and env.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                f"bf16 was requested but {torch.cuda.get_device_name(env.device)} does not support it"
+            )
+        self.sampler = ResumableSampler(
+            len(self.train_dataset),
+            cfg.batch_size,
+            cfg.seed,
+            env.rank,
+            env.world_size,
+            drop_last=cfg.drop_last,
+        )
+        if cfg.max_steps is not None:
+            self.max_steps = cfg.max_steps
+        else:
+            self.max_steps = max(
+                1, math.ceil(cfg.num_epochs * self.sampler.batches_per_epoch / cfg.grad_accum)
+            )
+        if cfg.warmup_steps > self.max_steps:
+            raise ValueError(
+                f"warmup_steps ({cfg.warmup_steps}) exceeds the number of steps ({self.max_steps})"
+            )
+
+        resume_dir = self._find_resume_dir()
+        if env.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            for stale in (self.output_dir / CHECKPOINTS_DIR).glob(".*-step-*"):
+                shutil.rmtree(stale, ignore_errors=True)  # debris of a save that was killed mid-write
+        env.barrier()
+
+        model = self.model.to(env.device)
+        if resume_dir is not None:
+            self.load_model(model, resume_dir)
+        self.model = model
+        self._save_template: nn.Module | None = None
+        self.fsdp = cfg.fsdp and env.distributed
+        if self.fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            # Rank 0 keeps an unsharded CPU copy to write HF-format snapshots from the gathered weights.
+            self._save_template = copy.deepcopy(model).cpu() if env.is_main else None
+            fully_shard(model)
+            self.wrapped = model
+        elif env.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [env.device.index] if env.device.type == "cuda" else None
+            self.wrapped = DDP(model, device_ids=ids, find_unused_parameters=cfg.find_unused_parameters)
+        else:
+            self.wrapped = model
+        self.optimizer = build_optimizer(
+            model, cfg.optimizer, cfg.learning_rate, cfg.weight_decay, cfg.betas, cfg.eps
+        )
+        self.scheduler = linear_schedule(self.optimizer, cfg.warmup_steps, self.max_steps)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+
+        self.step = 0
+        self.elapsed_before = 0.0
+        self.best: float | None = None
+        self.evals_without_improvement = 0
+        # Training randomness (dropout) differs per rank; initialisation was done by the caller.
+        seed = cfg.seed + env.rank
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        if resume_dir is not None:
+            self._load_trainer_state(resume_dir)
+        self.metrics_path = self.output_dir / METRICS_FILE
+        if env.is_main:
+            self._trim_metrics()
+
+    def _find_resume_dir(self) -> Path | None:
+        cfg = self.config
+        existing = latest_checkpoint(self.output_dir)
+        if cfg.resume is False or cfg.resume is None:
+            if existing is not None and not cfg.overwrite:
+                raise ValueError(
+                    f"{self.output_dir} already holds checkpoints (newest {existing.name}); pass resume to "
+                    "continue that run, overwrite to start over, or choose a new output directory"
+                )
+            if existing is not None:
+                self.env.barrier()  # every rank has looked before rank 0 deletes
+                if self.env.is_main:
+                    shutil.rmtree(self.output_dir / CHECKPOINTS_DIR, ignore_errors=True)
+            return None
+        if cfg.resume is True:
+            if existing is None and self.env.is_main:
+                print(
+                    f"openalbert: no checkpoint in {self.output_dir} yet; starting from scratch",
+                    file=sys.stderr,
+                )
+            return existing
+        path = Path(cfg.resume)
+        if not (path / TRAINER_STATE).is_file():
+            raise FileNotFoundError(f"{path} is not a checkpoint directory (no {TRAINER_STATE})")
+        return path
+
+    def _load_trainer_state(self, directory: Path) -> None:
+        state = torch.load(directory / TRAINER_STATE, map_location="cpu", weights_only=True)
+        if bool(state.get("fsdp", False)) != self.fsdp:
+            how = "with" if state.get("fsdp") else "without"
+            raise ValueError(f"{directory} was written {how} FSDP; resume it the same way")
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            # The saved state is the full (unsharded) one; each rank keeps its own shard of it.
+            opts = StateDictOptions(full_state_dict=True)
+            set_optimizer_state_dict(self.wrapped, self.optimizer, state["optimizer"], options=opts)
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.step = int(state["step"])
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+        self.best = state.get("best")
+        self.evals_without_improvement = int(state.get("evals_without_improvement", 0))
+        rngs = state["rng"]
+        if len(rngs) == self.env.world_size:
+            _set_rng_state(rngs[self.env.rank])
+        else:
+            warnings.warn(
+                "resuming with a different number of processes: random streams restart", stacklevel=2
+            )
+        if self.env.is_main and self.config.progress:
+            print(f"openalbert: resumed from {directory} at step {self.step}", file=sys.stderr)
+
+    def _trim_metrics(self) -> None:
+        """Drop rows past the resumed step (logged after the last checkpoint of an interrupted run)."""
+        path = self.metrics_path
+        if not path.exists():
+            return
+        if self.step == 0:
+            path.unlink()
+            return
+        rows = path.read_text().splitlines()
+        kept = [r for r in rows if r.strip() and json.loads(r).get("step", 0) <= self.step]
+        if len(kept) != len(rows):
+            path.write_text("".join(r + "\n" for r in kept))
+
+    # -- checkpointing --------------------------------------------------------------------------------------------
+
+    def _gathered_model(self) -> nn.Module | None:
+        """A module holding the full weights on rank 0 (None elsewhere); collective under FSDP."""
+        if not self.fsdp:
+            return self.model if self.env.is_main else None
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(
+            self.wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        if not self.env.is_main:
+            return None
+        self._save_template.load_state_dict(full)
+        return self._save_template
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        if not self.fsdp:
+            return self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_optimizer_state_dict(self.wrapped, self.optimizer, options=opts)
+
+    def save_checkpoint(self) -> Path:
+        """Write `checkpoints/step-N` atomically (all ranks must call), then prune to `keep_last`."""
+        env = self.env
+        rngs = [None] * env.world_size
+        if env.distributed:
+            dist.all_gather_object(rngs, _rng_state())
+        else:
+            rngs = [_rng_state()]
+        module = self._gathered_model()
+        optim_state = self._optimizer_state()
+        final = self.output_dir / CHECKPOINTS_DIR / f"step-{self.step:08d}"
+        if env.is_main:
+            state = {
+                "version": 1,
+                "step": self.step,
+                "optimizer": optim_state,
+                "scheduler": self.scheduler.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "rng": rngs,
+                "elapsed": self.elapsed_before + (time.perf_counter() - self.start_time),
+                "best": self.best,
+                "evals_without_improvement": self.evals_without_improvement,
+                "fsdp": self.fsdp,
+                "config": {
+                    k: (str(v) if isinstance(v, Path) else v)
+                    for k, v in dataclasses.asdict(self.config).items()
+                },
+            }
+
+            def write(tmp: Path) -> None:
+                self.save_model(module, tmp)
+                torch.save(state, tmp / TRAINER_STATE)
+
+            write_dir_atomically(final, write)
+            for stale in list_checkpoints(self.output_dir)[: -self.config.keep_last]:
+                shutil.rmtree(stale, ignore_errors=True)
+        env.barrier()
+        return final
+
+    def _save_snapshot(self, directory: Path) -> None:
+        """Write model files only (no trainer state) to `directory`, atomically; all ranks call."""
+        module = self._gathered_model()
+        if self.env.is_main:
+            write_dir_atomically(directory, lambda tmp: self.save_model(module, tmp))
+        self.env.barrier()
+
+    def _export_final(self, source: Path) -> None:
+        """Copy the final (or best) snapshot's model files to the top of output_dir, beside the metrics."""
+        if not self.env.is_main:
+            return
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=self.output_dir))
+        try:
+            for f in source.iterdir():
+                if f.is_file() and f.name != TRAINER_STATE:
+                    shutil.copy2(f, staging / f.name)
+            _fsync_tree(staging)
+            for f in staging.iterdir():
+                os.replace(f, self.output_dir / f.name)
+            _fsync_dir(self.output_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    # -- evaluation ----------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss and pooled `.metrics` over the eval dataset, prefixed `eval_` (collective)."""
+        if self.custom_evaluate is not None:
+            return self.custom_evaluate(self.model)
+        env, cfg, ds = self.env, self.config, self.eval_dataset
+        # Pad by wrapping so every rank runs the same number of forwards (FSDP needs it).
+        per_rank = math.ceil(len(ds) / env.world_size)
+        indices = np.resize(np.arange(len(ds)), per_rank * env.world_size)[
+            env.rank :: env.world_size
+        ].tolist()
+        bs = cfg.eval_batch_size or cfg.batch_size
+        # fully_shard works in place, so self.model is the FSDP module; DDP's wrapper is not needed here.
+        module = self.model
+        module.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
+        sums: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, len(indices), bs):
+            idx = indices[start : start + bs]
+            batch = self._to_device(self.collate_fn(_fetch(ds, idx)))
+            with self._autocast():
+                out = module(**batch)
+            loss_sum += out.loss.detach().double() * len(idx)
+            self._accumulate(sums, out)
+        module.train()
+        names = list(sums)
+        vec = torch.stack(
+            [loss_sum, torch.tensor(float(len(indices)), dtype=torch.float64, device=env.device)]
+            + [t for n in names for t in sums[n]]
+        )
+        if env.distributed:
+            dist.all_reduce(vec)
+        values = vec.tolist()
+        result = {"eval_loss": values[0] / values[1]}
+        for i, name in enumerate(names):
+            num, den = values[2 + 2 * i], values[3 + 2 * i]
+            result[f"eval_{name}"] = num / den if den else float("nan")
+        return result
+
+    # -- the step ------------------------------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.env.device.type == "cpu":
+            return batch
+        return {k: v.to(self.env.device, non_blocking=True) for k, v in batch.items()}
+
+    @staticmethod
+    def _accumulate(sums: dict[str, list[torch.Tensor]], out: Any) -> None:
+        for name, (num, den) in (getattr(out, "metrics", None) or {}).items():
+            num, den = num.detach().double(), torch.as_tensor(den).detach().double()
+            if name in sums:
+                sums[name][0] += num
+                sums[name][1] += den
+            else:
+                sums[name] = [num.clone(), den.clone()]
+
+    def _micro_context(self, last: bool) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce on all but the last micro-batch of an accumulated step."""
+        if not self.env.distributed or last:
+            if self.fsdp:
+                self.wrapped.set_requires_gradient_sync(True)
+            return contextlib.nullcontext()
+        if self.fsdp:
+            self.wrapped.set_requires_gradient_sync(False)
+            return contextlib.nullcontext()
+        return self.wrapped.no_sync()
+
+    def _train_step(self, window: dict[str, Any]) -> None:
+        cfg = self.config
+        for micro in range(cfg.grad_accum):
+            batch = self._to_device(self.collate_fn(_fetch(self.train_dataset, self.sampler.next_batch())))
+            mask = batch.get("attention_mask")
+            window["tokens"] += mask.sum() if mask is not None else next(iter(batch.values())).numel()
+            with self._micro_context(micro == cfg.grad_accum - 1):
+                with self._autocast():
+                    out = self.wrapped(**batch)
+                loss = out.loss
+                (loss / cfg.grad_accum).backward()
+            window["loss"] += loss.detach().double()
+            window["micro"] += 1
+            self._accumulate(window["sums"], out)
+        if cfg.max_grad_norm:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        if hasattr(norm, "full_tensor"):
+            norm = norm.full_tensor()  # FSDP: a DTensor
+        window["grad_norm"] += norm.detach().double()
+        window["steps"] += 1
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+
+    def _new_window(self) -> dict[str, Any]:
+        zero = torch.zeros((), dtype=torch.float64, device=self.env.device)
+        return {
+            "loss": zero.clone(),
+            "grad_norm": zero.clone(),
+            "tokens": zero.clone(),
+            "micro": 0,
+            "steps": 0,
+            "sums": {},
+            "t0": time.perf_counter(),
+        }
+
+    def _log_row(self, window: dict[str, Any], lr: float) -> dict[str, Any]:
+        """Reduce the window over ranks with one collective and one host transfer; return the JSONL row."""
+        env = self.env
+        names = list(window["sums"])
+        vec = torch.stack(
+            [window["loss"], window["grad_norm"], window["tokens"]]
+            + [t for n in names for t in window["sums"][n]]
+        )
+        if env.distributed:
+            dist.all_reduce(vec)
+        values = vec.tolist()
+        now = time.perf_counter()
+        micro = window["micro"] * env.world_size
+        row: dict[str, Any] = {
+            "step": self.step,
+            "epoch": round(self.sampler.epoch_progress, 4),
+            "loss": values[0] / micro,
+        }
+        for i, name in enumerate(names):
+            den = values[4 + 2 * i]
+            row[name] = values[3 + 2 * i] / den if den else float("nan")
+        row["lr"] = lr
+        row["grad_norm"] = values[1] / env.world_size / window["steps"]
+        row["tokens_per_s"] = values[2] / max(now - window["t0"], 1e-9)
+        row["elapsed"] = round(self.elapsed_before + now - self.start_time, 3)
+        return row
+
+    def _append_metrics(self, row: dict[str, Any]) -> None:
+        if self.env.is_main:
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        if self.on_log is not None:
+            self.on_log(row)
+
+    def _should_stop(self, flag: _StopOnSignal) -> bool:
+        if not self.env.distributed:
+            return flag.signum is not None
+        # Every rank must stop after the same step or the next collective hangs: agree on the flag.
+        t = torch.tensor([flag.signum or 0], dtype=torch.int64, device=self.env.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        if t.item() and flag.signum is None:
+            flag.signum = int(t.item())
+        return bool(t.item())
+
+    def _maybe_evaluate(self, force: bool = False) -> bool:
+        """Evaluate when due; track the best snapshot; return True when early stopping triggers."""
+        cfg = self.config
+        has_eval = self.eval_dataset is not None or self.custom_evaluate is not None
+        due = cfg.eval_every and self.step % cfg.eval_every == 0
+        if not has_eval or not (due or force):
+            return False
+        metrics = self.evaluate()
+        self.last_eval = metrics
+        self._append_metrics({"step": self.step, **metrics})
+        if cfg.best_metric is None:
+            return False
+        if cfg.best_metric not in metrics:
+            raise ValueError(
+                f"best_metric {cfg.best_metric!r} is not among the evaluation metrics {sorted(metrics)}"
+            )
+        value = metrics[cfg.best_metric]
+        improved = self.best is None or (value > self.best if cfg.greater_is_better else value < self.best)
+        if improved:
+            self.best = value
+            self.evals_without_improvement = 0
+            self._save_snapshot(self.output_dir / BEST_DIR)
+        else:
+            self.evals_without_improvement += 1
+        return (
+            cfg.early_stopping_patience is not None
+            and self.evals_without_improvement >= cfg.early_stopping_patience
+        )
+
+    def run(self) -> TrainResult:
+        """Train to `max_steps` (or a signal, or early stopping); see the module docstring for outputs."""
+        self.env = DistEnv()  # replaced first thing in _setup; the finally below needs it to exist
+        try:
+            self._setup()
+            return self._run()
+        finally:
+            if self.env.created_group:
+                dist.destroy_process_group()
+
+    def _run(self) -> TrainResult:
+        cfg, env = self.config, self.env
+        from tqdm.auto import tqdm
+
+        self.start_time = time.perf_counter()
+        self.last_eval: dict[str, float] = {}
+        result = TrainResult(step=self.step, output_dir=self.output_dir)
+        bar = tqdm(
+            total=self.max_steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=not (cfg.progress and env.is_main),
+        )
+        self.wrapped.train()
+        window = self._new_window()
+        last_row: dict[str, Any] = {}
+        saved_at = -1
+        with _StopOnSignal(enabled=True, verbose=env.is_main) as flag, bar:
+            while self.step < self.max_steps:
+                self._train_step(window)
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == self.max_steps:
+                    last_row = self._log_row(window, self.scheduler.get_last_lr()[0])
+                    self._append_metrics(last_row)
+                    bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}", refresh=False)
+                    window = self._new_window()
+                stop_early = self._maybe_evaluate()
+                if cfg.save_every and self.step % cfg.save_every == 0:
+                    result.last_checkpoint = self.save_checkpoint()
+                    saved_at = self.step
+                if self._should_stop(flag):
+                    result.interrupted, result.signal = True, flag.signum
+                    break
+                if stop_early:
+                    result.early_stopped = True
+                    break
+        finished = not result.interrupted and not result.early_stopped
+        if (
+            finished
+            and (self.eval_dataset is not None or self.custom_evaluate is not None)
+            and (not cfg.eval_every or self.step % cfg.eval_every)
+        ):
+            self._maybe_evaluate(force=True)
+        if saved_at != self.step:
+            result.last_checkpoint = self.save_checkpoint()
+        if not result.interrupted:
+            best_dir = self.output_dir / BEST_DIR
+            source = best_dir if cfg.best_metric and best_dir.is_dir() else result.last_checkpoint
+            self._export_final(source)
+        env.barrier()
+        if env.is_main and cfg.plot:
+            plot_curves(self.metrics_path, self.output_dir / CURVES_FILE)
+        result.step = self.step
+        result.last_loss = last_row.get("loss")
+        result.best_metric = self.best
+        result.metrics = {**last_row, **self.last_eval}
+        return result
+
+
+def train(
+    model: nn.Module,
+    train_dataset: Any,
+    config: TrainConfig,
+    *,
+    eval_dataset: Any | None = None,
+    collate_fn: Callable[[Sequence[Any]], dict[str, torch.Tensor]] = default_collate,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    save_model: SaveFn = save_module,
+    load_model: SaveFn = load_module,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train `model` (forward(**batch) -> object with `.loss`) on a map-style dataset; see the module docstring.
+
+    `save_model(module, dir)` / `load_model(module, dir)` write and read a snapshot's model files (default:
+    `save_pretrained` / `model.safetensors`); `evaluate(module) -> metrics` replaces the default eval loss;
+    `on_log(row)` sees every metrics row on every rank.
+    """
+    trainer = Trainer(
+        model,
+        train_dataset,
+        config,
+        eval_dataset=eval_dataset,
+        collate_fn=collate_fn,
+        evaluate=evaluate,
+        save_model=save_model,
+        load_model=load_model,
+        on_log=on_log,
+    )
+    return trainer.run()
+
+
+# ---- curves ------------------------------------------------------------------------------------------------------
+
+
+def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
+    """Plot the metrics.jsonl columns (losses, accuracies, learning rate, throughput) against step into a PNG."""
+    metrics_path, png_path = Path(metrics_path), Path(png_path)
+    if not metrics_path.is_file():
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        warnings.warn(
+            "matplotlib is not installed (pip install openalbert[train]): no curves.png", stacklevel=2
+        )
+        return None
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key in ("step", "epoch", "elapsed") or not isinstance(value, (int, float)):
+                continue
+            xs, ys = series.setdefault(key, ([], []))
+            xs.append(row["step"])
+            ys.append(value)
+    panels = {
+        "loss": [k for k in series if k.endswith("loss")],
+        "accuracy / metric": [k for k in series if k.startswith("eval_") and not k.endswith("loss")]
+        + [k for k in series if k.endswith("accuracy") and not k.startswith("eval_")],
+        "learning rate": [k for k in series if k == "lr"],
+        "gradient norm": [k for k in series if k == "grad_norm"],
+        "tokens / s": [k for k in series if k == "tokens_per_s"],
+    }
+    panels = {title: keys for title, keys in panels.items() if keys}
+    if not panels:
+        return None
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True, squeeze=False)
+    for ax, (title, keys) in zip(axes[:, 0], panels.items()):
+        for key in dict.fromkeys(keys):
+            xs, ys = series[key]
+            style = "o-" if key.startswith("eval_") else "-"
+            ax.plot(xs, ys, style, label=key, linewidth=1, markersize=3)
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    axes[-1, 0].set_xlabel("optimizer step")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path
