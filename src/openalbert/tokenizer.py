@@ -1,0 +1,1228 @@
+"""ALBERT's tokenizer: the original text normalisation + SentencePiece, batched, with character offsets.
+
+Reproduces google-research/albert `tokenization.py` with a SentencePiece model, which is also what
+transformers 4.57.1's slow `AlbertTokenizer` computes: special tokens written in the text are split out,
+the rest is lower-cased, whitespace-collapsed, `` and '' become ", accents are stripped (NFKD, combining
+marks dropped), SentencePiece encodes it, and a piece such as "▁9," is re-split into "▁9" ",".
+Sequences are built as `[CLS] A [SEP] B [SEP]` with token_type_ids 0/1.
+
+Speed comes from doing the normalisation with whole-string str methods and handing the whole batch to
+SentencePiece's threaded batch encoder; offsets are tracked only when asked for. Offsets follow the
+conventions of transformers' fast tokenizer (a piece that starts with "▁" covers the space before it,
+a literal `[MASK]` covers the whitespace it swallows), so code written against one works with the other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sentencepiece as spm
+
+SPIECE_UNDERLINE = "\u2581"
+VOCAB_NAME = "spiece.model"
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
+TOKENIZER_JSON_NAME = "tokenizer.json"
+TOKENIZER_FILES = [VOCAB_NAME, TOKENIZER_CONFIG_NAME, SPECIAL_TOKENS_MAP_NAME, TOKENIZER_JSON_NAME]
+
+# Whitespace as Rust's regex `\s` (Unicode White_Space) sees it: transformers' fast tokenizer extends the
+# span of an lstrip token such as [MASK] over these. Python's str.isspace also counts \x1c-\x1f.
+_WHITE_SPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+_NON_SPACE_RUN = re.compile(r"\S+")  # \S follows str.isspace, exactly what str.split() splits on
+_TRUNCATIONS = ("longest_first", "only_first", "only_second")
+
+
+@lru_cache(maxsize=1)
+def _combining_marks() -> re.Pattern[str]:
+    """A character class of every code point with a non-zero canonical combining class."""
+    marks = [c for c in range(sys.maxunicode + 1) if unicodedata.combining(chr(c))]
+    ranges, start, prev = [], marks[0], marks[0]
+    for c in marks[1:] + [-1]:
+        if c != prev + 1:
+            ranges.append(re.escape(chr(start)) + ("-" + re.escape(chr(prev)) if prev > start else ""))
+            start = c
+        prev = c
+    return re.compile("[" + "".join(ranges) + "]")
+
+
+@lru_cache(maxsize=65536)
+def _strip_accents_char(c: str) -> str:
+    return "".join(d for d in unicodedata.normalize("NFKD", c) if not unicodedata.combining(d))
+
+
+def _lower_each(text: str) -> str:
+    # transformers lower-cases the text outside special tokens one character at a time, so a final
+    # capital sigma becomes "σ", never the context-dependent "ς" that str.lower() gives for a whole word.
+    if text.isascii():
+        return text.lower()
+    return text.replace("\u03a3", "\u03c3").lower()
+
+
+@dataclass(frozen=True)
+class SpecialToken:
+    """A special token: its text, id, and whether it swallows whitespace on its left/right when matched."""
+
+    content: str
+    id: int
+    lstrip: bool = False
+    rstrip: bool = False
+
+
+class BatchEncoding(dict):
+    """The tokenizer's output: a dict of model inputs that also allows attribute access and `.to(device)`."""
+
+    def __init__(self, data: dict[str, Any], n_sequences: list[tuple[int, int]] | None = None):
+        super().__init__(data)
+        self._lengths = n_sequences  # (len(A), len(B)) per example after truncation
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": dict(self), "lengths": self._lengths}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.update(state["data"])
+        self._lengths = state["lengths"]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return dict(self)
+
+    def to(self, device: Any) -> BatchEncoding:
+        """Move every tensor to `device` (torch tensors only); returns self."""
+        for key, value in self.items():
+            if hasattr(value, "to"):
+                self[key] = value.to(device)
+        return self
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        """Per token: 0 for the first text, 1 for the second, None for special and padding tokens."""
+        if self._lengths is None:
+            raise ValueError("sequence_ids needs an encoding made with add_special_tokens=True")
+        len_a, len_b = self._lengths[batch_index]
+        ids: list[int | None] = [None] + [0] * len_a + [None]
+        if len_b >= 0:
+            ids += [1] * len_b + [None]
+        input_ids = self["input_ids"]
+        row = input_ids if isinstance(input_ids, list) and input_ids and isinstance(input_ids[0], int) else None
+        total = len(row) if row is not None else len(input_ids[batch_index])
+        return ids + [None] * (total - len(ids))
+
+
+class AlbertTokenizer:
+    """ALBERT's SentencePiece tokenizer with the transformers call surface (`tok(texts, padding=True, ...)`)."""
+
+    model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    padding_side = "right"
+    truncation_side = "right"
+
+    def __init__(
+        self,
+        vocab_file: str | os.PathLike,
+        do_lower_case: bool = True,
+        remove_space: bool = True,
+        keep_accents: bool = False,
+        model_max_length: int = 512,
+        unk_token: str = "<unk>",
+        sep_token: str = "[SEP]",
+        pad_token: str = "<pad>",
+        cls_token: str = "[CLS]",
+        mask_token: str = "[MASK]",
+        bos_token: str = "[CLS]",
+        eos_token: str = "[SEP]",
+        mask_lstrip: bool = True,
+        clean_up_tokenization_spaces: bool = False,
+        num_threads: int | None = None,
+    ) -> None:
+        path = Path(vocab_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"SentencePiece model {path} does not exist")
+        self.vocab_file = path
+        self._sp = _load_sentencepiece(path.read_bytes(), str(path))
+        self.do_lower_case = do_lower_case
+        self.remove_space = remove_space
+        self.keep_accents = keep_accents
+        self.model_max_length = model_max_length
+        self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
+        self.num_threads = num_threads if num_threads is not None else min(os.cpu_count() or 1, 8)
+        self.unk_token, self.sep_token, self.pad_token = unk_token, sep_token, pad_token
+        self.cls_token, self.mask_token, self.bos_token, self.eos_token = cls_token, mask_token, bos_token, eos_token
+
+        n = self._sp.get_piece_size()
+        self._pieces = [self._sp.id_to_piece(i) for i in range(n)]
+        self._piece_ids = {p: i for i, p in enumerate(self._pieces)}
+        specials: dict[str, SpecialToken] = {}
+        for name in ("cls_token", "sep_token", "unk_token", "pad_token", "mask_token"):
+            content = getattr(self, name)
+            if content not in self._piece_ids:
+                raise ValueError(f"{name} {content!r} is not a piece of the SentencePiece model {path}")
+            lstrip = mask_lstrip and name == "mask_token"
+            specials[content] = SpecialToken(content, self._piece_ids[content], lstrip=lstrip)
+        self._specials = specials
+        self._special_ids = frozenset(t.id for t in specials.values())
+        self._special_by_id = {t.id: t for t in specials.values()}
+        # Longest first, so that the leftmost match is also the longest (as transformers' trie does).
+        alternatives = sorted(specials, key=len, reverse=True)
+        self._special_re = re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
+        self._special_starts = frozenset(s[0] for s in specials)
+        # Ids of pieces like "▁9," that the digit-comma rule re-splits; a text without them needs no pieces.
+        self._kinds: dict[str, int] = {c: 0 for c in map(chr, range(0x21, 0x7F))} | {" ": 1}
+        self._comma_ids = frozenset(
+            i for i, p in enumerate(self._pieces) if len(p) > 1 and p[-1] == "," and p[-2].isdigit()
+        )
+        try:  # SentencePiece >= 0.2.1 returns character offsets directly.
+            self._sp.encode(["a"], out_type="offset_mapping")
+            self._has_offset_mapping = True
+        except (ValueError, TypeError, AttributeError):
+            self._has_offset_mapping = False
+
+    # ---- construction and saving ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> AlbertTokenizer:
+        """Load from a directory (or hub id) holding spiece.model and optionally tokenizer_config.json.
+
+        Keyword arguments override the settings read from the directory. A path to a `.model` file
+        is accepted too.
+        """
+        path = Path(name_or_path).expanduser()
+        if path.is_file():
+            return cls(path, **kwargs)
+        if not path.is_dir():
+            from openalbert.checkpoint import resolve_path
+
+            path = resolve_path(name_or_path, filenames=TOKENIZER_FILES)
+        vocab = path / VOCAB_NAME
+        if not vocab.is_file():
+            raise FileNotFoundError(f"{vocab} does not exist: a tokenizer directory needs the SentencePiece model")
+        settings = _read_settings(path)
+        settings.update(kwargs)
+        return cls(vocab, **settings)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, write_tokenizer_json: bool = True) -> list[Path]:
+        """Write spiece.model, tokenizer_config.json, special_tokens_map.json (and tokenizer.json).
+
+        transformers 4.57.1 loads the directory with AutoTokenizer, AlbertTokenizer and AlbertTokenizerFast.
+        """
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        written = [out / VOCAB_NAME, out / TOKENIZER_CONFIG_NAME, out / SPECIAL_TOKENS_MAP_NAME]
+        written[0].write_bytes(self._sp.serialized_model_proto())
+        mask = self._specials[self.mask_token]
+
+        def token_entry(t: SpecialToken) -> dict[str, Any]:
+            return {"content": t.content, "lstrip": t.lstrip, "normalized": False, "rstrip": t.rstrip,
+                    "single_word": False, "special": True}  # fmt: skip
+
+        config = {
+            "added_tokens_decoder": {str(t.id): token_entry(t) for t in sorted(self._specials.values(), key=lambda t: t.id)},
+            "bos_token": self.bos_token,
+            "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+            "cls_token": self.cls_token,
+            "do_lower_case": self.do_lower_case,
+            "eos_token": self.eos_token,
+            "keep_accents": self.keep_accents,
+            "mask_token": self.mask_token,
+            "model_max_length": self.model_max_length,
+            "pad_token": self.pad_token,
+            "remove_space": self.remove_space,
+            "sep_token": self.sep_token,
+            "tokenizer_class": "AlbertTokenizer",
+            "unk_token": self.unk_token,
+        }  # fmt: skip
+        special_map = {
+            "bos_token": self.bos_token,
+            "cls_token": self.cls_token,
+            "eos_token": self.eos_token,
+            "mask_token": {k: v for k, v in token_entry(mask).items() if k != "special"},
+            "pad_token": self.pad_token,
+            "sep_token": self.sep_token,
+            "unk_token": self.unk_token,
+        }
+        written[1].write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written[2].write_text(json.dumps(special_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if write_tokenizer_json:
+            written.append(out / TOKENIZER_JSON_NAME)
+            self.to_tokenizers().save(str(written[-1]))
+        return written
+
+    def to_tokenizers(self) -> Any:
+        """A `tokenizers.Tokenizer` set up as transformers 4.57.1 converts this model for its fast tokenizer.
+
+        It is what transformers' AlbertTokenizerFast runs; like that tokenizer it departs from the exact
+        algorithm on some text (no digit-comma rule, user-defined symbols split before normalisation).
+        """
+        from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+        sp = self._sp
+        vocab = [(self._pieces[i], sp.get_score(i)) for i in range(len(self._pieces))]
+        tok = Tokenizer(models.Unigram(vocab, unk_id=sp.unk_id(), byte_fallback=False))
+        steps = [normalizers.Replace("``", '"'), normalizers.Replace("''", '"')]
+        if not self.keep_accents:
+            steps += [normalizers.NFKD(), normalizers.StripAccents()]
+        if self.do_lower_case:
+            steps.append(normalizers.Lowercase())
+        charsmap = _precompiled_charsmap(sp.serialized_model_proto())
+        if charsmap:
+            steps.append(normalizers.Precompiled(charsmap))
+        steps.append(normalizers.Replace(Regex(" {2,}"), " "))
+        tok.normalizer = normalizers.Sequence(steps)
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme="always")
+        tok.decoder = decoders.Metaspace(replacement=SPIECE_UNDERLINE, prepend_scheme="always")
+        cls, sep = self.cls_token, self.sep_token
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0",
+            pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, self.cls_token_id), (sep, self.sep_token_id)],
+        )
+        added = []
+        for i, piece in enumerate(self._pieces):
+            if i in self._special_ids:
+                t = self._special_by_id[i]
+                added.append(AddedToken(t.content, lstrip=t.lstrip, rstrip=t.rstrip, normalized=False, special=True))
+            elif sp.is_control(i) or _is_user_defined(sp, i):
+                added.append(AddedToken(piece, normalized=False, special=sp.is_control(i)))
+        tok.add_tokens(added)
+        return tok
+
+    # ---- vocabulary -------------------------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._pieces)
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self._piece_ids)
+
+    @property
+    def unk_token_id(self) -> int:
+        return self._specials[self.unk_token].id
+
+    @property
+    def sep_token_id(self) -> int:
+        return self._specials[self.sep_token].id
+
+    @property
+    def pad_token_id(self) -> int:
+        return self._specials[self.pad_token].id
+
+    @property
+    def cls_token_id(self) -> int:
+        return self._specials[self.cls_token].id
+
+    @property
+    def mask_token_id(self) -> int:
+        return self._specials[self.mask_token].id
+
+    @property
+    def bos_token_id(self) -> int:
+        return self._piece_ids.get(self.bos_token, self.unk_token_id)
+
+    @property
+    def eos_token_id(self) -> int:
+        return self._piece_ids.get(self.eos_token, self.unk_token_id)
+
+    @property
+    def pad_token_type_id(self) -> int:
+        return 0
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        return [self.cls_token, self.sep_token, self.unk_token, self.pad_token, self.mask_token]
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        return [self._specials[t].id for t in self.all_special_tokens]
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        names = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+        return {name: getattr(self, name) for name in names}
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+        """Piece(s) to id(s); a piece not in the vocabulary maps to the unknown token's id."""
+        if isinstance(tokens, str):
+            return self._piece_ids.get(tokens, self.unk_token_id)
+        return [self._piece_ids.get(t, self.unk_token_id) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | Iterable[int], skip_special_tokens: bool = False) -> str | list[str]:
+        """Id(s) to piece(s); ValueError names an id outside the vocabulary."""
+        if isinstance(ids, (int, np.integer)):
+            return self._piece(int(ids))
+        return [self._piece(i) for i in _id_list(ids) if not (skip_special_tokens and i in self._special_ids)]
+
+    def _piece(self, i: int) -> str:
+        if not 0 <= i < len(self._pieces):
+            raise ValueError(f"token id {i} is outside the vocabulary (0..{len(self._pieces) - 1})")
+        return self._pieces[i]
+
+    # ---- the algorithm ----------------------------------------------------------------------------------------
+
+    def preprocess_text(self, text: str) -> str:
+        """ALBERT's normalisation of a text with no special tokens in it (before SentencePiece)."""
+        if self.remove_space:
+            text = " ".join(text.split())
+        text = text.replace("``", '"').replace("''", '"')
+        if not self.keep_accents and not text.isascii():
+            text = _combining_marks().sub("", unicodedata.normalize("NFKD", text))
+        if self.do_lower_case:
+            text = text.lower()
+        return text
+
+    def _split(self, text: str) -> list[str | SpecialToken]:
+        """Split out special tokens (after the per-character lower-casing) and normalise the rest."""
+        if type(text) is not str:
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
+        starts = self._special_starts
+        if self.do_lower_case:
+            if any(c in text for c in starts):
+                parts = self._special_re.split(text)
+                text = "".join(p if i % 2 else _lower_each(p) for i, p in enumerate(parts))
+            else:
+                text = _lower_each(text)
+        if not any(c in text for c in starts):
+            return [self.preprocess_text(text)]
+        parts: list[Any] = self._special_re.split(text)  # odd indices hold the special tokens
+        for i in range(1, len(parts), 2):
+            token = parts[i] = self._specials[parts[i]]
+            if token.lstrip and parts[i - 1] and isinstance(parts[i - 1], str):
+                parts[i - 1] = parts[i - 1].rstrip()
+            if token.rstrip and parts[i + 1]:
+                parts[i + 1] = parts[i + 1].lstrip()
+        return [p if isinstance(p, SpecialToken) else self.preprocess_text(p) for p in parts if p]
+
+    def _encode_normalized(self, texts: list[str]) -> list[list[int]]:
+        """SentencePiece ids of normalised texts, with the digit-comma rule applied."""
+        try:
+            ids = self._sp.encode(texts, out_type=int, num_threads=self._threads(len(texts)))
+        except UnicodeEncodeError:
+            _raise_for_surrogates(texts)
+            raise
+        comma = self._comma_ids
+        for k, row in enumerate(ids):
+            if not comma.isdisjoint(row):
+                ids[k] = [self._piece_ids.get(p, self.unk_token_id) for p in self._pieces_of(texts[k])]
+        return ids
+
+    def _threads(self, n: int) -> int:
+        return 1 if n < 64 else self.num_threads
+
+    def _pieces_of(self, normalized: str) -> list[str]:
+        """Pieces of a normalised text with the digit-comma rule ("▁9," -> "▁9" ",") applied."""
+        out: list[str] = []
+        for piece in self._sp.encode(normalized, out_type=str):
+            if len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit():
+                out += self._comma_split(piece)
+            else:
+                out.append(piece)
+        return out
+
+    def _comma_split(self, piece: str) -> list[str]:
+        # From BERT's README: "9,9" should not become ["▁9,", "9"]; re-encode the digits without the comma.
+        sub = self._sp.encode(piece[:-1].replace(SPIECE_UNDERLINE, ""), out_type=str)
+        if piece[0] != SPIECE_UNDERLINE and sub[0][0] == SPIECE_UNDERLINE:
+            sub = sub[1:] if len(sub[0]) == 1 else [sub[0][1:]] + sub[1:]
+        return sub + [piece[-1]]
+
+    def tokenize(self, text: str) -> list[str]:
+        """The pieces of `text` (no [CLS]/[SEP]); unknown text appears as itself, as SentencePiece returns it."""
+        out: list[str] = []
+        for part in self._split(text):
+            if isinstance(part, SpecialToken):
+                out.append(part.content)
+            elif part:
+                try:
+                    out += self._pieces_of(part)
+                except UnicodeEncodeError:
+                    _raise_for_surrogates([part])
+                    raise
+        return out
+
+    def _encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
+        """Ids (no special tokens added) for each text; the whole batch goes to SentencePiece at once."""
+        plans = [self._split(t) for t in texts]
+        flat: list[str] = []
+        for plan in plans:
+            flat += [p for p in plan if type(p) is str]
+        encoded = self._encode_normalized(flat) if flat else []
+        out: list[list[int]] = []
+        k = 0
+        for plan in plans:
+            if len(plan) == 1 and type(plan[0]) is str:
+                out.append(encoded[k])
+                k += 1
+                continue
+            row: list[int] = []
+            for p in plan:
+                if type(p) is str:
+                    row += encoded[k]
+                    k += 1
+                else:
+                    row.append(p.id)
+            out.append(row)
+        return out
+
+    # ---- offsets ----------------------------------------------------------------------------------------------
+
+    def _encode_texts_with_offsets(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+        """Ids and (start, end) character spans in each original text, for every token."""
+        plans = [self._split_aligned(t) for t in texts]
+        segments = [seg for plan in plans for seg in plan if not isinstance(seg, tuple)]
+        spans = self._piece_spans([s.text for s in segments])
+        all_ids, all_offsets = [], []
+        k = 0
+        for plan in plans:
+            ids: list[int] = []
+            offsets: list[tuple[int, int]] = []
+            for seg in plan:
+                if isinstance(seg, tuple):
+                    token, start, end = seg
+                    ids.append(token.id)
+                    offsets.append((start, end))
+                    continue
+                row = spans[k]
+                ids += [piece_id for piece_id, _, _, _ in row]
+                offsets += self._original_spans(seg, row)
+                k += 1
+            all_ids.append(ids)
+            all_offsets.append(offsets)
+        return all_ids, all_offsets
+
+    def _split_aligned(self, text: str) -> list[_Segment | tuple[SpecialToken, int, int]]:
+        """Like `_split`, keeping for each normalised character the index of its source character."""
+        if type(text) is not str:
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
+        source: list[int] | None = None  # index in `text` of each character of the lowered text
+        if self.do_lower_case:
+            parts = self._special_re.split(text)
+            lowered = [p if i % 2 else _lower_each(p) for i, p in enumerate(parts)]
+            if "\u0130" in text:  # "İ".lower() is two characters; the only one that changes length
+                source, pos = [], 0
+                for i, (p, low) in enumerate(zip(parts, lowered)):
+                    if i % 2 or len(p) == len(low):
+                        source += range(pos, pos + len(p))
+                    else:
+                        for j, c in enumerate(p):
+                            source += [pos + j] * len(_lower_each(c))
+                    pos += len(p)
+            lowered_text = "".join(lowered)
+        else:
+            lowered_text = text
+
+        def orig(i: int) -> int:
+            return source[i] if source is not None else i
+
+        out: list[_Segment | tuple[SpecialToken, int, int]] = []
+        pieces: list[Any] = []  # [text, start] or (token, start, end) in lowered coordinates
+        pos = 0
+        for m in self._special_re.finditer(lowered_text):
+            pieces.append([lowered_text[pos : m.start()], pos])
+            pieces.append((self._specials[m.group()], m.start(), m.end()))
+            pos = m.end()
+        pieces.append([lowered_text[pos:], pos])
+        for i in range(1, len(pieces) - 1, 2):
+            token, start, end = pieces[i]
+            left, right = pieces[i - 1], pieces[i + 1]
+            if token.lstrip:
+                while start > left[1] and lowered_text[start - 1] in _WHITE_SPACE:
+                    start -= 1
+                left[0] = left[0].rstrip()
+            if token.rstrip:
+                while end < right[1] + len(right[0]) and lowered_text[end] in _WHITE_SPACE:
+                    end += 1
+                stripped = right[0].lstrip()
+                right[1] += len(right[0]) - len(stripped)
+                right[0] = stripped
+            pieces[i] = (token, orig(start), orig(end - 1) + 1)
+        for p in pieces:
+            if isinstance(p, tuple):
+                out.append(p)
+            elif p[0]:
+                normalized, src = self._preprocess_aligned(p[0])
+                shift = p[1]
+                # Leading whitespace is stripped, but the fast tokenizer lets the first piece's "▁" stand
+                # for its last character; keep that index so the offsets agree.
+                n_lead = len(p[0]) - len(p[0].lstrip())
+                lead = orig(shift + self._space_source(p[0], 0, n_lead)) if n_lead and self.remove_space else None
+                bounds = (orig(shift), orig(shift + len(p[0]) - 1) + 1)
+                out.append(_Segment(normalized, [orig(shift + j) for j in src], lead, text, bounds))
+        return out
+
+    def _preprocess_aligned(self, text: str) -> tuple[str, list[int]]:
+        """`preprocess_text` plus, per output character, the index of the input character it comes from.
+
+        A collapsed whitespace run and a quote pair map to their last character, as transformers' fast
+        tokenizer aligns them, so offsets agree with it.
+        """
+        if self.remove_space:
+            chars: list[str] = []
+            src: list[int] = []
+            prev_end = 0
+            for m in _NON_SPACE_RUN.finditer(text):
+                if src:
+                    chars.append(" ")
+                    src.append(self._space_source(text, prev_end, m.start()))
+                chars.append(m.group())
+                src += range(m.start(), m.end())
+                prev_end = m.end()
+            s = "".join(chars)
+        else:
+            s, src = text, list(range(len(text)))
+        if "``" in s or "''" in s:
+            for pair in ("``", "''"):
+                out_chars, out_src, i = [], [], 0
+                while True:
+                    j = s.find(pair, i)
+                    if j < 0:
+                        break
+                    out_chars.append(s[i:j] + '"')
+                    out_src += src[i:j] + [src[j + 1]]
+                    i = j + 2
+                out_chars.append(s[i:])
+                out_src += src[i:]
+                s, src = "".join(out_chars), out_src
+        if not self.keep_accents and not s.isascii():
+            out_chars, out_src = [], []
+            for c, k in zip(s, src):
+                if c.isascii():
+                    out_chars.append(c)
+                    out_src.append(k)
+                else:
+                    d = _strip_accents_char(c)
+                    out_chars.append(d)
+                    out_src += [k] * len(d)
+            s, src = "".join(out_chars), out_src
+        if self.do_lower_case:
+            lowered = s.lower()
+            if len(lowered) != len(s):
+                src = [k for c, k in zip(s, src) for _ in range(len(c.lower()))]
+            s = lowered
+        return s, src
+
+    def _space_source(self, text: str, start: int, end: int) -> int:
+        """The character of the whitespace run text[start:end] that the fast tokenizer's "▁" stands for.
+
+        It collapses a run to its last character that becomes a space (not one that is dropped, like
+        \x1f), and treats "\r\n" as one character aligned with the "\r".
+        """
+        k = end - 1
+        while k >= start and self._char_kind(text[k]) != 1:
+            k -= 1
+        if k < start:
+            return end - 1
+        if text[k] == "\n" and k > start and text[k - 1] == "\r":
+            k -= 1
+        return k
+
+    def _piece_spans(self, texts: list[str]) -> list[list[tuple[int, int, int, str]]]:
+        """(id, start, end, piece) per piece, spans in each normalised text, digit-comma rule applied."""
+        simple = [
+            t.isascii() and t.isprintable() and "  " not in t and t[:1] != " " and t[-1:] != " " for t in texts
+        ]
+        out: list[list[tuple[int, int, int, str]] | None] = [None] * len(texts)
+        plain = [t for t, s in zip(texts, simple) if s]
+        try:
+            pieces = self._sp.encode(plain, out_type=str, num_threads=self._threads(len(plain))) if plain else []
+        except UnicodeEncodeError:
+            _raise_for_surrogates(plain)
+            raise
+        it = iter(pieces)
+        hard: list[int] = []
+        for k, (t, s) in enumerate(zip(texts, simple)):
+            if not s:
+                hard.append(k)
+                continue
+            row = next(it)
+            # SentencePiece sees "▁" + text with spaces as "▁"; piece i covers text[pos - 1 : pos + len - 1].
+            if sum(len(p) for p in row) != len(t) + 1:
+                hard.append(k)
+                continue
+            pos, spans = 0, []
+            for p in row:
+                spans.append((p, max(pos - 1, 0), pos + len(p) - 1))
+                pos += len(p)
+            out[k] = self._apply_comma_rule(t, spans)
+        if hard:
+            for k, row in zip(hard, self._sp_offsets([texts[k] for k in hard])):
+                out[k] = self._apply_comma_rule(texts[k], row)
+        return out  # type: ignore[return-value]
+
+    def _sp_offsets(self, texts: list[str]) -> list[list[tuple[str, int, int]]]:
+        """SentencePiece's own (piece, start, end) character spans, for text its normaliser changes."""
+        try:
+            if self._has_offset_mapping:
+                rows = self._sp.encode(texts, out_type="offset_mapping", num_threads=self._threads(len(texts)))
+                return [list(zip(r["pieces"], *zip(*r["offsets"]))) if r["pieces"] else [] for r in rows]
+            out = []  # older SentencePiece: byte offsets from the proto
+            for t in texts:
+                proto = self._sp.encode(t, out_type="immutable_proto")
+                starts = np.cumsum([0] + [len(c.encode()) for c in t])
+                char_at = {int(b): i for i, b in enumerate(starts)}
+                out.append([(p.piece, char_at[p.begin], char_at[p.end]) for p in proto.pieces])
+            return out
+        except UnicodeEncodeError:
+            _raise_for_surrogates(texts)
+            raise
+
+    def _apply_comma_rule(self, text: str, spans: list[tuple[str, int, int]]) -> list[tuple[int, int, int, str]]:
+        out = []
+        ids = self._piece_ids
+        unk = self.unk_token_id
+        for piece, b, e in spans:
+            if not (len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit()):
+                out.append((ids.get(piece, unk), b, e, piece))
+                continue
+            # The sub-pieces share the piece's surface in order; the comma is its last character.
+            pos = b
+            for sub in self._comma_split(piece)[:-1]:
+                start = pos
+                if sub[0] == SPIECE_UNDERLINE and pos < e and text[pos] == " ":
+                    pos += 1
+                pos = min(pos + len(sub.lstrip(SPIECE_UNDERLINE)), max(e - 1, b))
+                out.append((ids.get(sub, unk), start, pos, sub))
+            out.append((ids.get(",", unk), max(e - 1, b), e, ","))
+        return out
+
+    def _char_kind(self, c: str) -> int:
+        """0: kept by the normalisers; 1: SentencePiece turns it into a space; 2: a normaliser drops it.
+
+        Drop means SentencePiece's character map removes it, or (when accents are stripped) it is a
+        mark, which transformers' fast tokenizer removes even when its combining class is 0.
+        """
+        kind = self._kinds.get(c)
+        if kind is None:
+            if not self.keep_accents and unicodedata.category(c)[0] == "M":
+                kind = 2
+            else:
+                probe = self._sp.normalize("a" + c + "a")
+                kind = 1 if probe == "\u2581a\u2581a" else 2 if probe == "\u2581aa" else 0
+            self._kinds[c] = kind
+        return kind
+
+    def _widen_unknown(self, seg: _Segment, start: int, end: int) -> tuple[int, int]:
+        # Python's split() drops "\x85" as whitespace, but the fast tokenizer keeps it as text, where it
+        # joins an adjacent unknown piece; widen the unknown piece's span the same way.
+        text, (lo, hi) = seg.original, seg.bounds
+        while end < hi and text[end].isspace() and self._char_kind(text[end]) == 0:
+            end += 1
+        while start > lo and text[start - 1].isspace() and self._char_kind(text[start - 1]) == 0:
+            start -= 1
+        return start, end
+
+    def _original_spans(self, seg: _Segment, pieces: list[tuple[int, int, int, str]]) -> list[tuple[int, int]]:
+        """Map piece spans in a normalised segment to spans in the original text.
+
+        Follows transformers' fast tokenizer: a "▁" stands for the last character that became that space
+        (for the first piece: any whitespace stripped before it), and characters a normaliser drops
+        are not part of any token.
+        """
+        text, src, kind = seg.text, seg.source, self._char_kind
+        n = len(text)
+        out = []
+        unk = self.unk_token_id
+        for index, (pid, b, e, piece) in enumerate(pieces):
+            first = index == 0
+            i = b
+            while i < e and kind(text[i]):
+                i += 1
+            j = e
+            while j > i and kind(text[j - 1]) == 2:
+                j -= 1
+            content = (src[i], src[j - 1] + 1) if i < j else None
+            if not piece.startswith(SPIECE_UNDERLINE):
+                if content is None:
+                    k = min(b, n - 1)
+                    content = (src[k], src[k] + 1)
+                if pid == unk:
+                    content = self._widen_unknown(seg, *content)
+                out.append(content)
+                continue
+            start = None
+            for k in range(i - 1, -1 if first else b - 1, -1):
+                if kind(text[k]) == 1:
+                    start = src[k]
+                    break
+            if start is None and first:
+                start = seg.lead
+            if start is None:
+                if content is not None:
+                    out.append(content)
+                    continue
+                k = e  # a lone "▁" added before the next kept character, which it takes
+                while k < n and kind(text[k]):
+                    k += 1
+                k = min(k, n - 1)
+                out.append((src[k], src[k] + 1))
+                continue
+            out.append((start, content[1] if content is not None else start + 1))
+        return out
+
+    # ---- the transformers call surface ------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        text: str | Sequence[str] | Sequence[tuple[str, str]] | None = None,
+        text_pair: str | Sequence[str] | None = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Encode a text, a pair, or a batch of texts or pairs into model inputs, as transformers does.
+
+        Returns input_ids, token_type_ids and attention_mask (lists, or 'pt'/'np' tensors), plus
+        special_tokens_mask, offset_mapping and length when asked for.
+        """
+        if text is None:
+            raise ValueError("text must be a str, a list of str, or a list of (str, str) pairs; got None")
+        batched = not isinstance(text, str)
+        if batched:
+            if isinstance(text, tuple) and len(text) == 2 and text_pair is None and all(isinstance(t, str) for t in text):
+                batched = False  # a single (text, pair) tuple
+                text, text_pair = text
+            elif not isinstance(text, (list, tuple)):
+                raise TypeError(f"text must be a str or a list of str, not {type(text).__name__}")
+        if batched:
+            firsts = list(text)
+            if text_pair is not None:
+                if isinstance(text_pair, str) or len(text_pair) != len(firsts):
+                    raise ValueError(
+                        f"text_pair must be a list as long as text ({len(firsts)}), got {type(text_pair).__name__}"
+                    )
+                seconds: list[str] | None = list(text_pair)
+            elif firsts and all(isinstance(t, (tuple, list)) for t in firsts):
+                for t in firsts:
+                    if len(t) != 2:
+                        raise ValueError(f"a pair must hold two texts, got {len(t)}")
+                firsts, seconds = [t[0] for t in firsts], [t[1] for t in firsts]
+            else:
+                seconds = None
+        else:
+            if text_pair is not None and not isinstance(text_pair, str):
+                raise TypeError(f"text_pair must be a str when text is a str, not {type(text_pair).__name__}")
+            firsts, seconds = [text], None if text_pair is None else [text_pair]
+
+        pad_mode, trunc_mode, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        if return_token_type_ids is None:
+            return_token_type_ids = True
+        if return_attention_mask is None:
+            return_attention_mask = True
+
+        encode = self._encode_texts_with_offsets if return_offsets_mapping else self._encode_texts
+        if return_offsets_mapping:
+            ids_a, off_a = encode(firsts)  # type: ignore[misc]
+            ids_b, off_b = encode(seconds) if seconds is not None else (None, None)  # type: ignore[misc]
+        else:
+            ids_a, off_a = encode(firsts), None
+            ids_b, off_b = (encode(seconds) if seconds is not None else None), None
+
+        rows: dict[str, list[list[Any]]] = {"input_ids": [], "token_type_ids": [], "special_tokens_mask": []}
+        offset_rows: list[list[tuple[int, int]]] = []
+        lengths: list[tuple[int, int]] = []
+        cls, sep = [self.cls_token_id], [self.sep_token_id]
+        for k in range(len(ids_a)):
+            a, b = ids_a[k], ids_b[k] if ids_b is not None else None
+            n_special = (3 if b is not None else 2) if add_special_tokens else 0
+            total = len(a) + (len(b) if b is not None else 0) + n_special
+            keep_a, keep_b = len(a), len(b) if b is not None else -1
+            if trunc_mode and max_length and total > max_length:
+                len_b = len(b) if b is not None else None
+                keep_a, keep_b = _truncate(len(a), len_b, total - max_length, trunc_mode)
+            a = a[:keep_a]
+            if b is not None:
+                b = b[:keep_b]
+            if add_special_tokens:
+                seq = cls + a + sep + (b + sep if b is not None else [])
+                types = [0] * (len(a) + 2) + ([1] * (len(b) + 1) if b is not None else [])
+                special = [1] + [0] * len(a) + [1] + ([0] * len(b) + [1] if b is not None else [])
+            else:
+                seq = a + (b if b is not None else [])
+                types = [0] * len(seq)
+                special = [0] * len(seq)
+            rows["input_ids"].append(seq)
+            rows["token_type_ids"].append(types)
+            rows["special_tokens_mask"].append(special)
+            lengths.append((len(a), len(b) if b is not None else -1))
+            if off_a is not None:
+                oa = off_a[k][: len(a)]
+                ob = off_b[k][: len(b)] if off_b is not None and b is not None else None
+                if add_special_tokens:
+                    offs = [(0, 0)] + oa + [(0, 0)] + (ob + [(0, 0)] if ob is not None else [])
+                else:
+                    offs = oa + (ob or [])
+                offset_rows.append(offs)
+
+        # Pad to the longest row of the batch, or to max_length.
+        target = None
+        if pad_mode == "longest":
+            target = max((len(r) for r in rows["input_ids"]), default=0)
+        elif pad_mode == "max_length":
+            target = max_length
+        if target is not None and pad_to_multiple_of and target % pad_to_multiple_of:
+            target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
+        attention = [[1] * len(r) for r in rows["input_ids"]]
+        if target is not None:
+            pads = {"input_ids": self.pad_token_id, "token_type_ids": self.pad_token_type_id, "special_tokens_mask": 1}
+            for i, r in enumerate(rows["input_ids"]):
+                n = target - len(r)
+                if n > 0:
+                    for key, value in pads.items():
+                        rows[key][i] = rows[key][i] + [value] * n
+                    attention[i] = attention[i] + [0] * n
+                    if offset_rows:
+                        offset_rows[i] = offset_rows[i] + [(0, 0)] * n
+
+        data: dict[str, Any] = {"input_ids": rows["input_ids"]}
+        if return_token_type_ids:
+            data["token_type_ids"] = rows["token_type_ids"]
+        if return_attention_mask:
+            data["attention_mask"] = attention
+        if return_special_tokens_mask:
+            data["special_tokens_mask"] = rows["special_tokens_mask"]
+        if return_offsets_mapping:
+            data["offset_mapping"] = offset_rows
+        if return_length:
+            data["length"] = [len(r) for r in rows["input_ids"]]
+        if not batched:
+            data = {key: value[0] for key, value in data.items()}
+        longest = max((len(r) for r in rows["input_ids"]), default=0)
+        if verbose and not trunc_mode and longest > self.model_max_length:
+            import warnings
+
+            warnings.warn(
+                f"a sequence of {longest} tokens is longer than model_max_length {self.model_max_length};"
+                " pass truncation=True to cut it",
+                stacklevel=2,
+            )
+        if return_tensors is not None:
+            data = _to_tensors(data, return_tensors, batched)
+        return BatchEncoding(data, lengths if add_special_tokens else None)
+
+    def _strategies(
+        self, padding: bool | str, truncation: bool | str | None, max_length: int | None, multiple: int | None
+    ) -> tuple[str | None, str | None, int | None]:
+        """Resolve padding/truncation arguments the way transformers does."""
+        if max_length is not None and padding is False and truncation is None:
+            truncation = "longest_first"  # transformers' default when only max_length is given
+        if padding is True or padding == "longest":
+            pad_mode: str | None = "longest"
+        elif padding is False or padding is None or padding == "do_not_pad":
+            pad_mode = None
+        elif padding == "max_length":
+            pad_mode = "max_length"
+        else:
+            raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+        if truncation is True:
+            trunc_mode: str | None = "longest_first"
+        elif truncation is False or truncation is None or truncation == "do_not_truncate":
+            trunc_mode = None
+        elif truncation in _TRUNCATIONS:
+            trunc_mode = truncation  # type: ignore[assignment]
+        else:
+            raise ValueError(f"truncation must be True, False or one of {_TRUNCATIONS}, got {truncation!r}")
+        if max_length is None and (pad_mode == "max_length" or trunc_mode):
+            max_length = self.model_max_length
+        if max_length is not None and max_length < 0:
+            raise ValueError(f"max_length must be >= 0, got {max_length}")
+        if trunc_mode and pad_mode and multiple and max_length and max_length % multiple:
+            raise ValueError(f"max_length {max_length} is not a multiple of pad_to_multiple_of {multiple}")
+        return pad_mode, trunc_mode, max_length
+
+    def encode(
+        self,
+        text: str,
+        text_pair: str | None = None,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+    ) -> list[int] | Any:
+        """The input ids of one text or pair."""
+        return self(
+            text,
+            text_pair,
+            add_special_tokens=add_special_tokens,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            return_tensors=return_tensors,
+            return_token_type_ids=False,
+            return_attention_mask=False,
+        )["input_ids"]
+
+    def batch_encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Ids of each text with [CLS] ... [SEP], no padding: the fastest path for many texts."""
+        cls, sep = [self.cls_token_id], [self.sep_token_id]
+        return [cls + ids + sep for ids in self._encode_texts(texts)]
+
+    def build_inputs_with_special_tokens(self, ids_a: list[int], ids_b: list[int] | None = None) -> list[int]:
+        """`[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]`."""
+        out = [self.cls_token_id] + ids_a + [self.sep_token_id]
+        return out + ids_b + [self.sep_token_id] if ids_b is not None else out
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        return 3 if pair else 2
+
+    # ---- decoding ---------------------------------------------------------------------------------------------
+
+    def decode(
+        self,
+        token_ids: int | Iterable[int] | Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> str:
+        """Text of a sequence of ids; special tokens are written as themselves unless skipped."""
+        ids = [int(token_ids)] if isinstance(token_ids, (int, np.integer)) else _id_list(token_ids)
+        n = len(self._pieces)
+        out, run, prev_special = [], [], False
+        for i in ids:
+            if not 0 <= i < n:
+                raise ValueError(f"token id {i} is outside the vocabulary (0..{n - 1})")
+            if i in self._special_ids:
+                if skip_special_tokens:
+                    continue
+                if not prev_special:
+                    out.append(" ")
+                out.append(self._sp.decode(run) + self._pieces[i])
+                run, prev_special = [], True
+            else:
+                run.append(i)
+                prev_special = False
+        out.append(self._sp.decode(run))
+        text = "".join(out).strip()
+        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        return _clean_up_spaces(text) if clean else text
+
+    def batch_decode(
+        self,
+        sequences: Iterable[Iterable[int]] | Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+    ) -> list[str]:
+        """`decode` applied to each sequence."""
+        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences]
+
+    def __repr__(self) -> str:
+        return (
+            f"AlbertTokenizer(vocab_file={str(self.vocab_file)!r}, vocab_size={self.vocab_size}, "
+            f"do_lower_case={self.do_lower_case}, keep_accents={self.keep_accents}, "
+            f"model_max_length={self.model_max_length})"
+        )
+
+
+@dataclass
+class _Segment:
+    """A normalised stretch of text between special tokens, and the source index of each of its characters."""
+
+    text: str
+    source: list[int]
+    lead: int | None = None  # source index of the last stripped leading whitespace character
+    original: str = ""  # the whole original text
+    bounds: tuple[int, int] = (0, 0)  # where the segment lies in it
+
+
+def _truncate(len_a: int, len_b: int | None, remove: int, mode: str) -> tuple[int, int]:
+    """How many ids of A and B to keep, as transformers 4.57.1's slow tokenizer truncates (right side)."""
+    keep_b = len_b if len_b is not None else -1
+    if mode == "only_first" or (mode == "longest_first" and len_b is None):
+        # transformers leaves a sequence untruncated (and logs an error) when it cannot remove enough.
+        return (len_a - remove, keep_b) if len_a > remove else (len_a, keep_b)
+    if mode == "only_second":
+        if len_b is not None and len_b > remove:
+            return len_a, len_b - remove
+        return len_a, keep_b
+    assert len_b is not None
+    first = min(abs(len_b - len_a), remove)
+    second = remove - first
+    if len_a > len_b:
+        cut_a, cut_b = first + second // 2, second - second // 2
+    else:
+        cut_a, cut_b = second // 2, first + second - second // 2
+    return max(len_a - cut_a, 0), max(len_b - cut_b, 0)
+
+
+def _id_list(ids: Any) -> list[int]:
+    if hasattr(ids, "tolist"):
+        ids = ids.tolist()
+    if isinstance(ids, int):
+        return [ids]
+    return [int(i) for i in ids]
+
+
+def _to_tensors(data: dict[str, Any], kind: str, batched: bool) -> dict[str, Any]:
+    if kind not in ("pt", "np"):
+        raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {kind!r}")
+    out = {}
+    for key, value in data.items():
+        rows = value if batched else [value]
+        if key != "length" and len({len(r) for r in rows}) > 1:
+            raise ValueError(
+                f"cannot make a tensor of {key}: its rows have different lengths; pass padding=True (and "
+                "truncation=True) to make them equal"
+            )
+        array = np.asarray(rows, dtype=np.int64)
+        if key == "offset_mapping" and array.size == 0:
+            array = array.reshape(len(rows), -1, 2)
+        if kind == "pt":
+            import torch
+
+            out[key] = torch.from_numpy(array)
+        else:
+            out[key] = array
+    return out
+
+
+def _clean_up_spaces(text: str) -> str:
+    # Undo the spaces that word-level detokenisation leaves before punctuation and English contractions.
+    for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                          (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):  # fmt: skip
+        text = text.replace(before, after)
+    return text
+
+
+def _raise_for_surrogates(texts: Iterable[str]) -> None:
+    for t in texts:
+        for i, c in enumerate(t):
+            if "\ud800" <= c <= "\udfff":
+                raise ValueError(
+                    f"text contains a lone surrogate U+{ord(c):04X} at position {i}, which is not valid Unicode;"
+                    " decode the bytes with errors='replace' or fix the source"
+                )
+
+
+def _load_sentencepiece(model: bytes, where: str) -> spm.SentencePieceProcessor:
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.LoadFromSerializedProto(model)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise ValueError(f"{where} is not a valid SentencePiece model ({e})") from None
+    if sp.get_piece_size() == 0:
+        raise ValueError(f"{where} is not a valid SentencePiece model (it holds no pieces)")
+    return sp
+
+
+def _read_settings(directory: Path) -> dict[str, Any]:
+    """The tokenizer settings of tokenizer_config.json / special_tokens_map.json that this class uses."""
+    settings: dict[str, Any] = {}
+    for name in (SPECIAL_TOKENS_MAP_NAME, TOKENIZER_CONFIG_NAME):
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not valid JSON ({e})") from None
+        for key in ("do_lower_case", "remove_space", "keep_accents", "clean_up_tokenization_spaces"):
+            if isinstance(data.get(key), bool):
+                settings[key] = data[key]
+        max_len = data.get("model_max_length")
+        if isinstance(max_len, int) and 0 < max_len < 1_000_000:  # transformers writes 1e30 for "unlimited"
+            settings["model_max_length"] = max_len
+        for key in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token", "bos_token", "eos_token"):
+            value = data.get(key)
+            if isinstance(value, dict):
+                if key == "mask_token" and isinstance(value.get("lstrip"), bool):
+                    settings["mask_lstrip"] = value["lstrip"]
+                value = value.get("content")
+            if isinstance(value, str):
+                settings[key] = value
+        decoder = data.get("added_tokens_decoder")
+        if isinstance(decoder, dict) and "mask_token" in settings:
+            for entry in decoder.values():
+                if isinstance(entry, dict) and entry.get("content") == settings["mask_token"]:
+                    settings["mask_lstrip"] = bool(entry.get("lstrip", True))
+    return settings
+
+
+def _is_user_defined(sp: spm.SentencePieceProcessor, i: int) -> bool:
+    # Older SentencePiece builds lack is_user_defined; user-defined pieces score 0 and are not control/unk.
+    probe = getattr(sp, "is_user_defined", None) or getattr(sp, "IsUserDefined", None)
+    if probe is not None:
+        return bool(probe(i))
+    return _piece_types(sp.serialized_model_proto())[i] == 4
+
+
+@lru_cache(maxsize=4)
+def _piece_types(model: bytes) -> list[int]:
+    """The type (1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte) of every piece, from the proto."""
+    types = []
+    for field, value in _proto_fields(model):
+        if field == 1:
+            kind = 1
+            for f, v in _proto_fields(value):
+                if f == 3:
+                    kind = v
+            types.append(kind)
+    return types
+
+
+def _precompiled_charsmap(model: bytes) -> bytes:
+    """The normaliser's precompiled character map (NormalizerSpec field 2) of a serialised ModelProto."""
+    for field, value in _proto_fields(model):
+        if field == 3:
+            for f, v in _proto_fields(value):
+                if f == 2:
+                    return v
+    return b""
+
+
+def _proto_fields(buf: bytes) -> Iterable[tuple[int, Any]]:
+    """Top-level (field number, value) pairs of a protobuf message: a minimal wire-format reader."""
+    pos, n = 0, len(buf)
+
+    def varint() -> int:
+        nonlocal pos
+        shift = result = 0
+        while True:
+            byte = buf[pos]
+            pos += 1
+            result |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return result
+            shift += 7
+
+    while pos < n:
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            yield field, varint()
+        elif wire == 1:
+            yield field, buf[pos : pos + 8]
+            pos += 8
+        elif wire == 2:
+            length = varint()
+            yield field, buf[pos : pos + length]
+            pos += length
+        elif wire == 5:
+            yield field, buf[pos : pos + 4]
+            pos += 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
