@@ -320,6 +320,12 @@ def _fsync_tree(root: Path) -> None:
     _fsync_dir(root)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
         fd = os.open(path, os.O_RDONLY)
@@ -336,6 +342,9 @@ def write_dir_atomically(final: Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     old: Path | None = None
     try:
+        os.chmod(
+            tmp, 0o777 & ~_umask()
+        )  # mkdtemp makes it private; a snapshot should read like any directory
         write(tmp)
         _fsync_tree(tmp)
         if final.exists():

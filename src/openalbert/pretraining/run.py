@@ -1,0 +1,336 @@
+"""The ALBERT pretraining run: MLM + sentence-order loss on prepared examples, through the shared loop.
+
+`PretrainingObjective` wraps an `AlbertForPreTraining` and computes the same loss as its forward
+(mean MLM cross-entropy over predicted tokens + mean SOP cross-entropy) but runs the vocabulary
+projection only on the predicted positions, about 15% of the tokens: on a CPU that projection would
+otherwise cost as much as the whole encoder. It also reports MLM/SOP losses and accuracies.
+`pretrain()` builds the model from a preset or config, checks it against the data and tokenizer,
+and hands everything to `openalbert.training.train`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from openalbert.training.loop import TrainConfig, TrainResult, load_module, train
+
+DEFAULT_PRESET = "albert-base-v2"
+# Peak learning rates: ALBERT's LAMB value (batch 4096), and a usual AdamW value for BERT-style pretraining.
+DEFAULT_LEARNING_RATES = {"lamb": 1.76e-3, "adamw": 5e-4}
+
+
+@dataclass
+class PretrainingOutput:
+    """The objective's loss and the (sum, count) pairs the loop logs."""
+
+    loss: torch.Tensor
+    metrics: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+
+class PretrainingObjective(nn.Module):
+    """MLM + SOP loss of an `AlbertForPreTraining`, with the vocabulary projection on masked positions only.
+
+    Falls back to the model's own forward (loss and logits) for a model without the `albert`,
+    `predictions` and `sop_classifier` submodules.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        sentence_order_label: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> PretrainingOutput:
+        model = self.model
+        mask = labels != -100  # (B, T)
+        targets = labels[mask]  # (M,)
+        sop_targets = sentence_order_label.view(-1)  # (B,)
+        if all(hasattr(model, n) for n in ("albert", "predictions", "sop_classifier")):
+            out = model.albert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
+            )
+            # Boolean indexing syncs with a GPU once per micro-batch; on the CPU it is free.
+            mlm_logits = model.predictions(out.last_hidden_state[mask])  # (M, V)
+            sop_logits = model.sop_classifier(out.pooler_output)  # (B, 2)
+        else:
+            out = model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
+            )
+            mlm_logits, sop_logits = out.prediction_logits[mask], out.sop_logits
+        count = mask.sum()
+        batch = torch.tensor(sop_targets.numel(), device=sop_targets.device)
+        mlm_sum = F.cross_entropy(mlm_logits, targets, reduction="sum")
+        sop_sum = F.cross_entropy(sop_logits.view(-1, 2), sop_targets, reduction="sum")
+        # clamp: a batch with no masked token contributes 0 instead of NaN.
+        loss = mlm_sum / count.clamp(min=1) + sop_sum / batch
+        with torch.no_grad():
+            mlm_correct = (mlm_logits.argmax(-1) == targets).sum()
+            sop_correct = (sop_logits.argmax(-1) == sop_targets).sum()
+        metrics = {
+            "mlm_loss": (mlm_sum.detach(), count),
+            "sop_loss": (sop_sum.detach(), batch),
+            "mlm_accuracy": (mlm_correct, count),
+            "sop_accuracy": (sop_correct, batch),
+        }
+        return PretrainingOutput(loss=loss, metrics=metrics)
+
+
+# ---- checks and builders -------------------------------------------------------------------------------
+
+
+def _read_data_manifest(data_dir: Path) -> dict[str, Any]:
+    from openalbert.pretraining.data import read_manifest
+
+    return read_manifest(data_dir)
+
+
+def resolve_config(
+    config: Any | None,
+    preset: str | None,
+    init_from: str | Path | None,
+    vocab_size: int | None,
+    seq_len: int | None,
+) -> Any:
+    """The model config of a run: an explicit one must match the vocabulary; a preset takes its size.
+
+    Raises ValueError naming the conflicting values (vocabulary size, sequence length).
+    """
+    from openalbert import AlbertConfig
+
+    given = [name for name, v in (("config", config), ("preset", preset), ("init_from", init_from)) if v]
+    if len(given) > 1:
+        raise ValueError(f"give only one of config, preset and init_from (got {', '.join(given)})")
+    if init_from is not None:
+        config = AlbertConfig.from_pretrained(init_from)
+    elif config is None:
+        # A preset names an architecture; the vocabulary is whatever the tokenizer has.
+        overrides = {"vocab_size": vocab_size} if vocab_size is not None else {}
+        config = AlbertConfig.from_preset(preset or DEFAULT_PRESET, **overrides)
+    elif isinstance(config, (str, Path)):
+        config = AlbertConfig.from_pretrained(config)
+    if vocab_size is not None and config.vocab_size != vocab_size:
+        raise ValueError(
+            f"the model's vocab_size is {config.vocab_size} but the tokenizer/data have {vocab_size} pieces; "
+            "set vocab_size in the config to match (or use --preset, which takes the tokenizer's)"
+        )
+    if seq_len is not None and seq_len > config.max_position_embeddings:
+        raise ValueError(
+            f"sequences of {seq_len} tokens exceed the model's max_position_embeddings "
+            f"({config.max_position_embeddings})"
+        )
+    return config
+
+
+class _SnapshotWriter:
+    """Writes a snapshot: the model in HF layout plus the tokenizer files, rendered once and copied after."""
+
+    def __init__(self, tokenizer: Any | None, tokenizer_source: Path | None, output_dir: Path) -> None:
+        self.tokenizer, self.tokenizer_source, self.output_dir = tokenizer, tokenizer_source, output_dir
+        self._files: Path | None = None
+
+    def _tokenizer_files(self) -> Path:
+        if self._files is None:
+            self._files = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=self.output_dir))
+            # tokenizer.json takes seconds to build from a 30k vocabulary; copy it when the source has one,
+            # otherwise leave it out (transformers builds the fast tokenizer from spiece.model).
+            self.tokenizer.save_pretrained(self._files, write_tokenizer_json=False)
+            source = self.tokenizer_source
+            if source is not None and source.is_dir() and (source / "tokenizer.json").is_file():
+                shutil.copy2(source / "tokenizer.json", self._files / "tokenizer.json")
+        return self._files
+
+    def __call__(self, module: nn.Module, directory: Path) -> None:
+        module.model.save_pretrained(directory)
+        if self.tokenizer is not None:
+            for f in self._tokenizer_files().iterdir():
+                shutil.copy2(f, directory / f.name)
+
+    def close(self) -> None:
+        if self._files is not None:
+            shutil.rmtree(self._files, ignore_errors=True)
+
+
+def _load_objective(module: nn.Module, directory: Path) -> None:
+    load_module(module.model, directory)
+
+
+def _check_data_ids(dataset: Any, vocab_size: int, where: Path) -> None:
+    """Fail early, naming the file, if the first examples hold ids the embedding cannot look up."""
+    for i in range(min(len(dataset), 16)):
+        top = int(dataset[i]["input_ids"].max())
+        if top >= vocab_size:
+            raise ValueError(
+                f"{where}: example {i} holds token id {top}, beyond the model's vocab_size {vocab_size}; "
+                "prepare the data with the same tokenizer as the model"
+            )
+
+
+# ---- the run ------------------------------------------------------------------------------------------------
+
+
+def pretrain(
+    data_dir: str | Path | None,
+    output_dir: str | Path,
+    config: Any | None = None,
+    preset: str | None = None,
+    *,
+    tokenizer: str | Path | None = None,
+    corpus: Sequence[str | Path] | None = None,
+    seq_len: int | None = None,
+    dupe_factor: int = 5,
+    init_from: str | Path | None = None,
+    max_steps: int = 10_000,
+    batch_size: int = 64,
+    grad_accum: int = 1,
+    learning_rate: float | None = None,
+    warmup_steps: int | None = None,
+    optimizer: str = "lamb",
+    weight_decay: float = 0.01,
+    max_grad_norm: float | None = 1.0,
+    bf16: bool = False,
+    device: str = "auto",
+    save_every: int = 1000,
+    keep_last: int = 3,
+    resume: bool | str | Path = False,
+    overwrite: bool = False,
+    eval_dir: str | Path | None = None,
+    eval_every: int = 0,
+    eval_batch_size: int | None = None,
+    seed: int = 0,
+    log_every: int = 1,
+    fsdp: bool = False,
+    num_threads: int | None = None,
+    progress: bool = True,
+    on_log: Any | None = None,
+) -> TrainResult:
+    """Pretrain `AlbertForPreTraining` (MLM + SOP) on the examples in `data_dir`; write to `output_dir`.
+
+    The model comes from `config` (an AlbertConfig or a config.json path), a `preset` name (its
+    vocab_size set from the tokenizer/data), or `init_from` (a model directory to continue). Give
+    `corpus` (raw text files) instead of `data_dir` to prepare examples into `output_dir/data` first,
+    with `tokenizer` and `seq_len`. `learning_rate` defaults to 1.76e-3 for LAMB and 5e-4 for AdamW;
+    `warmup_steps` to 2.5% of `max_steps`, as in ALBERT. Returns the loop's TrainResult.
+    """
+    from openalbert import AlbertForPreTraining
+    from openalbert.pretraining.data import PretrainingDataset
+
+    output_dir = Path(output_dir)
+    tok = None
+    tokenizer_path = Path(tokenizer) if tokenizer is not None else None
+    if tokenizer_path is not None:
+        from openalbert.tokenizer import AlbertTokenizer
+
+        if not tokenizer_path.exists():
+            raise FileNotFoundError(f"tokenizer not found: {tokenizer_path}")
+        tok = AlbertTokenizer.from_pretrained(tokenizer_path)
+
+    if corpus:
+        if data_dir is not None:
+            raise ValueError("give either data_dir (prepared examples) or corpus (raw text), not both")
+        if tok is None:
+            raise ValueError(
+                "preparing examples from a corpus needs a tokenizer (a directory with spiece.model)"
+            )
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError(
+                "under torchrun, prepare the examples once first (`openalbert prepare-data`) and pass the "
+                "directory as data_dir (--data)"
+            )
+        data_dir = output_dir / "data"
+        # Preparation is deterministic, so a resumed run reuses the examples it made the first time.
+        if not (resume and (data_dir / "manifest.json").is_file()):
+            from openalbert.pretraining.data import prepare_pretraining_data
+
+            prepare_pretraining_data(
+                corpus, tok, data_dir, max_seq_length=seq_len or 128, dupe_factor=dupe_factor, seed=seed,
+                progress=progress,
+            )  # fmt: skip
+    if data_dir is None:
+        raise ValueError("give data_dir (prepared examples) or corpus (raw text files)")
+    data_dir = Path(data_dir)
+    manifest = _read_data_manifest(data_dir)
+    data_vocab, data_len = int(manifest["vocab_size"]), int(manifest["max_seq_length"])
+    if tok is not None and tok.vocab_size != data_vocab:
+        raise ValueError(
+            f"the tokenizer {tokenizer_path} has {tok.vocab_size} pieces but {data_dir} was made "
+            f"with a {data_vocab}-piece vocabulary"
+        )
+    if seq_len is not None and seq_len != data_len:
+        raise ValueError(f"seq_len {seq_len} differs from the {data_len} tokens per example in {data_dir}")
+    model_config = resolve_config(config, preset, init_from, data_vocab, data_len)
+
+    train_data = PretrainingDataset(data_dir)
+    _check_data_ids(train_data, model_config.vocab_size, data_dir)
+    eval_data = None
+    if eval_dir is not None:
+        eval_data = PretrainingDataset(eval_dir)
+        _check_data_ids(eval_data, model_config.vocab_size, Path(eval_dir))
+        if int(eval_data.manifest["vocab_size"]) != data_vocab:
+            raise ValueError(f"{eval_dir} uses a different vocabulary from {data_dir}")
+
+    # The same seed gives the same initial weights in every process (DDP also broadcasts rank 0's).
+    torch.manual_seed(seed)
+    if init_from is not None:
+        model = AlbertForPreTraining.from_pretrained(init_from)
+    else:
+        model = AlbertForPreTraining(model_config)
+    objective = PretrainingObjective(model)
+
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATES.get(optimizer, 1e-3)
+    if warmup_steps is None:
+        warmup_steps = int(0.025 * max_steps)
+    train_config = TrainConfig(
+        output_dir=output_dir,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        learning_rate=learning_rate,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        optimizer=optimizer,
+        max_grad_norm=max_grad_norm,
+        bf16=bf16,
+        device=device,
+        seed=seed,
+        log_every=log_every,
+        save_every=save_every,
+        keep_last=keep_last,
+        eval_every=eval_every,
+        eval_batch_size=eval_batch_size,
+        resume=resume,
+        overwrite=overwrite,
+        fsdp=fsdp,
+        num_threads=num_threads,
+        progress=progress,
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    writer = _SnapshotWriter(tok, tokenizer_path, output_dir)
+    try:
+        return train(
+            objective,
+            train_data,
+            train_config,
+            eval_dataset=eval_data,
+            save_model=writer,
+            load_model=_load_objective,
+            on_log=on_log,
+        )
+    finally:
+        writer.close()

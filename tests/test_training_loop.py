@@ -1,0 +1,288 @@
+"""The shared training loop: data order, exact resume after a signal, accumulation, DDP = 1 process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from openalbert import AlbertConfig, AlbertForPreTraining
+from openalbert.pretraining.run import PretrainingObjective
+from openalbert.training import ResumableSampler, TrainConfig, latest_checkpoint, list_checkpoints, train
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+class SyntheticPretraining(torch.utils.data.Dataset):
+    """AlbertForPreTraining inputs with exactly `k` predicted tokens per example.
+
+    Equal counts make a mean over a big batch equal the mean of the means over its parts, which is
+    what DDP and gradient accumulation compute.
+    """
+
+    def __init__(self, n: int = 64, seq: int = 32, vocab: int = 100, k: int = 4, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(5, vocab, (n, seq), generator=g)
+        self.positions = torch.stack([torch.randperm(seq - 2, generator=g)[:k] + 1 for _ in range(n)])
+        self.sop = torch.randint(0, 2, (n,), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        ids, pos = self.ids[i].clone(), self.positions[i]
+        labels = torch.full_like(ids, -100)
+        labels[pos] = ids[pos]
+        ids[pos] = 4  # [MASK]
+        return {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "token_type_ids": (torch.arange(len(ids)) >= len(ids) // 2).long(),
+            "labels": labels,
+            "sentence_order_label": self.sop[i],
+        }
+
+
+def tiny_objective(dropout: float = 0.0, seed: int = 0) -> PretrainingObjective:
+    config = AlbertConfig(
+        vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=32, hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout, classifier_dropout_prob=dropout,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    return PretrainingObjective(AlbertForPreTraining(config))
+
+
+def run_config(out: Path, **overrides) -> TrainConfig:
+    base = dict(output_dir=out, max_steps=6, batch_size=8, learning_rate=3e-3, warmup_steps=2, device="cpu",
+                progress=False, plot=False)  # fmt: skip
+    return TrainConfig(**{**base, **overrides})
+
+
+def read_metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "model.safetensors"))
+
+
+# ---- data order --------------------------------------------------------------------------------------------
+
+
+def test_sampler_epochs_are_permutations_and_deterministic():
+    s = ResumableSampler(10, batch_size=3, seed=7)
+    assert s.batches_per_epoch == 3
+    epoch0 = [s.next_batch() for _ in range(3)]
+    epoch1 = [s.next_batch() for _ in range(3)]
+    assert s.epoch == 1
+    assert len({i for b in epoch0 for i in b}) == 9 and epoch0 != epoch1
+    again = ResumableSampler(10, batch_size=3, seed=7)
+    assert [again.next_batch() for _ in range(6)] == epoch0 + epoch1
+
+
+def test_sampler_resumes_mid_epoch():
+    a = ResumableSampler(50, batch_size=4, seed=1)
+    for _ in range(17):  # past the first epoch (12 batches)
+        a.next_batch()
+    b = ResumableSampler(50, batch_size=4, seed=1)
+    b.load_state_dict(a.state_dict())
+    assert [b.next_batch() for _ in range(20)] == [a.next_batch() for _ in range(20)]
+    with pytest.raises(ValueError, match="51"):
+        ResumableSampler(51, batch_size=4).load_state_dict(a.state_dict())
+
+
+def test_sampler_ranks_split_the_single_process_global_batch():
+    single = ResumableSampler(40, batch_size=6, seed=3)
+    ranks = [ResumableSampler(40, batch_size=3, seed=3, rank=r, world_size=2) for r in range(2)]
+    assert single.batches_per_epoch == ranks[0].batches_per_epoch == 6
+    for _ in range(12):
+        assert sorted(single.next_batch()) == sorted(ranks[0].next_batch() + ranks[1].next_batch())
+
+
+def test_sampler_rejects_a_dataset_smaller_than_a_batch():
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        ResumableSampler(5, batch_size=4, world_size=2)
+
+
+# ---- the objective ------------------------------------------------------------------------------------------
+
+
+def test_objective_equals_the_model_loss_and_counts_accuracy():
+    objective = tiny_objective().eval()
+    data = SyntheticPretraining(n=6)
+    batch = {k: torch.stack([data[i][k] for i in range(6)]) for k in data[0]}
+    with torch.no_grad():
+        out = objective(**batch)
+        ref = objective.model(**batch)
+    torch.testing.assert_close(out.loss, ref.loss, rtol=1e-6, atol=1e-6)
+    mask = batch["labels"] != -100
+    correct = (ref.prediction_logits.argmax(-1)[mask] == batch["labels"][mask]).sum()
+    num, den = out.metrics["mlm_accuracy"]
+    assert int(num) == int(correct) and int(den) == int(mask.sum()) == 24
+    sop_num, sop_den = out.metrics["sop_accuracy"]
+    assert int(sop_num) == int((ref.sop_logits.argmax(-1) == batch["sentence_order_label"]).sum())
+    assert int(sop_den) == 6
+
+
+# ---- the loop ------------------------------------------------------------------------------------------------
+
+
+def test_resume_after_sigint_reproduces_the_uninterrupted_run(tmp_path):
+    # Dropout on: the resumed run must also restore the random streams, not only weights and optimizer.
+    data = SyntheticPretraining()
+    full = train(tiny_objective(dropout=0.1), data, run_config(tmp_path / "full"))
+    assert full.step == 6 and not full.interrupted
+
+    def interrupt_at_step_3(row):
+        if row["step"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "split"
+    first = train(tiny_objective(dropout=0.1), data, run_config(out), on_log=interrupt_at_step_3)
+    assert first.interrupted and first.signal == signal.SIGINT and first.exit_code == 130
+    assert first.step == 3 and [p.name for p in list_checkpoints(out)] == ["step-00000003"]
+    # A fresh model object (different weights) is fine: everything comes from the checkpoint.
+    second = train(tiny_objective(dropout=0.1, seed=99), data, run_config(out, resume=True))
+    assert second.step == 6 and not second.interrupted
+
+    keys = ("step", "loss", "mlm_loss", "sop_loss", "mlm_accuracy", "lr", "grad_norm")
+    expected = [{k: r[k] for k in keys} for r in read_metrics(tmp_path / "full")]
+    got = [{k: r[k] for k in keys} for r in read_metrics(out)]
+    assert got == expected
+    for name, tensor in final_weights(tmp_path / "full").items():
+        assert torch.equal(tensor, final_weights(out)[name]), name
+
+
+def test_checkpoints_are_pruned_complete_and_guarded(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints" / ".tmp-step-00000009-junk").mkdir(parents=True)  # debris of a killed save
+    result = train(
+        tiny_objective(), SyntheticPretraining(), run_config(out, save_every=2, keep_last=2, plot=True)
+    )
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000004", "step-00000006"]
+    assert latest_checkpoint(out) == result.last_checkpoint == out / "checkpoints" / "step-00000006"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000004", "step-00000006"]
+    assert (out / "curves.png").stat().st_size > 1000
+    state = torch.load(out / "checkpoints" / "step-00000006" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 6 and state["sampler"]["epoch"] == 0 and state["sampler"]["position"] == 6
+    assert set(state["rng"][0]) >= {"python", "numpy", "torch"}
+    # An incomplete snapshot (no trainer state) is never picked for resume.
+    (out / "checkpoints" / "step-00000099").mkdir()
+    assert latest_checkpoint(out).name == "step-00000006"
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        train(tiny_objective(), SyntheticPretraining(), run_config(out))
+
+
+def test_gradient_accumulation_equals_the_big_batch(tmp_path):
+    data = SyntheticPretraining()
+    big = train(tiny_objective(), data, run_config(tmp_path / "big", batch_size=8, max_steps=3))
+    accumulated = train(
+        tiny_objective(), data, run_config(tmp_path / "acc", batch_size=4, grad_accum=2, max_steps=3)
+    )
+    a, b = final_weights(tmp_path / "big"), final_weights(tmp_path / "acc")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4)
+    assert accumulated.last_loss == pytest.approx(big.last_loss, abs=1e-5)
+
+
+def test_metrics_rows_and_periodic_eval(tmp_path):
+    out = tmp_path / "run"
+    result = train(
+        tiny_objective(), SyntheticPretraining(), run_config(out, max_steps=4, log_every=2, eval_every=2),
+        eval_dataset=SyntheticPretraining(n=12, seed=5),
+    )  # fmt: skip
+    rows = read_metrics(out)
+    train_rows = [r for r in rows if "loss" in r]
+    eval_rows = [r for r in rows if "eval_loss" in r]
+    assert [r["step"] for r in train_rows] == [2, 4] and [r["step"] for r in eval_rows] == [2, 4]
+    for key in ("loss", "mlm_loss", "sop_loss", "mlm_accuracy", "sop_accuracy", "lr", "tokens_per_s",
+                "grad_norm", "elapsed"):  # fmt: skip
+        assert np.isfinite(train_rows[0][key]), key
+    assert train_rows[0]["loss"] == pytest.approx(
+        train_rows[0]["mlm_loss"] + train_rows[0]["sop_loss"], rel=1e-5
+    )
+    assert 0 <= eval_rows[-1]["eval_mlm_accuracy"] <= 1
+    assert result.metrics["eval_loss"] == eval_rows[-1]["eval_loss"]
+
+
+def test_best_checkpoint_and_early_stopping(tmp_path):
+    out = tmp_path / "run"
+    scores = iter([0.5, 0.7, 0.6, 0.6, 0.6])  # best at the second evaluation, then two without improvement
+    result = train(
+        tiny_objective(), SyntheticPretraining(),
+        run_config(out, max_steps=10, eval_every=1, best_metric="score", early_stopping_patience=2),
+        evaluate=lambda module: {"score": next(scores)},
+    )  # fmt: skip
+    assert result.early_stopped and result.step == 4 and result.best_metric == 0.7
+    assert (out / "best" / "model.safetensors").is_file()
+    # The exported model is the best one, not the last.
+    assert torch.equal(
+        final_weights(out)["model.albert.embeddings.word_embeddings.weight"],
+        load_file(str(out / "best" / "model.safetensors"))["model.albert.embeddings.word_embeddings.weight"],
+    )
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    result = train(
+        tiny_objective(), SyntheticPretraining(), run_config(tmp_path / "bf16", max_steps=2, bf16=True)
+    )
+    assert np.isfinite(result.last_loss)
+
+
+def test_config_errors(tmp_path):
+    data = SyntheticPretraining()
+    with pytest.raises(ValueError, match="max_steps or num_epochs"):
+        train(tiny_objective(), data, run_config(tmp_path, max_steps=None))
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train(tiny_objective(), data, run_config(tmp_path, optimizer="sgd"))
+    with pytest.raises(ValueError, match="warmup_steps"):
+        train(tiny_objective(), data, run_config(tmp_path, warmup_steps=7))
+    with pytest.raises(ValueError, match="map-style"):
+        train(tiny_objective(), iter([]), run_config(tmp_path))
+
+
+# ---- several processes -----------------------------------------------------------------------------------------
+
+WORKER = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_training_loop import SyntheticPretraining, run_config, tiny_objective
+from openalbert.training import train
+
+out, fsdp = Path(sys.argv[1]), sys.argv[2] == "fsdp"
+train(tiny_objective(), SyntheticPretraining(), run_config(out, batch_size=4, max_steps=3, fsdp=fsdp))
+"""
+
+
+def _torchrun(tmp_path: Path, out: Path, mode: str) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(textwrap.dedent(WORKER.format(tests=str(TESTS))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(out), mode]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("mode", ["ddp", pytest.param("fsdp", marks=pytest.mark.slow)])
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, mode):
+    _torchrun(tmp_path, tmp_path / "two", mode)
+    train(tiny_objective(), SyntheticPretraining(), run_config(tmp_path / "one", batch_size=8, max_steps=3))
+    one, two = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], atol=1e-5, rtol=1e-4, msg=name)
+    losses = lambda out: [r["loss"] for r in read_metrics(out)]  # noqa: E731
+    np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)
