@@ -272,6 +272,20 @@ def test_sentence_splitter_on_abbreviations():
     assert len(parts) == 400 and " ".join(parts) == long
 
 
+def test_sources_are_mixed_in_proportion(tmp_path, sentence_cache):
+    from openalbert.pretraining.data import _interleave
+
+    big, small = tmp_path / "big.txt", tmp_path / "small.txt"
+    big.write_text("".join(f"Big document {i} is here.\n\n" for i in range(300)))
+    small.write_text("".join(f"Small {i} here.\n\n" for i in range(50)))
+    docs = [d[0] for d in _interleave([big, small, big], SentenceSplitter(), sentence_cache)]
+    assert len(docs) == 650
+    # Every tenth of the stream holds both sources, about 600:50 (the big file is listed twice).
+    for k in range(10):
+        part = docs[k * 65 : (k + 1) * 65]
+        assert 2 <= sum(d.startswith("Small") for d in part) <= 8
+
+
 def test_jsonl_input(tokenizer, tmp_path, sentence_cache):
     path = tmp_path / "docs.jsonl"
     rows = [{"text": "The cat sat on the mat. It was warm.\nThe dog did not mind at all."}] * 20

@@ -31,6 +31,7 @@ import os
 import random
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -253,8 +254,10 @@ def iter_sentence_documents(
     writer = None
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        writer = tmp.open("w", encoding="utf-8")
+        # A unique name: the same file may be streamed twice at once (listed twice, or two processes).
+        fd, name = tempfile.mkstemp(dir=cache.parent, prefix=cache.stem, suffix=".tmp")
+        tmp = Path(name)
+        writer = os.fdopen(fd, "w", encoding="utf-8")
     complete = False
     try:
         for paras in iter_documents(path):
@@ -551,6 +554,26 @@ def _build_shard(
     return len(writer), stats
 
 
+def _interleave(files: list[Path], splitter: SentenceSplitter, cache: Path) -> Iterator[list[str]]:
+    """Documents of all files, mixed in proportion to file size: always from the least-consumed file.
+
+    Mixing keeps every shard (and any prefix of the shards) a sample of all sources, without a shuffle
+    that would need the whole corpus in memory; it is deterministic, so seeds stay tied to the data.
+    """
+    streams = [iter_sentence_documents(f, splitter, cache) for f in files]
+    sizes = [max(1, f.stat().st_size) for f in files]
+    consumed = [0] * len(files)
+    live = set(range(len(files)))
+    while live:
+        k = min(live, key=lambda i: (consumed[i] / sizes[i], i))
+        sentences = next(streams[k], None)
+        if sentences is None:
+            live.discard(k)
+            continue
+        consumed[k] += sum(len(s) + 1 for s in sentences) + 1
+        yield sentences
+
+
 def prepare_pretraining_data(
     corpus_files: Iterable[str | Path],
     tokenizer: PieceTokenizer,
@@ -626,27 +649,24 @@ def prepare_pretraining_data(
         total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, disable=not progress
     ) as bar:
         bar.set_description("examples")
-        for path in files:
-            for sentences in iter_sentence_documents(path, splitter, cache):
-                doc = []
-                for sentence in sentences:
-                    ids, starts = tokens.encode(sentence)
-                    if len(ids) == 0:
-                        continue
-                    doc.extend(
-                        _cut_long_sentence(ids, starts, long_limit)
-                        if len(ids) > long_limit
-                        else [(ids, starts)]
-                    )
-                total.documents += 1
-                total.sentences += len(sentences)
-                total.tokens += sum(len(s[0]) for s in doc)
-                bar.update(sum(len(s.encode("utf-8")) + 1 for s in sentences) + 1)
-                if doc:
-                    buffer.append(doc)
-                    buffered += sum(len(s[0]) for s in doc)
-                if buffered >= shard_tokens:
-                    flush()
+        for sentences in _interleave(files, splitter, cache):
+            doc = []
+            for sentence in sentences:
+                ids, starts = tokens.encode(sentence)
+                if len(ids) == 0:
+                    continue
+                doc.extend(
+                    _cut_long_sentence(ids, starts, long_limit) if len(ids) > long_limit else [(ids, starts)]
+                )
+            total.documents += 1
+            total.sentences += len(sentences)
+            total.tokens += sum(len(s[0]) for s in doc)
+            bar.update(sum(len(s.encode("utf-8")) + 1 for s in sentences) + 1)
+            if doc:
+                buffer.append(doc)
+                buffered += sum(len(s[0]) for s in doc)
+            if buffered >= shard_tokens:
+                flush()
         if buffer:
             flush()
 
