@@ -13,6 +13,7 @@ from openalbert.heads import (
     AlbertForTokenClassification,
 )
 from openalbert.modeling import AlbertModel, AlbertPreTrainedModel
+from openalbert.pipelines import pipeline
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -27,4 +28,5 @@ __all__ = [
     "AlbertModel",
     "AlbertPreTrainedModel",
     "__version__",
+    "pipeline",
 ]

@@ -1,0 +1,96 @@
+"""Task pipelines: `pipeline(task, model=...)` returns a callable that takes text and returns answers.
+
+The tasks and their outputs follow transformers' (v4) pipelines of the same name, so code written for
+`transformers.pipeline("fill-mask", ...)` runs unchanged; multiple-choice, which transformers lacks, has
+an output of its own (see multiple_choice.py).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from openalbert.checkpoint import DEFAULT_MODEL
+from openalbert.pipelines.base import Feature, Pipeline, load_head, load_tokenizer
+from openalbert.pipelines.feature_extraction import FeatureExtractionPipeline
+from openalbert.pipelines.fill_mask import FillMaskPipeline
+from openalbert.pipelines.multiple_choice import MultipleChoicePipeline
+from openalbert.pipelines.question_answering import QuestionAnsweringPipeline
+from openalbert.pipelines.text_classification import TextClassificationPipeline
+from openalbert.pipelines.token_classification import TokenClassificationPipeline
+
+TASKS: dict[str, type[Pipeline]] = {
+    cls.task: cls
+    for cls in (
+        FillMaskPipeline,
+        TextClassificationPipeline,
+        TokenClassificationPipeline,
+        QuestionAnsweringPipeline,
+        MultipleChoicePipeline,
+        FeatureExtractionPipeline,
+    )
+}
+# transformers' other names for the same tasks.
+ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+
+
+def pipeline_class(task: str) -> type[Pipeline]:
+    """The pipeline class of a task name (aliases such as "ner" accepted)."""
+    name = ALIASES.get(task, task)
+    if name not in TASKS:
+        raise ValueError(f"unknown task {task!r}; tasks are {sorted(TASKS)} (aliases {sorted(ALIASES)})")
+    return TASKS[name]
+
+
+def pipeline(
+    task: str,
+    model: str | os.PathLike | Any | None = None,
+    tokenizer: Any | None = None,
+    device: torch.device | str | int | None = None,
+    dtype: torch.dtype | str | None = None,
+    **kwargs: Any,
+) -> Pipeline:
+    """Build the pipeline for `task` from a model name, directory or model object.
+
+    `model=None` means the embedded default model, which only fill-mask can use. `device` takes "cpu",
+    "cuda", "cuda:1" or an index (-1 = CPU); `dtype` "float32", "bfloat16", "float16" or a torch dtype.
+    Other keyword arguments (`batch_size`, `top_k`, `aggregation_strategy`...) become the defaults of
+    every call.
+    """
+    cls = pipeline_class(task)
+    if model is None:
+        if cls is not FillMaskPipeline:
+            raise ValueError(
+                f"{cls.task} needs a model (model= / --model): the embedded default model {DEFAULT_MODEL} "
+                "only has a masked-LM head"
+            )
+        model = DEFAULT_MODEL
+    if isinstance(model, (str, os.PathLike)):
+        return cls.from_pretrained(model, tokenizer, device=device, dtype=dtype, **kwargs)
+    if tokenizer is None:
+        raise ValueError(
+            "a model object needs its tokenizer: pass tokenizer= (an AlbertTokenizer or a directory)"
+        )
+    if isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = load_tokenizer(tokenizer)
+    return cls(model, tokenizer, device=device, dtype=dtype, **kwargs)
+
+
+__all__ = [
+    "ALIASES",
+    "TASKS",
+    "FeatureExtractionPipeline",
+    "Feature",
+    "FillMaskPipeline",
+    "MultipleChoicePipeline",
+    "Pipeline",
+    "QuestionAnsweringPipeline",
+    "TextClassificationPipeline",
+    "TokenClassificationPipeline",
+    "load_head",
+    "load_tokenizer",
+    "pipeline",
+    "pipeline_class",
+]

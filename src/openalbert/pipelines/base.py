@@ -1,0 +1,380 @@
+"""What every task pipeline shares: loading a model that has the task's head, tokenising with character
+offsets, and running many inputs in batches of similar length.
+
+A task subclass says how one input becomes model rows (`_preprocess`), what to keep from the model's
+output for each row (`_forward`), and how those rows become the answer (`_postprocess`). The base class
+sorts all rows of a call by length, pads each batch only to its own longest row, and puts the results back
+in input order, so a list of mixed lengths wastes little compute on padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from openalbert.checkpoint import DEFAULT_MODEL, DEFAULT_MODEL_DIR, as_device, as_dtype, resolve_path
+from openalbert.config import CONFIG_NAME
+from openalbert.modeling import AlbertPreTrainedModel
+
+# A tokenizer with transformers' call surface (openalbert.tokenizer.AlbertTokenizer in practice).
+Tokenizer = Any
+
+TOKENIZER_FILES = ("spiece.model", "tokenizer.json")
+
+
+@dataclass
+class Feature:
+    """One row for the model: token ids and segment ids, plus what postprocessing needs (`meta`)."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Base class: `pipe(inputs, **params)` for one input or a list; `pipe.run(list, errors=...)` for streams."""
+
+    task: ClassVar[str] = ""
+    model_class: ClassVar[type[AlbertPreTrainedModel]]
+    # Weight-name prefixes a usable checkpoint may lack (everything else must be in the checkpoint).
+    optional_weights: ClassVar[tuple[str, ...]] = ()
+    # What the head is, for the error raised when a checkpoint lacks it.
+    head_description: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model: AlbertPreTrainedModel,
+        tokenizer: Tokenizer,
+        *,
+        device: torch.device | str | int | None = None,
+        dtype: torch.dtype | str | None = None,
+        batch_size: int | None = None,
+        **params: Any,
+    ) -> None:
+        if not isinstance(model, self.model_class):
+            raise TypeError(
+                f"the {self.task} pipeline needs a {self.model_class.__name__}, got {type(model).__name__}"
+            )
+        if tokenizer is None:
+            raise ValueError(f"the {self.task} pipeline needs a tokenizer; pass tokenizer=")
+        device, dtype = as_device(device), as_dtype(dtype, model.config)
+        if device is not None or dtype is not None:
+            model = model.to(device=device, dtype=dtype)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_size = _check_batch_size(batch_size or 8)
+        self._check_params(**params)  # fail at construction on a bad default, not at the first call
+        self._params = params
+
+    # ---- loading ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        tokenizer: Tokenizer | str | os.PathLike | None = None,
+        *,
+        device: torch.device | str | int | None = None,
+        dtype: torch.dtype | str | None = None,
+        **kwargs: Any,
+    ) -> Pipeline:
+        """Load the checkpoint with this task's head and refuse it when the head's weights are missing."""
+        directory = _model_directory(name_or_path)
+        model = load_head(cls, directory, device=device, dtype=dtype)
+        if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+            tokenizer = load_tokenizer(directory if tokenizer is None else tokenizer)
+        return cls(model, tokenizer, **kwargs)
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ---- running ---------------------------------------------------------------------------------------------
+
+    def __call__(self, inputs: Any, *, batch_size: int | None = None, **params: Any) -> Any:
+        """Run one input or a list; the output mirrors transformers' pipeline for the same task."""
+        merged = self._check_params(**{**self._params, **params})
+        items, single = self._as_items(inputs)
+        results = self._run(items, merged, batch_size, "raise", False)
+        return self._format(inputs, results, single, params)
+
+    def run(
+        self,
+        inputs: Sequence[Any],
+        *,
+        batch_size: int | None = None,
+        errors: Literal["raise", "return"] = "raise",
+        progress: bool = False,
+        **params: Any,
+    ) -> list[Any]:
+        """Run a list of inputs and return one result per input, as `pipe(one_input)` would give it.
+
+        With errors="return", an input that cannot be processed (no [MASK], a malformed QA dict...) gets
+        its exception in place of a result and the others still run.
+        """
+        merged = self._check_params(**{**self._params, **params})
+        results = self._run(list(inputs), merged, batch_size, errors, progress)
+        return [
+            r if isinstance(r, Exception) else self._format(x, [r], True, params)
+            for x, r in zip(inputs, results)
+        ]
+
+    def _run(
+        self,
+        items: list[Any],
+        params: dict[str, Any],
+        batch_size: int | None,
+        errors: str,
+        progress: bool,
+    ) -> list[Any]:
+        if errors not in ("raise", "return"):
+            raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+        results: list[Any] = [None] * len(items)
+        checked: list[Any] = [None] * len(items)
+        rows: list[Feature] = []
+        owner: list[int] = []
+        for i, item in enumerate(items):
+            try:
+                checked[i] = self._check_input(item)
+                features = self._preprocess(checked[i], params)
+                self._check_lengths(features)
+            except (ValueError, TypeError, KeyError) as e:
+                if errors == "raise":
+                    raise
+                results[i] = e
+                continue
+            rows.extend(features)
+            owner.extend([i] * len(features))
+        outputs = self._forward_sorted(rows, _check_batch_size(batch_size or self.batch_size), progress)
+        grouped: dict[int, tuple[list[Feature], list[Any]]] = {}
+        for i, row, out in zip(owner, rows, outputs):
+            grouped.setdefault(i, ([], []))
+            grouped[i][0].append(row)
+            grouped[i][1].append(out)
+        for i, item in enumerate(checked):
+            if not isinstance(results[i], Exception):
+                feats, outs = grouped.get(i, ([], []))
+                results[i] = self._postprocess(item, feats, outs, params)
+        return results
+
+    def _forward_sorted(self, rows: list[Feature], batch_size: int, progress: bool) -> list[Any]:
+        """Run rows shortest first in padded batches; return their outputs in the original order."""
+        from tqdm.auto import tqdm
+
+        order = sorted(range(len(rows)), key=lambda k: len(rows[k].input_ids))
+        outputs: list[Any] = [None] * len(rows)
+        batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+        with torch.inference_mode():
+            for batch in tqdm(batches, desc=self.task, unit="batch", disable=not progress, leave=False):
+                features = [rows[k] for k in batch]
+                for k, out in zip(batch, self._forward(self._collate(features), features)):
+                    outputs[k] = out
+        return outputs
+
+    def _collate(self, features: list[Feature]) -> dict[str, torch.Tensor]:
+        """Right-pad a batch to its longest row: pad id, attention 0, segment 0."""
+        width = max(len(f.input_ids) for f in features)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(features), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        types = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f.input_ids)
+            ids[i, :n] = torch.tensor(f.input_ids)
+            mask[i, :n] = 1
+            types[i, :n] = torch.tensor(f.token_type_ids)
+        device = self.device
+        return {
+            "input_ids": ids.to(device),
+            "attention_mask": mask.to(device),
+            "token_type_ids": types.to(device),
+        }
+
+    def _check_lengths(self, features: list[Feature]) -> None:
+        limit = self.config.max_position_embeddings
+        for f in features:
+            if len(f.input_ids) > limit:
+                raise ValueError(
+                    f"the input is {len(f.input_ids)} tokens long, more than the model's limit of {limit} "
+                    "(max_position_embeddings); shorten it"
+                )
+
+    # ---- what a task defines -------------------------------------------------------------------------------
+
+    def _check_params(self, **params: Any) -> dict[str, Any]:
+        """Validate call parameters and fill in defaults; raise TypeError on an unknown one."""
+        if params:
+            raise TypeError(f"the {self.task} pipeline got unknown parameters {sorted(params)}")
+        return {}
+
+    def _as_items(self, inputs: Any) -> tuple[list[Any], bool]:
+        """Split the call's input into a list of items and whether it was a single one."""
+        if isinstance(inputs, (list, tuple)):
+            if not inputs:
+                raise ValueError(f"the {self.task} pipeline got an empty list of inputs")
+            return list(inputs), False
+        return [inputs], True
+
+    def _check_input(self, item: Any) -> Any:
+        if not isinstance(item, str):
+            raise TypeError(f"the {self.task} pipeline takes text (str), got {type(item).__name__}")
+        return item
+
+    def _preprocess(self, item: Any, params: dict[str, Any]) -> list[Feature]:
+        raise NotImplementedError
+
+    def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+        raise NotImplementedError
+
+    def _postprocess(
+        self, item: Any, features: list[Feature], outputs: list[Any], params: dict[str, Any]
+    ) -> Any:
+        raise NotImplementedError
+
+    def _format(self, inputs: Any, results: list[Any], single: bool, call_params: dict[str, Any]) -> Any:
+        """Shape the per-item results as transformers returns them for `inputs` (single input vs list)."""
+        return results[0] if single else results
+
+    @classmethod
+    def parse_line(cls, line: str) -> Any:
+        """One line of `openalbert run` input -> one pipeline input (plain text by default)."""
+        return line
+
+    # ---- tokenising ---------------------------------------------------------------------------------------
+
+    def _encode(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Token ids and character offsets of each text, without special tokens."""
+        enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        return [
+            (list(ids), [(int(a), int(b)) for a, b in offsets])
+            for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"])
+        ]
+
+    def _build(self, first: list[int], second: list[int] | None = None, **meta: Any) -> Feature:
+        """[CLS] first [SEP] (second [SEP]), segment ids 0 then 1, as ALBERT was trained."""
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        ids = [cls, *first, sep]
+        types = [0] * len(ids)
+        if second is not None:
+            ids += [*second, sep]
+            types += [1] * (len(second) + 1)
+        return Feature(ids, types, meta)
+
+    def _max_length(self) -> int:
+        """The longest sequence the model takes: the tokenizer's limit capped by the position table."""
+        limit = self.config.max_position_embeddings
+        tok_limit = getattr(self.tokenizer, "model_max_length", None)
+        return min(limit, tok_limit) if isinstance(tok_limit, int) and tok_limit > 0 else limit
+
+
+# ---- helpers shared by the tasks ------------------------------------------------------------------------
+
+
+def truncate_pair(
+    first: list[Any], second: list[Any] | None, budget: int
+) -> tuple[list[Any], list[Any] | None]:
+    """Cut tokens off the end of the longer sequence (the second on a tie) until both fit in `budget`."""
+    if budget < 0:
+        raise ValueError(f"max_length is too small to hold the special tokens (budget {budget})")
+    if second is None:
+        return first[:budget], None
+    n1, n2 = len(first), len(second)
+    while n1 + n2 > budget:
+        if n1 > n2:
+            n1 -= 1
+        else:
+            n2 -= 1
+    return first[:n1], second[:n2]
+
+
+def tokens_to_string(tokens: list[str]) -> str:
+    """Join SentencePiece tokens into text: '▁' becomes a space, dropped in the first token."""
+    out = []
+    for i, tok in enumerate(tokens):
+        out.append(tok.replace("\u2581", "") if i == 0 else tok.replace("\u2581", " "))
+    return "".join(out)
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
+# ---- loading -------------------------------------------------------------------------------------------
+
+
+def _model_directory(name_or_path: str | os.PathLike) -> Path:
+    """Resolve a model name; say which files are missing when the embedded default model is incomplete."""
+    if str(name_or_path) == DEFAULT_MODEL:
+        needed = (CONFIG_NAME, "model.safetensors", "spiece.model")
+        missing = [name for name in needed if not (DEFAULT_MODEL_DIR / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"the embedded default model {DEFAULT_MODEL} is not installed: {', '.join(missing)} missing "
+                f"from {DEFAULT_MODEL_DIR}; pass a model directory or hub id (--model)"
+            )
+        return DEFAULT_MODEL_DIR
+    return resolve_path(name_or_path)
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Silence the loader's missing-weight warnings: load_head reports what matters as an error."""
+    logger = logging.getLogger("openalbert")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def load_head(
+    pipeline_class: type[Pipeline],
+    directory: str | os.PathLike,
+    *,
+    device: torch.device | str | int | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> AlbertPreTrainedModel:
+    """Build the task's model from a checkpoint; ValueError if the checkpoint lacks the task's head."""
+    cls = pipeline_class.model_class
+    try:
+        with _quiet_loading():
+            model, info = cls.from_pretrained(directory, dtype=dtype, device=device, output_loading_info=True)
+    except ValueError as e:
+        raise ValueError(f"{directory} cannot be used for {pipeline_class.task}: {e}") from None
+    missing = [k for k in info["missing_keys"] if not k.startswith(pipeline_class.optional_weights)]
+    if missing:
+        arch = model.config.extra.get("architectures") or ["(not recorded)"]
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ValueError(
+            f"{directory} has no {pipeline_class.head_description} for {pipeline_class.task}: the checkpoint "
+            f"(architectures {', '.join(arch)}) lacks {shown}; use a checkpoint trained for this task"
+        )
+    model.missing_weights = list(info["missing_keys"])  # the optional weights that were absent
+    return model
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> Tokenizer:
+    """openalbert's AlbertTokenizer from a model directory (or anything its from_pretrained accepts)."""
+    path = Path(name_or_path)
+    if path.is_dir() and not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"no tokenizer in {path}: expected {' or '.join(TOKENIZER_FILES)}; pass tokenizer= (a directory "
+            "or an AlbertTokenizer)"
+        )
+    from openalbert.tokenizer import AlbertTokenizer
+
+    return AlbertTokenizer.from_pretrained(name_or_path)

@@ -1,0 +1,71 @@
+"""feature-extraction: the encoder's hidden states for a text, per token or pooled into one vector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from openalbert.modeling import AlbertModel
+from openalbert.pipelines.base import Feature, Pipeline
+
+POOLINGS = (None, "cls", "mean", "pooler")
+
+
+class FeatureExtractionPipeline(Pipeline):
+    """`pipe(text)` -> hidden states `[[[H floats] per token]]` (a batch of one, as transformers returns).
+
+    `pooling="mean"` (over the tokens, special ones included), `"cls"` (the [CLS] hidden state) or
+    `"pooler"` (ALBERT's tanh pooler over [CLS], as the classification heads see it) gives one vector of
+    H floats instead. `return_tensors=True` gives torch tensors; `truncation=False` raises on texts
+    longer than the model takes instead of cutting them.
+    """
+
+    task = "feature-extraction"
+    model_class = AlbertModel
+    # Masked-LM, token-classification and QA checkpoints carry no pooler; only pooling="pooler" needs it.
+    optional_weights = ("pooler.",)
+    head_description = "encoder"
+
+    def _check_params(
+        self, pooling: str | None = None, truncation: bool = True, return_tensors: bool = False
+    ) -> dict[str, Any]:
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if pooling == "pooler":
+            missing = getattr(self.model, "missing_weights", [])
+            if self.model.pooler is None or any(k.startswith("pooler.") for k in missing):
+                raise ValueError(
+                    "this checkpoint has no trained pooler (pooler.* weights); use pooling='cls' or 'mean'"
+                )
+        return {"pooling": pooling, "truncation": bool(truncation), "return_tensors": bool(return_tensors)}
+
+    def _preprocess(self, text: str, params: dict[str, Any]) -> list[Feature]:
+        ((ids, _),) = self._encode([text])
+        if params["truncation"]:
+            ids = ids[: self._max_length() - 2]
+        return [self._build(ids)]
+
+    def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+        out = self.model(**batch)
+        hidden = out.last_hidden_state.float().cpu()  # (B, T, H)
+        pooled = out.pooler_output.float().cpu() if out.pooler_output is not None else None
+        return [
+            (hidden[i, : len(f.input_ids)], None if pooled is None else pooled[i])
+            for i, f in enumerate(features)
+        ]
+
+    def _postprocess(
+        self, text: str, features: list[Feature], outputs: list[Any], params: dict[str, Any]
+    ) -> Any:
+        ((hidden, pooled),) = outputs
+        pooling = params["pooling"]
+        if pooling is None:
+            value = hidden[None]  # (1, T, H), the batch-of-one layout transformers returns
+        elif pooling == "cls":
+            value = hidden[0]
+        elif pooling == "mean":
+            value = hidden.mean(0)
+        else:
+            value = pooled
+        return value if params["return_tensors"] else value.tolist()

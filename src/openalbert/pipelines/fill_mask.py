@@ -1,0 +1,113 @@
+"""fill-mask: the most likely tokens for each [MASK] in a text, as transformers' FillMaskPipeline gives them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from openalbert.heads import AlbertForMaskedLM
+from openalbert.pipelines.base import Feature, Pipeline
+
+logger = logging.getLogger("openalbert")
+
+
+class FillMaskPipeline(Pipeline):
+    """`pipe(text, top_k=5, targets=None)` -> `[{score, token, token_str, sequence}, ...]` best first.
+
+    A text with several masks gives one such list per mask. `targets` restricts the candidates to the
+    given words (a word outside the vocabulary stands for its first token). A list of texts gives a list
+    of results, except that a one-element list gives that element's result, as in transformers.
+    """
+
+    task = "fill-mask"
+    model_class = AlbertForMaskedLM
+    head_description = "masked-LM head (predictions.*)"
+
+    def _check_params(self, top_k: int = 5, targets: str | list[str] | None = None) -> dict[str, Any]:
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        if self.tokenizer.mask_token_id is None:
+            raise ValueError("the tokenizer defines no mask token, so fill-mask cannot run")
+        return {"top_k": top_k, "target_ids": None if targets is None else self._target_ids(targets)}
+
+    def _target_ids(self, targets: str | list[str]) -> list[int]:
+        if isinstance(targets, str):
+            targets = [targets]
+        vocab = self.tokenizer.get_vocab()
+        ids: list[int] = []
+        for target in targets:
+            if target in vocab:
+                ids.append(vocab[target])
+                continue
+            # A word that is not a vocabulary entry stands for its first token (transformers does the same).
+            pieces = self.tokenizer(target, add_special_tokens=False)["input_ids"]
+            if not pieces:
+                logger.warning("target %r is empty after tokenization; ignoring it", target)
+                continue
+            logger.warning(
+                "target %r is not in the vocabulary; using its first token %r",
+                target,
+                self.tokenizer.convert_ids_to_tokens(pieces[0]),
+            )
+            ids.append(pieces[0])
+        ids = sorted(set(ids))
+        if not ids:
+            raise ValueError(f"none of the targets {targets!r} maps to a token; pass at least one word")
+        return ids
+
+    def _preprocess(self, text: str, params: dict[str, Any]) -> list[Feature]:
+        ((ids, _),) = self._encode([text])
+        feature = self._build(ids)
+        mask_id = self.tokenizer.mask_token_id
+        positions = [i for i, t in enumerate(feature.input_ids) if t == mask_id]
+        if not positions:
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            raise ValueError(
+                f"no {self.tokenizer.mask_token} in the input {shown!r}; fill-mask needs at least one"
+            )
+        feature.meta["positions"] = positions
+        return [feature]
+
+    def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+        hidden = self.model.albert(**batch).last_hidden_state  # (B, T, H)
+        # Only the masked positions go through the vocabulary projection: (M, H) -> (M, V).
+        rows = torch.cat([torch.full((len(f.meta["positions"]),), i) for i, f in enumerate(features)])
+        cols = torch.tensor([p for f in features for p in f.meta["positions"]])
+        logits = self.model.predictions(hidden[rows.to(hidden.device), cols.to(hidden.device)]).float().cpu()
+        return list(logits.split([len(f.meta["positions"]) for f in features]))
+
+    def _postprocess(
+        self, text: str, features: list[Feature], outputs: list[Any], params: dict[str, Any]
+    ) -> Any:
+        (feature,), (logits,) = features, outputs
+        probs = logits.softmax(dim=-1)  # (M, V)
+        target_ids = params["target_ids"]
+        if target_ids is not None:
+            probs = probs[:, target_ids]
+        values, indices = probs.topk(min(params["top_k"], probs.shape[-1]), dim=-1)
+        single = len(feature.meta["positions"]) == 1
+        pad = self.tokenizer.pad_token_id
+        result = []
+        for position, row_values, row_indices in zip(feature.meta["positions"], values, indices):
+            row = []
+            for score, index in zip(row_values.tolist(), row_indices.tolist()):
+                token = target_ids[index] if target_ids is not None else index
+                ids = list(feature.input_ids)
+                ids[position] = token
+                # With several masks the others stay visible in `sequence`, so special tokens are kept.
+                sequence = self.tokenizer.decode([t for t in ids if t != pad], skip_special_tokens=single)
+                row.append(
+                    {
+                        "score": score,
+                        "token": token,
+                        "token_str": self.tokenizer.decode([token]),
+                        "sequence": sequence,
+                    }
+                )
+            result.append(row)
+        return result[0] if single else result
+
+    def _format(self, inputs: Any, results: list[Any], single: bool, call_params: dict[str, Any]) -> Any:
+        return results[0] if single or len(results) == 1 else results
