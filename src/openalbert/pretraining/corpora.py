@@ -11,6 +11,7 @@ line. A deterministic ~2.5% of whole documents, chosen by a hash of the document
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import shutil
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Bump when the cleaning of any source changes, so cached outputs are rebuilt.
-CORPUS_FORMAT_VERSION = 1
+CORPUS_FORMAT_VERSION = 2
 DEFAULT_HELDOUT_FRACTION = 0.025
 
 # (document id, paragraphs): one paragraph per list item, never containing a newline.
@@ -44,6 +45,9 @@ class Source:
     licence: str
     extract: Callable[[Path], Iterator[Document]]
     default: bool = True
+    # Sources that share documents (two Wikipedia extracts) share a namespace, so an article is held
+    # out of both or of neither.
+    heldout_namespace: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -300,6 +304,94 @@ def _extract_moby_dick(root: Path) -> Iterator[Document]:
                 yield path.stem, paras
 
 
+_WIKI_CUT_SECTIONS = re.compile(
+    r"^==+\s*(See also|References|External links|Further reading|Notes|Bibliography|Sources|Citations"
+    r"|Footnotes|Works cited)\s*==+\s*$",
+    re.I | re.M,
+)
+_WIKI_DROP_ELEMENTS = re.compile(
+    r"<!--.*?-->|<(ref|math|gallery|timeline|score|syntaxhighlight|source|imagemap)\b[^>]*?/>"
+    r"|<(ref|math|gallery|timeline|score|syntaxhighlight|source|imagemap)\b.*?</\2\s*>",
+    re.S | re.I,
+)
+_WIKI_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
+_WIKI_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
+_WIKI_TABLE = re.compile(r"\{\|(?:(?!\{\|).)*?\|\}", re.S)
+_WIKI_LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
+_WIKI_NON_TEXT_LINK = re.compile(
+    r"^\s*(File|Image|Category|Media|[a-z]{2,3}(-[a-z]+)?|wikt|Wiktionary)\s*:", re.I
+)
+_WIKI_EXTERNAL = re.compile(r"\[(?:https?:)?//[^\s\]]+\s*([^\]]*)\]")
+
+
+def _wiki_link(match: re.Match) -> str:
+    target, _, label = match.group(1).partition("|")
+    if _WIKI_NON_TEXT_LINK.match(target):
+        return ""
+    return (label or target).rsplit("|", 1)[-1]
+
+
+def _repeat(pattern: re.Pattern, repl, text: str) -> str:
+    """Apply a substitution until nothing changes, so nested constructs go from the inside out."""
+    while True:
+        new = pattern.sub(repl, text)
+        if new == text:
+            return text
+        text = new
+
+
+def wikitext_to_paragraphs(wikitext: str) -> list[str]:
+    """Plain prose paragraphs of a MediaWiki article: no templates, tables, references, lists or headings."""
+    text = _WIKI_CUT_SECTIONS.split(wikitext, maxsplit=1)[0]
+    text = _WIKI_DROP_ELEMENTS.sub("", text)
+    text = _repeat(_WIKI_TEMPLATE, "", text)
+    text = _repeat(_WIKI_TABLE, "", text)
+    text = _repeat(_WIKI_LINK, _wiki_link, text)
+    text = _WIKI_EXTERNAL.sub(lambda m: m.group(1), text)
+    text = _WIKI_TAG.sub("", text)
+    text = re.sub(r"'{2,}", "", text)
+    text = re.sub(r"__[A-Z]+__", "", text)
+    kept_lines = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        # Headings, list items, indented quotes and leftovers of broken markup are not running prose.
+        if stripped.startswith(("=", "*", "#", ":", ";", "|", "{", "}", "!")):
+            kept_lines.append("")
+        else:
+            kept_lines.append(line)
+    text = html.unescape("\n".join(kept_lines))
+    # Removed references and templates leave "word ," and "()" behind.
+    text = re.sub(r"\(\s*[,;]?\s*\)", "", text)
+    text = re.sub(r"[ \t]+([,.;:])", r"\1", text)
+    paragraphs = paragraphs_of(text)
+    # A paragraph of real prose has a few words and ends like a sentence.
+    return [p for p in paragraphs if len(p) >= 80 and p[-1] in ".!?\"')" and "[[" not in p and "{{" not in p]
+
+
+def _extract_wikipedia_dump(root: Path) -> Iterator[Document]:
+    path = next(root.rglob("enwiki-latest-pages-articles1.xml-*-shortened.bz2"), None)
+    if path is None:
+        raise RuntimeError(f"the enwiki sample dump was not found under {root}")
+    import bz2
+    import xml.etree.ElementTree as ET
+
+    with bz2.open(path) as f:
+        for _, elem in ET.iterparse(f):
+            if not elem.tag.endswith("}page"):
+                continue
+            ns = "{" + elem.tag[1:].split("}")[0] + "}"
+            title = elem.findtext(f"{ns}title") or ""
+            text = elem.findtext(f"{ns}revision/{ns}text") or ""
+            elem.clear()
+            if elem.findtext(f"{ns}ns") not in (None, "0") or text.lstrip().upper().startswith("#REDIRECT"):
+                continue
+            if "(disambiguation)" in title or re.search(r"\{\{\s*(disambig|dab)", text, re.I):
+                continue
+            paras = wikitext_to_paragraphs(text)
+            if paras:
+                yield title, paras
+
+
 _BIBLE_HEADING = re.compile(r"^(\S.*\S) (\d+)$")
 _BIBLE_VERSE = re.compile(r"^\s+\d+ (.*)$")
 
@@ -353,6 +445,7 @@ SOURCES: dict[str, Source] = {
             "lead sections of ~10k vital Wikipedia articles",
             "CC BY-SA 4.0",
             _extract_wiki_summaries,
+            heldout_namespace="wikipedia",
         ),
         Source(
             "austen",
@@ -377,6 +470,15 @@ SOURCES: dict[str, Source] = {
             "Herman Melville, Moby-Dick",
             "public domain",
             _extract_moby_dick,
+        ),
+        Source(
+            "wiki_articles",
+            "pip",
+            ("gensim==4.4.0",),
+            "~100 whole Wikipedia articles from a 2016 dump sample (wikitext stripped)",
+            "CC BY-SA",
+            _extract_wikipedia_dump,
+            heldout_namespace="wikipedia",
         ),
         Source(
             "bible_kjv",
@@ -418,7 +520,7 @@ def _write_source(
                 kept.append(para)
             if not kept:
                 continue
-            held = heldout_score(source.name, doc_id) < heldout_fraction
+            held = heldout_score(source.heldout_namespace or source.name, doc_id) < heldout_fraction
             block = "\n".join(kept) + "\n\n"
             (fh if held else ft).write(block)
             prefix = "heldout_" if held else ""
