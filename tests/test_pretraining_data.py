@@ -114,7 +114,7 @@ def _load(data_dir: Path) -> dict[str, np.ndarray]:
 
 
 def _is_start(piece: str) -> bool:
-    return piece.startswith(("▁", "<"))
+    return piece.startswith("▁")
 
 
 # ---------------------------------------------------------------------------------------------------

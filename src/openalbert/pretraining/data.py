@@ -302,8 +302,7 @@ class _Tokens:
     def encode(self, sentence: str) -> tuple[np.ndarray, np.ndarray]:
         pieces = self.tokenizer.tokenize(sentence)
         ids = np.asarray(self.tokenizer.convert_tokens_to_ids(pieces), dtype=np.int32)
-        # "<unk>" and other control pieces stand alone, like a word of their own.
-        starts = np.fromiter((p.startswith(("▁", "<")) for p in pieces), dtype=bool, count=len(pieces))
+        starts = np.fromiter((p.startswith("▁") for p in pieces), dtype=bool, count=len(pieces))
         return ids, starts
 
 
