@@ -92,3 +92,94 @@ def _prepare_data(args: argparse.Namespace) -> int:
         f"masked {stats['masked'] / max(1, stats['text_tokens']):.1%} of text tokens)"
     )
     return 0
+
+
+# --- inference -------------------------------------------------------------------------------------
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--task",
+        required=True,
+        help="fill-mask, text-classification, token-classification, question-answering, multiple-choice "
+        "or feature-extraction",
+    )
+    p.add_argument("--model", help="model directory or hub id (default for fill-mask: the embedded model)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or a GPU index N (default: cpu)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="compute dtype")
+    p.add_argument("--top-k", type=int, help="answers per input (fill-mask, classification, QA, choice)")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
+    p.add_argument("--input", help="read from this file instead of stdin")
+    p.add_argument("--output", help="write to this file instead of stdout")
+    p.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        help='write {"error": ...} for a line that cannot be processed and go on, instead of stopping',
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another pipeline parameter, VALUE as JSON or a bare string (e.g. aggregation_strategy=simple)",
+    )
+
+
+@command(
+    "run",
+    "Run a task pipeline on one input per line (QA and multiple-choice: one JSON object per line); "
+    "one JSON result per line on stdout",
+    _run_arguments,
+)
+def _run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from openalbert.cli import CLIError
+    from openalbert.pipelines.stream import run_stream
+
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise CLIError(f"--param takes KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    if args.top_k is not None:
+        params["top_k"] = args.top_k
+    bad = run_stream(
+        args.task,
+        args.model,
+        input_path=args.input,
+        output_path=args.output,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        skip_bad_lines=args.skip_bad_lines,
+        **params,
+    )
+    if bad:
+        print(f"openalbert run: {bad} bad line(s) skipped (see their error documents)", file=sys.stderr)
+    return 0
+
+
+def _info_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "model", help="model directory, hub id, or openalbert/albert-small-en (the embedded model)"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+@command(
+    "info", "Describe a model: configuration, parameter count, tasks it can serve, files", _info_arguments
+)
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from openalbert.pipelines.info import format_model_info, model_info
+
+    info = model_info(args.model)
+    print(json.dumps(info, indent=2) if args.json else format_model_info(info))
+    return 0

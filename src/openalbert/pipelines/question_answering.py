@@ -269,9 +269,16 @@ def _masked_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor
 def _user_defined_ids(tokenizer: Any) -> set[int]:
     """Ids of the vocabulary's user-defined symbols (always split out of words by SentencePiece)."""
     ids: set[int] = set()
-    sp = getattr(tokenizer, "sp_model", None)
-    if sp is not None and hasattr(sp, "IsUserDefined"):
-        ids = {i for i in range(sp.GetPieceSize()) if sp.IsUserDefined(i)}
+    # transformers' slow tokenizer calls its SentencePiece processor sp_model, openalbert's _sp.
+    sp = getattr(tokenizer, "sp_model", None) or getattr(tokenizer, "_sp", None)
+    if sp is not None:
+        probe = getattr(sp, "is_user_defined", None) or getattr(sp, "IsUserDefined", None)
+        if probe is None:
+            # Builds without is_user_defined: user-defined pieces are the other pieces scored exactly 0.
+            def probe(i: int) -> bool:
+                return sp.get_score(i) == 0 and not sp.is_control(i) and not sp.is_unknown(i)
+
+        ids = {i for i in range(sp.get_piece_size()) if probe(i)}
     else:
         # transformers' fast tokenizer registers them as added tokens that are not special.
         for token_id, token in getattr(tokenizer, "added_tokens_decoder", {}).items():
