@@ -94,6 +94,94 @@ def _prepare_data(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pretraining -----------------------------------------------------------------------------------
+
+
+def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="examples prepared by `openalbert prepare-data` (a manifest.json dir)")
+    source.add_argument(
+        "--corpus", nargs="+", help="raw text files: examples are first prepared into OUTPUT/data"
+    )
+    p.add_argument("--output", required=True, help="run dir: checkpoints/, metrics.jsonl, curves.png, model")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--preset", help="architecture preset, e.g. albert-base-v2 (vocab_size from the data)")
+    model.add_argument("--config", help="a config.json (its vocab_size must match the tokenizer)")
+    model.add_argument("--init-from", help="a model directory to continue pretraining from")
+    p.add_argument("--tokenizer", help="tokenizer dir or spiece.model, copied into every snapshot")
+    p.add_argument("--seq-len", type=int, help="tokens per example (with --corpus; checked against --data)")
+    p.add_argument("--dupe-factor", type=int, default=5, help="with --corpus: masked passes over the text")
+    p.add_argument("--max-steps", type=int, default=10_000)
+    p.add_argument("--batch-size", type=int, default=64, help="examples per process and micro-batch")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--optimizer", choices=["lamb", "adamw"], default="lamb")
+    p.add_argument("--learning-rate", "--lr", type=float, help="peak rate (default 1.76e-3 LAMB, 5e-4 AdamW)")
+    p.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 2.5%% of --max-steps)")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the global gradient norm (0: off)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU or CUDA)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--save-every", type=int, default=1000, help="checkpoint every N steps (and at the end)")
+    p.add_argument("--keep-last", type=int, default=3, help="checkpoints to keep")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --output that has checkpoints")
+    p.add_argument("--eval-data", help="held-out examples (a prepare-data dir) for eval_loss / accuracy")
+    p.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: only at the end)")
+    p.add_argument("--log-every", type=int, default=1, help="steps per metrics.jsonl row")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fsdp", action="store_true", help="under torchrun: shard with FSDP2 instead of DDP")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@command(
+    "pretrain",
+    "Pretrain ALBERT (MLM + sentence order, LAMB) from prepared examples or raw text; "
+    "exits 130/143 after saving a checkpoint on SIGINT/SIGTERM (rerun with --resume)",
+    _pretrain_arguments,
+)
+def _pretrain(args: argparse.Namespace) -> int:
+    from openalbert.pretraining.run import pretrain
+
+    result = pretrain(
+        args.data,
+        args.output,
+        config=args.config,
+        preset=args.preset,
+        init_from=args.init_from,
+        tokenizer=args.tokenizer,
+        corpus=args.corpus,
+        seq_len=args.seq_len,
+        dupe_factor=args.dupe_factor,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm or None,
+        bf16=args.bf16,
+        device=args.device,
+        save_every=args.save_every,
+        keep_last=args.keep_last,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        eval_dir=args.eval_data,
+        eval_every=args.eval_every,
+        log_every=args.log_every,
+        seed=args.seed,
+        fsdp=args.fsdp,
+        num_threads=args.threads,
+        progress=not args.no_progress,
+    )
+    if result.interrupted:
+        print(f"stopped at step {result.step}; checkpoint {result.last_checkpoint}; rerun with --resume")
+    else:
+        print(f"step {result.step}: loss {result.last_loss:.4f}; model and metrics in {result.output_dir}")
+    return result.exit_code
+
+
 # --- inference -------------------------------------------------------------------------------------
 
 

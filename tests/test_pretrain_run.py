@@ -1,0 +1,184 @@
+"""`pretrain()` and `openalbert pretrain` on real English text with the genuine ALBERT vocabulary.
+
+The text is the licence collection every Debian system ships (/usr/share/common-licenses): real,
+varied English prose that needs no download. Tests skip when it or ../shared is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tests.conftest import spiece_or_skip
+
+from openalbert import AlbertConfig, AlbertForPreTraining
+from openalbert.pretraining.run import pretrain, resolve_config
+
+LICENSES = Path("/usr/share/common-licenses")
+TRAIN_TEXTS = ["GPL-3", "GFDL-1.3", "Apache-2.0", "LGPL-2.1", "MPL-2.0", "GPL-2", "Artistic"]
+HELDOUT_TEXTS = ["MPL-1.1", "CC0-1.0"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**overrides) -> AlbertConfig:
+    base = dict(vocab_size=30000, embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=128, max_position_embeddings=64)  # fmt: skip
+    return AlbertConfig(**{**base, **overrides})
+
+
+def _prepare(out: Path, names: list[str], cache: Path) -> Path:
+    from openalbert.pretraining.data import prepare_pretraining_data
+    from openalbert.tokenizer import AlbertTokenizer
+
+    files = [LICENSES / n for n in names]
+    if not all(f.is_file() for f in files):
+        pytest.skip(f"real text for this test is missing from {LICENSES}")
+    tokenizer = AlbertTokenizer.from_pretrained(spiece_or_skip().parent)
+    prepare_pretraining_data(files, tokenizer, out, max_seq_length=64, dupe_factor=2, seed=1, cache_dir=cache,
+                             progress=False)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_data(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("pretraining-data")
+    train = _prepare(root / "train", TRAIN_TEXTS, root / "cache")
+    heldout = _prepare(root / "heldout", HELDOUT_TEXTS, root / "cache")
+    return train, heldout
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum(r[key] for r in rows) / len(rows)
+
+
+def test_short_run_lowers_mlm_loss_and_writes_a_model_transformers_loads(real_data, tmp_path):
+    train_dir, heldout_dir = real_data
+    out = tmp_path / "run"
+    result = pretrain(
+        train_dir, out, tiny_config(), tokenizer=spiece_or_skip().parent, max_steps=40, batch_size=16,
+        learning_rate=1e-2, warmup_steps=4, device="cpu", save_every=20, eval_dir=heldout_dir, progress=False,
+    )  # fmt: skip
+    assert result.step == 40 and not result.interrupted
+    rows = [r for r in _rows(out) if "loss" in r]
+    first, last = _mean(rows[:5], "mlm_loss"), _mean(rows[-5:], "mlm_loss")
+    assert first > 9.5  # about ln(30000) = 10.3 at initialisation
+    assert last < first - 1.5, (first, last)
+    assert result.metrics["eval_mlm_loss"] < first - 1.0
+    for name in ("config.json", "model.safetensors", "spiece.model", "tokenizer_config.json", "curves.png"):
+        assert (out / name).is_file(), name
+    assert (out / "checkpoints" / "step-00000020" / "spiece.model").is_file()
+
+    # The output directory is an HF checkpoint: transformers (the oracle) loads it and agrees with us.
+    import transformers
+
+    ours = AlbertForPreTraining.from_pretrained(out).eval()
+    theirs = transformers.AlbertForPreTraining.from_pretrained(out).eval()
+    tokenizer = transformers.AlbertTokenizer.from_pretrained(out)
+    batch = tokenizer(["This License applies to any program."], return_tensors="pt")
+    with torch.no_grad():
+        a, b = ours(**batch), theirs(**batch)
+    torch.testing.assert_close(a.prediction_logits, b.prediction_logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_longer_run_learns_real_text(real_data, tmp_path):
+    train_dir, heldout_dir = real_data
+    out = tmp_path / "run"
+    result = pretrain(
+        train_dir, out, tiny_config(), max_steps=300, batch_size=16, learning_rate=1e-2, warmup_steps=20,
+        device="cpu", save_every=0, eval_dir=heldout_dir, eval_every=100, progress=False,
+    )  # fmt: skip
+    rows = [r for r in _rows(out) if "loss" in r]
+    assert _mean(rows[-20:], "mlm_loss") < _mean(rows[:5], "mlm_loss") - 4.0
+    assert _mean(rows[-20:], "mlm_accuracy") > 0.15
+    evals = [r for r in _rows(out) if "eval_loss" in r]
+    assert evals[-1]["eval_mlm_accuracy"] > 0.1 and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert result.metrics["eval_mlm_accuracy"] == evals[-1]["eval_mlm_accuracy"]
+
+
+def test_vocabulary_and_length_mismatches_are_clear_errors(real_data, tmp_path):
+    train_dir, _ = real_data
+    with pytest.raises(ValueError, match=r"vocab_size is 1000 .* 30000"):
+        pretrain(train_dir, tmp_path / "a", tiny_config(vocab_size=1000), max_steps=1)
+    with pytest.raises(ValueError, match="seq_len 128 differs"):
+        pretrain(train_dir, tmp_path / "b", tiny_config(), seq_len=128, max_steps=1)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        pretrain(train_dir, tmp_path / "c", tiny_config(max_position_embeddings=32), max_steps=1)
+    with pytest.raises(ValueError, match="only one of"):
+        resolve_config(tiny_config(), "albert-base-v2", None, 30000, 64)
+    # A preset takes the data's vocabulary size.
+    assert resolve_config(None, "albert-base-v2", None, 16000, 64).vocab_size == 16000
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        pretrain(tmp_path, tmp_path / "d", tiny_config(), max_steps=1)
+
+
+def test_raw_corpus_is_prepared_into_the_run_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENALBERT_CACHE", str(tmp_path / "cache"))
+    if not (LICENSES / "GPL-3").is_file():
+        pytest.skip(f"real text for this test is missing from {LICENSES}")
+    out = tmp_path / "run"
+    result = pretrain(
+        None, out, tiny_config(), corpus=[LICENSES / "GPL-3"], tokenizer=spiece_or_skip().parent, seq_len=64,
+        dupe_factor=1, max_steps=2, batch_size=4, device="cpu", progress=False,
+    )  # fmt: skip
+    assert result.step == 2
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    assert manifest["max_seq_length"] == 64 and manifest["num_examples"] > 8
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        pretrain(None, tmp_path / "x", tiny_config(), corpus=[LICENSES / "GPL-3"], max_steps=1)
+
+
+def _cli(*args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from openalbert.cli import main; sys.exit(main())",
+        "pretrain",
+        *args,
+    ]
+
+
+def test_cli_sigint_saves_and_resume_finishes(real_data, tmp_path):
+    train_dir, _ = real_data
+    config = tmp_path / "config.json"
+    tiny_config().save_pretrained(tmp_path)
+    out = tmp_path / "run"
+    common = ["--data", str(train_dir), "--output", str(out), "--config", str(config), "--batch-size", "4",
+              "--device", "cpu", "--save-every", "1000", "--no-progress", "--threads", "1"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        _cli(*common, "--max-steps", "100000"), env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.jsonl").is_file() or len(_rows(out)) < 2:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the run logged no steps in time"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 130, proc.stderr.read()
+    checkpoints = sorted((out / "checkpoints").iterdir())
+    assert len(checkpoints) == 1
+    stopped_at = int(checkpoints[0].name.split("-")[1])
+    assert stopped_at >= 2 and len(_rows(out)) == stopped_at
+
+    done = subprocess.run(_cli(*common, "--max-steps", str(stopped_at + 2), "--resume"), env=env,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"step {stopped_at + 2}:" in done.stdout
+    assert [r["step"] for r in _rows(out)] == list(range(1, stopped_at + 3))
