@@ -87,7 +87,10 @@ def _download(client: str, package: str, dest: Path) -> Path:
     elif client == "apt":
         found = list(dest.glob(f"{package}_*.deb"))
         if not found:
-            _run(["apt-get", "download", package], dest)
+            try:
+                _run(["apt-get", "download", package], dest)
+            except RuntimeError as e:
+                raise RuntimeError(f"{e} (are the package lists fresh? try `apt-get update`)") from e
             found = list(dest.glob(f"{package}_*.deb"))
     else:
         raise ValueError(f"unknown registry client {client!r}; expected pip, pip-sdist, npm or apt")
