@@ -10,6 +10,7 @@ in input order, so a list of mixed lengths wastes little compute on padding.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -70,7 +71,7 @@ class Pipeline:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = _check_batch_size(batch_size or 8)
-        self._check_params(**params)  # fail at construction on a bad default, not at the first call
+        self.check_params(**params)  # fail at construction on a bad default, not at the first call
         self._params = params
 
     # ---- loading ---------------------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class Pipeline:
 
     def __call__(self, inputs: Any, *, batch_size: int | None = None, **params: Any) -> Any:
         """Run one input or a list; the output mirrors transformers' pipeline for the same task."""
-        merged = self._check_params(**{**self._params, **params})
+        merged = self.check_params(**{**self._params, **params})
         items, single = self._as_items(inputs)
         results = self._run(items, merged, batch_size, "raise", False)
         return self._format(inputs, results, single, params)
@@ -123,7 +124,7 @@ class Pipeline:
         With errors="return", an input that cannot be processed (no [MASK], a malformed QA dict...) gets
         its exception in place of a result and the others still run.
         """
-        merged = self._check_params(**{**self._params, **params})
+        merged = self.check_params(**{**self._params, **params})
         results = self._run(list(inputs), merged, batch_size, errors, progress)
         return [
             r if isinstance(r, Exception) else self._format(x, [r], True, params)
@@ -210,12 +211,20 @@ class Pipeline:
                     "(max_position_embeddings); shorten it"
                 )
 
+    def check_params(self, **params: Any) -> dict[str, Any]:
+        """Validate call parameters and fill in defaults: TypeError names an unknown one, ValueError a bad value."""
+        known = inspect.signature(self._check_params).parameters
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise TypeError(
+                f"the {self.task} pipeline got unknown parameters {unknown}; it takes {sorted(known) or 'none'}"
+            )
+        return self._check_params(**params)
+
     # ---- what a task defines -------------------------------------------------------------------------------
 
-    def _check_params(self, **params: Any) -> dict[str, Any]:
-        """Validate call parameters and fill in defaults; raise TypeError on an unknown one."""
-        if params:
-            raise TypeError(f"the {self.task} pipeline got unknown parameters {sorted(params)}")
+    def _check_params(self) -> dict[str, Any]:
+        """The task's parameters, as keyword arguments with defaults -> the validated parameter dict."""
         return {}
 
     def _as_items(self, inputs: Any) -> tuple[list[Any], bool]:

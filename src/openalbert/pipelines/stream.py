@@ -42,12 +42,14 @@ def run_stream(
     try:
         pipe = pipeline(task, model=model, device=device, dtype=dtype, batch_size=batch_size)
         try:
-            pipe._check_params(**params)
-        except TypeError:
-            raise ValueError(f"{cls.task} does not take {', '.join(sorted(params))}") from None
+            pipe.check_params(**params)
+        except TypeError as e:
+            raise ValueError(str(e)) from None
         chunk_lines = chunk_lines or max(256, 4 * pipe.batch_size)
         with _Output(output_path) as sink:
-            return _process(pipe, cls, source, sink, chunk_lines, skip_bad_lines, progress, input_path, params)
+            return _process(
+                pipe, cls, source, sink, chunk_lines, skip_bad_lines, progress, input_path, params
+            )
     finally:
         if input_path is not None:
             source.close()
@@ -94,7 +96,9 @@ def _process(
                     message = result.args[0] if isinstance(result, KeyError) and result.args else str(result)
                     if not skip_bad_lines:
                         sink.flush()
-                        raise ValueError(f"line {number}: {message} (--skip-bad-lines writes an error and goes on)")
+                        raise ValueError(
+                            f"line {number}: {message} (--skip-bad-lines writes an error and goes on)"
+                        )
                     bad += 1
                     result = {"error": message, "line": number}
                 sink.write(json.dumps(result, ensure_ascii=False) + "\n")
@@ -148,4 +152,3 @@ class _Output:
     def __exit__(self, *exc: object) -> None:
         if self.file is not None:
             self.file.close()
-

@@ -1,0 +1,393 @@
+"""Every pipeline against transformers 4.57.1's pipeline of the same task, on tiny random checkpoints that
+transformers saved with the genuine ALBERT vocabulary: same tokens, labels and character spans, scores
+within 1e-5. Multiple-choice, which transformers has no pipeline for, is checked against its model."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import spiece_or_skip
+
+import openalbert
+from openalbert.pipelines import pipeline
+
+transformers = pytest.importorskip("transformers")
+pytestmark = [
+    pytest.mark.needs_shared,
+    # transformers' own deprecation noise, from inside its pipelines.
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Passing a list of SQuAD:FutureWarning"),
+]
+
+# Tiny, but with the genuine 30k vocabulary so tokenization is ALBERT's own.
+CONFIG = dict(
+    vocab_size=30000,
+    embedding_size=16,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=128,
+)
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+# Texts on which transformers' fast tokenizer (the oracle's) and ours give the same ids: the two
+# differ on purpose elsewhere (ours follows the original algorithm; see the tokenizer tests).
+MASKED = "Plants create [MASK] through a process known as photosynthesis."
+TWO_MASKS = "The [MASK] of France is [MASK] ."
+NER_TEXT = "My name is Wolfgang Amadeus and I live in Berlin, near the Brandenburg Gate; Zoë's café is nice."
+CONTEXT = (
+    "The Eiffel Tower is a wrought iron lattice tower on the Champ de Mars in Paris, France. It is named "
+    "after the engineer Gustave Eiffel, whose company designed and built the tower from 1887 to 1889. "
+    "Locally nicknamed La dame de fer, it was constructed as the centerpiece of the 1889 World's Fair, and "
+    "to crown the centennial anniversary of the French Revolution. Although initially criticised by some of "
+    "France's leading artists and intellectuals for its design, it has since become a global cultural icon "
+    "of France and one of the most recognisable structures in the world."
+)
+QUESTION = "Who designed the tower?"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One checkpoint directory per head, written by transformers, with the tokenizer beside it."""
+    spiece = spiece_or_skip()
+    root = tmp_path_factory.mktemp("pipelines")
+    tokenizer = transformers.AlbertTokenizerFast(vocab_file=str(spiece))
+    out = {}
+    heads = {
+        "AlbertForMaskedLM": {},
+        "AlbertForSequenceClassification": {"id2label": {0: "NEG", 1: "POS", 2: "NEU"}},
+        "AlbertForTokenClassification": {"id2label": dict(enumerate(NER_LABELS))},
+        "AlbertForQuestionAnswering": {},
+        "AlbertForMultipleChoice": {},
+    }
+    for head, extra in heads.items():
+        torch.manual_seed(0)
+        model = getattr(transformers, head)(transformers.AlbertConfig(**CONFIG, **extra)).eval()
+        with torch.no_grad():
+            # A random model is near-uniform; spread its outputs so rankings and entity groups mean something.
+            if head == "AlbertForMaskedLM":
+                model.predictions.bias.normal_(0, 2)
+            elif head == "AlbertForSequenceClassification":
+                model.classifier.bias.copy_(torch.tensor([0.2, -0.3, 0.1]))
+            elif head == "AlbertForTokenClassification":
+                model.classifier.weight.mul_(20)
+                model.classifier.bias.copy_(torch.tensor([0.6, 0.0, 0.5, 0.0, 0.5]))
+            elif head == "AlbertForQuestionAnswering":
+                model.qa_outputs.weight.mul_(10)
+        out[head] = root / head
+        model.save_pretrained(out[head])
+        tokenizer.save_pretrained(out[head])
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """transformers.pipeline(task, model=dir), built once per (task, dir)."""
+    cache: dict[tuple[str, Path], Any] = {}
+
+    def get(task: str, directory: Path) -> Any:
+        if (task, directory) not in cache:
+            transformers.logging.set_verbosity_error()
+            cache[task, directory] = transformers.pipeline(task, model=str(directory), device="cpu")
+        return cache[task, directory]
+
+    return get
+
+
+def assert_matches(ours: Any, theirs: Any, path: str = "result") -> None:
+    """Same structure, keys in the same order, equal strings and ints, floats within 1e-5."""
+    if isinstance(theirs, (np.floating, np.integer)):
+        theirs = theirs.item()
+    if isinstance(theirs, float):
+        assert isinstance(ours, float), f"{path}: {ours!r} is not a float"
+        assert abs(ours - theirs) <= 1e-5, f"{path}: {ours} vs {theirs}"
+    elif isinstance(theirs, dict):
+        assert isinstance(ours, dict) and list(ours) == list(theirs), f"{path}: {ours!r} vs {theirs!r}"
+        for key in theirs:
+            assert_matches(ours[key], theirs[key], f"{path}.{key}")
+    elif isinstance(theirs, list):
+        assert isinstance(ours, list) and len(ours) == len(theirs), f"{path}: {ours!r} vs {theirs!r}"
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            assert_matches(a, b, f"{path}[{i}]")
+    else:
+        assert type(ours) is type(theirs) and ours == theirs, f"{path}: {ours!r} vs {theirs!r}"
+
+
+def test_texts_tokenize_alike(models: dict[str, Path]) -> None:
+    # The comparisons below are only meaningful where the oracle's tokenizer and ours agree.
+    ours = openalbert.pipeline("fill-mask", model=models["AlbertForMaskedLM"]).tokenizer
+    theirs = transformers.AutoTokenizer.from_pretrained(models["AlbertForMaskedLM"])
+    for text in (MASKED, TWO_MASKS, NER_TEXT, CONTEXT, QUESTION):
+        a = ours(text, return_offsets_mapping=True)
+        b = theirs(text, return_offsets_mapping=True)
+        assert a["input_ids"] == b["input_ids"], text
+        assert [tuple(o) for o in a["offset_mapping"]] == [tuple(o) for o in b["offset_mapping"]], text
+
+
+# ---- fill-mask --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "inputs, params",
+    [
+        (MASKED, {}),
+        (MASKED, {"top_k": 3}),
+        (TWO_MASKS, {"top_k": 2}),
+        ("Hello [MASK]!", {"targets": ["paris", "london", "Rome", "▁berlin"]}),
+        (TWO_MASKS, {"targets": ["paris", "capital"], "top_k": 1}),
+        ([MASKED, "Hello [MASK]!", TWO_MASKS], {"top_k": 2}),
+        ([MASKED], {}),
+    ],
+)
+def test_fill_mask(models, reference, inputs: Any, params: dict) -> None:
+    directory = models["AlbertForMaskedLM"]
+    ours = pipeline("fill-mask", model=directory, batch_size=2)
+    with warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        theirs = reference("fill-mask", directory)(inputs, **params)
+        assert_matches(ours(inputs, **params), theirs)
+
+
+def test_fill_mask_without_a_mask(models) -> None:
+    fill = pipeline("fill-mask", model=models["AlbertForMaskedLM"])
+    with pytest.raises(ValueError, match=r"no \[MASK\] in the input 'no mask here'"):
+        fill("no mask here")
+    results = fill.run(["a [MASK] b", "no mask here", "c [MASK]"], errors="return", top_k=1)
+    assert isinstance(results[1], ValueError)
+    assert [r[0]["token"] for r in (results[0], results[2])] == [fill("a [MASK] b")[0]["token"]] + [
+        fill("c [MASK]")[0]["token"]
+    ]
+
+
+# ---- text classification ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"top_k": 2},
+        {"top_k": None},
+        {"top_k": 1, "function_to_apply": "sigmoid"},
+        {"function_to_apply": "none"},
+    ],
+)
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        "I love it",
+        ["I love it", "meh", "this is a longer sentence than the others"],
+        {"text": "I do", "text_pair": "so do I"},
+    ],
+    ids=["one", "list", "pair"],
+)
+def test_text_classification(models, reference, inputs: Any, params: dict) -> None:
+    directory = models["AlbertForSequenceClassification"]
+    ours = pipeline("text-classification", model=directory)
+    assert_matches(ours(inputs, **params), reference("text-classification", directory)(inputs, **params))
+
+
+# ---- token classification ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", ["none", "simple", "first", "average", "max"])
+def test_token_classification(models, reference, strategy: str) -> None:
+    directory = models["AlbertForTokenClassification"]
+    ours = pipeline("token-classification", model=directory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers warns that SentencePiece has no word markers
+        theirs = reference("token-classification", directory)(NER_TEXT, aggregation_strategy=strategy)
+    result = ours(NER_TEXT, aggregation_strategy=strategy)
+    assert_matches(result, theirs)
+    for entity in result:
+        # Character spans index the text the user passed (accents and all).
+        assert 0 <= entity["start"] < entity["end"] <= len(NER_TEXT)
+    if strategy != "none":
+        assert any(" " in NER_TEXT[e["start"] : e["end"]].strip() for e in result), "no multi-word entity"
+        assert len(result) < len(ours(NER_TEXT)), "grouping merged nothing"
+
+
+def test_token_classification_list_and_ignore_labels(models, reference) -> None:
+    directory = models["AlbertForTokenClassification"]
+    texts = [NER_TEXT, "I live in Berlin"]
+    ours = pipeline("token-classification", model=directory, aggregation_strategy="simple")
+    theirs = reference("token-classification", directory)
+    assert_matches(ours(texts), theirs(texts, aggregation_strategy="simple"))
+    assert_matches(
+        ours(texts, ignore_labels=[]), theirs(texts, aggregation_strategy="simple", ignore_labels=[])
+    )
+
+
+# ---- question answering -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"max_seq_len": 64, "doc_stride": 16},
+        {"max_seq_len": 48, "doc_stride": 20, "top_k": 5},
+        {"max_seq_len": 64, "doc_stride": 32, "top_k": 3, "handle_impossible_answer": True},
+        {"max_seq_len": 40, "doc_stride": 10, "top_k": 4, "max_answer_len": 3},
+        {"max_seq_len": 64, "top_k": 10, "align_to_words": False},
+        {"max_seq_len": 128, "top_k": 2},
+    ],
+)
+def test_question_answering_long_context(models, reference, params: dict) -> None:
+    directory = models["AlbertForQuestionAnswering"]
+    ours = pipeline("question-answering", model=directory)
+    windows = ours._preprocess({"question": QUESTION, "context": CONTEXT}, ours.check_params(**params))
+    assert len(windows) > 1, "the context must be longer than max_seq_len"
+    theirs = reference("question-answering", directory)(question=QUESTION, context=CONTEXT, **params)
+    result = ours(question=QUESTION, context=CONTEXT, **params)
+    assert_matches(result, theirs)
+    for answer in result if isinstance(result, list) else [result]:
+        assert CONTEXT[answer["start"] : answer["end"]] == answer["answer"]
+
+
+def test_question_answering_input_forms(models, reference) -> None:
+    directory = models["AlbertForQuestionAnswering"]
+    ours = pipeline("question-answering", model=directory, max_seq_len=64, doc_stride=16)
+    theirs = reference("question-answering", directory)
+    pairs = [
+        {"question": QUESTION, "context": CONTEXT},
+        {"question": "When?", "context": "In 1889 it was built."},
+    ]
+    assert_matches(ours(pairs), theirs(pairs, max_seq_len=64, doc_stride=16))
+    assert_matches(ours(pairs[:1]), theirs(pairs[:1], max_seq_len=64, doc_stride=16))
+    questions = [QUESTION, "When was it built?"]
+    assert_matches(
+        ours(question=questions, context=CONTEXT),
+        theirs(question=questions, context=CONTEXT, max_seq_len=64, doc_stride=16),
+    )
+    with pytest.raises(KeyError, match="context"):
+        ours({"question": "Who?"})
+
+
+# ---- feature extraction ---------------------------------------------------------------------------------
+
+
+def test_feature_extraction(models, reference) -> None:
+    directory = models["AlbertForMaskedLM"]
+    ours = pipeline("feature-extraction", model=directory)
+    theirs = reference("feature-extraction", directory)
+    texts = ["Hello world", NER_TEXT, MASKED]
+    for inputs in (texts[0], texts):
+        a, b = ours(inputs), theirs(inputs)
+        assert len(a) == len(b)
+        for x, y in zip(a if isinstance(inputs, list) else [a], b if isinstance(inputs, list) else [b]):
+            torch.testing.assert_close(torch.tensor(x), torch.tensor(y), atol=1e-5, rtol=0)
+    hidden = torch.tensor(theirs(NER_TEXT))[0]  # (T, H)
+    torch.testing.assert_close(
+        torch.tensor(ours(NER_TEXT, pooling="mean")), hidden.mean(0), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(torch.tensor(ours(NER_TEXT, pooling="cls")), hidden[0], atol=1e-5, rtol=0)
+    assert ours(NER_TEXT, return_tensors=True).shape == (1, hidden.shape[0], CONFIG["hidden_size"])
+    # A masked-LM checkpoint carries no pooler weights: pooling="pooler" would be random, so it is refused.
+    with pytest.raises(ValueError, match="no trained pooler"):
+        ours(NER_TEXT, pooling="pooler")
+    pooled = pipeline("feature-extraction", model=models["AlbertForSequenceClassification"])
+    reference_model = transformers.AlbertModel.from_pretrained(models["AlbertForSequenceClassification"])
+    enc = transformers.AutoTokenizer.from_pretrained(directory)(NER_TEXT, return_tensors="pt")
+    with torch.no_grad():
+        expected = reference_model(**enc).pooler_output[0]
+    torch.testing.assert_close(torch.tensor(pooled(NER_TEXT, pooling="pooler")), expected, atol=1e-5, rtol=0)
+
+
+# ---- multiple choice -------------------------------------------------------------------------------------
+
+
+def test_multiple_choice(models) -> None:
+    directory = models["AlbertForMultipleChoice"]
+    ours = pipeline("multiple-choice", model=directory)
+    prompt, choices = "The cat sat on the", ["mat.", "moon in the night sky.", "idea of justice."]
+    reference_model = transformers.AlbertForMultipleChoice.from_pretrained(directory).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    enc = tokenizer([prompt] * len(choices), choices, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = reference_model(**{k: v[None] for k, v in enc.items()}).logits[0].softmax(-1)
+    result = ours({"prompt": prompt, "choices": choices})
+    assert [r["score"] for r in result] == sorted((r["score"] for r in result), reverse=True)
+    assert sorted(r["index"] for r in result) == [0, 1, 2]
+    for r in result:
+        assert r["choice"] == choices[r["index"]]
+        assert abs(r["score"] - float(expected[r["index"]])) <= 1e-5
+    assert ours(prompt, choices=choices, top_k=1) == result[:1]
+    two = ours([{"prompt": prompt, "choices": choices}, {"prompt": "Yes or no?", "choices": ["yes", "no"]}])
+    assert_matches(two[0], result)
+    assert len(two[1]) == 2 and abs(sum(r["score"] for r in two[1]) - 1) < 1e-6
+
+
+# ---- batching, devices, loading ----------------------------------------------------------------------------
+
+
+def test_batching_by_length_keeps_order_and_results(models) -> None:
+    texts = [NER_TEXT, "Hi", CONTEXT, "I live in Berlin", MASKED, "a b c"]
+    one = pipeline("token-classification", model=models["AlbertForTokenClassification"], batch_size=1)
+    many = pipeline("token-classification", model=models["AlbertForTokenClassification"], batch_size=4)
+    assert_matches(many(texts), one(texts))
+    assert_matches(many(texts), [one(t) for t in texts])
+
+
+def test_dtype_and_device(models) -> None:
+    fill = pipeline("fill-mask", model=models["AlbertForMaskedLM"], device="cpu", dtype="bfloat16")
+    assert fill.model.dtype == torch.bfloat16 and fill.device.type == "cpu"
+    full = pipeline("fill-mask", model=models["AlbertForMaskedLM"], device=-1)
+    low, high = fill(MASKED, top_k=1)[0], full(MASKED, top_k=1)[0]
+    assert low["token"] == high["token"] and abs(low["score"] - high["score"]) < 0.05
+
+
+def test_model_object_and_errors(models) -> None:
+    mlm = openalbert.AlbertForMaskedLM.from_pretrained(models["AlbertForMaskedLM"])
+    fill = pipeline("fill-mask", model=mlm, tokenizer=models["AlbertForMaskedLM"])
+    assert (
+        fill(MASKED)[0]["token"]
+        == pipeline("fill-mask", model=models["AlbertForMaskedLM"])(MASKED)[0]["token"]
+    )
+    with pytest.raises(ValueError, match="tokenizer"):
+        pipeline("fill-mask", model=mlm)
+    with pytest.raises(ValueError, match="unknown task 'translation'"):
+        pipeline("translation", model=models["AlbertForMaskedLM"])
+    with pytest.raises(
+        ValueError, match=r"no masked-LM head.*AlbertForSequenceClassification.*predictions\."
+    ):
+        pipeline("fill-mask", model=models["AlbertForSequenceClassification"])
+    with pytest.raises(ValueError, match="no question-answering head"):
+        pipeline("question-answering", model=models["AlbertForMaskedLM"])
+    with pytest.raises(ValueError, match="cannot be used for multiple-choice"):
+        pipeline("multiple-choice", model=models["AlbertForSequenceClassification"])
+    with pytest.raises(ValueError, match="top_k must be a positive integer"):
+        fill(MASKED, top_k=0)
+    with pytest.raises(TypeError, match="unknown parameters"):
+        fill(MASKED, aggregation_strategy="simple")
+    with pytest.raises(ValueError, match="needs a model"):
+        pipeline("text-classification")
+
+
+def test_default_model(models) -> None:
+    from openalbert.checkpoint import DEFAULT_MODEL_DIR
+
+    if (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+        assert pipeline("fill-mask")(MASKED, top_k=2)[0]["sequence"]
+    else:
+        with pytest.raises(FileNotFoundError, match="model.safetensors"):
+            pipeline("fill-mask")
+
+
+class _quiet:
+    """Silence transformers' and openalbert's target warnings for the duration of a block."""
+
+    def __enter__(self) -> None:
+        self.levels = [(lg, lg.level) for lg in map(logging.getLogger, ("openalbert", "transformers"))]
+        for lg, _ in self.levels:
+            lg.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        for lg, level in self.levels:
+            lg.setLevel(level)
