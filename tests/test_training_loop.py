@@ -233,6 +233,13 @@ def test_best_checkpoint_and_early_stopping(tmp_path):
     )
 
 
+def test_num_epochs_sets_the_number_of_steps(tmp_path):
+    result = train(
+        tiny_objective(), SyntheticPretraining(), run_config(tmp_path, max_steps=None, num_epochs=0.5)
+    )
+    assert result.step == 4  # 64 examples / batch 8 = 8 steps per epoch
+
+
 def test_bf16_autocast_on_cpu(tmp_path):
     result = train(
         tiny_objective(), SyntheticPretraining(), run_config(tmp_path / "bf16", max_steps=2, bf16=True)
@@ -262,7 +269,9 @@ from test_training_loop import SyntheticPretraining, run_config, tiny_objective
 from openalbert.training import train
 
 out, fsdp = Path(sys.argv[1]), sys.argv[2] == "fsdp"
-train(tiny_objective(), SyntheticPretraining(), run_config(out, batch_size=4, max_steps=3, fsdp=fsdp))
+# 2 processes x 2 examples x 2 accumulated micro-batches = the single process's batch of 8.
+config = run_config(out, batch_size=2, grad_accum=2, max_steps=3, fsdp=fsdp)
+train(tiny_objective(), SyntheticPretraining(), config)
 """
 
 

@@ -880,9 +880,11 @@ class Trainer:
         if self.on_log is not None:
             self.on_log(row)
 
-    def _should_stop(self, flag: _StopOnSignal) -> bool:
+    def _should_stop(self, flag: _StopOnSignal, logged: bool) -> bool:
         if not self.env.distributed:
             return flag.signum is not None
+        if not logged:
+            return False  # ranks agree only on logged steps: one host sync per logged step, as for metrics
         # Every rank must stop after the same step or the next collective hangs: agree on the flag.
         t = torch.tensor([flag.signum or 0], dtype=torch.int64, device=self.env.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
@@ -953,7 +955,8 @@ class Trainer:
             while self.step < self.max_steps:
                 self._train_step(window)
                 bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == self.max_steps:
+                logged = self.step % cfg.log_every == 0 or self.step == self.max_steps
+                if logged:
                     last_row = self._log_row(window, self.scheduler.get_last_lr()[0])
                     self._append_metrics(last_row)
                     bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}", refresh=False)
@@ -962,7 +965,7 @@ class Trainer:
                 if cfg.save_every and self.step % cfg.save_every == 0:
                     result.last_checkpoint = self.save_checkpoint()
                     saved_at = self.step
-                if self._should_stop(flag):
+                if self._should_stop(flag, logged):
                     result.interrupted, result.signal = True, flag.signum
                     break
                 if stop_early:
