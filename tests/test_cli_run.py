@@ -1,0 +1,226 @@
+"""The installed `openalbert run` and `openalbert info` commands, run in a subprocess on tiny checkpoints:
+stdin and files in, one JSON document per line out, in order; bad input gives one line on stderr and a
+non-zero exit, or an error document per bad line with --skip-bad-lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from tests.conftest import spiece_or_skip
+
+import openalbert
+from openalbert.pipelines import pipeline
+
+pytestmark = pytest.mark.needs_shared
+
+CONFIG = dict(
+    vocab_size=30000,
+    embedding_size=16,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=128,
+)
+LINES = [
+    "Plants create [MASK] through a process known as photosynthesis.",
+    "Hello [MASK]!",
+    "The [MASK] of France is [MASK] .",
+]
+
+
+def _executable() -> str:
+    beside = Path(sys.executable).parent / "openalbert"
+    found = str(beside) if beside.is_file() else shutil.which("openalbert")
+    if found is None:
+        pytest.skip("the openalbert command is not installed (pip install -e .)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random checkpoints saved by openalbert itself, each with the genuine tokenizer."""
+    from openalbert.tokenizer import AlbertTokenizer
+
+    tokenizer = AlbertTokenizer.from_pretrained(spiece_or_skip())
+    root = tmp_path_factory.mktemp("cli")
+    out = {}
+    for head in ("AlbertForMaskedLM", "AlbertForQuestionAnswering", "AlbertForSequenceClassification"):
+        torch.manual_seed(0)
+        model = getattr(openalbert, head)(openalbert.AlbertConfig(**CONFIG))
+        if head == "AlbertForMaskedLM":
+            with torch.no_grad():
+                model.predictions.bias.normal_(0, 2)  # distinct scores, a stable ranking
+        out[head] = root / head
+        model.save_pretrained(out[head])
+        tokenizer.save_pretrained(out[head], write_tokenizer_json=False)  # spiece.model is enough
+    return out
+
+
+def openalbert_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_executable(), *args], input=stdin, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def in_process(
+    *args: str, stdin: str = "", capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> subprocess.CompletedProcess:
+    """`openalbert ARGS` through the same entry point, in this process (no interpreter start-up)."""
+    from openalbert.cli import main
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8")), encoding="utf-8"))
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
+
+
+def assert_close(a: Any, b: Any) -> None:
+    """Equal JSON documents, floats within 1e-5 (batches differ between the CLI and the in-process run)."""
+    if isinstance(b, float):
+        assert math.isclose(a, b, abs_tol=1e-5), (a, b)
+    elif isinstance(b, dict):
+        assert list(a) == list(b)
+        for key in b:
+            assert_close(a[key], b[key])
+    elif isinstance(b, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_close(x, y)
+    else:
+        assert a == b
+
+
+def test_fill_mask_through_stdin(models) -> None:
+    model = models["AlbertForMaskedLM"]
+    done = openalbert_cli(
+        "run", "--task", "fill-mask", "--model", str(model), "--top-k", "2", stdin="\n".join(LINES)
+    )
+    assert done.returncode == 0, done.stderr
+    docs = [json.loads(line) for line in done.stdout.splitlines()]
+    fill = pipeline("fill-mask", model=model)
+    assert len(docs) == len(LINES)
+    for line, doc in zip(LINES, docs):
+        assert_close(doc, fill(line, top_k=2))
+    assert done.stderr == ""  # a short stdin shows no progress bar
+
+
+def test_files_in_and_out_stream_in_order(models, tmp_path: Path) -> None:
+    # More lines than one chunk (256), each identifiable, to check the order across chunks.
+    lines = [f"Sentence {i} has a [MASK] in it." for i in range(300)]
+    source, target = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = openalbert_cli(
+        "run", "--task", "fill-mask", "--model", str(models["AlbertForMaskedLM"]), "--top-k", "1",
+        "--batch-size", "16", "--input", str(source), "--output", str(target),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""  # results go to the file only
+    docs = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert len(docs) == len(lines)
+    for i, doc in enumerate(docs):
+        assert len(doc) == 1 and doc[0]["sequence"].startswith(f"sentence {i} has a")
+
+
+def test_question_answering_json_lines(models, capsys, monkeypatch) -> None:
+    model = models["AlbertForQuestionAnswering"]
+    inputs = [
+        {
+            "question": "Who built it?",
+            "context": "Gustave Eiffel built the tower in Paris from 1887 to 1889.",
+        },
+        {"question": "Where?", "context": "The tower stands in Paris, France."},
+    ]
+    done = in_process(
+        "run", "--task", "question-answering", "--model", str(model), "--top-k", "2",
+        stdin="\n".join(json.dumps(x) for x in inputs) + "\n", capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    docs = [json.loads(line) for line in done.stdout.splitlines()]
+    qa = pipeline("question-answering", model=model)
+    assert_close(docs, [qa(x, top_k=2) for x in inputs])
+
+
+def test_bad_lines_stop_the_run_or_are_skipped(models) -> None:
+    model = str(models["AlbertForMaskedLM"])
+    lines = [LINES[0], "this line has no mask", LINES[1]]
+    done = openalbert_cli("run", "--task", "fill-mask", "--model", model, stdin="\n".join(lines))
+    assert done.returncode != 0
+    assert done.stderr.count("\n") == 1 and "line 2" in done.stderr and "[MASK]" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stdout.splitlines()) == 1  # the line before the bad one was written
+    skipped = openalbert_cli(
+        "run", "--task", "fill-mask", "--model", model, "--skip-bad-lines", stdin="\n".join(lines)
+    )
+    assert skipped.returncode == 0, skipped.stderr
+    docs = [json.loads(line) for line in skipped.stdout.splitlines()]
+    assert len(docs) == 3 and docs[1]["line"] == 2 and "no [MASK]" in docs[1]["error"]
+    assert isinstance(docs[0], list) and isinstance(docs[2], list)
+
+
+def test_json_lines_that_do_not_parse(models, capsys, monkeypatch) -> None:
+    model = str(models["AlbertForQuestionAnswering"])
+    good = json.dumps({"question": "Who?", "context": "Gustave Eiffel built it."})
+    stdin = "\n".join([good, "{not json", '["a list"]', good]) + "\n"
+    run = ("run", "--task", "question-answering", "--model", model)
+    done = in_process(*run, stdin=stdin, capsys=capsys, monkeypatch=monkeypatch)
+    assert done.returncode != 0 and "line 2: not valid JSON" in done.stderr
+    skipped = in_process(*run, "--skip-bad-lines", stdin=stdin, capsys=capsys, monkeypatch=monkeypatch)
+    docs = [json.loads(line) for line in skipped.stdout.splitlines()]
+    assert [("error" in d) for d in docs] == [False, True, True, False]
+    assert docs[0] == docs[3]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "translation", "--model", "{MLM}"], "unknown task 'translation'"),
+        (["--task", "fill-mask", "--model", "{CLS}"], "no masked-LM head"),
+        (["--task", "fill-mask", "--model", "{MLM}", "--input", "/no/such/file.txt"], "does not exist"),
+        (
+            ["--task", "feature-extraction", "--model", "{MLM}", "--top-k", "3"],
+            "unknown parameters ['top_k']",
+        ),
+    ],
+    ids=["unknown-task", "missing-head", "missing-input", "bad-option"],
+)
+def test_errors_are_one_line(models, capsys, monkeypatch, args: list[str], message: str) -> None:
+    names = {"{MLM}": models["AlbertForMaskedLM"], "{CLS}": models["AlbertForSequenceClassification"]}
+    args = [str(names.get(a, a)) for a in args]
+    done = in_process("run", *args, stdin="Hello [MASK]!\n", capsys=capsys, monkeypatch=monkeypatch)
+    assert done.returncode == 2
+    assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert done.stdout == ""
+
+
+def test_default_model_or_a_clear_error(capsys, monkeypatch) -> None:
+    from openalbert.checkpoint import DEFAULT_MODEL_DIR
+
+    done = in_process(
+        "run", "--task", "fill-mask", stdin="Hello [MASK]!\n", capsys=capsys, monkeypatch=monkeypatch
+    )
+    if (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
+        assert done.returncode == 0 and json.loads(done.stdout)[0]["sequence"]
+    else:
+        assert done.returncode == 2 and "model.safetensors" in done.stderr and "--model" in done.stderr
+
+
+def test_info(models, capsys, monkeypatch) -> None:
+    model = models["AlbertForMaskedLM"]
+    done = openalbert_cli("info", str(model))
+    assert done.returncode == 0, done.stderr
+    count = openalbert.AlbertForMaskedLM.from_pretrained(model).num_parameters()
+    assert f"{count:,}" in done.stdout and "fill-mask" in done.stdout and "spiece.model" in done.stdout
+    info = json.loads(in_process("info", str(model), "--json", capsys=capsys, monkeypatch=monkeypatch).stdout)
+    assert info["parameters"] == count and info["config"]["hidden_size"] == 32
+    assert "model.safetensors" in info["files"]
