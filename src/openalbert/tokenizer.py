@@ -22,6 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,21 @@ def _combining_marks() -> re.Pattern[str]:
             start = c
         prev = c
     return re.compile("[" + "".join(ranges) + "]")
+
+
+@lru_cache(maxsize=1)
+def _python_whitespace() -> str:
+    """Every character str.split() splits on."""
+    return "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+
+
+@lru_cache(maxsize=1)
+def _whitespace_table() -> np.ndarray:
+    """A boolean lookup table: is code point i whitespace to str.split()."""
+    chars = _python_whitespace()
+    table = np.zeros(max(map(ord, chars)) + 1, dtype=bool)
+    table[[ord(c) for c in chars]] = True
+    return table
 
 
 @lru_cache(maxsize=65536)
@@ -120,7 +136,9 @@ class BatchEncoding(dict):
         if len_b >= 0:
             ids += [1] * len_b + [None]
         input_ids = self["input_ids"]
-        row = input_ids if isinstance(input_ids, list) and input_ids and isinstance(input_ids[0], int) else None
+        row = (
+            input_ids if isinstance(input_ids, list) and input_ids and isinstance(input_ids[0], int) else None
+        )
         total = len(row) if row is not None else len(input_ids[batch_index])
         return ids + [None] * (total - len(ids))
 
@@ -162,7 +180,12 @@ class AlbertTokenizer:
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
         self.num_threads = num_threads if num_threads is not None else min(os.cpu_count() or 1, 8)
         self.unk_token, self.sep_token, self.pad_token = unk_token, sep_token, pad_token
-        self.cls_token, self.mask_token, self.bos_token, self.eos_token = cls_token, mask_token, bos_token, eos_token
+        self.cls_token, self.mask_token, self.bos_token, self.eos_token = (
+            cls_token,
+            mask_token,
+            bos_token,
+            eos_token,
+        )
 
         n = self._sp.get_piece_size()
         self._pieces = [self._sp.id_to_piece(i) for i in range(n)]
@@ -183,6 +206,9 @@ class AlbertTokenizer:
         self._special_starts = frozenset(s[0] for s in specials)
         # Ids of pieces like "▁9," that the digit-comma rule re-splits; a text without them needs no pieces.
         self._kinds: dict[str, int] = {c: 0 for c in map(chr, range(0x21, 0x7F))} | {" ": 1}
+        # Whitespace (to str.split) that SentencePiece does not turn into a space: the offsets need care there.
+        odd = [c for c in _python_whitespace() if self._char_kind(c) != 1]
+        self._odd_space = re.compile("[" + "".join(map(re.escape, odd)) + "]" if odd else "(?!)")
         self._comma_ids = frozenset(
             i for i, p in enumerate(self._pieces) if len(p) > 1 and p[-1] == "," and p[-2].isdigit()
         )
@@ -210,12 +236,16 @@ class AlbertTokenizer:
             path = resolve_path(name_or_path, filenames=TOKENIZER_FILES)
         vocab = path / VOCAB_NAME
         if not vocab.is_file():
-            raise FileNotFoundError(f"{vocab} does not exist: a tokenizer directory needs the SentencePiece model")
+            raise FileNotFoundError(
+                f"{vocab} does not exist: a tokenizer directory needs the SentencePiece model"
+            )
         settings = _read_settings(path)
         settings.update(kwargs)
         return cls(vocab, **settings)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, write_tokenizer_json: bool = True) -> list[Path]:
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, write_tokenizer_json: bool = True
+    ) -> list[Path]:
         """Write spiece.model, tokenizer_config.json, special_tokens_map.json (and tokenizer.json).
 
         transformers 4.57.1 loads the directory with AutoTokenizer, AlbertTokenizer and AlbertTokenizerFast.
@@ -268,7 +298,16 @@ class AlbertTokenizer:
         It is what transformers' AlbertTokenizerFast runs; like that tokenizer it departs from the exact
         algorithm on some text (no digit-comma rule, user-defined symbols split before normalisation).
         """
-        from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+        from tokenizers import (
+            AddedToken,
+            Regex,
+            Tokenizer,
+            decoders,
+            models,
+            normalizers,
+            pre_tokenizers,
+            processors,
+        )
 
         sp = self._sp
         vocab = [(self._pieces[i], sp.get_score(i)) for i in range(len(self._pieces))]
@@ -295,7 +334,9 @@ class AlbertTokenizer:
         for i, piece in enumerate(self._pieces):
             if i in self._special_ids:
                 t = self._special_by_id[i]
-                added.append(AddedToken(t.content, lstrip=t.lstrip, rstrip=t.rstrip, normalized=False, special=True))
+                added.append(
+                    AddedToken(t.content, lstrip=t.lstrip, rstrip=t.rstrip, normalized=False, special=True)
+                )
             elif sp.is_control(i) or _is_user_defined(sp, i):
                 added.append(AddedToken(piece, normalized=False, special=sp.is_control(i)))
         tok.add_tokens(added)
@@ -364,7 +405,9 @@ class AlbertTokenizer:
             return self._piece_ids.get(tokens, self.unk_token_id)
         return [self._piece_ids.get(t, self.unk_token_id) for t in tokens]
 
-    def convert_ids_to_tokens(self, ids: int | Iterable[int], skip_special_tokens: bool = False) -> str | list[str]:
+    def convert_ids_to_tokens(
+        self, ids: int | Iterable[int], skip_special_tokens: bool = False
+    ) -> str | list[str]:
         """Id(s) to piece(s); ValueError names an id outside the vocabulary."""
         if isinstance(ids, (int, np.integer)):
             return self._piece(int(ids))
@@ -483,7 +526,9 @@ class AlbertTokenizer:
 
     # ---- offsets ----------------------------------------------------------------------------------------------
 
-    def _encode_texts_with_offsets(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    def _encode_texts_with_offsets(
+        self, texts: Sequence[str]
+    ) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
         """Ids and (start, end) character spans in each original text, for every token."""
         plans = [self._split_aligned(t) for t in texts]
         segments = [seg for plan in plans for seg in plan if not isinstance(seg, tuple)]
@@ -557,36 +602,53 @@ class AlbertTokenizer:
             if isinstance(p, tuple):
                 out.append(p)
             elif p[0]:
-                normalized, src = self._preprocess_aligned(p[0])
                 shift = p[1]
+                normalized, src = self._preprocess_aligned(p[0], shift)
+                if source is not None:
+                    src = [source[j] for j in src]
                 # Leading whitespace is stripped, but the fast tokenizer lets the first piece's "▁" stand
                 # for its last character; keep that index so the offsets agree.
                 n_lead = len(p[0]) - len(p[0].lstrip())
-                lead = orig(shift + self._space_source(p[0], 0, n_lead)) if n_lead and self.remove_space else None
+                lead = (
+                    orig(shift + self._space_source(p[0], 0, n_lead))
+                    if n_lead and self.remove_space
+                    else None
+                )
+                if lead is not None and self._char_kind(text[lead]) != 1:
+                    lead = None
                 bounds = (orig(shift), orig(shift + len(p[0]) - 1) + 1)
-                out.append(_Segment(normalized, [orig(shift + j) for j in src], lead, text, bounds))
+                out.append(_Segment(normalized, src, lead, text, bounds))
         return out
 
-    def _preprocess_aligned(self, text: str) -> tuple[str, list[int]]:
-        """`preprocess_text` plus, per output character, the index of the input character it comes from.
+    def _preprocess_aligned(self, text: str, shift: int = 0) -> tuple[str, list[int]]:
+        """`preprocess_text` plus, per output character, shift + the index of the input character it comes from.
 
         A collapsed whitespace run and a quote pair map to their last character, as transformers' fast
         tokenizer aligns them, so offsets agree with it.
         """
-        if self.remove_space:
-            chars: list[str] = []
-            src: list[int] = []
+        src: list[int] | None = None
+        if self.remove_space and len(text) > 96:
+            src = self._collapse_source(text, shift)
+        if self.remove_space and src is not None:
+            s = " ".join(text.split())
+        elif self.remove_space:
+            src = []
             prev_end = 0
+            kinds = self._kinds
             for m in _NON_SPACE_RUN.finditer(text):
+                start, end = m.span()
                 if src:
-                    chars.append(" ")
-                    src.append(self._space_source(text, prev_end, m.start()))
-                chars.append(m.group())
-                src += range(m.start(), m.end())
-                prev_end = m.end()
-            s = "".join(chars)
+                    k = start - 1
+                    if kinds.get(text[k]) != 1:
+                        k = self._space_source(text, prev_end, start)
+                    elif text[k] == "\n" and k > prev_end and text[k - 1] == "\r":
+                        k -= 1
+                    src.append(k + shift)
+                src += range(start + shift, end + shift)
+                prev_end = end
+            s = " ".join(text.split())
         else:
-            s, src = text, list(range(len(text)))
+            s, src = text, list(range(shift, shift + len(text)))
         if "``" in s or "''" in s:
             for pair in ("``", "''"):
                 out_chars, out_src, i = [], [], 0
@@ -618,6 +680,37 @@ class AlbertTokenizer:
             s = lowered
         return s, src
 
+    def _collapse_source(self, text: str, shift: int) -> list[int] | None:
+        """Vectorised source indices of " ".join(text.split()) (None where whitespace needs care)."""
+        if self._odd_space.search(text):
+            return None
+        try:
+            cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        except UnicodeEncodeError:
+            return None
+        table = _whitespace_table()
+        space = np.zeros(len(cp), dtype=bool)
+        low = cp < len(table)
+        space[low] = table[cp[low]]
+        words = ~space
+        if not words.any():
+            return []
+        # The joining space stands for the last character of its run (whitespace SentencePiece does not
+        # make a space of was sent to the loop in _preprocess_aligned above).
+        last_of_run = np.zeros(len(cp), dtype=bool)
+        last_of_run[:-1] = space[:-1] & words[1:]
+        last_of_run[: int(np.argmax(words))] = False
+        runs = np.flatnonzero(last_of_run)
+        crlf = (cp[runs] == 10) & (cp[runs - 1] == 13)
+        if crlf.any():
+            # "\r\n" is one character to the fast tokenizer, aligned with its "\r".
+            keep_runs = runs.copy()
+            keep_runs[crlf] -= 1
+            last_of_run[runs] = False
+            last_of_run[keep_runs] = True
+        keep = words | last_of_run
+        return (np.flatnonzero(keep) + shift).tolist()
+
     def _space_source(self, text: str, start: int, end: int) -> int:
         """The character of the whitespace run text[start:end] that the fast tokenizer's "▁" stands for.
 
@@ -633,34 +726,48 @@ class AlbertTokenizer:
             k -= 1
         return k
 
+    @staticmethod
+    def _is_plain(text: str) -> bool:
+        """Printable ASCII with single inner spaces: SentencePiece's normaliser leaves it as it is."""
+        return (
+            text.isascii()
+            and text.isprintable()
+            and "  " not in text
+            and text[:1] != " "
+            and text[-1:] != " "
+        )
+
     def _piece_spans(self, texts: list[str]) -> list[list[tuple[int, int, int, str]]]:
         """(id, start, end, piece) per piece, spans in each normalised text, digit-comma rule applied."""
-        simple = [
-            t.isascii() and t.isprintable() and "  " not in t and t[:1] != " " and t[-1:] != " " for t in texts
-        ]
+        simple = [self._is_plain(t) for t in texts]
         out: list[list[tuple[int, int, int, str]] | None] = [None] * len(texts)
         plain = [t for t, s in zip(texts, simple) if s]
         try:
-            pieces = self._sp.encode(plain, out_type=str, num_threads=self._threads(len(plain))) if plain else []
+            pieces = (
+                self._sp.encode(plain, out_type=str, num_threads=self._threads(len(plain))) if plain else []
+            )
         except UnicodeEncodeError:
             _raise_for_surrogates(plain)
             raise
         it = iter(pieces)
         hard: list[int] = []
+        get, unk, comma = self._piece_ids.get, self.unk_token_id, self._comma_ids
         for k, (t, s) in enumerate(zip(texts, simple)):
             if not s:
                 hard.append(k)
                 continue
             row = next(it)
             # SentencePiece sees "▁" + text with spaces as "▁"; piece i covers text[pos - 1 : pos + len - 1].
-            if sum(len(p) for p in row) != len(t) + 1:
+            ends = list(accumulate(map(len, row)))
+            if not ends or ends[-1] != len(t) + 1:
                 hard.append(k)
                 continue
-            pos, spans = 0, []
-            for p in row:
-                spans.append((p, max(pos - 1, 0), pos + len(p) - 1))
-                pos += len(p)
-            out[k] = self._apply_comma_rule(t, spans)
+            ids = [get(p, unk) for p in row]
+            if comma.isdisjoint(ids):
+                out[k] = [(i, b - 1 if b else 0, e - 1, p) for i, p, b, e in zip(ids, row, [0] + ends, ends)]
+            else:
+                spans = [(p, b - 1 if b else 0, e - 1) for p, b, e in zip(row, [0] + ends, ends)]
+                out[k] = self._apply_comma_rule(t, spans)
         if hard:
             for k, row in zip(hard, self._sp_offsets([texts[k] for k in hard])):
                 out[k] = self._apply_comma_rule(texts[k], row)
@@ -670,7 +777,9 @@ class AlbertTokenizer:
         """SentencePiece's own (piece, start, end) character spans, for text its normaliser changes."""
         try:
             if self._has_offset_mapping:
-                rows = self._sp.encode(texts, out_type="offset_mapping", num_threads=self._threads(len(texts)))
+                rows = self._sp.encode(
+                    texts, out_type="offset_mapping", num_threads=self._threads(len(texts))
+                )
                 return [list(zip(r["pieces"], *zip(*r["offsets"]))) if r["pieces"] else [] for r in rows]
             out = []  # older SentencePiece: byte offsets from the proto
             for t in texts:
@@ -683,7 +792,9 @@ class AlbertTokenizer:
             _raise_for_surrogates(texts)
             raise
 
-    def _apply_comma_rule(self, text: str, spans: list[tuple[str, int, int]]) -> list[tuple[int, int, int, str]]:
+    def _apply_comma_rule(
+        self, text: str, spans: list[tuple[str, int, int]]
+    ) -> list[tuple[int, int, int, str]]:
         out = []
         ids = self._piece_ids
         unk = self.unk_token_id
@@ -691,15 +802,20 @@ class AlbertTokenizer:
             if not (len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit()):
                 out.append((ids.get(piece, unk), b, e, piece))
                 continue
-            # The sub-pieces share the piece's surface in order; the comma is its last character.
+            # The sub-pieces share the piece's surface in order: a "▁" takes the blank characters before
+            # the digits, each other character one kept character; the comma takes the rest.
             pos = b
             for sub in self._comma_split(piece)[:-1]:
                 start = pos
-                if sub[0] == SPIECE_UNDERLINE and pos < e and text[pos] == " ":
-                    pos += 1
-                pos = min(pos + len(sub.lstrip(SPIECE_UNDERLINE)), max(e - 1, b))
+                if sub[0] == SPIECE_UNDERLINE:
+                    while pos < e and self._char_kind(text[pos]):
+                        pos += 1
+                for _ in sub.lstrip(SPIECE_UNDERLINE):
+                    while pos < e - 1 and self._char_kind(text[pos]) == 2:
+                        pos += 1
+                    pos = min(pos + 1, max(e - 1, b))
                 out.append((ids.get(sub, unk), start, pos, sub))
-            out.append((ids.get(",", unk), max(e - 1, b), e, ","))
+            out.append((ids.get(",", unk), pos, e, ","))
         return out
 
     def _char_kind(self, c: str) -> int:
@@ -728,24 +844,44 @@ class AlbertTokenizer:
             start -= 1
         return start, end
 
-    def _original_spans(self, seg: _Segment, pieces: list[tuple[int, int, int, str]]) -> list[tuple[int, int]]:
+    def _original_spans(
+        self, seg: _Segment, pieces: list[tuple[int, int, int, str]]
+    ) -> list[tuple[int, int]]:
         """Map piece spans in a normalised segment to spans in the original text.
 
         Follows transformers' fast tokenizer: a "▁" stands for the last character that became that space
         (for the first piece: any whitespace stripped before it), and characters a normaliser drops
         are not part of any token.
         """
-        text, src, kind = seg.text, seg.source, self._char_kind
+        text, src, original, char_kind = seg.text, seg.source, seg.original, self._char_kind
+        if self._is_plain(text) and not self._odd_space.search(original, *seg.bounds):
+            # Printable ASCII joined by single spaces that all stand for real whitespace: each piece
+            # covers its own characters, a leading "▁" the space before it.
+            out = [(src[b], src[e - 1] + 1) if b < e else (src[b], src[b] + 1) for _, b, e, _ in pieces]
+            if out and seg.lead is not None:
+                out[0] = (seg.lead, out[0][1] if pieces[0][2] > pieces[0][1] else seg.lead + 1)
+            return out
+
+        def kind(k: int) -> int:
+            c = text[k]
+            if c == " ":
+                # A space that joins words stands for its whitespace run; if the fast tokenizer drops that
+                # character (\x0b, \x1c-\x1f) there is no space for it to align with. (A space can also
+                # come from NFKD: "¨" is " " + U+0308.)
+                source = original[src[k]]
+                return 1 if not source.isspace() or char_kind(source) == 1 else 2
+            return char_kind(c)
+
         n = len(text)
         out = []
         unk = self.unk_token_id
         for index, (pid, b, e, piece) in enumerate(pieces):
             first = index == 0
             i = b
-            while i < e and kind(text[i]):
+            while i < e and kind(i):
                 i += 1
             j = e
-            while j > i and kind(text[j - 1]) == 2:
+            while j > i and kind(j - 1) == 2:
                 j -= 1
             content = (src[i], src[j - 1] + 1) if i < j else None
             if not piece.startswith(SPIECE_UNDERLINE):
@@ -758,7 +894,7 @@ class AlbertTokenizer:
                 continue
             start = None
             for k in range(i - 1, -1 if first else b - 1, -1):
-                if kind(text[k]) == 1:
+                if kind(k) == 1:
                     start = src[k]
                     break
             if start is None and first:
@@ -768,7 +904,7 @@ class AlbertTokenizer:
                     out.append(content)
                     continue
                 k = e  # a lone "▁" added before the next kept character, which it takes
-                while k < n and kind(text[k]):
+                while k < n and kind(k):
                     k += 1
                 k = min(k, n - 1)
                 out.append((src[k], src[k] + 1))
@@ -804,7 +940,12 @@ class AlbertTokenizer:
             raise ValueError("text must be a str, a list of str, or a list of (str, str) pairs; got None")
         batched = not isinstance(text, str)
         if batched:
-            if isinstance(text, tuple) and len(text) == 2 and text_pair is None and all(isinstance(t, str) for t in text):
+            if (
+                isinstance(text, tuple)
+                and len(text) == 2
+                and text_pair is None
+                and all(isinstance(t, str) for t in text)
+            ):
                 batched = False  # a single (text, pair) tuple
                 text, text_pair = text
             elif not isinstance(text, (list, tuple)):
@@ -829,7 +970,9 @@ class AlbertTokenizer:
                 raise TypeError(f"text_pair must be a str when text is a str, not {type(text_pair).__name__}")
             firsts, seconds = [text], None if text_pair is None else [text_pair]
 
-        pad_mode, trunc_mode, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        pad_mode, trunc_mode, max_length = self._strategies(
+            padding, truncation, max_length, pad_to_multiple_of
+        )
         if return_token_type_ids is None:
             return_token_type_ids = True
         if return_attention_mask is None:
@@ -889,7 +1032,11 @@ class AlbertTokenizer:
             target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
         attention = [[1] * len(r) for r in rows["input_ids"]]
         if target is not None:
-            pads = {"input_ids": self.pad_token_id, "token_type_ids": self.pad_token_type_id, "special_tokens_mask": 1}
+            pads = {
+                "input_ids": self.pad_token_id,
+                "token_type_ids": self.pad_token_type_id,
+                "special_tokens_mask": 1,
+            }
             for i, r in enumerate(rows["input_ids"]):
                 n = target - len(r)
                 if n > 0:
@@ -938,7 +1085,9 @@ class AlbertTokenizer:
         elif padding == "max_length":
             pad_mode = "max_length"
         else:
-            raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+            raise ValueError(
+                f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}"
+            )
         if truncation is True:
             trunc_mode: str | None = "longest_first"
         elif truncation is False or truncation is None or truncation == "do_not_truncate":
@@ -1018,7 +1167,11 @@ class AlbertTokenizer:
                 prev_special = False
         out.append(self._sp.decode(run))
         text = "".join(out).strip()
-        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        clean = (
+            self.clean_up_tokenization_spaces
+            if clean_up_tokenization_spaces is None
+            else clean_up_tokenization_spaces
+        )
         return _clean_up_spaces(text) if clean else text
 
     def batch_decode(
@@ -1146,7 +1299,15 @@ def _read_settings(directory: Path) -> dict[str, Any]:
         max_len = data.get("model_max_length")
         if isinstance(max_len, int) and 0 < max_len < 1_000_000:  # transformers writes 1e30 for "unlimited"
             settings["model_max_length"] = max_len
-        for key in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token", "bos_token", "eos_token"):
+        for key in (
+            "unk_token",
+            "sep_token",
+            "pad_token",
+            "cls_token",
+            "mask_token",
+            "bos_token",
+            "eos_token",
+        ):
             value = data.get(key)
             if isinstance(value, dict):
                 if key == "mask_token" and isinstance(value.get("lstrip"), bool):
