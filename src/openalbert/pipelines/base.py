@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import logging
 import os
+import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ class Pipeline:
             model = model.to(device=device, dtype=dtype)
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.batch_size = _check_batch_size(batch_size or 8)
+        self.batch_size = _check_batch_size(8 if batch_size is None else batch_size)
         self.check_params(**params)  # fail at construction on a bad default, not at the first call
         self._params = params
 
@@ -125,10 +126,11 @@ class Pipeline:
         its exception in place of a result and the others still run.
         """
         merged = self.check_params(**{**self._params, **params})
-        results = self._run(list(inputs), merged, batch_size, errors, progress)
+        items = list(inputs)
+        results = self._run(items, merged, batch_size, errors, progress)
         return [
             r if isinstance(r, Exception) else self._format(x, [r], True, params)
-            for x, r in zip(inputs, results)
+            for x, r in zip(items, results)
         ]
 
     def _run(
@@ -157,7 +159,9 @@ class Pipeline:
                 continue
             rows.extend(features)
             owner.extend([i] * len(features))
-        outputs = self._forward_sorted(rows, _check_batch_size(batch_size or self.batch_size), progress)
+        outputs = self._forward_sorted(
+            rows, _check_batch_size(self.batch_size if batch_size is None else batch_size), progress
+        )
         grouped: dict[int, tuple[list[Feature], list[Any]]] = {}
         for i, row, out in zip(owner, rows, outputs):
             grouped.setdefault(i, ([], []))
@@ -229,6 +233,8 @@ class Pipeline:
 
     def _as_items(self, inputs: Any) -> tuple[list[Any], bool]:
         """Split the call's input into a list of items and whether it was a single one."""
+        if isinstance(inputs, types.GeneratorType):
+            inputs = list(inputs)
         if isinstance(inputs, (list, tuple)):
             if not inputs:
                 raise ValueError(f"the {self.task} pipeline got an empty list of inputs")

@@ -10,7 +10,11 @@ import torch
 from openalbert.heads import AlbertForSequenceClassification
 from openalbert.pipelines.base import Feature, Pipeline, truncate_pair
 
-FUNCTIONS = ("softmax", "sigmoid", "none")
+FUNCTIONS = {
+    "softmax": lambda logits: logits.softmax(-1),
+    "sigmoid": torch.sigmoid,
+    "none": lambda logits: logits,
+}
 _UNSET: Any = object()
 
 
@@ -35,7 +39,9 @@ class TextClassificationPipeline(Pipeline):
         if function_to_apply is not None:
             function_to_apply = str(function_to_apply).lower()
             if function_to_apply not in FUNCTIONS:
-                raise ValueError(f"function_to_apply must be one of {FUNCTIONS}, got {function_to_apply!r}")
+                raise ValueError(
+                    f"function_to_apply must be one of {sorted(FUNCTIONS)}, got {function_to_apply!r}"
+                )
         return {"top_k": top_k, "function_to_apply": function_to_apply or self._default_function()}
 
     def _default_function(self) -> str:
@@ -91,14 +97,7 @@ class TextClassificationPipeline(Pipeline):
         self, item: Any, features: list[Feature], outputs: list[Any], params: dict[str, Any]
     ) -> Any:
         (logits,) = outputs
-        function = params["function_to_apply"]
-        scores = (
-            logits.softmax(-1)
-            if function == "softmax"
-            else logits.sigmoid()
-            if function == "sigmoid"
-            else logits
-        )
+        scores = FUNCTIONS[params["function_to_apply"]](logits)
         id2label = self.config.id2label
         if params["top_k"] is _UNSET:
             best = int(scores.argmax())
