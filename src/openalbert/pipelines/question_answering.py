@@ -125,20 +125,21 @@ class QuestionAnsweringPipeline(Pipeline):
                 f"doc_stride ({stride}) must be smaller than the context room of each window ({budget} tokens "
                 f"= max_seq_len {params['max_seq_len']} - question - 3); lower doc_stride"
             )
-        words = self._word_ids(context, item["context"], offsets)
+        words = self._word_ids(context)
         features = []
         for lo, hi in _windows(len(context), budget, stride):
-            feature = self._build(question, context[lo:hi])
-            n_before = len(question) + 2
-            feature.meta.update(
-                context_start=n_before,
-                offsets=offsets[lo:hi],
-                words=words[lo:hi],
+            features.append(
+                self._build(
+                    question,
+                    context[lo:hi],
+                    context_start=len(question) + 2,  # after [CLS] question [SEP]
+                    offsets=offsets[lo:hi],
+                    words=words[lo:hi],
+                )
             )
-            features.append(feature)
         return features
 
-    def _word_ids(self, ids: list[int], text: str, offsets: list[tuple[int, int]]) -> list[int]:
+    def _word_ids(self, ids: list[int]) -> list[int]:
         """Word index of each context token: a word starts at a '▁' piece and at a user-defined symbol.
 
         This reproduces the words of transformers' fast ALBERT tokenizer, which splits the text around
