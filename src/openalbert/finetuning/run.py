@@ -1,0 +1,547 @@
+"""The fine-tuning run: read and check the data, add the task's head to a pretrained model, train it with
+the loop shared with pretraining, evaluate each epoch with the task's metric and keep the best model.
+
+`finetune()` does everything that can fail on bad input (reading, label checks, tokenising) before the
+first step. The output directory ends up holding the best checkpoint as a complete model (config with
+id2label / label2id, weights, tokenizer files) that `openalbert.pipeline(task, model=DIR)` and
+transformers load, beside `metrics.jsonl`, `curves.png` and `eval_results.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from openalbert.finetuning import data as D
+from openalbert.finetuning import metrics as M
+from openalbert.training.loop import TrainConfig, TrainResult, train
+
+# Longest input per task when the caller does not say (QA contexts are long; the others are sentences).
+DEFAULT_MAX_LENGTH = {"question-answering": 384}
+# The validation number that picks the best checkpoint, without its "eval_" prefix.
+DEFAULT_METRIC = {
+    "text-classification": "accuracy",
+    "token-classification": "f1",
+    "question-answering": "f1",
+    "multiple-choice": "accuracy",
+}
+LOWER_IS_BETTER = ("loss", "mse")
+RESULTS_FILE = "eval_results.json"
+
+
+@dataclass
+class FinetuneResult:
+    """Where the model went, the metric that chose it and the full evaluation of the chosen checkpoint."""
+
+    output_dir: Path
+    metric: str
+    best: float | None
+    metrics: dict[str, Any]
+    train: TrainResult
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return self.train.exit_code
+
+
+# ---- the task: data, head and evaluation in one place ------------------------------------------------------
+
+
+@dataclass
+class _Task:
+    """What `finetune` needs from a task: features, the model config, and `evaluate(model) -> metrics`."""
+
+    model_class: type
+    train_features: list[dict[str, Any]]
+    config_updates: dict[str, Any]
+    evaluate: Callable[[nn.Module], dict[str, Any]]
+    default_metric: str
+    summary: dict[str, Any]
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _gather(local: list[tuple[int, Any]]) -> dict[int, Any]:
+    """Merge (index, value) pairs computed on every rank."""
+    rank, world = _dist()
+    if world == 1:
+        return dict(local)
+    parts: list[Any] = [None] * world
+    torch.distributed.all_gather_object(parts, local)
+    return {i: v for part in parts for i, v in part}
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    features: Sequence[dict[str, Any]],
+    collate: Callable[[Sequence[dict[str, Any]]], dict[str, torch.Tensor]],
+    keep: Callable[[Any, int, dict[str, Any]], Any],
+    batch_size: int,
+    bf16: bool = False,
+) -> list[Any]:
+    """Run `model` over features (split over the ranks, batched by length) and return, in order,
+    `keep(output, row_in_batch, feature)` for each feature."""
+    rank, world = _dist()
+    device = next(model.parameters()).device
+    mine = sorted(range(rank, len(features), world), key=lambda i: len(features[i]["input_ids"]))
+    was_training = model.training
+    model.eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    local = []
+    try:
+        for start in range(0, len(mine), batch_size):
+            idx = mine[start : start + batch_size]
+            batch = collate([{k: v for k, v in features[i].items()} for i in idx])
+            inputs = {
+                k: v.to(device)
+                for k, v in batch.items()
+                if k in ("input_ids", "token_type_ids", "attention_mask")
+            }
+            with autocast:
+                out = model(**inputs)
+            local += [(i, keep(out, row, features[i])) for row, i in enumerate(idx)]
+    finally:
+        model.train(was_training)
+    merged = _gather(local)
+    return [merged[i] for i in range(len(features))]
+
+
+def _prefixed(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {f"eval_{k}": v for k, v in metrics.items()}
+
+
+def _text_classification(
+    train_path: Path, validation_path: Path, tokenizer: Any, max_length: int, collate: Callable, batch_size: int,
+    bf16: bool, text_column: str | None, text_pair_column: str | None, label_column: str, problem_type: str | None,
+) -> _Task:  # fmt: skip
+    columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
+    train_data = D.read_text_classification(train_path, **columns)
+    # The validation file must have the columns found in the training file.
+    text, pair, label = train_data.columns
+    val_data = D.read_text_classification(validation_path, text, pair, label)
+    if problem_type is None:
+        problem_type = "regression" if train_data.is_float else "single_label_classification"
+    if problem_type not in ("regression", "single_label_classification"):
+        raise ValueError(
+            f"problem_type must be 'regression' or 'single_label_classification', got {problem_type!r}"
+        )
+    regression = problem_type == "regression"
+    label2id = None
+    if regression:
+        for data in (train_data, val_data):
+            for i, value in enumerate(data.labels):
+                try:
+                    float(value)
+                except ValueError:
+                    raise D.DataError(
+                        f"{data.where(i)}: regression needs numeric labels, got {value!r}"
+                    ) from None
+        train_data.labels = [float(v) for v in train_data.labels]
+        val_data.labels = [float(v) for v in val_data.labels]
+        config = {"id2label": {0: "LABEL_0"}, "label2id": {"LABEL_0": 0}, "problem_type": "regression"}
+    else:
+        train_data.labels = [D._label_name(v) for v in train_data.labels]
+        val_data.labels = [D._label_name(v) for v in val_data.labels]
+        label2id = D.build_label_map(train_data.labels)
+        if len(label2id) < 2:
+            raise D.DataError(
+                f"{train_data.path}: every example has the label {train_data.labels[0]!r}; need two or more"
+            )
+        D.check_labels(val_data.labels, label2id, val_data.where)
+        config = {
+            "id2label": {i: name for name, i in label2id.items()},
+            "label2id": dict(label2id),
+            "problem_type": "single_label_classification",
+        }
+    train_features = D.classification_features(train_data, tokenizer, label2id, max_length)
+    val_features = D.classification_features(val_data, tokenizer, label2id, max_length)
+    names = list(label2id) if label2id else []
+
+    def evaluate(model: nn.Module) -> dict[str, Any]:
+        logits = torch.stack(
+            predict(model, val_features, collate, lambda o, r, f: o.logits[r].float().cpu(), batch_size, bf16)
+        )
+        if regression:
+            preds = logits[:, 0]
+            gold = torch.tensor(val_data.labels)
+            result = M.regression_metrics(preds.tolist(), gold.tolist())
+            return _prefixed({"loss": float(F.mse_loss(preds, gold)), **result})
+        gold = torch.tensor([f["labels"] for f in val_features])
+        result = M.classification_metrics(
+            [names[i] for i in logits.argmax(-1).tolist()], val_data.labels, names
+        )
+        per_class = result.pop("f1_per_class")
+        return _prefixed({"loss": float(F.cross_entropy(logits, gold)), **result, "per_class": per_class})
+
+    summary = {"labels": names, "train_examples": len(train_features), "validation_examples": len(val_features),
+               "problem_type": problem_type, "columns": list(train_data.columns)}  # fmt: skip
+    metric = "pearson_spearman" if regression else "accuracy"
+    return _Task(
+        _model_class("AlbertForSequenceClassification"), train_features, config, evaluate, metric, summary
+    )
+
+
+def _token_classification(
+    train_path: Path, validation_path: Path, tokenizer: Any, max_length: int, collate: Callable, batch_size: int,
+    bf16: bool, label_all_tokens: bool,
+) -> _Task:  # fmt: skip
+    train_data = D.read_token_classification(train_path)
+    val_data = D.read_token_classification(validation_path)
+    label2id = D.tag_map(train_data)
+    D.check_tags(val_data, label2id)
+    id2label = {i: t for t, i in label2id.items()}
+    train_features = D.token_features(train_data, tokenizer, label2id, max_length, label_all_tokens).features
+    val = D.token_features(val_data, tokenizer, label2id, max_length, label_all_tokens=False)
+
+    def keep(out: Any, row: int, feature: dict[str, Any]) -> torch.Tensor:
+        n = len(feature["input_ids"])
+        return out.logits[row, :n].float().cpu()
+
+    def evaluate(model: nn.Module) -> dict[str, Any]:
+        logits = predict(model, val.features, collate, keep, batch_size, bf16)
+        preds, losses = [], []
+        for lg, positions, feature in zip(logits, val.word_positions, val.features):
+            best = lg.argmax(-1).tolist()
+            # Words cut off by max_length are predicted "O".
+            preds.append([id2label[best[p]] if p >= 0 else "O" for p in positions])
+            losses.append(F.cross_entropy(lg, torch.tensor(feature["labels"]), reduction="sum"))
+        n_labelled = sum(sum(1 for x in f["labels"] if x != -100) for f in val.features)
+        result = M.entity_metrics(preds, val_data.tags)
+        per_type = result.pop("per_type")
+        return _prefixed({"loss": float(sum(losses)) / max(1, n_labelled), **result, "per_type": per_type})
+
+    config = {"id2label": id2label, "label2id": dict(label2id), "problem_type": None}
+    summary = {"labels": list(label2id), "train_examples": len(train_features),
+               "validation_examples": len(val.features), "label_all_tokens": label_all_tokens}  # fmt: skip
+    return _Task(
+        _model_class("AlbertForTokenClassification"), train_features, config, evaluate, "f1", summary
+    )
+
+
+def _question_answering(
+    train_path: Path, validation_path: Path, tokenizer: Any, max_length: int, batch_size: int, bf16: bool,
+    doc_stride: int, max_question_length: int, max_answer_length: int,
+) -> _Task:  # fmt: skip
+    train_examples = D.read_squad(train_path)
+    val_examples = D.read_squad(validation_path)
+    train_features = D.qa_features(train_examples, tokenizer, max_length, doc_stride, max_question_length)
+    impossible = any(ex.is_impossible for ex in train_examples + val_examples)
+
+    def evaluate(model: nn.Module) -> dict[str, Any]:
+        from openalbert.pipelines.question_answering import QuestionAnsweringPipeline
+
+        rank, world = _dist()
+        was_training = model.training
+        pipe = QuestionAnsweringPipeline(
+            model, tokenizer, batch_size=batch_size, max_seq_len=max_length, doc_stride=doc_stride,
+            max_question_len=max_question_length, max_answer_len=max_answer_length,
+            handle_impossible_answer=impossible,
+        )  # fmt: skip
+        mine = list(range(rank, len(val_examples), world))
+        autocast = (
+            torch.autocast(model.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        )
+        try:
+            with autocast:
+                answers = pipe.run([{"question": val_examples[i].question, "context": val_examples[i].context}
+                                    for i in mine])  # fmt: skip
+        finally:
+            model.train(was_training)
+        merged = _gather([(i, a["answer"]) for i, a in zip(mine, answers)])
+        predictions = {ex.id: merged[i] for i, ex in enumerate(val_examples)}
+        references = {ex.id: [text for text, _ in ex.answers] for ex in val_examples}
+        result = M.squad_metrics(predictions, references)
+        result.pop("total")
+        return _prefixed(result)
+
+    config = {
+        "id2label": {0: "LABEL_0", 1: "LABEL_1"},
+        "label2id": {"LABEL_0": 0, "LABEL_1": 1},
+        "problem_type": None,
+    }
+    summary = {"train_examples": len(train_examples), "train_windows": len(train_features),
+               "validation_examples": len(val_examples), "version_2": impossible, "doc_stride": doc_stride}  # fmt: skip
+    return _Task(_model_class("AlbertForQuestionAnswering"), train_features, config, evaluate, "f1", summary)
+
+
+def _multiple_choice(
+    train_path: Path, validation_path: Path, tokenizer: Any, max_length: int, collate: Callable, batch_size: int,
+    bf16: bool,
+) -> _Task:  # fmt: skip
+    train_examples = D.read_multiple_choice(train_path)
+    val_examples = D.read_multiple_choice(validation_path)
+    if len(val_examples[0].choices) != len(train_examples[0].choices):
+        raise D.DataError(
+            f"{val_examples[0].where}: {len(val_examples[0].choices)} choices per item, but the training items "
+            f"have {len(train_examples[0].choices)}"
+        )
+    train_features = D.choice_features(train_examples, tokenizer, max_length)
+    val_features = D.choice_features(val_examples, tokenizer, max_length)
+
+    def evaluate(model: nn.Module) -> dict[str, Any]:
+        # Each feature is a (N, T) block; the batch size counts items, as in training.
+        logits = torch.stack(
+            predict(model, val_features, collate, lambda o, r, f: o.logits[r].float().cpu(), batch_size, bf16)
+        )
+        gold = torch.tensor([ex.label for ex in val_examples])
+        return _prefixed(
+            {
+                "loss": float(F.cross_entropy(logits, gold)),
+                "accuracy": M.accuracy(logits.argmax(-1).tolist(), gold.tolist()),
+            }
+        )
+
+    config = {
+        "id2label": {0: "LABEL_0", 1: "LABEL_1"},
+        "label2id": {"LABEL_0": 0, "LABEL_1": 1},
+        "problem_type": None,
+    }
+    summary = {"train_examples": len(train_features), "validation_examples": len(val_features),
+               "num_choices": len(train_examples[0].choices)}  # fmt: skip
+    return _Task(
+        _model_class("AlbertForMultipleChoice"), train_features, config, evaluate, "accuracy", summary
+    )
+
+
+def _model_class(name: str) -> type:
+    from openalbert.heads import MODEL_CLASSES
+
+    return MODEL_CLASSES[name]
+
+
+# ---- writing snapshots ---------------------------------------------------------------------------------------
+
+
+class _ModelWriter:
+    """Writes a snapshot: the model in HF layout plus the tokenizer files (rendered once, then copied)."""
+
+    def __init__(self, tokenizer: Any, tokenizer_dir: Path | None) -> None:
+        self.tokenizer, self.tokenizer_dir = tokenizer, tokenizer_dir
+        self._files: Path | None = None
+
+    def _tokenizer_files(self) -> Path:
+        if self._files is None:
+            self._files = Path(tempfile.mkdtemp(prefix="openalbert-tokenizer-"))
+            # tokenizer.json takes seconds to build from a 30k vocabulary: copy the source's when it has one.
+            self.tokenizer.save_pretrained(self._files, write_tokenizer_json=False)
+            source = self.tokenizer_dir
+            if source is not None and (source / "tokenizer.json").is_file():
+                shutil.copy2(source / "tokenizer.json", self._files / "tokenizer.json")
+        return self._files
+
+    def __call__(self, module: nn.Module, directory: Path) -> None:
+        module.save_pretrained(directory)
+        for f in self._tokenizer_files().iterdir():
+            shutil.copy2(f, directory / f.name)
+
+    def close(self) -> None:
+        if self._files is not None:
+            shutil.rmtree(self._files, ignore_errors=True)
+
+
+# ---- the run --------------------------------------------------------------------------------------------------
+
+
+def finetune(
+    task: str,
+    model: str | os.PathLike,
+    train_file: str | os.PathLike,
+    validation_file: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    tokenizer: str | os.PathLike | Any | None = None,
+    epochs: float = 3.0,
+    learning_rate: float = 3e-5,
+    batch_size: int = 32,
+    eval_batch_size: int | None = None,
+    max_length: int | None = None,
+    seed: int = 42,
+    text_column: str | None = None,
+    text_pair_column: str | None = None,
+    label_column: str = "label",
+    problem_type: str | None = None,
+    label_all_tokens: bool = False,
+    doc_stride: int = 128,
+    max_question_length: int = 64,
+    max_answer_length: int = 30,
+    metric: str | None = None,
+    early_stopping_patience: int | None = None,
+    grad_accum: int = 1,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    optimizer: str = "adamw",
+    max_grad_norm: float | None = 1.0,
+    bf16: bool = False,
+    device: str = "auto",
+    resume: bool | str | os.PathLike = False,
+    overwrite: bool = False,
+    log_every: int = 10,
+    num_threads: int | None = None,
+    progress: bool = True,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune `model` (a directory, hub id or openalbert.DEFAULT_MODEL) for `task` and write the best
+    checkpoint by the validation `metric` to `output_dir`.
+
+    Tasks: text-classification (CSV/TSV/JSONL/Parquet; float labels mean regression),
+    token-classification (CoNLL or JSONL tokens/tags), question-answering (SQuAD v1/v2 JSON or JSONL),
+    multiple-choice (JSONL context/question/choices/label). Evaluates after every epoch; stops early
+    after `early_stopping_patience` evaluations without improvement. `max_length` defaults to 128
+    (384 for question-answering). Raises DataError (a ValueError) naming the file and line of bad input
+    before training starts.
+    """
+    from openalbert import AlbertConfig
+    from openalbert.checkpoint import resolve_path
+    from openalbert.pipelines.base import _quiet_loading, load_tokenizer
+
+    if task not in D.TASKS:
+        raise ValueError(f"unknown task {task!r}; fine-tuning supports {', '.join(D.TASKS)}")
+    if epochs <= 0:
+        raise ValueError(f"epochs must be > 0, got {epochs}")
+    if not 0.0 <= warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+    if batch_size < 1 or grad_accum < 1:
+        raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch_size} and {grad_accum}")
+    model_dir = resolve_path(model)
+    config = AlbertConfig.from_pretrained(model_dir)
+    max_length = max_length or DEFAULT_MAX_LENGTH.get(task, 128)
+    if not 8 <= max_length <= config.max_position_embeddings:
+        raise ValueError(
+            f"max_length must be in [8, {config.max_position_embeddings}] (the model's max_position_embeddings), "
+            f"got {max_length}"
+        )
+    tokenizer_dir = None
+    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer_dir = model_dir if tokenizer is None else Path(tokenizer)
+        tok = load_tokenizer(tokenizer_dir)
+    else:
+        tok = tokenizer
+    if tok.vocab_size > config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {tok.vocab_size} pieces but the model only {config.vocab_size} embeddings"
+        )
+
+    train_path, val_path = Path(train_file), Path(validation_file)
+    eval_bs = eval_batch_size or batch_size
+    collate = D.pad_collate(tok.pad_token_id)
+    if task == "text-classification":
+        spec = _text_classification(train_path, val_path, tok, max_length, collate, eval_bs, bf16, text_column,
+                                    text_pair_column, label_column, problem_type)  # fmt: skip
+    elif task == "token-classification":
+        spec = _token_classification(
+            train_path, val_path, tok, max_length, collate, eval_bs, bf16, label_all_tokens
+        )
+    elif task == "question-answering":
+        spec = _question_answering(train_path, val_path, tok, max_length, eval_bs, bf16, doc_stride,
+                                   max_question_length, max_answer_length)  # fmt: skip
+    else:
+        spec = _multiple_choice(train_path, val_path, tok, max_length, collate, eval_bs, bf16)
+
+    metric = metric or spec.default_metric
+    metric_key = metric if metric.startswith("eval_") else f"eval_{metric}"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    n_train = len(spec.train_features)
+    batches_per_epoch = n_train // world // batch_size
+    if batches_per_epoch < 1:
+        raise ValueError(
+            f"{train_path} gives {n_train} training examples, fewer than one batch of {batch_size} x {world} "
+            "processes; lower batch_size"
+        )
+    steps_per_epoch = max(1, batches_per_epoch // grad_accum)
+    total_steps = max(1, math.ceil(epochs * batches_per_epoch / grad_accum))
+
+    # The head is initialised from the seed, so every process (and every rerun) starts from the same weights.
+    data = config.to_dict()
+    data.pop("architectures", None)
+    data.update(spec.config_updates)
+    head_config = AlbertConfig.from_dict(data)
+    torch.manual_seed(seed)
+    with _quiet_loading():
+        net, info = spec.model_class.from_pretrained(
+            model_dir, config=head_config, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+
+    history: list[dict[str, Any]] = []
+
+    def evaluate(module: nn.Module) -> dict[str, Any]:
+        result = spec.evaluate(module)
+        history.append(result)
+        return result
+
+    train_config = TrainConfig(
+        output_dir=output_dir,
+        num_epochs=epochs,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        learning_rate=learning_rate,
+        warmup_steps=int(warmup_ratio * total_steps),
+        weight_decay=weight_decay,
+        optimizer=optimizer,
+        max_grad_norm=max_grad_norm,
+        bf16=bf16,
+        device=device,
+        seed=seed,
+        log_every=min(log_every, steps_per_epoch),
+        save_every=steps_per_epoch,
+        keep_last=1,
+        eval_every=steps_per_epoch,
+        best_metric=metric_key,
+        greater_is_better=not metric_key.endswith(LOWER_IS_BETTER),
+        early_stopping_patience=early_stopping_patience,
+        resume=resume,
+        overwrite=overwrite,
+        num_threads=num_threads,
+        progress=progress,
+    )
+    writer = _ModelWriter(tok, tokenizer_dir)
+    try:
+        result = train(
+            net,
+            D.FeatureDataset(spec.train_features),
+            train_config,
+            collate_fn=collate,
+            evaluate=evaluate,
+            save_model=writer,
+            on_log=on_log,
+        )
+    finally:
+        writer.close()
+
+    greater = train_config.greater_is_better
+    scored = [h for h in history if isinstance(h.get(metric_key), (int, float))]
+    best_eval = (max if greater else min)(scored, key=lambda h: h[metric_key]) if scored else {}
+    out = Path(output_dir)
+    # The loop has left the process group by now: RANK tells which process writes.
+    if int(os.environ.get("RANK", "0")) == 0 and not result.interrupted:
+        record = {
+            "task": task,
+            "model": str(model),
+            "metric": metric_key,
+            "best": result.best_metric,
+            "best_evaluation": best_eval,
+            "evaluations": history,
+            "steps": result.step,
+            "early_stopped": result.early_stopped,
+            "newly_initialised": info["missing_keys"],
+            **spec.summary,
+        }
+        (out / RESULTS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return FinetuneResult(out, metric_key, result.best_metric, best_eval, result, history)
