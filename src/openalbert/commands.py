@@ -141,6 +141,8 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     _pretrain_arguments,
 )
 def _pretrain(args: argparse.Namespace) -> int:
+    import os
+
     from openalbert.pretraining.run import pretrain
 
     result = pretrain(
@@ -175,10 +177,13 @@ def _pretrain(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         progress=not args.no_progress,
     )
-    if result.interrupted:
+    if os.environ.get("RANK", "0") != "0":
+        pass  # under torchrun only the first process reports
+    elif result.interrupted:
         print(f"stopped at step {result.step}; checkpoint {result.last_checkpoint}; rerun with --resume")
     else:
-        print(f"step {result.step}: loss {result.last_loss:.4f}; model and metrics in {result.output_dir}")
+        loss = "n/a" if result.last_loss is None else f"{result.last_loss:.4f}"
+        print(f"step {result.step}: loss {loss}; model and metrics in {result.output_dir}")
     return result.exit_code
 
 
