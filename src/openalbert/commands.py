@@ -9,6 +9,34 @@ import argparse
 
 from openalbert.cli import command
 
+# --- vocabulary ------------------------------------------------------------------------------------
+
+
+def _train_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", nargs="+", required=True, help="raw text files, one or more")
+    p.add_argument("--output", required=True, help="directory for spiece.model and the tokenizer files")
+    p.add_argument("--vocab-size", type=int, default=30000)
+    p.add_argument("--keep-case", action="store_true", help="do not lower-case (do_lower_case=False)")
+    p.add_argument("--keep-accents", action="store_true", help="do not strip accents")
+    p.add_argument("--character-coverage", type=float, default=0.99995)
+    p.add_argument("--input-sentence-size", type=int, default=10_000_000, help="lines sampled for training")
+
+
+@command(
+    "train-tokenizer",
+    "Train a new ALBERT SentencePiece vocabulary (unigram, ALBERT's special pieces) from raw text",
+    _train_tokenizer_arguments,
+)
+def _train_tokenizer(args: argparse.Namespace) -> int:
+    from openalbert.vocab import train_tokenizer
+
+    tok = train_tokenizer(args.input, args.output, args.vocab_size, do_lower_case=not args.keep_case,
+                          keep_accents=args.keep_accents, character_coverage=args.character_coverage,
+                          input_sentence_size=args.input_sentence_size)
+    print(f"{args.output}\t{tok.vocab_size} pieces")
+    return 0
+
+
 # --- pretraining data ----------------------------------------------------------------------------
 
 
