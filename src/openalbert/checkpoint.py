@@ -57,6 +57,7 @@ LEGACY_HUB_IDS = {
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # Buffers that some older checkpoints stored; they are rebuilt by the model, never loaded.
+_OTHER_HEADS = ("albert.pooler.", "pooler.", "predictions.", "sop_classifier.", "classifier.", "qa_outputs.")
 _IGNORED_KEYS = re.compile(r"(^|\.)(position_ids|token_type_ids)$")
 
 DTYPES = {
@@ -264,7 +265,11 @@ def load_pretrained(
             missing,
         )
     if unexpected:
-        logger.warning(
+        # Another ALBERT head's weights (a pretraining checkpoint read as a masked LM) are expected to go
+        # unused; anything else is worth a warning.
+        known = all(k.startswith(_OTHER_HEADS) for k in unexpected)
+        logger.log(
+            logging.INFO if known else logging.WARNING,
             "Some weights of the checkpoint at %s were not used by %s: %s",
             directory,
             cls.__name__,
