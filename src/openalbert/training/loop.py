@@ -1068,8 +1068,17 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     for ax, (title, keys) in zip(axes[:, 0], panels.items()):
         for key in dict.fromkeys(keys):
             xs, ys = series[key]
-            style = "o-" if key.startswith("eval_") else "-"
-            ax.plot(xs, ys, style, label=key, linewidth=1, markersize=3)
+            if key.startswith("eval_"):
+                ax.plot(xs, ys, "o-", label=key, linewidth=1, markersize=3)
+                continue
+            width = len(ys) // 50 if key != "lr" else 1
+            if width < 2:
+                ax.plot(xs, ys, "-", label=key, linewidth=1)
+                continue
+            # Per-step values are noisy: draw them faintly under a moving average.
+            (line,) = ax.plot(xs, ys, "-", linewidth=0.5, alpha=0.3)
+            smooth = np.convolve(ys, np.ones(width) / width, mode="valid")
+            ax.plot(xs[width - 1 :], smooth, "-", color=line.get_color(), label=f"{key} (mean of {width})")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
