@@ -310,7 +310,12 @@ class AlbertTokenizer:
         )
 
         sp = self._sp
-        vocab = [(self._pieces[i], sp.get_score(i)) for i in range(len(self._pieces))]
+        # Like transformers' converter, make "▁9,"-style pieces 100 nats less likely: an approximation of the
+        # digit-comma rule that a tokenizers model cannot express.
+        vocab = [
+            (p, sp.get_score(i) - (100.0 if i in self._comma_ids else 0.0))
+            for i, p in enumerate(self._pieces)
+        ]
         tok = Tokenizer(models.Unigram(vocab, unk_id=sp.unk_id(), byte_fallback=False))
         steps = [normalizers.Replace("``", '"'), normalizers.Replace("''", '"')]
         if not self.keep_accents:
@@ -331,14 +336,15 @@ class AlbertTokenizer:
             special_tokens=[(cls, self.cls_token_id), (sep, self.sep_token_id)],
         )
         added = []
+        types = _piece_types(sp.serialized_model_proto())
         for i, piece in enumerate(self._pieces):
             if i in self._special_ids:
                 t = self._special_by_id[i]
                 added.append(
                     AddedToken(t.content, lstrip=t.lstrip, rstrip=t.rstrip, normalized=False, special=True)
                 )
-            elif sp.is_control(i) or _is_user_defined(sp, i):
-                added.append(AddedToken(piece, normalized=False, special=sp.is_control(i)))
+            elif types[i] in (_CONTROL, _USER_DEFINED):
+                added.append(AddedToken(piece, normalized=False, special=types[i] == _CONTROL))
         tok.add_tokens(added)
         return tok
 
@@ -435,6 +441,8 @@ class AlbertTokenizer:
         """Split out special tokens (after the per-character lower-casing) and normalise the rest."""
         if type(text) is not str:
             raise TypeError(f"text must be a str, not {type(text).__name__}")
+        if not text.isascii():
+            _check_surrogates(text)
         starts = self._special_starts
         if self.do_lower_case:
             if any(c in text for c in starts):
@@ -455,11 +463,7 @@ class AlbertTokenizer:
 
     def _encode_normalized(self, texts: list[str]) -> list[list[int]]:
         """SentencePiece ids of normalised texts, with the digit-comma rule applied."""
-        try:
-            ids = self._sp.encode(texts, out_type=int, num_threads=self._threads(len(texts)))
-        except UnicodeEncodeError:
-            _raise_for_surrogates(texts)
-            raise
+        ids = self._sp.encode(texts, out_type=int, num_threads=self._threads(len(texts)))
         comma = self._comma_ids
         for k, row in enumerate(ids):
             if not comma.isdisjoint(row):
@@ -493,11 +497,7 @@ class AlbertTokenizer:
             if isinstance(part, SpecialToken):
                 out.append(part.content)
             elif part:
-                try:
-                    out += self._pieces_of(part)
-                except UnicodeEncodeError:
-                    _raise_for_surrogates([part])
-                    raise
+                out += self._pieces_of(part)
         return out
 
     def _encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
@@ -556,6 +556,8 @@ class AlbertTokenizer:
         """Like `_split`, keeping for each normalised character the index of its source character."""
         if type(text) is not str:
             raise TypeError(f"text must be a str, not {type(text).__name__}")
+        if not text.isascii():
+            _check_surrogates(text)
         source: list[int] | None = None  # index in `text` of each character of the lowered text
         if self.do_lower_case:
             parts = self._special_re.split(text)
@@ -742,13 +744,7 @@ class AlbertTokenizer:
         simple = [self._is_plain(t) for t in texts]
         out: list[list[tuple[int, int, int, str]] | None] = [None] * len(texts)
         plain = [t for t, s in zip(texts, simple) if s]
-        try:
-            pieces = (
-                self._sp.encode(plain, out_type=str, num_threads=self._threads(len(plain))) if plain else []
-            )
-        except UnicodeEncodeError:
-            _raise_for_surrogates(plain)
-            raise
+        pieces = self._sp.encode(plain, out_type=str, num_threads=self._threads(len(plain))) if plain else []
         it = iter(pieces)
         hard: list[int] = []
         get, unk, comma = self._piece_ids.get, self.unk_token_id, self._comma_ids
@@ -775,22 +771,16 @@ class AlbertTokenizer:
 
     def _sp_offsets(self, texts: list[str]) -> list[list[tuple[str, int, int]]]:
         """SentencePiece's own (piece, start, end) character spans, for text its normaliser changes."""
-        try:
-            if self._has_offset_mapping:
-                rows = self._sp.encode(
-                    texts, out_type="offset_mapping", num_threads=self._threads(len(texts))
-                )
-                return [list(zip(r["pieces"], *zip(*r["offsets"]))) if r["pieces"] else [] for r in rows]
-            out = []  # older SentencePiece: byte offsets from the proto
-            for t in texts:
-                proto = self._sp.encode(t, out_type="immutable_proto")
-                starts = np.cumsum([0] + [len(c.encode()) for c in t])
-                char_at = {int(b): i for i, b in enumerate(starts)}
-                out.append([(p.piece, char_at[p.begin], char_at[p.end]) for p in proto.pieces])
-            return out
-        except UnicodeEncodeError:
-            _raise_for_surrogates(texts)
-            raise
+        if self._has_offset_mapping:
+            rows = self._sp.encode(texts, out_type="offset_mapping", num_threads=self._threads(len(texts)))
+            return [list(zip(r["pieces"], *zip(*r["offsets"]))) if r["pieces"] else [] for r in rows]
+        out = []  # older SentencePiece: byte offsets from the proto
+        for t in texts:
+            proto = self._sp.encode(t, out_type="immutable_proto")
+            starts = np.cumsum([0] + [len(c.encode()) for c in t])
+            char_at = {int(b): i for i, b in enumerate(starts)}
+            out.append([(p.piece, char_at[p.begin], char_at[p.end]) for p in proto.pieces])
+        return out
 
     def _apply_comma_rule(
         self, text: str, spans: list[tuple[str, int, int]]
@@ -886,9 +876,11 @@ class AlbertTokenizer:
             content = (src[i], src[j - 1] + 1) if i < j else None
             if not piece.startswith(SPIECE_UNDERLINE):
                 if content is None:
-                    k = min(b, n - 1)
-                    content = (src[k], src[k] + 1)
-                if pid == unk:
+                    k = src[min(b, n - 1)]
+                    content = self._widen_unknown(seg, k, k) if pid == unk else (k, k)
+                    if content[0] == content[1]:
+                        content = (k, k + 1)
+                elif pid == unk:
                     content = self._widen_unknown(seg, *content)
                 out.append(content)
                 continue
@@ -937,7 +929,7 @@ class AlbertTokenizer:
         special_tokens_mask, offset_mapping and length when asked for.
         """
         if text is None:
-            raise ValueError("text must be a str, a list of str, or a list of (str, str) pairs; got None")
+            raise TypeError("text must be a str, a list of str, or a list of (str, str) pairs, not NoneType")
         batched = not isinstance(text, str)
         if batched:
             if (
@@ -1261,14 +1253,16 @@ def _clean_up_spaces(text: str) -> str:
     return text
 
 
-def _raise_for_surrogates(texts: Iterable[str]) -> None:
-    for t in texts:
-        for i, c in enumerate(t):
-            if "\ud800" <= c <= "\udfff":
-                raise ValueError(
-                    f"text contains a lone surrogate U+{ord(c):04X} at position {i}, which is not valid Unicode;"
-                    " decode the bytes with errors='replace' or fix the source"
-                )
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_surrogates(text: str) -> None:
+    m = _SURROGATE.search(text)
+    if m:
+        raise ValueError(
+            f"text contains a lone surrogate U+{ord(m.group()):04X} at position {m.start()}, which is not valid"
+            " Unicode; decode the bytes with errors='replace' or fix the source"
+        )
 
 
 def _load_sentencepiece(model: bytes, where: str) -> spm.SentencePieceProcessor:
@@ -1323,15 +1317,9 @@ def _read_settings(directory: Path) -> dict[str, Any]:
     return settings
 
 
-def _is_user_defined(sp: spm.SentencePieceProcessor, i: int) -> bool:
-    # Older SentencePiece builds lack is_user_defined; user-defined pieces score 0 and are not control/unk.
-    probe = getattr(sp, "is_user_defined", None) or getattr(sp, "IsUserDefined", None)
-    if probe is not None:
-        return bool(probe(i))
-    return _piece_types(sp.serialized_model_proto())[i] == 4
+_CONTROL, _USER_DEFINED = 3, 4  # SentencePiece.Type values in the model proto
 
 
-@lru_cache(maxsize=4)
 def _piece_types(model: bytes) -> list[int]:
     """The type (1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte) of every piece, from the proto."""
     types = []
