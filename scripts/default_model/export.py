@@ -57,7 +57,7 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    tokenizer.save_pretrained(out, write_tokenizer_json=False)  # transformers builds it from spiece.model
     if (args.run / "curves.png").exists():
         shutil.copy2(args.run / "curves.png", out / "curves.png")
 

@@ -26,7 +26,7 @@ resume=()
 [ -d "$WORK/run/checkpoints" ] && resume=(--resume)
 openalbert pretrain --data "$WORK/examples" --eval-data "$WORK/heldout_examples" --output "$WORK/run" \
     --config scripts/default_model/config.json --tokenizer "$WORK/vocab" --optimizer lamb \
-    --learning-rate "$LR" --batch-size "$BATCH" --max-steps "$STEPS" --warmup-steps 300 \
+    --learning-rate "$LR" --batch-size "$BATCH" --max-steps "$STEPS" --warmup-steps 150 \
     --save-every 200 --keep-last 2 --eval-every 1000 --log-every 20 --threads "$THREADS" --seed 1 "${resume[@]}"
 
 python scripts/default_model/export.py --run "$WORK/run" --output src/openalbert/default_model
