@@ -86,6 +86,29 @@ def _lower_each(text: str) -> str:
     return text.replace("\u03a3", "\u03c3").lower()
 
 
+def preprocess_text(
+    text: str, do_lower_case: bool = True, remove_space: bool = True, keep_accents: bool = False
+) -> str:
+    """ALBERT's text normalisation before SentencePiece: collapse whitespace, `` and '' to ", strip accents, lower."""
+    if remove_space:
+        text = " ".join(text.split())
+    text = text.replace("``", '"').replace("''", '"')
+    if not keep_accents and not text.isascii():
+        text = _combining_marks().sub("", unicodedata.normalize("NFKD", text))
+    if do_lower_case:
+        text = text.lower()
+    return text
+
+
+def normalize_for_training(
+    text: str, do_lower_case: bool = True, remove_space: bool = True, keep_accents: bool = False
+) -> str:
+    """A line of training text as the encoder will see it (lower-cased per character first, as at encode time)."""
+    return preprocess_text(
+        _lower_each(text) if do_lower_case else text, do_lower_case, remove_space, keep_accents
+    )
+
+
 @dataclass(frozen=True)
 class SpecialToken:
     """A special token: its text, id, and whether it swallows whitespace on its left/right when matched."""
@@ -428,14 +451,7 @@ class AlbertTokenizer:
 
     def preprocess_text(self, text: str) -> str:
         """ALBERT's normalisation of a text with no special tokens in it (before SentencePiece)."""
-        if self.remove_space:
-            text = " ".join(text.split())
-        text = text.replace("``", '"').replace("''", '"')
-        if not self.keep_accents and not text.isascii():
-            text = _combining_marks().sub("", unicodedata.normalize("NFKD", text))
-        if self.do_lower_case:
-            text = text.lower()
-        return text
+        return preprocess_text(text, self.do_lower_case, self.remove_space, self.keep_accents)
 
     def _split(self, text: str) -> list[str | SpecialToken]:
         """Split out special tokens (after the per-character lower-casing) and normalise the rest."""
