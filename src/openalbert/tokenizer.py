@@ -201,6 +201,7 @@ class AlbertTokenizer:
         self.keep_accents = keep_accents
         self.model_max_length = model_max_length
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
+        self._warned_long = False
         self.num_threads = num_threads if num_threads is not None else min(os.cpu_count() or 1, 8)
         self.unk_token, self.sep_token, self.pad_token = unk_token, sep_token, pad_token
         self.cls_token, self.mask_token, self.bos_token, self.eos_token = (
@@ -1068,7 +1069,8 @@ class AlbertTokenizer:
         if not batched:
             data = {key: value[0] for key, value in data.items()}
         longest = max((len(r) for r in rows["input_ids"]), default=0)
-        if verbose and not trunc_mode and longest > self.model_max_length:
+        if verbose and not trunc_mode and longest > self.model_max_length and not self._warned_long:
+            self._warned_long = True  # once per tokenizer, as transformers does
             import warnings
 
             warnings.warn(

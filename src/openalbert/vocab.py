@@ -13,11 +13,10 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 
 from tqdm.auto import tqdm
 
-from openalbert.tokenizer import AlbertTokenizer
+from openalbert.tokenizer import AlbertTokenizer, normalize_for_training
 
 ALBERT_USER_SYMBOLS = ("(", ")", '"', "-", ".", "\u2013", "\u00a3", "\u20ac")
 CONTROL_SYMBOLS = ("[CLS]", "[SEP]", "[MASK]")
@@ -26,12 +25,11 @@ MAX_LINE_BYTES = 16384
 
 
 def _lines(files: Iterable[str | os.PathLike], do_lower_case: bool, keep_accents: bool) -> Iterable[str]:
-    # The tokenizer's own normalisation, called without a vocabulary (it only reads these three flags).
-    flags = SimpleNamespace(remove_space=True, keep_accents=keep_accents, do_lower_case=do_lower_case)
+    # The tokenizer's own normalisation, exactly as encoding applies it to text between special tokens.
     for path in files:
         with open(path, encoding="utf-8") as f:
             for raw in f:
-                line = AlbertTokenizer.preprocess_text(flags, raw)
+                line = normalize_for_training(raw, do_lower_case, True, keep_accents)
                 while len(line.encode("utf-8")) > MAX_LINE_BYTES:
                     cut = line.rfind(" ", 0, MAX_LINE_BYTES // 4)
                     cut = cut if cut > 0 else MAX_LINE_BYTES // 4
@@ -85,26 +83,30 @@ def train_tokenizer(
         if n == 0:
             raise ValueError(f"the training text in {[str(f) for f in files]} is empty")
         prefix = Path(tmp) / "spiece"
-        spm.SentencePieceTrainer.train(
-            input=str(text),
-            model_prefix=str(prefix),
-            model_type="unigram",
-            vocab_size=vocab_size,
-            pad_id=0,
-            pad_piece="<pad>",
-            unk_id=1,
-            unk_piece="<unk>",
-            bos_id=-1,
-            eos_id=-1,
-            control_symbols=list(CONTROL_SYMBOLS),
-            user_defined_symbols=list(user_defined_symbols),
-            character_coverage=character_coverage,
-            input_sentence_size=input_sentence_size,
-            shuffle_input_sentence=True,
-            max_sentence_length=MAX_LINE_BYTES,
-            num_threads=num_threads or min(os.cpu_count() or 1, 8),
-            minloglevel=1 if progress else 2,
-        )
+        try:
+            spm.SentencePieceTrainer.train(
+                input=str(text),
+                model_prefix=str(prefix),
+                model_type="unigram",
+                vocab_size=vocab_size,
+                pad_id=0,
+                pad_piece="<pad>",
+                unk_id=1,
+                unk_piece="<unk>",
+                bos_id=-1,
+                eos_id=-1,
+                control_symbols=list(CONTROL_SYMBOLS),
+                user_defined_symbols=list(user_defined_symbols),
+                character_coverage=character_coverage,
+                input_sentence_size=input_sentence_size,
+                shuffle_input_sentence=True,
+                max_sentence_length=MAX_LINE_BYTES,
+                num_threads=num_threads or min(os.cpu_count() or 1, 8),
+                minloglevel=1 if progress else 2,
+            )
+        except RuntimeError as e:
+            # SentencePiece reports user errors (too large a vocabulary for the text) as RuntimeError.
+            raise ValueError(f"SentencePiece training failed: {str(e).strip()}") from None
         model_file = output_dir / "spiece.model"
         os.replace(prefix.with_suffix(".model"), model_file)
     tokenizer = AlbertTokenizer(model_file, do_lower_case=do_lower_case, keep_accents=keep_accents)
