@@ -1009,8 +1009,9 @@ def train(
     """Train `model` (forward(**batch) -> object with `.loss`) on a map-style dataset; see the module docstring.
 
     `save_model(module, dir)` / `load_model(module, dir)` write and read a snapshot's model files (default:
-    `save_pretrained` / `model.safetensors`); `evaluate(module) -> metrics` replaces the default eval loss;
-    `on_log(row)` sees every metrics row on every rank.
+    `save_pretrained` / `model.safetensors`); `evaluate(module) -> metrics` replaces the default eval loss
+    and runs on every rank; `on_log(row)` sees every metrics row on every rank. On SIGINT/SIGTERM the
+    run finishes its step, saves a checkpoint and returns with `interrupted=True` (`exit_code` 130/143).
     """
     trainer = Trainer(
         model,
