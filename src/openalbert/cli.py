@@ -74,6 +74,3 @@ def _load_commands() -> None:
 _COMMAND_MODULES: list[str] = [
     "openalbert.commands",
 ]
-
-if __name__ == "__main__":
-    sys.exit(main())
