@@ -346,7 +346,7 @@ def test_offsets_equal_the_fast_tokenizer_where_its_ids_agree(tok: AlbertTokeniz
         tokens = fast.convert_ids_to_tokens(theirs["input_ids"][i])
         # tokenizers shifts every later offset when its normaliser deletes a character such as "\x0b" at
         # the start of a text; such offsets no longer cover their tokens, and we do not copy the bug.
-        if not _covers(tokens, theirs["offset_mapping"][i], text, normalize):
+        if normalize(text[:1]) == "" or not _covers(tokens, theirs["offset_mapping"][i], text, normalize):
             fast_wrong += 1
             continue
         mismatched.append(text)

@@ -41,7 +41,8 @@ TOKENIZER_FILES = [VOCAB_NAME, TOKENIZER_CONFIG_NAME, SPECIAL_TOKENS_MAP_NAME, T
 _WHITE_SPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
     chr(c) for c in range(0x2000, 0x200B)
 )
-_NON_SPACE_RUN = re.compile(r"\S+")  # \S follows str.isspace, exactly what str.split() splits on
+_NON_SPACE_RUN = re.compile(r"\S+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")  # \S follows str.isspace, exactly what str.split() splits on
 _TRUNCATIONS = ("longest_first", "only_first", "only_second")
 
 
@@ -230,6 +231,7 @@ class AlbertTokenizer:
         self._special_starts = frozenset(s[0] for s in specials)
         # Ids of pieces like "▁9," that the digit-comma rule re-splits; a text without them needs no pieces.
         self._kinds: dict[str, int] = {c: 0 for c in map(chr, range(0x21, 0x7F))} | {" ": 1}
+        self._kind_table = _KindTable(self._char_kind)
         # Whitespace (to str.split) that SentencePiece does not turn into a space: the offsets need care there.
         odd = [c for c in _python_whitespace() if self._char_kind(c) != 1]
         self._odd_space = re.compile("[" + "".join(map(re.escape, odd)) + "]" if odd else "(?!)")
@@ -682,16 +684,21 @@ class AlbertTokenizer:
                 out_src += src[i:]
                 s, src = "".join(out_chars), out_src
         if not self.keep_accents and not s.isascii():
-            out_chars, out_src = [], []
-            for c, k in zip(s, src):
-                if c.isascii():
-                    out_chars.append(c)
-                    out_src.append(k)
-                else:
-                    d = _strip_accents_char(c)
-                    out_chars.append(d)
-                    out_src += [k] * len(d)
-            s, src = "".join(out_chars), out_src
+            # Only characters that NFKD + mark stripping changes are spliced; each output character keeps
+            # the source of the character it came from.
+            out_chars, out_src, i = [], [], 0
+            for m in _NON_ASCII.finditer(s):
+                j, c = m.start(), m.group()
+                d = _strip_accents_char(c)
+                if d != c:
+                    out_chars += (s[i:j], d)
+                    out_src += src[i:j]
+                    out_src += [src[j]] * len(d)
+                    i = j + 1
+            if out_chars:
+                out_chars.append(s[i:])
+                out_src += src[i:]
+                s, src = "".join(out_chars), out_src
         if self.do_lower_case:
             lowered = s.lower()
             if len(lowered) != len(s):
@@ -868,16 +875,16 @@ class AlbertTokenizer:
             if out and seg.lead is not None:
                 out[0] = (seg.lead, out[0][1] if pieces[0][2] > pieces[0][1] else seg.lead + 1)
             return out
-
-        def kind(k: int) -> int:
-            c = text[k]
-            if c == " ":
-                # A space that joins words stands for its whitespace run; if the fast tokenizer drops that
-                # character (\x0b, \x1c-\x1f) there is no space for it to align with. (A space can also
-                # come from NFKD: "¨" is " " + U+0308.)
-                source = original[src[k]]
-                return 1 if not source.isspace() or char_kind(source) == 1 else 2
-            return char_kind(c)
+        kinds = text.translate(self._kind_table)  # "0" kept, "1" becomes a space, "2" dropped
+        if self._odd_space.search(original, *seg.bounds):
+            # A space that joins words stands for its whitespace run; if the fast tokenizer drops that
+            # character (\x0b, \x1c-\x1f) there is no space for it to align with. (A space can also
+            # come from NFKD: "¨" is " " + U+0308.)
+            patched = list(kinds)
+            for k, c in enumerate(text):
+                if c == " " and original[src[k]].isspace() and char_kind(original[src[k]]) != 1:
+                    patched[k] = "2"
+            kinds = "".join(patched)
 
         n = len(text)
         out = []
@@ -885,10 +892,10 @@ class AlbertTokenizer:
         for index, (pid, b, e, piece) in enumerate(pieces):
             first = index == 0
             i = b
-            while i < e and kind(i):
+            while i < e and kinds[i] != "0":
                 i += 1
             j = e
-            while j > i and kind(j - 1) == 2:
+            while j > i and kinds[j - 1] == "2":
                 j -= 1
             content = (src[i], src[j - 1] + 1) if i < j else None
             if not piece.startswith(SPIECE_UNDERLINE):
@@ -903,7 +910,7 @@ class AlbertTokenizer:
                 continue
             start = None
             for k in range(i - 1, -1 if first else b - 1, -1):
-                if kind(k) == 1:
+                if kinds[k] == "1":
                     start = src[k]
                     break
             if start is None and first:
@@ -913,7 +920,7 @@ class AlbertTokenizer:
                     out.append(content)
                     continue
                 k = e  # a lone "▁" added before the next kept character, which it takes
-                while k < n and kind(k):
+                while k < n and kinds[k] != "0":
                     k += 1
                 k = min(k, n - 1)
                 out.append((src[k], src[k] + 1))
@@ -1199,6 +1206,18 @@ class AlbertTokenizer:
             f"do_lower_case={self.do_lower_case}, keep_accents={self.keep_accents}, "
             f"model_max_length={self.model_max_length})"
         )
+
+
+class _KindTable(dict):
+    """A str.translate table that maps each character to its `_char_kind` digit, filled on first sight."""
+
+    def __init__(self, char_kind: Any) -> None:
+        super().__init__()
+        self._char_kind = char_kind
+
+    def __missing__(self, code: int) -> str:
+        value = self[code] = "012"[self._char_kind(chr(code))]
+        return value
 
 
 @dataclass
