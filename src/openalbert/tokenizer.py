@@ -647,6 +647,8 @@ class AlbertTokenizer:
         A collapsed whitespace run and a quote pair map to their last character, as transformers' fast
         tokenizer aligns them, so offsets agree with it.
         """
+        if self._is_plain(text) and "``" not in text and "''" not in text:
+            return (text.lower() if self.do_lower_case else text), list(range(shift, shift + len(text)))
         src: list[int] | None = None
         if self.remove_space and len(text) > 96:
             src = self._collapse_source(text, shift)
@@ -790,20 +792,23 @@ class AlbertTokenizer:
                 out[k] = self._apply_comma_rule(t, spans)
         if hard:
             for k, row in zip(hard, self._sp_offsets([texts[k] for k in hard])):
-                out[k] = self._apply_comma_rule(texts[k], row)
+                if comma.isdisjoint([r[0] for r in row]):
+                    out[k] = row
+                else:
+                    out[k] = self._apply_comma_rule(texts[k], [(p, b, e) for _, b, e, p in row])
         return out  # type: ignore[return-value]
 
-    def _sp_offsets(self, texts: list[str]) -> list[list[tuple[str, int, int]]]:
-        """SentencePiece's own (piece, start, end) character spans, for text its normaliser changes."""
+    def _sp_offsets(self, texts: list[str]) -> list[list[tuple[int, int, int, str]]]:
+        """SentencePiece's own (id, start, end, piece) character spans, for text its normaliser changes."""
         if self._has_offset_mapping:
             rows = self._sp.encode(texts, out_type="offset_mapping", num_threads=self._threads(len(texts)))
-            return [list(zip(r["pieces"], *zip(*r["offsets"]))) if r["pieces"] else [] for r in rows]
+            return [[(i, b, e, p) for i, (b, e), p in zip(r["ids"], r["offsets"], r["pieces"])] for r in rows]
         out = []  # older SentencePiece: byte offsets from the proto
         for t in texts:
             proto = self._sp.encode(t, out_type="immutable_proto")
             starts = np.cumsum([0] + [len(c.encode()) for c in t])
             char_at = {int(b): i for i, b in enumerate(starts)}
-            out.append([(p.piece, char_at[p.begin], char_at[p.end]) for p in proto.pieces])
+            out.append([(p.id, char_at[p.begin], char_at[p.end], p.piece) for p in proto.pieces])
         return out
 
     def _apply_comma_rule(
@@ -889,8 +894,8 @@ class AlbertTokenizer:
         n = len(text)
         out = []
         unk = self.unk_token_id
-        for index, (pid, b, e, piece) in enumerate(pieces):
-            first = index == 0
+        first = True
+        for pid, b, e, piece in pieces:
             i = b
             while i < e and kinds[i] != "0":
                 i += 1
@@ -898,7 +903,8 @@ class AlbertTokenizer:
             while j > i and kinds[j - 1] == "2":
                 j -= 1
             content = (src[i], src[j - 1] + 1) if i < j else None
-            if not piece.startswith(SPIECE_UNDERLINE):
+            if piece[0] != SPIECE_UNDERLINE:
+                first = False
                 if content is None:
                     k = src[min(b, n - 1)]
                     content = self._widen_unknown(seg, k, k) if pid == unk else (k, k)
@@ -909,12 +915,16 @@ class AlbertTokenizer:
                 out.append(content)
                 continue
             start = None
-            for k in range(i - 1, -1 if first else b - 1, -1):
-                if kinds[k] == "1":
-                    start = src[k]
-                    break
+            if i > b and kinds[i - 1] == "1":
+                start = src[i - 1]
+            else:
+                for k in range(i - 1, -1 if first else b - 1, -1):
+                    if kinds[k] == "1":
+                        start = src[k]
+                        break
             if start is None and first:
                 start = seg.lead
+            first = False
             if start is None:
                 if content is not None:
                     out.append(content)
