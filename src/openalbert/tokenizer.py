@@ -41,8 +41,8 @@ TOKENIZER_FILES = [VOCAB_NAME, TOKENIZER_CONFIG_NAME, SPECIAL_TOKENS_MAP_NAME, T
 _WHITE_SPACE = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
     chr(c) for c in range(0x2000, 0x200B)
 )
-_NON_SPACE_RUN = re.compile(r"\S+")
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")  # \S follows str.isspace, exactly what str.split() splits on
+_NON_SPACE_RUN = re.compile(r"\S+")  # \S follows str.isspace, exactly what str.split() splits on
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _TRUNCATIONS = ("longest_first", "only_first", "only_second")
 
 
@@ -123,9 +123,9 @@ class SpecialToken:
 class BatchEncoding(dict):
     """The tokenizer's output: a dict of model inputs that also allows attribute access and `.to(device)`."""
 
-    def __init__(self, data: dict[str, Any], n_sequences: list[tuple[int, int]] | None = None):
+    def __init__(self, data: dict[str, Any], lengths: list[tuple[int, int]] | None = None):
         super().__init__(data)
-        self._lengths = n_sequences  # (len(A), len(B)) per example after truncation
+        self._lengths = lengths  # (len(A), len(B) or -1) per example after truncation
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -160,10 +160,10 @@ class BatchEncoding(dict):
         if len_b >= 0:
             ids += [1] * len_b + [None]
         input_ids = self["input_ids"]
-        row = (
-            input_ids if isinstance(input_ids, list) and input_ids and isinstance(input_ids[0], int) else None
-        )
-        total = len(row) if row is not None else len(input_ids[batch_index])
+        if hasattr(input_ids, "shape"):  # a tensor always has a batch axis
+            total = input_ids.shape[-1]
+        else:
+            total = len(input_ids[batch_index] if input_ids and isinstance(input_ids[0], list) else input_ids)
         return ids + [None] * (total - len(ids))
 
 
@@ -205,12 +205,8 @@ class AlbertTokenizer:
         self._warned_long = False
         self.num_threads = num_threads if num_threads is not None else min(os.cpu_count() or 1, 8)
         self.unk_token, self.sep_token, self.pad_token = unk_token, sep_token, pad_token
-        self.cls_token, self.mask_token, self.bos_token, self.eos_token = (
-            cls_token,
-            mask_token,
-            bos_token,
-            eos_token,
-        )
+        self.cls_token, self.mask_token = cls_token, mask_token
+        self.bos_token, self.eos_token = bos_token, eos_token
 
         n = self._sp.get_piece_size()
         self._pieces = [self._sp.id_to_piece(i) for i in range(n)]
@@ -229,16 +225,17 @@ class AlbertTokenizer:
         alternatives = sorted(specials, key=len, reverse=True)
         self._special_re = re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
         self._special_starts = frozenset(s[0] for s in specials)
-        # Ids of pieces like "▁9," that the digit-comma rule re-splits; a text without them needs no pieces.
+        # What SentencePiece's normaliser does to a character (see _char_kind), cached.
         self._kinds: dict[str, int] = {c: 0 for c in map(chr, range(0x21, 0x7F))} | {" ": 1}
         self._kind_table = _KindTable(self._char_kind)
         # Whitespace (to str.split) that SentencePiece does not turn into a space: the offsets need care there.
         odd = [c for c in _python_whitespace() if self._char_kind(c) != 1]
         self._odd_space = re.compile("[" + "".join(map(re.escape, odd)) + "]" if odd else "(?!)")
+        # Ids of pieces like "▁9," that the digit-comma rule re-splits; a text without them needs no pieces.
         self._comma_ids = frozenset(
             i for i, p in enumerate(self._pieces) if len(p) > 1 and p[-1] == "," and p[-2].isdigit()
         )
-        try:  # SentencePiece >= 0.2.1 returns character offsets directly.
+        try:  # newer SentencePiece releases return character offsets directly
             self._sp.encode(["a"], out_type="offset_mapping")
             self._has_offset_mapping = True
         except (ValueError, TypeError, AttributeError):
@@ -474,7 +471,7 @@ class AlbertTokenizer:
         parts: list[Any] = self._special_re.split(text)  # odd indices hold the special tokens
         for i in range(1, len(parts), 2):
             token = parts[i] = self._specials[parts[i]]
-            if token.lstrip and parts[i - 1] and isinstance(parts[i - 1], str):
+            if token.lstrip and parts[i - 1]:
                 parts[i - 1] = parts[i - 1].rstrip()
             if token.rstrip and parts[i + 1]:
                 parts[i + 1] = parts[i + 1].lstrip()
