@@ -64,6 +64,7 @@ def test_pieces_are_learnt_on_normalised_text(trained: tuple[AlbertTokenizer, Pa
     assert "``" not in "".join(pieces) and "''" not in "".join(pieces)
 
 
+@pytest.mark.filterwarnings("ignore:a sequence of")
 def test_transformers_loads_it_and_agrees(trained: tuple[AlbertTokenizer, Path]) -> None:
     tok, out = trained
     docs, unicode_texts = real_texts()
