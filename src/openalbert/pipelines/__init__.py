@@ -54,17 +54,17 @@ def pipeline(
 ) -> Pipeline:
     """Build the pipeline for `task` from a model name, directory or model object.
 
-    `model=None` means the embedded default model, which only fill-mask can use. `device` takes "cpu",
+    `model=None` means the embedded default model, for fill-mask and feature-extraction. `device` takes "cpu",
     "cuda", "cuda:1" or an index (-1 = CPU); `dtype` "float32", "bfloat16", "float16" or a torch dtype.
     Other keyword arguments (`batch_size`, `top_k`, `aggregation_strategy`...) become the defaults of
     every call.
     """
     cls = pipeline_class(task)
     if model is None:
-        if cls is not FillMaskPipeline:
+        if cls not in (FillMaskPipeline, FeatureExtractionPipeline):
             raise ValueError(
                 f"{cls.task} needs a model (model= / --model): the embedded default model {DEFAULT_MODEL} "
-                "only has a masked-LM head"
+                "has no fine-tuned head for it"
             )
         model = DEFAULT_MODEL
     if isinstance(model, (str, os.PathLike)):
