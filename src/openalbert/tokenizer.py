@@ -764,23 +764,17 @@ class AlbertTokenizer:
 
     def _piece_spans(self, texts: list[str]) -> list[list[tuple[int, int, int, str]]]:
         """(id, start, end, piece) per piece, spans in each normalised text, digit-comma rule applied."""
-        simple = [self._is_plain(t) for t in texts]
         out: list[list[tuple[int, int, int, str]] | None] = [None] * len(texts)
-        plain = [t for t, s in zip(texts, simple) if s]
-        pieces = self._sp.encode(plain, out_type=str, num_threads=self._threads(len(plain))) if plain else []
-        it = iter(pieces)
+        pieces = self._sp.encode(texts, out_type=str, num_threads=self._threads(len(texts))) if texts else []
         hard: list[int] = []
         get, unk, comma = self._piece_ids.get, self.unk_token_id, self._comma_ids
-        for k, (t, s) in enumerate(zip(texts, simple)):
-            if not s:
+        for k, (t, row) in enumerate(zip(texts, pieces)):
+            # Where SentencePiece's normaliser changed nothing, its pieces spell "▁" + the text with spaces as
+            # "▁", and piece i covers text[pos - 1 : pos + len - 1]; elsewhere ask it for its alignment.
+            if not t or "".join(row) != SPIECE_UNDERLINE + t.replace(" ", SPIECE_UNDERLINE):
                 hard.append(k)
                 continue
-            row = next(it)
-            # SentencePiece sees "▁" + text with spaces as "▁"; piece i covers text[pos - 1 : pos + len - 1].
             ends = list(accumulate(map(len, row)))
-            if not ends or ends[-1] != len(t) + 1:
-                hard.append(k)
-                continue
             ids = [get(p, unk) for p in row]
             if comma.isdisjoint(ids):
                 out[k] = [(i, b - 1 if b else 0, e - 1, p) for i, p, b, e in zip(ids, row, [0] + ends, ends)]
