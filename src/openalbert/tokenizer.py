@@ -1003,80 +1003,73 @@ class AlbertTokenizer:
             ids_a, off_a = encode(firsts), None
             ids_b, off_b = (encode(seconds) if seconds is not None else None), None
 
-        rows: dict[str, list[list[Any]]] = {"input_ids": [], "token_type_ids": [], "special_tokens_mask": []}
-        offset_rows: list[list[tuple[int, int]]] = []
-        lengths: list[tuple[int, int]] = []
-        cls, sep = [self.cls_token_id], [self.sep_token_id]
-        for k in range(len(ids_a)):
-            a, b = ids_a[k], ids_b[k] if ids_b is not None else None
-            n_special = (3 if b is not None else 2) if add_special_tokens else 0
-            total = len(a) + (len(b) if b is not None else 0) + n_special
-            keep_a, keep_b = len(a), len(b) if b is not None else -1
-            if trunc_mode and max_length and total > max_length:
-                len_b = len(b) if b is not None else None
-                keep_a, keep_b = _truncate(len(a), len_b, total - max_length, trunc_mode)
-            a = a[:keep_a]
-            if b is not None:
-                b = b[:keep_b]
-            if add_special_tokens:
-                seq = cls + a + sep + (b + sep if b is not None else [])
-                types = [0] * (len(a) + 2) + ([1] * (len(b) + 1) if b is not None else [])
-                special = [1] + [0] * len(a) + [1] + ([0] * len(b) + [1] if b is not None else [])
-            else:
-                seq = a + (b if b is not None else [])
-                types = [0] * len(seq)
-                special = [0] * len(seq)
-            rows["input_ids"].append(seq)
-            rows["token_type_ids"].append(types)
-            rows["special_tokens_mask"].append(special)
-            lengths.append((len(a), len(b) if b is not None else -1))
-            if off_a is not None:
-                oa = off_a[k][: len(a)]
-                ob = off_b[k][: len(b)] if off_b is not None and b is not None else None
-                if add_special_tokens:
-                    offs = [(0, 0)] + oa + [(0, 0)] + (ob + [(0, 0)] if ob is not None else [])
-                else:
-                    offs = oa + (ob or [])
-                offset_rows.append(offs)
+        # How much of A and B each example keeps: (len(A), len(B) or -1 without a B).
+        lengths = (
+            [(len(a), -1) for a in ids_a]
+            if ids_b is None
+            else [(len(a), len(b)) for a, b in zip(ids_a, ids_b)]
+        )
+        if trunc_mode and max_length:
+            extra = (3 if ids_b is not None else 2) if add_special_tokens else 0
+            for k, (len_a, len_b) in enumerate(lengths):
+                total = len_a + max(len_b, 0) + extra
+                if total > max_length:
+                    lengths[k] = _truncate(
+                        len_a, None if len_b < 0 else len_b, total - max_length, trunc_mode
+                    )
+        seconds_ids = ids_b if ids_b is not None else [[]] * len(ids_a)
+        if add_special_tokens:
+            cls, sep = [self.cls_token_id], [self.sep_token_id]
+            input_ids = [
+                cls + a[:la] + sep + (b[:lb] + sep if lb >= 0 else [])
+                for a, b, (la, lb) in zip(ids_a, seconds_ids, lengths)
+            ]
+        else:
+            input_ids = [a[:la] + b[: max(lb, 0)] for a, b, (la, lb) in zip(ids_a, seconds_ids, lengths)]
 
-        # Pad to the longest row of the batch, or to max_length.
+        data: dict[str, Any] = {"input_ids": input_ids}
+        specials = 1 if add_special_tokens else 0
+        if return_token_type_ids:
+            data["token_type_ids"] = [
+                [0] * (la + 2 * specials) + [1 if specials else 0] * (lb + specials if lb >= 0 else 0)
+                for la, lb in lengths
+            ]
+        if return_attention_mask:
+            data["attention_mask"] = [[1] * len(r) for r in input_ids]
+        if return_special_tokens_mask:
+            data["special_tokens_mask"] = [
+                [specials] + [0] * la + [specials] + ([0] * lb + [1] if lb >= 0 else [])
+                if specials
+                else [0] * (la + max(lb, 0))
+                for la, lb in lengths
+            ]
+        if return_offsets_mapping:
+            none = [(0, 0)] if add_special_tokens else []
+            off_b = off_b if off_b is not None else [[]] * len(ids_a)
+            data["offset_mapping"] = [
+                none + oa[:la] + none + (ob[:lb] + none if lb >= 0 else [])
+                for oa, ob, (la, lb) in zip(off_a, off_b, lengths)
+            ]
+        if return_length:
+            data["length"] = [len(r) for r in input_ids]
+
+        # Pad on the right to the longest row of the batch, or to max_length.
         target = None
         if pad_mode == "longest":
-            target = max((len(r) for r in rows["input_ids"]), default=0)
+            target = max((len(r) for r in input_ids), default=0)
         elif pad_mode == "max_length":
             target = max_length
         if target is not None and pad_to_multiple_of and target % pad_to_multiple_of:
             target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-        attention = [[1] * len(r) for r in rows["input_ids"]]
-        if target is not None:
-            pads = {
-                "input_ids": self.pad_token_id,
-                "token_type_ids": self.pad_token_type_id,
-                "special_tokens_mask": 1,
-            }
-            for i, r in enumerate(rows["input_ids"]):
-                n = target - len(r)
-                if n > 0:
-                    for key, value in pads.items():
-                        rows[key][i] = rows[key][i] + [value] * n
-                    attention[i] = attention[i] + [0] * n
-                    if offset_rows:
-                        offset_rows[i] = offset_rows[i] + [(0, 0)] * n
-
-        data: dict[str, Any] = {"input_ids": rows["input_ids"]}
-        if return_token_type_ids:
-            data["token_type_ids"] = rows["token_type_ids"]
-        if return_attention_mask:
-            data["attention_mask"] = attention
-        if return_special_tokens_mask:
-            data["special_tokens_mask"] = rows["special_tokens_mask"]
-        if return_offsets_mapping:
-            data["offset_mapping"] = offset_rows
-        if return_length:
-            data["length"] = [len(r) for r in rows["input_ids"]]
+        if target is not None and any(len(r) < target for r in input_ids):
+            fill = {"input_ids": self.pad_token_id, "token_type_ids": self.pad_token_type_id,
+                    "attention_mask": 0, "special_tokens_mask": 1, "offset_mapping": (0, 0)}  # fmt: skip
+            for key, value in fill.items():
+                if key in data:
+                    data[key] = [r + [value] * (target - len(r)) if len(r) < target else r for r in data[key]]
         if not batched:
             data = {key: value[0] for key, value in data.items()}
-        longest = max((len(r) for r in rows["input_ids"]), default=0)
+        longest = max((len(r) for r in input_ids), default=0)
         if verbose and not trunc_mode and longest > self.model_max_length and not self._warned_long:
             self._warned_long = True  # once per tokenizer, as transformers does
             import warnings
