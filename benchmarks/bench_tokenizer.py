@@ -136,8 +136,17 @@ def main() -> None:
             shown = "  ".join(f"{k}: {v:9.0f}/s" for k, v in rates.items())
             print(f"{set_name:10s} {mode:22s} {shown}  (x{speedup:.2f} vs fast)", flush=True)
 
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").is_file():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
     machine = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu,
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "transformers": transformers.__version__,
