@@ -524,3 +524,24 @@ def test_from_pretrained_reads_settings(tok: AlbertTokenizer, tmp_path: Path) ->
     texts = ["Café CAFÉ naïve", "Σίσυφος [MASK]", "ÀÉÎ ok"]
     assert loaded(texts)["input_ids"] == oracle(texts)["input_ids"]
     assert AlbertTokenizer.from_pretrained(tmp_path, do_lower_case=True).do_lower_case
+
+
+def test_from_pretrained_resolves_hub_ids(tok: AlbertTokenizer, tmp_path: Path, monkeypatch) -> None:
+    import openalbert.checkpoint as checkpoint
+
+    tok.save_pretrained(tmp_path, write_tokenizer_json=False)
+    asked = []
+
+    def fake_resolve(name, filenames=()):
+        asked.append((name, list(filenames)))
+        return tmp_path
+
+    monkeypatch.setattr(checkpoint, "resolve_path", fake_resolve)
+    loaded = AlbertTokenizer.from_pretrained("albert/albert-base-v2")
+    assert loaded(GOLDEN)["input_ids"] == GOLDEN_IDS
+    assert asked == [
+        (
+            "albert/albert-base-v2",
+            ["spiece.model", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"],
+        )
+    ]
