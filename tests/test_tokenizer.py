@@ -545,3 +545,24 @@ def test_from_pretrained_resolves_hub_ids(tok: AlbertTokenizer, tmp_path: Path, 
             ["spiece.model", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"],
         )
     ]
+
+
+def test_from_pretrained_rebuilds_the_model_from_tokenizer_json(
+    tok: AlbertTokenizer, fast, tmp_path: Path
+) -> None:
+    # A directory with only transformers' tokenizer.json (as its fast tokenizer saves it) still tokenizes exactly.
+    fast.save_pretrained(tmp_path)
+    (tmp_path / "spiece.model").unlink()
+    (tmp_path / "tokenizer_config.json").unlink()
+    loaded = AlbertTokenizer.from_pretrained(tmp_path)
+    assert (loaded.do_lower_case, loaded.keep_accents, loaded.vocab_size) == (True, False, 30000)
+    texts = corpus()[::3]
+    kwargs = dict(return_offsets_mapping=True, return_special_tokens_mask=True)
+    assert loaded(texts, **kwargs) == tok(texts, **kwargs)
+    assert loaded._sp.serialized_model_proto() != tok._sp.serialized_model_proto()  # rebuilt, not copied
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": {}}}))
+    with pytest.raises(ValueError, match="Unigram"):
+        AlbertTokenizer.from_pretrained(tmp_path)
+    (tmp_path / "tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="neither"):
+        AlbertTokenizer.from_pretrained(tmp_path)

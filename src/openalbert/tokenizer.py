@@ -14,9 +14,11 @@ a literal `[MASK]` covers the whitespace it swallows), so code written against o
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import struct
 import sys
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -176,7 +178,7 @@ class AlbertTokenizer:
 
     def __init__(
         self,
-        vocab_file: str | os.PathLike,
+        vocab_file: str | os.PathLike | bytes,
         do_lower_case: bool = True,
         remove_space: bool = True,
         keep_accents: bool = False,
@@ -192,11 +194,15 @@ class AlbertTokenizer:
         clean_up_tokenization_spaces: bool = False,
         num_threads: int | None = None,
     ) -> None:
-        path = Path(vocab_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"SentencePiece model {path} does not exist")
-        self.vocab_file = path
-        self._sp = _load_sentencepiece(path.read_bytes(), str(path))
+        if isinstance(vocab_file, bytes):  # a serialised model, e.g. rebuilt from tokenizer.json
+            path, self.vocab_file = Path("<model proto>"), None
+            self._sp = _load_sentencepiece(vocab_file, "the given model proto")
+        else:
+            path = Path(vocab_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"SentencePiece model {path} does not exist")
+            self.vocab_file = path
+            self._sp = _load_sentencepiece(path.read_bytes(), str(path))
         self.do_lower_case = do_lower_case
         self.remove_space = remove_space
         self.keep_accents = keep_accents
@@ -247,8 +253,9 @@ class AlbertTokenizer:
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> AlbertTokenizer:
         """Load from a directory (or hub id) holding spiece.model and optionally tokenizer_config.json.
 
-        Keyword arguments override the settings read from the directory. A path to a `.model` file
-        is accepted too.
+        Without spiece.model, the SentencePiece model is rebuilt from a tokenizer.json that transformers
+        converted from one. Keyword arguments override the settings read from the directory. A path to
+        a `.model` file is accepted too.
         """
         path = Path(name_or_path).expanduser()
         if path.is_file():
@@ -257,12 +264,15 @@ class AlbertTokenizer:
             from openalbert.checkpoint import resolve_path
 
             path = resolve_path(name_or_path, filenames=TOKENIZER_FILES)
-        vocab = path / VOCAB_NAME
-        if not vocab.is_file():
-            raise FileNotFoundError(
-                f"{vocab} does not exist: a tokenizer directory needs the SentencePiece model"
-            )
+        vocab: Path | bytes = path / VOCAB_NAME
         settings = _read_settings(path)
+        if not vocab.is_file():  # type: ignore[union-attr]
+            if not (path / TOKENIZER_JSON_NAME).is_file():
+                raise FileNotFoundError(
+                    f"{path} holds neither {VOCAB_NAME} nor {TOKENIZER_JSON_NAME}: a tokenizer directory needs one"
+                )
+            vocab, inferred = _model_from_tokenizer_json(path / TOKENIZER_JSON_NAME)
+            settings = inferred | settings
         settings.update(kwargs)
         return cls(vocab, **settings)
 
@@ -1372,6 +1382,77 @@ def _precompiled_charsmap(model: bytes) -> bytes:
                 if f == 2:
                     return v
     return b""
+
+
+def _model_from_tokenizer_json(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """A SentencePiece model rebuilt from a tokenizer.json of a converted Unigram model, and its settings.
+
+    Piece types come from the added tokens (special: control, other: user-defined), the normaliser's
+    character map from its Precompiled step, and the -100 that transformers' converter subtracts from
+    "▁9,"-style pieces is given back.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        model = data["model"]
+        vocab, unk_id = model["vocab"], model.get("unk_id")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a tokenizer.json with a model vocabulary ({e})") from None
+    if model.get("type") != "Unigram" or unk_id is None:
+        raise ValueError(
+            f"{path} holds a {model.get('type')} model; an ALBERT tokenizer needs a Unigram one with <unk>"
+        )
+    normalizer = data.get("normalizer") or {}
+    steps = (
+        normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
+    )
+    kinds = {step.get("type") for step in steps}
+    charsmap = b"".join(
+        base64.b64decode(step["precompiled_charsmap"]) for step in steps if step.get("type") == "Precompiled"
+    )
+    added = {t["id"]: t for t in data.get("added_tokens", []) if isinstance(t, dict) and "id" in t}
+    pieces = []
+    for i, (piece, score) in enumerate(vocab):
+        kind = 2 if i == unk_id else (3 if added[i].get("special") else 4) if i in added else 1
+        if kind == 1 and len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit() and score < -50:
+            score += 100.0
+        fields = _proto_bytes(1, piece.encode("utf-8")) + _proto_key(2, 5) + struct.pack("<f", score)
+        pieces.append(_proto_bytes(1, fields + (_proto_varint(3, kind) if kind != 1 else b"")))
+    pad_id = next((i for i, t in added.items() if t.get("content") == "<pad>"), -1)
+    trainer = (
+        _proto_varint(3, 1)  # UNIGRAM
+        + _proto_varint(4, len(vocab))
+        + b"".join(
+            _proto_varint(field, value) for field, value in ((40, unk_id), (41, -1), (42, -1), (43, pad_id))
+        )
+    )
+    norm = _proto_bytes(1, b"nmt_nfkc") + (_proto_bytes(2, charsmap) if charsmap else b"")
+    norm += _proto_varint(3, 1) + _proto_varint(4, 1)  # add_dummy_prefix, remove_extra_whitespaces
+    proto = b"".join(pieces) + _proto_bytes(2, trainer) + _proto_bytes(3, norm)
+    settings = {"do_lower_case": "Lowercase" in kinds, "keep_accents": "StripAccents" not in kinds}
+    return proto, settings
+
+
+def _proto_key(field: int, wire: int) -> bytes:
+    return _varint((field << 3) | wire)
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative numbers as 64-bit two's complement, as protobuf writes int32 fields
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _proto_varint(field: int, value: int) -> bytes:
+    return _proto_key(field, 0) + _varint(value)
+
+
+def _proto_bytes(field: int, value: bytes) -> bytes:
+    return _proto_key(field, 2) + _varint(len(value)) + value
 
 
 def _proto_fields(buf: bytes) -> Iterable[tuple[int, Any]]:
