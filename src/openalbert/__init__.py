@@ -14,6 +14,8 @@ from openalbert.heads import (
 )
 from openalbert.modeling import AlbertModel, AlbertPreTrainedModel
 from openalbert.pipelines import pipeline
+from openalbert.tokenizer import AlbertTokenizer
+from openalbert.vocab import train_tokenizer
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -27,6 +29,8 @@ __all__ = [
     "AlbertForTokenClassification",
     "AlbertModel",
     "AlbertPreTrainedModel",
+    "AlbertTokenizer",
     "__version__",
+    "train_tokenizer",
     "pipeline",
 ]
