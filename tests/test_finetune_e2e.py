@@ -355,6 +355,13 @@ def test_bad_input_is_reported_before_training(pretrained, tmp_path, capsys):
         assert not out.exists()  # nothing was trained or written
     with pytest.raises(DataError, match="empty.csv is empty"):
         finetune("text-classification", pretrained, tmp_path / "empty.csv", good, tmp_path / "x")
+    with pytest.raises(
+        ValueError, match="metric 'bleu' is not reported for text-classification; choose one of"
+    ):
+        finetune("text-classification", pretrained, good, good, tmp_path / "x", metric="bleu", max_length=64)
+    with pytest.raises(ValueError, match=r"max_length must be in \[8, \d+\]"):
+        finetune("text-classification", pretrained, good, good, tmp_path / "x", max_length=100_000)
+    assert not (tmp_path / "x").exists()
 
 
 # ---- longer runs: every family well above chance (slow) ------------------------------------------------------

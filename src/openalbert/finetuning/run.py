@@ -37,6 +37,21 @@ DEFAULT_METRIC = {
     "question-answering": "f1",
     "multiple-choice": "accuracy",
 }
+# What each evaluation reports (with an "eval_" prefix); any of them can choose the best checkpoint.
+METRICS = {
+    "text-classification": ("accuracy", "f1_macro", "matthews", "loss"),
+    "regression": ("pearson_spearman", "pearson", "spearman", "mse", "loss"),
+    "token-classification": ("f1", "precision", "recall", "accuracy", "loss"),
+    "question-answering": (
+        "f1",
+        "exact_match",
+        "has_answer_f1",
+        "has_answer_exact",
+        "no_answer_f1",
+        "no_answer_exact",
+    ),
+    "multiple-choice": ("accuracy", "loss"),
+}
 LOWER_IS_BETTER = ("loss", "mse")
 RESULTS_FILE = "eval_results.json"
 
@@ -422,7 +437,7 @@ def finetune(
         raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch_size} and {grad_accum}")
     model_dir = resolve_path(model)
     config = AlbertConfig.from_pretrained(model_dir)
-    max_length = max_length or DEFAULT_MAX_LENGTH.get(task, 128)
+    max_length = max_length or min(DEFAULT_MAX_LENGTH.get(task, 128), config.max_position_embeddings)
     if not 8 <= max_length <= config.max_position_embeddings:
         raise ValueError(
             f"max_length must be in [8, {config.max_position_embeddings}] (the model's max_position_embeddings), "
@@ -455,8 +470,11 @@ def finetune(
     else:
         spec = _multiple_choice(train_path, val_path, tok, max_length, collate, eval_bs, bf16)
 
-    metric = metric or spec.default_metric
-    metric_key = metric if metric.startswith("eval_") else f"eval_{metric}"
+    metric = (metric or spec.default_metric).removeprefix("eval_")
+    known = METRICS["regression" if spec.summary.get("problem_type") == "regression" else task]
+    if metric not in known:
+        raise ValueError(f"metric {metric!r} is not reported for {task}; choose one of {', '.join(known)}")
+    metric_key = f"eval_{metric}"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_train = len(spec.train_features)
     batches_per_epoch = n_train // world // batch_size
