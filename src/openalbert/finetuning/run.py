@@ -124,7 +124,7 @@ def predict(
     try:
         for start in range(0, len(mine), batch_size):
             idx = mine[start : start + batch_size]
-            batch = collate([{k: v for k, v in features[i].items()} for i in idx])
+            batch = collate([features[i] for i in idx])
             inputs = {
                 k: v.to(device)
                 for k, v in batch.items()
