@@ -57,6 +57,8 @@ def finetuned(args: argparse.Namespace, train: Path, validation: Path, test: Pat
         device=args.device, num_threads=args.threads, overwrite=True, bf16=args.bf16,
     )  # fmt: skip
     train_seconds = time.perf_counter() - start
+    if result.train.interrupted:
+        raise SystemExit(result.exit_code)
     te = pd.read_csv(test)
     start = time.perf_counter()
     classify = pipeline("text-classification", model=args.output / "model", device=args.device_index)
