@@ -403,7 +403,11 @@ def _finetune(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         progress=not args.no_progress,
     )
-    if result.train.interrupted:
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        pass  # under torchrun, one process reports
+    elif result.train.interrupted:
         print(f"stopped at step {result.train.step}; rerun with --resume to continue")
     elif result.best is not None:
         print(f"best {result.metric} {result.best:.4f}; model and eval_results.json in {result.output_dir}")
