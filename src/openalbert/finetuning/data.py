@@ -192,7 +192,7 @@ def read_text_classification(
         if _missing(value) or (isinstance(value, str) and not value.strip()):
             raise DataError(f"{where(i)}: the label ({label_column!r}) is missing")
     is_float = _pandas().api.types.is_float_dtype(labels.dtype)
-    out_labels = [float(v) for v in labels] if is_float else [_label_name(v) for v in labels]
+    out_labels = [float(v) for v in labels] if is_float else [label_name(v) for v in labels]
     texts_by_column = []
     for name in (text, pair):
         if name is None:
@@ -215,7 +215,8 @@ def read_text_classification(
     )
 
 
-def _label_name(value: Any) -> str:
+def label_name(value: Any) -> str:
+    """A label as a class name: 1, 1.0 and "1" all become "1"."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
@@ -380,7 +381,7 @@ def read_token_jsonl(
         if not w:
             raise DataError(f"{table.where(i)}: the sentence has no tokens")
         words.append([str(x) for x in w])
-        tags.append([_label_name(x) for x in t])
+        tags.append([label_name(x) for x in t])
     return TaggedSentences(table.path, words, tags, list(table.lines or range(1, len(words) + 1)))
 
 

@@ -95,7 +95,7 @@ def _dist() -> tuple[int, int]:
 
 def _gather(local: list[tuple[int, Any]]) -> dict[int, Any]:
     """Merge (index, value) pairs computed on every rank."""
-    rank, world = _dist()
+    _, world = _dist()
     if world == 1:
         return dict(local)
     parts: list[Any] = [None] * world
@@ -173,8 +173,8 @@ def _text_classification(
         val_data.labels = [float(v) for v in val_data.labels]
         config = {"id2label": {0: "LABEL_0"}, "label2id": {"LABEL_0": 0}, "problem_type": "regression"}
     else:
-        train_data.labels = [D._label_name(v) for v in train_data.labels]
-        val_data.labels = [D._label_name(v) for v in val_data.labels]
+        train_data.labels = [D.label_name(v) for v in train_data.labels]
+        val_data.labels = [D.label_name(v) for v in val_data.labels]
         label2id = D.build_label_map(train_data.labels)
         if len(label2id) < 2:
             raise D.DataError(
