@@ -32,7 +32,9 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="openalbert", description="ALBERT models: inference, training, tools.")
+    parser = argparse.ArgumentParser(
+        prog="openalbert", description="ALBERT models: inference, training, tools."
+    )
     parser.add_argument("--version", action="version", version=f"openalbert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add_arguments, run) in COMMANDS.items():

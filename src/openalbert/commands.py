@@ -30,9 +30,15 @@ def _train_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
 def _train_tokenizer(args: argparse.Namespace) -> int:
     from openalbert.vocab import train_tokenizer
 
-    tok = train_tokenizer(args.input, args.output, args.vocab_size, do_lower_case=not args.keep_case,
-                          keep_accents=args.keep_accents, character_coverage=args.character_coverage,
-                          input_sentence_size=args.input_sentence_size)
+    tok = train_tokenizer(
+        args.input,
+        args.output,
+        args.vocab_size,
+        do_lower_case=not args.keep_case,
+        keep_accents=args.keep_accents,
+        character_coverage=args.character_coverage,
+        input_sentence_size=args.input_sentence_size,
+    )
     print(f"{args.output}\t{tok.vocab_size} pieces")
     return 0
 
