@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -94,9 +95,8 @@ def stand_in(pytestconfig, data_cache: Path, tmp_path_factory, recipe: dict) -> 
         return target
     text = fetch("wikipedia-text", data_cache)["train"]
     run = pretrain_stand_in(text, spiece, tmp_path_factory.mktemp("stand-in"), recipe)
-    staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    # A private staging dir, renamed into place: a concurrent test run that got there first wins.
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     for name in (
         "config.json",
         "model.safetensors",
@@ -105,7 +105,12 @@ def stand_in(pytestconfig, data_cache: Path, tmp_path_factory, recipe: dict) -> 
         "special_tokens_map.json",
     ):
         shutil.copy2(run / name, staging / name)
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "model.safetensors").is_file():
+            raise
     return target
 
 
