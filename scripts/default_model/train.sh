@@ -4,15 +4,16 @@
 #   2. train a 16k SentencePiece vocabulary with ALBERT's settings on the training split;
 #   3. make ALBERT pretraining examples (SOP pairs, whole-word n-gram masking);
 #   4. pretrain (MLM + SOP, LAMB) on the CPU, resumable: rerun this script to continue;
-#   5. export to src/openalbert/default_model/ (fp16 safetensors) and measure held-out accuracy.
+#   5. export to src/openalbert/default_model/ (fp16 safetensors), measure held-out accuracy
+#      (benchmarks/eval_default_model.py) and write the model card.
 # Every step skips work that is already done, so the script can be rerun after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=${WORK:-work_data}
-STEPS=${STEPS:-6000}
+STEPS=${STEPS:-1300}
 BATCH=${BATCH:-64}
-LR=${LR:-2e-3}
-THREADS=${THREADS:-2}
+LR=${LR:-5e-3}
+THREADS=${THREADS:-1}
 
 [ -f "$WORK/corpora/corpora.json" ] || openalbert fetch-corpus --output "$WORK/corpora"
 [ -f "$WORK/vocab/spiece.model" ] || openalbert train-tokenizer --input "$WORK"/corpora/train/*.txt \
@@ -30,5 +31,3 @@ openalbert pretrain --data "$WORK/examples" --eval-data "$WORK/heldout_examples"
     --save-every 200 --keep-last 2 --eval-every 1000 --log-every 20 --threads "$THREADS" --seed 1 "${resume[@]}"
 
 python scripts/default_model/export.py --run "$WORK/run" --output src/openalbert/default_model
-python benchmarks/eval_default_model.py --model src/openalbert/default_model \
-    --heldout "$WORK"/corpora/heldout/*.txt --output benchmarks/default_model_accuracy.json
