@@ -92,11 +92,6 @@ class AlbertSOPHead(nn.Module):
         return self.classifier(self.dropout(pooled_output))
 
 
-def _backbone_kwargs(**kwargs: object) -> dict[str, object]:
-    kwargs["return_dict"] = True
-    return kwargs
-
-
 def _result(out: ModelOutput, return_dict: bool | None) -> ModelOutput | tuple:
     return out.to_tuple() if return_dict is False else out
 
@@ -143,16 +138,14 @@ class AlbertForPreTraining(_MaskedLMBase):
         return_dict: bool | None = None,
     ) -> AlbertForPreTrainingOutput | tuple:
         out = self.albert(
-            **_backbone_kwargs(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                position_ids=position_ids,
-                head_mask=head_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-            )
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            inputs_embeds,
+            output_attentions,
+            output_hidden_states,
         )
         prediction_logits = self.predictions(out.last_hidden_state)
         sop_logits = self.sop_classifier(out.pooler_output)
@@ -193,16 +186,14 @@ class AlbertForMaskedLM(_MaskedLMBase):
         return_dict: bool | None = None,
     ) -> MaskedLMOutput | tuple:
         out = self.albert(
-            **_backbone_kwargs(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                position_ids=position_ids,
-                head_mask=head_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-            )
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            inputs_embeds,
+            output_attentions,
+            output_hidden_states,
         )
         logits = self.predictions(out.last_hidden_state)
         loss = None
@@ -236,16 +227,14 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         return_dict: bool | None = None,
     ) -> SequenceClassifierOutput | tuple:
         out = self.albert(
-            **_backbone_kwargs(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                position_ids=position_ids,
-                head_mask=head_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-            )
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            inputs_embeds,
+            output_attentions,
+            output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None if labels is None else self._loss(logits, labels)
@@ -299,16 +288,14 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
         return_dict: bool | None = None,
     ) -> TokenClassifierOutput | tuple:
         out = self.albert(
-            **_backbone_kwargs(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                position_ids=position_ids,
-                head_mask=head_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-            )
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            inputs_embeds,
+            output_attentions,
+            output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
@@ -342,16 +329,14 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
         return_dict: bool | None = None,
     ) -> QuestionAnsweringModelOutput | tuple:
         out = self.albert(
-            **_backbone_kwargs(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=token_type_ids,
-                position_ids=position_ids,
-                head_mask=head_mask,
-                inputs_embeds=inputs_embeds,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-            )
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            head_mask,
+            inputs_embeds,
+            output_attentions,
+            output_hidden_states,
         )
         logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
@@ -402,19 +387,16 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
         def flat(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.reshape(-1, t.shape[-1])  # (B * N, T)
 
+        embeds = None if inputs_embeds is None else inputs_embeds.reshape(-1, *inputs_embeds.shape[-2:])
         out = self.albert(
-            **_backbone_kwargs(
-                input_ids=flat(input_ids),
-                attention_mask=flat(attention_mask),
-                token_type_ids=flat(token_type_ids),
-                position_ids=flat(position_ids),
-                head_mask=head_mask,
-                inputs_embeds=None
-                if inputs_embeds is None
-                else inputs_embeds.reshape(-1, *inputs_embeds.shape[-2:]),
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-            )
+            flat(input_ids),
+            flat(attention_mask),
+            flat(token_type_ids),
+            flat(position_ids),
+            head_mask,
+            embeds,
+            output_attentions,
+            output_hidden_states,
         )
         logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)  # (B, N)
         loss = None if labels is None else F.cross_entropy(logits, labels)
