@@ -27,6 +27,17 @@ TINY = dict(
     attention_probs_dropout_prob=0.1,
 )
 
+# Tiny, but with the genuine 30k vocabulary so that tokenization is ALBERT's own (pipeline and CLI tests).
+TINY_GENUINE_VOCAB = dict(
+    vocab_size=30000,
+    embedding_size=16,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=128,
+)
+
 
 @pytest.fixture(autouse=True)
 def _torch_threads():

@@ -15,22 +15,14 @@ from typing import Any
 
 import pytest
 import torch
-from tests.conftest import spiece_or_skip
+from tests.conftest import TINY_GENUINE_VOCAB, spiece_or_skip
 
 import openalbert
 from openalbert.pipelines import pipeline
 
 pytestmark = pytest.mark.needs_shared
 
-CONFIG = dict(
-    vocab_size=30000,
-    embedding_size=16,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=128,
-)
+CONFIG = TINY_GENUINE_VOCAB
 LINES = [
     "Plants create [MASK] through a process known as photosynthesis.",
     "Hello [MASK]!",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.conftest import spiece_or_skip
+from tests.conftest import TINY_GENUINE_VOCAB, spiece_or_skip
 
 import openalbert
 from openalbert.pipelines import pipeline
@@ -25,16 +25,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Passing a list of SQuAD:FutureWarning"),
 ]
 
-# Tiny, but with the genuine 30k vocabulary so tokenization is ALBERT's own.
-CONFIG = dict(
-    vocab_size=30000,
-    embedding_size=16,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=37,
-    max_position_embeddings=128,
-)
+CONFIG = TINY_GENUINE_VOCAB
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 # Texts on which transformers' fast tokenizer (the oracle's) and ours give the same ids: the two

@@ -15,20 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 from tests.conftest import TINY
+from tests.test_modeling_parity import HEADS
 
 import openalbert
 
 pytestmark = pytest.mark.slow
 
-HEADS = [
-    "AlbertModel",
-    "AlbertForPreTraining",
-    "AlbertForMaskedLM",
-    "AlbertForSequenceClassification",
-    "AlbertForTokenClassification",
-    "AlbertForQuestionAnswering",
-    "AlbertForMultipleChoice",
-]
 
 LOAD = textwrap.dedent(
     """
