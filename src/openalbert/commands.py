@@ -418,3 +418,33 @@ def _finetune(args: argparse.Namespace) -> int:
     elif result.best is not None:
         print(f"best {result.metric} {result.best:.4f}; model and eval_results.json in {result.output_dir}")
     return result.exit_code
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("format", choices=["onnx"], help="the format to write")
+    p.add_argument("model", help="model directory, hub id, or openalbert/albert-small-en")
+    p.add_argument("--output", required=True, help="directory for model.onnx, config.json and the tokenizer")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument("--int8", action="store_true", help="also write model_int8.onnx (ONNX Runtime int8)")
+
+
+@command(
+    "export",
+    "Export a model to ONNX (fp32, dynamic batch and sequence axes): a folder with model.onnx, "
+    "config.json and the tokenizer files",
+    _export_arguments,
+)
+def _export(args: argparse.Namespace) -> int:
+    from openalbert.cli import CLIError
+
+    try:
+        from openalbert.fast.onnx import export_onnx_dir
+
+        output = export_onnx_dir(args.model, args.output, opset=args.opset, int8=args.int8)
+    except ImportError as e:
+        raise CLIError(str(e)) from e
+    print(f"{output}\t{' '.join(sorted(p.name for p in output.iterdir()))}")
+    return 0

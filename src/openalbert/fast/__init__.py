@@ -1,0 +1,1 @@
+"""Inference speed paths applied to a built model: quantisation, compilation, ONNX export."""

@@ -1,0 +1,290 @@
+"""ONNX export of any openalbert model, ONNX Runtime int8 quantisation, and a small ONNX Runtime session.
+
+The graph is traced by torch's TorchScript-based exporter in fp32 through the padded attention path
+(every position computed, as transformers does), on a padded example batch so that the attention-mask
+branch is in the graph. Inputs are `input_ids`, `attention_mask`, `token_type_ids` (int64) with dynamic
+batch and sequence axes (multiple choice: batch, choices, sequence); outputs are named after the
+model's output fields. The int8 model is the ONNX Runtime peer of the speed benchmarks.
+Needs the `onnx` extra: `pip install openalbert[onnx]`.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from openalbert.config import CONFIG_NAME, AlbertConfig
+from openalbert.modeling import AlbertPreTrainedModel
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+ONNX_NAME = "model.onnx"
+ONNX_INT8_NAME = "model_int8.onnx"
+# Fields of the output dataclasses that are not exported: the loss needs labels, the others are opt-in.
+_NOT_EXPORTED = ("loss", "hidden_states", "attentions")
+_PER_TOKEN_2D = ("start_logits", "end_logits")
+
+
+def _require(module: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(
+            f"{module} is needed for ONNX export and inference: pip install openalbert[onnx]"
+        ) from e
+
+
+# ---- export -----------------------------------------------------------------------------------------------
+
+
+class _Exportable(nn.Module):
+    """(input_ids, attention_mask, token_type_ids) -> the named output fields, as the tuple ONNX needs."""
+
+    def __init__(self, model: AlbertPreTrainedModel, names: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        return tuple(out[name] for name in self.names)
+
+
+@contextmanager
+def _export_ready(model: AlbertPreTrainedModel) -> Iterator[AlbertPreTrainedModel]:
+    """The model as export needs it (fp32, CPU, eval mode, padded attention); the caller's model is left as
+    it was. A model in another dtype or on another device is exported from a copy."""
+    param = next(model.parameters())
+    if param.dtype != torch.float32 or param.device.type != "cpu":
+        model = copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
+    modes = [(m, m.training) for m in model.modules()]
+    # The unpadded attention path gathers real tokens by data-dependent indices, which a trace would
+    # freeze to the example batch; the padded path is a fixed graph. Older models have no switch.
+    base = getattr(model, model.base_model_prefix, model)
+    previous = getattr(getattr(base, "encoder", None), "attn_implementation", None)
+    switch = previous is not None and hasattr(model, "set_attn_implementation")
+    try:
+        model.eval()
+        if switch:
+            model.set_attn_implementation("sdpa")
+        yield model
+    finally:
+        if switch:
+            model.set_attn_implementation(previous)
+        for module, training in modes:
+            module.training = training
+
+
+def _example_inputs(model: AlbertPreTrainedModel, seq_len: int) -> tuple[torch.Tensor, ...]:
+    """A batch of two, the second padded: the mask branch is only traced when some position is masked."""
+    from openalbert.heads import AlbertForMultipleChoice
+
+    config = model.config
+    shape = (2, 3, seq_len) if isinstance(model, AlbertForMultipleChoice) else (2, seq_len)
+    input_ids = torch.arange(int(np.prod(shape))).reshape(shape) % (config.vocab_size - 1) + 1
+    attention_mask = torch.ones(shape, dtype=torch.long)
+    attention_mask[1, ..., seq_len // 2 :] = 0
+    token_type_ids = torch.zeros(shape, dtype=torch.long)
+    if config.type_vocab_size > 1:
+        token_type_ids[..., seq_len // 2 :] = 1
+    return input_ids, attention_mask, token_type_ids
+
+
+def _dynamic_axes(
+    model: AlbertPreTrainedModel, outputs: dict[str, torch.Tensor]
+) -> dict[str, dict[int, str]]:
+    from openalbert.heads import AlbertForMultipleChoice
+
+    choice = isinstance(model, AlbertForMultipleChoice)
+    inputs = {0: "batch", 1: "choices", 2: "sequence"} if choice else {0: "batch", 1: "sequence"}
+    axes = {name: dict(inputs) for name in INPUT_NAMES}
+    for name, tensor in outputs.items():
+        axes[name] = {0: "batch"}
+        if choice:
+            axes[name][1] = "choices"  # logits (B, N)
+        elif tensor.dim() == 3 or name in _PER_TOKEN_2D:
+            axes[name][1] = "sequence"  # (B, T, ...), start/end logits (B, T)
+    return axes
+
+
+def export_onnx(
+    model: AlbertPreTrainedModel, path: str | os.PathLike, *, opset: int = 17, max_length: int | None = None
+) -> Path:
+    """Write `model` (AlbertModel or any head) to the ONNX file `path` in fp32; return the path.
+
+    `max_length` is the sequence length of the example batch that is traced (default 16, at most
+    max_position_embeddings); the exported graph takes any batch size and any length up to
+    max_position_embeddings. The model itself is left in the mode and attention path it was in.
+    """
+    _require("onnx")
+    config: AlbertConfig = model.config
+    seq_len = max_length or min(16, config.max_position_embeddings)
+    if not 2 <= seq_len <= config.max_position_embeddings:
+        raise ValueError(f"max_length must be in [2, {config.max_position_embeddings}], got {seq_len}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _export_ready(model) as ready, torch.no_grad():
+        args = _example_inputs(ready, seq_len)
+        out = ready(*args)
+        outputs = {name: out[name] for name in out if name not in _NOT_EXPORTED}
+        with warnings.catch_warnings():
+            # The trace freezes the Python-side input checks (expected), and this exporter is deprecated
+            # in favour of torch.export, which needs onnxscript and handles this graph no better.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+            torch.onnx.export(
+                _Exportable(ready, list(outputs)).eval(),
+                args,
+                str(path),
+                input_names=list(INPUT_NAMES),
+                output_names=list(outputs),
+                dynamic_axes=_dynamic_axes(ready, outputs),
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    return path
+
+
+def export_onnx_dir(
+    model: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    opset: int = 17,
+    max_length: int | None = None,
+    int8: bool = False,
+) -> Path:
+    """Export a checkpoint (directory, hub id, or the default model) to a self-contained folder.
+
+    The folder gets `model.onnx` (the class named by config.json's `architectures`, else AlbertModel),
+    the checkpoint's config.json and tokenizer files, and with `int8` also `model_int8.onnx`.
+    """
+    from openalbert.checkpoint import resolve_path
+    from openalbert.heads import MODEL_CLASSES
+    from openalbert.modeling import AlbertModel
+    from openalbert.tokenizer import TOKENIZER_FILES
+
+    source = resolve_path(model)
+    config = AlbertConfig.from_pretrained(source)
+    architectures = config.extra.get("architectures") or []
+    cls = MODEL_CLASSES.get(architectures[0], AlbertModel) if architectures else AlbertModel
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    export_onnx(cls.from_pretrained(source), output_dir / ONNX_NAME, opset=opset, max_length=max_length)
+    for name in (CONFIG_NAME, *TOKENIZER_FILES):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, output_dir / name)
+    if int8:
+        quantize_onnx_int8(output_dir / ONNX_NAME, output_dir / ONNX_INT8_NAME, config=config)
+    return output_dir
+
+
+# ---- int8 ---------------------------------------------------------------------------------------------------
+
+
+def quantize_onnx_int8(
+    src: str | os.PathLike, dst: str | os.PathLike, *, config: AlbertConfig | None = None
+) -> Path:
+    """ONNX Runtime's int8 model of `src`: its BERT graph fusions, then dynamic int8 weight quantisation.
+
+    The fusions (onnxruntime.transformers.optimizer, model_type "bert") need the head count and hidden
+    size: from `config`, else from config.json beside `src`, else detected from the graph. On exports of
+    this library they fuse SkipLayerNormalization (two per layer) and FastGelu; Attention fuses only
+    where the graph builds its additive mask as `(1 - mask) * min`, which the model's masking code
+    decides. Weights are quantised to QInt8 per channel, activations dynamically at run time.
+    """
+    onnx = _require("onnx")
+    _require("onnxruntime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    src, dst = Path(src), Path(dst)
+    if config is None and (src.parent / CONFIG_NAME).is_file():
+        config = AlbertConfig.from_json_file(src.parent / CONFIG_NAME)
+    heads, hidden = (config.num_attention_heads, config.hidden_size) if config is not None else (0, 0)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        fused = Path(tmp) / "fused.onnx"
+        optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden).save_model_to_file(
+            str(fused)
+        )
+        with _quiet_root_logger():
+            quantize_dynamic(
+                fused,
+                dst,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                # Shape inference cannot type the outputs of the fused (com.microsoft) nodes; they are fp32.
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+    return dst
+
+
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    # quantize_dynamic logs a warning on the root logger advising a pre-processing step (shape inference
+    # and graph optimisation) that the fusion step has already done.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+# ---- inference ----------------------------------------------------------------------------------------------
+
+
+class OnnxSession:
+    """An ONNX Runtime CPU session on an exported model, with `run` taking and returning named arrays."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 2) -> None:
+        ort = _require("onnxruntime")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(
+        self,
+        input_ids: Any,
+        attention_mask: Any | None = None,
+        token_type_ids: Any | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Run on int arrays or tensors of shape (B, T) ((B, N, T) for multiple choice); missing masks
+        and token types are all ones and all zeros."""
+        input_ids = _int64(input_ids)
+        attention_mask = np.ones_like(input_ids) if attention_mask is None else _int64(attention_mask)
+        token_type_ids = np.zeros_like(input_ids) if token_type_ids is None else _int64(token_type_ids)
+        feeds = dict(zip(INPUT_NAMES, (input_ids, attention_mask, token_type_ids)))
+        return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
+
+
+def _int64(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=np.int64)
+
+
+def onnx_session(path: str | os.PathLike, threads: int = 2) -> OnnxSession:
+    """An `OnnxSession` on `path` with `threads` intra-op threads and all graph optimisations."""
+    return OnnxSession(path, threads)
