@@ -205,9 +205,10 @@ def quantize_onnx_int8(
 
     The fusions (onnxruntime.transformers.optimizer, model_type "bert") need the head count and hidden
     size: from `config`, else from config.json beside `src`, else detected from the graph. On exports of
-    this library they fuse SkipLayerNormalization (two per layer) and FastGelu; Attention fuses only
-    where the graph builds its additive mask as `(1 - mask) * min`, which the model's masking code
-    decides. Weights are quantised to QInt8 per channel, activations dynamically at run time.
+    this library they fuse SkipLayerNormalization (two per layer) and FastGelu; Attention (then
+    QAttention) fuses only where the model builds its additive mask as `(1 - mask) * min` (ORT's BERT
+    pattern), as modeling.py did before the unpadded path. Weights are quantised to QInt8 per
+    channel, activations dynamically at run time.
     """
     onnx = _require("onnx")
     _require("onnxruntime")

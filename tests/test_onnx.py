@@ -1,0 +1,169 @@
+"""ONNX export: every model runs in ONNX Runtime with PyTorch's numbers at any batch and sequence size,
+the int8 ONNX Runtime model stays close, and `openalbert export onnx` writes a self-contained folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import TINY
+
+import openalbert
+from openalbert.heads import MODEL_CLASSES
+
+pytest.importorskip("onnx", reason="the onnx extra is not installed (pip install openalbert[onnx])")
+pytest.importorskip("onnxruntime", reason="the onnx extra is not installed (pip install openalbert[onnx])")
+
+from openalbert.fast.onnx import export_onnx, onnx_session, quantize_onnx_int8  # noqa: E402
+
+OUTPUTS = {
+    "AlbertModel": ["last_hidden_state", "pooler_output"],
+    "AlbertForPreTraining": ["prediction_logits", "sop_logits"],
+    "AlbertForMaskedLM": ["logits"],
+    "AlbertForSequenceClassification": ["logits"],
+    "AlbertForTokenClassification": ["logits"],
+    "AlbertForQuestionAnswering": ["start_logits", "end_logits"],
+    "AlbertForMultipleChoice": ["logits"],
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def batch(head: str, size: int, length: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Rows of different lengths (the first full, the others padded), both token types."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (size, size + 1, length) if head == "AlbertForMultipleChoice" else (size, length)
+    ids = torch.randint(5, TINY["vocab_size"], shape, generator=g)
+    mask = torch.ones(shape, dtype=torch.long)
+    for row in range(1, size):
+        mask[row, ..., length - 2 * row :] = 0
+    types = torch.zeros(shape, dtype=torch.long)
+    types[..., length // 2 :] = 1
+    return ids, mask, types
+
+
+def assert_matches(onnx_out: dict[str, np.ndarray], torch_out, mask: torch.Tensor, atol: float) -> None:
+    """Every output equal to PyTorch's; per-token outputs only at the real tokens."""
+    keep = mask.bool().numpy()
+    for name, got in onnx_out.items():
+        want = torch_out[name].numpy()
+        assert got.shape == want.shape, name
+        if got.shape[: keep.ndim] == keep.shape:
+            got, want = got[keep], want[keep]
+        np.testing.assert_allclose(got, want, rtol=0, atol=atol, err_msg=name)
+
+
+@pytest.mark.parametrize("head", list(MODEL_CLASSES))
+def test_every_model_matches_pytorch_at_any_batch_and_length(head: str, tmp_path: Path) -> None:
+    num_labels = 2 if head == "AlbertForQuestionAnswering" else 3  # QA: a start and an end logit
+    model = MODEL_CLASSES[head](openalbert.AlbertConfig(**TINY, num_labels=num_labels)).eval()
+    path = export_onnx(model, tmp_path / "model.onnx")
+    session = onnx_session(path, threads=1)
+    inputs = session.session.get_inputs()
+    assert [i.name for i in inputs] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert {i.type for i in inputs} == {"tensor(int64)"}
+    assert session.output_names == OUTPUTS[head]
+    for size, length in ((3, 11), (2, 6)):
+        ids, mask, types = batch(head, size, length)
+        with torch.no_grad():
+            want = model(ids, mask, types)
+        assert_matches(session.run(ids, mask, types), want, mask, atol=1e-4)
+
+
+def test_export_leaves_the_model_as_it_was(tmp_path: Path) -> None:
+    model = openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY)).to(torch.bfloat16)
+    model.train()
+    impl = getattr(model.albert.encoder, "attn_implementation", None)
+    path = export_onnx(model, tmp_path / "model.onnx", max_length=9)
+    assert model.training and all(m.training for m in model.modules())
+    assert model.dtype == torch.bfloat16
+    assert getattr(model.albert.encoder, "attn_implementation", None) == impl
+    # The bf16 model is exported in fp32 from a copy: ONNX Runtime gives the fp32 model's numbers.
+    reference = model.float().eval()
+    ids, mask, types = batch("AlbertForMaskedLM", 2, 13)
+    with torch.no_grad():
+        want = reference(ids, mask, types)
+    assert_matches(onnx_session(path, threads=1).run(ids, mask, types), want, mask, atol=1e-4)
+
+
+def test_int8_model_is_fused_quantised_and_close(tmp_path: Path) -> None:
+    import onnx
+
+    config = openalbert.AlbertConfig(**TINY)
+    model = openalbert.AlbertModel(config).eval()
+    path = export_onnx(model, tmp_path / "model.onnx")
+    int8 = quantize_onnx_int8(path, tmp_path / "model_int8.onnx", config=config)
+    ops = [node.op_type for node in onnx.load(int8).graph.node]
+    # ONNX Runtime's BERT fusions found the residual LayerNorms (two per layer application), and the six
+    # weight matrices of each layer run as int8 products (q, k, v inside QAttention where attention fused).
+    layers = config.num_hidden_layers * config.inner_group_num
+    assert ops.count("SkipLayerNormalization") == 2 * layers
+    assert ops.count("MatMulInteger") + 3 * ops.count("QAttention") >= 6 * layers
+    ids, mask, types = batch("AlbertModel", 3, 11)
+    with torch.no_grad():
+        want = model(ids, mask, types).last_hidden_state.numpy()[mask.bool().numpy()]
+    got = onnx_session(int8, threads=1).run(ids, mask, types)["last_hidden_state"][mask.bool().numpy()]
+    cosine = (got * want).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(want, axis=-1)
+    assert cosine.min() > 0.995
+    assert np.abs(got - want).max() > 1e-5  # quantised indeed, not the fp32 graph
+
+
+def test_cli_writes_a_self_contained_folder(tmp_path: Path) -> None:
+    from openalbert.checkpoint import DEFAULT_MODEL_DIR
+    from openalbert.tokenizer import AlbertTokenizer
+
+    tokenizer = AlbertTokenizer.from_pretrained(DEFAULT_MODEL_DIR)
+    config = openalbert.AlbertConfig(**{**TINY, "vocab_size": tokenizer.vocab_size})
+    model = openalbert.AlbertForSequenceClassification(config).eval()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model", write_tokenizer_json=False)
+    out = tmp_path / "onnx"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "openalbert", "export", "onnx", str(tmp_path / "model"), "--output", str(out)]
+        + ["--int8"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert str(out) in run.stdout
+    written = {p.name for p in out.iterdir()}
+    assert {
+        "model.onnx",
+        "model_int8.onnx",
+        "config.json",
+        "spiece.model",
+        "tokenizer_config.json",
+    } <= written
+    assert openalbert.AlbertConfig.from_pretrained(out).extra["architectures"] == [
+        "AlbertForSequenceClassification"
+    ]
+    # The folder alone is enough: its tokenizer feeds its ONNX model, which gives the checkpoint's logits.
+    texts = ["A short one.", "A rather longer sentence, padded by the other one."]
+    enc = AlbertTokenizer.from_pretrained(out)(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"])
+    got = onnx_session(out / "model.onnx", threads=1).run(
+        enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
+    )
+    assert_matches(got, want, enc["attention_mask"], atol=1e-4)
+
+
+def test_cli_unknown_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from openalbert.cli import main
+
+    code = main(["export", "onnx", str(tmp_path / "absent"), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("openalbert export: error:") and err.count("\n") == 1
