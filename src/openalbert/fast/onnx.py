@@ -143,8 +143,8 @@ def export_onnx(
         out = ready(*args)
         outputs = {name: out[name] for name in out if name not in _NOT_EXPORTED}
         with warnings.catch_warnings():
-            # The trace freezes the Python-side input checks (expected), and this exporter is deprecated
-            # in favour of torch.export, which needs onnxscript and handles this graph no better.
+            # The trace freezes the Python-side input checks (expected). This exporter is deprecated in
+            # favour of the torch.export-based one (which needs onnxscript) but is still in torch 2.13.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
