@@ -70,6 +70,33 @@ def assert_same(ours, theirs, atol: float = 1e-5) -> None:
             torch.testing.assert_close(a, b, atol=atol, rtol=0, msg=key)
 
 
+def real_only(out, batch: dict) -> dict:
+    """Zero every per-token output at the padding, where the default unpadded path leaves zeros."""
+    keep = batch["attention_mask"]
+    keep = keep.reshape(-1, keep.shape[-1])  # multiple choice: (B * N, T)
+
+    def mask(x):
+        if isinstance(x, tuple):
+            return tuple(mask(t) for t in x)
+        if tuple(x.shape[:2]) == tuple(keep.shape):  # (B, T, ...): one row per token
+            return x * keep.view(*keep.shape, *[1] * (x.dim() - 2)).to(x.dtype)
+        return x
+
+    return {k: mask(out[k]) for k in out.keys() if out[k] is not None}
+
+
+def unpadded_labels(batch: dict) -> dict:
+    """Labels only on real tokens, as every data collator makes them."""
+    keep = batch["attention_mask"] != 0
+    batch = dict(batch)
+    for name in ("labels",):
+        if name in batch and batch[name].shape == keep.shape:
+            batch[name] = batch[name].masked_fill(~keep, -100)
+    if "start_positions" in batch:
+        batch["end_positions"] = torch.tensor([2, 4, 40])
+    return batch
+
+
 def build_reference(head: str, tmp_path, **overrides):
     torch.manual_seed(1234)
     config = transformers.AlbertConfig(**(TINY | overrides))
@@ -101,15 +128,27 @@ def test_their_checkpoint_our_model(tmp_path, head, act, positions, problem_type
     batch = inputs(head, num_labels, problem_type)
     if head == "AlbertModel":
         batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    # transformers' layout: every position computed, padding included.
+    ours.set_attn_implementation("sdpa")
     for extra in ({}, {"output_hidden_states": True, "output_attentions": True}):
         with torch.no_grad():
             expected = ref(**batch, **extra)
             got = ours(**batch, **extra)
         assert_same(got, expected)
-    if extra:
-        n_layers = TINY["num_hidden_layers"]
-        assert len(got.hidden_states) == n_layers + 1
-        assert len(got.attentions) == n_layers * TINY["inner_group_num"]
+    n_layers = TINY["num_hidden_layers"]
+    assert len(got.hidden_states) == n_layers + 1
+    assert len(got.attentions) == n_layers * TINY["inner_group_num"]
+    # The default skips the padding: the same numbers on every real token, zeros at the padding.
+    ours.set_attn_implementation("unpadded")
+    batch = unpadded_labels(batch)
+    with torch.no_grad():
+        expected = ref(**batch, output_hidden_states=True)
+        got = ours(**batch, output_hidden_states=True)
+    got, expected = real_only(got, batch), real_only(expected, batch)
+    if head == "AlbertForQuestionAnswering":
+        # Its span softmax runs over every position, padding included, whose logits differ (see README).
+        del got["loss"], expected["loss"]
+    assert_same(got, expected)
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -118,11 +157,15 @@ def test_our_checkpoint_their_model(tmp_path, head):
     ours = getattr(openalbert, head)(openalbert.AlbertConfig(**TINY)).eval()
     ours.save_pretrained(tmp_path)
     ref = getattr(transformers, head).from_pretrained(tmp_path).eval()
-    batch = inputs(head)
+    batch = unpadded_labels(inputs(head))
     if head == "AlbertModel":
         batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
     with torch.no_grad():
-        assert_same(ours(**batch, output_hidden_states=True), ref(**batch, output_hidden_states=True))
+        got = real_only(ours(**batch, output_hidden_states=True), batch)
+        expected = real_only(ref(**batch, output_hidden_states=True), batch)
+    if head == "AlbertForQuestionAnswering":
+        del got["loss"], expected["loss"]
+    assert_same(got, expected)
     # Nothing was freshly initialised by transformers: it found every weight it needed.
     _, info = getattr(transformers, head).from_pretrained(tmp_path, output_loading_info=True)
     assert info["missing_keys"] == [] and info["unexpected_keys"] == []
@@ -130,7 +173,7 @@ def test_our_checkpoint_their_model(tmp_path, head):
 
 def test_tuple_outputs_match(tmp_path):
     ref = build_reference("AlbertForPreTraining", tmp_path)
-    ours = openalbert.AlbertForPreTraining.from_pretrained(tmp_path)
+    ours = openalbert.AlbertForPreTraining.from_pretrained(tmp_path, attn_implementation="sdpa")
     batch = inputs("AlbertForPreTraining")
     with torch.no_grad():
         a = ours(**batch, return_dict=False)
@@ -158,8 +201,8 @@ def test_head_mask_and_inputs_embeds(tmp_path):
         )
         embeds = ours.embeddings.word_embeddings(batch["input_ids"])
         assert_same(
-            ours(inputs_embeds=embeds, attention_mask=batch["attention_mask"]),
-            ref(inputs_embeds=embeds, attention_mask=batch["attention_mask"]),
+            real_only(ours(inputs_embeds=embeds, attention_mask=batch["attention_mask"]), batch),
+            real_only(ref(inputs_embeds=embeds, attention_mask=batch["attention_mask"]), batch),
         )
 
 

@@ -118,6 +118,46 @@ class AlbertEmbeddings(nn.Module):
 
 # ---- attention and the shared layer -------------------------------------------------------------------
 
+ATTN_IMPLEMENTATIONS = ("unpadded", "sdpa", "eager")
+
+
+@dataclass
+class Unpadded:
+    """Where the real tokens of a padded batch are, so that the layers skip the padding.
+
+    The encoder then holds (N, C) hidden states, N = real tokens in the batch, in row-major order.
+    """
+
+    index: torch.Tensor  # (N,) flat positions of the real tokens in the (B * T) padded layout
+    compact: torch.Tensor  # (N,) their flat positions in a (B * T_max) layout, T_max = longest length
+    mask: torch.Tensor  # (B, 1, 1, T_max) additive key mask of the compact layout
+    batch: int
+    seq_len: int
+    max_len: int
+
+    @classmethod
+    def from_mask(cls, keep: torch.Tensor, dtype: torch.dtype) -> Unpadded:
+        B, T = keep.shape
+        lengths = keep.sum(dim=1)
+        max_len = int(lengths.max())
+        rank = keep.cumsum(dim=1) - 1  # position of each real token among its sequence's real tokens
+        flat = keep.reshape(-1)
+        index = flat.nonzero().squeeze(1)
+        rows = torch.arange(B, device=keep.device)[:, None]
+        compact = (rows * max_len + rank).reshape(-1)[flat]
+        real = torch.arange(max_len, device=keep.device)[None, :] < lengths[:, None]  # (B, T_max)
+        mask = (~real).to(dtype)[:, None, None, :] * torch.finfo(dtype).min
+        return cls(index, compact, mask, B, T, max_len)
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (N, C)."""
+        return x.reshape(self.batch * self.seq_len, -1)[self.index]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C) -> (B, T, C), zeros at the padding."""
+        out = x.new_zeros(self.batch * self.seq_len, x.shape[-1]).index_copy_(0, self.index, x)
+        return out.view(self.batch, self.seq_len, -1)
+
 
 class AlbertAttention(nn.Module):
     """Multi-head self-attention with the output projection, residual and LayerNorm (post-LN)."""
@@ -136,6 +176,7 @@ class AlbertAttention(nn.Module):
         self.output_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.position_embedding_type = config.position_embedding_type
         self.max_position_embeddings = config.max_position_embeddings
+        self.attn_implementation = "unpadded"
         if self.position_embedding_type != "absolute":
             # One vector per signed distance -(P-1)..(P-1), shared by all heads (Shaw et al., 2018).
             self.distance_embedding = nn.Embedding(2 * config.max_position_embeddings - 1, self.head_dim)
@@ -146,7 +187,10 @@ class AlbertAttention(nn.Module):
         attention_mask: torch.Tensor | None = None,
         head_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        unpadded: Unpadded | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if unpadded is not None:
+            return self._unpadded(hidden_states, unpadded), None
         B, T, C = hidden_states.shape
         q = (
             self.query(hidden_states).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
@@ -155,14 +199,42 @@ class AlbertAttention(nn.Module):
         v = self.value(hidden_states).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
 
         probs = None
-        if output_attentions or head_mask is not None or self.position_embedding_type != "absolute":
+        if (
+            output_attentions
+            or head_mask is not None
+            or self.position_embedding_type != "absolute"
+            or self.attn_implementation == "eager"
+        ):
             context, probs = self._eager(q, k, v, attention_mask, head_mask)
         else:
-            dropout = self.attention_dropout.p if self.training else 0.0
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=dropout)
+            context = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attention_mask, dropout_p=self._dropout_p()
+            )
         context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         out = self.LayerNorm(hidden_states + self.output_dropout(self.dense(context)))
         return out, probs
+
+    def _unpadded(self, hidden_states: torch.Tensor, unpadded: Unpadded) -> torch.Tensor:
+        """Attention over the real tokens only: (N, C) in, (N, C) out, N = tokens in the whole batch.
+
+        The projections run on the N real tokens; only the score/context step, a few percent of the
+        work, is done in a compact (B, T_max) layout where T_max is the longest real length.
+        """
+        B, T, C = unpadded.batch, unpadded.max_len, hidden_states.shape[-1]
+
+        def to_heads(x: torch.Tensor) -> torch.Tensor:
+            compact = x.new_zeros(B * T, C).index_copy_(0, unpadded.compact, x)
+            return compact.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+
+        q, k, v = (to_heads(proj(hidden_states)) for proj in (self.query, self.key, self.value))
+        context = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=unpadded.mask, dropout_p=self._dropout_p()
+        )
+        context = context.transpose(1, 2).reshape(B * T, C)[unpadded.compact]  # (N, C)
+        return self.LayerNorm(hidden_states + self.output_dropout(self.dense(context)))
+
+    def _dropout_p(self) -> float:
+        return self.attention_dropout.p if self.training else 0.0
 
     def _eager(
         self,
@@ -210,8 +282,11 @@ class AlbertLayer(nn.Module):
         attention_mask: torch.Tensor | None = None,
         head_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        unpadded: Unpadded | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attention(hidden_states, attention_mask, head_mask, output_attentions)
+        attended, probs = self.attention(
+            hidden_states, attention_mask, head_mask, output_attentions, unpadded
+        )
         ffn = self.ffn_output(self.activation(self.ffn(attended)))
         return self.full_layer_layer_norm(self.dropout(ffn) + attended), probs
 
@@ -235,6 +310,7 @@ class AlbertTransformer(nn.Module):
             AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)
         )
         self.gradient_checkpointing = False
+        self.attn_implementation = "unpadded"
 
     def forward(
         self,
@@ -243,9 +319,13 @@ class AlbertTransformer(nn.Module):
         head_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        unpadded: Unpadded | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        """With `unpadded`, the layers see only real tokens (N, H); outputs come back padded (B, T, H)."""
         cfg = self.config
-        hidden = self.embedding_hidden_mapping_in(embeddings)  # (B, T, H)
+        if unpadded is not None:
+            embeddings = unpadded.unpad(embeddings)  # (N, E)
+        hidden = self.embedding_hidden_mapping_in(embeddings)  # (B, T, H) or (N, H)
         all_hidden = [hidden] if output_hidden_states else None
         all_attentions = [] if output_attentions else None
         for i in range(cfg.num_hidden_layers):
@@ -255,14 +335,25 @@ class AlbertTransformer(nn.Module):
             for layer in group.albert_layers:
                 if self.gradient_checkpointing and self.training:
                     hidden, probs = torch.utils.checkpoint.checkpoint(
-                        layer, hidden, attention_mask, layer_head_mask, output_attentions, use_reentrant=False
+                        layer,
+                        hidden,
+                        attention_mask,
+                        layer_head_mask,
+                        output_attentions,
+                        unpadded,
+                        use_reentrant=False,
                     )
                 else:
-                    hidden, probs = layer(hidden, attention_mask, layer_head_mask, output_attentions)
+                    hidden, probs = layer(
+                        hidden, attention_mask, layer_head_mask, output_attentions, unpadded
+                    )
                 if all_attentions is not None:
                     all_attentions.append(probs)
             if all_hidden is not None:
                 all_hidden.append(hidden)
+        if unpadded is not None:
+            hidden = unpadded.pad(hidden)
+            all_hidden = [unpadded.pad(h) for h in all_hidden] if all_hidden is not None else None
         return (
             hidden,
             tuple(all_hidden) if all_hidden is not None else None,
@@ -333,6 +424,17 @@ class AlbertPreTrainedModel(nn.Module):
         base = getattr(self, self.base_model_prefix, self)
         base.encoder.gradient_checkpointing = False
 
+    def set_attn_implementation(self, name: str) -> None:
+        """Choose how attention runs: "unpadded" (default: padded batches skip their padding, whose
+        outputs are then zeros), "sdpa" (every position computed, as transformers does) or "eager"."""
+        if name not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {name!r}"
+            )
+        for module in self.modules():
+            if isinstance(module, (AlbertTransformer, AlbertAttention)):
+                module.attn_implementation = name
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -359,14 +461,19 @@ class AlbertPreTrainedModel(nn.Module):
         dtype: torch.dtype | str | None = None,
         device: torch.device | str | int | None = None,
         strict: bool = False,
+        attn_implementation: str | None = None,
         **config_overrides: Any,
     ) -> AlbertPreTrainedModel:
         """Load a model from a local directory, the HF cache, or the hub (see `openalbert.checkpoint`)."""
         from openalbert.checkpoint import load_pretrained
 
-        return load_pretrained(
+        model = load_pretrained(
             cls, name_or_path, config=config, dtype=dtype, device=device, strict=strict, **config_overrides
         )
+        if attn_implementation is not None:
+            loaded = model[0] if isinstance(model, tuple) else model
+            loaded.set_attn_implementation(attn_implementation)
+        return model
 
     def save_pretrained(self, directory: str | os.PathLike, *, safe_serialization: bool = True) -> Path:
         """Write config.json and model.safetensors (tied weights once) that transformers loads."""
@@ -406,17 +513,38 @@ class AlbertModel(AlbertPreTrainedModel):
         if token_type_ids is None:
             token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        mask = _additive_mask(attention_mask, embeddings.dtype, shape, device)
+        keep = _keep_mask(attention_mask, shape, device)
+        mask = unpadded = None
+        if keep is not None:
+            if self._can_unpad(keep, head_mask, output_attentions):
+                unpadded = Unpadded.from_mask(keep, embeddings.dtype)
+            else:
+                # Written as BERT writes it, which ONNX Runtime's attention fusion recognises.
+                mask = (1.0 - keep.to(embeddings.dtype)[:, None, None, :]) * torch.finfo(embeddings.dtype).min
         hidden, all_hidden, all_attentions = self.encoder(
             embeddings,
             mask,
             _expand_head_mask(head_mask, self.config, embeddings.dtype),
             bool(output_attentions),
             bool(output_hidden_states),
+            unpadded,
         )
         pooled = self.pooler_activation(self.pooler(hidden[:, 0])) if self.pooler is not None else None
         out = BaseModelOutputWithPooling(hidden, pooled, all_hidden, all_attentions)
         return out.to_tuple() if return_dict is False else out
+
+    def _can_unpad(
+        self, keep: torch.Tensor, head_mask: torch.Tensor | None, output_attentions: bool | None
+    ) -> bool:
+        """Skip padding unless asked otherwise, or attention maps, head masks or relative positions need the
+        full square, or a sequence starts with padding (the pooler reads position 0, which must be computed)."""
+        return (
+            self.encoder.attn_implementation == "unpadded"
+            and not output_attentions
+            and head_mask is None
+            and self.config.position_embedding_type == "absolute"
+            and bool(keep[:, 0].all())
+        )
 
     def _check_inputs(
         self,
@@ -453,18 +581,16 @@ class AlbertModel(AlbertPreTrainedModel):
         return shape
 
 
-def _additive_mask(
-    attention_mask: torch.Tensor | None, dtype: torch.dtype, shape: torch.Size, device: torch.device
+def _keep_mask(
+    attention_mask: torch.Tensor | None, shape: torch.Size, device: torch.device
 ) -> torch.Tensor | None:
-    """(B, T) 0/1 mask -> (B, 1, 1, T) additive mask; None when nothing is masked (faster kernels)."""
+    """(B, T) 0/1 mask -> bool (B, T) of the real tokens; None when nothing is masked (faster kernels)."""
     if attention_mask is None:
         return None
     if attention_mask.shape != shape:
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(shape)}")
-    if bool(attention_mask.all()):
-        return None
-    keep = attention_mask.to(device=device, dtype=dtype)[:, None, None, :]
-    return (1.0 - keep) * torch.finfo(dtype).min
+    keep = attention_mask.to(device) != 0
+    return None if bool(keep.all()) else keep
 
 
 def _expand_head_mask(

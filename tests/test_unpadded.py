@@ -1,0 +1,95 @@
+"""The default unpadded attention against the padded (transformers-layout) path of the same model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tests.conftest import TINY
+
+import openalbert
+
+
+def _model(**overrides) -> openalbert.AlbertForMaskedLM:
+    torch.manual_seed(0)
+    return openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**(TINY | overrides))).eval()
+
+
+def _batch(mask_rows: list[list[int]]) -> dict[str, torch.Tensor]:
+    mask = torch.tensor(mask_rows)
+    ids = torch.randint(5, TINY["vocab_size"], mask.shape, generator=torch.Generator().manual_seed(1))
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _both(model, batch, **kwargs):
+    outs = []
+    for impl in ("sdpa", "unpadded"):
+        model.set_attn_implementation(impl)
+        outs.append(model(**batch, **kwargs))
+    return outs
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[1] * 9, [1] * 4 + [0] * 5, [1] * 7 + [0] * 2],  # right padding
+        [[1, 1, 0, 1, 1, 0, 1, 1, 1], [1] * 9, [1, 0, 0, 0, 0, 0, 0, 0, 1]],  # holes
+    ],
+)
+def test_same_numbers_on_real_tokens_zeros_at_padding(rows):
+    model = _model()
+    batch = _batch(rows)
+    with torch.no_grad():
+        padded, unpadded = _both(model, batch, output_hidden_states=True)
+    keep = batch["attention_mask"].bool()
+    torch.testing.assert_close(unpadded.logits[keep], padded.logits[keep], atol=1e-5, rtol=0)
+    for a, b in zip(unpadded.hidden_states, padded.hidden_states):
+        torch.testing.assert_close(a[keep], b[keep], atol=1e-5, rtol=0)
+        assert not a[~keep].any()
+
+
+def test_left_padding_and_attention_maps_take_the_padded_path():
+    model = _model()
+    batch = _batch([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        padded, unpadded = _both(model, batch)
+        # Position 0 is padding in row 0, and the pooler reads position 0: every position is computed.
+        torch.testing.assert_close(unpadded.logits, padded.logits, atol=0, rtol=0)
+        maps = model(**_batch([[1, 1, 1, 0, 0], [1] * 5]), output_attentions=True).attentions
+    assert maps[0].shape == (2, TINY["num_attention_heads"], 5, 5)
+
+
+def test_training_gradients_and_checkpointing_match_the_padded_path():
+    model = _model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+    batch = _batch([[1] * 8, [1] * 3 + [0] * 5])
+    labels = batch["input_ids"].masked_fill(~batch["attention_mask"].bool(), -100)
+    grads = []
+    for impl, checkpointing in (("sdpa", False), ("unpadded", False), ("unpadded", True)):
+        model.zero_grad()
+        model.set_attn_implementation(impl)
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model(**batch, labels=labels).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    for other in grads[1:]:
+        assert other.keys() == grads[0].keys()
+        for name, g in grads[0].items():
+            torch.testing.assert_close(other[name], g, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_bf16_unpadded_close_to_fp32():
+    model = _model()
+    batch = _batch([[1] * 9, [1] * 4 + [0] * 5])
+    keep = batch["attention_mask"].bool()
+    with torch.no_grad():
+        ref = model(**batch).logits[keep]
+        got = model.to(torch.bfloat16)(**batch).logits[keep].float()
+    assert torch.nn.functional.cosine_similarity(got, ref, dim=-1).min() > 0.99
+
+
+def test_unknown_implementation_is_refused(tmp_path):
+    model = _model()
+    with pytest.raises(ValueError, match="unpadded, sdpa, eager"):
+        model.set_attn_implementation("flash")
+    model.save_pretrained(tmp_path)
+    loaded = openalbert.AlbertModel.from_pretrained(tmp_path, attn_implementation="eager")
+    assert loaded.encoder.attn_implementation == "eager"
