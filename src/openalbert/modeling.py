@@ -126,28 +126,32 @@ class Unpadded:
     """Where the real tokens of a padded batch are, so that the layers skip the padding.
 
     The encoder then holds (N, C) hidden states, N = real tokens in the batch, in row-major order.
+    Only the score/context step of attention, a few percent of the work, sees a padded layout, and
+    a compact one: (B, T_max) with T_max the longest real length, not the padded length.
     """
 
     index: torch.Tensor  # (N,) flat positions of the real tokens in the (B * T) padded layout
-    compact: torch.Tensor  # (N,) their flat positions in a (B * T_max) layout, T_max = longest length
-    mask: torch.Tensor  # (B, 1, 1, T_max) additive key mask of the compact layout
+    compact: torch.Tensor  # (N,) their flat positions in the (B * T_max) layout
+    mask: torch.Tensor | None  # (B, 1, 1, T_max) additive key mask; None if all lengths are equal
     batch: int
     seq_len: int
     max_len: int
+    _buffer: torch.Tensor | None = None
 
     @classmethod
     def from_mask(cls, keep: torch.Tensor, dtype: torch.dtype) -> Unpadded:
         B, T = keep.shape
         lengths = keep.sum(dim=1)
         max_len = int(lengths.max())
-        rank = keep.cumsum(dim=1) - 1  # position of each real token among its sequence's real tokens
         flat = keep.reshape(-1)
-        index = flat.nonzero().squeeze(1)
+        rank = keep.cumsum(dim=1) - 1  # each real token's place among its sequence's real tokens
         rows = torch.arange(B, device=keep.device)[:, None]
         compact = (rows * max_len + rank).reshape(-1)[flat]
-        real = torch.arange(max_len, device=keep.device)[None, :] < lengths[:, None]  # (B, T_max)
-        mask = (~real).to(dtype)[:, None, None, :] * torch.finfo(dtype).min
-        return cls(index, compact, mask, B, T, max_len)
+        mask = None
+        if bool((lengths != max_len).any()):
+            real = torch.arange(max_len, device=keep.device)[None, :] < lengths[:, None]  # (B, T_max)
+            mask = (1.0 - real.to(dtype)[:, None, None, :]) * torch.finfo(dtype).min
+        return cls(flat.nonzero().squeeze(1), compact, mask, B, T, max_len)
 
     def unpad(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (N, C)."""
@@ -158,6 +162,97 @@ class Unpadded:
         out = x.new_zeros(self.batch * self.seq_len, x.shape[-1]).index_copy_(0, self.index, x)
         return out.view(self.batch, self.seq_len, -1)
 
+    def to_compact(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C) -> (B, T_max, C), zeros at the padding (finite, so masked keys add exact zeros)."""
+        shape = (self.batch * self.max_len, x.shape[-1])
+        if torch.is_grad_enabled():
+            out = x.new_zeros(shape).index_copy_(0, self.compact, x)
+        else:
+            # Without autograd, every layer writes into one buffer: its padding stays zero.
+            if self._buffer is None or self._buffer.shape != shape or self._buffer.dtype != x.dtype:
+                self._buffer = x.new_zeros(shape)
+            out = self._buffer.index_copy_(0, self.compact, x)
+        return out.view(self.batch, self.max_len, -1)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and state-dict names) that, for CPU inference, runs on weights
+    pre-packed for oneDNN, with the activation fused in: 1.2-1.4x faster than the plain GEMM here.
+
+    The packed copy is made on first use and remade whenever the weight changes (in-place updates
+    bump its version), so training and weight loading need no special care.
+    """
+
+    def forward(
+        self, x: torch.Tensor, activation: str | None = None, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """activation(x W^T + b) + residual, the activation and the add fused where oneDNN can."""
+        if _packable(x, self.weight):
+            return _packed_linear(x, self._packed(), self.bias, activation, residual)
+        out = F.linear(x, self.weight, self.bias)
+        out = out if activation is None else ACT2FN[activation](out)
+        return out if residual is None else residual + out
+
+    def _packed(self) -> torch.Tensor:
+        return _pack_cached(self, (self.weight,), lambda: self.weight.detach())
+
+
+def _packed_linear(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    bias: torch.Tensor | None,
+    activation: str | None,
+    residual: torch.Tensor | None,
+) -> torch.Tensor:
+    op, algorithm = _FUSABLE.get(activation, ("none", ""))
+    if residual is not None and activation is None:
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.ops.mkldnn._linear_pointwise.binary(
+            flat, residual.reshape(flat.shape[0], -1), packed, bias, "add"
+        )
+        return out.view(residual.shape)
+    out = torch.ops.mkldnn._linear_pointwise(x, packed, bias, op, [], algorithm)
+    if activation is not None and op == "none":
+        out = ACT2FN[activation](out)
+    return out if residual is None else residual + out
+
+
+def _pack_cached(owner: nn.Module, params: tuple[torch.Tensor, ...], weight: Any) -> torch.Tensor:
+    """oneDNN-packed `weight()` kept on `owner`, remade when any of `params` changes (in-place updates
+    bump a tensor's version). Not a buffer: never saved, never moved."""
+    key = tuple((p._version, p.data_ptr(), p.dtype) for p in params)
+    cache = owner.__dict__.get("_pack_cache")
+    if cache is None or cache[0] != key:
+        cache = (key, torch.ops.mkldnn._reorder_linear_weight(weight()))
+        owner.__dict__["_pack_cache"] = cache
+    return cache[1]
+
+
+# Activations oneDNN can fuse into the GEMM: name -> (its post-op, algorithm).
+_FUSABLE = {
+    "gelu": ("gelu", "none"),
+    "gelu_new": ("gelu", "tanh"),
+    "gelu_fast": ("gelu", "tanh"),
+    "gelu_pytorch_tanh": ("gelu", "tanh"),
+    "relu": ("relu", ""),
+}
+
+
+def _packable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """oneDNN packed weights serve CPU inference in fp32/bf16 (no autograd through them)."""
+    return (
+        _MKLDNN
+        and x.device.type == "cpu"
+        and x.dtype == weight.dtype
+        and weight.dtype in (torch.float32, torch.bfloat16)
+        and not (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    )
+
+
+_MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
 
 class AlbertAttention(nn.Module):
     """Multi-head self-attention with the output projection, residual and LayerNorm (post-LN)."""
@@ -167,10 +262,10 @@ class AlbertAttention(nn.Module):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         h = config.hidden_size
-        self.query = nn.Linear(h, h)
-        self.key = nn.Linear(h, h)
-        self.value = nn.Linear(h, h)
-        self.dense = nn.Linear(h, h)
+        self.query = Linear(h, h)
+        self.key = Linear(h, h)
+        self.value = Linear(h, h)
+        self.dense = Linear(h, h)
         self.LayerNorm = nn.LayerNorm(h, eps=config.layer_norm_eps)
         self.attention_dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.output_dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -192,11 +287,8 @@ class AlbertAttention(nn.Module):
         if unpadded is not None:
             return self._unpadded(hidden_states, unpadded), None
         B, T, C = hidden_states.shape
-        q = (
-            self.query(hidden_states).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        )  # (B, nh, T, hd)
-        k = self.key(hidden_states).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        v = self.value(hidden_states).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        qkv = self._qkv(hidden_states).view(B, T, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hd)
 
         probs = None
         if (
@@ -211,27 +303,28 @@ class AlbertAttention(nn.Module):
                 q, k, v, attn_mask=attention_mask, dropout_p=self._dropout_p()
             )
         context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
-        out = self.LayerNorm(hidden_states + self.output_dropout(self.dense(context)))
-        return out, probs
+        return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout)), probs
 
     def _unpadded(self, hidden_states: torch.Tensor, unpadded: Unpadded) -> torch.Tensor:
-        """Attention over the real tokens only: (N, C) in, (N, C) out, N = tokens in the whole batch.
-
-        The projections run on the N real tokens; only the score/context step, a few percent of the
-        work, is done in a compact (B, T_max) layout where T_max is the longest real length.
-        """
+        """Attention over the real tokens only: (N, C) in, (N, C) out, N = tokens in the whole batch."""
         B, T, C = unpadded.batch, unpadded.max_len, hidden_states.shape[-1]
-
-        def to_heads(x: torch.Tensor) -> torch.Tensor:
-            compact = x.new_zeros(B * T, C).index_copy_(0, unpadded.compact, x)
-            return compact.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-
-        q, k, v = (to_heads(proj(hidden_states)) for proj in (self.query, self.key, self.value))
+        qkv = unpadded.to_compact(self._qkv(hidden_states)).view(B, T, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hd)
         context = F.scaled_dot_product_attention(
             q, k, v, attn_mask=unpadded.mask, dropout_p=self._dropout_p()
         )
         context = context.transpose(1, 2).reshape(B * T, C)[unpadded.compact]  # (N, C)
-        return self.LayerNorm(hidden_states + self.output_dropout(self.dense(context)))
+        return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout))
+
+    def _qkv(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Queries, keys and values side by side (..., 3C): one GEMM on packed weights where it can."""
+        projections = (self.query, self.key, self.value)
+        if all(type(p) is Linear for p in projections) and _packable(hidden_states, self.query.weight):
+            params = tuple(t for p in projections for t in (p.weight, p.bias))
+            packed = _pack_cached(self, params, lambda: torch.cat([p.weight.detach() for p in projections]))
+            bias = torch.cat([p.bias for p in projections])
+            return _packed_linear(hidden_states, packed, bias, None, None)
+        return torch.cat([p(hidden_states) for p in projections], dim=-1)
 
     def _dropout_p(self) -> float:
         return self.attention_dropout.p if self.training else 0.0
@@ -268,9 +361,9 @@ class AlbertLayer(nn.Module):
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
         self.attention = AlbertAttention(config)
-        self.ffn = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.ffn_output = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.activation = ACT2FN[config.hidden_act]
+        self.ffn = Linear(config.hidden_size, config.intermediate_size)
+        self.ffn_output = Linear(config.intermediate_size, config.hidden_size)
+        self.hidden_act = config.hidden_act
         self.full_layer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         # The original applies dropout to the feed-forward output; transformers defines it but skips it.
         # It is the identity in eval mode and for every v2 checkpoint (dropout 0), so parity holds.
@@ -287,8 +380,17 @@ class AlbertLayer(nn.Module):
         attended, probs = self.attention(
             hidden_states, attention_mask, head_mask, output_attentions, unpadded
         )
-        ffn = self.ffn_output(self.activation(self.ffn(attended)))
-        return self.full_layer_layer_norm(self.dropout(ffn) + attended), probs
+        ffn = self.ffn(attended, self.hidden_act)
+        return self.full_layer_layer_norm(_add_residual(self.ffn_output, ffn, attended, self.dropout)), probs
+
+
+def _add_residual(
+    linear: nn.Module, x: torch.Tensor, residual: torch.Tensor, dropout: nn.Dropout
+) -> torch.Tensor:
+    """residual + dropout(linear(x)); the add is fused into the GEMM when dropout is off."""
+    if dropout.training and dropout.p > 0:
+        return residual + dropout(linear(x))
+    return linear(x, residual=residual)
 
 
 class AlbertLayerGroup(nn.Module):
@@ -305,7 +407,7 @@ class AlbertTransformer(nn.Module):
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
         self.config = config
-        self.embedding_hidden_mapping_in = nn.Linear(config.embedding_size, config.hidden_size)
+        self.embedding_hidden_mapping_in = Linear(config.embedding_size, config.hidden_size)
         self.albert_layer_groups = nn.ModuleList(
             AlbertLayerGroup(config) for _ in range(config.num_hidden_groups)
         )
