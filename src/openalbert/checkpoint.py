@@ -309,6 +309,11 @@ def save_pretrained(
     model: AlbertPreTrainedModel, directory: str | os.PathLike, *, safe_serialization: bool = True
 ) -> Path:
     """Write config.json and the weights, tied tensors once, each file replaced atomically."""
+    if model.__dict__.get("_quantized"):
+        raise ValueError(
+            f"this model was quantised to {model.__dict__['_quantized']} for inference and cannot be saved; "
+            "save the model before quantising it"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config

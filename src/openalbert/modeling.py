@@ -564,17 +564,28 @@ class AlbertPreTrainedModel(nn.Module):
         device: torch.device | str | int | None = None,
         strict: bool = False,
         attn_implementation: str | None = None,
+        quantization: str | None = None,
         **config_overrides: Any,
     ) -> AlbertPreTrainedModel:
-        """Load a model from a local directory, the HF cache, or the hub (see `openalbert.checkpoint`)."""
+        """Load a model from a local directory, the HF cache, or the hub (see `openalbert.checkpoint`).
+
+        `attn_implementation`: see `set_attn_implementation`. `quantization="int8"`: dynamic int8 GEMMs
+        in the shared layer, for CPU inference (`openalbert.fast.quantize`).
+        """
         from openalbert.checkpoint import load_pretrained
 
         model = load_pretrained(
             cls, name_or_path, config=config, dtype=dtype, device=device, strict=strict, **config_overrides
         )
+        loaded = model[0] if isinstance(model, tuple) else model
         if attn_implementation is not None:
-            loaded = model[0] if isinstance(model, tuple) else model
             loaded.set_attn_implementation(attn_implementation)
+        if quantization is not None:
+            if quantization != "int8":
+                raise ValueError(f"quantization must be 'int8' or None, got {quantization!r}")
+            from openalbert.fast.quantize import quantize_int8
+
+            quantize_int8(loaded)
         return model
 
     def save_pretrained(self, directory: str | os.PathLike, *, safe_serialization: bool = True) -> Path:

@@ -58,6 +58,7 @@ class Pipeline:
         device: torch.device | str | int | None = None,
         dtype: torch.dtype | str | None = None,
         batch_size: int | None = None,
+        quantization: str | None = None,
         **params: Any,
     ) -> None:
         if not isinstance(model, self.model_class):
@@ -69,6 +70,12 @@ class Pipeline:
         device, dtype = as_device(device), as_dtype(dtype, model.config)
         if device is not None or dtype is not None:
             model = model.to(device=device, dtype=dtype)
+        if quantization is not None:
+            if quantization != "int8":
+                raise ValueError(f"quantization must be 'int8' or None, got {quantization!r}")
+            from openalbert.fast.quantize import quantize_int8
+
+            model = quantize_int8(model)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = _check_batch_size(8 if batch_size is None else batch_size)

@@ -24,6 +24,7 @@ def run_stream(
     device: torch.device | str | int | None = None,
     dtype: torch.dtype | str | None = None,
     batch_size: int = 8,
+    quantization: str | None = None,
     skip_bad_lines: bool = False,
     chunk_lines: int | None = None,
     progress: bool | None = None,
@@ -40,7 +41,9 @@ def run_stream(
     cls = pipeline_class(task)
     source = _open_input(input_path)
     try:
-        pipe = pipeline(task, model=model, device=device, dtype=dtype, batch_size=batch_size)
+        pipe = pipeline(
+            task, model=model, device=device, dtype=dtype, batch_size=batch_size, quantization=quantization
+        )
         try:
             pipe.check_params(**params)
         except TypeError as e:

@@ -35,8 +35,13 @@ def masked_token_accuracy(
     max_windows: int | None = None,
     seed: int = 0,
     progress: bool = True,
-) -> dict[str, float | int]:
-    """Top-1 accuracy of `model` (a masked-LM head) on `mask_prob` of the tokens of `files`."""
+    return_predictions: bool = False,
+) -> dict[str, Any]:
+    """Top-1 accuracy of `model` (a masked-LM head) on `mask_prob` of the tokens of `files`.
+
+    With `return_predictions`, "predictions" holds every top-1 guess in order: the same `seed` masks
+    the same tokens, so two models' guesses can be compared one by one (quantisation agreement).
+    """
     if not 0.0 < mask_prob < 1.0:
         raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
     docs = _documents(files)
@@ -51,6 +56,7 @@ def masked_token_accuracy(
     device = next(model.parameters()).device
     model.eval()
     correct = total = 0
+    guesses = []
     for start in tqdm(range(0, len(windows), batch_size), desc="masked-token accuracy", disable=not progress):
         chunk = windows[start : start + batch_size]
         width = max(len(w) for w in chunk) + 2
@@ -67,8 +73,9 @@ def masked_token_accuracy(
         logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits
         predictions = logits[chosen.to(device)].argmax(-1).cpu()
         correct += int((predictions == targets).sum())
+        guesses.append(predictions)
         total += int(targets.numel())
-    return {
+    result = {
         "accuracy": correct / total,
         "masked_tokens": total,
         "windows": len(windows),
@@ -76,3 +83,6 @@ def masked_token_accuracy(
         "mask_prob": mask_prob,
         "seq_len": seq_len,
     }
+    if return_predictions:
+        result["predictions"] = torch.cat(guesses)
+    return result

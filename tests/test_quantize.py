@@ -1,0 +1,75 @@
+"""Dynamic int8 quantisation of the shared layer: close to fp32, same fill-mask answers on real text."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tests.conftest import TINY
+
+import openalbert
+from openalbert.fast.quantize import Int8Linear, quantize_int8
+
+REAL_TEXT = Path("/usr/share/common-licenses/GPL-3")
+
+
+def test_int8_close_to_fp32_and_really_quantised():
+    torch.manual_seed(0)
+    model = openalbert.AlbertModel(openalbert.AlbertConfig(**TINY)).eval()
+    ids = torch.randint(5, TINY["vocab_size"], (3, 12), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    with torch.no_grad():
+        ref = model(ids, attention_mask=mask).last_hidden_state
+        quantize_int8(model)
+        got = model(ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    cos = torch.nn.functional.cosine_similarity(got[keep], ref[keep], dim=-1)
+    assert cos.min() > 0.99
+    assert (got[keep] - ref[keep]).abs().max() > 1e-6  # int8 GEMMs really ran
+    n_int8 = sum(isinstance(m, Int8Linear) for m in model.modules())
+    assert n_int8 == 1 + 6 * TINY["num_hidden_groups"] * TINY["inner_group_num"]
+    with pytest.raises(ValueError, match="quantised"):
+        model.save_pretrained("/tmp/never-written")
+
+
+def test_fill_mask_agreement_on_real_text():
+    from openalbert.pretraining.evaluate import masked_token_accuracy
+
+    if not REAL_TEXT.exists():
+        pytest.skip(f"{REAL_TEXT} is missing")
+    tokenizer = openalbert.AlbertTokenizer.from_pretrained(openalbert.DEFAULT_MODEL)
+    fp32 = openalbert.AlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL, dtype=torch.float32)
+    int8 = openalbert.AlbertForMaskedLM.from_pretrained(
+        openalbert.DEFAULT_MODEL, dtype=torch.float32, quantization="int8"
+    )
+    # The same seeded masks for both: compare their top-1 predictions position by position.
+    preds = []
+    for model in (fp32, int8):
+        result = masked_token_accuracy(
+            model, tokenizer, [REAL_TEXT], seed=0, max_windows=100, return_predictions=True
+        )
+        preds.append(result["predictions"])
+    agree = (preds[0] == preds[1]).float().mean().item()
+    assert len(preds[0]) > 700
+    assert agree >= 0.97, agree
+
+
+def test_pipeline_and_cli_take_int8(tmp_path):
+    pipe = openalbert.pipeline("fill-mask", quantization="int8")
+    assert any(isinstance(m, Int8Linear) for m in pipe.model.modules())
+    assert pipe("The capital of France is [MASK].")[0]["token_str"]
+    with pytest.raises(ValueError, match="int8"):
+        openalbert.pipeline("fill-mask", quantization="int4")
+    out = subprocess.run(
+        [sys.executable, "-m", "openalbert", "run", "--task", "fill-mask", "--quantize", "int8"],
+        input="The capital of France is [MASK].\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout.splitlines()[0])
