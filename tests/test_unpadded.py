@@ -33,6 +33,7 @@ def _both(model, batch, **kwargs):
     [
         [[1] * 9, [1] * 4 + [0] * 5, [1] * 7 + [0] * 2],  # right padding
         [[1, 1, 0, 1, 1, 0, 1, 1, 1], [1] * 9, [1, 0, 0, 0, 0, 0, 0, 0, 1]],  # holes
+        [[1] * n + [0] * (9 - n) for n in (3, 9, 1, 5, 5, 2, 8, 7, 4, 6, 9)],  # length groups of 2-3 rows
     ],
 )
 def test_same_numbers_on_real_tokens_zeros_at_padding(rows):
@@ -78,7 +79,7 @@ def test_training_gradients_and_checkpointing_match_the_padded_path():
 
 def test_bf16_unpadded_close_to_fp32():
     model = _model()
-    batch = _batch([[1] * 9, [1] * 4 + [0] * 5])
+    batch = _batch([[1] * 9, [1] * 4 + [0] * 5, [1] * 2 + [0] * 7, [1] * 6 + [0] * 3, [1] * 8 + [0]])
     keep = batch["attention_mask"].bool()
     with torch.no_grad():
         ref = model(**batch).logits[keep]

@@ -126,32 +126,51 @@ class Unpadded:
     """Where the real tokens of a padded batch are, so that the layers skip the padding.
 
     The encoder then holds (N, C) hidden states, N = real tokens in the batch, in row-major order.
-    Only the score/context step of attention, a few percent of the work, sees a padded layout, and
-    a compact one: (B, T_max) with T_max the longest real length, not the padded length.
+    Only the score/context step of attention, a small part of the work, sees padding: sequences are
+    sorted by length into a few groups, each padded to its own longest length (`groups`).
     """
 
     index: torch.Tensor  # (N,) flat positions of the real tokens in the (B * T) padded layout
-    compact: torch.Tensor  # (N,) their flat positions in the (B * T_max) layout
-    mask: torch.Tensor | None  # (B, 1, 1, T_max) additive key mask; None if all lengths are equal
+    compact: torch.Tensor  # (N,) their flat positions in the grouped layout
+    groups: list[tuple[int, int, int, torch.Tensor | None]]  # (offset, rows, length, key mask or None)
     batch: int
     seq_len: int
-    max_len: int
     _buffer: torch.Tensor | None = None
 
     @classmethod
-    def from_mask(cls, keep: torch.Tensor, dtype: torch.dtype) -> Unpadded:
+    def from_mask(cls, keep: torch.Tensor, dtype: torch.dtype, max_groups: int = 4) -> Unpadded:
         B, T = keep.shape
         lengths = keep.sum(dim=1)
-        max_len = int(lengths.max())
+        order = lengths.argsort(stable=True)
+        sorted_lengths = lengths[order].tolist()
+        n_groups = min(max_groups, B)
+        bounds = [B * g // n_groups for g in range(n_groups + 1)]
+        groups, start_of_row, width_of_row = (
+            [],
+            torch.empty(B, dtype=torch.long),
+            torch.empty(B, dtype=torch.long),
+        )
+        offset = 0
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            rows, width = hi - lo, sorted_lengths[hi - 1]
+            members = order[lo:hi]
+            start_of_row[members] = offset + torch.arange(rows) * width
+            width_of_row[members] = width
+            mask = None
+            if sorted_lengths[lo] != width:
+                real = torch.arange(width)[None, :] < lengths[members].cpu()[:, None]  # (rows, width)
+                mask = ((1.0 - real.to(dtype)[:, None, None, :]) * torch.finfo(dtype).min).to(keep.device)
+            groups.append((offset, rows, width, mask))
+            offset += rows * width
         flat = keep.reshape(-1)
         rank = keep.cumsum(dim=1) - 1  # each real token's place among its sequence's real tokens
-        rows = torch.arange(B, device=keep.device)[:, None]
-        compact = (rows * max_len + rank).reshape(-1)[flat]
-        mask = None
-        if bool((lengths != max_len).any()):
-            real = torch.arange(max_len, device=keep.device)[None, :] < lengths[:, None]  # (B, T_max)
-            mask = (1.0 - real.to(dtype)[:, None, None, :]) * torch.finfo(dtype).min
-        return cls(flat.nonzero().squeeze(1), compact, mask, B, T, max_len)
+        compact = (start_of_row.to(keep.device)[:, None] + rank).reshape(-1)[flat]
+        return cls(flat.nonzero().squeeze(1), compact, groups, B, T)
+
+    @property
+    def compact_size(self) -> int:
+        offset, rows, width, _ = self.groups[-1]
+        return offset + rows * width
 
     def unpad(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C) -> (N, C)."""
@@ -163,16 +182,14 @@ class Unpadded:
         return out.view(self.batch, self.seq_len, -1)
 
     def to_compact(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C) -> (B, T_max, C), zeros at the padding (finite, so masked keys add exact zeros)."""
-        shape = (self.batch * self.max_len, x.shape[-1])
+        """(N, C) -> (compact_size, C), zeros at the padding (finite, so masked keys add exact zeros)."""
+        shape = (self.compact_size, x.shape[-1])
         if torch.is_grad_enabled():
-            out = x.new_zeros(shape).index_copy_(0, self.compact, x)
-        else:
-            # Without autograd, every layer writes into one buffer: its padding stays zero.
-            if self._buffer is None or self._buffer.shape != shape or self._buffer.dtype != x.dtype:
-                self._buffer = x.new_zeros(shape)
-            out = self._buffer.index_copy_(0, self.compact, x)
-        return out.view(self.batch, self.max_len, -1)
+            return x.new_zeros(shape).index_copy_(0, self.compact, x)
+        # Without autograd, every layer writes into one buffer: its padding stays zero.
+        if self._buffer is None or self._buffer.shape != shape or self._buffer.dtype != x.dtype:
+            self._buffer = x.new_zeros(shape)
+        return self._buffer.index_copy_(0, self.compact, x)
 
 
 class Linear(nn.Linear):
@@ -307,13 +324,18 @@ class AlbertAttention(nn.Module):
 
     def _unpadded(self, hidden_states: torch.Tensor, unpadded: Unpadded) -> torch.Tensor:
         """Attention over the real tokens only: (N, C) in, (N, C) out, N = tokens in the whole batch."""
-        B, T, C = unpadded.batch, unpadded.max_len, hidden_states.shape[-1]
-        qkv = unpadded.to_compact(self._qkv(hidden_states)).view(B, T, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hd)
-        context = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=unpadded.mask, dropout_p=self._dropout_p()
-        )
-        context = context.transpose(1, 2).reshape(B * T, C)[unpadded.compact]  # (N, C)
+        C = hidden_states.shape[-1]
+        qkv = unpadded.to_compact(self._qkv(hidden_states))  # (compact_size, 3C)
+        contexts = []
+        for offset, rows, width, mask in unpadded.groups:
+            group = qkv[offset : offset + rows * width].view(rows, width, 3, self.num_heads, self.head_dim)
+            if group.dtype == torch.bfloat16 and group.device.type == "cpu" and not torch.is_grad_enabled():
+                # The CPU flash kernel is faster in fp32 than in bf16; scores are accumulated in fp32 anyway.
+                group, mask = group.float(), None if mask is None else mask.float()
+            q, k, v = group.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (rows, nh, width, hd)
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self._dropout_p())
+            contexts.append(context.transpose(1, 2).reshape(rows * width, C).to(qkv.dtype))
+        context = torch.cat(contexts)[unpadded.compact]  # (N, C)
         return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout))
 
     def _qkv(self, hidden_states: torch.Tensor) -> torch.Tensor:
