@@ -138,7 +138,7 @@ class Unpadded:
     _buffer: torch.Tensor | None = None
 
     @classmethod
-    def from_mask(cls, keep: torch.Tensor, dtype: torch.dtype, max_groups: int = 4) -> Unpadded:
+    def from_mask(cls, keep: torch.Tensor, dtype: torch.dtype, max_groups: int = 8) -> Unpadded:
         B, T = keep.shape
         lengths = keep.sum(dim=1)
         order = lengths.argsort(stable=True)
