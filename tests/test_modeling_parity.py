@@ -82,7 +82,7 @@ def real_only(out, batch: dict) -> dict:
             return x * keep.view(*keep.shape, *[1] * (x.dim() - 2)).to(x.dtype)
         return x
 
-    return {k: mask(out[k]) for k in out.keys() if out[k] is not None}
+    return {k: mask(out[k]) for k in out if out[k] is not None}
 
 
 def unpadded_labels(batch: dict) -> dict:

@@ -94,3 +94,24 @@ def test_unknown_implementation_is_refused(tmp_path):
     model.save_pretrained(tmp_path)
     loaded = openalbert.AlbertModel.from_pretrained(tmp_path, attn_implementation="eager")
     assert loaded.encoder.attn_implementation == "eager"
+
+
+def test_packed_weights_follow_a_fused_optimizer_step():
+    # Fused AdamW updates weights without bumping their version: eval after training must see them.
+    model = _model()
+    batch = _batch([[1] * 9, [1] * 4 + [0] * 5])
+    labels = batch["input_ids"].masked_fill(~batch["attention_mask"].bool(), -100)
+    with torch.no_grad():
+        before = model(**batch).logits  # packs the weights
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=True)
+    model(**batch, labels=labels).loss.backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        after = model(**batch).logits
+    with torch.enable_grad():  # autograd on: the plain F.linear path, as a reference
+        reference = model(**batch).logits.detach()
+    keep = batch["attention_mask"].bool()
+    assert not torch.allclose(after[keep], before[keep])
+    torch.testing.assert_close(after[keep], reference[keep], atol=1e-5, rtol=0)

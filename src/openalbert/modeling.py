@@ -196,15 +196,16 @@ class Linear(nn.Linear):
     """nn.Linear (same parameters and state-dict names) that, for CPU inference, runs on weights
     pre-packed for oneDNN, with the activation fused in: 1.2-1.4x faster than the plain GEMM here.
 
-    The packed copy is made on first use and remade whenever the weight changes (in-place updates
-    bump its version), so training and weight loading need no special care.
+    The packed copy serves eval mode only: it is made on first use, remade whenever the weight changes
+    (in-place updates bump its version) and dropped by `train()`, since fused optimizers update
+    weights without bumping their version.
     """
 
     def forward(
         self, x: torch.Tensor, activation: str | None = None, residual: torch.Tensor | None = None
     ) -> torch.Tensor:
         """activation(x W^T + b) + residual, the activation and the add fused where oneDNN can."""
-        if _packable(x, self.weight):
+        if not self.training and _packable(x, self.weight):
             return _packed_linear(x, self._packed(), self.bias, activation, residual)
         out = F.linear(x, self.weight, self.bias)
         out = out if activation is None else ACT2FN[activation](out)
@@ -212,6 +213,11 @@ class Linear(nn.Linear):
 
     def _packed(self) -> torch.Tensor:
         return _pack_cached(self, (self.weight,), lambda: self.weight.detach())
+
+    def train(self, mode: bool = True) -> Linear:
+        # Fused optimizers update weights without bumping their version: drop the packed copy here.
+        self.__dict__.pop("_pack_cache", None)
+        return super().train(mode)
 
 
 def _packed_linear(
@@ -236,7 +242,8 @@ def _packed_linear(
 
 def _pack_cached(owner: nn.Module, params: tuple[torch.Tensor, ...], weight: Any) -> torch.Tensor:
     """oneDNN-packed `weight()` kept on `owner`, remade when any of `params` changes (in-place updates
-    bump a tensor's version). Not a buffer: never saved, never moved."""
+    bump a tensor's version) and dropped by `train()` (fused optimizers bump no version), so it serves
+    eval mode only. Not a buffer: never saved, never moved."""
     key = tuple((p._version, p.data_ptr(), p.dtype) for p in params)
     cache = owner.__dict__.get("_pack_cache")
     if cache is None or cache[0] != key:
@@ -341,12 +348,17 @@ class AlbertAttention(nn.Module):
     def _qkv(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Queries, keys and values side by side (..., 3C): one GEMM on packed weights where it can."""
         projections = (self.query, self.key, self.value)
-        if all(type(p) is Linear for p in projections) and _packable(hidden_states, self.query.weight):
+        packable = not self.training and _packable(hidden_states, self.query.weight)
+        if packable and all(type(p) is Linear for p in projections):
             params = tuple(t for p in projections for t in (p.weight, p.bias))
             packed = _pack_cached(self, params, lambda: torch.cat([p.weight.detach() for p in projections]))
             bias = torch.cat([p.bias for p in projections])
             return _packed_linear(hidden_states, packed, bias, None, None)
         return torch.cat([p(hidden_states) for p in projections], dim=-1)
+
+    def train(self, mode: bool = True) -> AlbertAttention:
+        self.__dict__.pop("_pack_cache", None)  # see Linear.train
+        return super().train(mode)
 
     def _dropout_p(self) -> float:
         return self.attention_dropout.p if self.training else 0.0
