@@ -348,8 +348,8 @@ class AlbertAttention(nn.Module):
     def _qkv(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Queries, keys and values side by side (..., 3C): one GEMM on packed weights where it can."""
         projections = (self.query, self.key, self.value)
-        packable = not self.training and _packable(hidden_states, self.query.weight)
-        if packable and all(type(p) is Linear for p in projections):
+        plain = all(type(p) is Linear for p in projections)  # not replaced by a quantised layer
+        if plain and not self.training and _packable(hidden_states, self.query.weight):
             params = tuple(t for p in projections for t in (p.weight, p.bias))
             packed = _pack_cached(self, params, lambda: torch.cat([p.weight.detach() for p in projections]))
             bias = torch.cat([p.bias for p in projections])
