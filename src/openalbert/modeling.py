@@ -140,25 +140,20 @@ class Unpadded:
     @classmethod
     def from_mask(cls, keep: torch.Tensor, dtype: torch.dtype, max_groups: int = 8) -> Unpadded:
         B, T = keep.shape
-        lengths = keep.sum(dim=1)
+        lengths = keep.sum(dim=1).cpu()  # the grouping is bookkeeping: done on the CPU, moved once
         order = lengths.argsort(stable=True)
         sorted_lengths = lengths[order].tolist()
         n_groups = min(max_groups, B)
         bounds = [B * g // n_groups for g in range(n_groups + 1)]
-        groups, start_of_row, width_of_row = (
-            [],
-            torch.empty(B, dtype=torch.long),
-            torch.empty(B, dtype=torch.long),
-        )
-        offset = 0
+        groups, offset = [], 0
+        start_of_row = torch.empty(B, dtype=torch.long)  # where each sequence begins in the grouped layout
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             rows, width = hi - lo, sorted_lengths[hi - 1]
             members = order[lo:hi]
             start_of_row[members] = offset + torch.arange(rows) * width
-            width_of_row[members] = width
             mask = None
             if sorted_lengths[lo] != width:
-                real = torch.arange(width)[None, :] < lengths[members].cpu()[:, None]  # (rows, width)
+                real = torch.arange(width)[None, :] < lengths[members][:, None]  # (rows, width)
                 mask = ((1.0 - real.to(dtype)[:, None, None, :]) * torch.finfo(dtype).min).to(keep.device)
             groups.append((offset, rows, width, mask))
             offset += rows * width
