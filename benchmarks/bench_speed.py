@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 import openalbert
+from openalbert.pretraining.evaluate import masked_windows
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TEXT = REPO / "work_data" / "corpora" / "heldout" / "*.txt"
@@ -744,26 +745,16 @@ def masked_batches(
 
     Each item is (batch, chosen positions (B, T) bool, the hidden token ids at those positions).
     """
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for start in range(0, len(windows), batch_size):
-        chunk = windows[start : start + batch_size]
-        width = max(len(w) for w in chunk) + 2
-        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        chosen = torch.zeros_like(ids, dtype=torch.bool)
-        for row, w in enumerate(chunk):
-            ids[row, : len(w) + 2] = torch.tensor([tokenizer.cls_token_id, *w, tokenizer.sep_token_id])
-            attention[row, : len(w) + 2] = 1
-            n = max(1, round(mask_prob * len(w)))
-            chosen[row, 1 + torch.randperm(len(w), generator=gen)[:n]] = True
-        targets = ids[chosen]
-        ids[chosen] = tokenizer.mask_token_id
-        batch = Batch(
-            {"input_ids": ids, "attention_mask": attention, "token_type_ids": torch.zeros_like(ids)}
+    return [
+        (
+            Batch({"input_ids": ids, "attention_mask": attention, "token_type_ids": torch.zeros_like(ids)}),
+            chosen,
+            targets,
         )
-        out.append((batch, chosen, targets))
-    return out
+        for ids, attention, chosen, targets in masked_windows(
+            tokenizer, windows, mask_prob=mask_prob, seed=seed, batch_size=batch_size
+        )
+    ]
 
 
 def fill_mask_gate(

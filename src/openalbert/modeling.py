@@ -154,7 +154,7 @@ class Unpadded:
             mask = None
             if sorted_lengths[lo] != width:
                 real = torch.arange(width)[None, :] < lengths[members][:, None]  # (rows, width)
-                mask = ((1.0 - real.to(dtype)[:, None, None, :]) * torch.finfo(dtype).min).to(keep.device)
+                mask = _key_mask(real, dtype).to(keep.device)
             groups.append((offset, rows, width, mask))
             offset += rows * width
         flat = keep.reshape(-1)
@@ -207,7 +207,7 @@ class Linear(nn.Linear):
         return out if residual is None else residual + out
 
     def _packed(self) -> torch.Tensor:
-        return _pack_cached(self, (self.weight,), lambda: self.weight.detach())
+        return _pack_cached(self, (self.weight,), lambda: _reorder(self.weight))
 
     def train(self, mode: bool = True) -> Linear:
         # Fused optimizers update weights without bumping their version: drop the packed copy here.
@@ -235,16 +235,20 @@ def _packed_linear(
     return out if residual is None else residual + out
 
 
-def _pack_cached(owner: nn.Module, params: tuple[torch.Tensor, ...], weight: Any) -> torch.Tensor:
-    """oneDNN-packed `weight()` kept on `owner`, remade when any of `params` changes (in-place updates
+def _pack_cached(owner: nn.Module, params: tuple[torch.Tensor, ...], build: Any) -> Any:
+    """`build()` (packed weights) kept on `owner`, remade when any of `params` changes (in-place updates
     bump a tensor's version) and dropped by `train()` (fused optimizers bump no version), so it serves
     eval mode only. Not a buffer: never saved, never moved."""
     key = tuple((p._version, p.data_ptr(), p.dtype) for p in params)
     cache = owner.__dict__.get("_pack_cache")
     if cache is None or cache[0] != key:
-        cache = (key, torch.ops.mkldnn._reorder_linear_weight(weight()))
+        cache = (key, build())
         owner.__dict__["_pack_cache"] = cache
     return cache[1]
+
+
+def _reorder(weight: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach())
 
 
 # Activations oneDNN can fuse into the GEMM: name -> (its post-op, algorithm).
@@ -346,8 +350,14 @@ class AlbertAttention(nn.Module):
         plain = all(type(p) is Linear for p in projections)  # not replaced by a quantised layer
         if plain and not self.training and _packable(hidden_states, self.query.weight):
             params = tuple(t for p in projections for t in (p.weight, p.bias))
-            packed = _pack_cached(self, params, lambda: torch.cat([p.weight.detach() for p in projections]))
-            bias = torch.cat([p.bias for p in projections])
+            packed, bias = _pack_cached(
+                self,
+                params,
+                lambda: (
+                    _reorder(torch.cat([p.weight for p in projections])),
+                    torch.cat([p.bias for p in projections]).detach(),
+                ),
+            )
             return _packed_linear(hidden_states, packed, bias, None, None)
         return torch.cat([p(hidden_states) for p in projections], dim=-1)
 
@@ -610,11 +620,9 @@ class AlbertPreTrainedModel(nn.Module):
         if attn_implementation is not None:
             loaded.set_attn_implementation(attn_implementation)
         if quantization is not None:
-            if quantization != "int8":
-                raise ValueError(f"quantization must be 'int8' or None, got {quantization!r}")
-            from openalbert.fast.quantize import quantize_int8
+            from openalbert.fast.quantize import apply_quantization
 
-            quantize_int8(loaded)
+            apply_quantization(loaded, quantization)
         return model
 
     def save_pretrained(self, directory: str | os.PathLike, *, safe_serialization: bool = True) -> Path:
@@ -661,8 +669,7 @@ class AlbertModel(AlbertPreTrainedModel):
             if self._can_unpad(keep, head_mask, output_attentions):
                 unpadded = Unpadded.from_mask(keep, embeddings.dtype)
             else:
-                # Written as BERT writes it, which ONNX Runtime's attention fusion recognises.
-                mask = (1.0 - keep.to(embeddings.dtype)[:, None, None, :]) * torch.finfo(embeddings.dtype).min
+                mask = _key_mask(keep, embeddings.dtype)
         hidden, all_hidden, all_attentions = self.encoder(
             embeddings,
             mask,
@@ -733,6 +740,12 @@ def _keep_mask(
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(shape)}")
     keep = attention_mask.to(device) != 0
     return None if bool(keep.all()) else keep
+
+
+def _key_mask(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, T) bool of the real keys -> (B, 1, 1, T) additive mask, written as BERT writes it, which
+    ONNX Runtime's attention fusion recognises."""
+    return (1.0 - real.to(dtype)[:, None, None, :]) * torch.finfo(dtype).min
 
 
 def _expand_head_mask(

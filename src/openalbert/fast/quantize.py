@@ -68,6 +68,15 @@ def quantize_int8(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
     return model
 
 
+def apply_quantization(model: AlbertPreTrainedModel, quantization: str | None) -> AlbertPreTrainedModel:
+    """The `quantization=` option of `from_pretrained` and `pipeline`: None leaves the model as it is."""
+    if quantization is None:
+        return model
+    if quantization != "int8":
+        raise ValueError(f"quantization must be 'int8' or None, got {quantization!r}")
+    return quantize_int8(model)
+
+
 @functools.cache
 def _reduce_range() -> bool:
     """7-bit activations avoid the int16 saturation of AVX2/AVX-512 int8 dot products; VNNI has none."""

@@ -71,11 +71,9 @@ class Pipeline:
         if device is not None or dtype is not None:
             model = model.to(device=device, dtype=dtype)
         if quantization is not None:
-            if quantization != "int8":
-                raise ValueError(f"quantization must be 'int8' or None, got {quantization!r}")
-            from openalbert.fast.quantize import quantize_int8
+            from openalbert.fast.quantize import apply_quantization
 
-            model = quantize_int8(model)
+            model = apply_quantization(model, quantization)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = _check_batch_size(8 if batch_size is None else batch_size)

@@ -7,7 +7,7 @@ examples there is no 80/10/10 replacement and no n-gram masking: every chosen to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,24 +52,15 @@ def masked_token_accuracy(
     windows = [ids[i : i + body] for ids in encoded for i in range(0, len(ids), body) if ids[i : i + body]]
     if max_windows is not None:
         windows = windows[:max_windows]
-    gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     model.eval()
     correct = total = 0
     guesses = []
-    for start in tqdm(range(0, len(windows), batch_size), desc="masked-token accuracy", disable=not progress):
-        chunk = windows[start : start + batch_size]
-        width = max(len(w) for w in chunk) + 2
-        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        chosen = torch.zeros_like(ids, dtype=torch.bool)
-        for row, w in enumerate(chunk):
-            ids[row, : len(w) + 2] = torch.tensor([tokenizer.cls_token_id, *w, tokenizer.sep_token_id])
-            attention[row, : len(w) + 2] = 1
-            n = max(1, round(mask_prob * len(w)))
-            chosen[row, 1 + torch.randperm(len(w), generator=gen)[:n]] = True
-        targets = ids[chosen]
-        ids[chosen] = tokenizer.mask_token_id
+    batches = masked_windows(tokenizer, windows, mask_prob=mask_prob, seed=seed, batch_size=batch_size)
+    n_batches = -(-len(windows) // batch_size)
+    for ids, attention, chosen, targets in tqdm(
+        batches, total=n_batches, desc="masked-token accuracy", disable=not progress
+    ):
         logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits
         predictions = logits[chosen.to(device)].argmax(-1).cpu()
         correct += int((predictions == targets).sum())
@@ -86,3 +77,25 @@ def masked_token_accuracy(
     if return_predictions:
         result["predictions"] = torch.cat(guesses)
     return result
+
+
+def masked_windows(
+    tokenizer: Any, windows: list[list[int]], *, mask_prob: float, seed: int, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """`[CLS] window [SEP]` batches with `mask_prob` of each window's tokens replaced by [MASK] (seeded):
+    (input_ids, attention_mask, chosen positions (B, T) bool, the hidden ids at those positions)."""
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, len(windows), batch_size):
+        chunk = windows[start : start + batch_size]
+        width = max(len(w) for w in chunk) + 2
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        chosen = torch.zeros_like(ids, dtype=torch.bool)
+        for row, w in enumerate(chunk):
+            ids[row, : len(w) + 2] = torch.tensor([tokenizer.cls_token_id, *w, tokenizer.sep_token_id])
+            attention[row, : len(w) + 2] = 1
+            n = max(1, round(mask_prob * len(w)))
+            chosen[row, 1 + torch.randperm(len(w), generator=gen)[:n]] = True
+        targets = ids[chosen]
+        ids[chosen] = tokenizer.mask_token_id
+        yield ids, attention, chosen, targets
