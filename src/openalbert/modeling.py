@@ -334,16 +334,17 @@ class AlbertAttention(nn.Module):
         """Attention over the real tokens only: (N, C) in, (N, C) out, N = tokens in the whole batch."""
         C = hidden_states.shape[-1]
         qkv = unpadded.to_compact(self._qkv(hidden_states))  # (compact_size, 3C)
+        dtype = qkv.dtype
+        if qkv.device.type == "cpu":
+            # The CPU kernels (flash for inference, the written-out form for training) are faster in fp32
+            # than in bf16, and scores are accumulated in fp32 anyway. Unpadded's CPU masks are fp32.
+            qkv = qkv.float()
         contexts = []
         for offset, rows, width, mask in unpadded.groups:
             group = qkv[offset : offset + rows * width].view(rows, width, 3, self.num_heads, self.head_dim)
-            if group.dtype == torch.bfloat16 and group.device.type == "cpu" and not torch.is_grad_enabled():
-                # The CPU flash kernel is faster in fp32 than in bf16; scores are accumulated in fp32 anyway.
-                group, mask = group.float(), None if mask is None else mask.float()
             q, k, v = group.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (rows, nh, width, hd)
-            context = self._attend(q, k, v, mask)
-            contexts.append(context.transpose(1, 2).reshape(rows * width, C).to(qkv.dtype))
-        context = torch.cat(contexts)[unpadded.compact]  # (N, C)
+            contexts.append(self._attend(q, k, v, mask).transpose(1, 2).reshape(rows * width, C))
+        context = torch.cat(contexts)[unpadded.compact].to(dtype)  # (N, C)
         return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout))
 
     def _attend(
@@ -683,7 +684,8 @@ class AlbertModel(AlbertPreTrainedModel):
         mask = unpadded = None
         if keep is not None:
             if self._can_unpad(keep, head_mask, output_attentions):
-                unpadded = Unpadded.from_mask(keep, embeddings.dtype)
+                attention_dtype = torch.float32 if keep.device.type == "cpu" else embeddings.dtype
+                unpadded = Unpadded.from_mask(keep, attention_dtype)
             else:
                 mask = _key_mask(keep, embeddings.dtype)
         hidden, all_hidden, all_attentions = self.encoder(
