@@ -164,6 +164,20 @@ def test_resume_after_sigint_reproduces_the_uninterrupted_run(tmp_path):
         assert torch.equal(tensor, final_weights(out)[name]), name
 
 
+def test_stop_after_pauses_on_the_same_schedule(tmp_path):
+    data = SyntheticPretraining()
+    train(tiny_objective(), data, run_config(tmp_path / "full"))
+    out = tmp_path / "paused"
+    first = train(tiny_objective(), data, run_config(out, stop_after=4))
+    assert first.step == 4 and first.interrupted and first.signal is None and first.exit_code == 0
+    assert not (out / "model.safetensors").exists()  # no final export: the run is not finished
+    second = train(tiny_objective(seed=99), data, run_config(out, resume=True))
+    assert second.step == 6 and not second.interrupted
+    assert [r["lr"] for r in read_metrics(out)] == [r["lr"] for r in read_metrics(tmp_path / "full")]
+    for name, tensor in final_weights(tmp_path / "full").items():
+        assert torch.equal(tensor, final_weights(out)[name]), name
+
+
 def test_checkpoints_are_pruned_complete_and_guarded(tmp_path):
     out = tmp_path / "run"
     (out / "checkpoints" / ".tmp-step-00000009-junk").mkdir(parents=True)  # debris of a killed save

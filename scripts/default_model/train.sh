@@ -42,14 +42,25 @@ resume=()
     --save-every 100 --keep-last 2 --eval-every 500 --log-every 20 --threads "${THREADS2:-2}" --seed 2 --bf16 \
     "${resume[@]}"
 
-# Stage 3, running across sessions: LAMB at 1e-3 (the MLM loss left the plateau at once), 10k steps,
-# checkpoints every 100 steps; rerun to resume.
+# Stage 3: LAMB at 1e-3 (the MLM loss left the plateau at once) on a 10k-step schedule; it was stopped
+# after its step-1,000 checkpoint, when a session ended, and is replayed here as 1,000 steps of that schedule.
 resume=()
 [ -d "$WORK/run3/checkpoints" ] && resume=(--resume)
-openalbert pretrain --data "$WORK/examples" --eval-data "$WORK/heldout_examples" --output "$WORK/run3" \
+[ -d "$WORK/run3/checkpoints/step-00001000" ] || openalbert pretrain --data "$WORK/examples" \
+    --eval-data "$WORK/heldout_examples" --output "$WORK/run3" \
     --init-from "$WORK/run2/checkpoints/step-00001713" --tokenizer "$WORK/vocab" --optimizer lamb \
-    --learning-rate 1e-3 --batch-size "$BATCH" --max-steps "${STEPS3:-10000}" --warmup-steps 100 \
+    --learning-rate 1e-3 --batch-size "$BATCH" --max-steps 10000 --warmup-steps 100 \
     --save-every 100 --keep-last 2 --eval-every 500 --log-every 20 --threads "${THREADS2:-2}" --seed 3 --bf16 \
+    --stop-after 1000 "${resume[@]}"
+
+# Stage 4 (exported): from stage 3's step 1,000, LAMB at 1e-3 decaying linearly to zero over 5,200 steps,
+# sized to end within one working session; rerun to resume.
+resume=()
+[ -d "$WORK/run4/checkpoints" ] && resume=(--resume)
+openalbert pretrain --data "$WORK/examples" --eval-data "$WORK/heldout_examples" --output "$WORK/run4" \
+    --init-from "$WORK/run3/checkpoints/step-00001000" --tokenizer "$WORK/vocab" --optimizer lamb \
+    --learning-rate 1e-3 --batch-size "$BATCH" --max-steps "${STEPS4:-5200}" --warmup-steps 50 \
+    --save-every 100 --keep-last 2 --eval-every 1000 --log-every 20 --threads "${THREADS2:-2}" --seed 4 --bf16 \
     "${resume[@]}"
 
-python scripts/default_model/export.py --run "$WORK/run3" --output src/openalbert/default_model
+python scripts/default_model/export.py --run "$WORK/run4" --output src/openalbert/default_model

@@ -146,6 +146,9 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int, help="tokens per example (with --corpus; checked against --data)")
     p.add_argument("--dupe-factor", type=int, default=5, help="with --corpus: masked passes over the text")
     p.add_argument("--max-steps", type=int, default=10_000)
+    p.add_argument(
+        "--stop-after", type=int, help="stop at this step with a checkpoint, keeping the --max-steps schedule"
+    )
     p.add_argument("--batch-size", type=int, default=64, help="examples per process and micro-batch")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--optimizer", choices=["lamb", "adamw"], default="lamb")
@@ -190,6 +193,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         seq_len=args.seq_len,
         dupe_factor=args.dupe_factor,
         max_steps=args.max_steps,
+        stop_after=args.stop_after,
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
         learning_rate=args.learning_rate,

@@ -197,6 +197,7 @@ def pretrain(
     dupe_factor: int = 5,
     init_from: str | Path | None = None,
     max_steps: int = 10_000,
+    stop_after: int | None = None,
     batch_size: int = 64,
     grad_accum: int = 1,
     learning_rate: float | None = None,
@@ -226,7 +227,8 @@ def pretrain(
     vocab_size set from the tokenizer/data), or `init_from` (a model directory to continue). Give
     `corpus` (raw text files) instead of `data_dir` to prepare examples into `output_dir/data` first,
     with `tokenizer` and `seq_len`. `learning_rate` defaults to 1.76e-3 for LAMB and 5e-4 for AdamW;
-    `warmup_steps` to 2.5% of `max_steps`, as in ALBERT. Returns the loop's TrainResult.
+    `warmup_steps` to 2.5% of `max_steps`, as in ALBERT. `stop_after` pauses the run at that step with a
+    checkpoint, on the `max_steps` schedule (resume to continue). Returns the loop's TrainResult.
     """
     from openalbert import AlbertForPreTraining
     from openalbert.pretraining.data import PretrainingDataset
@@ -300,6 +302,7 @@ def pretrain(
     train_config = TrainConfig(
         output_dir=output_dir,
         max_steps=max_steps,
+        stop_after=stop_after,
         batch_size=batch_size,
         grad_accum=grad_accum,
         learning_rate=learning_rate,

@@ -61,6 +61,7 @@ class TrainConfig:
     output_dir: str | Path
     max_steps: int | None = None
     num_epochs: float | None = None
+    stop_after: int | None = None  # pause at this step (checkpoint, resumable) without changing the schedule
     batch_size: int = 32
     grad_accum: int = 1
     learning_rate: float = 1e-3
@@ -96,6 +97,8 @@ class TrainConfig:
             raise ValueError("give max_steps or num_epochs")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.stop_after is not None and self.stop_after < 1:
+            raise ValueError(f"stop_after must be >= 1, got {self.stop_after}")
         if self.num_epochs is not None and self.num_epochs <= 0:
             raise ValueError(f"num_epochs must be > 0, got {self.num_epochs}")
         for name in ("batch_size", "grad_accum", "log_every"):
@@ -950,9 +953,10 @@ class Trainer:
         self.wrapped.train()
         window = self._new_window()
         last_row: dict[str, Any] = {}
-        saved_at = -1
+        saved_at = self.step if self.step else -1  # a resumed run starts from a saved checkpoint
+        limit = self.max_steps if cfg.stop_after is None else min(cfg.stop_after, self.max_steps)
         with _StopOnSignal(enabled=True, verbose=env.is_main) as flag, bar:
-            while self.step < self.max_steps:
+            while self.step < limit:
                 self._train_step(window)
                 bar.update(1)
                 logged = self.step % cfg.log_every == 0 or self.step == self.max_steps
@@ -971,6 +975,8 @@ class Trainer:
                 if stop_early:
                     result.early_stopped = True
                     break
+        if self.step < self.max_steps and not result.early_stopped:
+            result.interrupted = True  # by a signal or by stop_after: resumable, no final export
         finished = not result.interrupted and not result.early_stopped
         if (
             finished
