@@ -202,9 +202,7 @@ class Linear(nn.Linear):
         """activation(x W^T + b) + residual, the activation and the add fused where oneDNN can."""
         if not self.training and _packable(x, self.weight):
             return _packed_linear(x, self._packed(), self.bias, activation, residual)
-        out = F.linear(x, self.weight, self.bias)
-        out = out if activation is None else ACT2FN[activation](out)
-        return out if residual is None else residual + out
+        return activate_and_add(F.linear(x, self.weight, self.bias), activation, residual)
 
     def _packed(self) -> torch.Tensor:
         return _pack_cached(self, (self.weight,), lambda: _reorder(self.weight))
@@ -230,8 +228,14 @@ def _packed_linear(
         )
         return out.view(residual.shape)
     out = torch.ops.mkldnn._linear_pointwise(x, packed, bias, op, [], algorithm)
-    if activation is not None and op == "none":
-        out = ACT2FN[activation](out)
+    return activate_and_add(out, activation if op == "none" else None, residual)
+
+
+def activate_and_add(
+    out: torch.Tensor, activation: str | None, residual: torch.Tensor | None
+) -> torch.Tensor:
+    """activation(out) + residual, each step skipped when None: the unfused end of a linear layer."""
+    out = out if activation is None else ACT2FN[activation](out)
     return out if residual is None else residual + out
 
 

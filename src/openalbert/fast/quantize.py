@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from openalbert.modeling import ACT2FN, AlbertPreTrainedModel, Linear
+from openalbert.modeling import AlbertPreTrainedModel, Linear, activate_and_add
 
 
 class Int8Linear(nn.Module):
@@ -43,9 +43,7 @@ class Int8Linear(nn.Module):
         out = torch.ops.quantized.linear_dynamic(
             x.reshape(-1, shape[-1]).float(), self._packed, _reduce_range()
         )
-        out = out.view(*shape[:-1], self.out_features).to(x.dtype)
-        out = out if activation is None else ACT2FN[activation](out)
-        return out if residual is None else residual + out
+        return activate_and_add(out.view(*shape[:-1], self.out_features).to(x.dtype), activation, residual)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 dynamic"
