@@ -384,6 +384,27 @@ def test_masking_respects_budget_and_segments():
         assert all(ids[p] not in (0, 1, 2, 3) for p in positions)  # no special token drawn
 
 
+def test_piece_masking_splits_words_and_whole_word_masking_never_does():
+    rng = random.Random(0)
+    n = 120
+    starts = [True] + [i % 3 == 0 for i in range(n)] + [True]  # three-piece words
+    split = {True: 0, False: 0}
+    for whole in (True, False):
+        options = ExampleOptions(max_seq_length=128, max_predictions_per_seq=20, whole_word_mask=whole)
+        for _ in range(100):
+            ids = [2, *range(100, 100 + n), 3]
+            positions, _, sizes, _, _ = mask_whole_word_ngrams(
+                ids, starts, [(1, 1 + n)], options, rng, mask_id=4, vocab_size=1000,
+                special_ids=frozenset({0, 1, 2, 3, 4}),
+            )  # fmt: skip
+            assert len(positions) == round(n * 0.15)
+            chosen = set(positions)
+            word = [(p - 1) // 3 for p in positions]
+            split[whole] += sum(any(q not in chosen for q in range(1 + 3 * w, 4 + 3 * w)) for w in word)
+    assert split[True] == 0  # every masked piece's word is masked whole
+    assert split[False] > 500  # pieces are drawn alone: most masked pieces leave word-mates visible
+
+
 # ---------------------------------------------------------------------------------------------------
 # Corpus cleaning.
 

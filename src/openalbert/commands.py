@@ -86,6 +86,12 @@ def _prepare_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-size", type=int, default=100_000, help="examples per shard, about")
     p.add_argument("--masked-lm-prob", type=float, default=0.15)
     p.add_argument("--max-predictions-per-seq", type=int, default=20)
+    p.add_argument("--max-ngram", type=int, default=3, help="longest masked n-gram, in words")
+    p.add_argument(
+        "--no-whole-word-mask",
+        action="store_true",
+        help="mask pieces independently instead of whole words (BERT's original masking)",
+    )
     p.add_argument("--short-seq-prob", type=float, default=0.1)
     p.add_argument(
         "--cache-dir", default=None, help="cache of sentence-split text (default ~/.cache/openalbert)"
@@ -116,6 +122,8 @@ def _prepare_data(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         masked_lm_prob=args.masked_lm_prob,
         max_predictions_per_seq=args.max_predictions_per_seq,
+        max_ngram=args.max_ngram,
+        whole_word_mask=not args.no_whole_word_mask,
         short_seq_prob=args.short_seq_prob,
         cache_dir=args.cache_dir,
     )

@@ -16,7 +16,7 @@ pairing it with a random document, which would make no sense for sentence order;
 than half a segment is cut at word boundaries so no text is thrown away by truncation; n-grams never
 cross from A into B; the masked share is counted on the text tokens, not [CLS]/[SEP]; random
 replacements never draw a special token. A word is a piece starting with "▁" and the pieces after it
-that do not.
+that do not; with whole_word_mask off (the original's --do_whole_word_mask=False), every piece is one.
 
 The corpus is streamed: documents are read, sentence-split (with a cache, since splitting is the slow
 step), tokenized and grouped into input shards of bounded size; each input shard becomes one output
@@ -69,6 +69,7 @@ class ExampleOptions:
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
     max_ngram: int = 3
+    whole_word_mask: bool = True  # False: every piece is a word of its own (BERT's original token masking)
     random_replace_prob: float = 0.1
     keep_prob: float = 0.1
 
@@ -404,7 +405,7 @@ def mask_whole_word_ngrams(
     for start, end in segments:
         first = len(words)
         for pos in range(start, end):
-            if pos == start or starts[pos]:
+            if pos == start or starts[pos] or not options.whole_word_mask:
                 words.append([pos])
             else:
                 words[-1].append(pos)
@@ -585,6 +586,7 @@ def prepare_pretraining_data(
     masked_lm_prob: float = 0.15,
     max_predictions_per_seq: int = 20,
     max_ngram: int = 3,
+    whole_word_mask: bool = True,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -600,6 +602,7 @@ def prepare_pretraining_data(
         masked_lm_prob=masked_lm_prob,
         max_predictions_per_seq=max_predictions_per_seq,
         max_ngram=max_ngram,
+        whole_word_mask=whole_word_mask,
     )
     if dupe_factor < 1:
         raise ValueError(f"dupe_factor must be >= 1, got {dupe_factor}")
