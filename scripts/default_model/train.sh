@@ -31,39 +31,35 @@ openalbert pretrain --data "$WORK/examples" --eval-data "$WORK/heldout_examples"
     --learning-rate "$LR" --batch-size "$BATCH" --max-steps "$STEPS" --warmup-steps 150 \
     --save-every 200 --keep-last 2 --eval-every 1000 --log-every 20 --threads "$THREADS" --seed 1 "${resume[@]}"
 
-# Stage 2: continue from stage 1 with bf16 autocast (1.5x the fp32 step rate on this CPU). At 4e-3 the
-# MLM loss stayed on its plateau (5.8); it was stopped at step 1,713. (That run had a 12,000-step
-# schedule and was interrupted; this replays it as a 1,713-step one, which decays the rate sooner.)
-resume=()
-[ -d "$WORK/run2/checkpoints" ] && resume=(--resume)
-[ -d "$WORK/run2/checkpoints/step-00001713" ] || openalbert pretrain --data "$WORK/examples" \
-    --eval-data "$WORK/heldout_examples" --output "$WORK/run2" --init-from "$WORK/run" --tokenizer "$WORK/vocab" \
-    --optimizer lamb --learning-rate 4e-3 --batch-size "$BATCH" --max-steps 1713 --warmup-steps 300 \
-    --save-every 100 --keep-last 2 --eval-every 500 --log-every 20 --threads "${THREADS2:-2}" --seed 2 --bf16 \
-    "${resume[@]}"
+# Stages 2-5 continue one another on 2 threads with bf16 autocast (1.5x the fp32 step rate on this CPU).
+# stage RUN DONE FLAGS...: skipped once RUN holds checkpoint DONE (none: never), resumed once started.
+stage() {
+    local run=$1 done=$2
+    shift 2
+    if [ -n "$done" ] && [ -d "$run/checkpoints/$done" ]; then return 0; fi
+    local resume=()
+    [ -d "$run/checkpoints" ] && resume=(--resume)
+    openalbert pretrain --output "$run" --eval-data "$WORK/heldout_examples" --tokenizer "$WORK/vocab" \
+        --optimizer lamb --batch-size "$BATCH" --save-every 100 --keep-last 2 --log-every 20 \
+        --threads "${THREADS2:-2}" --bf16 "$@" "${resume[@]}"
+}
+
+# Stage 2: at 4e-3 the MLM loss stayed on its plateau (5.8); it was stopped at step 1,713. (That run had
+# a 12,000-step schedule and was interrupted; this replays it as a 1,713-step one, which decays the rate
+# sooner.)
+stage "$WORK/run2" step-00001713 --data "$WORK/examples" --init-from "$WORK/run" \
+    --learning-rate 4e-3 --max-steps 1713 --warmup-steps 300 --eval-every 500 --seed 2
 
 # Stage 3: LAMB at 1e-3 (the MLM loss left the plateau at once) on a 10k-step schedule; it was stopped
 # after its step-1,000 checkpoint, when a session ended, and is replayed here as 1,000 steps of that schedule.
-resume=()
-[ -d "$WORK/run3/checkpoints" ] && resume=(--resume)
-[ -d "$WORK/run3/checkpoints/step-00001000" ] || openalbert pretrain --data "$WORK/examples" \
-    --eval-data "$WORK/heldout_examples" --output "$WORK/run3" \
-    --init-from "$WORK/run2/checkpoints/step-00001713" --tokenizer "$WORK/vocab" --optimizer lamb \
-    --learning-rate 1e-3 --batch-size "$BATCH" --max-steps 10000 --warmup-steps 100 \
-    --save-every 100 --keep-last 2 --eval-every 500 --log-every 20 --threads "${THREADS2:-2}" --seed 3 --bf16 \
-    --stop-after 1000 "${resume[@]}"
+stage "$WORK/run3" step-00001000 --data "$WORK/examples" --init-from "$WORK/run2/checkpoints/step-00001713" \
+    --learning-rate 1e-3 --max-steps 10000 --warmup-steps 100 --eval-every 500 --seed 3 --stop-after 1000
 
 # Stage 4: from stage 3's step 1,000, LAMB at 1e-3 on a 5,200-step linear decay. The MLM loss stayed at
 # 5.65 and attention stayed near-uniform (no head looked at neighbouring tokens), so it was stopped at
 # step 830 for stage 5; replayed here as 830 steps of that schedule.
-resume=()
-[ -d "$WORK/run4/checkpoints" ] && resume=(--resume)
-[ -d "$WORK/run4/checkpoints/step-00000830" ] || openalbert pretrain --data "$WORK/examples" \
-    --eval-data "$WORK/heldout_examples" --output "$WORK/run4" \
-    --init-from "$WORK/run3/checkpoints/step-00001000" --tokenizer "$WORK/vocab" --optimizer lamb \
-    --learning-rate 1e-3 --batch-size "$BATCH" --max-steps 5200 --warmup-steps 50 \
-    --save-every 100 --keep-last 2 --eval-every 1000 --log-every 20 --threads "${THREADS2:-2}" --seed 4 --bf16 \
-    --stop-after 830 "${resume[@]}"
+stage "$WORK/run4" step-00000830 --data "$WORK/examples" --init-from "$WORK/run3/checkpoints/step-00001000" \
+    --learning-rate 1e-3 --max-steps 5200 --warmup-steps 50 --eval-every 1000 --seed 4 --stop-after 830
 
 # Stage 5 (exported): piece-level masking (BERT's original; the original ALBERT script's
 # --do_whole_word_mask=False), which is also how the held-out accuracy masks: 15% of tokens, so a masked
@@ -72,12 +68,8 @@ resume=()
 [ -f "$WORK/examples_piece/manifest.json" ] || openalbert prepare-data --corpus "$WORK"/corpora/train/*.txt \
     --tokenizer "$WORK/vocab" --output "$WORK/examples_piece" --max-seq-length 128 --dupe-factor 4 --seed 11 \
     --no-whole-word-mask
-resume=()
-[ -d "$WORK/run5/checkpoints" ] && resume=(--resume)
-openalbert pretrain --data "$WORK/examples_piece" --eval-data "$WORK/heldout_examples" --output "$WORK/run5" \
-    --init-from "$WORK/run4/checkpoints/step-00000830" --tokenizer "$WORK/vocab" --optimizer lamb \
-    --learning-rate 1e-3 --batch-size "$BATCH" --max-steps 2800 --warmup-steps 30 \
-    --save-every 100 --keep-last 2 --eval-every 1000 --log-every 20 --threads "${THREADS2:-2}" --seed 6 --bf16 \
-    --stop-after "${STOP5:-2537}" "${resume[@]}"
+stage "$WORK/run5" "" --data "$WORK/examples_piece" --init-from "$WORK/run4/checkpoints/step-00000830" \
+    --learning-rate 1e-3 --max-steps 2800 --warmup-steps 30 --eval-every 1000 --seed 6 \
+    --stop-after "${STOP5:-2537}"
 
 python scripts/default_model/export.py --run "$WORK/run5" --output src/openalbert/default_model
