@@ -393,7 +393,7 @@ def test_piece_masking_splits_words_and_whole_word_masking_never_does():
         options = ExampleOptions(max_seq_length=128, max_predictions_per_seq=20, whole_word_mask=whole)
         for _ in range(100):
             ids = [2, *range(100, 100 + n), 3]
-            positions, _, sizes, _, _ = mask_whole_word_ngrams(
+            positions, _, _, _, _ = mask_whole_word_ngrams(
                 ids, starts, [(1, 1 + n)], options, rng, mask_id=4, vocab_size=1000,
                 special_ids=frozenset({0, 1, 2, 3, 4}),
             )  # fmt: skip
