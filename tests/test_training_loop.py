@@ -171,6 +171,8 @@ def test_stop_after_pauses_on_the_same_schedule(tmp_path):
     first = train(tiny_objective(), data, run_config(out, stop_after=4))
     assert first.step == 4 and first.interrupted and first.signal is None and first.exit_code == 0
     assert not (out / "model.safetensors").exists()  # no final export: the run is not finished
+    uneven = train(tiny_objective(), data, run_config(tmp_path / "uneven", stop_after=5, log_every=2))
+    assert uneven.step == 5 and [r["step"] for r in read_metrics(tmp_path / "uneven")] == [2, 4, 5]
     second = train(tiny_objective(seed=99), data, run_config(out, resume=True))
     assert second.step == 6 and not second.interrupted
     assert [r["lr"] for r in read_metrics(out)] == [r["lr"] for r in read_metrics(tmp_path / "full")]

@@ -959,7 +959,7 @@ class Trainer:
             while self.step < limit:
                 self._train_step(window)
                 bar.update(1)
-                logged = self.step % cfg.log_every == 0 or self.step == self.max_steps
+                logged = self.step % cfg.log_every == 0 or self.step == limit  # the last step is logged
                 if logged:
                     last_row = self._log_row(window, self.scheduler.get_last_lr()[0])
                     self._append_metrics(last_row)
