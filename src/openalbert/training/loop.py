@@ -959,7 +959,7 @@ class Trainer:
             while self.step < limit:
                 self._train_step(window)
                 bar.update(1)
-                logged = self.step % cfg.log_every == 0 or self.step == limit  # the last step is logged
+                logged = self.step % cfg.log_every == 0 or self.step == self.max_steps
                 if logged:
                     last_row = self._log_row(window, self.scheduler.get_last_lr()[0])
                     self._append_metrics(last_row)
@@ -975,6 +975,10 @@ class Trainer:
                 if stop_early:
                     result.early_stopped = True
                     break
+        if window["steps"]:
+            # Steps since the last row (a pause, a signal or early stopping between rows): log them too.
+            last_row = self._log_row(window, self.scheduler.get_last_lr()[0])
+            self._append_metrics(last_row)
         if self.step < self.max_steps and not result.early_stopped:
             result.interrupted = True  # by a signal or by stop_after: resumable, no final export
         finished = not result.interrupted and not result.early_stopped
