@@ -215,17 +215,38 @@ def albert_flops(config: openalbert.AlbertConfig, batch: int, seq_len: int) -> d
     return parts
 
 
+def training_flops(config: openalbert.AlbertConfig, batch: int, seq_len: int) -> int:
+    """Matmul FLOPs of one masked-LM training step: the forward (AlbertModel and the MLM head's dense and
+    decoder at every position, as AlbertForMaskedLM returns full logits) and a backward of twice that
+    (gradients for the inputs and for the weights of every matmul)."""
+    tokens = batch * seq_len
+    E, H, V = config.embedding_size, config.hidden_size, config.vocab_size
+    forward = albert_flops(config, batch, seq_len)["total"] + 2 * tokens * (H * E + E * V)
+    return 3 * forward
+
+
 def gemm_floor(config: openalbert.AlbertConfig, shape: tuple[int, int, int], repeats: int) -> dict[str, Any]:
-    """Best-of-N GEMM throughput in fp32 and bf16, and the batch-1 x 128 compute floor it implies."""
+    """Best-of-N GEMM throughput in fp32 and bf16, and the compute floors it implies for batch 1 x 128
+    inference and for the 8 x 128 masked-LM training step."""
     m, k, n = shape
     flops = albert_flops(config, 1, 128)
-    out: dict[str, Any] = {"gemm_shape": f"{m}x{k} @ {k}x{n}", "repeats": repeats, "model_flops_1x128": flops}
+    train = training_flops(config, 8, 128)
+    out: dict[str, Any] = {
+        "gemm_shape": f"{m}x{k} @ {k}x{n}",
+        "repeats": repeats,
+        "model_flops_1x128": flops,
+        "training_flops_8x128": train,
+    }
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
         a @ b  # first call picks and prepares the kernel
         best = min(_seconds(lambda a=a, b=b: a @ b) for _ in range(repeats))
         gflops = 2 * m * k * n / best / 1e9
-        out[precision] = {"gemm_gflops": gflops, "floor_ms_1x128": flops["total"] / (gflops * 1e9) * 1e3}
+        out[precision] = {
+            "gemm_gflops": gflops,
+            "floor_ms_1x128": flops["total"] / (gflops * 1e9) * 1e3,
+            "floor_ms_train_8x128": train / (gflops * 1e9) * 1e3,
+        }
     return out
 
 
@@ -990,6 +1011,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"bf16 {floor['bf16']['floor_ms_1x128']:.3g} ms at {floor['bf16']['gemm_gflops']:.0f} GFLOP/s "
             f"(GEMM {floor['gemm_shape']}, best of {floor['repeats']})."
         )
+        if "floor_ms_train_8x128" in floor["bf16"]:
+            lines.append(
+                f"Training step floor, MLM 8 x 128 ({floor['training_flops_8x128'] / 1e9:.0f} GFLOP): "
+                f"fp32 {floor['fp32']['floor_ms_train_8x128']:,.0f} ms, "
+                f"bf16 {floor['bf16']['floor_ms_train_8x128']:,.0f} ms."
+            )
     if result["notes"]:
         lines += ["", "Notes:"] + [f"- {note}" for note in result["notes"]]
     return "\n".join(lines)
@@ -1195,6 +1222,15 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             }
             floor[precision]["measured_over_floor_b1x128"] = {
                 s: ms / floor[precision]["floor_ms_1x128"] for s, ms in measured.items()
+            }
+            # The training step's precision is "bf16 autocast": its GEMMs run in bf16.
+            trained = {
+                r["system"]: r["median"]
+                for r in rows
+                if r["workload"] == "train-mlm-8x128" and r["precision"].split()[0] == precision
+            }
+            floor[precision]["measured_over_floor_train_8x128"] = {
+                s: ms / floor[precision]["floor_ms_train_8x128"] for s, ms in trained.items()
             }
         result["floor"] = floor
     result["notes"] = notes
