@@ -29,16 +29,23 @@ def _both(model, batch, **kwargs):
     return outs
 
 
+RIGHT_PADDING = [[1] * 9, [1] * 4 + [0] * 5, [1] * 7 + [0] * 2]
+HOLES = [[1, 1, 0, 1, 1, 0, 1, 1, 1], [1] * 9, [1, 0, 0, 0, 0, 0, 0, 0, 1]]
+GROUPS = [[1] * n + [0] * (9 - n) for n in (3, 9, 1, 5, 5, 2, 8, 7, 4, 6, 9)]  # length groups of 2-3 rows
+
+
 @pytest.mark.parametrize(
-    "rows",
+    "rows, positions",
     [
-        [[1] * 9, [1] * 4 + [0] * 5, [1] * 7 + [0] * 2],  # right padding
-        [[1, 1, 0, 1, 1, 0, 1, 1, 1], [1] * 9, [1, 0, 0, 0, 0, 0, 0, 0, 1]],  # holes
-        [[1] * n + [0] * (9 - n) for n in (3, 9, 1, 5, 5, 2, 8, 7, 4, 6, 9)],  # length groups of 2-3 rows
+        (RIGHT_PADDING, "absolute"),
+        (HOLES, "absolute"),
+        (GROUPS, "absolute"),
+        (RIGHT_PADDING, "relative_key"),
+        (GROUPS, "relative_key_query"),
     ],
 )
-def test_same_numbers_on_real_tokens_zeros_at_padding(rows):
-    model = _model()
+def test_same_numbers_on_real_tokens_zeros_at_padding(rows, positions):
+    model = _model(position_embedding_type=positions)
     batch = _batch(rows)
     with torch.no_grad():
         padded, unpadded = _both(model, batch, output_hidden_states=True)
@@ -56,12 +63,18 @@ def test_left_padding_and_attention_maps_take_the_padded_path():
         padded, unpadded = _both(model, batch)
         # Position 0 is padding in row 0, and the pooler reads position 0: every position is computed.
         torch.testing.assert_close(unpadded.logits, padded.logits, atol=0, rtol=0)
+        # Relative positions count a hole as a position: only the padded path computes that.
+        padded, unpadded = _both(_model(position_embedding_type="relative_key"), _batch(HOLES))
+        torch.testing.assert_close(unpadded.logits, padded.logits, atol=0, rtol=0)
         maps = model(**_batch([[1, 1, 1, 0, 0], [1] * 5]), output_attentions=True).attentions
     assert maps[0].shape == (2, TINY["num_attention_heads"], 5, 5)
 
 
-def test_training_gradients_and_checkpointing_match_the_padded_path(monkeypatch):
-    model = _model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+@pytest.mark.parametrize("positions", ["absolute", "relative_key_query"])
+def test_training_gradients_and_checkpointing_match_the_padded_path(monkeypatch, positions):
+    model = _model(
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, position_embedding_type=positions
+    ).train()
     batch = _batch([[1] * 8, [1] * 3 + [0] * 5])
     labels = batch["input_ids"].masked_fill(~batch["attention_mask"].bool(), -100)
     grads = []

@@ -322,15 +322,11 @@ class AlbertAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hd)
 
         probs = None
-        if (
-            output_attentions
-            or head_mask is not None
-            or self.position_embedding_type != "absolute"
-            or self.attn_implementation == "eager"
-        ):
-            context, probs = self._eager(q, k, v, attention_mask, head_mask)
+        mask = self._with_positions(q, k, attention_mask)
+        if output_attentions or head_mask is not None or self.attn_implementation == "eager":
+            context, probs = self._eager(q, k, v, mask, head_mask)
         else:
-            context = self._attend(q, k, v, attention_mask)
+            context = self._attend(q, k, v, mask)
         context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout)), probs
 
@@ -347,6 +343,7 @@ class AlbertAttention(nn.Module):
         for offset, rows, width, mask in unpadded.groups:
             group = qkv[offset : offset + rows * width].view(rows, width, 3, self.num_heads, self.head_dim)
             q, k, v = group.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (rows, nh, width, hd)
+            mask = self._with_positions(q, k, mask)  # every row of a group starts at position 0
             contexts.append(self._attend(q, k, v, mask).transpose(1, 2).reshape(rows * width, C))
         context = torch.cat(contexts)[unpadded.compact].to(dtype)  # (N, C)
         return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout))
@@ -364,6 +361,22 @@ class AlbertAttention(nn.Module):
         if q.device.type == "cpu" and torch.is_grad_enabled() and B * nh * T * T <= _EAGER_SCORES_LIMIT:
             return self._eager(q.float(), k.float(), v.float(), mask, None)[0].to(v.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self._dropout_p())
+
+    def _with_positions(
+        self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """The additive mask plus, with relative positions, their scores (B, nh, T, T) for queries and keys
+        at positions 0..T-1. As in the original, these are added after the 1/sqrt(d) scaling of q k^T."""
+        if self.position_embedding_type == "absolute":
+            return mask
+        T = q.shape[2]
+        pos = torch.arange(T, device=q.device)
+        distance = pos[:, None] - pos[None, :] + self.max_position_embeddings - 1
+        rel = self.distance_embedding(distance).to(q.dtype)  # (T, T, hd)
+        scores = torch.einsum("bhld,lrd->bhlr", q, rel)
+        if self.position_embedding_type == "relative_key_query":
+            scores = scores + torch.einsum("bhrd,lrd->bhlr", k, rel)
+        return scores if mask is None else scores + mask.to(scores.dtype)
 
     def _qkv(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Queries, keys and values side by side (..., 3C): one GEMM on packed weights where it can."""
@@ -397,18 +410,10 @@ class AlbertAttention(nn.Module):
         attention_mask: torch.Tensor | None,
         head_mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention written out, for attention maps, head masks and relative position scores."""
+        """Attention written out, for attention maps and head masks (and CPU training, see _attend)."""
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # (B, nh, T, T)
         if attention_mask is not None:
             scores = scores + attention_mask
-        if self.position_embedding_type != "absolute":
-            T = q.shape[2]
-            pos = torch.arange(T, device=q.device)
-            distance = pos[:, None] - pos[None, :] + self.max_position_embeddings - 1
-            rel = self.distance_embedding(distance).to(q.dtype)  # (T, T, hd)
-            scores = scores + torch.einsum("bhld,lrd->bhlr", q, rel)
-            if self.position_embedding_type == "relative_key_query":
-                scores = scores + torch.einsum("bhrd,lrd->bhlr", k, rel)
         probs = self.attention_dropout(scores.softmax(dim=-1))
         if head_mask is not None:
             probs = probs * head_mask
@@ -707,14 +712,18 @@ class AlbertModel(AlbertPreTrainedModel):
     def _can_unpad(
         self, keep: torch.Tensor, head_mask: torch.Tensor | None, output_attentions: bool | None
     ) -> bool:
-        """Skip padding unless asked otherwise, or attention maps, head masks or relative positions need the
-        full square, or a sequence starts with padding (the pooler reads position 0, which must be computed)."""
+        """Skip padding unless asked otherwise, or attention maps or head masks need the full square, or a
+        sequence starts with padding (the pooler reads position 0, which must be computed). Relative
+        positions count padding in between real tokens, so with them only right padding is skipped."""
         return (
             self.encoder.attn_implementation == "unpadded"
             and not output_attentions
             and head_mask is None
-            and self.config.position_embedding_type == "absolute"
             and bool(keep[:, 0].all())
+            and (
+                self.config.position_embedding_type == "absolute"
+                or bool((keep.cummin(dim=1).values == keep).all())
+            )
         )
 
     def _check_inputs(
