@@ -61,15 +61,29 @@ stage "$WORK/run3" step-00001000 --data "$WORK/examples" --init-from "$WORK/run2
 stage "$WORK/run4" step-00000830 --data "$WORK/examples" --init-from "$WORK/run3/checkpoints/step-00001000" \
     --learning-rate 1e-3 --max-steps 5200 --warmup-steps 50 --eval-every 1000 --seed 4 --stop-after 830
 
-# Stage 5 (exported): piece-level masking (BERT's original; the original ALBERT script's
+# Stage 5: piece-level masking (BERT's original; the original ALBERT script's
 # --do_whole_word_mask=False), which is also how the held-out accuracy masks: 15% of tokens, so a masked
 # piece often has the rest of its word in view. LAMB 1e-3 decaying to zero over 2,800 steps; stopped at
 # step 2,537 (rate 1e-4) when the session ran out of time, and that snapshot is the one exported.
 [ -f "$WORK/examples_piece/manifest.json" ] || openalbert prepare-data --corpus "$WORK"/corpora/train/*.txt \
     --tokenizer "$WORK/vocab" --output "$WORK/examples_piece" --max-seq-length 128 --dupe-factor 4 --seed 11 \
     --no-whole-word-mask
-stage "$WORK/run5" "" --data "$WORK/examples_piece" --init-from "$WORK/run4/checkpoints/step-00000830" \
+stage "$WORK/run5" step-00002537 --data "$WORK/examples_piece" --init-from "$WORK/run4/checkpoints/step-00000830" \
     --learning-rate 1e-3 --max-steps 2800 --warmup-steps 30 --eval-every 1000 --seed 6 \
     --stop-after "${STOP5:-2537}"
 
-python scripts/default_model/export.py --run "$WORK/run5" --output src/openalbert/default_model
+# Stage 6: a long LAMB trunk at 5e-4 (a 60,000-step schedule) from stage 5's snapshot; it stayed on the
+# plateau (MLM loss 5.56) and was stopped after its step-300 checkpoint.
+stage "$WORK/run6" step-00000300 --data "$WORK/examples_piece" --init-from "$WORK/run5/checkpoints/step-00002537" \
+    --learning-rate 5e-4 --max-steps 60000 --warmup-steps 100 --eval-every 2000 --seed 7 --stop-after 300
+
+# Stage 7 (exported): relative position scores instead of absolute position embeddings
+# (relative_positions.py keeps every trained weight and adds the distance table), AdamW, since LAMB's
+# trust ratio moves a freshly initialised table far too slowly. Within 200 steps heads attended to the
+# neighbouring tokens and the MLM loss left its plateau.
+[ -f "$WORK/rel_init/config.json" ] || python scripts/default_model/relative_positions.py \
+    "$WORK/run6/checkpoints/step-00000300" "$WORK/rel_init"
+stage "$WORK/run7" step-00005000 --data "$WORK/examples_piece" --init-from "$WORK/rel_init" --optimizer adamw \
+    --learning-rate 5e-4 --max-steps 5000 --warmup-steps 50 --eval-every 100000 --log-every 10 --seed 21
+
+python scripts/default_model/export.py --run "$WORK/run7" --output src/openalbert/default_model
