@@ -207,24 +207,29 @@ def quantize_onnx_int8(
     size: from `config`, else from config.json beside `src`, else detected from the graph. On exports of
     this library they fuse SkipLayerNormalization (two per layer) and FastGelu; Attention (then
     QAttention) fuses only where the model builds its additive mask as `(1 - mask) * min` (ORT's BERT
-    pattern), as modeling.py did before the unpadded path. Weights are quantised to QInt8 per
-    channel, activations dynamically at run time.
+    pattern), as modeling.py did before the unpadded path. Models with relative positions have no
+    position embedding to add, which ORT's EmbedLayerNormalization assumes (it then reads out of range),
+    so that fusion is left off for them. Weights are quantised to QInt8 per channel, activations
+    dynamically at run time.
     """
     onnx = _require("onnx")
     _require("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     src, dst = Path(src), Path(dst)
     if config is None and (src.parent / CONFIG_NAME).is_file():
         config = AlbertConfig.from_json_file(src.parent / CONFIG_NAME)
     heads, hidden = (config.num_attention_heads, config.hidden_size) if config is not None else (0, 0)
+    options = FusionOptions("bert")
+    options.enable_embed_layer_norm = config is None or config.position_embedding_type == "absolute"
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         fused = Path(tmp) / "fused.onnx"
-        optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden).save_model_to_file(
-            str(fused)
-        )
+        optimize_model(
+            str(src), model_type="bert", num_heads=heads, hidden_size=hidden, optimization_options=options
+        ).save_model_to_file(str(fused))
         with _quiet_root_logger():
             quantize_dynamic(
                 fused,
