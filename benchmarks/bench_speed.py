@@ -377,7 +377,12 @@ class Context:
         if key not in self._onnx:
             if int8:
                 fp32 = self._onnx_file(onnx, which, False)
-                self._onnx[key] = onnx.quantize_onnx_int8(fp32, self.workdir / f"{which}-int8.onnx")
+                config = openalbert.AlbertConfig.from_pretrained(
+                    self.model_dir if which == "model" else self.default_model_dir
+                )
+                self._onnx[key] = onnx.quantize_onnx_int8(
+                    fp32, self.workdir / f"{which}-int8.onnx", config=config
+                )
             else:
                 model = (
                     openalbert.AlbertModel.from_pretrained(self.model_dir)

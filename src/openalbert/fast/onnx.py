@@ -223,7 +223,8 @@ def quantize_onnx_int8(
         config = AlbertConfig.from_json_file(src.parent / CONFIG_NAME)
     heads, hidden = (config.num_attention_heads, config.hidden_size) if config is not None else (0, 0)
     options = FusionOptions("bert")
-    options.enable_embed_layer_norm = config is None or config.position_embedding_type == "absolute"
+    # Without a config the position type is unknown: leave the embedding fusion off (a small loss at most).
+    options.enable_embed_layer_norm = config is not None and config.position_embedding_type == "absolute"
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         fused = Path(tmp) / "fused.onnx"
