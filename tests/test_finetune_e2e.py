@@ -315,7 +315,9 @@ def test_multiple_choice_end_to_end(pretrained, data_cache, tmp_path):
 
 
 # With the default model (slow): every family, multiple choice included, which the stand-in cannot learn
-# (matching a question with its answer takes a pretrained model; the stand-in stays at 25%).
+# (matching a question with its answer takes a pretrained model; the stand-in stays at 25%). The rate is
+# the one small models take (2e-4, as benchmarks/finetune_sentiment.py); at 5e-5 the 3.1M-parameter
+# default model stays near chance on sentiment and finds no entities in three epochs.
 DEFAULT_MODEL_RUNS = {
     "text-classification": ("sentiment", dict(epochs=2, batch_size=32, max_length=64), "eval_accuracy", 0.65),
     "token-classification": ("ner", dict(epochs=3, batch_size=16, max_length=64), "eval_f1", 0.15),
@@ -331,7 +333,7 @@ def test_default_model_beats_chance(task, default_model, data_cache, tmp_path):
     name, options, metric, threshold = DEFAULT_MODEL_RUNS[task]
     files = fetch(name, data_cache)
     result = finetune(task, default_model, files["train"], files["validation"], tmp_path / "out",
-                      learning_rate=5e-5, device="cpu", progress=False, **options)  # fmt: skip
+                      learning_rate=2e-4, device="cpu", progress=False, **options)  # fmt: skip
     # Chance: 0.5 (sentiment), an entity or answer F1 near 0, 0.25 (four choices).
     assert result.metrics[metric] >= threshold, result.history
 
