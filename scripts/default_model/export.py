@@ -199,8 +199,8 @@ openalbert.
 
 The model has still seen little text: about {tokens_m:.0f} million token positions in all, where the ALBERT
 paper trains for 125,000 steps of 4,096 x 512. The loss was still falling when the schedule ended, so
-more steps of the same script (`train.sh` resumes; `--device cuda` runs it on a GPU), a wider config
-(H=384-768) or both raise the accuracy.
+more steps (a further stage in `train.sh`, continuing from this one with `--init-from`; `--device cuda`
+runs it on a GPU), a wider config (H=384-768) or both raise the accuracy.
 
 It knows little of the world beyond its corpora (addresses, Wikipedia leads, novels, Shakespeare, the
 King James Bible), and predicts lower-cased pieces. The training `mlm_accuracy` counts the 10% of
