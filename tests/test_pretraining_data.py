@@ -255,7 +255,9 @@ def test_manifest_and_shards(prepared):
     assert np.load(shard / "input_ids.npy").dtype == np.uint16  # a 30k vocabulary fits
 
 
-def test_sentence_cache_is_reused(real_text, sentence_cache):
+def test_sentence_cache_is_reused(prepared, sentence_cache):
+    # `prepared` split the real text into sentences once and cached them; this test must not rely on
+    # another test having built it first.
     cached = list(sentence_cache.glob("*.txt"))
     assert cached, "the prepared fixture should have cached its sentences"
     docs = list(iter_documents(cached[0]))
