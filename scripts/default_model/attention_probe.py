@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from openalbert import AlbertForMaskedLM
-from openalbert.pretraining.evaluate import _documents, masked_windows
+from openalbert.pretraining.evaluate import masked_windows, token_windows
 from openalbert.tokenizer import AlbertTokenizer
 
 
@@ -28,16 +28,9 @@ def probe(model_dir: str | Path, files: list[str], windows: int = 64, seq_len: i
     on the previous and on the next token, next to chance (the mean of 1 / real tokens)."""
     model = AlbertForMaskedLM.from_pretrained(model_dir).eval()
     tokenizer = AlbertTokenizer.from_pretrained(model_dir)
-    encoded = tokenizer(_documents(files), add_special_tokens=False, verbose=False)["input_ids"]
-    body = seq_len - 2
-    cut = [
-        ids[i : i + body]
-        for ids in encoded
-        for i in range(0, len(ids), body)
-        if len(ids[i : i + body]) == body
-    ]
+    full = [w for w in token_windows(tokenizer, files, seq_len) if len(w) == seq_len - 2]  # no padding
     ids, attention, _, _ = next(
-        masked_windows(tokenizer, cut[:windows], mask_prob=0.15, seed=0, batch_size=windows)
+        masked_windows(tokenizer, full[:windows], mask_prob=0.15, seed=0, batch_size=windows)
     )
     out = model(input_ids=ids, attention_mask=attention, output_attentions=True)
     T = ids.shape[1]

@@ -44,12 +44,7 @@ def masked_token_accuracy(
     """
     if not 0.0 < mask_prob < 1.0:
         raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
-    docs = _documents(files)
-    if not docs:
-        raise ValueError("no text to evaluate on: the files are empty")
-    encoded = tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]
-    body = seq_len - 2
-    windows = [ids[i : i + body] for ids in encoded for i in range(0, len(ids), body) if ids[i : i + body]]
+    windows = token_windows(tokenizer, files, seq_len)
     if max_windows is not None:
         windows = windows[:max_windows]
     device = next(model.parameters()).device
@@ -77,6 +72,17 @@ def masked_token_accuracy(
     if return_predictions:
         result["predictions"] = torch.cat(guesses)
     return result
+
+
+def token_windows(tokenizer: Any, files: Iterable[str | Path], seq_len: int) -> list[list[int]]:
+    """Each document of `files` cut into consecutive windows of up to `seq_len` - 2 token ids (room for
+    [CLS] and [SEP]); a document's last window may be shorter."""
+    docs = _documents(files)
+    if not docs:
+        raise ValueError("no text to evaluate on: the files are empty")
+    encoded = tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]
+    body = seq_len - 2
+    return [ids[i : i + body] for ids in encoded for i in range(0, len(ids), body) if ids[i : i + body]]
 
 
 def masked_windows(
