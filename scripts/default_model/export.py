@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -61,43 +62,31 @@ def main() -> None:
     if (args.run / "curves.png").exists():
         shutil.copy2(args.run / "curves.png", out / "curves.png")
 
-    accuracy_file = ROOT / "benchmarks" / "default_model_accuracy.json"
-    if not args.skip_eval:
-        heldout = sorted(str(p) for p in (args.corpora / "heldout").glob("*.txt"))
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "benchmarks/eval_default_model.py"),
-                "--model",
-                str(out),
-                "--heldout",
-                *heldout,
-                "--output",
-                str(accuracy_file),
-            ],
-            check=True,
-        )
-    accuracy = json.loads(accuracy_file.read_text()) if accuracy_file.exists() else None
-    probe_file = ROOT / "benchmarks" / "default_model_attention.json"
-    if not args.skip_eval:
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "scripts/default_model/attention_probe.py"),
-                "--model",
-                str(out),
-                "--heldout",
-                *heldout,
-                "--output",
-                str(probe_file),
-            ],
-            check=True,
-        )
-    probe = json.loads(probe_file.read_text()) if probe_file.exists() else []
+    heldout = sorted(str(p) for p in (args.corpora / "heldout").glob("*.txt"))
+    accuracy = measure(
+        "benchmarks/eval_default_model.py", out, heldout, "default_model_accuracy.json", args.skip_eval
+    )
+    probe = measure(
+        "scripts/default_model/attention_probe.py",
+        out,
+        heldout,
+        "default_model_attention.json",
+        args.skip_eval,
+    )
     corpora = json.loads((args.corpora / "corpora.json").read_text())["sources"]
-    card = render_card(model, read_metrics(args.run), accuracy, probe, corpora, source)
+    card = render_card(model, read_metrics(args.run), accuracy, probe or [], corpora, source)
     (out / "README.md").write_text(card)
     print(f"exported {source} -> {out}")
+
+
+def measure(script: str, model_dir: Path, heldout: list[str], result: str, skip: bool) -> Any:
+    """Run a measuring script (`--model --heldout --output`) on the exported model, unless `skip`, and
+    return the JSON it wrote to benchmarks/`result` (from an earlier run when skipped; None if none)."""
+    path = ROOT / "benchmarks" / result
+    if not skip:
+        command = [sys.executable, str(ROOT / script), "--model", str(model_dir), "--heldout", *heldout]
+        subprocess.run([*command, "--output", str(path)], check=True)
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def render_card(
