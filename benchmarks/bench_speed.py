@@ -375,20 +375,19 @@ class Context:
         """The exported (and, for int8, quantised) file, made once per run."""
         key = (which, int8)
         if key not in self._onnx:
+            directory, cls = (
+                (self.model_dir, openalbert.AlbertModel)
+                if which == "model"
+                else (self.default_model_dir, openalbert.AlbertForMaskedLM)
+            )
             if int8:
                 fp32 = self._onnx_file(onnx, which, False)
-                config = openalbert.AlbertConfig.from_pretrained(
-                    self.model_dir if which == "model" else self.default_model_dir
-                )
+                config = openalbert.AlbertConfig.from_pretrained(directory)
                 self._onnx[key] = onnx.quantize_onnx_int8(
                     fp32, self.workdir / f"{which}-int8.onnx", config=config
                 )
             else:
-                model = (
-                    openalbert.AlbertModel.from_pretrained(self.model_dir)
-                    if which == "model"
-                    else openalbert.AlbertForMaskedLM.from_pretrained(self.default_model_dir)
-                )
+                model = cls.from_pretrained(directory)
                 self._onnx[key] = onnx.export_onnx(model, self.workdir / f"{which}-fp32.onnx")
         return self._onnx[key]
 
