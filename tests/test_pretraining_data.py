@@ -246,6 +246,29 @@ def test_dataset_items_and_collate(prepared):
     assert set(item) <= set(params)
 
 
+def test_collate_batch_equals_collating_items(prepared):
+    from openalbert.training.loop import _fetch, default_collate
+
+    ds = PretrainingDataset(prepared)
+    assert len(read_manifest(prepared)["shards"]) >= 2
+    rng = np.random.default_rng(0)
+    indices = [*rng.permutation(len(ds))[:48].tolist(), -1, 0, len(ds) - 1]  # both shards, a negative
+    batch = ds.collate_batch(indices)
+    expected = default_collate([ds[i] for i in indices])
+    assert batch.keys() == expected.keys()
+    for key in expected:
+        assert batch[key].dtype == expected[key].dtype and torch.equal(batch[key], expected[key]), key
+    assert (batch["labels"] != -100).any() and batch["token_type_ids"].any()
+    # The training loop takes this path for the default collate, and the per-item one for any other.
+    assert _fetch(ds, indices, default_collate) is not None
+    assert torch.equal(_fetch(ds, indices, default_collate)["labels"], expected["labels"])
+    assert torch.equal(
+        _fetch(ds, indices, lambda items: default_collate(items))["labels"], expected["labels"]
+    )
+    with pytest.raises(IndexError, match="out of range"):
+        ds.collate_batch([0, len(ds)])
+
+
 def test_manifest_and_shards(prepared):
     manifest = read_manifest(prepared)
     assert len(manifest["shards"]) >= 2

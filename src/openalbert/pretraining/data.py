@@ -746,6 +746,50 @@ class PretrainingDataset(torch.utils.data.Dataset):
             self._maps[k] = {n: np.load(directory / f"{n}.npy", mmap_mode="r") for n in names}
         return self._maps[k]
 
+    def collate_batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The items at `indices` stacked into one batch, read shard by shard with array indexing.
+
+        Equal to collating `[self[i] for i in indices]`, without building a dict of tensors per
+        example: at GPU batch sizes the per-example path costs more than the training step.
+        """
+        n = len(self)
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        index = np.where(index < 0, index + n, index)
+        outside = (index < 0) | (index >= n)
+        if outside.any():
+            bad = int(index[outside][0])
+            raise IndexError(f"example index {bad} out of range for {n} examples")
+        shard = np.searchsorted(self._ends, index, side="right")
+        row = index - np.concatenate([[0], self._ends[:-1]])[shard]
+        size, width = len(index), self.max_seq_length
+        predictions = int(self.manifest["max_predictions_per_seq"])
+        input_ids = np.empty((size, width), dtype=np.int64)
+        lengths = np.empty((size, 2), dtype=np.int64)
+        positions = np.empty((size, predictions), dtype=np.int64)
+        targets = np.empty((size, predictions), dtype=np.int64)
+        order = np.empty(size, dtype=np.int64)
+        for k in np.unique(shard):
+            take = np.nonzero(shard == k)[0]
+            maps, rows = self._shard(int(k)), row[take]
+            input_ids[take] = maps["input_ids"][rows]
+            lengths[take] = maps["lengths"][rows]
+            positions[take] = maps["mlm_positions"][rows]
+            targets[take] = maps["mlm_ids"][rows]
+            order[take] = maps["sentence_order_label"][rows]
+        in_text = self._positions < lengths[:, 1:]
+        labels = np.full((size, width), -100, dtype=np.int64)
+        example, slot = np.nonzero(positions >= 0)
+        labels[example, positions[example, slot]] = targets[example, slot]
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(in_text.astype(np.int64)),
+            "token_type_ids": torch.from_numpy(
+                ((self._positions >= lengths[:, :1]) & in_text).astype(np.int64)
+            ),
+            "labels": torch.from_numpy(labels),
+            "sentence_order_label": torch.from_numpy(order),
+        }
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         n = len(self)
         if index < 0:

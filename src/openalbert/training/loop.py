@@ -252,9 +252,12 @@ def default_collate(examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tenso
     return batch
 
 
-def _fetch(dataset: Any, indices: list[int]) -> list[Any]:
+def _fetch(dataset: Any, indices: list[int], collate_fn: Callable[[Sequence[Any]], Any]) -> dict[str, Any]:
+    """The batch at `indices`; a dataset with `collate_batch` builds it in one go when the collate is default."""
+    if collate_fn is default_collate and hasattr(dataset, "collate_batch"):
+        return dataset.collate_batch(indices)
     getitems = getattr(dataset, "__getitems__", None)
-    return getitems(indices) if getitems is not None else [dataset[i] for i in indices]
+    return collate_fn(getitems(indices) if getitems is not None else [dataset[i] for i in indices])
 
 
 # ---- processes and devices ---------------------------------------------------------------------------------
@@ -757,7 +760,7 @@ class Trainer:
         sums: dict[str, list[torch.Tensor]] = {}
         for start in range(0, len(indices), bs):
             idx = indices[start : start + bs]
-            batch = self._to_device(self.collate_fn(_fetch(ds, idx)))
+            batch = self._to_device(_fetch(ds, idx, self.collate_fn))
             with self._autocast():
                 out = module(**batch)
             loss_sum += out.loss.detach().double() * len(idx)
@@ -813,7 +816,7 @@ class Trainer:
     def _train_step(self, window: dict[str, Any]) -> None:
         cfg = self.config
         for micro in range(cfg.grad_accum):
-            batch = self._to_device(self.collate_fn(_fetch(self.train_dataset, self.sampler.next_batch())))
+            batch = self._to_device(_fetch(self.train_dataset, self.sampler.next_batch(), self.collate_fn))
             mask = batch.get("attention_mask")
             window["tokens"] += mask.sum() if mask is not None else next(iter(batch.values())).numel()
             with self._micro_context(micro == cfg.grad_accum - 1):
