@@ -215,16 +215,22 @@ def test_same_seed_same_shards_other_seed_differs(real_text, tokenizer, sentence
     text = real_text.read_text(encoding="utf-8")
     small.write_text(text[: text.find("\n\n", 40_000)] + "\n", encoding="utf-8")
 
-    def run(seed: int, name: str) -> dict[str, bytes]:
+    def run(seed: int, name: str, workers: int = 1) -> dict[str, bytes]:
         out = tmp_path / name
-        kw = dict(dupe_factor=2, shard_size=40, cache_dir=sentence_cache, progress=False)
-        prepare_pretraining_data([small], tokenizer, out, seed=seed, **kw)
-        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.npy"))}
+        kw = dict(dupe_factor=2, shard_size=40, cache_dir=sentence_cache, progress=False, workers=workers)
+        manifest = prepare_pretraining_data([small], tokenizer, out, seed=seed, **kw)
+        files = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.npy"))}
+        return files | {
+            "shards": json.dumps(manifest["shards"]).encode(),
+            "stats": json.dumps(manifest["stats"]).encode(),
+        }
 
     a, b, c = run(1, "a"), run(1, "b"), run(2, "c")
-    assert len(a) >= 10  # more than one shard
+    assert len(a) >= 12  # more than one shard
     assert a == b
     assert a.keys() == c.keys() and a != c
+    # Shards built by worker processes are the same shards, listed in the same order.
+    assert run(1, "d", workers=3) == a
 
 
 def test_dataset_items_and_collate(prepared):

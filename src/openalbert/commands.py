@@ -96,6 +96,12 @@ def _prepare_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir", default=None, help="cache of sentence-split text (default ~/.cache/openalbert)"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes building shards while the text is read (same output for any number)",
+    )
 
 
 @command(
@@ -126,6 +132,7 @@ def _prepare_data(args: argparse.Namespace) -> int:
         whole_word_mask=not args.no_whole_word_mask,
         short_seq_prob=args.short_seq_prob,
         cache_dir=args.cache_dir,
+        workers=args.workers,
     )
     stats = manifest["stats"]
     print(

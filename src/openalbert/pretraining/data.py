@@ -25,14 +25,18 @@ shard directory of .npy arrays, memory-mapped by `PretrainingDataset`.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import random
 import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -282,23 +286,32 @@ def iter_sentence_documents(
 # Tokens.
 
 
+@dataclass(frozen=True)
+class _Ids:
+    """The ids example building needs; small and picklable, so shards can be built in worker processes."""
+
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    mask_id: int
+    vocab_size: int
+    special_ids: frozenset[int]
+
+
 class _Tokens:
     """Wraps a tokenizer: ids and word-start flags per sentence, and the special ids."""
 
     def __init__(self, tokenizer: PieceTokenizer) -> None:
         self.tokenizer = tokenizer
-        self.cls_id = int(tokenizer.cls_token_id)
-        self.sep_id = int(tokenizer.sep_token_id)
-        self.pad_id = int(tokenizer.pad_token_id)
-        self.mask_id = int(tokenizer.mask_token_id)
-        self.vocab_size = int(tokenizer.vocab_size)
-        specials = {self.cls_id, self.sep_id, self.pad_id, self.mask_id}
+        cls_id, sep_id = int(tokenizer.cls_token_id), int(tokenizer.sep_token_id)
+        pad_id, mask_id = int(tokenizer.pad_token_id), int(tokenizer.mask_token_id)
+        specials = {cls_id, sep_id, pad_id, mask_id}
         unk = getattr(tokenizer, "unk_token_id", None)
         if unk is not None:
             specials.add(int(unk))
-        self.special_ids = frozenset(specials)
-        if max(self.special_ids) >= self.vocab_size:
-            raise ValueError(f"tokenizer has a special id >= its vocab_size {self.vocab_size}")
+        self.ids = _Ids(cls_id, sep_id, pad_id, mask_id, int(tokenizer.vocab_size), frozenset(specials))
+        if max(specials) >= self.ids.vocab_size:
+            raise ValueError(f"tokenizer has a special id >= its vocab_size {self.ids.vocab_size}")
 
     def encode(self, sentence: str) -> tuple[np.ndarray, np.ndarray]:
         pieces = self.tokenizer.tokenize(sentence)
@@ -512,7 +525,7 @@ class _ShardWriter:
 def _build_shard(
     shard_index: int,
     documents: list[list[tuple[np.ndarray, np.ndarray]]],
-    tokens: _Tokens,
+    tokens: _Ids,
     options: ExampleOptions,
     dupe_factor: int,
     seed: int,
@@ -589,11 +602,13 @@ def prepare_pretraining_data(
     whole_word_mask: bool = True,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Turn raw text files into shards of ALBERT pretraining examples in `output_dir`; return the manifest.
 
     Each shard holds about `shard_size` examples (`dupe_factor` differently masked passes over the
-    same documents); the result depends only on the files, the tokenizer and the arguments.
+    same documents); the result depends only on the files, the tokenizer and the arguments, not on
+    `workers`, the processes that build shards while this one reads and tokenizes the text.
     Sentence-split text is cached under `cache_dir` (default: `default_cache_dir()`).
     """
     options = ExampleOptions(
@@ -608,6 +623,8 @@ def prepare_pretraining_data(
         raise ValueError(f"dupe_factor must be >= 1, got {dupe_factor}")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     if not 0 <= seed < 2**63:
         raise ValueError(f"seed must be in [0, 2**63), got {seed}")
     files = [Path(f) for f in corpus_files]
@@ -635,21 +652,39 @@ def prepare_pretraining_data(
     total = ExampleStats(ngram_counts=[0] * max_ngram, ngram_drawn=[0] * max_ngram)
     shards: list[dict[str, Any]] = []
     buffer: list[list[tuple[np.ndarray, np.ndarray]]] = []
-    buffered = 0
+    buffered = built = 0  # built: input shards cut so far, each one's index (and seed) and name
+    # Shards being built by workers, oldest first; results are recorded in shard order.
+    pending: collections.deque[tuple[str, Future]] = collections.deque()
 
-    def flush() -> None:
-        nonlocal buffer, buffered
-        name = f"shard_{len(shards):05d}"
-        count, stats = _build_shard(len(shards), buffer, tokens, options, dupe_factor, seed, out / name)
+    def record(name: str, result: tuple[int, ExampleStats]) -> None:
+        count, stats = result
         total.add(stats)
         if count:
             shards.append({"name": name, "num_examples": count})
         bar.set_postfix(examples=total.examples)
-        buffer, buffered = [], 0
 
-    with tqdm(
-        total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, disable=not progress
-    ) as bar:
+    def flush() -> None:
+        nonlocal buffer, buffered, built
+        name = f"shard_{built:05d}"
+        job = (built, buffer, tokens.ids, options, dupe_factor, seed, out / name)
+        buffer, buffered, built = [], 0, built + 1
+        if pool is None:
+            record(name, _build_shard(*job))
+            return
+        pending.append((name, pool.submit(_build_shard, *job)))
+        while len(pending) > 2 * workers:  # bound the documents held in memory
+            done, future = pending.popleft()
+            record(done, future.result())
+
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if workers > 1:
+            # spawn, not fork: the parent may hold torch's thread pools, which a fork can deadlock
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+        bar = stack.enter_context(
+            tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, disable=not progress)
+        )
         bar.set_description("examples")
         for sentences in _interleave(files, splitter, cache):
             doc = []
@@ -671,6 +706,9 @@ def prepare_pretraining_data(
                 flush()
         if buffer:
             flush()
+        while pending:
+            done, future = pending.popleft()
+            record(done, future.result())
 
     manifest = {
         "format": FORMAT_NAME,
@@ -680,12 +718,12 @@ def prepare_pretraining_data(
         "max_predictions_per_seq": max_predictions_per_seq,
         "shards": shards,
         "special_ids": {
-            "pad": tokens.pad_id,
-            "cls": tokens.cls_id,
-            "sep": tokens.sep_id,
-            "mask": tokens.mask_id,
+            "pad": tokens.ids.pad_id,
+            "cls": tokens.ids.cls_id,
+            "sep": tokens.ids.sep_id,
+            "mask": tokens.ids.mask_id,
         },
-        "vocab_size": tokens.vocab_size,
+        "vocab_size": tokens.ids.vocab_size,
         "options": {**asdict(options), "dupe_factor": dupe_factor, "seed": seed, "shard_size": shard_size},
         "sentence_splitter": SPLITTER_VERSION,
         "corpus_files": [{"path": str(f), "bytes": f.stat().st_size} for f in files],
