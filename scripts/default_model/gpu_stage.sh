@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Stage 8 of the default model on one CUDA GPU, sized to a wall-clock budget:
+#   1. fresh masks over the same training text (dupe factor 32, a new seed, shards built in parallel);
+#   2. a 40-step probe run measures the seconds per step at this batch size;
+#   3. the stage itself: AdamW from stage 7's last checkpoint, warm-up then linear decay to zero over as
+#      many steps as fit in TRAIN_SECONDS, so the exported snapshot is taken at the end of its schedule.
+# Usage: gpu_stage.sh WORK TRAIN_SECONDS [start|wait]
+#   WORK holds corpora/train/*.txt, vocab/, heldout_examples/, init/ (stage 7's step-5000 snapshot) and,
+#   optionally, cache/ (sentence-split text, so pysbd need not run again). `start` (the default) does
+#   1-2 and launches 3 detached, logging to WORK/run8.log; `wait` waits for it to finish.
+# The run lands in WORK/run8 (metrics.jsonl, curves.png, the final model); export it with
+# scripts/default_model/export.py --run WORK/run8 as for stage 7.
+set -euo pipefail
+WORK=$1
+BUDGET=${2:-330}
+MODE=${3:-start}
+BATCH=${BATCH:-512}
+LR=${LR:-1e-3}
+DEVICE=${DEVICE:-cuda}
+OA=(python3 -m openalbert)
+
+if [ "$MODE" = wait ]; then
+    while pgrep -f "output $WORK/run8 " >/dev/null; do sleep 2; done
+    tail -n 3 "$WORK/run8.log"
+    exit 0
+fi
+
+[ -f "$WORK/examples8/manifest.json" ] || "${OA[@]}" prepare-data --corpus "$WORK"/corpora/train/*.txt \
+    --tokenizer "$WORK/vocab" --output "$WORK/examples8" --max-seq-length 128 --dupe-factor 32 --seed 81 \
+    --no-whole-word-mask --shard-size 25000 --workers "$(($(nproc) > 2 ? $(nproc) - 2 : 1))" --cache-dir "$WORK/cache"
+
+common=(--data "$WORK/examples8" --init-from "$WORK/init" --tokenizer "$WORK/vocab" --optimizer adamw
+    --batch-size "$BATCH" --device "$DEVICE" --bf16 --threads 4 --no-progress)
+rm -rf "$WORK/probe"
+"${OA[@]}" pretrain "${common[@]}" --output "$WORK/probe" --learning-rate "$LR" --max-steps 40 \
+    --warmup-steps 10 --log-every 10 --save-every 100000 --seed 41
+# Seconds per step from the last three logged windows (the first holds CUDA's start-up).
+read -r steps warmup < <(python3 - "$WORK/probe/metrics.jsonl" "$BUDGET" <<'EOF'
+import json, sys
+rows = [r for r in map(json.loads, open(sys.argv[1])) if "elapsed" in r and "eval_loss" not in r]
+per_step = (rows[-1]["elapsed"] - rows[-4]["elapsed"]) / (rows[-1]["step"] - rows[-4]["step"])
+steps = int(float(sys.argv[2]) / per_step * 0.95) // 100 * 100  # 5% for evaluation and checkpoints
+print(max(steps, 200), min(300, max(steps, 200) // 10))
+print(f"probe: {per_step * 1e3:.1f} ms/step, {rows[-1]['tokens_per_s']:.0f} tokens/s -> {steps} steps",
+      file=sys.stderr)
+EOF
+)
+setsid nohup "${OA[@]}" pretrain "${common[@]}" --output "$WORK/run8" --learning-rate "$LR" \
+    --max-steps "$steps" --warmup-steps "$warmup" --eval-data "$WORK/heldout_examples" --eval-every 2000 \
+    --save-every 1000 --keep-last 1 --log-every 50 --seed 41 >"$WORK/run8.log" 2>&1 </dev/null &
+echo "stage 8: $steps steps of $BATCH, launched (log $WORK/run8.log)"
