@@ -20,8 +20,18 @@ on the embedded default model (trained; the random benchmark weights have nothin
 128-token windows of real text.
 --floor adds the CPU's measured GEMM throughput and the compute floor it implies for batch 1 x 128.
 
+--device cuda runs the same harness on a GPU: models and batches are moved there once (untimed), every
+timer waits for the GPU (torch.cuda.synchronize) at start and stop, fp32 is real fp32 (TF32 off), the
+CPU-only rows (ONNX Runtime, int8) are skipped with a note, fp16 rows join the bf16 ones, the variable
+workload has 1024 sequences, and the training step also runs at 64 x 128. Every timed row then gets
+useful tokens/s, the model TFLOP/s they imply (albert_flops, training_flops) and its model FLOPs
+utilisation (MFU): against the GEMM peak measured on the GPU for the row's precision, and against the
+datasheet's dense peak where the GPU is one the harness knows (mfu_vs_spec).
+
     python benchmarks/bench_speed.py --floor --output benchmarks/speed_results.json   # albert-base-v2
     python benchmarks/bench_speed.py --tiny --quick --threads 1                        # smoke run, seconds
+    python benchmarks/bench_speed.py --device cuda --quick --repeats 10 --budget 10 --floor \
+        --output benchmarks/speed_results_cuda.json                                    # GPU, 1-2 minutes
 
 The JSON holds the machine, the settings, every system's status, the workloads, every measurement (with
 its gate and its speed relative to transformers fp32), the ratios, the gates, the training results and
@@ -34,6 +44,7 @@ A variant whose code does not exist yet (openalbert.fast, its ONNX export) is sk
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import glob
 import importlib
@@ -41,12 +52,15 @@ import json
 import math
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -98,13 +112,32 @@ ARCH_FIELDS = (
 HIDDEN_GATES = {
     "fp32": {"max_abs_diff": 1e-3, "min_cosine": 0.99999},
     "bf16": {"min_cosine": 0.99},
+    "fp16": {"min_cosine": 0.99},  # 3 more mantissa bits than bf16: the bf16 mark holds with room
     "int8": {"min_cosine": 0.95},
 }
-FILL_MASK_GATES = {"fp32": 0.995, "bf16": 0.95, "int8": 0.90}
+FILL_MASK_GATES = {"fp32": 0.995, "bf16": 0.95, "fp16": 0.95, "int8": 0.90}
 TRAIN_GATES = {
     "fp32": {"max_loss_diff": 1e-3, "min_grad_cosine": 0.9999},
     "bf16 autocast": {"min_grad_cosine": 0.99},
 }
+
+
+# Rows for one device. ONNX Runtime runs its CPU execution provider here and int8 dynamic quantisation has
+# CPU kernels only: on CUDA those rows are listed as skipped, with this reason. fp16 has no fast CPU GEMMs,
+# so its rows exist on CUDA only and the CPU tables (and their JSON) stay as they were.
+CPU_ONLY = {
+    "openalbert int8": "int8 dynamic quantisation (openalbert.fast.quantize) has CPU kernels only",
+    "onnxruntime fp32": "ONNX Runtime runs its CPU execution provider in this harness",
+    "onnxruntime int8": "ONNX Runtime runs its CPU execution provider in this harness",
+}
+CUDA_ONLY = ("transformers fp16", "openalbert fp16")
+
+# Datasheet dense peaks (no sparsity), TFLOP/s, of the SXM H100 and H200 (one chip; the H200 has more and
+# faster memory): bf16 and fp16 on the tensor cores, fp32 on the CUDA cores (the fp32 rows run with TF32
+# off). PCIe and NVL boards run lower clocks and power, so they get no spec denominator.
+SPEC_PEAK_TFLOPS = {"H100/H200 SXM": {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0}}
+CUDA_GEMM_SHAPE = (8192, 8192, 8192)  # large enough that every precision runs at its peak
+CPU = torch.device("cpu")
 
 
 class Unavailable(Exception):
@@ -114,8 +147,9 @@ class Unavailable(Exception):
 # ---- machine -----------------------------------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores, the instruction-set flags that decide bf16/int8 speed, and library versions."""
+def machine_info(device: torch.device | None = None) -> dict[str, Any]:
+    """CPU model, cores, the instruction-set flags that decide bf16/int8 speed, and library versions; on a
+    CUDA device also the GPU (gpu_info)."""
     cpu, flags, cores = platform.processor() or platform.machine(), set(), set()
     processors = 0
     cpuinfo = Path("/proc/cpuinfo")
@@ -154,7 +188,60 @@ def machine_info() -> dict[str, Any]:
             info[name] = importlib.import_module(name).__version__
         except ImportError:
             info[name] = None
+    if device is not None and device.type == "cuda":
+        info["gpu"] = gpu_info(device)
     return info
+
+
+def gpu_info(device: torch.device) -> dict[str, Any]:
+    """The GPU's name, memory and compute capability, the CUDA torch was built with, and from nvidia-smi
+    (where present) the driver, the power limit and the top clocks."""
+    props = torch.cuda.get_device_properties(device)
+    info: dict[str, Any] = {
+        "name": props.name,
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "compute_capability": f"{props.major}.{props.minor}",
+        "multiprocessors": props.multi_processor_count,
+        "l2_cache_mib": round(getattr(props, "L2_cache_size", 0) / 2**20, 1) or None,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "torch": torch.__version__,
+        "driver": None,
+    }
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        info["nvidia_smi"] = "not found"
+        return info
+    fields = ("name", "driver_version", "power.limit", "clocks.max.sm", "clocks.max.memory")
+    try:
+        out = subprocess.run(
+            [smi, f"--query-gpu={','.join(fields)}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        info["nvidia_smi"] = f"failed: {e}"
+        return info
+    rows = [[v.strip() for v in line.split(",")] for line in out.strip().splitlines()]
+    rows = [r for r in rows if len(r) == len(fields)]
+    # The GPU torch uses is the one of that name (indices can differ under CUDA_VISIBLE_DEVICES).
+    row = next((r for r in rows if r[0] == props.name), rows[0] if rows else None)
+    if row is None:
+        info["nvidia_smi"] = f"unreadable: {out!r}"
+        return info
+    info.update(driver=row[1], power_limit=row[2], max_sm_clock=row[3], max_memory_clock=row[4])
+    return info
+
+
+def spec_peak(gpu_name: str) -> tuple[str, dict[str, float]] | None:
+    """The datasheet's dense peak TFLOP/s per precision for a GPU the harness knows, by its name."""
+    if any(board in gpu_name for board in ("PCIe", "NVL")):
+        return None
+    if "H100" in gpu_name or "H200" in gpu_name:
+        return "H100/H200 SXM", SPEC_PEAK_TFLOPS["H100/H200 SXM"]
+    return None
 
 
 # ---- the model and the FLOP count --------------------------------------------------------------------------
@@ -225,9 +312,29 @@ def training_flops(config: openalbert.AlbertConfig, batch: int, seq_len: int) ->
     return 3 * forward
 
 
-def gemm_floor(config: openalbert.AlbertConfig, shape: tuple[int, int, int], repeats: int) -> dict[str, Any]:
-    """Best-of-N GEMM throughput in fp32 and bf16, and the compute floors it implies for batch 1 x 128
-    inference and for the 8 x 128 masked-LM training step."""
+def useful_flops(config: openalbert.AlbertConfig, lengths: list[int]) -> int:
+    """Forward FLOPs of sequences of `lengths` without their padding: each counted at its own length."""
+    return sum(albert_flops(config, 1, n)["total"] for n in lengths)
+
+
+def mfu(flops: float, seconds: float, peak_flops_per_s: float) -> float:
+    """Model FLOPs utilisation: the model's FLOPs done per second, as a fraction of a peak FLOP/s."""
+    return flops / seconds / peak_flops_per_s
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def gemm_floor(
+    config: openalbert.AlbertConfig,
+    shape: tuple[int, int, int],
+    repeats: int,
+    device: torch.device | str = "cpu",
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
+) -> dict[str, Any]:
+    """Best-of-N GEMM throughput per precision on `device`, and the compute floors it implies for batch
+    1 x 128 inference and for the 8 x 128 masked-LM training step. On a GPU this is the measured peak
+    that MFU divides by."""
     m, k, n = shape
     flops = albert_flops(config, 1, 128)
     train = training_flops(config, 8, 128)
@@ -237,8 +344,10 @@ def gemm_floor(config: openalbert.AlbertConfig, shape: tuple[int, int, int], rep
         "model_flops_1x128": flops,
         "training_flops_8x128": train,
     }
-    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    for precision in precisions:
+        dtype = DTYPES[precision]
+        a = torch.randn(m, k, dtype=dtype, device=device)
+        b = torch.randn(k, n, dtype=dtype, device=device)
         a @ b  # first call picks and prepares the kernel
         best = min(_seconds(lambda a=a, b=b: a @ b) for _ in range(repeats))
         gflops = 2 * m * k * n / best / 1e9
@@ -250,9 +359,18 @@ def gemm_floor(config: openalbert.AlbertConfig, shape: tuple[int, int, int], rep
     return out
 
 
+def _sync() -> None:
+    """Wait for the GPU's queued work, so that a timer brackets it (kernels launch asynchronously); a run
+    that never touched CUDA has nothing to wait for."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _seconds(fn: Callable[[], object]) -> float:
+    _sync()
     start = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - start
 
 
@@ -272,6 +390,20 @@ class Batch:
         self.arrays = {k: v.numpy().astype(np.int64) for k, v in self.tensors.items()}
         self.mask = self.tensors["attention_mask"].bool()
         self.useful_tokens = int(self.mask.sum())
+
+    def to(self, device: torch.device) -> Batch:
+        """This batch with its torch tensors on `device`; the arrays (ONNX Runtime's) and the mask (the
+        gates') stay on the CPU."""
+        if device.type == "cpu":
+            return self
+        moved = copy(self)
+        moved.tensors = {k: v.to(device) for k, v in self.tensors.items()}
+        return moved
+
+    @property
+    def lengths(self) -> list[int]:
+        """Each sequence's real tokens."""
+        return self.mask.sum(dim=1).tolist()
 
 
 def make_batch(lengths: list[int], vocab_size: int, gen: torch.Generator) -> Batch:
@@ -303,10 +435,14 @@ class Workload:
     def higher_is_better(self) -> bool:
         return self.unit.endswith("/s")
 
+    @property
+    def useful_tokens(self) -> int:
+        return sum(b.useful_tokens for b in self.batches)
+
     def value(self, seconds: float) -> float:
         """A timed pass over all batches, in this workload's unit."""
         if self.unit == "tokens/s":
-            return sum(b.useful_tokens for b in self.batches) / seconds
+            return self.useful_tokens / seconds
         return seconds * 1e3
 
 
@@ -354,13 +490,14 @@ def inference_workloads(vocab_size: int, n_variable: int, seed: int) -> list[Wor
 
 
 class Context:
-    """What builders need: checkpoint paths, threads, and ONNX exports made once per run."""
+    """What builders need: checkpoint paths, threads, the device, and ONNX exports made once per run."""
 
-    def __init__(self, model_dir: Path, threads: int, workdir: Path) -> None:
+    def __init__(self, model_dir: Path, threads: int, workdir: Path, device: torch.device = CPU) -> None:
         self.model_dir = model_dir
         self.default_model_dir = _default_model_dir()
         self.threads = threads
         self.workdir = workdir
+        self.device = device
         self._onnx: dict[tuple[str, bool], Path] = {}
 
     def onnx_session(self, which: str, int8: bool) -> Any:
@@ -446,9 +583,14 @@ INFERENCE_VARIANTS: dict[str, tuple[str, Callable[[Context], Any]]] = {
         "bf16",
         lambda c: _hf("AlbertModel").from_pretrained(c.model_dir, dtype=torch.float32).to(torch.bfloat16),
     ),
+    "transformers fp16": (
+        "fp16",
+        lambda c: _hf("AlbertModel").from_pretrained(c.model_dir, dtype=torch.float32).to(torch.float16),
+    ),
     "openalbert fp32": ("fp32", lambda c: _base(c)),  # default options: unpadded attention
     "openalbert fp32 padded": ("fp32", lambda c: _openalbert_padded(c)),
     "openalbert bf16": ("bf16", lambda c: _base(c, dtype=torch.bfloat16)),
+    "openalbert fp16": ("fp16", lambda c: _base(c, dtype=torch.float16)),
     "openalbert int8": ("int8", lambda c: _fast("quantize_int8")(_base(c))),
     "onnxruntime fp32": ("fp32", lambda c: c.onnx_session("model", int8=False)),
     "onnxruntime int8": ("int8", lambda c: c.onnx_session("model", int8=True)),
@@ -469,7 +611,16 @@ FILL_MASK_VARIANTS: dict[str, tuple[str, Callable[[Context], Any]]] = {
             .to(torch.bfloat16)
         ),
     ),
+    "transformers fp16": (
+        "fp16",
+        lambda c: (
+            _hf("AlbertForMaskedLM")
+            .from_pretrained(c.default_model_dir, dtype=torch.float32)
+            .to(torch.float16)
+        ),
+    ),
     "openalbert bf16": ("bf16", lambda c: _MLM.from_pretrained(c.default_model_dir, dtype=torch.bfloat16)),
+    "openalbert fp16": ("fp16", lambda c: _MLM.from_pretrained(c.default_model_dir, dtype=torch.float16)),
     "openalbert int8": ("int8", lambda c: _fast("quantize_int8")(_MLM.from_pretrained(c.default_model_dir))),
     "onnxruntime fp32": ("fp32", lambda c: c.onnx_session("mlm", int8=False)),
     "onnxruntime int8": ("int8", lambda c: c.onnx_session("mlm", int8=True)),
@@ -538,15 +689,32 @@ def _describe(obj: Any) -> dict[str, Any]:
     return info
 
 
+def rows_for(table: dict[str, Any], device: str) -> list[str]:
+    """The names of a variant table that belong on `device`: the CUDA-only rows leave the CPU's tables.
+    (The CPU-only rows stay on CUDA's, to be listed as skipped: see `build_variant`.)"""
+    return [name for name in table if device == "cuda" or name not in CUDA_ONLY]
+
+
+def build_variant(table: dict[str, tuple[Any, ...]], name: str, ctx: Context) -> Any:
+    """Build one row of a variant table on ctx.device: a torch model is moved there after loading; a
+    CPU-only row raises Unavailable elsewhere."""
+    if name in CPU_ONLY and ctx.device.type != "cpu":
+        raise Unavailable(f"CPU only: {CPU_ONLY[name]}")
+    obj = table[name][1](ctx)
+    if isinstance(obj, torch.nn.Module) and ctx.device.type != "cpu":
+        obj = obj.to(ctx.device)
+    return obj
+
+
 def build_systems(
     table: dict[str, tuple[str, Callable[[Context], Any]]], names: list[str], ctx: Context, output: str
 ) -> tuple[dict[str, System], dict[str, dict[str, Any]]]:
     """Build the chosen rows of a variant table; returns the systems and each row's status and note."""
     systems, status = {}, {}
     for name in names:
-        precision, build = table[name]
+        precision = table[name][0]
         try:
-            obj = build(ctx)
+            obj = build_variant(table, name, ctx)
         except Unavailable as e:
             status[name] = {
                 "family": name.split()[0],
@@ -653,7 +821,8 @@ class HiddenGate:
         self.max_abs, self.cos_sum, self.tokens = 0.0, 0.0, 0
 
     def add(self, out: Any, ref: torch.Tensor, mask: torch.Tensor) -> None:
-        a, b = _as_float(out)[mask], ref[mask]  # (N, H)
+        """`out` on any device against `ref` and `mask` on the CPU."""
+        a, b = _as_float(out).cpu()[mask], ref[mask]  # (N, H)
         self.max_abs = max(self.max_abs, float((a - b).abs().max()))
         self.cos_sum += float(F.cosine_similarity(a, b, dim=-1).sum())
         self.tokens += int(mask.sum())
@@ -685,7 +854,7 @@ def run_inference(
     for wl in workloads:
         _log(f"workload {wl.name}: {wl.description}")
         with torch.inference_mode():
-            reference = [_as_float(systems[REFERENCE].run(b)) for b in wl.batches]
+            reference = [_as_float(systems[REFERENCE].run(b)).cpu() for b in wl.batches]
             alive, gates, errors, pass_s = {}, {}, {}, {}
             for name, system in systems.items():
                 run = lambda s=system, batches=wl.batches: [s.run(b) for b in batches]  # noqa: E731
@@ -790,11 +959,14 @@ def fill_mask_gate(
     windows = text_windows(tokenizer, files, 128, max_windows)
     if not windows:
         return {"skipped": f"no text in {[str(f) for f in files]}"}
-    batches = masked_batches(tokenizer, windows, 0.15, seed)
-    reference = openalbert.AlbertForMaskedLM.from_pretrained(ctx.default_model_dir)
-    systems, status = build_systems(
-        FILL_MASK_VARIANTS, [n for n in FILL_MASK_VARIANTS if n in names], ctx, "logits"
-    )
+    device = ctx.device
+    batches = [
+        (b.to(device), chosen.to(device), targets)
+        for b, chosen, targets in masked_batches(tokenizer, windows, 0.15, seed)
+    ]
+    reference = openalbert.AlbertForMaskedLM.from_pretrained(ctx.default_model_dir).to(device)
+    chosen_names = [n for n in FILL_MASK_VARIANTS if n in names]
+    systems, status = build_systems(FILL_MASK_VARIANTS, chosen_names, ctx, "logits")
     result: dict[str, Any] = {
         "model": openalbert.DEFAULT_MODEL,
         "reference": "openalbert fp32 (the same model)",
@@ -803,11 +975,17 @@ def fill_mask_gate(
         "window_tokens": 128,
         "mask_prob": 0.15,
         "seed": seed,
-        "thresholds": FILL_MASK_GATES,
+        # the marks of the precisions this device's table holds
+        "thresholds": {
+            p: FILL_MASK_GATES[p]
+            for p in dict.fromkeys(
+                FILL_MASK_VARIANTS[n][0] for n in rows_for(FILL_MASK_VARIANTS, device.type)
+            )
+        },
         "systems": {},
     }
     with torch.inference_mode():
-        ref_preds = [reference(**b.tensors).logits[chosen].argmax(-1) for b, chosen, _ in batches]
+        ref_preds = [reference(**b.tensors).logits[chosen].argmax(-1).cpu() for b, chosen, _ in batches]
         targets = torch.cat([t for _, _, t in batches])
         ref_preds_all = torch.cat(ref_preds)
         result["masked_tokens"] = int(targets.numel())
@@ -818,7 +996,7 @@ def fill_mask_gate(
                 continue
             try:
                 preds = torch.cat(
-                    [_as_float(systems[name].run(b))[chosen].argmax(-1) for b, chosen, _ in batches]
+                    [_as_float(systems[name].run(b))[chosen].argmax(-1).cpu() for b, chosen, _ in batches]
                 )
             except Exception as e:
                 result["systems"][name] = entry | {"status": "failed", "note": repr(e)}
@@ -850,52 +1028,39 @@ def mlm_batch(vocab_size: int, batch: int, seq_len: int, seed: int) -> tuple[Bat
 
 
 def _loss(model: torch.nn.Module, batch: Batch, labels: torch.Tensor, autocast: bool) -> torch.Tensor:
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(labels.device.type, dtype=torch.bfloat16, enabled=autocast):
         return model(**batch.tensors, labels=labels).loss
 
 
-def run_training(
-    names: list[str], ctx: Context, vocab_size: int, rounds: Rounds, seed: int
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """ms per AdamW step of each training variant, gated by loss and gradient against transformers fp32."""
-    batch, labels = mlm_batch(vocab_size, 8, 128, seed)
-    models, steps, status = {}, {}, {}
-    for name in [n for n in TRAIN_VARIANTS if n in names]:
-        precision, build, autocast = TRAIN_VARIANTS[name]
-        try:
-            model = build(ctx).train()
-        except Exception as e:
-            if name == REFERENCE:
-                raise
-            skipped = isinstance(e, Unavailable)
-            status[name] = {
-                "precision": precision,
-                "status": "skipped" if skipped else "failed",
-                "note": str(e) if skipped else repr(e),
-            }
-            continue
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        models[name] = (model, autocast, precision)
+def _step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    labels: torch.Tensor,
+    autocast: bool,
+) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    _loss(model, batch, labels, autocast).backward()
+    optimizer.step()
 
-        def step(model=model, optimizer=optimizer, autocast=autocast) -> None:
-            optimizer.zero_grad(set_to_none=True)
-            _loss(model, batch, labels, autocast).backward()
-            optimizer.step()
 
-        steps[name] = step
-        status[name] = {"precision": precision, "status": "ok", "info": _describe(model)}
-
-    # Gate: loss and gradients of the first step, before any weight moves, against transformers fp32.
+def _train_gates(
+    models: dict[str, tuple[torch.nn.Module, Any, bool, str]], batch: Batch, labels: torch.Tensor
+) -> dict[str, dict[str, Any]]:
+    """Loss and gradients of one step on `batch` against transformers fp32's, compared on the CPU in
+    float64; the weights do not move."""
     grads: dict[str, dict[str, torch.Tensor]] = {}
     losses: dict[str, float] = {}
-    for name, (model, autocast, _) in models.items():
+    for name, (model, _, autocast, _) in models.items():
         loss = _loss(model, batch, labels, autocast)
         loss.backward()
         losses[name] = float(loss)
-        grads[name] = {k: p.grad.double().clone() for k, p in model.named_parameters() if p.grad is not None}
+        grads[name] = {
+            k: p.grad.cpu().double().clone() for k, p in model.named_parameters() if p.grad is not None
+        }
         model.zero_grad(set_to_none=True)
     gates = {}
-    for name, (_, _, precision) in models.items():
+    for name, (_, _, _, precision) in models.items():
         common = sorted(set(grads[name]) & set(grads[REFERENCE]))
         a = torch.cat([grads[name][k].flatten() for k in common])
         b = torch.cat([grads[REFERENCE][k].flatten() for k in common])
@@ -911,26 +1076,100 @@ def run_training(
             and cosine >= limits.get("min_grad_cosine", -1),
             "thresholds": limits,
         }
+    return gates
 
-    _log("workload train-mlm-8x128: masked-LM step, forward + backward + AdamW")
-    step_s = {name: rounds.warm(step, _seconds(step)) for name, step in steps.items()}
-    repeats = rounds.timed(max(step_s.values()))
-    seconds = time_rounds(steps, repeats)
-    ref = float(np.median(seconds[REFERENCE]))
+
+def run_training(
+    names: list[str],
+    ctx: Context,
+    vocab_size: int,
+    rounds: Rounds,
+    seed: int,
+    shapes: tuple[tuple[int, int], ...] = ((8, 128),),
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """ms per AdamW step of each training variant at each (batch, seq_len) of `shapes`, gated by loss and
+    gradient against transformers fp32 (the gates of the first shape are `gates`; with more shapes, all
+    are in `gates_by_workload`)."""
+    data = {}
+    for size, seq_len in shapes:
+        batch, labels = mlm_batch(vocab_size, size, seq_len, seed)
+        data[f"train-mlm-{size}x{seq_len}"] = (batch.to(ctx.device), labels.to(ctx.device))
+    models, status = {}, {}
+    for name in [n for n in TRAIN_VARIANTS if n in names]:
+        precision, _, autocast = TRAIN_VARIANTS[name]
+        try:
+            model = build_variant(TRAIN_VARIANTS, name, ctx).train()
+        except Exception as e:
+            if name == REFERENCE:
+                raise
+            skipped = isinstance(e, Unavailable)
+            status[name] = {
+                "precision": precision,
+                "status": "skipped" if skipped else "failed",
+                "note": str(e) if skipped else repr(e),
+            }
+            continue
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        models[name] = (model, optimizer, autocast, precision)
+        status[name] = {"precision": precision, "status": "ok", "info": _describe(model)}
+
+    # Gates: loss and gradients of a first step at every shape, before any weight moves.
+    gates = {workload: _train_gates(models, batch, labels) for workload, (batch, labels) in data.items()}
+
     rows = []
-    for name, (_, _, precision) in models.items():
-        stats = summarize([s * 1e3 for s in seconds[name]])
-        speedup = ref * 1e3 / stats["median"]
-        rows.append(
-            {"workload": "train-mlm-8x128", "system": name, "precision": precision, "unit": "ms"}
-            | stats
-            | {"samples": repeats, f"speedup_vs_{REFERENCE.replace(' ', '_')}": speedup, "gate": gates[name]}
-        )
-        _log(
-            f"  {name:28s} {stats['median']:12.4g} ms  x{speedup:.2f}  "
-            f"grad cos {gates[name]['grad_cosine']:.6f}"
-        )
-    return rows, {"systems": status, "gates": gates}
+    for workload, (batch, labels) in data.items():
+        steps = {
+            name: functools.partial(_step, model, optimizer, batch, labels, autocast)
+            for name, (model, optimizer, autocast, _) in models.items()
+        }
+        _log(f"workload {workload}: masked-LM step, forward + backward + AdamW")
+        step_s = {name: rounds.warm(step, _seconds(step)) for name, step in steps.items()}
+        repeats = rounds.timed(max(step_s.values()))
+        seconds = time_rounds(steps, repeats)
+        ref = float(np.median(seconds[REFERENCE]))
+        for name, (_, _, _, precision) in models.items():
+            stats = summarize([s * 1e3 for s in seconds[name]])
+            speedup = ref * 1e3 / stats["median"]
+            gate = gates[workload][name]
+            rows.append(
+                {"workload": workload, "system": name, "precision": precision, "unit": "ms"}
+                | stats
+                | {"samples": repeats, f"speedup_vs_{REFERENCE.replace(' ', '_')}": speedup, "gate": gate}
+            )
+            _log(
+                f"  {name:28s} {stats['median']:12.4g} ms  x{speedup:.2f}  grad cos {gate['grad_cosine']:.6f}"
+            )
+    training: dict[str, Any] = {"systems": status, "gates": next(iter(gates.values()))}
+    if len(gates) > 1:
+        training["gates_by_workload"] = gates
+    return rows, training
+
+
+# ---- model FLOPs utilisation -------------------------------------------------------------------------------
+
+
+def add_throughput(
+    rows: list[dict[str, Any]],
+    work: dict[str, tuple[int, int]],
+    peaks: dict[str, float],
+    spec: dict[str, float] | None,
+) -> None:
+    """Add to each timed row of a workload in `work` (name -> (useful tokens, model FLOPs) per pass): the
+    useful tokens/s, the model TFLOP/s, the MFU against `peaks` (FLOP/s by precision; "bf16 autocast"
+    counts as bf16) and, with `spec` (TFLOP/s by precision), the MFU against the datasheet. A row of a
+    precision without a peak (int8) gets none of them."""
+    for row in rows:
+        precision = row["precision"].split()[0]
+        if "median" not in row or row["workload"] not in work or precision not in peaks:
+            continue
+        tokens, flops = work[row["workload"]]
+        # the median pass: ms per pass, or useful tokens/s (a monotone map of the same rounds)
+        seconds = row["median"] / 1e3 if row["unit"] == "ms" else tokens / row["median"]
+        row["tokens_per_s"] = tokens / seconds
+        row["model_tflops"] = flops / seconds / 1e12
+        row["mfu"] = mfu(flops, seconds, peaks[precision])
+        if spec is not None:
+            row["mfu_vs_spec"] = mfu(flops, seconds, spec[precision] * 1e12)
 
 
 # ---- report ------------------------------------------------------------------------------------------------
@@ -944,7 +1183,17 @@ def markdown(result: dict[str, Any]) -> str:
     """The tables for RESULTS.md: speed with speedups, training, and the accuracy gates."""
     key = f"speedup_vs_{REFERENCE.replace(' ', '_')}"
     m = result["machine"]
-    lines = [
+    lines = []
+    if "gpu" in m:
+        g = m["gpu"]
+        lines += [
+            f"Device: cuda, {g['name']} ({g['memory_gib']:.0f} GiB, compute capability "
+            f"{g['compute_capability']}), CUDA {g['cuda']}, driver {g['driver']}; fp32 matmuls in fp32 "
+            f"(float32_matmul_precision={result['settings'].get('float32_matmul_precision')}, TF32 off). "
+            "The machine line is the host's.",
+            "",
+        ]
+    lines += [
         f"Machine: {m['cpu']}, {m['usable_cpus']} usable CPUs, {result['settings']['threads']} threads; "
         f"torch {m['torch']}, transformers {m['transformers']}, onnxruntime {m['onnxruntime']}; "
         f"avx512_bf16={m['flags']['avx512_bf16']}, avx512_vnni={m['flags']['avx512_vnni']}, "
@@ -969,20 +1218,40 @@ def markdown(result: dict[str, Any]) -> str:
             precision = row["precision"]
             cells.append("failed" if "error" in row else f"{_fmt(row['median'])} (x{row[key]:.2f})")
         lines.append(f"| {system} | {precision} | " + " | ".join(cells) + " |")
-
-    training = [r for r in result["measurements"] if r["workload"].startswith("train")]
-    if training:
+    if any("mfu" in r for r in inference):
         lines += [
             "",
-            f"| training step, MLM 8x128 (n={training[0]['samples']}) | ms/step (p10-p90) | vs {REFERENCE} "
-            "| loss diff | grad cosine |",
+            "Useful tokens/s, model TFLOP/s and MFU against the measured GEMM peak of the row's precision "
+            "(after the slash: against the datasheet's dense peak).",
+            "",
+            "| system | precision | " + " | ".join(workloads) + " |",
+            "|---|---|" + "---:|" * len(workloads),
         ]
-        lines.append("|---|---:|---:|---:|---:|")
-        for r in training:
+        for system in dict.fromkeys(r["system"] for r in inference):
+            cells, precision = [], ""
+            for w in workloads:
+                row = next(r for r in inference if r["system"] == system and r["workload"] == w)
+                precision = row["precision"]
+                cells.append(_throughput_cell(row))
+            lines.append(f"| {system} | {precision} | " + " | ".join(cells) + " |")
+
+    training = [r for r in result["measurements"] if r["workload"].startswith("train")]
+    for workload in dict.fromkeys(r["workload"] for r in training):
+        group = [r for r in training if r["workload"] == workload]
+        with_mfu = "mfu" in group[0]
+        lines += [
+            "",
+            f"| training step, MLM {workload.removeprefix('train-mlm-')} (n={group[0]['samples']}) "
+            f"| ms/step (p10-p90) | vs {REFERENCE} | loss diff | grad cosine |"
+            + (" tokens/s, TFLOP/s, MFU |" if with_mfu else ""),
+        ]
+        lines.append("|---|---:|---:|---:|---:|" + ("---:|" if with_mfu else ""))
+        for r in group:
             g = r["gate"]
             lines.append(
                 f"| {r['system']} | {_fmt(r['median'])} ({_fmt(r['p10'])}-{_fmt(r['p90'])}) | x{r[key]:.2f} "
                 f"| {g['loss_diff']:.2e} | {g['grad_cosine']:.6f} |"
+                + (f" {_throughput_cell(r)} |" if with_mfu else "")
             )
 
     gates = result["gates"]
@@ -1021,9 +1290,31 @@ def markdown(result: dict[str, Any]) -> str:
                 f"fp32 {floor['fp32']['floor_ms_train_8x128']:,.0f} ms, "
                 f"bf16 {floor['bf16']['floor_ms_train_8x128']:,.0f} ms."
             )
+    peaks = result.get("mfu")
+    if peaks:
+        measured = ", ".join(f"{p} {t:.1f}" for p, t in peaks["measured_peak_tflops"].items())
+        spec = peaks["spec_peak_tflops"]
+        lines.append(
+            f"\nMFU denominators: measured GEMM peaks ({peaks['gemm']}, best of {peaks['repeats']}) {measured} "
+            "TFLOP/s; "
+            + (
+                f"datasheet ({peaks['spec']}) "
+                + ", ".join(f"{p} {t:.0f}" for p, t in spec.items())
+                + " TFLOP/s."
+                if spec
+                else "no datasheet peak known for this GPU."
+            )
+        )
     if result["notes"]:
         lines += ["", "Notes:"] + [f"- {note}" for note in result["notes"]]
     return "\n".join(lines)
+
+
+def _throughput_cell(row: dict[str, Any]) -> str:
+    if "mfu" not in row:
+        return "failed" if "error" in row else "-"
+    spec = f" / {row['mfu_vs_spec']:.1%}" if "mfu_vs_spec" in row else ""
+    return f"{_fmt(row['tokens_per_s'])} tok/s, {row['model_tflops']:.3g} TFLOP/s, {row['mfu']:.1%}{spec}"
 
 
 # ---- main --------------------------------------------------------------------------------------------------
@@ -1035,6 +1326,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--preset", default="albert-base-v2", help="architecture (openalbert.PRESETS)")
     parser.add_argument("--tiny", action="store_true", help="a tiny architecture, for the smoke test")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the torch systems run (default cpu). cuda: ONNX Runtime and int8 are skipped, fp16 rows "
+        "join, 3 warm-up passes, 10 training steps, 1024 variable sequences, 200 text windows and a "
+        "64 x 128 training step even with --quick, and MFU on every row",
+    )
     parser.add_argument(
         "--model-dir", type=Path, help=f"random-weight checkpoint (default {CACHE}/<preset>-random)"
     )
@@ -1057,7 +1356,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--min-repeats", type=int, default=5, help="timed rounds at least (default 5)")
     parser.add_argument(
-        "--quick", action="store_true", help="few repeats, 64 variable sequences, 16 text windows"
+        "--quick",
+        action="store_true",
+        help="few repeats, 64 variable sequences, 16 text windows (on cuda: few repeats only)",
     )
     parser.add_argument(
         "--systems",
@@ -1079,11 +1380,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "speed_results.json")
     args = parser.parse_args(argv)
     quick = args.quick
+    # A GPU pass takes milliseconds, so --quick there keeps the warm-up, the training steps and the gate
+    # windows; and a GPU needs more than a CPU's workload to be measured fairly: 32 batches of variable
+    # lengths and a training batch of 64 as well as 8.
+    cuda = args.device == "cuda"
     args.repeats = args.repeats or (3 if quick else 20)
-    args.warmup = max(1, args.warmup or (1 if quick else 3))  # the first warm-up pass feeds the gates
-    args.train_repeats = args.train_repeats or (2 if quick else 10)
-    args.gate_windows = args.gate_windows or (16 if quick else 200)
-    args.n_variable = 64 if quick else 256
+    args.warmup = max(1, args.warmup or (1 if quick and not cuda else 3))  # the first pass feeds the gates
+    args.train_repeats = args.train_repeats or (2 if quick and not cuda else 10)
+    args.gate_windows = args.gate_windows or (16 if quick and not cuda else 200)
+    args.n_variable = 1024 if cuda else 64 if quick else 256
+    args.train_shapes = ((8, 128), (64, 128)) if cuda else ((8, 128),)
     if args.model_dir is None:
         args.model_dir = CACHE / (f"{args.preset}-tiny-random" if args.tiny else f"{args.preset}-random")
     return args
@@ -1120,6 +1426,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     """Everything `main` does but the writing: the result dict that becomes the JSON."""
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device cuda: torch {torch.__version__} sees no CUDA device")
+        # fp32 rows run real fp32 GEMMs (no TF32), so that fp32 means the same on both devices.
+        torch.set_float32_matmul_precision("highest")
     config = bench_config(args.preset, args.tiny)
     model_dir = ensure_model(args.model_dir, config)
     notes: list[str] = []
@@ -1136,8 +1449,21 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "quick": args.quick,
             "seed": args.seed,
             "timer": "time.perf_counter; torch under inference_mode; system order rotates every round",
-        },
-        "machine": machine_info(),
+            "device": args.device,
+        }
+        | (
+            {
+                "timer": "time.perf_counter after torch.cuda.synchronize() at start and stop; torch under "
+                "inference_mode; system order rotates every round",
+                "float32_matmul_precision": torch.get_float32_matmul_precision(),
+                "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+                "variable_sequences": args.n_variable,
+                "train_shapes": [list(shape) for shape in args.train_shapes],
+            }
+            if cuda
+            else {}
+        ),
+        "machine": machine_info(device),
         "model": {
             "preset": "tiny" if args.tiny else args.preset,
             "dir": str(model_dir),
@@ -1148,12 +1474,14 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     }
 
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as workdir:
-        ctx = Context(model_dir, args.threads, Path(workdir))
-        _log(f"building systems from {model_dir}")
-        names = _chosen(list(INFERENCE_VARIANTS), args.systems)
+        ctx = Context(model_dir, args.threads, Path(workdir), device)
+        _log(f"building systems from {model_dir} on {device}")
+        names = _chosen(rows_for(INFERENCE_VARIANTS, device.type), args.systems)
         systems, status = build_systems(INFERENCE_VARIANTS, names, ctx, "last_hidden_state")
         notes += [f"{n}: {s['status']}: {s['note']}" for n, s in status.items() if s["status"] != "ok"]
         workloads = inference_workloads(config.vocab_size, args.n_variable, args.seed)
+        for wl in workloads:
+            wl.batches = [b.to(device) for b in wl.batches]  # once, untimed
         rounds = Rounds(args.repeats, args.warmup, args.budget, args.min_repeats)
         rows, hidden_gates = run_inference(systems, workloads, rounds)
         result["systems"] = status
@@ -1193,6 +1521,7 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                 config.vocab_size,
                 Rounds(args.train_repeats, args.warmup, args.budget, args.min_repeats),
                 args.seed,
+                args.train_shapes,
             )
             rows += train_rows
             result["training"] = training
@@ -1214,11 +1543,38 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         if key in row:
             result["ratios"].setdefault(row["workload"], {})[row["system"]] = row[key]
     result["floor"] = None
-    if args.floor:
+    if cuda:
+        # The GPU's peak per precision is MFU's denominator, so on CUDA it is measured with or without --floor.
+        _log("GEMM peaks for MFU")
+        floor = gemm_floor(config, CUDA_GEMM_SHAPE, args.floor_repeats, device, tuple(DTYPES))
+        result["floor"] = floor
+        spec = spec_peak(result["machine"]["gpu"]["name"])
+        work = {
+            wl.name: (wl.useful_tokens, useful_flops(config, [n for b in wl.batches for n in b.lengths]))
+            for wl in workloads
+        } | {f"train-mlm-{b}x{t}": (b * t, training_flops(config, b, t)) for b, t in args.train_shapes}
+        peaks = {p: floor[p]["gemm_gflops"] * 1e9 for p in DTYPES}
+        add_throughput(rows, work, peaks, spec[1] if spec else None)
+        result["mfu"] = {
+            "flops": "model matmul FLOPs (albert_flops, training_flops: a step is 3 forwards), real tokens "
+            "only: each sequence of the variable workload counted at its own length",
+            "gemm": floor["gemm_shape"],
+            "repeats": floor["repeats"],
+            "measured_peak_tflops": {p: peak / 1e12 for p, peak in peaks.items()},
+            "spec": spec[0] if spec else None,
+            "spec_peak_tflops": spec[1] if spec else None,
+            "precision_peak": "fp32 rows: the fp32 peak (TF32 off); bf16 and bf16 autocast: bf16; fp16: fp16",
+            "work": {name: {"useful_tokens": t, "model_flops": f} for name, (t, f) in work.items()},
+        }
+        if spec is None:
+            notes.append(f"no datasheet peak known for {result['machine']['gpu']['name']}: no mfu_vs_spec")
+    elif args.floor:
         _log("GEMM throughput for the compute floor")
         shape = (256, 64, 256) if args.tiny else (2048, 768, 3072)
         floor = gemm_floor(config, shape, 3 if args.quick else args.floor_repeats)
-        for precision in ("fp32", "bf16"):
+        result["floor"] = floor
+    if args.floor:
+        for precision in [p for p in DTYPES if p in floor]:
             measured = {
                 r["system"]: r["median"]
                 for r in rows
@@ -1236,7 +1592,6 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             floor[precision]["measured_over_floor_train_8x128"] = {
                 s: ms / floor[precision]["floor_ms_train_8x128"] for s, ms in trained.items()
             }
-        result["floor"] = floor
     result["notes"] = notes
     return result
 

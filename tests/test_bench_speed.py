@@ -1,4 +1,5 @@
-"""The speed benchmark harness: a tiny end-to-end run into JSON, and the FLOP count against a hand count."""
+"""The speed benchmark harness: a tiny end-to-end run into JSON, the FLOP count against a hand count, and
+the arithmetic and row choice of its CUDA mode (MFU, device-only rows), which need no GPU to check."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import openalbert
 from openalbert.checkpoint import DEFAULT_MODEL_DIR
@@ -21,6 +23,16 @@ sys.modules["bench_speed"] = bench_speed  # dataclasses look their module up whi
 _spec.loader.exec_module(bench_speed)
 
 ALWAYS = ("transformers fp32", "transformers bf16", "openalbert fp32", "openalbert bf16")
+CPU_ROWS = [
+    "transformers fp32",
+    "transformers bf16",
+    "openalbert fp32",
+    "openalbert fp32 padded",
+    "openalbert bf16",
+    "openalbert int8",
+    "onnxruntime fp32",
+    "onnxruntime int8",
+]
 
 
 def _onnx_ready() -> bool:
@@ -70,12 +82,15 @@ def test_lognormal_lengths_are_seeded_and_clipped():
 
 def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     out = tmp_path / "speed.json"
-    argv = ["--tiny", "--quick", "--threads", "1", "--model-dir", str(tmp_path / "model")]
+    argv = ["--tiny", "--quick", "--threads", "1", "--model-dir", str(tmp_path / "model"), "--device", "cpu"]
     argv += ["--text", str(DEFAULT_MODEL_DIR / "README.md"), "--gate-windows", "4", "--floor"]
     bench_speed.main([*argv, "--output", str(out)])
     result = json.loads(out.read_text())
 
+    assert result["settings"]["device"] == "cpu"
+    assert result["settings"]["timer"].startswith("time.perf_counter; ")  # no GPU synchronisation on the CPU
     assert {"cpu", "logical_cpus", "torch", "transformers", "onnxruntime"} <= set(result["machine"])
+    assert "gpu" not in result["machine"] and "mfu" not in result
     assert {"avx512_bf16", "avx512_vnni"} <= set(result["machine"]["flags"])
     workloads = {w["name"] for w in result["workloads"]}
     assert workloads == {"b1x16", "b1x128", "b1x512", "b8x128", "var64"}
@@ -84,6 +99,7 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     assert var["lengths"][:3] != sorted(var["lengths"])[:3]  # arrival order, not sorted
 
     systems = result["systems"]
+    assert list(systems) == CPU_ROWS  # the CPU table as before the CUDA mode: no fp16 rows
     assert all(systems[name]["status"] == "ok" for name in ALWAYS)
     assert systems["transformers fp32"]["info"]["attn_implementation"] == "sdpa"
     for name in ("onnxruntime fp32", "onnxruntime int8"):
@@ -99,6 +115,7 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
         assert set(measured) == set(ok)
         for r in measured.values():
             assert 0 < r["p10"] <= r["median"] <= r["p90"], r
+            assert "mfu" not in r and "tokens_per_s" not in r  # CPU rows keep their fields
             assert r["gate"]["tokens"] > 0 and r["gate"]["mean_cosine"] > 0.9
         assert result["ratios"][workload]["transformers fp32"] == 1.0
 
@@ -115,6 +132,8 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     for name in ("transformers bf16", "openalbert bf16"):
         assert 0.5 < fill["systems"][name]["agreement"] <= 1.0
 
+    assert {r["workload"] for r in rows if r["workload"].startswith("train")} == {"train-mlm-8x128"}
+    assert "gates_by_workload" not in result["training"]
     training = [r for r in rows if r["workload"] == "train-mlm-8x128"]
     assert {r["system"] for r in training} == set(bench_speed.TRAIN_VARIANTS)
     for r in training:
@@ -124,6 +143,7 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
 
     floor = result["floor"]
     assert floor["fp32"]["gemm_gflops"] > 0 and floor["bf16"]["floor_ms_1x128"] > 0
+    assert "fp16" not in floor
     assert floor["model_flops_1x128"]["total"] == result["model"]["flops_1x128"]
     # Forward and backward of 8 x 128 plus the MLM head: more than three 8 x 128 forwards of AlbertModel.
     assert floor["training_flops_8x128"] > 3 * 8 * floor["model_flops_1x128"]["total"]
@@ -133,6 +153,30 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
 
     table = capsys.readouterr().out
     assert "| system | precision |" in table and "| openalbert fp32 |" in table
+    assert "Device: cuda" not in table and "MFU" not in table
+
+    # The report of a CUDA run: this result with what such a run adds (a GPU, MFU on the rows, the peaks).
+    result["settings"] |= {"device": "cuda", "float32_matmul_precision": "highest"}
+    gpu = {"name": "NVIDIA H200", "memory_gib": 140.4, "compute_capability": "9.0", "cuda": "13.0"}
+    result["machine"]["gpu"] = gpu | {"driver": "580.159.03"}
+    work = {w["name"]: (1000, 1e12) for w in result["workloads"]} | {"train-mlm-8x128": (1024, 3e12)}
+    peaks = {"fp32": 50e12, "bf16": 800e12}
+    bench_speed.add_throughput(rows, work, peaks, {"fp32": 67.0, "bf16": 989.0})
+    assert all("mfu" in r for r in rows if r["precision"] != "int8")
+    assert not any("mfu" in r for r in rows if r["precision"] == "int8")  # no int8 peak: no MFU
+    result["mfu"] = {
+        "gemm": "8192x8192 @ 8192x8192",
+        "repeats": 10,
+        "measured_peak_tflops": {"fp32": 50.0, "bf16": 800.0},
+        "spec": "H100/H200 SXM",
+        "spec_peak_tflops": {"fp32": 67.0, "bf16": 989.0},
+    }
+    report = bench_speed.markdown(result)
+    assert report.startswith("Device: cuda, NVIDIA H200 (140 GiB")
+    mfu_b8 = next(r for r in rows if r["workload"] == "b8x128" and r["system"] == "openalbert bf16")["mfu"]
+    assert f"{mfu_b8:.1%}" in report and "tok/s" in report
+    assert "| tokens/s, TFLOP/s, MFU |" in report  # the training table's column
+    assert "MFU denominators: measured GEMM peaks" in report and "datasheet (H100/H200 SXM)" in report
 
 
 def test_rounds_fit_the_budget():
@@ -159,3 +203,140 @@ def test_text_windows_and_masks_on_real_text():
     assert not chosen[:, 0].any() and not chosen[:, -1].any()
     assert (ids[chosen] == tokenizer.mask_token_id).all()
     assert targets.tolist() == [t for w, c in zip(windows, chosen) for t, m in zip(w, c[1:-1]) if m]
+
+
+def test_mfu_is_model_flops_per_second_over_the_peak():
+    assert bench_speed.mfu(2e12, 0.01, 1e15) == pytest.approx(0.2)  # 200 TFLOP/s of a 1 PFLOP/s peak
+    assert bench_speed.mfu(2e12, 0.02, 1e15) == pytest.approx(0.1)
+
+
+def test_throughput_and_mfu_of_rows_in_either_unit():
+    work = {"b8x128": (1024, 4e12), "var64": (3000, 6e12), "train-mlm-8x128": (1024, 3e12)}
+    peaks = {"fp32": 50e12, "bf16": 800e12, "fp16": 800e12}
+    spec = {"fp32": 67.0, "bf16": 989.0, "fp16": 989.0}
+    rows = [
+        {"workload": "b8x128", "precision": "fp32", "unit": "ms", "median": 100.0},  # 0.1 s a pass
+        {"workload": "var64", "precision": "fp16", "unit": "tokens/s", "median": 30000.0},  # 0.1 s a pass
+        {"workload": "train-mlm-8x128", "precision": "bf16 autocast", "unit": "ms", "median": 10.0},
+        {"workload": "b8x128", "precision": "bf16", "unit": "ms", "error": "RuntimeError()"},
+    ]
+    bench_speed.add_throughput(rows, work, peaks, spec)
+    fixed, variable, train, failed = rows
+    assert fixed["tokens_per_s"] == pytest.approx(10240) and fixed["model_tflops"] == pytest.approx(40)
+    assert fixed["mfu"] == pytest.approx(0.8) and fixed["mfu_vs_spec"] == pytest.approx(40 / 67)
+    assert variable["tokens_per_s"] == pytest.approx(30000)  # already useful tokens/s
+    assert variable["model_tflops"] == pytest.approx(60) and variable["mfu"] == pytest.approx(60 / 800)
+    assert train["model_tflops"] == pytest.approx(300) and train["mfu"] == pytest.approx(300 / 800)
+    assert train["mfu_vs_spec"] == pytest.approx(300 / 989)  # autocast rows count against the bf16 peak
+    assert "mfu" not in failed
+    fresh = [{"workload": "b8x128", "precision": "fp32", "unit": "ms", "median": 100.0}]
+    bench_speed.add_throughput(fresh, work, peaks, None)
+    assert "mfu" in fresh[0] and "mfu_vs_spec" not in fresh[0]
+
+
+def test_variable_workload_flops_count_each_sequence_at_its_own_length():
+    config = bench_speed.bench_config("albert-base-v2", tiny=True)
+    assert bench_speed.useful_flops(config, [3, 5]) == (
+        bench_speed.albert_flops(config, 1, 3)["total"] + bench_speed.albert_flops(config, 1, 5)["total"]
+    )
+    var = bench_speed.inference_workloads(config.vocab_size, 64, seed=0)[-1]
+    lengths = [n for b in var.batches for n in b.lengths]
+    assert lengths == var.details["lengths"] and sum(lengths) == var.useful_tokens
+    useful = bench_speed.useful_flops(config, lengths)
+    assert useful == sum(bench_speed.albert_flops(config, 1, n)["total"] for n in var.details["lengths"])
+    padded = sum(bench_speed.albert_flops(config, *b.mask.shape)["total"] for b in var.batches)
+    assert useful < padded  # the padding is not counted as work done
+
+
+def test_rows_and_defaults_follow_the_device(tmp_path):
+    config = bench_speed.bench_config("albert-base-v2", tiny=True)
+    assert bench_speed.rows_for(bench_speed.INFERENCE_VARIANTS, "cpu") == CPU_ROWS
+    cuda_rows = bench_speed.rows_for(bench_speed.INFERENCE_VARIANTS, "cuda")
+    assert set(cuda_rows) - set(CPU_ROWS) == {"transformers fp16", "openalbert fp16"}
+    fill_cuda = bench_speed.rows_for(bench_speed.FILL_MASK_VARIANTS, "cuda")
+    assert {"transformers fp16", "openalbert fp16"} <= set(fill_cuda)
+    assert not {"transformers fp16", "openalbert fp16"} & set(
+        bench_speed.rows_for(bench_speed.FILL_MASK_VARIANTS, "cpu")
+    )
+
+    # On CUDA the CPU-only rows are skipped with a note, before anything is built (no GPU needed).
+    ctx = bench_speed.Context(tmp_path, 1, tmp_path, torch.device("cuda"))
+    names = list(bench_speed.CPU_ONLY)
+    systems, status = bench_speed.build_systems(
+        bench_speed.INFERENCE_VARIANTS, names, ctx, "last_hidden_state"
+    )
+    assert systems == {}
+    assert all(status[n]["status"] == "skipped" and status[n]["note"].startswith("CPU only") for n in names)
+
+    # A torch model and a batch go to a non-CPU device once; the gates' mask and ORT's arrays stay here.
+    # (The meta device stands in for CUDA: moving to it needs no GPU.)
+    meta = torch.device("meta")
+    ctx = bench_speed.Context(bench_speed.ensure_model(tmp_path / "model", config), 1, tmp_path, meta)
+    for name in ("openalbert fp32", "transformers bf16"):
+        model = bench_speed.build_variant(bench_speed.INFERENCE_VARIANTS, name, ctx)
+        assert {p.device.type for p in model.parameters()} == {"meta"}, name
+    batch = bench_speed.make_batch([3, 5], config.vocab_size, torch.Generator().manual_seed(0))
+    moved = batch.to(meta)
+    assert all(t.device.type == "meta" for t in moved.tensors.values())
+    assert all(t.device.type == "cpu" for t in batch.tensors.values())  # the original is left alone
+    assert moved.mask is batch.mask and moved.arrays is batch.arrays and moved.lengths == [3, 5]
+    assert batch.to(torch.device("cpu")) is batch
+
+    cpu = bench_speed.parse_args(["--quick"])
+    assert (cpu.device, cpu.n_variable, cpu.warmup, cpu.train_repeats) == ("cpu", 64, 1, 2)
+    assert cpu.train_shapes == ((8, 128),)
+    cuda = bench_speed.parse_args(["--device", "cuda", "--quick", "--repeats", "10"])
+    assert (cuda.n_variable, cuda.warmup, cuda.train_repeats, cuda.repeats) == (1024, 3, 10, 10)
+    assert cuda.train_shapes == ((8, 128), (64, 128))
+
+
+def test_spec_peak_only_for_the_sxm_boards():
+    for name in ("NVIDIA H200", "NVIDIA H100 80GB HBM3"):
+        board, peaks = bench_speed.spec_peak(name)
+        assert board == "H100/H200 SXM" and peaks == {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0}
+    for name in ("NVIDIA H100 PCIe", "NVIDIA H200 NVL", "NVIDIA A100-SXM4-80GB"):
+        assert bench_speed.spec_peak(name) is None
+
+
+def test_training_at_two_shapes_gates_each_before_weights_move(tmp_path):
+    # The CUDA run's second training workload (64 x 128), here as 2 x 16 and 4 x 16 on the CPU.
+    config = bench_speed.bench_config("albert-base-v2", tiny=True)
+    ctx = bench_speed.Context(bench_speed.ensure_model(tmp_path / "model", config), 1, tmp_path)
+    rounds = bench_speed.Rounds(repeats=2, warmup=1, budget_s=10.0, min_repeats=1)
+    names = ["transformers fp32", "openalbert fp32"]
+    rows, training = bench_speed.run_training(
+        names, ctx, config.vocab_size, rounds, seed=0, shapes=((2, 16), (4, 16))
+    )
+    assert [(r["workload"], r["system"]) for r in rows] == [
+        (w, n) for w in ("train-mlm-2x16", "train-mlm-4x16") for n in names
+    ]
+    by_workload = training["gates_by_workload"]
+    assert training["gates"] == by_workload["train-mlm-2x16"]
+    for (size, seq_len), (workload, gates) in zip(((2, 16), (4, 16)), by_workload.items()):
+        assert gates["openalbert fp32"]["loss_diff"] < 1e-5 and gates["openalbert fp32"]["pass"]
+        # each shape was gated on its own batch with the loaded weights, before any step moved them
+        batch, labels = bench_speed.mlm_batch(config.vocab_size, size, seq_len, seed=0)
+        fresh = openalbert.AlbertForMaskedLM.from_pretrained(ctx.model_dir).train()
+        loss = float(bench_speed._loss(fresh, batch, labels, autocast=False))
+        assert gates["openalbert fp32"]["loss"] == pytest.approx(loss, abs=1e-6), workload
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_tiny_quick_run_on_cuda(tmp_path):
+    out = tmp_path / "speed.json"
+    argv = ["--tiny", "--quick", "--device", "cuda", "--model-dir", str(tmp_path / "model")]
+    argv += ["--text", str(DEFAULT_MODEL_DIR / "README.md"), "--gate-windows", "4", "--floor-repeats", "3"]
+    bench_speed.main([*argv, "--output", str(out)])
+    result = json.loads(out.read_text())
+    assert result["settings"]["device"] == "cuda" and result["machine"]["gpu"]["name"]
+    assert result["settings"]["float32_matmul_precision"] == "highest"
+    systems = result["systems"]
+    assert all(systems[n]["status"] == "skipped" for n in bench_speed.CPU_ONLY)
+    assert all(systems[n]["status"] == "ok" for n in (*ALWAYS, "transformers fp16", "openalbert fp16"))
+    assert all(result["gates"]["hidden_state"][n]["pass"] for n in ALWAYS)
+    workloads = {r["workload"] for r in result["measurements"]}
+    assert {"var1024", "train-mlm-8x128", "train-mlm-64x128"} <= workloads
+    for r in result["measurements"]:
+        assert "error" not in r, r
+        assert 0 < r["mfu"] < 1 and r["model_tflops"] > 0 and r["tokens_per_s"] > 0, r
+    assert result["mfu"]["measured_peak_tflops"]["bf16"] > result["mfu"]["measured_peak_tflops"]["fp32"]

@@ -4,10 +4,11 @@
 #   2. a 40-step probe run measures the seconds per step at this batch size;
 #   3. the stage itself: AdamW from stage 7's last checkpoint, warm-up then linear decay to zero over as
 #      many steps as fit in TRAIN_SECONDS, so the exported snapshot is taken at the end of its schedule.
-# Usage: gpu_stage.sh WORK TRAIN_SECONDS [start|wait]
+# Usage: gpu_stage.sh WORK TRAIN_SECONDS [start|prepare|wait]
 #   WORK holds corpora/train/*.txt, vocab/, heldout_examples/, init/ (stage 7's step-5000 snapshot) and,
 #   optionally, cache/ (sentence-split text, so pysbd need not run again). `start` (the default) does
-#   1-2 and launches 3 detached, logging to WORK/run8.log; `wait` waits for it to finish.
+#   1-2 and launches 3 detached, logging to WORK/run8.log; `prepare` does 1 only (on the CPU, while the
+#   GPU does something else); `wait` waits for the launched run to finish.
 # The run lands in WORK/run8 (metrics.jsonl, curves.png, the final model); export it with
 # scripts/default_model/export.py --run WORK/run8 as for stage 7.
 set -euo pipefail
@@ -27,7 +28,8 @@ fi
 
 [ -f "$WORK/examples8/manifest.json" ] || "${OA[@]}" prepare-data --corpus "$WORK"/corpora/train/*.txt \
     --tokenizer "$WORK/vocab" --output "$WORK/examples8" --max-seq-length 128 --dupe-factor 32 --seed 81 \
-    --no-whole-word-mask --shard-size 25000 --workers "$(($(nproc) > 2 ? $(nproc) - 2 : 1))" --cache-dir "$WORK/cache"
+    --no-whole-word-mask --shard-size 25000 --workers "$(($(nproc) > 4 ? $(nproc) - 4 : 1))" --cache-dir "$WORK/cache"
+[ "$MODE" = prepare ] && exit 0
 
 common=(--data "$WORK/examples8" --init-from "$WORK/init" --tokenizer "$WORK/vocab" --optimizer adamw
     --batch-size "$BATCH" --device "$DEVICE" --bf16 --threads 4 --no-progress)
