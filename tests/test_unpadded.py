@@ -139,3 +139,20 @@ def test_packed_weights_follow_a_fused_optimizer_step():
     keep = batch["attention_mask"].bool()
     assert not torch.allclose(after[keep], before[keep])
     torch.testing.assert_close(after[keep], reference[keep], atol=1e-5, rtol=0)
+
+
+def test_model_built_under_inference_mode_runs(tmp_path):
+    # Weights loaded inside torch.inference_mode() are inference tensors, which have no version counter
+    # for the packed-weight cache to read; such a model must still run, and match one loaded outside.
+    model = _model()
+    model.save_pretrained(tmp_path)
+    batch = _batch([[1] * 9, [1] * 4 + [0] * 5])
+    keep = batch["attention_mask"].bool()
+    with torch.inference_mode():
+        loaded = type(model).from_pretrained(tmp_path).eval()
+        assert next(loaded.parameters()).is_inference()
+        got = loaded(**batch).logits
+        again = loaded(**batch).logits  # the second call reads the cache
+        reference = model.eval()(**batch).logits
+    torch.testing.assert_close(got[keep], reference[keep], atol=1e-5, rtol=0)
+    torch.testing.assert_close(again, got, atol=0, rtol=0)

@@ -242,8 +242,9 @@ def activate_and_add(
 def _pack_cached(owner: nn.Module, params: tuple[torch.Tensor, ...], build: Any) -> Any:
     """`build()` (packed weights) kept on `owner`, remade when any of `params` changes (in-place updates
     bump a tensor's version) and dropped by `train()` (fused optimizers bump no version), so it serves
-    eval mode only. Not a buffer: never saved, never moved."""
-    key = tuple((p._version, p.data_ptr(), p.dtype) for p in params)
+    eval mode only. Not a buffer: never saved, never moved. Weights made under torch.inference_mode()
+    have no version counter; only an in-place write inside inference mode could change them unseen."""
+    key = tuple((None if p.is_inference() else p._version, p.data_ptr(), p.dtype) for p in params)
     cache = owner.__dict__.get("_pack_cache")
     if cache is None or cache[0] != key:
         cache = (key, build())
