@@ -156,3 +156,20 @@ def test_model_built_under_inference_mode_runs(tmp_path):
         reference = model.eval()(**batch).logits
     torch.testing.assert_close(got[keep], reference[keep], atol=1e-5, rtol=0)
     torch.testing.assert_close(again, got, atol=0, rtol=0)
+
+
+def test_copy_and_save_after_cpu_inference(tmp_path):
+    # CPU inference leaves packed oneDNN weights on the modules; deepcopy and torch.save must not trip on
+    # them, and the copies must compute the same outputs.
+    import copy
+
+    model = _model().eval()
+    batch = _batch([[1] * 9, [1] * 4 + [0] * 5])
+    with torch.no_grad():
+        before = model(**batch).logits
+        copied = copy.deepcopy(model)
+        torch.save(model, tmp_path / "whole.pt")
+        loaded = torch.load(tmp_path / "whole.pt", weights_only=False)
+        for other in (copied, loaded):
+            torch.testing.assert_close(other(**batch).logits, before, atol=0, rtol=0)
+    assert "_pack_cache" in model.albert.encoder.albert_layer_groups[0].albert_layers[0].attention.__dict__

@@ -24,19 +24,33 @@ from torch import nn
 
 from openalbert.config import AlbertConfig
 
+
+# Named functions, not lambdas: modules keep them as attributes, and torch.save(model) pickles them by name.
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 ACT2FN: dict[str, Any] = {
     "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
+    "gelu_new": _gelu_tanh,
+    "gelu_fast": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "quick_gelu": _quick_gelu,
     "relu": F.relu,
     "silu": F.silu,
     "swish": F.silu,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
     "mish": F.mish,
-    "linear": lambda x: x,
+    "linear": _identity,
 }
 
 
@@ -212,6 +226,9 @@ class Linear(nn.Linear):
         self.__dict__.pop("_pack_cache", None)
         return super().train(mode)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return _without_pack_cache(super().__getstate__())
+
 
 def _packed_linear(
     x: torch.Tensor,
@@ -250,6 +267,13 @@ def _pack_cached(owner: nn.Module, params: tuple[torch.Tensor, ...], build: Any)
         cache = (key, build())
         owner.__dict__["_pack_cache"] = cache
     return cache[1]
+
+
+def _without_pack_cache(state: dict[str, Any]) -> dict[str, Any]:
+    """A module's pickled state without its packed weights: an opaque oneDNN tensor that copy.deepcopy and
+    torch.save cannot copy, and that is remade on first use anyway."""
+    state.pop("_pack_cache", None)
+    return state
 
 
 def _reorder(weight: torch.Tensor) -> torch.Tensor:
@@ -399,6 +423,9 @@ class AlbertAttention(nn.Module):
     def train(self, mode: bool = True) -> AlbertAttention:
         self.__dict__.pop("_pack_cache", None)  # see Linear.train
         return super().train(mode)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return _without_pack_cache(super().__getstate__())
 
     def _dropout_p(self) -> float:
         return self.attention_dropout.p if self.training else 0.0

@@ -1,0 +1,85 @@
+"""The model, a bf16 training step and the fill-mask pipeline on every device present.
+
+Each test runs on the CPU and, where torch sees one, on CUDA: a GPU session runs the same checks
+against the same fp32 CPU reference (on a CPU-only machine the CUDA rows skip).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from tests.conftest import TINY
+
+import openalbert
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+]
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0)
+
+
+def _batch() -> dict[str, torch.Tensor]:
+    """Three right-padded sequences of different lengths."""
+    ids = torch.randint(5, TINY["vocab_size"], (3, 11), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[2, 3:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+@pytest.mark.parametrize("position", ["absolute", "relative_key"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_unpadded_on_device_matches_the_cpu_fp32_reference(device, position):
+    config = openalbert.AlbertConfig(**TINY | NO_DROPOUT, position_embedding_type=position)
+    model = openalbert.AlbertModel(config).eval()
+    batch = _batch()
+    keep = batch["attention_mask"].bool()
+    with torch.no_grad():
+        model.set_attn_implementation("sdpa")
+        reference = model(**batch).last_hidden_state
+        moved = copy.deepcopy(model).to(device)
+        moved.set_attn_implementation("unpadded")
+        got = moved(**{k: v.to(device) for k, v in batch.items()}).last_hidden_state.cpu()
+    torch.testing.assert_close(got[keep], reference[keep], atol=1e-4, rtol=1e-4)
+    assert not got[~keep].any()  # padding positions are zeros on the unpadded path
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_autocast_training_step_on_device(device):
+    config = openalbert.AlbertConfig(**TINY | NO_DROPOUT, position_embedding_type="relative_key")
+    model = openalbert.AlbertForMaskedLM(config).train()
+    batch = _batch()
+    labels = batch["input_ids"].masked_fill(~batch["attention_mask"].bool(), -100)
+
+    def gradients(m: torch.nn.Module, dev: str, autocast: bool) -> tuple[float, torch.Tensor]:
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=autocast):
+            loss = m(**{k: v.to(dev) for k, v in batch.items()}, labels=labels.to(dev)).loss
+        loss.backward()
+        flat = torch.cat(
+            [p.grad.detach().float().cpu().flatten() for p in m.parameters() if p.grad is not None]
+        )
+        return float(loss.detach()), flat
+
+    ref_loss, ref_grad = gradients(model, "cpu", autocast=False)
+    moved = copy.deepcopy(model).to(device)
+    moved.zero_grad(set_to_none=True)
+    loss, grad = gradients(moved, device, autocast=True)
+    assert abs(loss - ref_loss) < 2e-2 * abs(ref_loss)
+    assert torch.nn.functional.cosine_similarity(grad, ref_grad, dim=0) > 0.99
+    before = [p.detach().clone() for p in moved.parameters()]
+    torch.optim.AdamW(moved.parameters(), lr=1e-3).step()
+    assert all(torch.isfinite(p).all() for p in moved.parameters())
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, moved.parameters()))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fill_mask_pipeline_on_device(device):
+    text = "The capital of France is [MASK]."
+    reference = openalbert.pipeline("fill-mask")(text)
+    got = openalbert.pipeline("fill-mask", device=device)(text)
+    assert [r["token_str"] for r in got] == [r["token_str"] for r in reference]
+    for a, b in zip(got, reference):
+        assert abs(a["score"] - b["score"]) < 1e-4
