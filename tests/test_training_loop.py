@@ -53,11 +53,11 @@ class SyntheticPretraining(torch.utils.data.Dataset):
         }
 
 
-def tiny_objective(dropout: float = 0.0, seed: int = 0) -> PretrainingObjective:
+def tiny_objective(dropout: float = 0.0, seed: int = 0, positions: str = "absolute") -> PretrainingObjective:
     config = AlbertConfig(
         vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=32, hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout, classifier_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout, classifier_dropout_prob=dropout, position_embedding_type=positions,
     )  # fmt: skip
     torch.manual_seed(seed)
     return PretrainingObjective(AlbertForPreTraining(config))
@@ -284,27 +284,36 @@ from pathlib import Path
 from test_training_loop import SyntheticPretraining, run_config, tiny_objective
 from openalbert.training import train
 
-out, fsdp = Path(sys.argv[1]), sys.argv[2] == "fsdp"
+out, fsdp, positions = Path(sys.argv[1]), sys.argv[2] == "fsdp", sys.argv[3]
 # 2 processes x 2 examples x 2 accumulated micro-batches = the single process's batch of 8.
 config = run_config(out, batch_size=2, grad_accum=2, max_steps=3, fsdp=fsdp)
-train(tiny_objective(), SyntheticPretraining(), config)
+train(tiny_objective(positions=positions), SyntheticPretraining(), config)
 """
 
 
-def _torchrun(tmp_path: Path, out: Path, mode: str) -> None:
+def _torchrun(tmp_path: Path, out: Path, mode: str, positions: str = "absolute") -> None:
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(WORKER.format(tests=str(TESTS))))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(out), mode]  # fmt: skip
+           str(script), str(out), mode, positions]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-@pytest.mark.parametrize("mode", ["ddp", pytest.param("fsdp", marks=pytest.mark.slow)])
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path, mode):
-    _torchrun(tmp_path, tmp_path / "two", mode)
-    train(tiny_objective(), SyntheticPretraining(), run_config(tmp_path / "one", batch_size=8, max_steps=3))
+@pytest.mark.parametrize(
+    "mode, positions",
+    [
+        ("ddp", "absolute"),
+        # relative positions leave the absolute table unread: DDP must not wait for its gradient
+        ("ddp", "relative_key"),
+        pytest.param("fsdp", "absolute", marks=pytest.mark.slow),
+    ],
+)
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path, mode, positions):
+    _torchrun(tmp_path, tmp_path / "two", mode, positions)
+    one_config = run_config(tmp_path / "one", batch_size=8, max_steps=3)
+    train(tiny_objective(positions=positions), SyntheticPretraining(), one_config)
     one, two = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
     assert one.keys() == two.keys()
     for name in one:

@@ -104,6 +104,10 @@ class AlbertEmbeddings(nn.Module):
             config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id
         )
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.embedding_size)
+        if config.position_embedding_type != "absolute":
+            # Kept for the checkpoint layout, never read: a trainable weight that gets no gradient stops
+            # DistributedDataParallel ("parameters that were not used in producing loss").
+            self.position_embeddings.weight.requires_grad_(False)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.embedding_size)
         self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
