@@ -130,7 +130,7 @@ CPU_ONLY = {
     "onnxruntime fp32": "ONNX Runtime runs its CPU execution provider in this harness",
     "onnxruntime int8": "ONNX Runtime runs its CPU execution provider in this harness",
 }
-CUDA_ONLY = ("transformers fp16", "openalbert fp16")
+CUDA_ONLY = ("transformers fp16", "openalbert fp16", "openalbert bf16 padded", "openalbert fp16 padded")
 
 # Datasheet dense peaks (no sparsity), TFLOP/s, of the SXM H100 and H200 (one chip; the H200 has more and
 # faster memory): bf16 and fp16 on the tensor cores, fp32 on the CUDA cores (the fp32 rows run with TF32
@@ -557,9 +557,9 @@ def _base(c: Context, **kwargs: Any) -> torch.nn.Module:
     return openalbert.AlbertModel.from_pretrained(c.model_dir, **kwargs)
 
 
-def _openalbert_padded(c: Context) -> torch.nn.Module:
+def _openalbert_padded(c: Context, **kwargs: Any) -> torch.nn.Module:
     try:
-        return _base(c, attn_implementation="sdpa")
+        return _base(c, attn_implementation="sdpa", **kwargs)
     except TypeError as e:
         raise Unavailable(f"openalbert has no attn_implementation option yet ({e})") from None
 
@@ -591,6 +591,9 @@ INFERENCE_VARIANTS: dict[str, tuple[str, Callable[[Context], Any]]] = {
     "openalbert fp32 padded": ("fp32", lambda c: _openalbert_padded(c)),
     "openalbert bf16": ("bf16", lambda c: _base(c, dtype=torch.bfloat16)),
     "openalbert fp16": ("fp16", lambda c: _base(c, dtype=torch.float16)),
+    # On a GPU, padding is cheap and launches are not: the padded path in half precision, beside unpadded.
+    "openalbert bf16 padded": ("bf16", lambda c: _openalbert_padded(c, dtype=torch.bfloat16)),
+    "openalbert fp16 padded": ("fp16", lambda c: _openalbert_padded(c, dtype=torch.float16)),
     "openalbert int8": ("int8", lambda c: _fast("quantize_int8")(_base(c))),
     "onnxruntime fp32": ("fp32", lambda c: c.onnx_session("model", int8=False)),
     "onnxruntime int8": ("int8", lambda c: c.onnx_session("model", int8=True)),

@@ -252,7 +252,12 @@ def test_rows_and_defaults_follow_the_device(tmp_path):
     config = bench_speed.bench_config("albert-base-v2", tiny=True)
     assert bench_speed.rows_for(bench_speed.INFERENCE_VARIANTS, "cpu") == CPU_ROWS
     cuda_rows = bench_speed.rows_for(bench_speed.INFERENCE_VARIANTS, "cuda")
-    assert set(cuda_rows) - set(CPU_ROWS) == {"transformers fp16", "openalbert fp16"}
+    assert set(cuda_rows) - set(CPU_ROWS) == {
+        "transformers fp16",
+        "openalbert fp16",
+        "openalbert bf16 padded",
+        "openalbert fp16 padded",
+    }
     fill_cuda = bench_speed.rows_for(bench_speed.FILL_MASK_VARIANTS, "cuda")
     assert {"transformers fp16", "openalbert fp16"} <= set(fill_cuda)
     assert not {"transformers fp16", "openalbert fp16"} & set(
@@ -332,7 +337,7 @@ def test_tiny_quick_run_on_cuda(tmp_path):
     assert result["settings"]["float32_matmul_precision"] == "highest"
     systems = result["systems"]
     assert all(systems[n]["status"] == "skipped" for n in bench_speed.CPU_ONLY)
-    assert all(systems[n]["status"] == "ok" for n in (*ALWAYS, "transformers fp16", "openalbert fp16"))
+    assert all(systems[n]["status"] == "ok" for n in (*ALWAYS, *bench_speed.CUDA_ONLY))
     assert all(result["gates"]["hidden_state"][n]["pass"] for n in ALWAYS)
     workloads = {r["workload"] for r in result["measurements"]}
     assert {"var1024", "train-mlm-8x128", "train-mlm-64x128"} <= workloads
