@@ -11,6 +11,8 @@
 #   GPU does something else); `wait` waits for the launched run to finish.
 # The run lands in WORK/run8 (metrics.jsonl, curves.png, the final model); export it with
 # scripts/default_model/export.py --run WORK/run8 as for stage 7.
+# Environment: BATCH (512), LR (1e-3), DEVICE (cuda), and CONFIG=a config.json to pretrain that
+# architecture from scratch instead of continuing from WORK/init.
 set -euo pipefail
 WORK=$1
 BUDGET=${2:-330}
@@ -19,6 +21,7 @@ BATCH=${BATCH:-512}
 LR=${LR:-1e-3}
 DEVICE=${DEVICE:-cuda}
 OA=(python3 -m openalbert)
+if [ -n "${CONFIG:-}" ]; then start_from=(--config "$CONFIG"); else start_from=(--init-from "$WORK/init"); fi
 
 if [ "$MODE" = wait ]; then
     while pgrep -f "output $WORK/run8 " >/dev/null; do sleep 2; done
@@ -31,7 +34,7 @@ fi
     --no-whole-word-mask --shard-size 25000 --workers "$(($(nproc) > 4 ? $(nproc) - 4 : 1))" --cache-dir "$WORK/cache"
 [ "$MODE" = prepare ] && exit 0
 
-common=(--data "$WORK/examples8" --init-from "$WORK/init" --tokenizer "$WORK/vocab" --optimizer adamw
+common=(--data "$WORK/examples8" "${start_from[@]}" --tokenizer "$WORK/vocab" --optimizer adamw
     --batch-size "$BATCH" --device "$DEVICE" --bf16 --threads 4 --no-progress)
 rm -rf "$WORK/probe"
 "${OA[@]}" pretrain "${common[@]}" --output "$WORK/probe" --learning-rate "$LR" --max-steps 40 \
