@@ -183,8 +183,14 @@ def test_json_lines_that_do_not_parse(models, capsys, monkeypatch) -> None:
             ["--task", "feature-extraction", "--model", "{MLM}", "--top-k", "3"],
             "unknown parameters ['top_k']",
         ),
+        (["--task", "fill-mask", "--model", "{MLM}", "--device", "tpu"], "unknown device 'tpu'"),
+        pytest.param(
+            ["--task", "fill-mask", "--model", "{MLM}", "--device", "cuda"],
+            "device 'cuda' was requested, but torch",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+        ),
     ],
-    ids=["unknown-task", "missing-head", "missing-input", "bad-option"],
+    ids=["unknown-task", "missing-head", "missing-input", "bad-option", "unknown-device", "no-cuda"],
 )
 def test_errors_are_one_line(models, capsys, monkeypatch, args: list[str], message: str) -> None:
     names = {"{MLM}": models["AlbertForMaskedLM"], "{CLS}": models["AlbertForSequenceClassification"]}

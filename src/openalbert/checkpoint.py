@@ -194,13 +194,29 @@ def as_dtype(dtype: torch.dtype | str | None, config: AlbertConfig | None = None
 
 
 def as_device(device: torch.device | str | int | None) -> torch.device | None:
-    """Accept 'cpu', 'cuda', 'cuda:1', an index (-1 = CPU, as in transformers' pipelines) or a torch.device."""
-    if device is None or isinstance(device, torch.device):
-        return device
-    if isinstance(device, int) or (isinstance(device, str) and device.lstrip("-").isdigit()):
+    """Accept 'cpu', 'cuda', 'cuda:1', an index (-1 = CPU, as in transformers' pipelines) or a torch.device;
+    a CUDA device this torch cannot reach is a ValueError that says so."""
+    if device is None:
+        return None
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, int) or (isinstance(device, str) and device.lstrip("-").isdigit()):
         index = int(device)
-        return torch.device("cpu") if index < 0 else torch.device("cuda", index)
-    return torch.device(device)
+        dev = torch.device("cpu") if index < 0 else torch.device("cuda", index)
+    else:
+        try:
+            dev = torch.device(device)
+        except RuntimeError as e:
+            raise ValueError(f"unknown device {device!r}: use cpu, cuda, cuda:N or an index") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "built with CUDA but sees no GPU"
+            raise ValueError(f"device {str(dev)!r} was requested, but torch {torch.__version__} is {build}")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {str(dev)!r} was requested, but only {torch.cuda.device_count()} GPU(s) are visible"
+            )
+    return dev
 
 
 # ---- loading into a model ---------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from openalbert.checkpoint import DEFAULT_MODEL
+from openalbert.checkpoint import DEFAULT_MODEL, as_device
 from openalbert.pipelines.base import Feature, Pipeline, load_head, load_tokenizer
 from openalbert.pipelines.feature_extraction import FeatureExtractionPipeline
 from openalbert.pipelines.fill_mask import FillMaskPipeline
@@ -60,6 +60,7 @@ def pipeline(
     every call.
     """
     cls = pipeline_class(task)
+    device = as_device(device)  # a device this machine lacks is reported as such, before any loading
     if model is None:
         if cls not in (FillMaskPipeline, FeatureExtractionPipeline):
             raise ValueError(
