@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from openalbert.checkpoint import as_device
 from openalbert.training.optim import OPTIMIZERS, build_optimizer, linear_schedule
 
 TRAINER_STATE = "trainer_state.pt"
@@ -290,10 +291,8 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     """'auto' picks CUDA when present; under torchrun a bare 'cuda' becomes this process's GPU."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = as_device(device)  # an unknown device, or CUDA where there is none, is a ValueError that says so
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was requested but CUDA is not available; use --device cpu")
         if dev.index is None:
             dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
