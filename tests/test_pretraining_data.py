@@ -252,6 +252,29 @@ def test_dataset_items_and_collate(prepared):
     assert set(item) <= set(params)
 
 
+def _item_from_shard_files(data_dir: Path, index: int) -> dict[str, torch.Tensor]:
+    """Example `index` rebuilt straight from the shard arrays, one position at a time: the reference."""
+    manifest = read_manifest(data_dir)
+    for shard in manifest["shards"]:
+        if index < shard["num_examples"]:
+            break
+        index -= shard["num_examples"]
+    arrays = {f.stem: np.load(f) for f in (data_dir / shard["name"]).glob("*.npy")}
+    a_length, length = (int(v) for v in arrays["lengths"][index])
+    width = manifest["max_seq_length"]
+    labels = [-100] * width
+    for position, target in zip(arrays["mlm_positions"][index], arrays["mlm_ids"][index]):
+        if position >= 0:
+            labels[int(position)] = int(target)
+    return {
+        "input_ids": torch.tensor(arrays["input_ids"][index].astype(np.int64)),
+        "attention_mask": torch.tensor([int(t < length) for t in range(width)]),
+        "token_type_ids": torch.tensor([int(a_length <= t < length) for t in range(width)]),
+        "labels": torch.tensor(labels),
+        "sentence_order_label": torch.tensor(int(arrays["sentence_order_label"][index])),
+    }
+
+
 def test_collate_batch_equals_collating_items(prepared):
     from openalbert.training.loop import _fetch, default_collate
 
@@ -260,7 +283,8 @@ def test_collate_batch_equals_collating_items(prepared):
     rng = np.random.default_rng(0)
     indices = [*rng.permutation(len(ds))[:48].tolist(), -1, 0, len(ds) - 1]  # both shards, a negative
     batch = ds.collate_batch(indices)
-    expected = default_collate([ds[i] for i in indices])
+    expected = default_collate([_item_from_shard_files(prepared, i % len(ds)) for i in indices])
+    assert torch.equal(default_collate([ds[i] for i in indices])["labels"], expected["labels"])
     assert batch.keys() == expected.keys()
     for key in expected:
         assert batch[key].dtype == expected[key].dtype and torch.equal(batch[key], expected[key]), key

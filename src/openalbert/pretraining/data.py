@@ -829,28 +829,4 @@ class PretrainingDataset(torch.utils.data.Dataset):
         }
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        n = len(self)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"example index {index} out of range for {n} examples")
-        k = int(np.searchsorted(self._ends, index, side="right"))
-        row = index - (int(self._ends[k - 1]) if k else 0)
-        shard = self._shard(k)
-        a_length, length = (int(v) for v in shard["lengths"][row])
-        input_ids = torch.from_numpy(shard["input_ids"][row].astype(np.int64))
-        in_text = self._positions < length
-        token_type_ids = torch.from_numpy(((self._positions >= a_length) & in_text).astype(np.int64))
-        labels = torch.full((self.max_seq_length,), -100, dtype=torch.long)
-        positions = shard["mlm_positions"][row].astype(np.int64)
-        valid = positions >= 0
-        labels[torch.from_numpy(positions[valid])] = torch.from_numpy(
-            shard["mlm_ids"][row][valid].astype(np.int64)
-        )
-        return {
-            "input_ids": input_ids,
-            "attention_mask": torch.from_numpy(in_text.astype(np.int64)),
-            "token_type_ids": token_type_ids,
-            "labels": labels,
-            "sentence_order_label": torch.tensor(int(shard["sentence_order_label"][row]), dtype=torch.long),
-        }
+        return {key: value[0] for key, value in self.collate_batch([index]).items()}
