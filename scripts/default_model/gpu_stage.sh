@@ -6,9 +6,10 @@
 #      many steps as fit in TRAIN_SECONDS, so the exported snapshot is taken at the end of its schedule.
 # Usage: gpu_stage.sh WORK TRAIN_SECONDS [start|prepare|wait]
 #   WORK holds corpora/train/*.txt, vocab/, heldout_examples/, init/ (stage 7's step-5000 snapshot) and,
-#   optionally, cache/ (sentence-split text, so pysbd need not run again). `start` (the default) does
-#   1-2 and launches 3 detached, logging to WORK/run8.log; `prepare` does 1 only (on the CPU, while the
-#   GPU does something else); `wait` waits for the launched run to finish.
+#   optionally, cache/ (sentence-split text, so pysbd need not run again; else the default cache).
+#   `start` (the default) does 1-2 and launches 3 detached, logging to WORK/run8.log; `prepare` does 1
+#   only (on the CPU, while the GPU does something else; train.sh uses it too); `wait` waits for the
+#   launched run to finish.
 # The run lands in WORK/run8 (metrics.jsonl, curves.png, the final model); export it with
 # scripts/default_model/export.py --run WORK/run8 as for stage 7.
 # Environment: BATCH (512), LR (1e-3), DEVICE (cuda), and CONFIG=a config.json to pretrain that
@@ -29,9 +30,11 @@ if [ "$MODE" = wait ]; then
     exit 0
 fi
 
+cache=()
+[ -d "$WORK/cache" ] && cache=(--cache-dir "$WORK/cache")
 [ -f "$WORK/examples8/manifest.json" ] || "${OA[@]}" prepare-data --corpus "$WORK"/corpora/train/*.txt \
     --tokenizer "$WORK/vocab" --output "$WORK/examples8" --max-seq-length 128 --dupe-factor 32 --seed 81 \
-    --no-whole-word-mask --shard-size 25000 --workers "$(($(nproc) > 4 ? $(nproc) - 4 : 1))" --cache-dir "$WORK/cache"
+    --no-whole-word-mask --shard-size 25000 --workers "$(($(nproc) > 4 ? $(nproc) - 4 : 1))" "${cache[@]}"
 [ "$MODE" = prepare ] && exit 0
 
 common=(--data "$WORK/examples8" "${start_from[@]}" --tokenizer "$WORK/vocab" --optimizer adamw

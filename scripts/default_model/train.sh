@@ -91,9 +91,7 @@ stage "$WORK/run7" step-00005000 --data "$WORK/examples_piece" --init-from "$WOR
 # stage 8 to a 6-minute budget; they replay here with the step counts it chose). Stage 8: fresh masks of the
 # same text (dupe factor 32, 1.9M examples), batch 512, AdamW 1e-3 to zero over 5,100 steps at about 0.84M
 # tokens/s: held-out accuracy 0.301 -> 0.405. Stage 9 (exported): 3,000 more steps at 5e-4 -> 0.409.
-[ -f "$WORK/examples8/manifest.json" ] || openalbert prepare-data --corpus "$WORK"/corpora/train/*.txt \
-    --tokenizer "$WORK/vocab" --output "$WORK/examples8" --max-seq-length 128 --dupe-factor 32 --seed 81 \
-    --no-whole-word-mask --shard-size 25000 --workers "$(nproc)"
+scripts/default_model/gpu_stage.sh "$WORK" 0 prepare  # the stage-8 examples, made as on the GPU machine
 gpu=(--data "$WORK/examples8" --optimizer adamw --batch-size 512 --device "${DEVICE:-cuda}" --threads 4
     --save-every 1000 --keep-last 1 --log-every 50)
 stage "$WORK/run8" step-00005100 "${gpu[@]}" --init-from "$WORK/run7/checkpoints/step-00005000" \
