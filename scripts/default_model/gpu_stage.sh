@@ -10,10 +10,12 @@
 #   `start` (the default) does 1-2 and launches 3 detached, logging to WORK/run8.log; `prepare` does 1
 #   only (on the CPU, while the GPU does something else; train.sh uses it too); `wait` waits for the
 #   launched run to finish.
-# The run lands in WORK/run8 (metrics.jsonl, curves.png, the final model); export it with
+# The run lands in WORK/RUN (metrics.jsonl, curves.png, the final model); export it with
 # scripts/default_model/export.py --run WORK/run8 as for stage 7.
-# Environment: BATCH (512), LR (1e-3), DEVICE (cuda), and CONFIG=a config.json to pretrain that
-# architecture from scratch instead of continuing from WORK/init.
+# Environment: BATCH (512), LR (1e-3), DEVICE (cuda), RUN (run8: the run's directory and log name, so
+# two runs can share the GPU), CONFIG=a config.json to pretrain that architecture from scratch instead
+# of continuing from WORK/init, and SCHEDULE=N to lay the learning rate over N steps and stop (with a
+# checkpoint for --resume) after as many as fit in the budget, for a run spread over several GPU sessions.
 set -euo pipefail
 WORK=$1
 BUDGET=${2:-330}
@@ -21,12 +23,13 @@ MODE=${3:-start}
 BATCH=${BATCH:-512}
 LR=${LR:-1e-3}
 DEVICE=${DEVICE:-cuda}
+RUN=${RUN:-run8}
 OA=(python3 -m openalbert)
 if [ -n "${CONFIG:-}" ]; then start_from=(--config "$CONFIG"); else start_from=(--init-from "$WORK/init"); fi
 
 if [ "$MODE" = wait ]; then
-    while pgrep -f "output $WORK/run8 " >/dev/null; do sleep 2; done
-    tail -n 3 "$WORK/run8.log"
+    while pgrep -f "output $WORK/$RUN " >/dev/null; do sleep 2; done
+    tail -n 3 "$WORK/$RUN.log"
     exit 0
 fi
 
@@ -39,11 +42,11 @@ cache=()
 
 common=(--data "$WORK/examples8" "${start_from[@]}" --tokenizer "$WORK/vocab" --optimizer adamw
     --batch-size "$BATCH" --device "$DEVICE" --bf16 --threads 4 --no-progress)
-rm -rf "$WORK/probe"
-"${OA[@]}" pretrain "${common[@]}" --output "$WORK/probe" --learning-rate "$LR" --max-steps 40 \
+rm -rf "$WORK/probe-$RUN"
+"${OA[@]}" pretrain "${common[@]}" --output "$WORK/probe-$RUN" --learning-rate "$LR" --max-steps 40 \
     --warmup-steps 10 --log-every 10 --save-every 100000 --seed 41
 # Seconds per step from the last three logged windows (the first holds CUDA's start-up).
-read -r steps warmup < <(python3 - "$WORK/probe/metrics.jsonl" "$BUDGET" <<'EOF'
+read -r steps warmup < <(python3 - "$WORK/probe-$RUN/metrics.jsonl" "$BUDGET" <<'EOF'
 import json, sys
 rows = [r for r in map(json.loads, open(sys.argv[1])) if "elapsed" in r and "eval_loss" not in r]
 per_step = (rows[-1]["elapsed"] - rows[-4]["elapsed"]) / (rows[-1]["step"] - rows[-4]["step"])
@@ -53,7 +56,9 @@ print(f"probe: {per_step * 1e3:.1f} ms/step, {rows[-1]['tokens_per_s']:.0f} toke
       file=sys.stderr)
 EOF
 )
-setsid nohup "${OA[@]}" pretrain "${common[@]}" --output "$WORK/run8" --learning-rate "$LR" \
-    --max-steps "$steps" --warmup-steps "$warmup" --eval-data "$WORK/heldout_examples" --eval-every 2000 \
-    --save-every 1000 --keep-last 1 --log-every 50 --seed 41 >"$WORK/run8.log" 2>&1 </dev/null &
-echo "stage 8: $steps steps of $BATCH, launched (log $WORK/run8.log)"
+schedule=(--max-steps "$steps" --warmup-steps "$warmup")
+[ -n "${SCHEDULE:-}" ] && schedule=(--max-steps "$SCHEDULE" --stop-after "$steps" --warmup-steps 500)
+setsid nohup "${OA[@]}" pretrain "${common[@]}" --output "$WORK/$RUN" --learning-rate "$LR" "${schedule[@]}" \
+    --eval-data "$WORK/heldout_examples" --eval-every 2000 \
+    --save-every 1000 --keep-last 1 --log-every 50 --seed 41 >"$WORK/$RUN.log" 2>&1 </dev/null &
+echo "$RUN: $steps steps of $BATCH, launched (log $WORK/$RUN.log)"

