@@ -255,8 +255,8 @@ def test_rows_and_defaults_follow_the_device(tmp_path):
     assert set(cuda_rows) - set(CPU_ROWS) == {
         "transformers fp16",
         "openalbert fp16",
-        "openalbert bf16 padded",
-        "openalbert fp16 padded",
+        "openalbert bf16 unpadded",
+        "openalbert fp16 unpadded",
     }
     fill_cuda = bench_speed.rows_for(bench_speed.FILL_MASK_VARIANTS, "cuda")
     assert {"transformers fp16", "openalbert fp16"} <= set(fill_cuda)

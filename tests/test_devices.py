@@ -47,6 +47,24 @@ def test_unpadded_on_device_matches_the_cpu_fp32_reference(device, position):
     assert not got[~keep].any()  # padding positions are zeros on the unpadded path
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("device", DEVICES)
+def test_default_attention_in_half_precision_on_device(device, dtype):
+    if device == "cpu" and dtype == torch.float16:
+        pytest.skip("fp16 has no fast CPU kernels; the CPU's half precision is bf16")
+    config = openalbert.AlbertConfig(**TINY | NO_DROPOUT, position_embedding_type="relative_key")
+    model = openalbert.AlbertModel(config).eval()
+    batch = _batch()
+    keep = batch["attention_mask"].bool()
+    with torch.no_grad():
+        reference = model(**batch).last_hidden_state
+        half = copy.deepcopy(model).to(device=device, dtype=dtype)  # "auto": the default
+        got = half(**{k: v.to(device) for k, v in batch.items()}).last_hidden_state.float().cpu()
+    torch.testing.assert_close(got[keep], reference[keep], atol=5e-2, rtol=5e-2)
+    # "auto" skips the padding on the CPU and computes it for half-precision weights on a GPU.
+    assert bool(got[~keep].any()) == (device == "cuda")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_bf16_autocast_training_step_on_device(device):
     config = openalbert.AlbertConfig(**TINY | NO_DROPOUT, position_embedding_type="relative_key")

@@ -577,7 +577,10 @@ def test_movie_reviews_are_documents_of_sentence_lines(tmp_path):
     rows = '1,"the film is good .\nthe  actors , too .\n"\n-1,"a bore ."\n'
     (corpus / "polarity-en-pang&lee1.csv").write_text("\ufeff" + rows, encoding="utf-8")
     docs = list(corpora._extract_movie_reviews(tmp_path))
-    assert docs == [("review-0000", ["the film is good .", "the actors , too ."]), ("review-0001", ["a bore ."])]
+    assert docs == [
+        ("review-0000", ["the film is good .", "the actors , too ."]),
+        ("review-0001", ["a bore ."]),
+    ]
     (corpus / "polarity-en-pang&lee1.csv").write_text("1,ok\n2\n", encoding="utf-8")
     with pytest.raises(RuntimeError, match="row 2"):
         list(corpora._extract_movie_reviews(tmp_path))

@@ -70,6 +70,34 @@ def test_left_padding_and_attention_maps_take_the_padded_path():
     assert maps[0].shape == (2, TINY["num_attention_heads"], 5, 5)
 
 
+def test_auto_skips_padding_except_for_half_precision_on_a_gpu():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    rule = {
+        (d.type, t): modeling.unpads_by_default(d, t)
+        for d in (cpu, cuda)
+        for t in (torch.float32, torch.bfloat16, torch.float16)
+    }
+    assert rule == {
+        ("cpu", torch.float32): True,
+        ("cpu", torch.bfloat16): True,
+        ("cpu", torch.float16): True,
+        ("cuda", torch.float32): True,
+        ("cuda", torch.bfloat16): False,
+        ("cuda", torch.float16): False,
+    }
+    model = _model()
+    assert model.albert.encoder.attn_implementation == "auto"  # the default
+    batch = _batch(RIGHT_PADDING)
+    keep = batch["attention_mask"].bool()
+    with torch.no_grad():
+        auto = model(**batch, output_hidden_states=True).hidden_states[-1]
+        padded, unpadded = _both(model, batch, output_hidden_states=True)
+    assert torch.equal(auto, unpadded.hidden_states[-1]) and not auto[~keep].any()
+    assert padded.hidden_states[-1][~keep].abs().sum() > 0  # "sdpa" computes the padding
+    with pytest.raises(ValueError, match="auto, unpadded, sdpa, eager"):
+        model.set_attn_implementation("flash")
+
+
 @pytest.mark.parametrize("positions", ["absolute", "relative_key_query"])
 def test_training_gradients_and_checkpointing_match_the_padded_path(monkeypatch, positions):
     model = _model(
