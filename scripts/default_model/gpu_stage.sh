@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Stage 8 of the default model on one CUDA GPU, sized to a wall-clock budget:
-#   1. fresh masks over the same training text (dupe factor 32, a new seed, shards built in parallel);
+# A pretraining stage on one CUDA GPU (the default model's stages 8-10), sized to a wall-clock budget:
+#   1. fresh masks over the training text (dupe factor 32, a new seed, shards built in parallel);
 #   2. a 40-step probe run measures the seconds per step at this batch size;
-#   3. the stage itself: AdamW from stage 7's last checkpoint, warm-up then linear decay to zero over as
-#      many steps as fit in TRAIN_SECONDS, so the exported snapshot is taken at the end of its schedule.
+#   3. the stage itself: AdamW from WORK/init, warm-up then linear decay to zero over as many steps as
+#      fit in TRAIN_SECONDS, so the exported snapshot is taken at the end of its schedule.
 # Usage: gpu_stage.sh WORK TRAIN_SECONDS [start|prepare|wait]
-#   WORK holds corpora/train/*.txt, vocab/, heldout_examples/, init/ (stage 7's step-5000 snapshot) and,
+#   WORK holds corpora/train/*.txt, vocab/, heldout_examples/, init/ (the snapshot to continue) and,
 #   optionally, cache/ (sentence-split text, so pysbd need not run again; else the default cache).
-#   `start` (the default) does 1-2 and launches 3 detached, logging to WORK/run8.log; `prepare` does 1
+#   `start` (the default) does 1-2 and launches 3 detached, logging to WORK/RUN.log; `prepare` does 1
 #   only (on the CPU, while the GPU does something else; train.sh uses it too); `wait` waits for the
 #   launched run to finish.
 # The run lands in WORK/RUN (metrics.jsonl, curves.png, the final model); export it with
-# scripts/default_model/export.py --run WORK/run8 as for stage 7.
+# scripts/default_model/export.py --run WORK/RUN.
 # Environment: BATCH (512), LR (1e-3), DEVICE (cuda), RUN (run8: the run's directory and log name, so
-# two runs can share the GPU), CONFIG=a config.json to pretrain that architecture from scratch instead
-# of continuing from WORK/init, and SCHEDULE=N to lay the learning rate over N steps and stop (with a
-# checkpoint for --resume) after as many as fit in the budget, for a run spread over several GPU sessions.
+# two runs can share the GPU), EXAMPLES (examples8: where the examples go), CORPUS (the text files, space
+# separated; default every WORK/corpora/train/*.txt), CONFIG=a config.json to pretrain that architecture
+# from scratch instead of continuing from WORK/init, and SCHEDULE=N to lay the learning rate over N steps
+# and stop (with a checkpoint for --resume) after as many as fit in the budget, for a run spread over
+# several GPU sessions.
 set -euo pipefail
 WORK=$1
 BUDGET=${2:-330}
@@ -24,6 +26,8 @@ BATCH=${BATCH:-512}
 LR=${LR:-1e-3}
 DEVICE=${DEVICE:-cuda}
 RUN=${RUN:-run8}
+EXAMPLES=${EXAMPLES:-examples8}
+if [ -n "${CORPUS:-}" ]; then read -ra corpus <<<"$CORPUS"; else corpus=("$WORK"/corpora/train/*.txt); fi
 OA=(python3 -m openalbert)
 if [ -n "${CONFIG:-}" ]; then start_from=(--config "$CONFIG"); else start_from=(--init-from "$WORK/init"); fi
 
@@ -35,12 +39,12 @@ fi
 
 cache=()
 [ -d "$WORK/cache" ] && cache=(--cache-dir "$WORK/cache")
-[ -f "$WORK/examples8/manifest.json" ] || "${OA[@]}" prepare-data --corpus "$WORK"/corpora/train/*.txt \
-    --tokenizer "$WORK/vocab" --output "$WORK/examples8" --max-seq-length 128 --dupe-factor 32 --seed 81 \
+[ -f "$WORK/$EXAMPLES/manifest.json" ] || "${OA[@]}" prepare-data --corpus "${corpus[@]}" \
+    --tokenizer "$WORK/vocab" --output "$WORK/$EXAMPLES" --max-seq-length 128 --dupe-factor 32 --seed 81 \
     --no-whole-word-mask --shard-size 25000 --workers "$(($(nproc) > 4 ? $(nproc) - 4 : 1))" "${cache[@]}"
 [ "$MODE" = prepare ] && exit 0
 
-common=(--data "$WORK/examples8" "${start_from[@]}" --tokenizer "$WORK/vocab" --optimizer adamw
+common=(--data "$WORK/$EXAMPLES" "${start_from[@]}" --tokenizer "$WORK/vocab" --optimizer adamw
     --batch-size "$BATCH" --device "$DEVICE" --bf16 --threads 4 --no-progress)
 rm -rf "$WORK/probe-$RUN"
 "${OA[@]}" pretrain "${common[@]}" --output "$WORK/probe-$RUN" --learning-rate "$LR" --max-steps 40 \
