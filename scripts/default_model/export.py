@@ -245,8 +245,8 @@ for 125,000 steps of 4,096 x 512 (about 262 billion). Stage 8, six minutes on on
 accuracy from 0.301 to 0.405; stage 9 added less than half a point, over the same text seen again with
 the same masks. Stage 10 added Pang & Lee's movie reviews ({train_mb:.0f} MB of training text in all): the
 prose's held-out accuracy still rose a little (0.409 to 0.411), and fine-tuned on movie-review sentences the
-model gained about 3 points on the benchmark's test split, where it now ties a TF-IDF + logistic
-regression baseline over all 4,000 sentences (benchmarks/FINETUNE.md). More text, a wider config (H=384-768) and more
+model gained about 3 points on the benchmark's test split; over all 4,000 sentences it ties a TF-IDF +
+logistic regression baseline (benchmarks/FINETUNE.md). More text, a wider config (H=384-768) and more
 steps, together, are what raise it further.
 
 It knows little of the world beyond its corpora (addresses, Wikipedia leads, novels, Shakespeare, the
