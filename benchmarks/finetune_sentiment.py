@@ -115,6 +115,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--skip-baseline", action="store_true")
     args = p.parse_args()
+    if args.restarts < 1:
+        p.error(f"--restarts must be at least 1, got {args.restarts}")
     args.device_index = None if args.device == "cpu" else args.device
     args.output.mkdir(parents=True, exist_ok=True)
 
