@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -41,3 +42,24 @@ def test_cross_validation_folds_are_stable_and_even():
     folds = [fold_of(t, 10) for t in texts]
     assert folds == [fold_of(t, 10) for t in texts] and set(folds) == set(range(10))
     assert all(400 <= n <= 600 for n in Counter(folds).values())
+
+
+def test_cross_validation_reuses_a_saved_run_only_with_the_same_settings(tmp_path, monkeypatch):
+    cv = _load("sentiment_cv")
+    calls = []
+
+    def fake_finetuned(args, seed, output, train, validation, test):
+        calls.append((seed, args.learning_rate))
+        return {"seed": seed, "validation_accuracy": 0.5, "test_accuracy": 0.5, "predictions": ["pos"]}
+
+    monkeypatch.setattr(cv, "finetuned", fake_finetuned)
+    paths = {name: tmp_path / f"{name}.csv" for name in ("train", "validation", "test")}
+    args = SimpleNamespace(model="m", folds=10, epochs=3.0, learning_rate=2e-4, batch_size=32, max_length=64,
+                           bf16=False)  # fmt: skip
+    first = cv.cached_run(args, 7, tmp_path, paths)
+    again = cv.cached_run(args, 7, tmp_path, paths)
+    assert calls == [(7, 2e-4)] and again == first  # read back, not retrained
+    args.learning_rate = 1e-4
+    cv.cached_run(args, 7, tmp_path, paths)
+    assert calls == [(7, 2e-4), (7, 1e-4)]  # other settings: trained again
+    assert cv.cached_run(args, 8, tmp_path, paths)["seed"] == 8 and len(calls) == 3
