@@ -206,20 +206,28 @@ def test_head_mask_and_inputs_embeds(tmp_path):
         )
 
 
-def test_training_mode_gradients_match(tmp_path):
-    # Without dropout, a backward pass gives the same gradients as the reference.
+@pytest.mark.parametrize("head", ["AlbertForPreTraining", "AlbertForMaskedLM"])
+def test_training_mode_gradients_match(tmp_path, head):
+    # Without dropout, a backward pass gives the same loss, logits and gradients as the reference (the MLM
+    # loss projects only the labelled positions while training on the CPU).
     ref = build_reference(
-        "AlbertForPreTraining",
-        tmp_path,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        classifier_dropout_prob=0.0,
+        head, tmp_path, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0
     )
-    ours = openalbert.AlbertForPreTraining.from_pretrained(tmp_path).train()
+    ours = getattr(openalbert, head).from_pretrained(tmp_path).train()
     ref.train()
-    batch = inputs("AlbertForPreTraining")
-    ours(**batch).loss.backward()
-    ref(**batch).loss.backward()
+    batch = unpadded_labels(inputs(head))
+    mine, theirs_out = ours(**batch), ref(**batch)
+    torch.testing.assert_close(mine.loss, theirs_out.loss, atol=1e-5, rtol=1e-5)
+    logits = "logits" if head == "AlbertForMaskedLM" else "prediction_logits"
+    torch.testing.assert_close(
+        real_only(mine, batch)[logits], real_only(theirs_out, batch)[logits], atol=1e-5, rtol=0
+    )
+    assert mine[logits].requires_grad  # the returned logits are still differentiable
+    mine.loss.backward()
+    theirs_out.loss.backward()
     theirs = dict(ref.named_parameters())
     for name, p in ours.named_parameters():
         torch.testing.assert_close(p.grad, theirs[name].grad, atol=1e-5, rtol=1e-4, msg=name)
+    # No labelled position: NaN, as transformers gives.
+    batch["labels"] = torch.full_like(batch["labels"], -100)
+    assert torch.isnan(ours(**batch).loss) and torch.isnan(ref(**batch).loss)

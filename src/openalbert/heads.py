@@ -78,6 +78,25 @@ class AlbertMLMHead(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.LayerNorm(self.activation(self.dense(hidden_states))))  # (B, T, V)
 
+    def loss(self, hidden_states: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the labelled positions (labels != -100), as transformers computes it.
+
+        When training on the CPU the loss gets its own projection of the labelled positions only (about
+        15% of them), so its backward skips the vocabulary-sized work on the rest: 10% of an albert-base
+        MLM step. The returned `logits` stay the full, differentiable projection. Elsewhere the loss is
+        taken from `logits` (on a GPU the selection would wait for the device; without gradients it
+        saves nothing worth a second projection).
+        """
+        flat = labels.reshape(-1)
+        if (
+            torch.is_grad_enabled()
+            and hidden_states.device.type == "cpu"
+            and not torch.compiler.is_compiling()
+        ):
+            keep = flat != -100
+            return F.cross_entropy(self(hidden_states.reshape(-1, hidden_states.shape[-1])[keep]), flat[keep])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat)
+
 
 class AlbertSOPHead(nn.Module):
     """Sentence-order prediction from the pooled [CLS] vector: 0 = in order, 1 = swapped."""
@@ -152,7 +171,7 @@ class AlbertForPreTraining(_MaskedLMBase):
         loss = None
         # As in transformers, the loss needs both label kinds; -100 marks tokens that are not predicted.
         if labels is not None and sentence_order_label is not None:
-            mlm = F.cross_entropy(prediction_logits.view(-1, prediction_logits.shape[-1]), labels.view(-1))
+            mlm = self.predictions.loss(out.last_hidden_state, prediction_logits, labels)
             sop = F.cross_entropy(sop_logits.view(-1, 2), sentence_order_label.view(-1))
             loss = mlm + sop
         return _result(
@@ -198,7 +217,7 @@ class AlbertForMaskedLM(_MaskedLMBase):
         logits = self.predictions(out.last_hidden_state)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
+            loss = self.predictions.loss(out.last_hidden_state, logits, labels)
         return _result(MaskedLMOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
 
 
