@@ -931,7 +931,12 @@ class Trainer:
         self.env = DistEnv()  # replaced first thing in _setup; the finally below needs it to exist
         try:
             self._setup()
-            return self._run()
+            result = self._run()
+            if self.env.created_group:
+                # Leave together: a gloo process that tears down its group while its peer is still
+                # connected can make the peer abort ("terminate called without an active exception").
+                dist.barrier()
+            return result
         finally:
             if self.env.created_group:
                 dist.destroy_process_group()
