@@ -61,7 +61,9 @@ STAGES = (
         "1 H200 GPU, bf16, 6.0 min",
         "held-out accuracy 0.405",
     ),
-    Stage(3000, 512, "AdamW 5e-4 to zero", "examples8", "1 H200 GPU, bf16, 3.6 min", "held-out accuracy 0.409"),
+    Stage(
+        3000, 512, "AdamW 5e-4 to zero", "examples8", "1 H200 GPU, bf16, 3.6 min", "held-out accuracy 0.409"
+    ),
     Stage(
         4500,
         512,
