@@ -44,7 +44,9 @@ def cached_run(args: argparse.Namespace, seed: int, out: Path, paths: dict[str, 
             return record
     record = finetuned(args, seed, out / "model", paths["train"], paths["validation"], paths["test"])
     record["settings"] = settings
-    saved.write_text(json.dumps(record) + "\n")
+    partial = saved.with_suffix(".json.tmp")  # renamed into place: an interruption leaves no half file
+    partial.write_text(json.dumps(record) + "\n")
+    partial.replace(saved)
     return record
 
 
