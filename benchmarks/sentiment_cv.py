@@ -50,10 +50,8 @@ def cached_run(args: argparse.Namespace, seed: int, out: Path, paths: dict[str, 
     return record
 
 
-def pooled(gold: list[str], predictions: list[str], baseline: list[str]) -> dict:
-    """Accuracy over all folds' test sentences and the paired test against the baseline."""
-    accuracy = sum(a == g for a, g in zip(predictions, gold)) / len(gold)
-    return {"accuracy": accuracy, "paired_test": mcnemar(gold, predictions, baseline)}
+def accuracy(predictions: list[str], gold: list[str]) -> float:
+    return sum(p == g for p, g in zip(predictions, gold)) / len(gold)
 
 
 def main() -> int:
@@ -127,10 +125,10 @@ def main() -> int:
         "model": str(args.model),
         "sentences": n,
         "restarts": args.restarts,
-        "albert_accuracy": sum(a == g for a, g in zip(albert, gold)) / n,
-        "tfidf_accuracy": sum(b == g for b, g in zip(baseline, gold)) / n,
+        "albert_accuracy": accuracy(albert, gold),
+        "tfidf_accuracy": accuracy(baseline, gold),
         "paired_test": mcnemar(gold, albert, baseline),
-        "first_seed_only": pooled(gold, first, baseline),
+        "first_seed_only": {"accuracy": accuracy(first, gold), "paired_test": mcnemar(gold, first, baseline)},
         "fold_difference": {"mean": mean, "standard_error": se},
         "folds": folds,
     }
