@@ -935,7 +935,7 @@ class Trainer:
             if self.env.created_group:
                 # Leave together: a gloo process that tears down its group while its peer is still
                 # connected can make the peer abort ("terminate called without an active exception").
-                dist.barrier()
+                self.env.barrier()
             return result
         finally:
             if self.env.created_group:
