@@ -198,8 +198,8 @@ vocabulary or the pretraining, only for the accuracy below.
 |---|---|---|---|---|---|
 {stages}
 
-In all {sum(positions) / 1e6:,.0f} million token positions (sequences of 128). Stage {len(STAGES)}'s final model, `{source.name}`, is exported here in float16. Its last logged training
-row: {_fmt(last)}.
+In all {sum(positions) / 1e6:,.0f} million token positions (sequences of 128). Stage {len(STAGES)}'s final model,
+`{source.name}`, is exported here in float16. Its last logged training row: {_fmt(last)}.
 Its last held-out evaluation (prepared examples, whole-word masked): {_fmt(last_eval)}.
 
 ![loss curves of stage {len(STAGES)}](curves.png)
