@@ -13,11 +13,12 @@
 # The run lands in WORK/RUN (metrics.jsonl, curves.png, the final model); export it with
 # scripts/default_model/export.py --run WORK/RUN.
 # Environment: BATCH (512), LR (1e-3), DEVICE (cuda), RUN (run8: the run's directory and log name, so
-# two runs can share the GPU), EXAMPLES (examples8: where the examples go), CORPUS (the text files, space
-# separated; default every WORK/corpora/train/*.txt), CONFIG=a config.json to pretrain that architecture
-# from scratch instead of continuing from WORK/init, and SCHEDULE=N to lay the learning rate over N steps
-# and stop (with a checkpoint for --resume) after as many as fit in the budget, for a run spread over
-# several GPU sessions.
+# two runs can share the GPU), EXAMPLES (examples8: where the examples go), MASK_SEED (81: the seed of
+# their pairs and masks; a new one gives a continued model fresh masks of the same text), CORPUS (the text
+# files, space separated; default every WORK/corpora/train/*.txt), CONFIG=a config.json to pretrain that
+# architecture from scratch instead of continuing from WORK/init, and SCHEDULE=N to lay the learning rate
+# over N steps and stop (with a checkpoint for --resume) after as many as fit in the budget, for a run
+# spread over several GPU sessions.
 set -euo pipefail
 WORK=$1
 BUDGET=${2:-330}
@@ -40,8 +41,8 @@ fi
 cache=()
 [ -d "$WORK/cache" ] && cache=(--cache-dir "$WORK/cache")
 [ -f "$WORK/$EXAMPLES/manifest.json" ] || "${OA[@]}" prepare-data --corpus "${corpus[@]}" \
-    --tokenizer "$WORK/vocab" --output "$WORK/$EXAMPLES" --max-seq-length 128 --dupe-factor 32 --seed 81 \
-    --no-whole-word-mask --shard-size 25000 --workers "$(($(nproc) > 4 ? $(nproc) - 4 : 1))" "${cache[@]}"
+    --tokenizer "$WORK/vocab" --output "$WORK/$EXAMPLES" --max-seq-length 128 --dupe-factor 32 \
+    --seed "${MASK_SEED:-81}" --no-whole-word-mask --shard-size 25000 --workers "$(($(nproc) > 4 ? $(nproc) - 4 : 1))" "${cache[@]}"
 [ "$MODE" = prepare ] && exit 0
 
 common=(--data "$WORK/$EXAMPLES" "${start_from[@]}" --tokenizer "$WORK/vocab" --optimizer adamw
