@@ -42,7 +42,8 @@ cache=()
 [ -d "$WORK/cache" ] && cache=(--cache-dir "$WORK/cache")
 [ -f "$WORK/$EXAMPLES/manifest.json" ] || "${OA[@]}" prepare-data --corpus "${corpus[@]}" \
     --tokenizer "$WORK/vocab" --output "$WORK/$EXAMPLES" --max-seq-length 128 --dupe-factor 32 \
-    --seed "${MASK_SEED:-81}" --no-whole-word-mask --shard-size 25000 --workers "$(($(nproc) > 4 ? $(nproc) - 4 : 1))" "${cache[@]}"
+    --seed "${MASK_SEED:-81}" --no-whole-word-mask --shard-size 25000 \
+    --workers "$(($(nproc) > 4 ? $(nproc) - 4 : 1))" "${cache[@]}"
 [ "$MODE" = prepare ] && exit 0
 
 common=(--data "$WORK/$EXAMPLES" "${start_from[@]}" --tokenizer "$WORK/vocab" --optimizer adamw
