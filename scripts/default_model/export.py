@@ -139,7 +139,7 @@ def render_card(
         raise SystemExit(
             f"the run ends at step {last.get('step')}; STAGES says {STAGES[-1].steps}: update it"
         )
-    positions = [stage.steps * stage.batch * 128 for stage in STAGES]
+    positions_m = sum(stage.steps * stage.batch * 128 for stage in STAGES) / 1e6  # sequences of 128
     stages = "\n".join(
         f"| {i} | {st.steps:,} x {st.batch} | {st.schedule} | {st.data} | {st.where} | {st.outcome} |"
         for i, st in enumerate(STAGES, 1)
@@ -198,7 +198,7 @@ vocabulary or the pretraining, only for the accuracy below.
 |---|---|---|---|---|---|
 {stages}
 
-In all {sum(positions) / 1e6:,.0f} million token positions (sequences of 128). Stage {len(STAGES)}'s final model,
+In all {positions_m:,.0f} million token positions (sequences of 128). Stage {len(STAGES)}'s final model,
 `{source.name}`, is exported here in float16. Its last logged training row: {_fmt(last)}.
 Its last held-out evaluation (prepared examples, whole-word masked): {_fmt(last_eval)}.
 
@@ -227,7 +227,7 @@ vector and its query bias, and that model left the phase at once; this one has u
 from its first step. transformers 4.57.1 computes these scores as openalbert does (the test suite checks
 the logits); transformers v5 ignores the setting, so load this model with v4 or openalbert.
 
-The model has seen about {sum(positions) / 1e6:,.0f} million token positions in all ({train_mb:.0f} MB of
+The model has seen about {positions_m:,.0f} million token positions in all ({train_mb:.0f} MB of
 training text), where the ALBERT paper trains for 125,000 steps of 4,096 x 512 (about 262 billion). Width
 paid for itself: at H=384 it matched the narrower model's held-out accuracy after 5,100 steps, and the
 second stage took it past, on fewer token positions in all than that model's 930 million. Fine-tuned on
