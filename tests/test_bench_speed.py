@@ -289,10 +289,20 @@ def test_rows_and_defaults_follow_the_device(tmp_path):
 
     cpu = bench_speed.parse_args(["--quick"])
     assert (cpu.device, cpu.n_variable, cpu.warmup, cpu.train_repeats) == ("cpu", 64, 1, 2)
+    assert cpu.gate_windows == 200  # quick or not: the int8 agreement line is judged to a tenth of a point
     assert cpu.train_shapes == ((8, 128),)
     cuda = bench_speed.parse_args(["--device", "cuda", "--quick", "--repeats", "10"])
     assert (cuda.n_variable, cuda.warmup, cuda.train_repeats, cuda.repeats) == (1024, 3, 10, 10)
     assert cuda.train_shapes == ((8, 128), (64, 128))
+
+
+def test_amd_cores_by_cpuid_family_and_model():
+    assert bench_speed.amd_core(25, 17) == ("Zen 4", 256)  # EPYC 9004 "Genoa", this project's VM
+    assert bench_speed.amd_core(25, 1) == ("Zen 3", 256)  # EPYC 7003 "Milan"
+    assert bench_speed.amd_core(26, 2) == ("Zen 5", 512)  # EPYC 9005 "Turin"
+    assert bench_speed.amd_core(23, 49) is None  # Zen 2: not in the table
+    machine = bench_speed.machine_info()
+    assert {"cpu_family", "cpu_model_number", "core", "vector_datapath_bits"} <= set(machine)
 
 
 def test_spec_peak_only_for_the_sxm_boards():
