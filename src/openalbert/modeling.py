@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from openalbert import packed_attention
 from openalbert.config import AlbertConfig
 
 
@@ -161,6 +162,7 @@ class Unpadded:
     groups: list[tuple[int, int, int, torch.Tensor | None]]  # (offset, rows, length, key mask or None)
     batch: int
     seq_len: int
+    sequences: packed_attention.PackedSequences  # each sequence's rows in (N, C), for the CPU kernel
     _buffer: torch.Tensor | None = None
 
     @classmethod
@@ -186,7 +188,8 @@ class Unpadded:
         flat = keep.reshape(-1)
         rank = keep.cumsum(dim=1) - 1  # each real token's place among its sequence's real tokens
         compact = (start_of_row.to(keep.device)[:, None] + rank).reshape(-1)[flat]
-        return cls(flat.nonzero().squeeze(1), compact, groups, B, T)
+        sequences = packed_attention.PackedSequences.from_lengths(lengths)
+        return cls(flat.nonzero().squeeze(1), compact, groups, B, T, sequences)
 
     @property
     def compact_size(self) -> int:
@@ -355,22 +358,39 @@ class AlbertAttention(nn.Module):
         if unpadded is not None:
             return self._unpadded(hidden_states, unpadded), None
         B, T, C = hidden_states.shape
-        qkv = self._qkv(hidden_states).view(B, T, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hd)
-
+        qkv = self._qkv(hidden_states)  # (B, T, 3C)
         probs = None
-        mask = self._with_positions(q, k, attention_mask)
-        if output_attentions or head_mask is not None or self.attn_implementation == "eager":
-            context, probs = self._eager(q, k, v, mask, head_mask)
+        no_padding = attention_mask is None and head_mask is None and not output_attentions
+        if no_padding and self._kernel_serves(qkv.view(B * T, 3 * C)):
+            sequences = packed_attention.PackedSequences.from_lengths(torch.full((B,), T))
+            context = packed_attention.packed_attention(
+                qkv.view(B * T, 3 * C), sequences, self.num_heads, self.head_dim
+            ).view(B, T, C)
         else:
-            context = self._attend(q, k, v, mask)
-        context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+            qkv = qkv.view(B, T, 3, self.num_heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hd)
+            mask = self._with_positions(q, k, attention_mask)
+            if output_attentions or head_mask is not None or self.attn_implementation == "eager":
+                context, probs = self._eager(q, k, v, mask, head_mask)
+            else:
+                context = self._attend(q, k, v, mask)
+            context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout)), probs
 
     def _unpadded(self, hidden_states: torch.Tensor, unpadded: Unpadded) -> torch.Tensor:
-        """Attention over the real tokens only: (N, C) in, (N, C) out, N = tokens in the whole batch."""
+        """Attention over the real tokens only: (N, C) in, (N, C) out, N = tokens in the whole batch.
+
+        For CPU inference with absolute positions, the compiled kernel of `packed_attention` works on the
+        packed tokens directly; otherwise sequences are grouped by length and padded within each group.
+        """
         C = hidden_states.shape[-1]
-        qkv = unpadded.to_compact(self._qkv(hidden_states))  # (compact_size, 3C)
+        qkv = self._qkv(hidden_states)  # (N, 3C)
+        if self._kernel_serves(qkv):
+            context = packed_attention.packed_attention(
+                qkv, unpadded.sequences, self.num_heads, self.head_dim
+            )
+            return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout))
+        qkv = unpadded.to_compact(qkv)  # (compact_size, 3C)
         dtype = qkv.dtype
         if qkv.device.type == "cpu":
             # The CPU kernels (flash for inference, the written-out form for training) are faster in fp32
@@ -384,6 +404,19 @@ class AlbertAttention(nn.Module):
             contexts.append(self._attend(q, k, v, mask).transpose(1, 2).reshape(rows * width, C))
         context = torch.cat(contexts)[unpadded.compact].to(dtype)  # (N, C)
         return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout))
+
+    def _kernel_serves(self, qkv: torch.Tensor) -> bool:
+        """Whether the compiled CPU kernel (`packed_attention`) runs this call: CPU inference with absolute
+        positions under "auto" or "unpadded", outside tracing and compilation, where the kernel was built."""
+        return (
+            self.attn_implementation in ("auto", "unpadded")
+            and self.position_embedding_type == "absolute"
+            and self._dropout_p() == 0
+            and not (torch.is_grad_enabled() and qkv.requires_grad)
+            and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling()
+            and packed_attention.supports(qkv, self.head_dim)
+        )
 
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
@@ -633,9 +666,11 @@ class AlbertPreTrainedModel(nn.Module):
 
     def set_attn_implementation(self, name: str) -> None:
         """Choose how attention runs: "unpadded" (padded batches skip their padding, whose outputs are
-        then zeros), "sdpa" (every position computed, as transformers does), "eager", or "auto" (the
-        default: "unpadded", but "sdpa" for half-precision weights on a GPU; `unpads_by_default`). Only
-        the outputs at padding positions differ between them."""
+        then zeros), "sdpa" (every position computed by PyTorch's kernel, as transformers does), "eager",
+        or "auto" (the default: "unpadded", but "sdpa" for half-precision weights on a GPU;
+        `unpads_by_default`). Only the outputs at padding positions differ between them. For CPU
+        inference with absolute positions, "auto" and "unpadded" run the compiled kernel of
+        `packed_attention` where it could be built."""
         if name not in ATTN_IMPLEMENTATIONS:
             raise ValueError(
                 f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {name!r}"

@@ -1,0 +1,241 @@
+/*
+ * Multi-head self-attention over packed variable-length sequences, for CPU inference with AVX-512F.
+ *
+ * qkv holds the real tokens of a batch back to back, (N, 3C) row-major with C = heads * head_dim, each
+ * row [q | k | v]; sequence s is rows starts[s] .. starts[s] + lengths[s] - 1. out (N, C) gets
+ * softmax(q k^T * scale) v per sequence and head. Elements are fp32 or bf16 (then widened to fp32: every
+ * product and sum is fp32, as in PyTorch's kernels on bf16 inputs, and the result is rounded to nearest
+ * even once).
+ *
+ * Why: ALBERT's sequences are short (tens of tokens), so PyTorch's attention runs as many tiny batched
+ * products per length group, at a fraction of the GEMMs' rate, after copying the tokens into a padded
+ * layout and back. Here one task is one (sequence, head): its keys are transposed into a small buffer
+ * that stays in L1, four queries at a time are scored against sixteen keys per vector, the softmax runs
+ * on those rows, and the context is accumulated from them. Tasks go to threads longest first.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const void *qkv;
+    void *out;
+    int bf16;
+    const int64_t *starts, *lengths, *order; /* order: sequences, longest first */
+    int64_t n_seq, heads, head_dim, max_len;
+    float scale;
+    int64_t next_task; /* taken with an atomic add */
+    int failed;
+} Job;
+
+static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
+
+static inline __m512 load16(const void *base, int64_t i, int bf16) {
+    if (bf16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    return _mm512_loadu_ps((const float *)base + i);
+}
+
+static inline void store16(void *base, int64_t i, __m512 v, int bf16) {
+    if (bf16) { /* round to nearest even, as PyTorch's float -> bfloat16 */
+        __m512i x = _mm512_castps_si512(v);
+        __m512i odd = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+        __m512i r = _mm512_add_epi32(x, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+        __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(x, _mm512_set1_epi32(0x400000)));
+        _mm256_storeu_si256((__m256i *)((uint16_t *)base + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+    } else {
+        _mm512_storeu_ps((float *)base + i, v);
+    }
+}
+
+/* e^x for x <= 0 (scores minus their row maximum): x = n ln2 + r, |r| <= ln2/2, e^r by its Taylor
+ * polynomial to r^6 (relative error about 1e-7), times 2^n. */
+static inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
+
+/* r[k][i] <- r[i][k]: a 16 x 16 block of floats transposed in registers. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2*i]   = _mm512_unpacklo_ps(r[2*i], r[2*i+1]);
+        t[2*i+1] = _mm512_unpackhi_ps(r[2*i], r[2*i+1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4*i]   = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[4*i]),   _mm512_castps_pd(t[4*i+2])));
+        r[4*i+1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[4*i]),   _mm512_castps_pd(t[4*i+2])));
+        r[4*i+2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[4*i+1]), _mm512_castps_pd(t[4*i+3])));
+        r[4*i+3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[4*i+1]), _mm512_castps_pd(t[4*i+3])));
+    }
+    for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) {
+        t[8*i + j]     = _mm512_shuffle_f32x4(r[8*i + j], r[8*i + 4 + j], 0x88);
+        t[8*i + 4 + j] = _mm512_shuffle_f32x4(r[8*i + j], r[8*i + 4 + j], 0xDD);
+    }
+    for (int j = 0; j < 8; j++) {
+        r[j]     = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xDD);
+    }
+}
+
+/* scores (4, Lp) = q (4, D) @ kt (D, Lp), four 16-key blocks at a time. */
+static void score4(const float *q, const float *kt, float *s, int64_t D, int64_t Lp) {
+    int64_t j = 0;
+    for (; j + 64 <= Lp; j += 64) {
+        __m512 a[4][4];
+        for (int b = 0; b < 4; b++)
+            for (int c = 0; c < 4; c++) a[b][c] = _mm512_setzero_ps();
+        for (int64_t d = 0; d < D; d++) {
+            const float *row = kt + d * Lp + j;
+            __m512 k0 = _mm512_loadu_ps(row), k1 = _mm512_loadu_ps(row + 16);
+            __m512 k2 = _mm512_loadu_ps(row + 32), k3 = _mm512_loadu_ps(row + 48);
+            for (int b = 0; b < 4; b++) {
+                __m512 x = _mm512_set1_ps(q[b * D + d]);
+                a[b][0] = _mm512_fmadd_ps(x, k0, a[b][0]);
+                a[b][1] = _mm512_fmadd_ps(x, k1, a[b][1]);
+                a[b][2] = _mm512_fmadd_ps(x, k2, a[b][2]);
+                a[b][3] = _mm512_fmadd_ps(x, k3, a[b][3]);
+            }
+        }
+        for (int b = 0; b < 4; b++)
+            for (int c = 0; c < 4; c++) _mm512_storeu_ps(s + b * Lp + j + 16 * c, a[b][c]);
+    }
+    for (; j < Lp; j += 16) {
+        __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int64_t d = 0; d < D; d++) {
+            __m512 k = _mm512_loadu_ps(kt + d * Lp + j);
+            for (int b = 0; b < 4; b++) a[b] = _mm512_fmadd_ps(_mm512_set1_ps(q[b * D + d]), k, a[b]);
+        }
+        for (int b = 0; b < 4; b++) _mm512_storeu_ps(s + b * Lp + j, a[b]);
+    }
+}
+
+/* Row-wise softmax of s[:, :L] in place, unnormalised: returns 1 / row sum in inv[b]. */
+static void softmax4(float *s, int64_t L, int64_t Lp, int rows, float *inv) {
+    for (int b = 0; b < rows; b++) {
+        float *row = s + b * Lp;
+        __m512 m = _mm512_set1_ps(-INFINITY);
+        for (int64_t j = 0; j < L; j += 16)
+            m = _mm512_max_ps(m, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(L - j), row + j));
+        __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t j = 0; j < L; j += 16) {
+            __mmask16 k = tail_mask(L - j);
+            __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), mx)));
+            sum = _mm512_add_ps(sum, e);
+            _mm512_mask_storeu_ps(row + j, k, e);
+        }
+        inv[b] = 1.0f / _mm512_reduce_add_ps(sum);
+    }
+}
+
+/* out rows (4 queries, nc * 16 columns) = p (4, L) @ v (L, nc * 16) * inv; the rows past `rows` have
+ * zero scores left in p (their queries were zero and skipped the softmax) and are not stored. */
+static inline __attribute__((always_inline)) void context4(const float *p, const float *v, const float *inv,
+                                                           void *out, int64_t at, int64_t L, int64_t Lp,
+                                                           int64_t D, int64_t C, int rows, const int nc,
+                                                           int bf16) {
+    __m512 a[4][4];
+    for (int b = 0; b < 4; b++)
+        for (int c = 0; c < 4; c++) a[b][c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < L; j++) {
+        __m512 vv[4];
+        for (int c = 0; c < nc; c++) vv[c] = _mm512_loadu_ps(v + j * D + 16 * c);
+        for (int b = 0; b < 4; b++) {
+            __m512 w = _mm512_set1_ps(p[b * Lp + j]);
+            for (int c = 0; c < nc; c++) a[b][c] = _mm512_fmadd_ps(w, vv[c], a[b][c]);
+        }
+    }
+    for (int b = 0; b < rows; b++) {
+        __m512 w = _mm512_set1_ps(inv[b]);
+        for (int c = 0; c < nc; c++) store16(out, at + b * C + 16 * c, _mm512_mul_ps(a[b][c], w), bf16);
+    }
+}
+
+static void run_task(const Job *job, int64_t seq, int64_t head, float *buf) {
+    const int64_t D = job->head_dim, C = job->heads * D, L = job->lengths[seq], Lp = round16(L);
+    const int64_t first = job->starts[seq], stride = 3 * C;
+    const int bf16 = job->bf16;
+    float *kt = buf;                          /* (D, Lp): keys, transposed */
+    float *v = kt + D * round16(job->max_len); /* (L, D) */
+    float *q = v + D * job->max_len;          /* (4, D), scaled */
+    float *s = q + 4 * D;                     /* (4, Lp) */
+    float inv[4];
+
+    for (int64_t j0 = 0; j0 < Lp; j0 += 16) /* keys, 16 x 16 blocks transposed; zeros past L */
+        for (int64_t d = 0; d < D; d += 16) {
+            __m512 r[16];
+            for (int t = 0; t < 16; t++)
+                r[t] = j0 + t < L ? load16(job->qkv, (first + j0 + t) * stride + C + head * D + d, bf16)
+                                  : _mm512_setzero_ps();
+            transpose16(r);
+            for (int t = 0; t < 16; t++) _mm512_storeu_ps(kt + (d + t) * Lp + j0, r[t]);
+        }
+    for (int64_t j = 0; j < L; j++)
+        for (int64_t d = 0; d < D; d += 16)
+            _mm512_storeu_ps(v + j * D + d, load16(job->qkv, (first + j) * stride + 2 * C + head * D + d, bf16));
+
+    const __m512 scale = _mm512_set1_ps(job->scale);
+    for (int64_t i0 = 0; i0 < L; i0 += 4) {
+        int rows = L - i0 < 4 ? (int)(L - i0) : 4;
+        for (int b = 0; b < 4; b++)
+            for (int64_t d = 0; d < D; d += 16) {
+                __m512 x = b < rows ? _mm512_mul_ps(load16(job->qkv, (first + i0 + b) * stride + head * D + d, bf16), scale)
+                                    : _mm512_setzero_ps();
+                _mm512_storeu_ps(q + b * D + d, x);
+            }
+        score4(q, kt, s, D, Lp);
+        softmax4(s, L, Lp, rows, inv);
+        for (int64_t d0 = 0; d0 < D; d0 += 64) { /* context columns d0 .. d0 + 63 of the four queries */
+            if (D - d0 >= 64)
+                context4(s, v + d0, inv, job->out, (first + i0) * C + head * D + d0, L, Lp, D, C, rows, 4, bf16);
+            else
+                context4(s, v + d0, inv, job->out, (first + i0) * C + head * D + d0, L, Lp, D, C, rows,
+                         (int)((D - d0) / 16), bf16);
+        }
+    }
+}
+
+/* Returns 0 on success, 1 when a thread could not get its buffers (out is then incomplete). The threads
+ * are OpenMP's: loaded beside PyTorch, this library uses PyTorch's own OpenMP runtime (same soname), so
+ * its threads are the ones PyTorch's GEMMs just used, not a second set competing for the same cores. */
+int albert_packed_attention(const void *qkv, void *out, int bf16, int64_t n_seq, const int64_t *starts,
+                            const int64_t *lengths, const int64_t *order, int64_t heads, int64_t head_dim,
+                            int64_t max_len, float scale, int threads) {
+    Job job = {qkv, out, bf16, starts, lengths, order, n_seq, heads, head_dim, max_len, scale, 0, 0};
+    const int64_t tasks = n_seq * heads, Lp = round16(max_len);
+    const size_t floats = (size_t)(head_dim * Lp + head_dim * max_len + 4 * head_dim + 4 * Lp + 16);
+#pragma omp parallel num_threads(threads < 1 ? 1 : threads)
+    {
+        float *buf = (float *)aligned_alloc(64, sizeof(float) * ((floats + 15) & ~(size_t)15));
+        if (buf == NULL) {
+            __atomic_store_n(&job.failed, 1, __ATOMIC_RELAXED);
+        } else {
+            for (;;) { /* longest sequences first, each thread taking the next (sequence, head) */
+                int64_t t = __atomic_fetch_add(&job.next_task, 1, __ATOMIC_RELAXED);
+                if (t >= tasks) break;
+                run_task(&job, order[t / heads], t % heads, buf);
+            }
+            free(buf);
+        }
+    }
+    return job.failed;
+}

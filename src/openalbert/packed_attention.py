@@ -1,0 +1,169 @@
+"""Attention over packed variable-length sequences on the CPU, by a small compiled kernel.
+
+`packed_attention` is what the unpadded path of `AlbertAttention` runs for CPU inference: the real
+tokens of a batch stay back to back, (N, 3C) in and (N, C) out, with no copy into a padded layout. The
+kernel is `csrc/attention.c` (AVX-512F, fp32 arithmetic on fp32 or bf16 tensors, on PyTorch's OpenMP
+threads).
+It is built once per machine and source version with the system C compiler (`$CC`, else `cc`) into
+`~/.cache/openalbert/kernels` (or `$OPENALBERT_CACHE/kernels`) and loaded with ctypes. Where it cannot
+be built or run (no compiler, no AVX-512, `OPENALBERT_CPU_KERNEL=0`), `available()` is False and the
+model keeps PyTorch's attention kernels, with one warning when a build failed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).parent / "csrc" / "attention.c"
+FLAGS = ("-O3", "-march=native", "-mavx512f", "-fopenmp", "-shared", "-fPIC")
+
+
+@dataclass(frozen=True)
+class PackedSequences:
+    """Where each sequence's tokens lie in the packed (N, ...) layout: rows start .. start + length - 1."""
+
+    starts: torch.Tensor  # (S,) int64, CPU
+    lengths: torch.Tensor  # (S,) int64, CPU, all > 0
+    order: torch.Tensor  # (S,) int64: sequence indices, longest first (the kernel's work order)
+    max_len: int
+
+    @classmethod
+    def from_lengths(cls, lengths: torch.Tensor) -> PackedSequences:
+        """Sequences of these lengths stored back to back; empty ones are left out."""
+        lengths = lengths.to("cpu", torch.int64)
+        starts = lengths.cumsum(0) - lengths
+        keep = lengths > 0
+        lengths, starts = lengths[keep].contiguous(), starts[keep].contiguous()
+        order = lengths.argsort(descending=True, stable=True)
+        return cls(starts, lengths, order, int(lengths.max()) if len(lengths) else 0)
+
+
+def available() -> bool:
+    """Whether the kernel runs here (built, or buildable now, for this CPU)."""
+    return _library() is not None
+
+
+def supports(qkv: torch.Tensor, head_dim: int) -> bool:
+    """Whether `packed_attention` takes this (N, 3C) tensor: CPU, fp32 or bf16, head_dim a multiple of 16."""
+    return (
+        qkv.device.type == "cpu"
+        and qkv.dtype in (torch.float32, torch.bfloat16)
+        and qkv.dim() == 2
+        and head_dim % 16 == 0
+        and available()
+    )
+
+
+def packed_attention(
+    qkv: torch.Tensor, sequences: PackedSequences, num_heads: int, head_dim: int
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head_dim)) v within each sequence, every head: (N, 3C) [q | k | v] -> (N, C)."""
+    library = _library()
+    if library is None:
+        raise RuntimeError("the CPU attention kernel is not available here (see packed_attention.available)")
+    C = num_heads * head_dim
+    if qkv.dim() != 2 or qkv.shape[1] != 3 * C:
+        raise ValueError(
+            f"qkv must be (N, {3 * C}) for {num_heads} heads of {head_dim}, got {tuple(qkv.shape)}"
+        )
+    if sequences.lengths.numel() and int(sequences.starts[-1] + sequences.lengths[-1]) > qkv.shape[0]:
+        raise ValueError(f"the sequences cover more rows than qkv has ({qkv.shape[0]})")
+    qkv = qkv.contiguous()
+    out = torch.empty(qkv.shape[0], C, dtype=qkv.dtype)
+    if sequences.lengths.numel() == 0:
+        return out
+    failed = library.albert_packed_attention(
+        ctypes.c_void_p(qkv.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        int(qkv.dtype == torch.bfloat16),
+        sequences.lengths.numel(),
+        ctypes.c_void_p(sequences.starts.data_ptr()),
+        ctypes.c_void_p(sequences.lengths.data_ptr()),
+        ctypes.c_void_p(sequences.order.data_ptr()),
+        num_heads,
+        head_dim,
+        sequences.max_len,
+        ctypes.c_float(1 / math.sqrt(head_dim)),
+        torch.get_num_threads(),
+    )
+    if failed:
+        raise MemoryError("the CPU attention kernel could not allocate its buffers")
+    return out
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    if os.environ.get("OPENALBERT_CPU_KERNEL", "1") == "0":
+        return None
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AVX512_BF16"):
+        return None
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None  # no compiler: nothing to warn about, PyTorch's kernels serve
+    try:
+        path = _build(compiler)
+        library = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError) as e:
+        warnings.warn(
+            f"openalbert could not build its CPU attention kernel ({e}); attention runs on PyTorch's "
+            "kernels. Set OPENALBERT_CPU_KERNEL=0 to skip the attempt.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    fn = library.albert_packed_attention
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64]
+    fn.argtypes += [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int]
+    return library
+
+
+def _build(compiler: str) -> Path:
+    """Compile SOURCE into the cache, once per source, flags, compiler and CPU; return the library's path."""
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    key = hashlib.sha256(
+        b"\0".join([SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu_id().encode()])
+    ).hexdigest()[:16]
+    directory = _cache_dir()
+    target = directory / f"attention-{key}.so"
+    if target.is_file():
+        return target
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        built = Path(tmp) / target.name
+        result = subprocess.run(
+            [compiler, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True, timeout=300
+        )
+        if result.returncode != 0:
+            raise OSError(f"{compiler} failed: {result.stderr.strip()[-500:]}")
+        os.replace(built, target)  # atomic: a concurrent build of the same key writes the same file
+    return target
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("OPENALBERT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "openalbert"
+    )
+    return Path(root) / "kernels"
+
+
+def _cpu_id() -> str:
+    """The CPU's model and flags: -march=native code built on one CPU may not run on another."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return torch.backends.cpu.get_cpu_capability()
+    wanted = ("model name", "flags")
+    return "\n".join(dict.fromkeys(line for line in lines if line.split(":")[0].strip() in wanted))
