@@ -17,12 +17,24 @@ needs_kernel = pytest.mark.skipif(
 
 
 def _reference(
-    qkv: torch.Tensor, lengths: list[int], heads: int, head_dim: int, dtype: torch.dtype = torch.float64
+    qkv: torch.Tensor,
+    lengths: list[int],
+    heads: int,
+    head_dim: int,
+    dtype: torch.dtype = torch.float64,
+    table: torch.Tensor | None = None,
 ) -> torch.Tensor:
     C, out, start = heads * head_dim, [], 0
     for L in lengths:
         x = qkv[start : start + L].to(dtype).view(L, 3, heads, head_dim).permute(1, 2, 0, 3)
-        out.append(F.scaled_dot_product_attention(x[0], x[1], x[2]).transpose(0, 1).reshape(L, C))
+        bias = None
+        if (
+            table is not None
+        ):  # q_i . table[P - 1 + i - j], unscaled (Shaw et al.; transformers' relative_key)
+            pos = torch.arange(L)
+            rel = table.to(dtype)[pos[:, None] - pos[None, :] + (table.shape[0] - 1) // 2]  # (L, L, hd)
+            bias = torch.einsum("hld,lrd->hlr", x[0], rel)
+        out.append(F.scaled_dot_product_attention(x[0], x[1], x[2], bias).transpose(0, 1).reshape(L, C))
         start += L
     return torch.cat(out)
 
@@ -47,6 +59,28 @@ def test_kernel_matches_attention_per_sequence(heads, head_dim):
     ref16 = _reference(qkv16.float(), lengths, heads, head_dim)
     assert out16.dtype == torch.bfloat16
     assert ((out16.double() - ref16).abs() <= ref16.abs() * 2**-8 + 1e-4).all()  # half an ulp, plus fp32's
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kernel_adds_relative_key_scores(dtype):
+    heads, head_dim, positions = 4, 32, 130
+    lengths = [1, 7, 16, 33, 130]
+    gen = torch.Generator().manual_seed(3)
+    qkv = (torch.randn(sum(lengths), 3 * heads * head_dim, generator=gen) * 2).to(dtype)
+    table = torch.randn(2 * positions - 1, head_dim, generator=gen).to(dtype)
+    sequences = PackedSequences.from_lengths(torch.tensor(lengths))
+    out = packed_attention.packed_attention(qkv, sequences, heads, head_dim, table)
+    ref = _reference(qkv.float(), lengths, heads, head_dim, table=table.float())
+    plain = _reference(qkv.float(), lengths, heads, head_dim)
+    assert (plain - ref).abs().max() > 0.1  # the distances matter
+    tol = 2e-5 if dtype == torch.float32 else None
+    if tol is not None:
+        assert (out.double() - ref).abs().max() < tol
+    else:
+        assert ((out.double() - ref).abs() <= ref.abs() * 2**-8 + 1e-4).all()
+    with pytest.raises(ValueError, match="does not cover"):
+        packed_attention.packed_attention(qkv, sequences, heads, head_dim, table[:101])
 
 
 def test_packed_sequences_skip_empty_rows_and_order_longest_first():
@@ -87,9 +121,10 @@ def _batch() -> dict[str, torch.Tensor]:
 
 
 @needs_kernel
+@pytest.mark.parametrize("positions", ["absolute", "relative_key"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_model_outputs_are_the_same_with_and_without_the_kernel(monkeypatch, dtype):
-    model = _tiny().to(dtype)
+def test_model_outputs_are_the_same_with_and_without_the_kernel(monkeypatch, dtype, positions):
+    model = _tiny(positions).to(dtype)
     calls = []
     real = packed_attention.packed_attention
 
@@ -119,7 +154,7 @@ def test_paths_that_must_not_take_the_kernel(monkeypatch):
     model = _tiny()
     model(**_batch()).last_hidden_state.sum().backward()  # autograd: no backward in the kernel
     with torch.inference_mode():
-        _tiny("relative_key")(**_batch())  # relative positions: PyTorch's kernels
+        _tiny("relative_key_query")(**_batch())  # key and query distances: PyTorch's kernels
         model.set_attn_implementation("sdpa")
         model(**_batch())
         model.set_attn_implementation("auto")

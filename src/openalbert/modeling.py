@@ -364,7 +364,7 @@ class AlbertAttention(nn.Module):
         if no_padding and self._kernel_serves(qkv.view(B * T, 3 * C)):
             sequences = packed_attention.PackedSequences.from_lengths(torch.full((B,), T))
             context = packed_attention.packed_attention(
-                qkv.view(B * T, 3 * C), sequences, self.num_heads, self.head_dim
+                qkv.view(B * T, 3 * C), sequences, self.num_heads, self.head_dim, self._distance_table()
             ).view(B, T, C)
         else:
             qkv = qkv.view(B, T, 3, self.num_heads, self.head_dim)
@@ -380,14 +380,15 @@ class AlbertAttention(nn.Module):
     def _unpadded(self, hidden_states: torch.Tensor, unpadded: Unpadded) -> torch.Tensor:
         """Attention over the real tokens only: (N, C) in, (N, C) out, N = tokens in the whole batch.
 
-        For CPU inference with absolute positions, the compiled kernel of `packed_attention` works on the
-        packed tokens directly; otherwise sequences are grouped by length and padded within each group.
+        For CPU inference with absolute or "relative_key" positions, the compiled kernel of
+        `packed_attention` works on the packed tokens directly; otherwise sequences are grouped by length
+        and padded within each group.
         """
         C = hidden_states.shape[-1]
         qkv = self._qkv(hidden_states)  # (N, 3C)
         if self._kernel_serves(qkv):
             context = packed_attention.packed_attention(
-                qkv, unpadded.sequences, self.num_heads, self.head_dim
+                qkv, unpadded.sequences, self.num_heads, self.head_dim, self._distance_table()
             )
             return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout))
         qkv = unpadded.to_compact(qkv)  # (compact_size, 3C)
@@ -407,16 +408,20 @@ class AlbertAttention(nn.Module):
 
     def _kernel_serves(self, qkv: torch.Tensor) -> bool:
         """Whether the compiled CPU kernel (`packed_attention`) runs this call: CPU inference with absolute
-        positions under "auto" or "unpadded", outside tracing and compilation, where the kernel was built."""
+        or "relative_key" positions under "auto" or "unpadded", outside tracing and compilation, where the
+        kernel was built."""
         return (
             self.attn_implementation in ("auto", "unpadded")
-            and self.position_embedding_type == "absolute"
+            and self.position_embedding_type in ("absolute", "relative_key")
             and self._dropout_p() == 0
             and not (torch.is_grad_enabled() and qkv.requires_grad)
             and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling()
             and packed_attention.supports(qkv, self.head_dim)
         )
+
+    def _distance_table(self) -> torch.Tensor | None:
+        return self.distance_embedding.weight if self.position_embedding_type == "relative_key" else None
 
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
@@ -669,8 +674,8 @@ class AlbertPreTrainedModel(nn.Module):
         then zeros), "sdpa" (every position computed by PyTorch's kernel, as transformers does), "eager",
         or "auto" (the default: "unpadded", but "sdpa" for half-precision weights on a GPU;
         `unpads_by_default`). Only the outputs at padding positions differ between them. For CPU
-        inference with absolute positions, "auto" and "unpadded" run the compiled kernel of
-        `packed_attention` where it could be built."""
+        inference with absolute or "relative_key" positions, "auto" and "unpadded" run the compiled
+        kernel of `packed_attention` where it could be built."""
         if name not in ATTN_IMPLEMENTATIONS:
             raise ValueError(
                 f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {name!r}"

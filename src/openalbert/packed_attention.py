@@ -67,9 +67,15 @@ def supports(qkv: torch.Tensor, head_dim: int) -> bool:
 
 
 def packed_attention(
-    qkv: torch.Tensor, sequences: PackedSequences, num_heads: int, head_dim: int
+    qkv: torch.Tensor,
+    sequences: PackedSequences,
+    num_heads: int,
+    head_dim: int,
+    relative: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """softmax(q k^T / sqrt(head_dim)) v within each sequence, every head: (N, 3C) [q | k | v] -> (N, C)."""
+    """softmax(q k^T / sqrt(head_dim) + rel) v within each sequence, every head: (N, 3C) [q | k | v] ->
+    (N, C). `relative` is the "relative_key" distance table (2P - 1, head_dim), row P - 1 + i - j for
+    query i and key j of a sequence: rel[i, j] = q_i . table[P - 1 + i - j], added after the scaling."""
     library = _library()
     if library is None:
         raise RuntimeError("the CPU attention kernel is not available here (see packed_attention.available)")
@@ -80,6 +86,15 @@ def packed_attention(
         )
     if sequences.lengths.numel() and int(sequences.starts[-1] + sequences.lengths[-1]) > qkv.shape[0]:
         raise ValueError(f"the sequences cover more rows than qkv has ({qkv.shape[0]})")
+    table, center = None, 0
+    if relative is not None:
+        table = relative.detach().to("cpu", torch.float32).contiguous()
+        center = (table.shape[0] - 1) // 2
+        if table.shape != (2 * center + 1, head_dim) or sequences.max_len > center + 1:
+            raise ValueError(
+                f"the distance table {tuple(table.shape)} does not cover sequences of {sequences.max_len} "
+                f"tokens with heads of {head_dim}"
+            )
     qkv = qkv.contiguous()
     out = torch.empty(qkv.shape[0], C, dtype=qkv.dtype)
     if sequences.lengths.numel() == 0:
@@ -96,6 +111,8 @@ def packed_attention(
         head_dim,
         sequences.max_len,
         ctypes.c_float(1 / math.sqrt(head_dim)),
+        ctypes.c_void_p(None if table is None else table.data_ptr()),
+        center,
         torch.get_num_threads(),
     )
     if failed:
@@ -126,7 +143,8 @@ def _library() -> ctypes.CDLL | None:
     fn = library.albert_packed_attention
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64]
-    fn.argtypes += [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3 + [ctypes.c_float, ctypes.c_int]
+    fn.argtypes += [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3
+    fn.argtypes += [ctypes.c_float, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     return library
 
 

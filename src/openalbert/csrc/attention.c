@@ -3,7 +3,8 @@
  *
  * qkv holds the real tokens of a batch back to back, (N, 3C) row-major with C = heads * head_dim, each
  * row [q | k | v]; sequence s is rows starts[s] .. starts[s] + lengths[s] - 1. out (N, C) gets
- * softmax(q k^T * scale) v per sequence and head. Elements are fp32 or bf16 (then widened to fp32: every
+ * softmax(q k^T * scale + rel) v per sequence and head, rel the "relative_key" scores q_i . table[i - j]
+ * when a distance table is given. Elements are fp32 or bf16 (then widened to fp32: every
  * product and sum is fp32, as in PyTorch's kernels on bf16 inputs, and the result is rounded to nearest
  * even once).
  *
@@ -26,6 +27,8 @@ typedef struct {
     const int64_t *starts, *lengths, *order; /* order: sequences, longest first */
     int64_t n_seq, heads, head_dim, max_len;
     float scale;
+    const float *rel; /* relative_key distance table (2P - 1, head_dim), row P - 1 + i - j; or NULL */
+    int64_t rel_center; /* P - 1 */
     int64_t next_task; /* taken with an atomic add */
     int failed;
 } Job;
@@ -128,6 +131,23 @@ static void score4(const float *q, const float *kt, float *s, int64_t D, int64_t
     }
 }
 
+/* s (4, Lp) += q (4, D) @ rt (D, Wr) shifted per query: the relative-position scores (Shaw et al., 2018)
+ * of queries i0 + b against keys j, read at column base - b + j of the reversed distance table
+ * (base = L - 1 - i0). q is unscaled: these scores are added after the 1/sqrt(d) scaling. */
+static void rel_score4(const float *q, const float *rt, float *s, int64_t D, int64_t Lp, int64_t Wr,
+                       int64_t base, int rows) {
+    for (int64_t j = 0; j < Lp; j += 16) {
+        __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int64_t d = 0; d < D; d++) {
+            const float *row = rt + d * Wr + base + j;
+            for (int b = 0; b < rows; b++)
+                a[b] = _mm512_fmadd_ps(_mm512_set1_ps(q[b * D + d]), _mm512_loadu_ps(row - b), a[b]);
+        }
+        for (int b = 0; b < rows; b++)
+            _mm512_storeu_ps(s + b * Lp + j, _mm512_add_ps(_mm512_loadu_ps(s + b * Lp + j), a[b]));
+    }
+}
+
 /* Row-wise softmax of s[:, :L] in place, unnormalised: returns 1 / row sum in inv[b]. */
 static void softmax4(float *s, int64_t L, int64_t Lp, int rows, float *inv) {
     for (int b = 0; b < rows; b++) {
@@ -178,7 +198,22 @@ static void run_task(const Job *job, int64_t seq, int64_t head, float *buf) {
     float *v = kt + D * round16(job->max_len); /* (L, D) */
     float *q = v + D * job->max_len;          /* (4, D), scaled */
     float *s = q + 4 * D;                     /* (4, Lp) */
+    float *qu = s + 4 * round16(job->max_len); /* (4, D), unscaled, for relative positions */
+    float *rt = qu + 4 * D;                   /* (D, Wr): distance table, reversed and transposed */
+    const int64_t Wr = round16(L + Lp);
     float inv[4];
+
+    if (job->rel != NULL) /* rt[d][m] = table[P - 1 + (L - 1 - m)][d]: distance i - j at m = L - 1 - i + j */
+        for (int64_t m0 = 0; m0 < Wr; m0 += 16)
+            for (int64_t d = 0; d < D; d += 16) {
+                __m512 r[16];
+                for (int t = 0; t < 16; t++)
+                    r[t] = m0 + t <= 2 * L - 2
+                               ? _mm512_loadu_ps(job->rel + (job->rel_center + L - 1 - (m0 + t)) * D + d)
+                               : _mm512_setzero_ps();
+                transpose16(r);
+                for (int t = 0; t < 16; t++) _mm512_storeu_ps(rt + (d + t) * Wr + m0, r[t]);
+            }
 
     for (int64_t j0 = 0; j0 < Lp; j0 += 16) /* keys, 16 x 16 blocks transposed; zeros past L */
         for (int64_t d = 0; d < D; d += 16) {
@@ -198,11 +233,13 @@ static void run_task(const Job *job, int64_t seq, int64_t head, float *buf) {
         int rows = L - i0 < 4 ? (int)(L - i0) : 4;
         for (int b = 0; b < 4; b++)
             for (int64_t d = 0; d < D; d += 16) {
-                __m512 x = b < rows ? _mm512_mul_ps(load16(job->qkv, (first + i0 + b) * stride + head * D + d, bf16), scale)
+                __m512 x = b < rows ? load16(job->qkv, (first + i0 + b) * stride + head * D + d, bf16)
                                     : _mm512_setzero_ps();
-                _mm512_storeu_ps(q + b * D + d, x);
+                _mm512_storeu_ps(q + b * D + d, _mm512_mul_ps(x, scale));
+                _mm512_storeu_ps(qu + b * D + d, x);
             }
         score4(q, kt, s, D, Lp);
+        if (job->rel != NULL) rel_score4(qu, rt, s, D, Lp, Wr, L - 1 - i0, rows);
         softmax4(s, L, Lp, rows, inv);
         for (int64_t d0 = 0; d0 < D; d0 += 64) { /* context columns d0 .. d0 + 63 of the four queries */
             if (D - d0 >= 64)
@@ -219,10 +256,13 @@ static void run_task(const Job *job, int64_t seq, int64_t head, float *buf) {
  * its threads are the ones PyTorch's GEMMs just used, not a second set competing for the same cores. */
 int albert_packed_attention(const void *qkv, void *out, int bf16, int64_t n_seq, const int64_t *starts,
                             const int64_t *lengths, const int64_t *order, int64_t heads, int64_t head_dim,
-                            int64_t max_len, float scale, int threads) {
-    Job job = {qkv, out, bf16, starts, lengths, order, n_seq, heads, head_dim, max_len, scale, 0, 0};
-    const int64_t tasks = n_seq * heads, Lp = round16(max_len);
-    const size_t floats = (size_t)(head_dim * Lp + head_dim * max_len + 4 * head_dim + 4 * Lp + 16);
+                            int64_t max_len, float scale, const float *rel, int64_t rel_center,
+                            int threads) {
+    Job job = {qkv, out, bf16, starts, lengths, order, n_seq, heads, head_dim, max_len, scale, rel, rel_center,
+               0, 0};
+    const int64_t tasks = n_seq * heads, Lp = round16(max_len), D = head_dim;
+    /* kt, v, q, s, qu, rt (see run_task) */
+    const size_t floats = (size_t)(D * Lp + D * max_len + 4 * D + 4 * Lp + 4 * D + D * 2 * Lp + 16);
 #pragma omp parallel num_threads(threads < 1 ? 1 : threads)
     {
         float *buf = (float *)aligned_alloc(64, sizeof(float) * ((floats + 15) & ~(size_t)15));
