@@ -1,13 +1,13 @@
 """Attention over packed variable-length sequences on the CPU, by a small compiled kernel.
 
-`packed_attention` is what the unpadded path of `AlbertAttention` runs for CPU inference: the real
-tokens of a batch stay back to back, (N, 3C) in and (N, C) out, with no copy into a padded layout. The
-kernel is `csrc/attention.c` (AVX-512F, fp32 arithmetic on fp32 or bf16 tensors, on PyTorch's OpenMP
-threads).
-It is built once per machine and source version with the system C compiler (`$CC`, else `cc`) into
-`~/.cache/openalbert/kernels` (or `$OPENALBERT_CACHE/kernels`) and loaded with ctypes. Where it cannot
-be built or run (no compiler, no AVX-512, `OPENALBERT_CPU_KERNEL=0`), `available()` is False and the
-model keeps PyTorch's attention kernels, with one warning when a build failed.
+`packed_attention` is what `AlbertAttention` runs for CPU inference (absolute or "relative_key"
+positions): the real tokens of a batch stay back to back, (N, 3C) in and (N, C) out, with no copy into a
+padded layout. The kernel is `csrc/attention.c` (AVX-512F, fp32 arithmetic on fp32 or bf16 tensors, on
+PyTorch's OpenMP threads). It is built once per machine and source version with the system C compiler
+(`$CC`, else `cc`) into `~/.cache/openalbert/kernels` (or `$OPENALBERT_CACHE/kernels`) and loaded with
+ctypes. Where it cannot be built or run (no compiler, no AVX-512, `OPENALBERT_CPU_KERNEL=0`),
+`available()` is False and the model keeps PyTorch's attention kernels, with one warning when a build
+failed.
 """
 
 from __future__ import annotations
