@@ -222,3 +222,12 @@ def test_info(models, capsys, monkeypatch) -> None:
     info = json.loads(in_process("info", str(model), "--json", capsys=capsys, monkeypatch=monkeypatch).stdout)
     assert info["parameters"] == count and info["config"]["hidden_size"] == 32
     assert "model.safetensors" in info["files"]
+    # Which attention CPU inference runs: this tiny model's heads are too small for the kernel ...
+    assert info["cpu_attention"] == "PyTorch's kernels (heads of 8, not a multiple of 16)"
+    assert "cpu attention" in done.stdout
+    # ... the embedded model's are not.
+    from openalbert import packed_attention
+    from openalbert.pipelines.info import model_info
+
+    expected = "compiled kernel, built at" if packed_attention.available() else "PyTorch's kernels"
+    assert model_info(openalbert.DEFAULT_MODEL)["cpu_attention"].startswith(expected)

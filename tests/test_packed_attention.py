@@ -173,12 +173,18 @@ def test_a_failed_build_warns_once_and_attention_falls_back(monkeypatch, tmp_pat
     try:
         with pytest.warns(RuntimeWarning, match="could not build its CPU attention kernel"):
             assert not packed_attention.available()
+        assert (
+            packed_attention.status().startswith("not built: ")
+            and "no such compiler" in packed_attention.status()
+        )
         with torch.inference_mode():
             out = _tiny()(**_batch()).last_hidden_state
         assert torch.isfinite(out).all()
         monkeypatch.setenv("OPENALBERT_CPU_KERNEL", "0")
         packed_attention._library.cache_clear()
-        assert not packed_attention.available()
+        assert (
+            not packed_attention.available() and packed_attention.status() == "off (OPENALBERT_CPU_KERNEL=0)"
+        )
     finally:
         monkeypatch.undo()
         packed_attention._library.cache_clear()

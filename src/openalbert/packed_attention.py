@@ -55,6 +55,15 @@ def available() -> bool:
     return _library() is not None
 
 
+def status() -> str:
+    """Where the kernel was built, or why it does not run here, in a few words (`openalbert info`)."""
+    _library()
+    return _status[0]
+
+
+_status = ["not tried"]
+
+
 def supports(qkv: torch.Tensor, head_dim: int) -> bool:
     """Whether `packed_attention` takes this (N, 3C) tensor: CPU, fp32 or bf16, head_dim a multiple of 16."""
     return (
@@ -123,16 +132,21 @@ def packed_attention(
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     if os.environ.get("OPENALBERT_CPU_KERNEL", "1") == "0":
+        _status[0] = "off (OPENALBERT_CPU_KERNEL=0)"
         return None
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AVX512_BF16"):
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in ("AVX512", "AVX512_BF16"):
+        _status[0] = f"not for this CPU (it needs AVX-512; PyTorch sees {capability})"
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        return None  # no compiler: nothing to warn about, PyTorch's kernels serve
+        _status[0] = "not built: no C compiler (cc, gcc or $CC)"
+        return None  # nothing to warn about: PyTorch's kernels serve
     try:
         path = _build(compiler)
         library = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as e:
+        _status[0] = f"not built: {e}"
         warnings.warn(
             f"openalbert could not build its CPU attention kernel ({e}); attention runs on PyTorch's "
             "kernels. Set OPENALBERT_CPU_KERNEL=0 to skip the attempt.",
@@ -140,6 +154,7 @@ def _library() -> ctypes.CDLL | None:
             stacklevel=3,
         )
         return None
+    _status[0] = f"built at {path}"
     fn = library.albert_packed_attention
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64]

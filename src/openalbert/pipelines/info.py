@@ -58,7 +58,21 @@ def model_info(name_or_path: str | os.PathLike) -> dict[str, Any]:
     }
     if any(t in tasks for t in ("text-classification", "token-classification")):
         info["labels"] = {str(k): v for k, v in config.id2label.items()}
+    info["cpu_attention"] = _cpu_attention(config)
     return info
+
+
+def _cpu_attention(config: AlbertConfig) -> str:
+    """Which attention CPU inference runs for this model here: the compiled kernel, or PyTorch's and why."""
+    from openalbert import packed_attention
+
+    if config.position_embedding_type not in ("absolute", "relative_key"):
+        return f"PyTorch's kernels ({config.position_embedding_type} positions)"
+    if config.head_dim % 16:
+        return f"PyTorch's kernels (heads of {config.head_dim}, not a multiple of 16)"
+    if packed_attention.available():
+        return f"compiled kernel, {packed_attention.status()}"
+    return f"PyTorch's kernels (compiled kernel {packed_attention.status()})"
 
 
 def format_model_info(info: dict[str, Any]) -> str:
@@ -76,6 +90,8 @@ def format_model_info(info: dict[str, Any]) -> str:
     ]
     if "labels" in info:
         lines.append(f"labels        {', '.join(f'{k}={v}' for k, v in info['labels'].items())}")
+    if "cpu_attention" in info:
+        lines.append(f"cpu attention {info['cpu_attention']}")
     lines.append("files")
     width = max((len(name) for name in info["files"]), default=0)
     lines += [f"  {name:<{width}}  {_human(size):>9}" for name, size in info["files"].items()]
