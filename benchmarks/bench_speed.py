@@ -160,6 +160,13 @@ AMD_CORES = {
 }
 
 
+def _kernel_status() -> str:
+    """openalbert's compiled CPU attention kernel: where it was built, or why it does not run here."""
+    from openalbert import packed_attention
+
+    return packed_attention.status()
+
+
 def amd_core(family: int, model: int) -> tuple[str, int] | None:
     """(core, vector datapath bits) of an AMD CPU, or None where the table does not know it."""
     for (fam, first, last), core in AMD_CORES.items():
@@ -204,6 +211,7 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
         "core": None,
         "vector_datapath_bits": None,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "openalbert_cpu_attention": _kernel_status(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "numpy": np.__version__,

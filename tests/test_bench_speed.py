@@ -303,6 +303,7 @@ def test_amd_cores_by_cpuid_family_and_model():
     assert bench_speed.amd_core(23, 49) is None  # Zen 2: not in the table
     machine = bench_speed.machine_info()
     assert {"cpu_family", "cpu_model_number", "core", "vector_datapath_bits"} <= set(machine)
+    assert machine["openalbert_cpu_attention"].startswith(("built at", "off", "not "))
 
 
 def test_spec_peak_only_for_the_sxm_boards():
