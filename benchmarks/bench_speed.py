@@ -71,6 +71,7 @@ import torch
 import torch.nn.functional as F
 
 import openalbert
+from openalbert import packed_attention
 from openalbert.pretraining.evaluate import masked_windows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,13 +161,6 @@ AMD_CORES = {
 }
 
 
-def _kernel_status() -> str:
-    """openalbert's compiled CPU attention kernel: where it was built, or why it does not run here."""
-    from openalbert import packed_attention
-
-    return packed_attention.status()
-
-
 def amd_core(family: int, model: int) -> tuple[str, int] | None:
     """(core, vector datapath bits) of an AMD CPU, or None where the table does not know it."""
     for (fam, first, last), core in AMD_CORES.items():
@@ -211,7 +205,7 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
         "core": None,
         "vector_datapath_bits": None,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "openalbert_cpu_attention": _kernel_status(),
+        "openalbert_cpu_attention": packed_attention.status(),  # where the kernel was built, or why not
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "numpy": np.__version__,

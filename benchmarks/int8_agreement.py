@@ -29,7 +29,7 @@ from torch import nn
 
 import openalbert
 from openalbert.checkpoint import resolve_path
-from openalbert.fast.quantize import quantize_int8
+from openalbert.fast.quantize import channel_scales, quantize_int8
 from openalbert.modeling import Linear, activate_and_add
 
 M = openalbert.AlbertForMaskedLM
@@ -38,7 +38,7 @@ GEMMS = ("embedding_hidden_mapping_in", "query", "key", "value", "dense", "ffn",
 
 def int8_weight(weight: torch.Tensor) -> torch.Tensor:
     """Symmetric int8 per output channel, as `Int8Linear` packs it, back in fp32."""
-    scale = (weight.abs().amax(dim=1, keepdim=True) / 127).clamp_min(1e-12)
+    scale = channel_scales(weight)[:, None]
     return (weight / scale).round().clamp(-127, 127) * scale
 
 

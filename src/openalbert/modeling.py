@@ -362,9 +362,12 @@ class AlbertAttention(nn.Module):
         probs = None
         no_padding = attention_mask is None and head_mask is None and not output_attentions
         if no_padding and self._kernel_serves(qkv.view(B * T, 3 * C)):
-            sequences = packed_attention.PackedSequences.from_lengths(torch.full((B,), T))
             context = packed_attention.packed_attention(
-                qkv.view(B * T, 3 * C), sequences, self.num_heads, self.head_dim, self._distance_table()
+                qkv.view(B * T, 3 * C),
+                packed_attention.uniform(B, T),
+                self.num_heads,
+                self.head_dim,
+                self._distance_table(),
             ).view(B, T, C)
         else:
             qkv = qkv.view(B, T, 3, self.num_heads, self.head_dim)
@@ -412,12 +415,11 @@ class AlbertAttention(nn.Module):
         kernel was built."""
         return (
             self.attn_implementation in ("auto", "unpadded")
-            and self.position_embedding_type in ("absolute", "relative_key")
             and self._dropout_p() == 0
             and not (torch.is_grad_enabled() and qkv.requires_grad)
             and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling()
-            and packed_attention.supports(qkv, self.head_dim)
+            and packed_attention.supports(qkv, self.head_dim, self.position_embedding_type)
         )
 
     def _distance_table(self) -> torch.Tensor | None:

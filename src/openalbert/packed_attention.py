@@ -52,27 +52,39 @@ class PackedSequences:
 
 def available() -> bool:
     """Whether the kernel runs here (built, or buildable now, for this CPU)."""
-    return _library() is not None
+    return _library()[0] is not None
 
 
 def status() -> str:
     """Where the kernel was built, or why it does not run here, in a few words (`openalbert info`)."""
-    _library()
-    return _status[0]
+    return _library()[1]
 
 
-_status = ["not tried"]
+def refusal(position_embedding_type: str, head_dim: int) -> str | None:
+    """Why the kernel cannot run a model of this kind, or None where it can (once built)."""
+    if position_embedding_type not in ("absolute", "relative_key"):
+        return f"{position_embedding_type} positions"
+    if head_dim % 16:
+        return f"heads of {head_dim}, not a multiple of 16"
+    return None
 
 
-def supports(qkv: torch.Tensor, head_dim: int) -> bool:
-    """Whether `packed_attention` takes this (N, 3C) tensor: CPU, fp32 or bf16, head_dim a multiple of 16."""
+def supports(qkv: torch.Tensor, head_dim: int, position_embedding_type: str) -> bool:
+    """Whether `packed_attention` takes this (N, 3C) tensor of a model with these heads and positions:
+    CPU, fp32 or bf16, no `refusal`, and the kernel built."""
     return (
         qkv.device.type == "cpu"
         and qkv.dtype in (torch.float32, torch.bfloat16)
         and qkv.dim() == 2
-        and head_dim % 16 == 0
+        and refusal(position_embedding_type, head_dim) is None
         and available()
     )
+
+
+@functools.lru_cache(maxsize=64)
+def uniform(batch: int, length: int) -> PackedSequences:
+    """`batch` sequences of `length` tokens each (a batch with no padding), made once per shape."""
+    return PackedSequences.from_lengths(torch.full((batch,), length))
 
 
 def packed_attention(
@@ -85,7 +97,7 @@ def packed_attention(
     """softmax(q k^T / sqrt(head_dim) + rel) v within each sequence, every head: (N, 3C) [q | k | v] ->
     (N, C). `relative` is the "relative_key" distance table (2P - 1, head_dim), row P - 1 + i - j for
     query i and key j of a sequence: rel[i, j] = q_i . table[P - 1 + i - j], added after the scaling."""
-    library = _library()
+    library = _library()[0]
     if library is None:
         raise RuntimeError("the CPU attention kernel is not available here (see packed_attention.available)")
     C = num_heads * head_dim
@@ -130,37 +142,33 @@ def packed_attention(
 
 
 @functools.cache
-def _library() -> ctypes.CDLL | None:
+def _library() -> tuple[ctypes.CDLL | None, str]:
+    """The loaded kernel (None where it does not run here) and `status()`'s words for it."""
     if os.environ.get("OPENALBERT_CPU_KERNEL", "1") == "0":
-        _status[0] = "off (OPENALBERT_CPU_KERNEL=0)"
-        return None
+        return None, "off (OPENALBERT_CPU_KERNEL=0)"
     capability = torch.backends.cpu.get_cpu_capability()
     if capability not in ("AVX512", "AVX512_BF16"):
-        _status[0] = f"not for this CPU (it needs AVX-512; PyTorch sees {capability})"
-        return None
+        return None, f"not for this CPU (it needs AVX-512; PyTorch sees {capability})"
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        _status[0] = "not built: no C compiler (cc, gcc or $CC)"
-        return None  # nothing to warn about: PyTorch's kernels serve
+        return None, "not built: no C compiler (cc, gcc or $CC)"  # no warning: PyTorch's kernels serve
     try:
         path = _build(compiler)
         library = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as e:
-        _status[0] = f"not built: {e}"
         warnings.warn(
             f"openalbert could not build its CPU attention kernel ({e}); attention runs on PyTorch's "
             "kernels. Set OPENALBERT_CPU_KERNEL=0 to skip the attempt.",
             RuntimeWarning,
             stacklevel=3,
         )
-        return None
-    _status[0] = f"built at {path}"
+        return None, f"not built: {e}"
     fn = library.albert_packed_attention
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64]
     fn.argtypes += [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3
     fn.argtypes += [ctypes.c_float, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
-    return library
+    return library, f"built at {path}"
 
 
 def _build(compiler: str) -> Path:

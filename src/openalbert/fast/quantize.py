@@ -28,7 +28,7 @@ class Int8Linear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach().float().cpu()
-        scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12).double()
+        scale = channel_scales(weight).double()
         zero = torch.zeros(weight.shape[0], dtype=torch.long)
         bias = None if linear.bias is None else linear.bias.detach().float().cpu()
         with warnings.catch_warnings():  # torch marks its quantised tensor types as deprecated
@@ -47,6 +47,11 @@ class Int8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 dynamic"
+
+
+def channel_scales(weight: torch.Tensor) -> torch.Tensor:
+    """The int8 step of each output channel (row) of a weight: its largest magnitude maps to 127."""
+    return (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)
 
 
 def quantize_int8(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:

@@ -66,10 +66,9 @@ def _cpu_attention(config: AlbertConfig) -> str:
     """Which attention CPU inference runs for this model here: the compiled kernel, or PyTorch's and why."""
     from openalbert import packed_attention
 
-    if config.position_embedding_type not in ("absolute", "relative_key"):
-        return f"PyTorch's kernels ({config.position_embedding_type} positions)"
-    if config.head_dim % 16:
-        return f"PyTorch's kernels (heads of {config.head_dim}, not a multiple of 16)"
+    refusal = packed_attention.refusal(config.position_embedding_type, config.head_dim)
+    if refusal is not None:
+        return f"PyTorch's kernels ({refusal})"
     if packed_attention.available():
         return f"compiled kernel, {packed_attention.status()}"
     return f"PyTorch's kernels (compiled kernel {packed_attention.status()})"
