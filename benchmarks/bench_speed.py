@@ -73,6 +73,7 @@ import torch.nn.functional as F
 import openalbert
 from openalbert import packed_attention
 from openalbert.pretraining.evaluate import masked_windows
+from openalbert.pretraining.run import PretrainingObjective
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TEXT = REPO / "work_data" / "corpora" / "heldout" / "*.txt"
@@ -683,6 +684,13 @@ TRAIN_VARIANTS: dict[str, tuple[str, Callable[[Context], Any], bool]] = {
     ),
     "openalbert fp32": ("fp32", lambda c: _MLM.from_pretrained(c.model_dir), False),
     "openalbert bf16 autocast": ("bf16 autocast", lambda c: _MLM.from_pretrained(c.model_dir), True),
+    # openalbert's own training step (pretraining, `openalbert pretrain`): the same loss and gradients, with
+    # the last layer and the vocabulary projection only where the loss reads them (PretrainingObjective)
+    "openalbert objective bf16 autocast": (
+        "bf16 autocast",
+        lambda c: PretrainingObjective(_MLM.from_pretrained(c.model_dir)),
+        True,
+    ),
 }
 
 
@@ -1098,8 +1106,10 @@ def _train_gates(
         loss = _loss(model, batch, labels, autocast)
         loss.backward()
         losses[name] = float(loss)
-        grads[name] = {
-            k: p.grad.cpu().double().clone() for k, p in model.named_parameters() if p.grad is not None
+        grads[name] = {  # an objective's parameters are its model's, under "model."
+            k.removeprefix("model."): p.grad.cpu().double().clone()
+            for k, p in model.named_parameters()
+            if p.grad is not None
         }
         model.zero_grad(set_to_none=True)
     gates = {}

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import openalbert
-from openalbert import packed_attention
+from openalbert import cpu_kernels, packed_attention
 from openalbert.packed_attention import PackedSequences
 
 needs_kernel = pytest.mark.skipif(
@@ -169,9 +169,9 @@ def test_a_failed_build_warns_once_and_attention_falls_back(monkeypatch, tmp_pat
     bad.chmod(0o755)
     monkeypatch.setenv("CC", str(bad))
     monkeypatch.setenv("OPENALBERT_CACHE", str(tmp_path / "cache"))
-    packed_attention._library.cache_clear()
+    cpu_kernels._load.cache_clear()
     try:
-        with pytest.warns(RuntimeWarning, match="could not build its CPU attention kernel"):
+        with pytest.warns(RuntimeWarning, match="could not build its CPU kernels"):
             assert not packed_attention.available()
         assert (
             packed_attention.status().startswith("not built: ")
@@ -180,11 +180,13 @@ def test_a_failed_build_warns_once_and_attention_falls_back(monkeypatch, tmp_pat
         with torch.inference_mode():
             out = _tiny()(**_batch()).last_hidden_state
         assert torch.isfinite(out).all()
+        x = torch.randn(40)  # the compiled GELU falls back with it
+        assert torch.equal(cpu_kernels.gelu_tanh(x), F.gelu(x, approximate="tanh"))
         monkeypatch.setenv("OPENALBERT_CPU_KERNEL", "0")
-        packed_attention._library.cache_clear()
+        cpu_kernels._load.cache_clear()
         assert (
             not packed_attention.available() and packed_attention.status() == "off (OPENALBERT_CPU_KERNEL=0)"
         )
     finally:
         monkeypatch.undo()
-        packed_attention._library.cache_clear()
+        cpu_kernels._load.cache_clear()

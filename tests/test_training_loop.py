@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from openalbert import AlbertConfig, AlbertForPreTraining
+from openalbert import AlbertConfig, AlbertForMaskedLM, AlbertForPreTraining
 from openalbert.pretraining.run import PretrainingObjective
 from openalbert.training import ResumableSampler, TrainConfig, latest_checkpoint, list_checkpoints, train
 
@@ -133,6 +133,35 @@ def test_objective_equals_the_model_loss_and_counts_accuracy():
     sop_num, sop_den = out.metrics["sop_accuracy"]
     assert int(sop_num) == int((ref.sop_logits.argmax(-1) == batch["sentence_order_label"]).sum())
     assert int(sop_den) == 6
+
+
+@pytest.mark.parametrize("head", ["pretraining", "masked-lm"])
+@pytest.mark.parametrize("positions", ["absolute", "relative_key"])
+def test_objective_gradients_equal_the_model_loss_gradients(positions, head):
+    # The objective runs the last layer at [CLS] and the masked positions only (queries_at); the model's
+    # loss runs it everywhere. Padded rows (unpadded on the CPU) and a row with no masked token included.
+    objective = tiny_objective(positions=positions).train()
+    data = SyntheticPretraining(n=6)
+    batch = {k: torch.stack([data[i][k] for i in range(6)]) for k in data[0]}
+    if head == "masked-lm":  # MLM only: no SOP head, no sentence_order_label
+        torch.manual_seed(0)
+        objective = PretrainingObjective(AlbertForMaskedLM(objective.model.config)).train()
+        del batch["sentence_order_label"]
+    batch["attention_mask"][1, 12:] = 0
+    batch["attention_mask"][4, 9:] = 0
+    batch["labels"][1, 12:] = -100
+    batch["labels"][4] = -100
+
+    def grads(loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        objective.zero_grad()
+        loss.backward()
+        return {k: p.grad.clone() for k, p in objective.model.named_parameters() if p.grad is not None}
+
+    ours = grads(objective(**batch).loss)
+    ref = grads(objective.model(**batch).loss)
+    assert ours.keys() == ref.keys()
+    for k in ref:
+        torch.testing.assert_close(ours[k], ref[k], rtol=1e-4, atol=1e-6, msg=k)
 
 
 # ---- the loop ------------------------------------------------------------------------------------------------

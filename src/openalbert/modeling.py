@@ -22,15 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from openalbert import packed_attention
+from openalbert import cpu_kernels, packed_attention
 from openalbert.config import AlbertConfig
 
 
 # Named functions, not lambdas: modules keep them as attributes, and torch.save(model) pickles them by name.
-def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x, approximate="tanh")
-
-
+# The tanh GELU is cpu_kernels.gelu_tanh: F.gelu(x, approximate="tanh"), on a compiled kernel on the CPU.
 def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(1.702 * x)
 
@@ -41,9 +38,9 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
 
 ACT2FN: dict[str, Any] = {
     "gelu": F.gelu,
-    "gelu_new": _gelu_tanh,
-    "gelu_fast": _gelu_tanh,
-    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu_new": cpu_kernels.gelu_tanh,
+    "gelu_fast": cpu_kernels.gelu_tanh,
+    "gelu_pytorch_tanh": cpu_kernels.gelu_tanh,
     "quick_gelu": _quick_gelu,
     "relu": F.relu,
     "silu": F.silu,
@@ -354,9 +351,13 @@ class AlbertAttention(nn.Module):
         head_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         unpadded: Unpadded | None = None,
+        queries_at: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, C) -> (B, T, C); with `queries_at` (B, R) positions, only those queries: (B, R, C)."""
         if unpadded is not None:
             return self._unpadded(hidden_states, unpadded), None
+        if queries_at is not None:
+            return self._at(hidden_states, attention_mask, queries_at), None
         B, T, C = hidden_states.shape
         qkv = self._qkv(hidden_states)  # (B, T, 3C)
         probs = None
@@ -380,6 +381,26 @@ class AlbertAttention(nn.Module):
             context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout)), probs
 
+    def _at(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, queries_at: torch.Tensor
+    ) -> torch.Tensor:
+        """Attention for the queries at `queries_at` (B, R) only, over every key: (B, R, C). Training
+        needs the last layer only where a loss reads it (masked tokens, [CLS])."""
+        B, T, C = hidden_states.shape
+        residual = hidden_states.gather(1, queries_at[..., None].expand(-1, -1, C))  # (B, R, C)
+
+        def heads(x: torch.Tensor) -> torch.Tensor:  # (B, L, C) -> (B, nh, L, hd)
+            return x.view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = (
+            heads(self.query(residual)),
+            heads(self.key(hidden_states)),
+            heads(self.value(hidden_states)),
+        )
+        context = self._attend(q, k, v, self._with_positions(q, k, attention_mask, queries_at))
+        context = context.transpose(1, 2).reshape(B, -1, C)  # (B, R, C)
+        return self.LayerNorm(_add_residual(self.dense, context, residual, self.output_dropout))
+
     def _unpadded(self, hidden_states: torch.Tensor, unpadded: Unpadded) -> torch.Tensor:
         """Attention over the real tokens only: (N, C) in, (N, C) out, N = tokens in the whole batch.
 
@@ -399,7 +420,7 @@ class AlbertAttention(nn.Module):
         if qkv.device.type == "cpu":
             # The CPU kernels (flash for inference, the written-out form for training) are faster in fp32
             # than in bf16, and scores are accumulated in fp32 anyway. Unpadded's CPU masks are fp32.
-            qkv = qkv.float()
+            qkv = qkv.to(torch.promote_types(dtype, torch.float32))
         contexts = []
         for offset, rows, width, mask in unpadded.groups:
             group = qkv[offset : offset + rows * width].view(rows, width, 3, self.num_heads, self.head_dim)
@@ -436,23 +457,30 @@ class AlbertAttention(nn.Module):
         """
         B, nh, T, _ = q.shape
         if q.device.type == "cpu" and torch.is_grad_enabled() and B * nh * T * T <= _EAGER_SCORES_LIMIT:
-            return self._eager(q.float(), k.float(), v.float(), mask, None)[0].to(v.dtype)
+            wide = torch.promote_types(q.dtype, torch.float32)  # bf16 -> fp32; fp64 stays
+            return self._eager(q.to(wide), k.to(wide), v.to(wide), mask, None)[0].to(v.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self._dropout_p())
 
     def _with_positions(
-        self, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        mask: torch.Tensor | None,
+        queries_at: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """The additive mask plus, with relative positions, their scores (B, nh, T, T) for queries and keys
-        at positions 0..T-1. As in the original, these are added after the 1/sqrt(d) scaling of q k^T."""
+        """The additive mask plus, with relative positions, their scores (B, nh, L, T) for keys at positions
+        0..T-1 and queries at 0..L-1, or at `queries_at` (B, L). As in the original, these are added after
+        the 1/sqrt(d) scaling of q k^T."""
         if self.position_embedding_type == "absolute":
             return mask
-        T = q.shape[2]
-        pos = torch.arange(T, device=q.device)
-        distance = pos[:, None] - pos[None, :] + self.max_position_embeddings - 1
-        rel = self.distance_embedding(distance).to(q.dtype)  # (T, T, hd)
-        scores = torch.einsum("bhld,lrd->bhlr", q, rel)
+        keys = torch.arange(k.shape[2], device=q.device)
+        queries = torch.arange(q.shape[2], device=q.device) if queries_at is None else queries_at
+        distance = queries[..., None] - keys + self.max_position_embeddings - 1  # (L, T) or (B, L, T)
+        rel = self.distance_embedding(distance).to(q.dtype)  # (L, T, hd) or (B, L, T, hd)
+        b = "" if queries_at is None else "b"  # one table for every sequence, or one per sequence
+        scores = torch.einsum(f"bhld,{b}lrd->bhlr", q, rel)
         if self.position_embedding_type == "relative_key_query":
-            scores = scores + torch.einsum("bhrd,lrd->bhlr", k, rel)
+            scores = scores + torch.einsum(f"bhrd,{b}lrd->bhlr", k, rel)
         return scores if mask is None else scores + mask.to(scores.dtype)
 
     def _qkv(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -521,9 +549,11 @@ class AlbertLayer(nn.Module):
         head_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         unpadded: Unpadded | None = None,
+        queries_at: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, H) -> (B, T, H), or (B, R, H) at the positions `queries_at` (B, R) only."""
         attended, probs = self.attention(
-            hidden_states, attention_mask, head_mask, output_attentions, unpadded
+            hidden_states, attention_mask, head_mask, output_attentions, unpadded, queries_at
         )
         ffn = self.ffn(attended, self.hidden_act)
         return self.full_layer_layer_norm(_add_residual(self.ffn_output, ffn, attended, self.dropout)), probs
@@ -567,9 +597,14 @@ class AlbertTransformer(nn.Module):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         unpadded: Unpadded | None = None,
+        queries_at: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
-        """With `unpadded`, the layers see only real tokens (N, H); outputs come back padded (B, T, H)."""
+        """With `unpadded`, the layers see only real tokens (N, H); outputs come back padded (B, T, H).
+        With `queries_at` (B, R) positions, the last layer runs only there: its output is (B, R, H); with
+        both, `attention_mask` is the padded batch's key mask, for that last layer."""
         cfg = self.config
+        last = (cfg.num_hidden_layers - 1, len(self.albert_layer_groups[-1].albert_layers) - 1)
+        layer_unpadded = unpadded
         if unpadded is not None:
             embeddings = unpadded.unpad(embeddings)  # (N, E)
         hidden = self.embedding_hidden_mapping_in(embeddings)  # (B, T, H) or (N, H)
@@ -579,7 +614,11 @@ class AlbertTransformer(nn.Module):
             # The whole of ALBERT's cross-layer sharing: layer i reuses the weights of group g.
             group = self.albert_layer_groups[i * cfg.num_hidden_groups // cfg.num_hidden_layers]
             layer_head_mask = None if head_mask is None else head_mask[i]
-            for layer in group.albert_layers:
+            for j, layer in enumerate(group.albert_layers):
+                at = queries_at if (i, j) == last else None
+                if at is not None and layer_unpadded is not None:
+                    # the last layer picks its queries from the padded layout (`attention_mask` masks it)
+                    hidden, layer_unpadded = unpadded.pad(hidden), None
                 if self.gradient_checkpointing and self.training:
                     hidden, probs = torch.utils.checkpoint.checkpoint(
                         layer,
@@ -587,20 +626,22 @@ class AlbertTransformer(nn.Module):
                         attention_mask,
                         layer_head_mask,
                         output_attentions,
-                        unpadded,
+                        layer_unpadded,
+                        at,
                         use_reentrant=False,
                     )
                 else:
                     hidden, probs = layer(
-                        hidden, attention_mask, layer_head_mask, output_attentions, unpadded
+                        hidden, attention_mask, layer_head_mask, output_attentions, layer_unpadded, at
                     )
                 if all_attentions is not None:
                     all_attentions.append(probs)
             if all_hidden is not None:
                 all_hidden.append(hidden)
-        if unpadded is not None:
-            hidden = unpadded.pad(hidden)
-            all_hidden = [unpadded.pad(h) for h in all_hidden] if all_hidden is not None else None
+        if unpadded is not None:  # back to (B, T, H); the last layer's (B, R, H) under queries_at already is
+            hidden = hidden if hidden.dim() == 3 else unpadded.pad(hidden)
+            if all_hidden is not None:
+                all_hidden = [h if h.dim() == 3 else unpadded.pad(h) for h in all_hidden]
         return (
             hidden,
             tuple(all_hidden) if all_hidden is not None else None,
@@ -767,9 +808,15 @@ class AlbertModel(AlbertPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        queries_at: torch.Tensor | None = None,
     ) -> BaseModelOutputWithPooling | tuple[torch.Tensor, ...]:
+        """transformers' AlbertModel.forward, plus `queries_at` (an openalbert extension, for training
+        losses that read a few positions): (B, R) positions at which alone the last layer runs, so that
+        last_hidden_state is (B, R, H) and the pooler reads the first of them (put [CLS], position 0, first)."""
         shape = self._check_inputs(input_ids, inputs_embeds, token_type_ids, position_ids)
         device = input_ids.device if input_ids is not None else inputs_embeds.device
+        if queries_at is not None:
+            _check_queries(queries_at, shape, head_mask, output_attentions)
         if token_type_ids is None:
             token_type_ids = torch.zeros(shape, dtype=torch.long, device=device)
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
@@ -779,7 +826,7 @@ class AlbertModel(AlbertPreTrainedModel):
             if self._can_unpad(keep, head_mask, output_attentions, embeddings.dtype):
                 attention_dtype = torch.float32 if keep.device.type == "cpu" else embeddings.dtype
                 unpadded = Unpadded.from_mask(keep, attention_dtype)
-            else:
+            if unpadded is None or queries_at is not None:
                 mask = _key_mask(keep, embeddings.dtype)
         hidden, all_hidden, all_attentions = self.encoder(
             embeddings,
@@ -788,6 +835,7 @@ class AlbertModel(AlbertPreTrainedModel):
             bool(output_attentions),
             bool(output_hidden_states),
             unpadded,
+            queries_at,
         )
         pooled = self.pooler_activation(self.pooler(hidden[:, 0])) if self.pooler is not None else None
         out = BaseModelOutputWithPooling(hidden, pooled, all_hidden, all_attentions)
@@ -852,6 +900,20 @@ class AlbertModel(AlbertPreTrainedModel):
                 bad = lo if lo < 0 else hi
                 raise ValueError(f"{name} holds {bad}, outside the valid range [0, {limit - 1}]")
         return shape
+
+
+def _check_queries(
+    queries_at: torch.Tensor,
+    shape: torch.Size,
+    head_mask: torch.Tensor | None,
+    output_attentions: bool | None,
+) -> None:
+    if head_mask is not None or output_attentions:
+        raise ValueError("queries_at cannot be combined with head_mask or output_attentions")
+    if queries_at.dim() != 2 or queries_at.shape[0] != shape[0] or queries_at.is_floating_point():
+        raise ValueError(f"queries_at must be integer positions (batch, R), got {tuple(queries_at.shape)}")
+    if queries_at.numel() and (int(queries_at.min()) < 0 or int(queries_at.max()) >= shape[1]):
+        raise ValueError(f"queries_at holds positions outside [0, {shape[1] - 1}]")
 
 
 def _keep_mask(

@@ -3,31 +3,21 @@
 `packed_attention` is what `AlbertAttention` runs for CPU inference (absolute or "relative_key"
 positions): the real tokens of a batch stay back to back, (N, 3C) in and (N, C) out, with no copy into a
 padded layout. The kernel is `csrc/attention.c` (AVX-512F, fp32 arithmetic on fp32 or bf16 tensors, on
-PyTorch's OpenMP threads). It is built once per machine and source version with the system C compiler
-(`$CC`, else `cc`) into `~/.cache/openalbert/kernels` (or `$OPENALBERT_CACHE/kernels`) and loaded with
-ctypes. Where it cannot be built or run (no compiler, no AVX-512, `OPENALBERT_CPU_KERNEL=0`),
-`available()` is False and the model keeps PyTorch's attention kernels, with one warning when a build
-failed.
+PyTorch's OpenMP threads), built and loaded by `cpu_kernels`. Where it cannot be built or run (no
+compiler, no AVX-512, `OPENALBERT_CPU_KERNEL=0`), `available()` is False and the model keeps PyTorch's
+attention kernels.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import math
-import os
-import shutil
-import subprocess
-import tempfile
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).parent / "csrc" / "attention.c"
-FLAGS = ("-O3", "-march=native", "-mavx512f", "-fopenmp", "-shared", "-fPIC")
+from openalbert import cpu_kernels
 
 
 @dataclass(frozen=True)
@@ -52,12 +42,12 @@ class PackedSequences:
 
 def available() -> bool:
     """Whether the kernel runs here (built, or buildable now, for this CPU)."""
-    return _library()[0] is not None
+    return cpu_kernels.available()
 
 
 def status() -> str:
     """Where the kernel was built, or why it does not run here, in a few words (`openalbert info`)."""
-    return _library()[1]
+    return cpu_kernels.status()
 
 
 def refusal(position_embedding_type: str, head_dim: int) -> str | None:
@@ -97,7 +87,7 @@ def packed_attention(
     """softmax(q k^T / sqrt(head_dim) + rel) v within each sequence, every head: (N, 3C) [q | k | v] ->
     (N, C). `relative` is the "relative_key" distance table (2P - 1, head_dim), row P - 1 + i - j for
     query i and key j of a sequence: rel[i, j] = q_i . table[P - 1 + i - j], added after the scaling."""
-    library = _library()[0]
+    library = cpu_kernels.library()
     if library is None:
         raise RuntimeError("the CPU attention kernel is not available here (see packed_attention.available)")
     C = num_heads * head_dim
@@ -139,72 +129,3 @@ def packed_attention(
     if failed:
         raise MemoryError("the CPU attention kernel could not allocate its buffers")
     return out
-
-
-@functools.cache
-def _library() -> tuple[ctypes.CDLL | None, str]:
-    """The loaded kernel (None where it does not run here) and `status()`'s words for it."""
-    if os.environ.get("OPENALBERT_CPU_KERNEL", "1") == "0":
-        return None, "off (OPENALBERT_CPU_KERNEL=0)"
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability not in ("AVX512", "AVX512_BF16"):
-        return None, f"not for this CPU (it needs AVX-512; PyTorch sees {capability})"
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        return None, "not built: no C compiler (cc, gcc or $CC)"  # no warning: PyTorch's kernels serve
-    try:
-        path = _build(compiler)
-        library = ctypes.CDLL(str(path))
-    except (OSError, subprocess.SubprocessError) as e:
-        warnings.warn(
-            f"openalbert could not build its CPU attention kernel ({e}); attention runs on PyTorch's "
-            "kernels. Set OPENALBERT_CPU_KERNEL=0 to skip the attempt.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return None, f"not built: {e}"
-    fn = library.albert_packed_attention
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64]
-    fn.argtypes += [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3
-    fn.argtypes += [ctypes.c_float, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
-    return library, f"built at {path}"
-
-
-def _build(compiler: str) -> Path:
-    """Compile SOURCE into the cache, once per source, flags, compiler and CPU; return the library's path."""
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    key = hashlib.sha256(
-        b"\0".join([SOURCE.read_bytes(), " ".join(FLAGS).encode(), version.encode(), _cpu_id().encode()])
-    ).hexdigest()[:16]
-    directory = _cache_dir()
-    target = directory / f"attention-{key}.so"
-    if target.is_file():
-        return target
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        built = Path(tmp) / target.name
-        result = subprocess.run(
-            [compiler, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True, timeout=300
-        )
-        if result.returncode != 0:
-            raise OSError(f"{compiler} failed: {result.stderr.strip()[-500:]}")
-        os.replace(built, target)  # atomic: a concurrent build of the same key writes the same file
-    return target
-
-
-def _cache_dir() -> Path:
-    root = os.environ.get("OPENALBERT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "openalbert"
-    )
-    return Path(root) / "kernels"
-
-
-def _cpu_id() -> str:
-    """The CPU's model and flags: -march=native code built on one CPU may not run on another."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return torch.backends.cpu.get_cpu_capability()
-    wanted = ("model name", "flags")
-    return "\n".join(dict.fromkeys(line for line in lines if line.split(":")[0].strip() in wanted))

@@ -14,10 +14,11 @@
  * that stays in L1, four queries at a time are scored against sixteen keys per vector, the softmax runs
  * on those rows, and the context is accumulated from them. Tasks go to threads longest first.
  */
-#include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include "vector.h"
 
 typedef struct {
     const void *qkv;
@@ -33,47 +34,6 @@ typedef struct {
 } Job;
 
 static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
-
-static inline __m512 load16(const void *base, int64_t i, int bf16) {
-    if (bf16) {
-        __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)base + i));
-        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    }
-    return _mm512_loadu_ps((const float *)base + i);
-}
-
-static inline void store16(void *base, int64_t i, __m512 v, int bf16) {
-    if (bf16) { /* round to nearest even, as PyTorch's float -> bfloat16 */
-        __m512i x = _mm512_castps_si512(v);
-        __m512i odd = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
-        __m512i r = _mm512_add_epi32(x, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
-        __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(x, _mm512_set1_epi32(0x400000)));
-        _mm256_storeu_si256((__m256i *)((uint16_t *)base + i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
-    } else {
-        _mm512_storeu_ps((float *)base + i, v);
-    }
-}
-
-/* e^x for x <= 0 (scores minus their row maximum): x = n ln2 + r, |r| <= ln2/2, e^r by its Taylor
- * polynomial to r^6 (relative error about 1e-7), times 2^n. */
-static inline __m512 exp16(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-static inline __mmask16 tail_mask(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
 /* r[k][i] <- r[i][k]: a 16 x 16 block of floats transposed in registers. */
 static inline void transpose16(__m512 r[16]) {

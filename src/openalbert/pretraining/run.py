@@ -1,9 +1,10 @@
 """The ALBERT pretraining run: MLM + sentence-order loss on prepared examples, through the shared loop.
 
-`PretrainingObjective` wraps an `AlbertForPreTraining` and computes the same loss as its forward
-(mean MLM cross-entropy over predicted tokens + mean SOP cross-entropy) but runs the vocabulary
-projection only on the predicted positions, about 15% of the tokens: on a CPU that projection would
-otherwise cost as much as the whole encoder. It also reports MLM/SOP losses and accuracies.
+`PretrainingObjective` wraps an `AlbertForPreTraining` (or an `AlbertForMaskedLM`) and computes the same
+loss as its forward (mean MLM cross-entropy over predicted tokens + mean SOP cross-entropy) but runs the
+last layer and the vocabulary projection only where the losses read them, about 15% of the tokens: on a
+CPU the projection alone would otherwise cost as much as the whole encoder. It also reports MLM/SOP
+losses and accuracies.
 `pretrain()` builds the model from a preset or config, checks it against the data and tokenizer,
 and hands everything to `openalbert.training.train`.
 """
@@ -38,10 +39,15 @@ class PretrainingOutput:
 
 
 class PretrainingObjective(nn.Module):
-    """MLM + SOP loss of an `AlbertForPreTraining`, with the vocabulary projection on masked positions only.
+    """The MLM (+ SOP) loss of an `AlbertForPreTraining` or `AlbertForMaskedLM`, with the last layer and the
+    vocabulary projection on the positions the losses read only.
 
-    Falls back to the model's own forward (loss and logits) for a model without the `albert`,
-    `predictions` and `sop_classifier` submodules.
+    Same loss and gradients as the model's own forward with labels (mean MLM cross-entropy over the
+    predicted tokens, plus mean SOP cross-entropy when `sentence_order_label` is given), but the last layer
+    runs only at [CLS] and the masked positions (`AlbertModel(queries_at=...)`) and the vocabulary
+    projection only at the masked ones, about 15% of the tokens. It also reports MLM/SOP losses and
+    accuracies. A model without the `albert` and `predictions` submodules (and `sop_classifier` for SOP)
+    gets its own forward.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -52,44 +58,57 @@ class PretrainingObjective(nn.Module):
         self,
         input_ids: torch.Tensor,
         labels: torch.Tensor,
-        sentence_order_label: torch.Tensor,
+        sentence_order_label: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> PretrainingOutput:
         model = self.model
+        with_sop = sentence_order_label is not None
         mask = labels != -100  # (B, T)
         targets = labels[mask]  # (M,)
-        sop_targets = sentence_order_label.view(-1)  # (B,)
-        if all(hasattr(model, n) for n in ("albert", "predictions", "sop_classifier")):
-            out = model.albert(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
-            )
+        inputs = dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        needed = ("albert", "predictions") + (("sop_classifier",) if with_sop else ())
+        if all(hasattr(model, n) for n in needed):
+            # The losses read the last layer at [CLS] and the masked positions only, so it runs only there.
+            queries, picked = _loss_queries(mask)  # (B, R), (B, R) bool
+            out = model.albert(**inputs, queries_at=queries, **kwargs)
             # Boolean indexing syncs with a GPU once per micro-batch; on the CPU it is free.
-            mlm_logits = model.predictions(out.last_hidden_state[mask])  # (M, V)
-            sop_logits = model.sop_classifier(out.pooler_output)  # (B, 2)
+            mlm_logits = model.predictions(out.last_hidden_state[picked])  # (M, V), in labels[mask] order
+            sop_logits = model.sop_classifier(out.pooler_output) if with_sop else None  # (B, 2)
         else:
-            out = model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
-            )
-            mlm_logits, sop_logits = out.prediction_logits[mask], out.sop_logits
+            out = model(**inputs, **kwargs)
+            mlm_logits = getattr(out, "prediction_logits", None)
+            mlm_logits = (out.logits if mlm_logits is None else mlm_logits)[mask]
+            sop_logits = out.sop_logits if with_sop else None
         count = mask.sum()
-        batch = torch.tensor(sop_targets.numel(), device=sop_targets.device)
         mlm_sum = F.cross_entropy(mlm_logits, targets, reduction="sum")
-        sop_sum = F.cross_entropy(sop_logits.view(-1, 2), sop_targets, reduction="sum")
         # clamp: a batch with no masked token contributes 0 instead of NaN.
-        loss = mlm_sum / count.clamp(min=1) + sop_sum / batch
+        loss = mlm_sum / count.clamp(min=1)
         with torch.no_grad():
             # max().indices: the same first-maximum index as argmax, 4x faster on bf16 CPU logits.
             mlm_correct = (mlm_logits.max(-1).indices == targets).sum()
-            sop_correct = (sop_logits.argmax(-1) == sop_targets).sum()
-        metrics = {
-            "mlm_loss": (mlm_sum.detach(), count),
-            "sop_loss": (sop_sum.detach(), batch),
-            "mlm_accuracy": (mlm_correct, count),
-            "sop_accuracy": (sop_correct, batch),
-        }
+        metrics = {"mlm_loss": (mlm_sum.detach(), count), "mlm_accuracy": (mlm_correct, count)}
+        if with_sop:
+            sop_targets = sentence_order_label.view(-1)  # (B,)
+            batch = torch.tensor(sop_targets.numel(), device=sop_targets.device)
+            sop_sum = F.cross_entropy(sop_logits.view(-1, 2), sop_targets, reduction="sum")
+            loss = loss + sop_sum / batch
+            with torch.no_grad():
+                sop_correct = (sop_logits.argmax(-1) == sop_targets).sum()
+            metrics |= {"sop_loss": (sop_sum.detach(), batch), "sop_accuracy": (sop_correct, batch)}
         return PretrainingOutput(loss=loss, metrics=metrics)
+
+
+def _loss_queries(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) masked positions -> the positions the losses read, (B, R): [CLS] (0) first, then each
+    sequence's masked positions in order, then fillers (position 0 again); and (B, R) which are masked."""
+    counts = mask.sum(dim=1)  # (B,)
+    width = int(counts.max()) if mask.numel() else 0
+    masked_first = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :width]  # (B, width)
+    picked = torch.arange(width, device=mask.device) < counts[:, None]
+    queries = torch.cat([torch.zeros_like(masked_first[:, :1]), masked_first.where(picked, 0)], dim=1)
+    return queries, torch.cat([torch.zeros_like(picked[:, :1]), picked], dim=1)
 
 
 # ---- checks and builders -------------------------------------------------------------------------------

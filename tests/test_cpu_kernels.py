@@ -1,0 +1,97 @@
+"""openalbert's compiled GELU (tanh approximation): values and gradients against PyTorch's in float64, the
+paths that keep PyTorch's, and the model's training step on it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import openalbert
+from openalbert import cpu_kernels
+
+needs_kernel = pytest.mark.skipif(
+    not cpu_kernels.available(), reason="no C compiler or no AVX-512 here: the kernels are not built"
+)
+
+
+def _reference(x: torch.Tensor, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x64 = x.double().requires_grad_()
+    y = F.gelu(x64, approximate="tanh")
+    y.backward(grad.double())
+    return y.detach(), x64.grad
+
+
+@needs_kernel
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 4097, 3 * 4096 * 5 + 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gelu_matches_float64_at_least_as_well_as_pytorch(n, dtype):
+    gen = torch.Generator().manual_seed(n)
+    x = (torch.randn(n, generator=gen, dtype=torch.float64) * 4).to(dtype)
+    x[: min(n, 5)] = torch.tensor([-12.0, 12.0, 0.0, -9.7, 1e-3], dtype=dtype)[: min(n, 5)]  # tails, zero
+    grad = torch.randn(n, generator=gen).to(dtype)
+    y_ref, dx_ref = _reference(x, grad)
+
+    ours = x.clone().requires_grad_()
+    y = cpu_kernels.gelu_tanh(ours)
+    y.backward(grad)
+    theirs = x.clone().requires_grad_()
+    y_torch = F.gelu(theirs, approximate="tanh")
+    y_torch.backward(grad)
+
+    assert y.dtype == dtype and ours.grad.dtype == dtype and y.shape == x.shape
+
+    def error(a: torch.Tensor, ref: torch.Tensor) -> float:  # relative, absolute below 1e-2
+        return float(((a.detach().double() - ref).abs() / ref.abs().clamp(min=1e-2)).max())
+
+    # bf16: both are the float64 value rounded once (half an ulp, 2^-9), give or take fp32's last bits
+    limit = 2**-8 if dtype == torch.bfloat16 else 2e-6
+    for ours_value, torch_value, ref in ((y, y_torch, y_ref), (ours.grad, theirs.grad, dx_ref)):
+        assert error(ours_value, ref) <= max(limit, error(torch_value, ref))
+
+
+@needs_kernel
+def test_gelu_takes_strided_inputs_and_keeps_pytorch_for_other_dtypes():
+    x = torch.randn(64, 48)[:, ::3]  # not contiguous
+    assert torch.allclose(cpu_kernels.gelu_tanh(x), F.gelu(x, approximate="tanh"), atol=1e-6)
+    x64 = torch.randn(32, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(cpu_kernels.gelu_tanh, (x64,))  # float64: PyTorch's kernel
+
+
+def test_gelu_keeps_pytorch_while_tracing(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("the compiled GELU ran while tracing")
+
+    monkeypatch.setattr(cpu_kernels._GeluTanh, "apply", refuse)
+    traced = torch.jit.trace(cpu_kernels.gelu_tanh, torch.randn(8), check_trace=False)  # no eager rerun
+    x = torch.randn(8)
+    assert torch.allclose(traced(x), F.gelu(x, approximate="tanh"))
+
+
+@needs_kernel
+def test_training_gradients_are_the_same_with_pytorchs_gelu(monkeypatch):
+    config = openalbert.AlbertConfig(
+        vocab_size=90, embedding_size=16, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = openalbert.AlbertForMaskedLM(config).train()
+    ids = torch.randint(5, 90, (3, 12))
+    labels = torch.where(torch.rand(3, 12) < 0.3, ids, -100)
+
+    def grads() -> tuple[float, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        return float(loss), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    calls = []
+    real = cpu_kernels._GeluTanh.apply
+    monkeypatch.setattr(cpu_kernels._GeluTanh, "apply", lambda x: calls.append(1) or real(x))
+    loss, ours = grads()
+    assert calls  # the kernel ran
+    monkeypatch.setattr(cpu_kernels, "_kernel_takes", lambda x: False)
+    loss_torch, theirs = grads()
+    assert abs(loss - loss_torch) < 1e-6
+    for k in theirs:
+        assert torch.allclose(ours[k], theirs[k], rtol=1e-4, atol=1e-6), k
