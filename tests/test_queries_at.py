@@ -57,6 +57,19 @@ def test_last_layer_at_queries_equals_the_full_one_there(positions, implementati
         torch.testing.assert_close(grads[k], full_grads[k], rtol=1e-10, atol=1e-12, msg=k)
 
 
+@pytest.mark.parametrize("positions", ["absolute", "relative_key_query"])
+def test_queries_at_without_autograd_take_the_fused_kernel_path(positions):
+    # Without autograd the attention runs in PyTorch's fused kernel (as it always does on a GPU).
+    config = openalbert.AlbertConfig(**TINY | {"position_embedding_type": positions})
+    model = openalbert.AlbertModel(config).eval()
+    model.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        full = model(**_batch()).last_hidden_state
+        picked = model(**_batch(), queries_at=QUERIES).last_hidden_state
+    expected = full.gather(1, QUERIES[..., None].expand(-1, -1, full.shape[-1]))
+    torch.testing.assert_close(picked, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
