@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from openalbert import AlbertConfig, AlbertForMaskedLM, AlbertForPreTraining
+from openalbert import AlbertConfig, AlbertForMaskedLM, AlbertForPreTraining, modeling
 from openalbert.pretraining.run import PretrainingObjective
 from openalbert.training import ResumableSampler, TrainConfig, latest_checkpoint, list_checkpoints, train
 
@@ -162,6 +163,33 @@ def test_objective_gradients_equal_the_model_loss_gradients(positions, head):
     assert ours.keys() == ref.keys()
     for k in ref:
         torch.testing.assert_close(ours[k], ref[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("positions", ["absolute", "relative_key"])
+def test_objective_on_the_gpus_attention_path(monkeypatch, positions):
+    # On a GPU, attention with autograd runs in PyTorch's fused kernel, under bf16 autocast. Here the CPU
+    # is sent down that path (no written-out scores) to check queries_at there: same loss and gradients
+    # as the model's own, to bf16's precision.
+    monkeypatch.setattr(modeling, "_EAGER_SCORES_LIMIT", 0)
+    objective = tiny_objective(positions=positions).train()
+    objective.model.albert.set_attn_implementation("sdpa")
+    data = SyntheticPretraining(n=6)
+    batch = {k: torch.stack([data[i][k] for i in range(6)]) for k in data[0]}
+    batch["attention_mask"][2, 10:] = 0
+    batch["labels"][2, 10:] = -100
+
+    def run(forward) -> tuple[float, torch.Tensor]:
+        objective.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = forward(**batch).loss
+        loss.backward()
+        grads = [p.grad.flatten() for p in objective.model.parameters() if p.grad is not None]
+        return float(loss.detach()), torch.cat(grads)
+
+    loss, grads = run(objective)
+    ref_loss, ref_grads = run(objective.model)
+    assert abs(loss - ref_loss) < 2e-2 * abs(ref_loss)
+    assert F.cosine_similarity(grads, ref_grads, dim=0) > 0.999
 
 
 # ---- the loop ------------------------------------------------------------------------------------------------
