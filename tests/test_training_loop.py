@@ -165,6 +165,14 @@ def test_objective_gradients_equal_the_model_loss_gradients(positions, head):
         torch.testing.assert_close(ours[k], ref[k], rtol=1e-4, atol=1e-6, msg=k)
 
 
+def test_objective_refuses_sop_labels_for_a_model_without_the_head():
+    objective = PretrainingObjective(AlbertForMaskedLM(tiny_objective().model.config))
+    data = SyntheticPretraining(n=2)
+    batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in data[0]}
+    with pytest.raises(ValueError, match="no sentence-order head"):
+        objective(**batch)
+
+
 @pytest.mark.parametrize("positions", ["absolute", "relative_key"])
 def test_objective_on_the_gpus_attention_path(monkeypatch, positions):
     # On a GPU, attention with autograd runs in PyTorch's fused kernel, under bf16 autocast. Here the CPU

@@ -78,6 +78,11 @@ class PretrainingObjective(nn.Module):
             sop_logits = model.sop_classifier(out.pooler_output) if with_sop else None  # (B, 2)
         else:
             out = model(**inputs, **kwargs)
+            if with_sop and getattr(out, "sop_logits", None) is None:
+                raise ValueError(
+                    f"sentence_order_label given, but {type(model).__name__} has no sentence-order head; "
+                    "pretrain an AlbertForPreTraining, or leave the SOP labels out for MLM alone"
+                )
             mlm_logits = getattr(out, "prediction_logits", None)
             mlm_logits = (out.logits if mlm_logits is None else mlm_logits)[mask]
             sop_logits = out.sop_logits if with_sop else None
