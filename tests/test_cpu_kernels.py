@@ -108,3 +108,43 @@ def test_training_gradients_are_the_same_with_pytorchs_gelu(monkeypatch):
     assert abs(loss - loss_torch) < 1e-6
     for k in theirs:
         assert torch.allclose(ours[k], theirs[k], rtol=1e-4, atol=1e-6), k
+
+
+# ---- cross-entropy ---------------------------------------------------------------------------------------------
+
+
+@needs_kernel
+@pytest.mark.parametrize("vocab", [1, 17, 30000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cross_entropy_matches_float64_like_pytorchs_under_autocast(vocab, dtype):
+    gen = torch.Generator().manual_seed(vocab)
+    logits = (torch.randn(37, vocab, generator=gen) * 3).to(dtype)
+    targets = torch.randint(0, vocab, (37,), generator=gen)
+    ours = logits.clone().requires_grad_()
+    loss = cpu_kernels.cross_entropy_sum(ours, targets)
+    (loss * 0.37).backward()
+    ref = logits.double().requires_grad_()
+    ref_loss = F.cross_entropy(ref, targets, reduction="sum")
+    (ref_loss * 0.37).backward()
+    assert loss.dtype == torch.float32 and ours.grad.dtype == dtype
+    assert abs(float(loss) - float(ref_loss)) <= 2e-6 * abs(float(ref_loss)) + 1e-5
+    # fp32: a few ulps; bf16: the float64 gradient rounded once, as autocast's cast back rounds it
+    limit = 2e-6 if dtype == torch.float32 else 2**-8 * float(ref.grad.abs().max())
+    assert float((ours.grad.double() - ref.grad).abs().max()) <= limit
+
+
+@needs_kernel
+def test_cross_entropy_keeps_pytorchs_errors_and_second_derivatives():
+    logits = torch.randn(4, 10, requires_grad=True)
+    with pytest.raises((IndexError, RuntimeError)):
+        cpu_kernels.cross_entropy_sum(logits, torch.tensor([0, 1, 2, 10]))  # out of range: PyTorch says so
+    (first,) = torch.autograd.grad(
+        cpu_kernels.cross_entropy_sum(logits, torch.tensor([0, 1, 2, 3])), logits, create_graph=True
+    )
+    (second,) = torch.autograd.grad((first * torch.arange(10.0)).sum(), logits)
+    ref = logits.detach().double().requires_grad_()
+    (ref_first,) = torch.autograd.grad(
+        F.cross_entropy(ref, torch.tensor([0, 1, 2, 3]), reduction="sum"), ref, create_graph=True
+    )
+    (ref_second,) = torch.autograd.grad((ref_first * torch.arange(10.0, dtype=torch.float64)).sum(), ref)
+    torch.testing.assert_close(second.double(), ref_second, rtol=1e-4, atol=1e-6)

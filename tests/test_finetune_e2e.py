@@ -41,8 +41,8 @@ STAND_IN = dict(text_bytes=1_500_000, seq_len=128, steps=300, batch_size=32, lea
                 config=dict(vocab_size=30000, embedding_size=64, hidden_size=64, num_hidden_layers=2,
                             num_attention_heads=2, intermediate_size=256, max_position_embeddings=256))  # fmt: skip
 # Files whose change can change the stand-in, so a cached one is rebuilt.
-_STAND_IN_SOURCES = ["modeling.py", "heads.py", "config.py", "cpu_kernels.py", "csrc/gelu.c", "pretraining/data.py",
-                     "pretraining/run.py", "training/loop.py", "training/optim.py"]  # fmt: skip
+_STAND_IN_SOURCES = ["modeling.py", "heads.py", "config.py", "cpu_kernels.py", "csrc/gelu.c", "csrc/cross_entropy.c",
+                     "pretraining/data.py", "pretraining/run.py", "training/loop.py", "training/optim.py"]  # fmt: skip
 
 
 # ---- data and model fixtures ----------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""openalbert's compiled CPU kernels: how they are built and loaded, and the GELU that training runs on.
+"""openalbert's compiled CPU kernels: how they are built and loaded; the GELU and the MLM loss of training.
 
 The sources are `csrc/*.c` (AVX-512F, fp32 arithmetic on fp32 or bf16 tensors, on PyTorch's OpenMP
-threads): `attention.c` (see `packed_attention`) and `gelu.c`. They are built together, once per machine
-and source version, with the system C compiler (`$CC`, else `cc`) into `~/.cache/openalbert/kernels` (or
-`$OPENALBERT_CACHE/kernels`), and loaded with ctypes. Where they cannot be built or run (no compiler, no
+threads): `attention.c` (see `packed_attention`), `gelu.c` and `cross_entropy.c`. They are built together,
+once per machine and source version, with the system C compiler (`$CC`, else `cc`) into
+`~/.cache/openalbert/kernels` (or `$OPENALBERT_CACHE/kernels`), and loaded with ctypes. Where they cannot be built or run (no compiler, no
 AVX-512, `OPENALBERT_CPU_KERNEL=0`), `available()` is False and PyTorch's kernels serve, with one warning
 when a build failed.
 """
@@ -38,6 +38,14 @@ _SIGNATURES: dict[str, tuple[type, list[type]]] = {
     "albert_gelu_tanh": (
         None,
         [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int],
+    ),
+    "albert_cross_entropy": (
+        None,
+        [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int],
+    ),
+    "albert_cross_entropy_backward": (
+        None,
+        [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int],
     ),
     "albert_gelu_tanh_backward": (
         None,
@@ -111,6 +119,66 @@ class _GeluTanh(torch.autograd.Function):
         if torch.is_grad_enabled() or grad.dtype != x.dtype or not _kernel_takes(grad):
             return torch.ops.aten.gelu_backward(grad, x, approximate="tanh")
         return _elementwise("albert_gelu_tanh_backward", x, grad, x)
+
+
+# ---- cross-entropy over a vocabulary -------------------------------------------------------------------------
+
+
+def cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """F.cross_entropy(logits, targets, reduction="sum") for (M, V) logits and (M,) targets in [0, V): on
+    the compiled kernel for fp32/bf16 CPU logits (one pass each way, in fp32, as autocast computes it; the
+    loss is fp32), on PyTorch's elsewhere (and for targets out of range, which it reports)."""
+    if (
+        _kernel_takes(logits)
+        and logits.dim() == 2
+        and targets.shape == logits.shape[:1]
+        and not targets.is_floating_point()
+        and (targets.numel() == 0 or (int(targets.min()) >= 0 and int(targets.max()) < logits.shape[1]))
+    ):
+        return _CrossEntropySum.apply(logits, targets)
+    return F.cross_entropy(logits, targets, reduction="sum")
+
+
+def _pointers(*tensors: torch.Tensor) -> list[ctypes.c_void_p]:
+    return [ctypes.c_void_p(t.data_ptr()) for t in tensors]
+
+
+class _CrossEntropySum(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, logits: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:
+        logits, targets = logits.contiguous(), targets.to(torch.int64).contiguous()
+        rows, vocab = logits.shape
+        loss = torch.empty(rows, dtype=torch.float32)
+        lse = torch.empty(rows, dtype=torch.float32)
+        library().albert_cross_entropy(
+            *_pointers(logits, targets, loss, lse),
+            rows,
+            vocab,
+            int(logits.dtype == torch.bfloat16),
+            torch.get_num_threads(),
+        )
+        ctx.save_for_backward(logits, targets, lse)
+        return loss.sum()
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, targets, lse = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: PyTorch's ops, which have derivatives
+            p = logits.float().softmax(-1) - F.one_hot(targets, logits.shape[1])
+            return (grad * p).to(logits.dtype), None
+        rows, vocab = logits.shape
+        per_row = grad.float().expand(rows).contiguous()
+        dx = torch.empty_like(logits)
+        library().albert_cross_entropy_backward(
+            *_pointers(logits, targets, lse, per_row, dx),
+            rows,
+            vocab,
+            int(logits.dtype == torch.bfloat16),
+            torch.get_num_threads(),
+        )
+        return dx, None
 
 
 # ---- building and loading -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from openalbert import cpu_kernels
 from openalbert.config import AlbertConfig
 from openalbert.modeling import ACT2FN, AlbertModel, AlbertPreTrainedModel, ModelOutput
 
@@ -94,7 +95,8 @@ class AlbertMLMHead(nn.Module):
             and not torch.compiler.is_compiling()
         ):
             keep = flat != -100
-            return F.cross_entropy(self(hidden_states.reshape(-1, hidden_states.shape[-1])[keep]), flat[keep])
+            picked = self(hidden_states.reshape(-1, hidden_states.shape[-1])[keep])
+            return cpu_kernels.cross_entropy_sum(picked, flat[keep]) / keep.sum()  # mean; 0 rows: nan, as F's
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat)
 
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from openalbert import cpu_kernels
 from openalbert.training.loop import TrainConfig, TrainResult, load_module, train
 
 DEFAULT_PRESET = "albert-base-v2"
@@ -87,7 +88,7 @@ class PretrainingObjective(nn.Module):
             mlm_logits = (out.logits if mlm_logits is None else mlm_logits)[mask]
             sop_logits = out.sop_logits if with_sop else None
         count = mask.sum()
-        mlm_sum = F.cross_entropy(mlm_logits, targets, reduction="sum")
+        mlm_sum = cpu_kernels.cross_entropy_sum(mlm_logits, targets)  # F.cross_entropy's, fused on the CPU
         # clamp: a batch with no masked token contributes 0 instead of NaN.
         loss = mlm_sum / count.clamp(min=1)
         with torch.no_grad():
