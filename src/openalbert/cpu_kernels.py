@@ -1,11 +1,11 @@
 """openalbert's compiled CPU kernels: how they are built and loaded; the GELU and the MLM loss of training.
 
 The sources are `csrc/*.c` (AVX-512F, fp32 arithmetic on fp32 or bf16 tensors, on PyTorch's OpenMP
-threads): `attention.c` (see `packed_attention`), `gelu.c` and `cross_entropy.c`. They are built together,
-once per machine and source version, with the system C compiler (`$CC`, else `cc`) into
-`~/.cache/openalbert/kernels` (or `$OPENALBERT_CACHE/kernels`), and loaded with ctypes. Where they cannot be built or run (no compiler, no
-AVX-512, `OPENALBERT_CPU_KERNEL=0`), `available()` is False and PyTorch's kernels serve, with one warning
-when a build failed.
+threads): `attention.c` (see `packed_attention`), `gelu.c` and `cross_entropy.c`, with `vector.h`. They
+are built together, once per machine and source version, with the system C compiler (`$CC`, else `cc`)
+into `~/.cache/openalbert/kernels` (or `$OPENALBERT_CACHE/kernels`), and loaded with ctypes. Where they
+cannot be built or run (no compiler, no AVX-512, `OPENALBERT_CPU_KERNEL=0`), `available()` is False and
+PyTorch's kernels serve, with one warning when a build failed.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ _SIGNATURES: dict[str, tuple[type, list[type]]] = {
         None,
         [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_int],
     ),
+    "albert_gelu_tanh_backward": (
+        None,
+        [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int, ctypes.c_int],
+    ),
     "albert_cross_entropy": (
         None,
         [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int],
@@ -46,10 +50,6 @@ _SIGNATURES: dict[str, tuple[type, list[type]]] = {
     "albert_cross_entropy_backward": (
         None,
         [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int],
-    ),
-    "albert_gelu_tanh_backward": (
-        None,
-        [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_int, ctypes.c_int],
     ),
 }
 
@@ -92,13 +92,16 @@ def _kernel_takes(x: torch.Tensor) -> bool:
     )
 
 
+def _pointers(*tensors: torch.Tensor) -> list[ctypes.c_void_p]:
+    return [ctypes.c_void_p(t.data_ptr()) for t in tensors]
+
+
 def _elementwise(name: str, out_like: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
     """Run the kernel `name` over contiguous copies of `inputs` (one dtype) into a new tensor."""
     inputs = tuple(t.contiguous() for t in inputs)
     out = torch.empty(out_like.shape, dtype=out_like.dtype)
     getattr(library(), name)(
-        *(ctypes.c_void_p(t.data_ptr()) for t in inputs),
-        ctypes.c_void_p(out.data_ptr()),
+        *_pointers(*inputs, out),
         out.numel(),
         int(out.dtype == torch.bfloat16),
         torch.get_num_threads(),
@@ -137,10 +140,6 @@ def cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     ):
         return _CrossEntropySum.apply(logits, targets)
     return F.cross_entropy(logits, targets, reduction="sum")
-
-
-def _pointers(*tensors: torch.Tensor) -> list[ctypes.c_void_p]:
-    return [ctypes.c_void_p(t.data_ptr()) for t in tensors]
 
 
 class _CrossEntropySum(torch.autograd.Function):
@@ -200,8 +199,8 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as e:
         warnings.warn(
-            f"openalbert could not build its CPU kernels ({e}); attention and GELU run on PyTorch's "
-            "kernels. Set OPENALBERT_CPU_KERNEL=0 to skip the attempt.",
+            f"openalbert could not build its CPU kernels ({e}); attention, GELU and the MLM loss run on "
+            "PyTorch's kernels. Set OPENALBERT_CPU_KERNEL=0 to skip the attempt.",
             RuntimeWarning,
             stacklevel=4,
         )

@@ -28,15 +28,17 @@ static inline float logit(const void *x, int64_t i, int bf16) {
 /* log sum exp of one row of V logits: the maximum first, then the sum of e^(x - max). */
 static float row_lse(const void *x, int64_t V, int bf16) {
     __m512 m = _mm512_set1_ps(-INFINITY);
-    int64_t j = 0;
-    for (; j + 16 <= V; j += 16) m = _mm512_max_ps(m, load16(x, j, bf16));
+    for (int64_t j = 0; j < V; j += 16) {
+        __mmask16 k = tail_mask(V - j);
+        m = _mm512_mask_max_ps(m, k, m, load_tail(x, j, k, bf16));
+    }
     float mx = hmax(m);
-    for (; j < V; j++) mx = fmaxf(mx, logit(x, j, bf16));
     __m512 vmx = _mm512_set1_ps(mx), s = _mm512_setzero_ps();
-    float tail = 0.0f;
-    for (j = 0; j + 16 <= V; j += 16) s = _mm512_add_ps(s, exp16(_mm512_sub_ps(load16(x, j, bf16), vmx)));
-    for (; j < V; j++) tail += expf(logit(x, j, bf16) - mx);
-    return mx + logf(hsum(s) + tail);
+    for (int64_t j = 0; j < V; j += 16) {
+        __mmask16 k = tail_mask(V - j);
+        s = _mm512_mask_add_ps(s, k, s, exp16(_mm512_sub_ps(load_tail(x, j, k, bf16), vmx)));
+    }
+    return mx + logf(hsum(s));
 }
 
 /* lse[r] = log sum_j e^x[r, j]; loss[r] = lse[r] - x[r, target[r]]. */
@@ -60,22 +62,13 @@ void albert_cross_entropy_backward(const void *logits, const int64_t *targets, c
         const char *x = (const char *)logits + (size_t)r * V * esize;
         char *d = (char *)dx + (size_t)r * V * esize;
         __m512 vl = _mm512_set1_ps(lse[r]), vg = _mm512_set1_ps(g[r]);
-        int64_t j = 0, t = targets[r];
-        for (; j + 16 <= V; j += 16) {
-            __m512 p = exp16(_mm512_sub_ps(load16(x, j, bf16), vl));
+        int64_t t = targets[r];
+        for (int64_t j = 0; j < V; j += 16) {
+            __mmask16 k = tail_mask(V - j);
+            __m512 p = exp16(_mm512_sub_ps(load_tail(x, j, k, bf16), vl));
             if (t >= j && t < j + 16) /* the target's lane */
                 p = _mm512_mask_sub_ps(p, (__mmask16)(1u << (t - j)), p, _mm512_set1_ps(1.0f));
-            store16(d, j, _mm512_mul_ps(vg, p), bf16);
-        }
-        for (; j < V; j++) {
-            float v = g[r] * (expf(logit(x, j, bf16) - lse[r]) - (j == t ? 1.0f : 0.0f));
-            if (bf16) {
-                uint16_t tmp[16];
-                store16(tmp, 0, _mm512_set1_ps(v), 1);
-                ((uint16_t *)d)[j] = tmp[0];
-            } else {
-                ((float *)d)[j] = v;
-            }
+            store_tail(d, j, _mm512_mul_ps(vg, p), k, bf16);
         }
     }
 }

@@ -15,25 +15,6 @@
 
 #define BLOCK 4096 /* elements per OpenMP chunk */
 
-static inline __m512 load_tail(const void *base, int64_t i, __mmask16 m, int bf16) {
-    if (bf16) {
-        __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)base + i);
-        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    }
-    return _mm512_maskz_loadu_ps(m, (const float *)base + i);
-}
-
-static inline void store_tail(void *base, int64_t i, __m512 v, __mmask16 m, int bf16) {
-    if (bf16) {
-        uint16_t tmp[16];
-        store16(tmp, 0, v, 1);
-        for (int k = 0; k < 16; k++)
-            if (m >> k & 1) ((uint16_t *)base)[i + k] = tmp[k];
-    } else {
-        _mm512_mask_storeu_ps((float *)base + i, m, v);
-    }
-}
-
 /* s = sigmoid(2u) for 16 inputs; with `d`, also gelu'(x) there. */
 static inline __m512 sigmoid2u(__m512 x, __m512 *d) {
     const __m512 k0 = _mm512_set1_ps(0.7978845608028654f); /* sqrt(2 / pi) */
