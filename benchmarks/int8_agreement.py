@@ -29,7 +29,7 @@ from torch import nn
 
 import openalbert
 from openalbert.checkpoint import resolve_path
-from openalbert.fast.quantize import channel_scales, quantize_int8
+from openalbert.fast.quantize import channel_scales, quantize_int8, weight_levels
 from openalbert.modeling import Linear, activate_and_add
 
 M = openalbert.AlbertForMaskedLM
@@ -37,9 +37,9 @@ GEMMS = ("embedding_hidden_mapping_in", "query", "key", "value", "dense", "ffn",
 
 
 def int8_weight(weight: torch.Tensor) -> torch.Tensor:
-    """Symmetric int8 per output channel, as `Int8Linear` packs it, back in fp32."""
-    scale = channel_scales(weight)[:, None]
-    return (weight / scale).round().clamp(-127, 127) * scale
+    """Symmetric int8 per output channel, as `Int8Linear` packs it (7 bits without VNNI), back in fp32."""
+    scale, levels = channel_scales(weight)[:, None], weight_levels()
+    return (weight / scale).round().clamp(-levels, levels) * scale
 
 
 def uint8_activation(x: torch.Tensor, per: str) -> torch.Tensor:

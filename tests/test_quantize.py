@@ -12,7 +12,7 @@ import torch
 from tests.conftest import TINY
 
 import openalbert
-from openalbert.fast.quantize import Int8Linear, quantize_int8
+from openalbert.fast.quantize import Int8Linear, has_vnni, quantize_int8
 
 REAL_TEXT = Path("/usr/share/common-licenses/GPL-3")
 
@@ -63,8 +63,10 @@ def test_fill_mask_on_real_text_as_close_as_bf16():
     agree = {n: (results[n]["predictions"] == fp32).float().mean().item() for n in ("bf16", "int8")}
     # On 3,800 held-out tokens int8 agrees 2.1 points less than bf16 (benchmarks/int8_agreement.json). On
     # these ~900 the difference has a standard error of about 1 point, and per-tensor int8 turns 1e-6
-    # changes of its inputs (another attention kernel) into different roundings: allow 4 points.
-    assert agree["int8"] >= 0.93 and agree["int8"] >= agree["bf16"] - 0.04, agree
+    # changes of its inputs (another attention kernel) into different roundings: allow 4 points. Without
+    # VNNI the weights have 7 bits (quantize.weight_levels): 93.2% against bf16's 97.4% on Zen 3.
+    margin = 0.04 if has_vnni() else 0.06
+    assert agree["int8"] >= 0.97 - margin and agree["int8"] >= agree["bf16"] - margin, agree
     assert abs(results["int8"]["accuracy"] - results["fp32"]["accuracy"]) <= 0.015, results
 
 

@@ -308,7 +308,7 @@ def _packable(x: torch.Tensor, weight: torch.Tensor) -> bool:
         _MKLDNN
         and x.device.type == "cpu"
         and x.dtype == weight.dtype
-        and weight.dtype in (torch.float32, torch.bfloat16)
+        and (weight.dtype == torch.float32 or (weight.dtype == torch.bfloat16 and _MKLDNN_BF16))
         and not (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
@@ -316,6 +316,9 @@ def _packable(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 _MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+# oneDNN's bf16 GEMMs need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; elsewhere bf16 runs unpacked (PyTorch's
+# own kernels), slowly but correctly.
+_MKLDNN_BF16 = _MKLDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 # Scores of at most this many elements (fp32) are written out for CPU training: 128 MB per layer call.

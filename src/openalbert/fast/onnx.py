@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from openalbert.config import CONFIG_NAME, AlbertConfig
+from openalbert.fast.quantize import has_vnni
 from openalbert.modeling import AlbertPreTrainedModel
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -209,8 +210,8 @@ def quantize_onnx_int8(
     QAttention) fuses only where the model builds its additive mask as `(1 - mask) * min` (ORT's BERT
     pattern), as modeling.py did before the unpadded path. Models with relative positions have no
     position embedding to add, which ORT's EmbedLayerNormalization assumes (it then reads out of range),
-    so that fusion is left off for them. Weights are quantised to QInt8 per channel, activations
-    dynamically at run time.
+    so that fusion is left off for them. Weights are quantised to QInt8 per channel (7 bits where this CPU
+    has no VNNI, as `Int8Linear` does), activations dynamically at run time.
     """
     onnx = _require("onnx")
     _require("onnxruntime")
@@ -237,6 +238,8 @@ def quantize_onnx_int8(
                 dst,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
+                # Without VNNI, ORT's uint8 x int8 GEMMs saturate in int16 unless the weights have 7 bits.
+                reduce_range=not has_vnni(),
                 # Shape inference cannot type the outputs of the fused (com.microsoft) nodes; they are fp32.
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
