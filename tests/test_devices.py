@@ -101,3 +101,34 @@ def test_fill_mask_pipeline_on_device(device):
     assert [r["token_str"] for r in got] == [r["token_str"] for r in reference]
     for a, b in zip(got, reference):
         assert abs(a["score"] - b["score"]) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "flags, warns",
+    [
+        ({"avx2", "fma"}, True),
+        ({"avx2", "avx512f", "avx512_bf16"}, False),
+        ({"avx2", "amx_bf16"}, False),
+        (set(), False),
+    ],
+)
+def test_bf16_warns_where_the_cpu_emulates_it(tmp_path, monkeypatch, flags, warns):
+    """bf16 weights (from_pretrained) on an x86 CPU without AVX512_BF16 or AMX get one warning that it runs
+    emulated; fp32 never does, nor a CPU whose flags cannot be read."""
+    import warnings
+
+    from openalbert import cpu_kernels
+
+    openalbert.AlbertModel(openalbert.AlbertConfig(**TINY)).save_pretrained(tmp_path)
+    monkeypatch.setattr(cpu_kernels, "cpu_flags", lambda: frozenset(flags))
+    cpu_kernels._warn_once.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        openalbert.AlbertModel.from_pretrained(tmp_path)
+        assert not caught
+        openalbert.AlbertModel.from_pretrained(tmp_path, dtype=torch.bfloat16)
+        openalbert.AlbertModel.from_pretrained(tmp_path, dtype="bf16")  # once per process
+    emulated = [w for w in caught if "without bf16 arithmetic" in str(w.message)]
+    assert len(emulated) == warns, [str(w.message) for w in caught]
+    assert all(w.filename == __file__ for w in emulated)  # points at the caller
+    cpu_kernels._warn_once.cache_clear()

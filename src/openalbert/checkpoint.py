@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from openalbert import cpu_kernels
 from openalbert.config import CONFIG_NAME, AlbertConfig
 
 if TYPE_CHECKING:
@@ -293,6 +294,8 @@ def load_pretrained(
         )
 
     model.to(device=as_device(device), dtype=as_dtype(dtype, config) or torch.float32)
+    if model.dtype == torch.bfloat16:
+        cpu_kernels.warn_if_emulated_bf16(model.device, "bf16 weights")
     model.eval()
     if output_loading_info:
         return model, {

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import functools
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from openalbert import cpu_kernels
 from openalbert.modeling import AlbertPreTrainedModel, Linear, activate_and_add
 
 
@@ -89,14 +89,9 @@ def weight_levels() -> int:
     return 127 if has_vnni() else 63
 
 
-@functools.cache
 def has_vnni() -> bool:
     """Whether this CPU has int8 dot products with int32 sums (AVX512-VNNI or AVX-VNNI)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return bool(cpu_kernels.cpu_flags() & {"avx512_vnni", "avx_vnni"})
 
 
 def _select_engine() -> None:
