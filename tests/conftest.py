@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,18 @@ TINY_GENUINE_VOCAB = dict(
 def _torch_threads():
     torch.set_num_threads(2)
     torch.manual_seed(0)
+
+
+def cache_dir(config: pytest.Config, name: str) -> Path:
+    """pytest's cache directory `name`, kept between runs; with the cache plugin off (-p no:cacheprovider),
+    a temporary one that lasts this run."""
+    cache = getattr(config, "cache", None)
+    return Path(cache.mkdir(name)) if cache is not None else _run_dir(name)
+
+
+@functools.cache
+def _run_dir(name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"{name}-"))
 
 
 def spiece_or_skip() -> Path:

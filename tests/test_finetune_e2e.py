@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import spiece_or_skip
+from tests.conftest import cache_dir, spiece_or_skip
 
 import openalbert
 from openalbert.checkpoint import DEFAULT_MODEL_DIR
@@ -50,7 +50,7 @@ _STAND_IN_SOURCES = ["modeling.py", "heads.py", "config.py", "cpu_kernels.py", "
 
 @pytest.fixture(scope="session")
 def data_cache(pytestconfig) -> Path:
-    return Path(pytestconfig.cache.mkdir("openalbert-finetuning-data"))
+    return cache_dir(pytestconfig, "openalbert-finetuning-data")
 
 
 def fetch(name: str, cache: Path) -> dict[str, Path]:
@@ -90,7 +90,7 @@ def stand_in(pytestconfig, data_cache: Path, tmp_path_factory, recipe: dict) -> 
     for name in _STAND_IN_SOURCES:
         digest.update((ROOT / "src" / "openalbert" / name).read_bytes())
     digest.update(spiece.read_bytes())
-    target = Path(pytestconfig.cache.mkdir("openalbert-finetune-stand-in")) / digest.hexdigest()[:16]
+    target = cache_dir(pytestconfig, "openalbert-finetune-stand-in") / digest.hexdigest()[:16]
     if (target / "model.safetensors").is_file():
         return target
     text = fetch("wikipedia-text", data_cache)["train"]

