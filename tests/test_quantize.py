@@ -12,7 +12,7 @@ import torch
 from tests.conftest import TINY
 
 import openalbert
-from openalbert.fast.quantize import Int8Linear, has_vnni, quantize_int8
+from openalbert.fast.quantize import Int8Linear, quantize_int8, weight_levels
 
 REAL_TEXT = Path("/usr/share/common-licenses/GPL-3")
 
@@ -35,6 +35,45 @@ def test_int8_close_to_fp32_and_really_quantised():
     assert n_int8 == 1 + 6 * TINY["num_hidden_groups"] * TINY["inner_group_num"]
     with pytest.raises(ValueError, match="quantised"):
         model.save_pretrained("/tmp/never-written")
+
+
+def test_int8_gemm_is_exact_integer_arithmetic_at_the_extremes():
+    """Int8Linear computes exactly what its rounding says, even where every product is at its largest: a
+    kernel that sums uint8 x int8 pairs in int16 (x86 without VNNI) would saturate there unless the weights
+    have 7 bits (quantize.weight_levels)."""
+    from openalbert.fast.quantize import _select_engine
+
+    _select_engine()
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.where(torch.rand(8, 64, generator=gen) < 0.5, -1.0, 1.0)  # every weight at +-max
+    weight[:, :32] = weight[:, :32].abs()  # half of each row adds up with the all-positive input
+    x = torch.full((4, 64), 3.0)
+    x[:, 0] = 0.0  # activation range [0, 3]: every other input quantises to 255
+    linear = torch.nn.Linear(64, 8, bias=False)
+    linear.weight.data = weight
+    got = Int8Linear(linear)(x)
+    levels = weight_levels()
+    w = weight / (1 / levels)  # integer weights (the rows' max is 1)
+    a = (x / (3 / 255)).round()  # uint8 activations, zero point 0
+    exact = (a @ w.T) * (3 / 255) / levels
+    torch.testing.assert_close(got, exact, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(got, x @ weight.T, rtol=1e-5, atol=1e-4)  # and nothing was rounded
+
+
+@pytest.mark.parametrize(
+    "flags, levels, onnx_vnni",
+    [({"avx2"}, 63, False), ({"avx2", "avx_vnni"}, 63, True), ({"avx512f", "avx512_vnni"}, 127, True)],
+)
+def test_weight_bits_follow_the_cpu(monkeypatch, flags, levels, onnx_vnni):
+    """8-bit weights only where PyTorch's int8 GEMMs use VNNI (its AVX-512 kernels); ONNX Runtime uses
+    AVX-VNNI as well, so its export keeps 8 bits there."""
+    from openalbert import cpu_kernels
+    from openalbert.fast import quantize
+
+    monkeypatch.setattr(cpu_kernels, "cpu_flags", lambda: frozenset(flags))
+    assert quantize.weight_levels() == levels
+    assert quantize.has_vnni() == onnx_vnni
+    assert quantize.channel_scales(torch.tensor([[0.5, -2.0]])).item() == pytest.approx(2.0 / levels)
 
 
 def test_fill_mask_on_real_text_as_close_as_bf16():
@@ -65,7 +104,7 @@ def test_fill_mask_on_real_text_as_close_as_bf16():
     # these ~900 the difference has a standard error of about 1 point, and per-tensor int8 turns 1e-6
     # changes of its inputs (another attention kernel) into different roundings: allow 4 points. Without
     # VNNI the weights have 7 bits (quantize.weight_levels): 93.2% against bf16's 97.4% on Zen 3.
-    margin = 0.04 if has_vnni() else 0.06
+    margin = 0.04 if weight_levels() == 127 else 0.06
     assert agree["int8"] >= 0.97 - margin and agree["int8"] >= agree["bf16"] - margin, agree
     assert abs(results["int8"]["accuracy"] - results["fp32"]["accuracy"]) <= 0.015, results
 

@@ -11,7 +11,6 @@ A quantised model is for inference: it has no gradients and `save_pretrained` re
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import torch
@@ -49,7 +48,7 @@ class Int8Linear(nn.Module):
 
 def channel_scales(weight: torch.Tensor) -> torch.Tensor:
     """The int8 step of each output channel (row) of a weight: its largest magnitude maps to 127, or to 63
-    where the CPU has no VNNI (see `weight_levels`)."""
+    where PyTorch's int8 GEMMs have no VNNI (see `weight_levels`)."""
     return (weight.abs().amax(dim=1) / weight_levels()).clamp_min(1e-12)
 
 
@@ -79,18 +78,19 @@ def apply_quantization(model: AlbertPreTrainedModel, quantization: str | None) -
     return quantize_int8(model)
 
 
-@functools.cache
 def weight_levels() -> int:
     """The largest int8 weight. Without VNNI, x86 int8 GEMMs sum pairs of uint8 x int8 products in int16,
     which saturates (2 x 255 x 127 > 32767): 7-bit weights keep it exact, as ONNX Runtime's reduce_range
     does. Halving the weights' resolution costs less than halving the activations' (per tensor, the larger
     error): on a Zen 3 CPU, fill-mask top-1 agreement with fp32 of 93.2% against 89.0% (tests/test_quantize,
-    the default model; 8-bit both ways on a VNNI CPU: about 96%)."""
-    return 127 if has_vnni() else 63
+    the default model; 8-bit both ways on a VNNI CPU: about 96%). PyTorch's int8 GEMMs (fbgemm) use VNNI in
+    their AVX-512 kernels only, so a CPU with AVX-VNNI alone (256-bit, e.g. Alder Lake) gets 7 bits too."""
+    return 127 if "avx512_vnni" in cpu_kernels.cpu_flags() else 63
 
 
 def has_vnni() -> bool:
-    """Whether this CPU has int8 dot products with int32 sums (AVX512-VNNI or AVX-VNNI)."""
+    """Whether this CPU has int8 dot products with int32 sums (AVX512-VNNI or AVX-VNNI), which ONNX
+    Runtime's kernels use."""
     return bool(cpu_kernels.cpu_flags() & {"avx512_vnni", "avx_vnni"})
 
 
