@@ -39,6 +39,8 @@ the floor; stdout gets the same as Markdown tables. Progress goes to stderr.
 
 Variants are rows of INFERENCE_VARIANTS, FILL_MASK_VARIANTS and TRAIN_VARIANTS: adding one is one line.
 A variant whose code does not exist yet (openalbert.fast, its ONNX export) is skipped with a note.
+On a CPU without bf16 arithmetic (no AVX512_BF16 or AMX) the bf16 rows are skipped with a note, since
+PyTorch emulates bf16 there, unless --systems names bf16.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ import torch
 import torch.nn.functional as F
 
 import openalbert
-from openalbert import packed_attention
+from openalbert import cpu_kernels, packed_attention
 from openalbert.pretraining.evaluate import masked_windows
 from openalbert.pretraining.run import PretrainingObjective
 
@@ -1464,6 +1466,22 @@ def _chosen(names: list[str], patterns: list[str] | None) -> list[str]:
     return [n for n in names if n == REFERENCE or patterns is None or any(p in n for p in patterns)]
 
 
+def _without_emulated_bf16(
+    names: list[str], patterns: list[str] | None, device: torch.device, notes: list[str]
+) -> list[str]:
+    """`names` without the bf16 rows where this CPU has no bf16 arithmetic: emulated, they would take
+    minutes per call and time nothing a user would run. Asking for them (--systems bf16) keeps them."""
+    if device.type != "cpu" or not cpu_kernels.emulates_bf16() or any("bf16" in p for p in patterns or ()):
+        return names
+    dropped = [n for n in names if "bf16" in n]
+    if dropped:
+        notes.append(
+            f"skipped {', '.join(dropped)}: this CPU has no bf16 arithmetic (AVX512_BF16 or AMX), so "
+            "PyTorch emulates it; --systems bf16 times them anyway"
+        )
+    return [n for n in names if n not in dropped]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, write the JSON to --output, print the Markdown tables; returns the result."""
     args = parse_args(argv)
@@ -1542,6 +1560,7 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         ctx = Context(model_dir, args.threads, Path(workdir), device)
         _log(f"building systems from {model_dir} on {device}")
         names = _chosen(rows_for(INFERENCE_VARIANTS, device.type), args.systems)
+        names = _without_emulated_bf16(names, args.systems, device, notes)
         systems, status = build_systems(INFERENCE_VARIANTS, names, ctx, "last_hidden_state")
         notes += [f"{n}: {s['status']}: {s['note']}" for n, s in status.items() if s["status"] != "ok"]
         workloads = inference_workloads(config.vocab_size, args.n_variable, args.seed)
@@ -1581,7 +1600,9 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             notes.append(f"fill-mask gate skipped: no --text given and nothing at {DEFAULT_TEXT}")
         if not args.no_training:
             train_rows, training = run_training(
-                _chosen(list(TRAIN_VARIANTS), args.systems),
+                _without_emulated_bf16(
+                    _chosen(list(TRAIN_VARIANTS), args.systems), args.systems, device, notes
+                ),
                 ctx,
                 config.vocab_size,
                 Rounds(args.train_repeats, args.warmup, args.budget, args.min_repeats),

@@ -84,6 +84,8 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     out = tmp_path / "speed.json"
     argv = ["--tiny", "--quick", "--threads", "1", "--model-dir", str(tmp_path / "model"), "--device", "cpu"]
     argv += ["--text", str(DEFAULT_MODEL_DIR / "README.md"), "--gate-windows", "4", "--floor"]
+    # Every row is named (bf16 included), so a CPU that emulates bf16 times the tiny model's bf16 rows too.
+    argv += ["--systems", "fp32", "bf16", "int8"]
     bench_speed.main([*argv, "--output", str(out)])
     result = json.loads(out.read_text())
 
@@ -181,6 +183,21 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     assert f"{mfu_b8:.1%}" in report and "tok/s" in report
     assert "| tokens/s, TFLOP/s, MFU |" in report  # the training table's column
     assert "MFU denominators: measured GEMM peaks" in report and "datasheet (H100/H200 SXM)" in report
+
+
+def test_bf16_rows_leave_a_cpu_that_emulates_bf16_unless_asked_for(monkeypatch):
+    from openalbert import cpu_kernels
+
+    names = ["transformers fp32", "transformers bf16", "openalbert bf16", "openalbert int8"]
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for emulated in (False, True):
+        monkeypatch.setattr(cpu_kernels, "emulates_bf16", lambda emulated=emulated: emulated)
+        notes: list[str] = []
+        kept = bench_speed._without_emulated_bf16(names, None, cpu, notes)
+        assert kept == (["transformers fp32", "openalbert int8"] if emulated else names)
+        assert len(notes) == emulated and all("transformers bf16, openalbert bf16" in n for n in notes)
+        assert bench_speed._without_emulated_bf16(names, ["bf16", "fp32"], cpu, []) == names
+        assert bench_speed._without_emulated_bf16(names, None, cuda, []) == names
 
 
 def test_rounds_fit_the_budget():

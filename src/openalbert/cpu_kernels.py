@@ -196,12 +196,18 @@ def cpu_flags() -> frozenset[str]:
     )
 
 
+def emulates_bf16() -> bool:
+    """Whether this is an x86 CPU without bf16 arithmetic (AVX512_BF16 or AMX), where PyTorch widens bf16
+    GEMMs to fp32 in software; False where the flags cannot be read."""
+    flags = cpu_flags()
+    return "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}
+
+
 def warn_if_emulated_bf16(device: torch.device, what: str) -> None:
     """Warn that `what` (bf16 weights, bf16 autocast) will be slow where `device` is an x86 CPU without bf16
     arithmetic (AVX512_BF16 or AMX): PyTorch then widens every bf16 GEMM to fp32 in software, several
     times slower than fp32 itself (about 4x in inference and 6x in training on a Zen 3 CPU)."""
-    flags = cpu_flags()
-    if device.type == "cpu" and "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}:
+    if device.type == "cpu" and emulates_bf16():
         _warn_once(
             f"{what} on a CPU without bf16 arithmetic (AVX512_BF16 or AMX): PyTorch emulates it, several "
             "times slower than float32; float32 is the fast choice on this machine"
