@@ -119,6 +119,27 @@ def test_int8_model_is_fused_quantised_and_close(tmp_path: Path, positions: str)
     assert np.abs(got - want).max() > 1e-5  # quantised indeed, not the fp32 graph
 
 
+@pytest.mark.parametrize("reduce_range", [True, False])
+def test_int8_weights_have_7_bits_with_reduce_range(tmp_path: Path, reduce_range: bool) -> None:
+    """reduce_range=True keeps every int8 weight within 7 bits (no int16 saturation without VNNI); False uses
+    all 8. The default follows this CPU (fast.quantize.has_vnni)."""
+    import onnx
+    from onnx import numpy_helper
+
+    config = openalbert.AlbertConfig(**TINY)
+    path = export_onnx(openalbert.AlbertModel(config).eval(), tmp_path / "model.onnx")
+    int8 = quantize_onnx_int8(path, tmp_path / "model_int8.onnx", config=config, reduce_range=reduce_range)
+    weights = [
+        numpy_helper.to_array(t)
+        for t in onnx.load(int8).graph.initializer
+        if t.data_type == onnx.TensorProto.INT8
+    ]
+    assert weights
+    largest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    # ORT's 7-bit range is -64..63: 2 x 255 x 64 = 32,640 still fits int16.
+    assert largest in ((63, 64) if reduce_range else (127, 128))
+
+
 def test_cli_writes_a_self_contained_folder(tmp_path: Path) -> None:
     from openalbert.checkpoint import DEFAULT_MODEL_DIR
     from openalbert.tokenizer import AlbertTokenizer

@@ -450,6 +450,11 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="directory for model.onnx, config.json and the tokenizer")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
     p.add_argument("--int8", action="store_true", help="also write model_int8.onnx (ONNX Runtime int8)")
+    p.add_argument(
+        "--reduce-range",
+        action=argparse.BooleanOptionalAction,
+        help="int8 weights in 7 bits, for CPUs without VNNI (default: where this CPU has none)",
+    )
 
 
 @command(
@@ -464,7 +469,9 @@ def _export(args: argparse.Namespace) -> int:
     try:
         from openalbert.fast.onnx import export_onnx_dir
 
-        output = export_onnx_dir(args.model, args.output, opset=args.opset, int8=args.int8)
+        output = export_onnx_dir(
+            args.model, args.output, opset=args.opset, int8=args.int8, reduce_range=args.reduce_range
+        )
     except ImportError as e:
         raise CLIError(str(e)) from e
     print(f"{output}\t{' '.join(sorted(p.name for p in output.iterdir()))}")

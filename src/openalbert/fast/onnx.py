@@ -170,11 +170,13 @@ def export_onnx_dir(
     opset: int = 17,
     max_length: int | None = None,
     int8: bool = False,
+    reduce_range: bool | None = None,
 ) -> Path:
     """Export a checkpoint (directory, hub id, or the default model) to a self-contained folder.
 
     The folder gets `model.onnx` (the class named by config.json's `architectures`, else AlbertModel),
-    the checkpoint's config.json and tokenizer files, and with `int8` also `model_int8.onnx`.
+    the checkpoint's config.json and tokenizer files, and with `int8` also `model_int8.onnx` (with
+    `reduce_range` as `quantize_onnx_int8` takes it).
     """
     from openalbert.checkpoint import resolve_path
     from openalbert.heads import MODEL_CLASSES
@@ -192,7 +194,9 @@ def export_onnx_dir(
         if (source / name).is_file():
             shutil.copyfile(source / name, output_dir / name)
     if int8:
-        quantize_onnx_int8(output_dir / ONNX_NAME, output_dir / ONNX_INT8_NAME, config=config)
+        quantize_onnx_int8(
+            output_dir / ONNX_NAME, output_dir / ONNX_INT8_NAME, config=config, reduce_range=reduce_range
+        )
     return output_dir
 
 
@@ -200,7 +204,11 @@ def export_onnx_dir(
 
 
 def quantize_onnx_int8(
-    src: str | os.PathLike, dst: str | os.PathLike, *, config: AlbertConfig | None = None
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    config: AlbertConfig | None = None,
+    reduce_range: bool | None = None,
 ) -> Path:
     """ONNX Runtime's int8 model of `src`: its BERT graph fusions, then dynamic int8 weight quantisation.
 
@@ -210,8 +218,13 @@ def quantize_onnx_int8(
     QAttention) fuses only where the model builds its additive mask as `(1 - mask) * min` (ORT's BERT
     pattern), as modeling.py did before the unpadded path. Models with relative positions have no
     position embedding to add, which ORT's EmbedLayerNormalization assumes (it then reads out of range),
-    so that fusion is left off for them. Weights are quantised to QInt8 per channel (7 bits where this CPU
-    has no VNNI, as `Int8Linear` does), activations dynamically at run time.
+    so that fusion is left off for them. Weights are quantised to QInt8 per channel, activations
+    dynamically at run time.
+
+    `reduce_range` (ONNX Runtime's option) quantises the weights to 7 bits. Without VNNI, x86 int8 kernels
+    sum pairs of uint8 x int8 products in int16, which 8-bit weights saturate; None (the default) chooses
+    7 bits where this CPU has no VNNI (AVX512-VNNI or AVX-VNNI). A model quantised with 8 bits on a VNNI CPU
+    loses accuracy on a CPU without it: pass True for a model that will run elsewhere.
     """
     onnx = _require("onnx")
     _require("onnxruntime")
@@ -238,8 +251,7 @@ def quantize_onnx_int8(
                 dst,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
-                # Without VNNI, ORT's uint8 x int8 GEMMs saturate in int16 unless the weights have 7 bits.
-                reduce_range=not has_vnni(),
+                reduce_range=not has_vnni() if reduce_range is None else reduce_range,
                 # Shape inference cannot type the outputs of the fused (com.microsoft) nodes; they are fp32.
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
