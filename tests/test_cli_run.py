@@ -231,3 +231,15 @@ def test_info(models, capsys, monkeypatch) -> None:
 
     expected = "compiled kernel, built at" if packed_attention.available() else "PyTorch's kernels"
     assert model_info(openalbert.DEFAULT_MODEL)["cpu_attention"].startswith(expected)
+    # What bf16 and int8 do on this CPU, from its flags.
+    assert "cpu bf16" in done.stdout and "cpu int8" in done.stdout
+    from openalbert import cpu_kernels
+
+    for flags, bf16, int8 in [
+        ({"avx2"}, "emulated", "7-bit"),
+        ({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}, "native (AVX512_BF16)", "8-bit"),
+        (set(), "unknown", "7-bit"),
+    ]:
+        monkeypatch.setattr(cpu_kernels, "cpu_flags", lambda flags=flags: frozenset(flags))
+        info = model_info(model)
+        assert info["cpu_bf16"].startswith(bf16) and info["cpu_int8"].startswith(int8), info

@@ -59,7 +59,25 @@ def model_info(name_or_path: str | os.PathLike) -> dict[str, Any]:
     if any(t in tasks for t in ("text-classification", "token-classification")):
         info["labels"] = {str(k): v for k, v in config.id2label.items()}
     info["cpu_attention"] = _cpu_attention(config)
+    info["cpu_bf16"], info["cpu_int8"] = _cpu_precisions()
     return info
+
+
+def _cpu_precisions() -> tuple[str, str]:
+    """What bf16 weights and `quantization="int8"` do on this CPU, in words."""
+    from openalbert import cpu_kernels
+    from openalbert.fast.quantize import weight_levels
+
+    flags = cpu_kernels.cpu_flags()
+    if cpu_kernels.emulates_bf16():
+        bf16 = "emulated by PyTorch (no AVX512_BF16 or AMX): several times slower than float32"
+    elif flags & {"avx512_bf16", "amx_bf16"}:
+        bf16 = f"native ({', '.join(sorted(f.upper() for f in flags & {'avx512_bf16', 'amx_bf16'}))})"
+    else:
+        bf16 = "unknown (no x86 CPU flags readable)"
+    vnni = weight_levels() == 127
+    int8 = "8-bit weights (AVX512-VNNI)" if vnni else "7-bit weights (no AVX512-VNNI: 8 bits would saturate)"
+    return bf16, int8
 
 
 def _cpu_attention(config: AlbertConfig) -> str:
@@ -91,6 +109,9 @@ def format_model_info(info: dict[str, Any]) -> str:
         lines.append(f"labels        {', '.join(f'{k}={v}' for k, v in info['labels'].items())}")
     if "cpu_attention" in info:
         lines.append(f"cpu attention {info['cpu_attention']}")
+    if "cpu_bf16" in info:
+        lines.append(f"cpu bf16      {info['cpu_bf16']}")
+        lines.append(f"cpu int8      {info['cpu_int8']}")
     lines.append("files")
     width = max((len(name) for name in info["files"]), default=0)
     lines += [f"  {name:<{width}}  {_human(size):>9}" for name, size in info["files"].items()]
