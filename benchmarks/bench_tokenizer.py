@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import random
-import sys
+import sysconfig
 import time
 import warnings
 from collections.abc import Callable
@@ -46,7 +46,7 @@ ODD = [
 
 def texts_from_stdlib(limit: int) -> dict[str, list[str]]:
     """Three text sets: docstring paragraphs, whole docstrings, and paragraphs with odd fragments spliced in."""
-    lib = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    lib = Path(sysconfig.get_paths()["stdlib"])  # not sys.prefix: in a venv that holds no standard library
     docs = []
     for path in sorted(lib.glob("*.py")):
         try:

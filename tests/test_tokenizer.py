@@ -12,7 +12,7 @@ import ast
 import json
 import random
 import re
-import sys
+import sysconfig
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +34,7 @@ SPECIALS = ("[CLS]", "[SEP]", "[MASK]", "<pad>", "<unk>")
 
 # ---- texts --------------------------------------------------------------------------------------------------
 
-STDLIB = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+STDLIB = Path(sysconfig.get_paths()["stdlib"])  # not sys.prefix: in a venv that holds no standard library
 
 POOLS: dict[str, str | list[str]] = {
     "latin": "àáâãäåæçèéêëìíîïðñòóôõöøùúûüýþÿĀāĂăĄąĆćČčĎďĒēĘęĚěĞğĪīİıŁłŃńŇňŌōŐőŒœŘřŚśŞşŠšŸŹźŻżŽžƒǅǈǋ",
