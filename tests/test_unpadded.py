@@ -201,3 +201,27 @@ def test_copy_and_save_after_cpu_inference(tmp_path):
         for other in (copied, loaded):
             torch.testing.assert_close(other(**batch).logits, before, atol=0, rtol=0)
     assert "_pack_cache" in model.albert.encoder.albert_layer_groups[0].albert_layers[0].attention.__dict__
+
+
+@pytest.mark.parametrize("avx512", [True, False])
+def test_packed_weights_only_for_few_rows_without_avx512(monkeypatch, avx512):
+    """With AVX-512 every CPU inference call runs on packed weights; without it only calls of at most
+    _PACKED_ROWS_WITHOUT_AVX512 token rows do (larger ones were slower so on Zen 3). Same outputs either way."""
+    from openalbert import modeling
+
+    monkeypatch.setattr(modeling, "_AVX512", avx512)
+    limit = modeling._PACKED_ROWS_WITHOUT_AVX512
+    layer = lambda m: m.albert.encoder.albert_layer_groups[0].albert_layers[0].attention  # noqa: E731
+    for rows, packs in (
+        (limit, True),
+        (limit + 1, avx512),
+    ):  # real tokens in two sequences (TINY: 64 positions)
+        model = _model()
+        first, second = rows - limit // 2, limit // 2
+        batch = _batch([[1] * first, [1] * second + [0] * (first - second)])
+        with torch.no_grad():
+            got = model(**batch).logits
+        assert ("_pack_cache" in layer(model).__dict__) == packs, rows
+        with torch.enable_grad():  # the plain F.linear path
+            reference = model(**batch).logits.detach()
+        torch.testing.assert_close(got, reference, atol=1e-5, rtol=0)
