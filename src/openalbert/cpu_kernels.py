@@ -196,11 +196,20 @@ def cpu_flags() -> frozenset[str]:
     )
 
 
+# The x86 flags of bf16 arithmetic.
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def has_avx512() -> bool:
+    """Whether PyTorch runs this CPU's AVX-512 code paths (which the compiled kernels need)."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 def emulates_bf16() -> bool:
-    """Whether this is an x86 CPU without bf16 arithmetic (AVX512_BF16 or AMX), where PyTorch widens bf16
-    GEMMs to fp32 in software; False where the flags cannot be read."""
+    """Whether this is an x86 CPU without bf16 arithmetic (BF16_FLAGS), where PyTorch widens bf16 GEMMs to
+    fp32 in software; False where the flags cannot be read."""
     flags = cpu_flags()
-    return "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}
+    return "avx2" in flags and not flags & BF16_FLAGS
 
 
 def warn_if_emulated_bf16(device: torch.device, what: str) -> None:
@@ -233,8 +242,8 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     """The loaded library (None where it does not run here) and `status()`'s words for it."""
     if os.environ.get("OPENALBERT_CPU_KERNEL", "1") == "0":
         return None, "off (OPENALBERT_CPU_KERNEL=0)"
-    capability = torch.backends.cpu.get_cpu_capability()
-    if capability not in ("AVX512", "AVX512_BF16"):
+    if not has_avx512():
+        capability = torch.backends.cpu.get_cpu_capability()
         return None, f"not for this CPU (it needs AVX-512; PyTorch sees {capability})"
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:

@@ -318,11 +318,11 @@ def _packable(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 _MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-_AVX512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+_AVX512 = cpu_kernels.has_avx512()
 # On an AVX2 CPU (Zen 3), the packed GEMMs with their fused GELU and residual add beat F.linear (MKL) plus
 # PyTorch's elementwise ops only on few rows: albert-base fp32, 1 x 16-64 tokens 1.25-1.5x faster, 1 x 128
-# 4% and 1 x 512 10% slower, a batch of 1,772 real tokens 18% slower. With AVX-512 (Zen 4) they win at
-# every size (1.2-1.4x per GEMM).
+# 4% and 1 x 512 10% slower, a batch of 1,772 real tokens 5-18% slower (a noisy VM). With AVX-512 (Zen 4)
+# they win at every size (1.2-1.4x per GEMM).
 _PACKED_ROWS_WITHOUT_AVX512 = 96
 # oneDNN's bf16 GEMMs need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; elsewhere bf16 runs unpacked (PyTorch's
 # own kernels), slowly but correctly.

@@ -68,11 +68,11 @@ def _cpu_precisions() -> tuple[str, str]:
     from openalbert import cpu_kernels
     from openalbert.fast.quantize import weight_levels
 
-    flags = cpu_kernels.cpu_flags()
+    native = cpu_kernels.cpu_flags() & cpu_kernels.BF16_FLAGS
     if cpu_kernels.emulates_bf16():
         bf16 = "emulated by PyTorch (no AVX512_BF16 or AMX): several times slower than float32"
-    elif flags & {"avx512_bf16", "amx_bf16"}:
-        bf16 = f"native ({', '.join(sorted(f.upper() for f in flags & {'avx512_bf16', 'amx_bf16'}))})"
+    elif native:
+        bf16 = f"native ({', '.join(sorted(f.upper() for f in native))})"
     else:
         bf16 = "unknown (no x86 CPU flags readable)"
     vnni = weight_levels() == 127
