@@ -209,6 +209,7 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
         "vector_datapath_bits": None,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "openalbert_cpu_attention": packed_attention.status(),  # where the kernel was built, or why not
+        "openalbert_cpu_linear": cpu_kernels.linear_status(),  # the AVX2 GEMM kernel, likewise
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -63,3 +63,20 @@ def spiece_or_skip() -> Path:
     if not SPIECE.is_file():
         pytest.skip(f"the genuine ALBERT vocabulary is not at {SPIECE} (../shared is absent)")
     return SPIECE
+
+
+@pytest.fixture
+def failing_compiler(monkeypatch, tmp_path):
+    """$CC is a compiler that always fails, with an empty kernel cache: the compiled kernels are rebuilt
+    (and fail) on next use; they are reloaded normally after the test."""
+    from openalbert import cpu_kernels
+
+    bad = tmp_path / "cc"
+    bad.write_text("#!/bin/sh\necho 'no such compiler' >&2\nexit 1\n")
+    bad.chmod(0o755)
+    monkeypatch.setenv("CC", str(bad))
+    monkeypatch.setenv("OPENALBERT_CACHE", str(tmp_path / "cache"))
+    cpu_kernels._load.cache_clear()
+    yield
+    monkeypatch.undo()
+    cpu_kernels._load.cache_clear()

@@ -325,6 +325,7 @@ def test_amd_cores_by_cpuid_family_and_model():
     machine = bench_speed.machine_info()
     assert {"cpu_family", "cpu_model_number", "core", "vector_datapath_bits"} <= set(machine)
     assert machine["openalbert_cpu_attention"].startswith(("built at", "off", "not "))
+    assert machine["openalbert_cpu_linear"].startswith(("built at", "off", "not "))
 
 
 def test_spec_peak_only_for_the_sxm_boards():

@@ -226,15 +226,21 @@ def test_info(models, capsys, monkeypatch) -> None:
     assert info["cpu_attention"] == "PyTorch's kernels (heads of 8, not a multiple of 16)"
     assert "cpu attention" in done.stdout
     # ... the embedded model's are not.
-    from openalbert import packed_attention
+    from openalbert import cpu_kernels, packed_attention
     from openalbert.pipelines.info import model_info
 
     expected = "compiled kernel, built at" if packed_attention.available() else "PyTorch's kernels"
     assert model_info(openalbert.DEFAULT_MODEL)["cpu_attention"].startswith(expected)
-    # What bf16 and int8 do on this CPU, from its flags.
-    assert "cpu bf16" in done.stdout and "cpu int8" in done.stdout
-    from openalbert import cpu_kernels
-
+    # Which GEMMs fp32 runs on here; what bf16 and int8 do on this CPU, from its flags.
+    expected = (
+        "oneDNN"
+        if cpu_kernels.has_avx512()
+        else "compiled AVX2"
+        if cpu_kernels.linear_available()
+        else "PyTorch's GEMMs"
+    )
+    assert model_info(model)["cpu_fp32"].startswith(expected)
+    assert "cpu fp32" in done.stdout and "cpu bf16" in done.stdout and "cpu int8" in done.stdout
     for flags, bf16, int8 in [
         ({"avx2"}, "emulated", "7-bit"),
         ({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}, "native (AVX512_BF16)", "8-bit"),

@@ -1,11 +1,15 @@
-"""openalbert's compiled CPU kernels: how they are built and loaded; the GELU and the MLM loss of training.
+"""openalbert's compiled CPU kernels: how they are built and loaded; the GELU and the MLM loss of training;
+fp32 linear layers on AVX2 CPUs.
 
-The sources are `csrc/*.c` (AVX-512F, fp32 arithmetic on fp32 or bf16 tensors, on PyTorch's OpenMP
-threads): `attention.c` (see `packed_attention`), `gelu.c` and `cross_entropy.c`, with `vector.h`. They
-are built together, once per machine and source version, with the system C compiler (`$CC`, else `cc`)
-into `~/.cache/openalbert/kernels` (or `$OPENALBERT_CACHE/kernels`), and loaded with ctypes. Where they
-cannot be built or run (no compiler, no AVX-512, `OPENALBERT_CPU_KERNEL=0`), `available()` is False and
-PyTorch's kernels serve, with one warning when a build failed.
+Two libraries, each built once per machine and source version with the system C compiler (`$CC`, else
+`cc`) into `~/.cache/openalbert/kernels` (or `$OPENALBERT_CACHE/kernels`), and loaded with ctypes; both
+run on PyTorch's OpenMP threads:
+- "avx512": `csrc/*.c` with `vector.h` (AVX-512F, fp32 arithmetic on fp32 or bf16 tensors):
+  `attention.c` (see `packed_attention`), `gelu.c` and `cross_entropy.c`;
+- "avx2": `csrc/avx2/linear.c`, fp32 inference GEMMs with the bias, GELU and residual add fused, for
+  CPUs with AVX2 and FMA but no AVX-512 (where oneDNN's packed weights lose to it; see modeling.Linear).
+Where one cannot be built or run (no compiler, not this CPU, `OPENALBERT_CPU_KERNEL=0`), PyTorch's kernels
+serve, with one warning when a build failed.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 CSRC = Path(__file__).parent / "csrc"
-FLAGS = ("-O3", "-march=native", "-mavx512f", "-fopenmp", "-shared", "-fPIC")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 
 # name -> (restype, argtypes) of every function the library exports
 _SIGNATURES: dict[str, tuple[type, list[type]]] = {
@@ -55,19 +60,24 @@ _SIGNATURES: dict[str, tuple[type, list[type]]] = {
 }
 
 
+_LINEAR_SIGNATURES: dict[str, tuple[type, list[type]]] = {
+    "albert_linear": (ctypes.c_int, [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 2),
+}
+
+
 def available() -> bool:
-    """Whether the kernels run here (built, or buildable now, for this CPU)."""
+    """Whether the AVX-512 kernels (attention, GELU, MLM loss) run here (built, or buildable now)."""
     return library() is not None
 
 
 def status() -> str:
-    """Where the kernels were built, or why they do not run here, in a few words (`openalbert info`)."""
-    return _load()[1]
+    """Where the AVX-512 kernels were built, or why they do not run here, in a few words (`openalbert info`)."""
+    return _load("avx512")[1]
 
 
 def library() -> ctypes.CDLL | None:
-    """The loaded kernels, or None where they do not run here."""
-    return _load()[0]
+    """The loaded AVX-512 kernels, or None where they do not run here."""
+    return _load("avx512")[0]
 
 
 # ---- GELU (tanh approximation) ------------------------------------------------------------------------------
@@ -181,6 +191,61 @@ class _CrossEntropySum(torch.autograd.Function):
         return dx, None
 
 
+# ---- fp32 linear layers on AVX2 CPUs ------------------------------------------------------------------------
+
+# Activations the "avx2" linear kernel applies itself: name -> its code there.
+LINEAR_ACTIVATIONS = {"gelu_new": 1, "gelu_fast": 1, "gelu_pytorch_tanh": 1, "relu": 2}
+
+
+def linear_available() -> bool:
+    """Whether the "avx2" linear kernel runs here: a CPU with AVX2 and FMA and no AVX-512, where it was built
+    (on AVX-512 CPUs oneDNN's packed GEMMs are faster)."""
+    return not has_avx512() and _load("avx2")[0] is not None
+
+
+def linear_status() -> str:
+    """Where the "avx2" linear kernel was built, or why it does not run here, in a few words."""
+    return "not used (oneDNN serves AVX-512 CPUs)" if has_avx512() else _load("avx2")[1]
+
+
+def pack_linear(weight: torch.Tensor) -> torch.Tensor:
+    """An nn.Linear weight (N, K), N a multiple of 16, as `linear` reads it: panels of 16 output columns,
+    k-major, (N / 16, K, 16) fp32."""
+    n, k = weight.shape
+    return weight.detach().float().view(n // 16, 16, k).transpose(1, 2).contiguous()  # (N/16, K, 16)
+
+
+def linear(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    bias: torch.Tensor | None,
+    activation: str | None = None,
+    residual: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """activation(x W^T + bias) + residual on the "avx2" kernel, for fp32 CPU inference: x (..., K), `packed`
+    from `pack_linear`, `activation` None or one of LINEAR_ACTIVATIONS (others are the caller's)."""
+    k = x.shape[-1]
+    n = packed.shape[0] * packed.shape[2]
+    flat = x.reshape(-1, k).contiguous()
+    out = torch.empty(flat.shape[0], n, dtype=torch.float32)
+    extra = None if residual is None else residual.reshape(flat.shape[0], n).contiguous()
+    code = 0 if activation is None else LINEAR_ACTIVATIONS[activation]
+    fails = _load("avx2")[0].albert_linear(
+        *_pointers(flat, packed),
+        None if bias is None else ctypes.c_void_p(bias.data_ptr()),
+        None if extra is None else ctypes.c_void_p(extra.data_ptr()),
+        ctypes.c_void_p(out.data_ptr()),
+        flat.shape[0],
+        n,
+        k,
+        code,
+        torch.get_num_threads(),
+    )
+    if fails:
+        raise MemoryError(f"no memory for a copy of a {tuple(flat.shape)} input to a linear layer")
+    return out.view(*x.shape[:-1], n)
+
+
 # ---- building and loading -----------------------------------------------------------------------------------
 
 
@@ -237,51 +302,68 @@ def _caller_level() -> int:
     return level
 
 
+def has_avx2() -> bool:
+    """Whether this CPU runs AVX2 and FMA code (the "avx2" kernels), as PyTorch and Linux see it."""
+    return (
+        torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512", "AVX512_BF16") and "fma" in cpu_flags()
+    )
+
+
+# kind -> (the sources under csrc, their own compiler flags, the instruction set they need, whether this CPU
+# runs it, their exports)
+_LIBRARIES: dict[str, tuple[str, tuple[str, ...], str, Any, dict[str, tuple[type, list[type]]]]] = {
+    "avx512": ("*.c", ("-mavx512f",), "AVX-512", has_avx512, _SIGNATURES),
+    "avx2": ("avx2/*.c", ("-mavx2", "-mfma"), "AVX2 and FMA", has_avx2, _LINEAR_SIGNATURES),
+}
+
+
 @functools.cache
-def _load() -> tuple[ctypes.CDLL | None, str]:
-    """The loaded library (None where it does not run here) and `status()`'s words for it."""
+def _load(kind: str) -> tuple[ctypes.CDLL | None, str]:
+    """The loaded library of `kind` (None where it does not run here) and `status()`'s words for it."""
+    pattern, flags, needs, runs_here, signatures = _LIBRARIES[kind]
     if os.environ.get("OPENALBERT_CPU_KERNEL", "1") == "0":
         return None, "off (OPENALBERT_CPU_KERNEL=0)"
-    if not has_avx512():
+    if not runs_here():
         capability = torch.backends.cpu.get_cpu_capability()
-        return None, f"not for this CPU (it needs AVX-512; PyTorch sees {capability})"
+        return None, f"not for this CPU (it needs {needs}; PyTorch sees {capability})"
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None, "not built: no C compiler (cc, gcc or $CC)"  # no warning: PyTorch's kernels serve
     try:
-        path = _build(compiler)
+        path = _build(compiler, kind, sorted(CSRC.glob(pattern)), (*FLAGS, *flags))
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as e:
+        serves = "attention, GELU and the MLM loss" if kind == "avx512" else "linear layers"
         warnings.warn(
-            f"openalbert could not build its CPU kernels ({e}); attention, GELU and the MLM loss run on "
-            "PyTorch's kernels. Set OPENALBERT_CPU_KERNEL=0 to skip the attempt.",
+            f"openalbert could not build its CPU kernels ({e}); {serves} run on PyTorch's kernels. "
+            "Set OPENALBERT_CPU_KERNEL=0 to skip the attempt.",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=_caller_level(),
         )
         return None, f"not built: {e}"
-    for name, (restype, argtypes) in _SIGNATURES.items():
+    for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = restype, argtypes
     return lib, f"built at {path}"
 
 
-def _build(compiler: str) -> Path:
-    """Compile the sources into the cache, once per sources, flags, compiler and CPU; return the path."""
-    sources = sorted(CSRC.glob("*.c"))
+def _build(compiler: str, kind: str, sources: list[Path], flags: tuple[str, ...]) -> Path:
+    """Compile `sources` into the cache, once per sources, headers, flags, compiler and CPU; return the
+    path."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    parts = [p.read_bytes() for p in sorted(CSRC.glob("*.[ch]"))]
+    parts = [p.read_bytes() for p in sorted({*sources, *CSRC.glob("*.h")})]
     key = hashlib.sha256(
-        b"\0".join([*parts, " ".join(FLAGS).encode(), version.encode(), _cpu_id().encode()])
+        b"\0".join([*parts, " ".join(flags).encode(), version.encode(), _cpu_id().encode()])
     ).hexdigest()[:16]
     directory = _cache_dir()
-    target = directory / f"kernels-{key}.so"
+    target = directory / f"kernels-{kind}-{key}.so"
     if target.is_file():
         return target
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         built = Path(tmp) / target.name
         result = subprocess.run(
-            [compiler, *FLAGS, f"-I{CSRC}", *map(str, sources), "-o", str(built)],
+            [compiler, *flags, f"-I{CSRC}", *map(str, sources), "-o", str(built)],
             capture_output=True,
             text=True,
             timeout=300,

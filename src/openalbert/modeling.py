@@ -214,8 +214,9 @@ class Unpadded:
 
 
 class Linear(nn.Linear):
-    """nn.Linear (same parameters and state-dict names) that, for CPU inference, runs on weights
-    pre-packed for oneDNN, with the activation fused in: 1.2-1.4x faster than the plain GEMM here.
+    """nn.Linear (same parameters and state-dict names) that, for CPU inference, runs on pre-packed weights
+    with the activation and residual add fused in: oneDNN's GEMMs with AVX-512 (1.2-1.4x faster than the
+    plain GEMM there), openalbert's own fp32 kernel on AVX2 CPUs (`cpu_kernels.linear`; see _packer).
 
     The packed copy serves eval mode only: it is made on first use, remade whenever the weight changes
     (in-place updates bump its version) and dropped by `train()`, since fused optimizers update
@@ -226,12 +227,11 @@ class Linear(nn.Linear):
         self, x: torch.Tensor, activation: str | None = None, residual: torch.Tensor | None = None
     ) -> torch.Tensor:
         """activation(x W^T + b) + residual, the activation and the add fused where oneDNN can."""
-        if not self.training and _packable(x, self.weight):
-            return _packed_linear(x, self._packed(), self.bias, activation, residual)
+        packer = None if self.training else _packer(x, self.weight)
+        if packer is not None:
+            packed = _pack_cached(self, packer, (self.weight,), lambda: _PACK[packer](self.weight))
+            return _packed_linear(packer, x, packed, self.bias, activation, residual)
         return activate_and_add(F.linear(x, self.weight, self.bias), activation, residual)
-
-    def _packed(self) -> torch.Tensor:
-        return _pack_cached(self, (self.weight,), lambda: _reorder(self.weight))
 
     def train(self, mode: bool = True) -> Linear:
         # Fused optimizers update weights without bumping their version: drop the packed copy here.
@@ -243,12 +243,18 @@ class Linear(nn.Linear):
 
 
 def _packed_linear(
+    packer: str,
     x: torch.Tensor,
     packed: torch.Tensor,
     bias: torch.Tensor | None,
     activation: str | None,
     residual: torch.Tensor | None,
 ) -> torch.Tensor:
+    """activation(x W^T + b) + residual on weights packed by _PACK[packer]."""
+    if packer == "avx2":
+        if activation is None or activation in cpu_kernels.LINEAR_ACTIVATIONS:
+            return cpu_kernels.linear(x, packed, bias, activation, residual)
+        return activate_and_add(cpu_kernels.linear(x, packed, bias), activation, residual)
     op, algorithm = _FUSABLE.get(activation, ("none", ""))
     if residual is not None and activation is None:
         flat = x.reshape(-1, x.shape[-1])
@@ -268,12 +274,13 @@ def activate_and_add(
     return out if residual is None else residual + out
 
 
-def _pack_cached(owner: nn.Module, params: tuple[torch.Tensor, ...], build: Any) -> Any:
-    """`build()` (packed weights) kept on `owner`, remade when any of `params` changes (in-place updates
-    bump a tensor's version) and dropped by `train()` (fused optimizers bump no version), so it serves
-    eval mode only. Not a buffer: never saved, never moved. Weights made under torch.inference_mode()
-    have no version counter; only an in-place write inside inference mode could change them unseen."""
-    key = tuple((None if p.is_inference() else p._version, p.data_ptr(), p.dtype) for p in params)
+def _pack_cached(owner: nn.Module, packer: str, params: tuple[torch.Tensor, ...], build: Any) -> Any:
+    """`build()` (weights packed by `packer`) kept on `owner`, remade when any of `params` changes (in-place
+    updates bump a tensor's version) and dropped by `train()` (fused optimizers bump no version), so it
+    serves eval mode only. Not a buffer: never saved, never moved. Weights made under
+    torch.inference_mode() have no version counter; only an in-place write inside inference mode could
+    change them unseen."""
+    key = (packer, *((None if p.is_inference() else p._version, p.data_ptr(), p.dtype) for p in params))
     cache = owner.__dict__.get("_pack_cache")
     if cache is None or cache[0] != key:
         cache = (key, build())
@@ -288,8 +295,11 @@ def _without_pack_cache(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def _reorder(weight: torch.Tensor) -> torch.Tensor:
-    return torch.ops.mkldnn._reorder_linear_weight(weight.detach())
+# packer -> how it packs a weight (N, K)
+_PACK = {
+    "onednn": lambda weight: torch.ops.mkldnn._reorder_linear_weight(weight.detach()),
+    "avx2": cpu_kernels.pack_linear,
+}
 
 
 # Activations oneDNN can fuse into the GEMM: name -> (its post-op, algorithm).
@@ -302,27 +312,36 @@ _FUSABLE = {
 }
 
 
-def _packable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """oneDNN packed weights serve CPU inference in fp32/bf16 (no autograd through them); without AVX-512,
-    only for small inputs (see _PACKED_ROWS_WITHOUT_AVX512)."""
-    return (
+def _packer(x: torch.Tensor, weight: torch.Tensor) -> str | None:
+    """Which packed-weight GEMM serves this CPU inference call (no autograd through it): "avx2" (openalbert's
+    fp32 kernel, on CPUs without AVX-512 where it is built), "onednn" (fp32, or bf16 where oneDNN has bf16
+    GEMMs; without AVX-512 only for small inputs, see _PACKED_ROWS_WITHOUT_AVX512), or None: F.linear."""
+    if (
+        x.device.type != "cpu"
+        or x.dtype != weight.dtype
+        or (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+    ):
+        return None
+    if weight.dtype == torch.float32 and weight.shape[0] % 16 == 0 and cpu_kernels.linear_available():
+        return "avx2"
+    if (
         _MKLDNN
-        and x.device.type == "cpu"
         and (_AVX512 or x.numel() <= _PACKED_ROWS_WITHOUT_AVX512 * x.shape[-1])
-        and x.dtype == weight.dtype
         and (weight.dtype == torch.float32 or (weight.dtype == torch.bfloat16 and _MKLDNN_BF16))
-        and not (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
-    )
+    ):
+        return "onednn"
+    return None
 
 
 _MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 _AVX512 = cpu_kernels.has_avx512()
-# On an AVX2 CPU (Zen 3), the packed GEMMs with their fused GELU and residual add beat F.linear (MKL) plus
-# PyTorch's elementwise ops only on few rows: albert-base fp32, 1 x 16-64 tokens 1.25-1.5x faster, 1 x 128
-# 4% and 1 x 512 10% slower, a batch of 1,772 real tokens 5-18% slower (a noisy VM). With AVX-512 (Zen 4)
-# they win at every size (1.2-1.4x per GEMM).
+# On an AVX2 CPU (Zen 3), oneDNN's packed GEMMs with their fused GELU and residual add beat F.linear (MKL)
+# plus PyTorch's elementwise ops only on few rows: albert-base fp32, 1 x 16-64 tokens 1.25-1.5x faster,
+# 1 x 128 4% and 1 x 512 10% slower, a batch of 1,772 real tokens 5-18% slower (a noisy VM); they serve
+# there where openalbert's own fp32 kernel is not built. With AVX-512 (Zen 4) they win at every size
+# (1.2-1.4x per GEMM).
 _PACKED_ROWS_WITHOUT_AVX512 = 96
 # oneDNN's bf16 GEMMs need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; elsewhere bf16 runs unpacked (PyTorch's
 # own kernels), slowly but correctly.
@@ -498,17 +517,19 @@ class AlbertAttention(nn.Module):
         """Queries, keys and values side by side (..., 3C): one GEMM on packed weights where it can."""
         projections = (self.query, self.key, self.value)
         plain = all(type(p) is Linear for p in projections)  # not replaced by a quantised layer
-        if plain and not self.training and _packable(hidden_states, self.query.weight):
+        packer = _packer(hidden_states, self.query.weight) if plain and not self.training else None
+        if packer is not None:
             params = tuple(t for p in projections for t in (p.weight, p.bias))
             packed, bias = _pack_cached(
                 self,
+                packer,
                 params,
                 lambda: (
-                    _reorder(torch.cat([p.weight for p in projections])),
+                    _PACK[packer](torch.cat([p.weight for p in projections])),
                     torch.cat([p.bias for p in projections]).detach(),
                 ),
             )
-            return _packed_linear(hidden_states, packed, bias, None, None)
+            return _packed_linear(packer, hidden_states, packed, bias, None, None)
         return torch.cat([p(hidden_states) for p in projections], dim=-1)
 
     def train(self, mode: bool = True) -> AlbertAttention:

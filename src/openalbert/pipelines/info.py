@@ -59,6 +59,7 @@ def model_info(name_or_path: str | os.PathLike) -> dict[str, Any]:
     if any(t in tasks for t in ("text-classification", "token-classification")):
         info["labels"] = {str(k): v for k, v in config.id2label.items()}
     info["cpu_attention"] = _cpu_attention(config)
+    info["cpu_fp32"] = _cpu_linear()
     info["cpu_bf16"], info["cpu_int8"] = _cpu_precisions()
     return info
 
@@ -78,6 +79,20 @@ def _cpu_precisions() -> tuple[str, str]:
     vnni = weight_levels() == 127
     int8 = "8-bit weights (AVX512-VNNI)" if vnni else "7-bit weights (no AVX512-VNNI: 8 bits would saturate)"
     return bf16, int8
+
+
+def _cpu_linear() -> str:
+    """Which GEMMs fp32 CPU inference runs on here, in words."""
+    from openalbert import cpu_kernels
+
+    if cpu_kernels.has_avx512():
+        return "oneDNN's GEMMs on packed weights (AVX-512)"
+    if cpu_kernels.linear_available():
+        return f"compiled AVX2 GEMM kernel, {cpu_kernels.linear_status()}"
+    return (
+        "PyTorch's GEMMs, oneDNN's packed weights for up to 96 rows "
+        f"(compiled AVX2 GEMM kernel {cpu_kernels.linear_status()})"
+    )
 
 
 def _cpu_attention(config: AlbertConfig) -> str:
@@ -109,6 +124,8 @@ def format_model_info(info: dict[str, Any]) -> str:
         lines.append(f"labels        {', '.join(f'{k}={v}' for k, v in info['labels'].items())}")
     if "cpu_attention" in info:
         lines.append(f"cpu attention {info['cpu_attention']}")
+    if "cpu_fp32" in info:
+        lines.append(f"cpu fp32      {info['cpu_fp32']}")
     if "cpu_bf16" in info:
         lines.append(f"cpu bf16      {info['cpu_bf16']}")
         lines.append(f"cpu int8      {info['cpu_int8']}")

@@ -1,0 +1,110 @@
+"""openalbert's fp32 linear kernel for AVX2 CPUs (`cpu_kernels.linear`): values against float64 for every
+shape class the blocking has (row tails, input blocks, thread splits), the fused bias, GELU, ReLU and
+residual, the model on it against PyTorch's GEMMs, and the fallback when it cannot be built."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tests.conftest import TINY
+
+from openalbert import AlbertConfig, AlbertModel, cpu_kernels, modeling
+
+needs_linear = pytest.mark.skipif(
+    not cpu_kernels.linear_available(),
+    reason="the AVX2 linear kernel serves CPUs with AVX2 and FMA but no AVX-512, with a C compiler",
+)
+
+ACTIVATIONS = {
+    None: lambda y: y,
+    "gelu_new": lambda y: F.gelu(y, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+@needs_linear
+@pytest.mark.parametrize(
+    "m, k, n",
+    [(1, 16, 16), (5, 128, 48), (6, 384, 16), (7, 385, 32), (97, 768, 784), (250, 1000, 64)],
+)
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_linear_matches_float64(m, k, n, threads):
+    gen = torch.Generator().manual_seed(m * k + n)
+    x = torch.randn(m, k, generator=gen)
+    w = torch.randn(n, k, generator=gen) / k**0.5
+    b = torch.randn(n, generator=gen)
+    r = torch.randn(m, n, generator=gen)
+    packed = cpu_kernels.pack_linear(w)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name, act in ACTIVATIONS.items():
+            for bias in (b, None):
+                for residual in (r, None):
+                    got = cpu_kernels.linear(x, packed, bias, name, residual)
+                    y = x.double() @ w.double().T + (0 if bias is None else bias.double())
+                    want = act(y) + (0 if residual is None else residual.double())
+                    assert got.shape == (m, n) and got.dtype == torch.float32
+                    # fp32 sums of k products: a few ulps of the terms' size
+                    torch.testing.assert_close(got.double(), want, atol=2e-6 * k**0.5, rtol=1e-5)
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_linear
+def test_linear_takes_batched_and_strided_inputs():
+    x = torch.randn(2, 3, 64)[:, :, ::2]  # (2, 3, 32), not contiguous
+    w, b = torch.randn(48, 32), torch.randn(48)
+    residual = torch.randn(2, 3, 48)
+    got = cpu_kernels.linear(x, cpu_kernels.pack_linear(w), b, "relu", residual)
+    torch.testing.assert_close(got, F.relu(F.linear(x, w, b)) + residual, atol=1e-5, rtol=1e-5)
+
+
+def _model() -> AlbertModel:
+    torch.manual_seed(0)
+    return AlbertModel(AlbertConfig(**(TINY | {"intermediate_size": 48}))).eval()  # FFN widths of 16s
+
+
+@needs_linear
+@pytest.mark.parametrize("act", ["gelu_new", "gelu", "relu"])
+def test_model_on_the_kernel_matches_pytorchs_gemms(monkeypatch, act):
+    """Every fp32 inference call runs on the kernel (fused Q/K/V, FFN with its activation, residual adds);
+    "gelu" (erf), which it does not fuse, is applied after it. Switching the kernel off remakes the packed
+    weights in oneDNN's layout."""
+    model = _model()
+    model.config.hidden_act = act
+    for group in model.encoder.albert_layer_groups:
+        for layer in group.albert_layers:
+            layer.hidden_act = act
+    ids = torch.randint(5, 99, (3, 40))
+    mask = torch.ones(3, 40, dtype=torch.long)
+    mask[1, 25:] = 0
+    with torch.no_grad():
+        got = model(ids, attention_mask=mask).last_hidden_state
+    attention = model.encoder.albert_layer_groups[0].albert_layers[0].attention
+    assert attention.__dict__["_pack_cache"][0][0] == "avx2"
+    with torch.enable_grad():  # autograd: F.linear
+        want = model(ids, attention_mask=mask).last_hidden_state.detach()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+    monkeypatch.setattr(cpu_kernels, "linear_available", lambda: False)
+    with torch.no_grad():
+        again = model(ids[:, :8]).last_hidden_state  # 24 rows: oneDNN's packed weights
+    assert attention.__dict__["_pack_cache"][0][0] == "onednn"
+    with torch.enable_grad():
+        torch.testing.assert_close(again, model(ids[:, :8]).last_hidden_state.detach(), atol=1e-5, rtol=0)
+
+
+def test_a_failed_build_warns_once_and_linear_layers_fall_back(monkeypatch, failing_compiler):
+    if cpu_kernels.has_avx512() or not cpu_kernels.has_avx2():
+        pytest.skip("the AVX2 linear kernel is not tried on this CPU")
+    with pytest.warns(RuntimeWarning, match="could not build its CPU kernels.*linear layers"):
+        assert not cpu_kernels.linear_available()
+    assert "no such compiler" in cpu_kernels.linear_status()
+    with torch.no_grad():
+        assert torch.isfinite(_model()(torch.randint(5, 99, (2, 10))).last_hidden_state).all()
+    assert modeling._packer(torch.randn(2, 10, 16), torch.randn(32, 16)) in ("onednn", None)
+    monkeypatch.setenv("OPENALBERT_CPU_KERNEL", "0")
+    cpu_kernels._load.cache_clear()
+    assert cpu_kernels.linear_status() == "off (OPENALBERT_CPU_KERNEL=0)"
