@@ -27,8 +27,9 @@
 
 enum { ACT_NONE = 0, ACT_GELU_TANH = 1, ACT_RELU = 2 };
 
-/* vector.h's exp16 in 8 lanes (that header is AVX-512): e^x for x <= 88: x = n ln2 + r, |r| <= ln2/2, e^r by its Taylor polynomial to r^6 (relative error
- * about 1e-7), times 2^n built in the exponent bits; below -87, about 1.6e-38. */
+/* vector.h's exp16 in 8 lanes (that header is AVX-512): e^x for x <= 88, x = n ln2 + r, |r| <= ln2/2, e^r
+ * by its Taylor polynomial to r^6 (relative error about 1e-7), times 2^n built in the exponent bits; below
+ * -87, about 1.6e-38. */
 static inline __m256 exp8(__m256 x) {
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
