@@ -1,4 +1,4 @@
-"""What openalbert's AVX2 GEMM kernel (`cpu_kernels.linear`, `csrc/avx2/linear.c`) gives on a CPU with AVX2
+"""What openalbert's AVX2 GEMM kernel (`cpu_kernels.linear`, `csrc/avx2/fp32.c`) gives on a CPU with AVX2
 and FMA but no AVX-512, against the path it replaced there (oneDNN's packed weights up to 96 token rows,
 PyTorch's GEMMs above), alternating in one process.
 

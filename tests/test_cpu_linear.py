@@ -108,3 +108,22 @@ def test_a_failed_build_warns_once_and_linear_layers_fall_back(monkeypatch, fail
     monkeypatch.setenv("OPENALBERT_CPU_KERNEL", "0")
     cpu_kernels._load.cache_clear()
     assert cpu_kernels.linear_status() == "off (OPENALBERT_CPU_KERNEL=0)"
+
+
+@needs_linear
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 4097, 4 * 4096 * 3 + 5])
+def test_gelu_for_inference_matches_float64(n):
+    """Without AVX-512, fp32 GELU outside autograd (after int8 layers) runs on the AVX2 kernel; with
+    autograd it stays PyTorch's."""
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(n, generator=gen) * 4
+    x[: min(n, 4)] = torch.tensor([-12.0, 12.0, 0.0, -9.7])[: min(n, 4)]  # tails, zero
+    want = F.gelu(x.double(), approximate="tanh")
+    with torch.no_grad():
+        got = cpu_kernels.gelu_tanh(x)
+    torch.testing.assert_close(got.double(), want, atol=1e-6, rtol=2e-6)
+    strided = torch.randn(64, 48)[:, ::3]
+    with torch.inference_mode():
+        torch.testing.assert_close(cpu_kernels.gelu_tanh(strided), F.gelu(strided, approximate="tanh"))
+    leaf = x.clone().requires_grad_()
+    assert cpu_kernels.gelu_tanh(leaf).grad_fn.name() == "GeluBackward0"

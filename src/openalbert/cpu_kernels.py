@@ -6,8 +6,9 @@ Two libraries, each built once per machine and source version with the system C 
 run on PyTorch's OpenMP threads:
 - "avx512": `csrc/*.c` with `vector.h` (AVX-512F, fp32 arithmetic on fp32 or bf16 tensors):
   `attention.c` (see `packed_attention`), `gelu.c` and `cross_entropy.c`;
-- "avx2": `csrc/avx2/linear.c`, fp32 inference GEMMs with the bias, GELU and residual add fused, for
-  CPUs with AVX2 and FMA but no AVX-512 (where oneDNN's packed weights lose to it; see modeling.Linear).
+- "avx2": `csrc/avx2/fp32.c`, for fp32 inference on CPUs with AVX2 and FMA but no AVX-512: GEMMs with
+  the bias, GELU and residual add fused (where oneDNN's packed weights lose to them; see
+  modeling.Linear), and the GELU alone.
 Where one cannot be built or run (no compiler, not this CPU, `OPENALBERT_CPU_KERNEL=0`), PyTorch's kernels
 serve, with one warning when a build failed.
 """
@@ -60,8 +61,9 @@ _SIGNATURES: dict[str, tuple[type, list[type]]] = {
 }
 
 
-_LINEAR_SIGNATURES: dict[str, tuple[type, list[type]]] = {
+_AVX2_SIGNATURES: dict[str, tuple[type, list[type]]] = {
     "albert_linear": (ctypes.c_int, [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 2),
+    "albert_gelu_tanh_fp32": (None, [ctypes.c_void_p] * 2 + [ctypes.c_int64, ctypes.c_int]),
 }
 
 
@@ -85,21 +87,35 @@ def library() -> ctypes.CDLL | None:
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     """x / 2 (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), as F.gelu(x, approximate="tanh"): on the compiled
-    kernel for fp32/bf16 CPU tensors (forward and backward, 3-5x faster than PyTorch's here), on PyTorch's
-    elsewhere and while tracing, compiling or under torch.func transforms."""
+    kernel for fp32/bf16 CPU tensors (forward and backward, 3-5x faster than PyTorch's here), on the AVX2
+    one for fp32 inference where that serves (see linear_available), on PyTorch's elsewhere and while
+    tracing, compiling or under torch.func transforms."""
     if _kernel_takes(x):
         return _GeluTanh.apply(x)
+    if x.dtype == torch.float32 and not (torch.is_grad_enabled() and x.requires_grad) and _avx2_takes(x):
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        _load("avx2")[0].albert_gelu_tanh_fp32(*_pointers(x, out), x.numel(), torch.get_num_threads())
+        return out
     return F.gelu(x, approximate="tanh")
 
 
 def _kernel_takes(x: torch.Tensor) -> bool:
+    return x.dtype in (torch.float32, torch.bfloat16) and _outside_transforms(x) and available()
+
+
+def _avx2_takes(x: torch.Tensor) -> bool:
+    return _outside_transforms(x) and linear_available()
+
+
+def _outside_transforms(x: torch.Tensor) -> bool:
+    """A CPU tensor outside tracing, compilation and torch.func transforms (vmap, grad, jvp: PyTorch's
+    kernels have their rules)."""
     return (
         x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.bfloat16)
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
-        and not torch._C._are_functorch_transforms_active()  # vmap, grad, jvp: PyTorch's has their rules
-        and available()
+        and not torch._C._are_functorch_transforms_active()
     )
 
 
@@ -313,7 +329,7 @@ def has_avx2() -> bool:
 # runs it, their exports)
 _LIBRARIES: dict[str, tuple[str, tuple[str, ...], str, Any, dict[str, tuple[type, list[type]]]]] = {
     "avx512": ("*.c", ("-mavx512f",), "AVX-512", has_avx512, _SIGNATURES),
-    "avx2": ("avx2/*.c", ("-mavx2", "-mfma"), "AVX2 and FMA", has_avx2, _LINEAR_SIGNATURES),
+    "avx2": ("avx2/*.c", ("-mavx2", "-mfma"), "AVX2 and FMA", has_avx2, _AVX2_SIGNATURES),
 }
 
 
