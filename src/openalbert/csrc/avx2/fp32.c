@@ -15,7 +15,7 @@
  * The weights are packed once (cpu_kernels.pack_linear) into panels of 16 output columns, k-major:
  * packed[(j K + k) 16 + r] = w[j 16 + r][k]. Each call copies x into panels of 6 rows, k-major, then runs
  * a 6 x 16 block of the output at a time (12 of the 16 vector registers accumulate) over blocks of KC
- * inputs, so one weight panel block (KC x 16) stays in L1 while it meets MC rows of x held in L2.
+ * inputs, so one weight panel block (KC x 16) stays in L1 while it meets up to MC rows of x held in L2.
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -26,7 +26,7 @@
 #define MR 6   /* rows of x per block */
 #define NR 16  /* output columns per weight panel: two vectors */
 #define KC 384 /* inputs per block */
-#define MC 120 /* rows of x per L2 block (MR x 20) */
+#define MC 168 /* rows of x per L2 block at most (MR x 28: 252 KB of x) */
 
 enum { ACT_NONE = 0, ACT_GELU_TANH = 1, ACT_RELU = 2 };
 
@@ -76,12 +76,15 @@ static void block6x16(int64_t kc, const float *a, const float *b, float *y, int6
            c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00; /* 12 accumulators, in registers */
     for (int64_t k = 0; k < kc; k++, a += MR, b += NR) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ai;
-        ai = _mm256_broadcast_ss(a + 0), c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
-        ai = _mm256_broadcast_ss(a + 1), c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
-        ai = _mm256_broadcast_ss(a + 2), c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
-        ai = _mm256_broadcast_ss(a + 3), c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
-        ai = _mm256_broadcast_ss(a + 4), c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
-        ai = _mm256_broadcast_ss(a + 5), c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
+#define ROW(i, lo, hi) \
+    ai = _mm256_broadcast_ss(a + i), lo = _mm256_fmadd_ps(ai, b0, lo), hi = _mm256_fmadd_ps(ai, b1, hi)
+        ROW(0, c00, c01);
+        ROW(1, c10, c11);
+        ROW(2, c20, c21);
+        ROW(3, c30, c31);
+        ROW(4, c40, c41);
+        ROW(5, c50, c51);
+#undef ROW
     }
     __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     for (int i = 0; i < rows; i++) {
@@ -124,8 +127,11 @@ int albert_linear(const float *x, const float *packed, const float *bias, const 
         for (int64_t kb = 0; kb < k; kb += KC) {
             int64_t kc = k - kb < KC ? k - kb : KC;
             int first = kb == 0, last = kb + kc == k;
-            for (int64_t pb = p0; pb < p1; pb += MC / MR) {
-                int64_t pe = pb + MC / MR < p1 ? pb + MC / MR : p1;
+            /* row blocks of equal size: each streams the weights once more, so no short last one */
+            int64_t blocks = (p1 - p0 + MC / MR - 1) / (MC / MR);
+            int64_t per = blocks ? (p1 - p0 + blocks - 1) / blocks : 1;
+            for (int64_t pb = p0; pb < p1; pb += per) {
+                int64_t pe = pb + per < p1 ? pb + per : p1;
                 for (int64_t j = j0; j < j1; j++) {
                     const float *b = packed + (j * k + kb) * NR;
                     for (int64_t p = pb; p < pe; p++) {
@@ -146,7 +152,7 @@ int albert_linear(const float *x, const float *packed, const float *bias, const 
  * CPU (its tanh is slow there); this one about 3 ms. */
 void albert_gelu_tanh_fp32(const float *x, float *y, int64_t n, int threads) {
     const int64_t block = 4096;
-    int useful = (int)(n / (4 * block)); /* below about 16k elements a second thread costs more than it saves */
+    int useful = (int)(n / (4 * block)); /* below about 16k elements a thread costs more than it saves */
     int team = threads < useful ? threads : useful < 1 ? 1 : useful;
 #pragma omp parallel for schedule(static) num_threads(team)
     for (int64_t b = 0; b < n; b += block) {
