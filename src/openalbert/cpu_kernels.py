@@ -24,8 +24,8 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -327,7 +327,9 @@ def has_avx2() -> bool:
 
 # kind -> (the sources under csrc, their own compiler flags, the instruction set they need, whether this CPU
 # runs it, their exports)
-_LIBRARIES: dict[str, tuple[str, tuple[str, ...], str, Any, dict[str, tuple[type, list[type]]]]] = {
+_LIBRARIES: dict[
+    str, tuple[str, tuple[str, ...], str, Callable[[], bool], dict[str, tuple[type, list[type]]]]
+] = {
     "avx512": ("*.c", ("-mavx512f",), "AVX-512", has_avx512, _SIGNATURES),
     "avx2": ("avx2/*.c", ("-mavx2", "-mfma"), "AVX2 and FMA", has_avx2, _AVX2_SIGNATURES),
 }

@@ -226,7 +226,7 @@ class Linear(nn.Linear):
     def forward(
         self, x: torch.Tensor, activation: str | None = None, residual: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """activation(x W^T + b) + residual, the activation and the add fused where oneDNN can."""
+        """activation(x W^T + b) + residual, the activation and the add fused where the packed GEMM can."""
         packer = None if self.training else _packer(x, self.weight)
         if packer is not None:
             packed = _pack_cached(self, packer, (self.weight,), lambda: _PACK[packer](self.weight))
