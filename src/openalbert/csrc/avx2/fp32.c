@@ -6,11 +6,11 @@
  *
  *     y = act(x w^T + b) + residual,   x (M, K), w (N, K) as nn.Linear stores it, N a multiple of 16
  *
- * Why: with two threads PyTorch's GEMM (MKL) reaches 95-125 GFLOP/s on ALBERT's shapes at 128 rows on a
- * Zen 3 CPU, where one core alone reaches about 70; this kernel splits the output columns between the
- * threads, so each keeps its half of the weights in its own caches, and reaches 135-155. The bias, GELU and
- * residual add happen while the result is in registers, instead of three more passes over it (PyTorch's
- * tanh GELU alone takes 7-10 ms per 1024 x 3072 block on that CPU).
+ * Why: with two threads PyTorch's GEMM (MKL) reaches 80-120 GFLOP/s on ALBERT's shapes at 128 rows on a
+ * Zen 3 CPU, where one core alone reaches about 70; this kernel hands the threads tiles of 64 output
+ * columns, so each reads only its tiles' weights, and reaches 115-155. The bias, GELU and residual add
+ * happen while the result is in registers, instead of three more passes over it (PyTorch's tanh GELU
+ * alone takes 6-10 ms per 1024 x 3072 block on that CPU).
  *
  * The weights are packed once (cpu_kernels.pack_linear) into panels of 16 output columns, k-major:
  * packed[(j K + k) 16 + r] = w[j 16 + r][k]. Each call copies x into panels of 6 rows, k-major, then runs
@@ -23,10 +23,11 @@
 #include <string.h>
 #include <omp.h>
 
-#define MR 6   /* rows of x per block */
-#define NR 16  /* output columns per weight panel: two vectors */
-#define KC 384 /* inputs per block */
-#define MC 168 /* rows of x per L2 block at most (MR x 28: 252 KB of x) */
+#define MR 6    /* rows of x per block */
+#define NR 16   /* output columns per weight panel: two vectors */
+#define KC 384  /* inputs per block */
+#define MC 168  /* rows of x per L2 block at most (MR x 28: 252 KB of x) */
+#define CHUNK 4 /* weight panels per tile: 64 output columns */
 
 enum { ACT_NONE = 0, ACT_GELU_TANH = 1, ACT_RELU = 2 };
 
@@ -115,26 +116,25 @@ int albert_linear(const float *x, const float *packed, const float *bias, const 
             for (int64_t i = 0; i < k; i++)
                 for (int r = 0; r < MR; r++) dst[i * MR + r] = r < rows ? x[(p * MR + r) * k + i] : 0.0f;
         }
-        /* The team (maybe smaller than asked for) splits the output columns (each thread keeps its weight
-         * panels in its own caches) into as many parts as leave 4 panels each and divide the team, and
-         * the rows into the quotient. */
-        int team = omp_get_num_threads(), t = omp_get_thread_num(), by_n = team;
-        while (by_n > 1 && (panels_n < 4 * by_n || team % by_n)) by_n--;
-        int by_m = team / by_n;
-        int tn = t % by_n, tm = t / by_n;
-        int64_t j0 = panels_n * tn / by_n, j1 = panels_n * (tn + 1) / by_n;
-        int64_t p0 = panels_m * tm / by_m, p1 = panels_m * (tm + 1) / by_m;
-        for (int64_t kb = 0; kb < k; kb += KC) {
-            int64_t kc = k - kb < KC ? k - kb : KC;
-            int first = kb == 0, last = kb + kc == k;
-            /* row blocks of equal size: each streams the weights once more, so no short last one */
-            int64_t blocks = (p1 - p0 + MC / MR - 1) / (MC / MR);
-            int64_t per = blocks ? (p1 - p0 + blocks - 1) / blocks : 1;
-            for (int64_t pb = p0; pb < p1; pb += per) {
-                int64_t pe = pb + per < p1 ? pb + per : p1;
+        /* Tiles of a row block x 4 weight panels (64 columns), handed out as threads come free (cores of
+         * unequal speed, as on hybrid CPUs, finish together). Row blocks hold at most MC rows, are of
+         * equal size (each streams its tiles' weights once) and are small enough for 4 tiles a thread. */
+        int team = omp_get_num_threads();
+        int64_t chunks = (panels_n + CHUNK - 1) / CHUNK;
+        int64_t per = panels_m * chunks / (4 * team);
+        per = per < 1 ? 1 : per > MC / MR ? MC / MR : per;
+        int64_t blocks = (panels_m + per - 1) / per;
+        per = (panels_m + blocks - 1) / blocks;
+#pragma omp for schedule(dynamic)
+        for (int64_t tile = 0; tile < blocks * chunks; tile++) {
+            int64_t p0 = tile / chunks * per, p1 = p0 + per < panels_m ? p0 + per : panels_m;
+            int64_t j0 = tile % chunks * CHUNK, j1 = j0 + CHUNK < panels_n ? j0 + CHUNK : panels_n;
+            for (int64_t kb = 0; kb < k; kb += KC) {
+                int64_t kc = k - kb < KC ? k - kb : KC;
+                int first = kb == 0, last = kb + kc == k;
                 for (int64_t j = j0; j < j1; j++) {
                     const float *b = packed + (j * k + kb) * NR;
-                    for (int64_t p = pb; p < pe; p++) {
+                    for (int64_t p = p0; p < p1; p++) {
                         int rows = m - p * MR < MR ? (int)(m - p * MR) : MR;
                         int64_t at = p * MR * n + j * NR;
                         block6x16(kc, xp + p * MR * k + kb * MR, b, y + at, n, rows, first, last,
