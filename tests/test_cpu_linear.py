@@ -59,6 +59,11 @@ def test_linear_takes_batched_and_strided_inputs():
     residual = torch.randn(2, 3, 48)
     got = cpu_kernels.linear(x, cpu_kernels.pack_linear(w), b, "relu", residual)
     torch.testing.assert_close(got, F.relu(F.linear(x, w, b)) + residual, atol=1e-5, rtol=1e-5)
+    assert cpu_kernels.linear(x[:0], cpu_kernels.pack_linear(w), b).shape == (0, 3, 48)  # no rows
+    with pytest.raises(ValueError, match="at least one input feature"):
+        cpu_kernels.linear(torch.randn(4, 0), torch.randn(3, 0, 16), None)
+    with torch.no_grad():
+        assert cpu_kernels.gelu_tanh(torch.randn(0)).shape == (0,)
 
 
 def _model() -> AlbertModel:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -242,7 +243,7 @@ def linear(
     from `pack_linear`, `activation` None or one of LINEAR_ACTIVATIONS (others are the caller's)."""
     k = x.shape[-1]
     n = packed.shape[0] * packed.shape[2]
-    flat = x.reshape(-1, k).contiguous()
+    flat = x.reshape(math.prod(x.shape[:-1]), k).contiguous()  # (rows, K)
     out = torch.empty(flat.shape[0], n, dtype=torch.float32)
     extra = None if residual is None else residual.reshape(flat.shape[0], n).contiguous()
     code = 0 if activation is None else LINEAR_ACTIVATIONS[activation]
@@ -257,6 +258,8 @@ def linear(
         code,
         torch.get_num_threads(),
     )
+    if fails == -2:
+        raise ValueError("the linear kernel needs at least one input feature")
     if fails:
         raise MemoryError(f"no memory for a copy of a {tuple(flat.shape)} input to a linear layer")
     return out.view(*x.shape[:-1], n)

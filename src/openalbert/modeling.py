@@ -318,6 +318,7 @@ def _packer(x: torch.Tensor, weight: torch.Tensor) -> str | None:
     GEMMs; without AVX-512 only for small inputs, see _PACKED_ROWS_WITHOUT_AVX512), or None: F.linear."""
     if (
         x.device.type != "cpu"
+        or x.numel() == 0  # F.linear's edge cases (no rows, no inputs)
         or x.dtype != weight.dtype
         or (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
         or torch.jit.is_tracing()

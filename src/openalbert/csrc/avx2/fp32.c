@@ -100,10 +100,11 @@ static void block6x16(int64_t kc, const float *a, const float *b, float *y, int6
     }
 }
 
-/* y (M, N) = act(x (M, K) w^T + bias) + residual; bias and residual may be NULL. Returns 0, or -1 where
- * the copy of x could not be allocated (y is then untouched). */
+/* y (M, N) = act(x (M, K) w^T + bias) + residual; bias and residual may be NULL. Returns 0; -1 where the
+ * copy of x could not be allocated, -2 for K = 0 (y is then untouched). */
 int albert_linear(const float *x, const float *packed, const float *bias, const float *residual, float *y,
                   int64_t m, int64_t n, int64_t k, int act, int threads) {
+    if (m <= 0 || n <= 0 || k <= 0) return m > 0 && n > 0 ? -2 : 0; /* the caller takes k = 0 (no GEMM) */
     int64_t panels_m = (m + MR - 1) / MR, panels_n = n / NR;
     float *xp = malloc((size_t)(panels_m * MR * k) * sizeof(float));
     if (!xp) return -1;
@@ -153,8 +154,8 @@ int albert_linear(const float *x, const float *packed, const float *bias, const 
 void albert_gelu_tanh_fp32(const float *x, float *y, int64_t n, int threads) {
     const int64_t block = 4096;
     int useful = (int)(n / (4 * block)); /* below about 16k elements a thread costs more than it saves */
-    int team = threads < useful ? threads : useful < 1 ? 1 : useful;
-#pragma omp parallel for schedule(static) num_threads(team)
+    int team = threads < useful ? threads : useful;
+#pragma omp parallel for schedule(static) num_threads(team < 1 ? 1 : team)
     for (int64_t b = 0; b < n; b += block) {
         int64_t end = b + block < n ? b + block : n, i = b;
         for (; i + 8 <= end; i += 8) _mm256_storeu_ps(y + i, gelu_tanh8(_mm256_loadu_ps(x + i)));
