@@ -59,6 +59,10 @@ def test_linear_takes_batched_and_strided_inputs():
     residual = torch.randn(2, 3, 48)
     got = cpu_kernels.linear(x, cpu_kernels.pack_linear(w), b, "relu", residual)
     torch.testing.assert_close(got, F.relu(F.linear(x, w, b)) + residual, atol=1e-5, rtol=1e-5)
+    transposed = torch.randn(32, 48).T  # a weight that is not contiguous
+    torch.testing.assert_close(
+        cpu_kernels.linear(x, cpu_kernels.pack_linear(transposed), b), F.linear(x, transposed, b)
+    )
     assert cpu_kernels.linear(x[:0], cpu_kernels.pack_linear(w), b).shape == (0, 3, 48)  # no rows
     with pytest.raises(ValueError, match="at least one input feature"):
         cpu_kernels.linear(torch.randn(4, 0), torch.randn(3, 0, 16), None)

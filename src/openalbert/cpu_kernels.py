@@ -229,7 +229,7 @@ def pack_linear(weight: torch.Tensor) -> torch.Tensor:
     """An nn.Linear weight (N, K), N a multiple of 16, as `linear` reads it: panels of 16 output columns,
     k-major, (N / 16, K, 16) fp32."""
     n, k = weight.shape
-    return weight.detach().float().view(n // 16, 16, k).transpose(1, 2).contiguous()  # (N/16, K, 16)
+    return weight.detach().float().reshape(n // 16, 16, k).transpose(1, 2).contiguous()  # (N/16, K, 16)
 
 
 def linear(
