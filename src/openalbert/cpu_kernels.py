@@ -334,7 +334,7 @@ _LIBRARIES: dict[
     str, tuple[str, tuple[str, ...], str, Callable[[], bool], dict[str, tuple[type, list[type]]]]
 ] = {
     "avx512": ("*.c", ("-mavx512f",), "AVX-512", has_avx512, _SIGNATURES),
-    "avx2": ("avx2/*.c", ("-mavx2", "-mfma"), "AVX2 and FMA", has_avx2, _AVX2_SIGNATURES),
+    "avx2": ("avx2/*.c", ("-mavx2", "-mfma"), "AVX2 and FMA in /proc/cpuinfo", has_avx2, _AVX2_SIGNATURES),
 }
 
 
