@@ -27,6 +27,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -328,41 +329,56 @@ def has_avx2() -> bool:
     )
 
 
-# kind -> (the sources under csrc, their own compiler flags, the instruction set they need, whether this CPU
-# runs it, their exports)
-_LIBRARIES: dict[
-    str, tuple[str, tuple[str, ...], str, Callable[[], bool], dict[str, tuple[type, list[type]]]]
-] = {
-    "avx512": ("*.c", ("-mavx512f",), "AVX-512", has_avx512, _SIGNATURES),
-    "avx2": ("avx2/*.c", ("-mavx2", "-mfma"), "AVX2 and FMA in /proc/cpuinfo", has_avx2, _AVX2_SIGNATURES),
+class _Library(NamedTuple):
+    """One of the compiled libraries: how it is built, where it runs, what it exports."""
+
+    sources: str  # glob under csrc
+    flags: tuple[str, ...]  # compiler flags beside FLAGS
+    needs: str  # the instruction set, in words
+    runs_here: Callable[[], bool]
+    signatures: dict[str, tuple[type, list[type]]]
+    serves: str  # what falls back to PyTorch's kernels without it, in words
+
+
+_LIBRARIES = {
+    "avx512": _Library(
+        "*.c", ("-mavx512f",), "AVX-512", has_avx512, _SIGNATURES, "attention, GELU and the MLM loss"
+    ),
+    "avx2": _Library(
+        "avx2/*.c",
+        ("-mavx2", "-mfma"),
+        "AVX2 and FMA in /proc/cpuinfo",
+        has_avx2,
+        _AVX2_SIGNATURES,
+        "fp32 linear layers and GELU",
+    ),
 }
 
 
 @functools.cache
 def _load(kind: str) -> tuple[ctypes.CDLL | None, str]:
     """The loaded library of `kind` (None where it does not run here) and `status()`'s words for it."""
-    pattern, flags, needs, runs_here, signatures = _LIBRARIES[kind]
+    library = _LIBRARIES[kind]
     if os.environ.get("OPENALBERT_CPU_KERNEL", "1") == "0":
         return None, "off (OPENALBERT_CPU_KERNEL=0)"
-    if not runs_here():
+    if not library.runs_here():
         capability = torch.backends.cpu.get_cpu_capability()
-        return None, f"not for this CPU (it needs {needs}; PyTorch sees {capability})"
+        return None, f"not for this CPU (it needs {library.needs}; PyTorch sees {capability})"
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None, "not built: no C compiler (cc, gcc or $CC)"  # no warning: PyTorch's kernels serve
     try:
-        path = _build(compiler, kind, sorted(CSRC.glob(pattern)), (*FLAGS, *flags))
+        path = _build(compiler, kind, sorted(CSRC.glob(library.sources)), (*FLAGS, *library.flags))
         lib = ctypes.CDLL(str(path))
     except (OSError, subprocess.SubprocessError) as e:
-        serves = "attention, GELU and the MLM loss" if kind == "avx512" else "linear layers"
         warnings.warn(
-            f"openalbert could not build its CPU kernels ({e}); {serves} run on PyTorch's kernels. "
+            f"openalbert could not build its CPU kernels ({e}); {library.serves} run on PyTorch's kernels. "
             "Set OPENALBERT_CPU_KERNEL=0 to skip the attempt.",
             RuntimeWarning,
             stacklevel=_caller_level(),
         )
         return None, f"not built: {e}"
-    for name, (restype, argtypes) in signatures.items():
+    for name, (restype, argtypes) in library.signatures.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = restype, argtypes
     return lib, f"built at {path}"
