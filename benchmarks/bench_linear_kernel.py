@@ -1,15 +1,23 @@
-"""What openalbert's AVX2 GEMM kernel (`cpu_kernels.linear`, `csrc/avx2/fp32.c`) gives on a CPU with AVX2
-and FMA but no AVX-512, against the path it replaced there (oneDNN's packed weights up to 96 token rows,
-PyTorch's GEMMs above), alternating in one process.
+"""What openalbert's AVX2 kernels give on a CPU with AVX2 and FMA but no AVX-512, against the paths they
+replaced there, alternating in one process. --kernel picks which:
 
-- "forward": a whole fp32 AlbertModel forward (random weights of the preset, inference mode) per workload:
-  1 x 16, 1 x 128, 1 x 512 and 8 x 128 tokens, and 64 log-normal lengths (median 50, 8..128) padded to 128;
-- "gemm": one linear layer alone at the shapes of albert-base's shared layer, the kernel against
-  `F.linear` (MKL), in GFLOP/s.
+- "linear" (default): the GEMM kernel (`cpu_kernels.linear`, `csrc/avx2/fp32.c`) against oneDNN's packed
+  weights up to 96 token rows and PyTorch's GEMMs above;
+- "attention": the attention kernel (`packed_attention`, `csrc/avx2/attention.c`) against PyTorch's
+  attention (its fused kernel, after grouping the sequences by length on the variable-length workload).
+
+What is timed:
+- "forward": a whole fp32 AlbertModel forward (random weights of --preset, or of the config in a model
+  directory such as the embedded default model's, inference mode) per workload: 1 x 16, 1 x 128, 1 x 512
+  and 8 x 128 tokens, and 64 log-normal lengths (median 50, 8..128) padded to 128;
+- "gemm" (linear only): one linear layer alone at the shapes of the model's shared layer, the kernel
+  against `F.linear` (MKL), in GFLOP/s.
 Each row is the median of --rounds rounds; the order alternates every round. Both outputs are compared
 (`max_abs_diff`).
 
     python benchmarks/bench_linear_kernel.py --output benchmarks/linear_kernel_avx2.json
+    python benchmarks/bench_linear_kernel.py --kernel attention --preset src/openalbert/default_model \
+        --output benchmarks/attention_kernel_avx2_default.json
 """
 
 from __future__ import annotations
@@ -26,10 +34,13 @@ import torch
 import torch.nn.functional as F
 
 import openalbert
-from openalbert import cpu_kernels
+from openalbert import cpu_kernels, packed_attention
 
 
 def config_for(preset: str) -> openalbert.AlbertConfig:
+    """A preset's architecture, or that of the model directory `preset` names."""
+    if Path(preset).is_dir():
+        return openalbert.AlbertConfig.from_pretrained(preset)
     return openalbert.AlbertConfig.from_preset(preset)
 
 
@@ -72,16 +83,23 @@ def compare(run: Callable[[bool], Callable[[], torch.Tensor]], rounds: int) -> d
     }
 
 
-_REAL_AVAILABLE = cpu_kernels.linear_available
+# kernel -> (the module whose `available` the model asks on every call, that function as it is)
+_SWITCHES = {
+    "linear": (cpu_kernels, "linear_available"),  # modeling repacks the weights when the answer changes
+    "attention": (packed_attention, "available"),
+}
+_REAL = {kernel: getattr(module, name) for kernel, (module, name) in _SWITCHES.items()}
 
 
-def kernel_switch(on: bool) -> None:
-    """The model's linear layers use the kernel (as built here), or the path it replaced: modeling asks
-    `cpu_kernels.linear_available()` on every call (and repacks the weights when the answer changes)."""
-    cpu_kernels.linear_available = _REAL_AVAILABLE if on else (lambda: False)
+def kernel_switch(on: bool, kernel: str = "linear") -> None:
+    """The model uses the kernel (as built here), or the path it replaced."""
+    module, name = _SWITCHES[kernel]
+    setattr(module, name, _REAL[kernel] if on else (lambda: False))
 
 
-def bench_forward(config: openalbert.AlbertConfig, rounds: int) -> dict[str, dict[str, float]]:
+def bench_forward(
+    config: openalbert.AlbertConfig, rounds: int, kernel: str = "linear"
+) -> dict[str, dict[str, float]]:
     torch.manual_seed(0)
     model = openalbert.AlbertModel(config).eval()
     results = {}
@@ -90,7 +108,7 @@ def bench_forward(config: openalbert.AlbertConfig, rounds: int) -> dict[str, dic
             for name, (ids, mask) in workloads(config.vocab_size).items():
 
                 def run(on: bool, ids: torch.Tensor = ids, mask: torch.Tensor | None = mask):
-                    kernel_switch(on)
+                    kernel_switch(on, kernel)
                     return lambda: model(ids, attention_mask=mask).last_hidden_state
 
                 results[name] = compare(run, rounds)
@@ -98,7 +116,7 @@ def bench_forward(config: openalbert.AlbertConfig, rounds: int) -> dict[str, dic
                 print(f"forward {name}: x{r['speedup']:.2f} ({r['kernel_s'] * 1e3:.1f} ms against "
                       f"{r['without_s'] * 1e3:.1f})", flush=True)  # fmt: skip
     finally:
-        kernel_switch(True)
+        kernel_switch(True, kernel)
     return results
 
 
@@ -126,25 +144,30 @@ def bench_gemm(config: openalbert.AlbertConfig, rows: list[int], rounds: int) ->
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="albert-base-v2", help="a name of openalbert.PRESETS")
+    parser.add_argument("--kernel", choices=sorted(_SWITCHES), default="linear")
+    parser.add_argument(
+        "--preset", default="albert-base-v2", help="a name of openalbert.PRESETS, or a model directory"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--gemm-rows", type=int, nargs="*", default=[128, 1024, 3770])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
-    if not cpu_kernels.linear_available():
-        parser.error(f"the AVX2 linear kernel does not run here: {cpu_kernels.linear_status()}")
+    if not cpu_kernels.linear_available():  # the AVX2 library (it carries both kernels) runs here
+        parser.error(f"the AVX2 kernels do not run here: {cpu_kernels.linear_status()}")
     torch.set_num_threads(args.threads)
     config = config_for(args.preset)
     result = {
+        "kernel_compared": args.kernel,
         "preset": args.preset,
         "threads": args.threads,
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "kernel": cpu_kernels.linear_status(),
-        "forward": bench_forward(config, args.rounds),
-        "gemm": bench_gemm(config, args.gemm_rows, args.rounds),
+        "forward": bench_forward(config, args.rounds, args.kernel),
     }
+    if args.kernel == "linear":
+        result["gemm"] = bench_gemm(config, args.gemm_rows, args.rounds)
     if args.output:
         args.output.write_text(json.dumps(result, indent=2) + "\n")
     return result

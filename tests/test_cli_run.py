@@ -241,11 +241,13 @@ def test_info(models, capsys, monkeypatch) -> None:
     )
     assert model_info(model)["cpu_fp32"].startswith(expected)
     assert "cpu fp32" in done.stdout and "cpu bf16" in done.stdout and "cpu int8" in done.stdout
-    for flags, bf16, int8 in [
-        ({"avx2"}, "emulated", "7-bit"),
-        ({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}, "native (AVX512_BF16)", "8-bit"),
-        (set(), "unknown", "7-bit"),
+    for flags, kernel, bf16, int8 in [
+        ({"avx2"}, False, "emulated", "7-bit"),
+        ({"avx2"}, True, "inference at about float32's speed", "7-bit"),
+        ({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}, False, "native (AVX512_BF16)", "8-bit"),
+        (set(), False, "unknown", "7-bit"),
     ]:
         monkeypatch.setattr(cpu_kernels, "cpu_flags", lambda flags=flags: frozenset(flags))
+        monkeypatch.setattr(cpu_kernels, "linear_available", lambda kernel=kernel: kernel)
         info = model_info(model)
         assert info["cpu_bf16"].startswith(bf16) and info["cpu_int8"].startswith(int8), info

@@ -1,6 +1,7 @@
-"""openalbert's fp32 linear kernel for AVX2 CPUs (`cpu_kernels.linear`): values against float64 for every
-shape class the blocking has (row tails, input blocks, thread splits), the fused bias, GELU, ReLU and
-residual, the model on it against PyTorch's GEMMs, and the fallback when it cannot be built."""
+"""openalbert's linear kernel for AVX2 CPUs (`cpu_kernels.linear`, fp32 arithmetic on fp32 or bf16 tensors):
+values against float64 for every shape class the blocking has (row tails, input blocks, thread splits), the
+fused bias, GELU, ReLU and residual, the model on it against PyTorch's GEMMs, and the fallback when it cannot
+be built."""
 
 from __future__ import annotations
 
@@ -50,6 +51,38 @@ def test_linear_matches_float64(m, k, n, threads):
                     torch.testing.assert_close(got.double(), want, atol=2e-6 * k**0.5, rtol=1e-5)
     finally:
         torch.set_num_threads(before)
+
+
+@needs_linear
+@pytest.mark.parametrize("m, k, n", [(1, 16, 16), (7, 385, 32), (97, 768, 784)])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_bf16_linear_rounds_fp32_sums_once(m, k, n, threads):
+    """bf16 in and out: the sums, bias, activation and residual add in fp32 (bf16 widens exactly), rounded to
+    bf16 once, so at most a few outputs differ from float64 rounded to bf16, each by one bf16 step (fp32's
+    own rounding lands on the other side of a tie)."""
+    gen = torch.Generator().manual_seed(m + n)
+    x, r = torch.randn(m, k, generator=gen).bfloat16(), torch.randn(m, n, generator=gen).bfloat16()
+    w = (torch.randn(n, k, generator=gen) / k**0.5).bfloat16()
+    b = torch.randn(n, generator=gen).bfloat16()
+    packed = cpu_kernels.pack_linear(w)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name, act in ACTIVATIONS.items():
+            got = cpu_kernels.linear(x, packed, b, name, r)
+            want = (act(x.double() @ w.double().T + b.double()) + r.double()).bfloat16()
+            assert got.dtype == torch.bfloat16 and got.shape == (m, n)
+            differ = got != want
+            assert differ.float().mean() < 1e-3
+            step = want.double().abs() * 2**-7  # one bf16 step (8 significant bits)
+            assert ((got.double() - want.double()).abs()[differ] <= step[differ] * 1.01).all()
+    finally:
+        torch.set_num_threads(before)
+    special = torch.tensor([[float("nan"), 1.0], [float("inf"), 1.0]]).bfloat16().repeat(1, 8)  # K = 16
+    out = cpu_kernels.linear(special, cpu_kernels.pack_linear(torch.ones(16, 16)), None)
+    assert out[0].isnan().all() and (out[1] == float("inf")).all()
+    with pytest.raises(TypeError, match="float32 or bfloat16"):
+        cpu_kernels.linear(x.half(), packed, None)
 
 
 @needs_linear
@@ -103,6 +136,28 @@ def test_model_on_the_kernel_matches_pytorchs_gemms(monkeypatch, act):
     assert attention.__dict__["_pack_cache"][0][0] == "onednn"
     with torch.enable_grad():
         torch.testing.assert_close(again, model(ids[:, :8]).last_hidden_state.detach(), atol=1e-5, rtol=0)
+
+
+@needs_linear
+def test_bf16_model_on_the_kernel_is_closer_to_fp32_than_pytorchs_bf16():
+    """bf16 inference on a CPU without bf16 arithmetic runs the linear layers on the kernel (fp32 sums, one
+    rounding) instead of PyTorch's emulated bf16 GEMMs: as close to the fp32 model or closer."""
+    model = _model()
+    ids = torch.randint(5, 99, (3, 40))
+    mask = torch.ones(3, 40, dtype=torch.long)
+    mask[1, 25:] = 0
+    with torch.no_grad():
+        want = model(ids, attention_mask=mask).last_hidden_state
+        model.to(torch.bfloat16)
+        got = model(ids, attention_mask=mask).last_hidden_state
+    assert got.dtype == torch.bfloat16
+    assert model.encoder.albert_layer_groups[0].albert_layers[0].ffn.__dict__["_pack_cache"][0][0] == "avx2"
+    with torch.enable_grad():  # autograd: PyTorch's bf16 GEMMs
+        pytorch = model(ids, attention_mask=mask).last_hidden_state.detach()
+    keep = mask.bool()
+    ours, theirs = ((got - want)[keep].abs().max(), (pytorch.float() - want)[keep].abs().max())
+    assert ours <= theirs * 1.25 + 1e-3, (ours, theirs)
+    assert F.cosine_similarity(got[keep].float(), want[keep], dim=-1).min() > 0.999
 
 
 def test_a_failed_build_warns_once_and_linear_layers_fall_back(monkeypatch, failing_compiler):

@@ -294,7 +294,7 @@ def load_pretrained(
         )
 
     model.to(device=as_device(device), dtype=as_dtype(dtype, config) or torch.float32)
-    if model.dtype == torch.bfloat16:
+    if model.dtype == torch.bfloat16 and not cpu_kernels.linear_available():  # it serves bf16 inference
         cpu_kernels.warn_if_emulated_bf16(model.device, "bf16 weights")
     model.eval()
     if output_loading_info:

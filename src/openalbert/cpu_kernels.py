@@ -64,7 +64,8 @@ _SIGNATURES: dict[str, tuple[type, list[type]]] = {
 
 
 _AVX2_SIGNATURES: dict[str, tuple[type, list[type]]] = {
-    "albert_linear": (ctypes.c_int, [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 2),
+    "albert_packed_attention": _SIGNATURES["albert_packed_attention"],
+    "albert_linear": (ctypes.c_int, [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3 + [ctypes.c_int] * 3),
     "albert_gelu_tanh_fp32": (None, [ctypes.c_void_p] * 2 + [ctypes.c_int64, ctypes.c_int]),
 }
 
@@ -82,6 +83,14 @@ def status() -> str:
 def library() -> ctypes.CDLL | None:
     """The loaded AVX-512 kernels, or None where they do not run here."""
     return _load("avx512")[0]
+
+
+def attention_library() -> tuple[ctypes.CDLL | None, str]:
+    """The library whose `albert_packed_attention` serves this CPU (the AVX-512 one, else the AVX2 one where
+    that serves: see linear_available), or None, and where it was built or why none runs, in a few words."""
+    if has_avx512() or not has_avx2():
+        return _load("avx512")
+    return _load("avx2")
 
 
 # ---- GELU (tanh approximation) ------------------------------------------------------------------------------
@@ -227,8 +236,8 @@ def linear_status() -> str:
 
 
 def pack_linear(weight: torch.Tensor) -> torch.Tensor:
-    """An nn.Linear weight (N, K), N a multiple of 16, as `linear` reads it: panels of 16 output columns,
-    k-major, (N / 16, K, 16) fp32."""
+    """An nn.Linear weight (N, K), N a multiple of 16, fp32 or bf16, as `linear` reads it: panels of 16 output
+    columns, k-major, (N / 16, K, 16) fp32 (bf16 widens exactly)."""
     n, k = weight.shape
     return weight.detach().float().reshape(n // 16, 16, k).transpose(1, 2).contiguous()  # (N/16, K, 16)
 
@@ -240,13 +249,18 @@ def linear(
     activation: str | None = None,
     residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """activation(x W^T + bias) + residual on the "avx2" kernel, for fp32 CPU inference: x (..., K), `packed`
-    from `pack_linear`, `activation` None or one of LINEAR_ACTIVATIONS (others are the caller's)."""
+    """activation(x W^T + bias) + residual on the "avx2" kernel, for CPU inference: x (..., K) fp32 or bf16,
+    `packed` from `pack_linear`, `activation` None or one of LINEAR_ACTIVATIONS (others are the caller's).
+    The output has x's dtype; for bf16 the sums, bias, activation and residual add are fp32, rounded to bf16
+    once, as a bf16 GEMM with fp32 accumulation rounds them."""
+    if x.dtype not in (torch.float32, torch.bfloat16):
+        raise TypeError(f"the linear kernel takes float32 or bfloat16 inputs, not {x.dtype}")
     k = x.shape[-1]
     n = packed.shape[0] * packed.shape[2]
     flat = x.reshape(math.prod(x.shape[:-1]), k).contiguous()  # (rows, K)
-    out = torch.empty(flat.shape[0], n, dtype=torch.float32)
-    extra = None if residual is None else residual.reshape(flat.shape[0], n).contiguous()
+    out = torch.empty(flat.shape[0], n, dtype=x.dtype)
+    extra = None if residual is None else residual.to(x.dtype).reshape(flat.shape[0], n).contiguous()
+    bias = None if bias is None else bias.detach().float().contiguous()
     code = 0 if activation is None else LINEAR_ACTIVATIONS[activation]
     fails = _load("avx2")[0].albert_linear(
         *_pointers(flat, packed),
@@ -257,6 +271,7 @@ def linear(
         n,
         k,
         code,
+        int(x.dtype == torch.bfloat16),
         torch.get_num_threads(),
     )
     if fails == -2:
@@ -350,7 +365,7 @@ _LIBRARIES = {
         "AVX2 and FMA in /proc/cpuinfo",
         has_avx2,
         _AVX2_SIGNATURES,
-        "fp32 linear layers and GELU",
+        "linear layers, attention and GELU",
     ),
 }
 
@@ -388,7 +403,7 @@ def _build(compiler: str, kind: str, sources: list[Path], flags: tuple[str, ...]
     """Compile `sources` into the cache, once per sources, headers, flags, compiler and CPU; return the
     path."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    parts = [p.read_bytes() for p in sorted({*sources, *CSRC.glob("*.h")})]
+    parts = [p.read_bytes() for p in sorted({*sources, *CSRC.rglob("*.h")})]
     key = hashlib.sha256(
         b"\0".join([*parts, " ".join(flags).encode(), version.encode(), _cpu_id().encode()])
     ).hexdigest()[:16]

@@ -2,10 +2,10 @@
 
 `packed_attention` is what `AlbertAttention` runs for CPU inference (absolute or "relative_key"
 positions): the real tokens of a batch stay back to back, (N, 3C) in and (N, C) out, with no copy into a
-padded layout. The kernel is `csrc/attention.c` (AVX-512F, fp32 arithmetic on fp32 or bf16 tensors, on
-PyTorch's OpenMP threads), built and loaded by `cpu_kernels`. Where it cannot be built or run (no
-compiler, no AVX-512, `OPENALBERT_CPU_KERNEL=0`), `available()` is False and the model keeps PyTorch's
-attention kernels.
+padded layout. The kernel is `csrc/attention.c` (AVX-512F), or `csrc/avx2/attention.c` on CPUs with AVX2
+and FMA but no AVX-512: fp32 arithmetic on fp32 or bf16 tensors, on PyTorch's OpenMP threads, built and
+loaded by `cpu_kernels`. Where neither can be built or run (no compiler, no AVX2,
+`OPENALBERT_CPU_KERNEL=0`), `available()` is False and the model keeps PyTorch's attention kernels.
 """
 
 from __future__ import annotations
@@ -42,12 +42,12 @@ class PackedSequences:
 
 def available() -> bool:
     """Whether the kernel runs here (built, or buildable now, for this CPU)."""
-    return cpu_kernels.available()
+    return cpu_kernels.attention_library()[0] is not None
 
 
 def status() -> str:
     """Where the kernel was built, or why it does not run here, in a few words (`openalbert info`)."""
-    return cpu_kernels.status()
+    return cpu_kernels.attention_library()[1]
 
 
 def refusal(position_embedding_type: str, head_dim: int) -> str | None:
@@ -87,7 +87,7 @@ def packed_attention(
     """softmax(q k^T / sqrt(head_dim) + rel) v within each sequence, every head: (N, 3C) [q | k | v] ->
     (N, C). `relative` is the "relative_key" distance table (2P - 1, head_dim), row P - 1 + i - j for
     query i and key j of a sequence: rel[i, j] = q_i . table[P - 1 + i - j], added after the scaling."""
-    library = cpu_kernels.library()
+    library = cpu_kernels.attention_library()[0]
     if library is None:
         raise RuntimeError("the CPU attention kernel is not available here (see packed_attention.available)")
     C = num_heads * head_dim

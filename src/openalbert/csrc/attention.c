@@ -19,21 +19,7 @@
 #include <stdlib.h>
 
 #include "vector.h"
-
-typedef struct {
-    const void *qkv;
-    void *out;
-    int bf16;
-    const int64_t *starts, *lengths, *order; /* order: sequences, longest first */
-    int64_t n_seq, heads, head_dim, max_len;
-    float scale;
-    const float *rel; /* relative_key distance table (2P - 1, head_dim), row P - 1 + i - j; or NULL */
-    int64_t rel_center; /* P - 1 */
-    int64_t next_task; /* taken with an atomic add */
-    int failed;
-} Job;
-
-static inline int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
+#include "attention_tasks.h"
 
 /* r[k][i] <- r[i][k]: a 16 x 16 block of floats transposed in registers. */
 static inline void transpose16(__m512 r[16]) {
@@ -211,30 +197,15 @@ static void run_task(const Job *job, int64_t seq, int64_t head, float *buf) {
 }
 
 /* Returns 0 on success, 1 when a thread could not get its buffers (out is then incomplete). The threads
- * are OpenMP's: loaded beside PyTorch, this library uses PyTorch's own OpenMP runtime (same soname), so
- * its threads are the ones PyTorch's GEMMs just used, not a second set competing for the same cores. */
+ * are PyTorch's OpenMP threads (attention_tasks.h). */
 int albert_packed_attention(const void *qkv, void *out, int bf16, int64_t n_seq, const int64_t *starts,
                             const int64_t *lengths, const int64_t *order, int64_t heads, int64_t head_dim,
                             int64_t max_len, float scale, const float *rel, int64_t rel_center,
                             int threads) {
     Job job = {qkv, out, bf16, starts, lengths, order, n_seq, heads, head_dim, max_len, scale, rel, rel_center,
                0, 0};
-    const int64_t tasks = n_seq * heads, Lp = round16(max_len), D = head_dim;
+    const int64_t Lp = round16(max_len), D = head_dim;
     /* kt, v, q, s, qu, rt (see run_task) */
     const size_t floats = (size_t)(D * Lp + D * max_len + 4 * D + 4 * Lp + 4 * D + D * 2 * Lp + 16);
-#pragma omp parallel num_threads(threads < 1 ? 1 : threads)
-    {
-        float *buf = (float *)aligned_alloc(64, sizeof(float) * ((floats + 15) & ~(size_t)15));
-        if (buf == NULL) {
-            __atomic_store_n(&job.failed, 1, __ATOMIC_RELAXED);
-        } else {
-            for (;;) { /* longest sequences first, each thread taking the next (sequence, head) */
-                int64_t t = __atomic_fetch_add(&job.next_task, 1, __ATOMIC_RELAXED);
-                if (t >= tasks) break;
-                run_task(&job, order[t / heads], t % heads, buf);
-            }
-            free(buf);
-        }
-    }
-    return job.failed;
+    return run_tasks(&job, run_task, floats, threads);
 }

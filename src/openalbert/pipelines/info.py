@@ -70,7 +70,12 @@ def _cpu_precisions() -> tuple[str, str]:
     from openalbert.fast.quantize import weight_levels
 
     native = cpu_kernels.cpu_flags() & cpu_kernels.BF16_FLAGS
-    if cpu_kernels.emulates_bf16():
+    if cpu_kernels.emulates_bf16() and cpu_kernels.linear_available():
+        bf16 = (
+            "inference at about float32's speed: linear layers on the compiled AVX2 kernel, in fp32 "
+            "arithmetic (no AVX512_BF16 or AMX); training emulated by PyTorch, several times slower"
+        )
+    elif cpu_kernels.emulates_bf16():
         bf16 = "emulated by PyTorch (no AVX512_BF16 or AMX): several times slower than float32"
     elif native:
         bf16 = f"native ({', '.join(sorted(f.upper() for f in native))})"

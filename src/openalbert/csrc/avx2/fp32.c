@@ -1,6 +1,8 @@
 /*
  * fp32 inference kernels for AVX2 + FMA CPUs without AVX-512 (Zen 2/3, Intel client CPUs): linear layers,
- * and the tanh GELU where no linear layer takes it in (after int8 layers).
+ * on fp32 or bf16 tensors (bf16 widened exactly and summed in fp32: these CPUs have no bf16 arithmetic,
+ * and PyTorch's emulated bf16 GEMMs run about 6x slower than fp32 there), and the tanh GELU where no linear
+ * layer takes it in (after int8 layers).
  *
  * Linear layers:
  *
@@ -17,11 +19,12 @@
  * a 6 x 16 block of the output at a time (12 of the 16 vector registers accumulate) over blocks of KC
  * inputs, so one weight panel block (KC x 16) stays in L1 while it meets up to MC rows of x held in L2.
  */
-#include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+
+#include "avx2.h"
 
 #define MR 6    /* rows of x per block */
 #define NR 16   /* output columns per weight panel: two vectors */
@@ -30,26 +33,6 @@
 #define CHUNK 4 /* weight panels per tile: 64 output columns */
 
 enum { ACT_NONE = 0, ACT_GELU_TANH = 1, ACT_RELU = 2 };
-
-/* vector.h's exp16 in 8 lanes (that header is AVX-512): e^x for x <= 88, x = n ln2 + r, |r| <= ln2/2, e^r
- * by its Taylor polynomial to r^6 (relative error about 1e-7), times 2^n built in the exponent bits; below
- * -87, about 1.6e-38. */
-static inline __m256 exp8(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
-}
 
 /* x / 2 (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2 / pi) (x + 0.044715 x^3): ALBERT v2's "gelu_new". */
 static inline __m256 gelu_tanh8(__m256 x) {
@@ -61,18 +44,31 @@ static inline __m256 gelu_tanh8(__m256 x) {
     return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
-static inline __m256 finish8(__m256 v, const float *bias, const float *residual, int act) {
-    if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias));
-    if (act == ACT_GELU_TANH) v = gelu_tanh8(v);
-    else if (act == ACT_RELU) v = _mm256_max_ps(v, _mm256_setzero_ps());
-    if (residual) v = _mm256_add_ps(v, _mm256_loadu_ps(residual));
-    return v;
+/* Where finished values go: y (M, N) of fp32 or bf16, the residual (same layout and dtype, or NULL), the
+ * fp32 bias (or NULL) and the activation. */
+typedef struct {
+    void *y;
+    const void *residual;
+    const float *bias;
+    int64_t n;
+    int act, bf16;
+} Sink;
+
+/* bias, activation and residual on 8 sums of row `row`, columns col..col+7, stored to the sink's y */
+static inline void finish8(__m256 v, const Sink *s, int64_t row, int64_t col) {
+    int64_t at = row * s->n + col;
+    if (s->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(s->bias + col));
+    if (s->act == ACT_GELU_TANH) v = gelu_tanh8(v);
+    else if (s->act == ACT_RELU) v = _mm256_max_ps(v, _mm256_setzero_ps());
+    if (s->residual) v = _mm256_add_ps(v, load8(s->residual, at, s->bf16));
+    store8(s->y, at, v, s->bf16);
 }
 
-/* y[0:rows, 0:16] (+)= a b over kc inputs: a is a 6-row panel (k-major), b a 16-column panel (k-major).
- * `first` stores, else adds to what is there; `last` adds the bias, activation and residual. */
-static void block6x16(int64_t kc, const float *a, const float *b, float *y, int64_t ldy, int rows, int first,
-                      int last, const float *bias, const float *residual, int act) {
+/* acc[0:rows, 0:16] (+)= a b over kc inputs: a is a 6-row panel (k-major), b a 16-column panel (k-major),
+ * acc fp32 partial sums (ldacc apart). `first` stores, else adds to what is there; `last` sends the sums
+ * to the sink instead (rows row.., columns col..), with the bias, activation and residual. */
+static void block6x16(int64_t kc, const float *a, const float *b, float *acc, int64_t ldacc, int rows,
+                      int first, int last, const Sink *sink, int64_t row, int64_t col) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
            c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00; /* 12 accumulators, in registers */
     for (int64_t k = 0; k < kc; k++, a += MR, b += NR) {
@@ -87,40 +83,52 @@ static void block6x16(int64_t kc, const float *a, const float *b, float *y, int6
         ROW(5, c50, c51);
 #undef ROW
     }
-    __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    __m256 sums[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     for (int i = 0; i < rows; i++) {
-        float *yi = y + i * ldy;
+        float *ai = acc + i * ldacc;
         for (int h = 0; h < 2; h++) {
-            __m256 v = acc[i][h];
-            if (!first) v = _mm256_add_ps(v, _mm256_loadu_ps(yi + 8 * h));
-            if (last)
-                v = finish8(v, bias ? bias + 8 * h : 0, residual ? residual + i * ldy + 8 * h : 0, act);
-            _mm256_storeu_ps(yi + 8 * h, v);
+            __m256 v = sums[i][h];
+            if (!first) v = _mm256_add_ps(v, _mm256_loadu_ps(ai + 8 * h));
+            if (last) finish8(v, sink, row + i, col + 8 * h);
+            else _mm256_storeu_ps(ai + 8 * h, v);
         }
     }
 }
 
-/* y (M, N) = act(x (M, K) w^T + bias) + residual; bias and residual may be NULL. Returns 0; -1 where the
- * copy of x could not be allocated, -2 for K = 0 (y is then untouched). */
-int albert_linear(const float *x, const float *packed, const float *bias, const float *residual, float *y,
-                  int64_t m, int64_t n, int64_t k, int act, int threads) {
+/* y (M, N) = act(x (M, K) w^T + bias) + residual; bias and residual may be NULL. x, residual and y are fp32,
+ * or bf16 where `bf16` is set (the sums are fp32 either way, rounded to bf16 once at the end); the bias is
+ * fp32. Returns 0; -1 where the copy of x could not be allocated, -2 for K = 0 (y is then untouched). */
+int albert_linear(const void *x, const float *packed, const float *bias, const void *residual, void *y,
+                  int64_t m, int64_t n, int64_t k, int act, int bf16, int threads) {
     if (m <= 0 || n <= 0 || k <= 0) return m > 0 && n > 0 ? -2 : 0; /* the caller takes k = 0 (no GEMM) */
+    threads = threads < 1 ? 1 : threads;
     int64_t panels_m = (m + MR - 1) / MR, panels_n = n / NR;
-    float *xp = malloc((size_t)(panels_m * MR * k) * sizeof(float));
+    /* bf16 output keeps its partial sums over input blocks in fp32: a tile's worth per thread */
+    int64_t scratch = bf16 ? MC * CHUNK * NR : 0;
+    float *xp = malloc((size_t)(panels_m * MR * k + threads * scratch) * sizeof(float));
     if (!xp) return -1;
-#pragma omp parallel num_threads(threads < 1 ? 1 : threads)
+    Sink sink = {y, residual, bias, n, act, bf16};
+#pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)
         for (int64_t p = 0; p < panels_m; p++) { /* x in 6-row panels, k-major; missing rows are 0 */
             float *dst = xp + p * MR * k;
             int rows = m - p * MR < MR ? (int)(m - p * MR) : MR;
-            for (int64_t i = 0; i < k; i++)
-                for (int r = 0; r < MR; r++) dst[i * MR + r] = r < rows ? x[(p * MR + r) * k + i] : 0.0f;
+            for (int r = 0; r < MR; r++) {
+                int64_t at = (p * MR + r) * k;
+                if (r >= rows)
+                    for (int64_t i = 0; i < k; i++) dst[i * MR + r] = 0.0f;
+                else if (bf16)
+                    for (int64_t i = 0; i < k; i++) dst[i * MR + r] = bf16_to_float(((const uint16_t *)x)[at + i]);
+                else
+                    for (int64_t i = 0; i < k; i++) dst[i * MR + r] = ((const float *)x)[at + i];
+            }
         }
         /* Tiles of a row block x 4 weight panels (64 columns), handed out as threads come free (cores of
          * unequal speed, as on hybrid CPUs, finish together). Row blocks hold at most MC rows, are of
          * equal size (each streams its tiles' weights once) and are small enough for 4 tiles a thread. */
         int team = omp_get_num_threads();
+        float *tile_sums = xp + panels_m * MR * k + omp_get_thread_num() * scratch;
         int64_t chunks = (panels_n + CHUNK - 1) / CHUNK;
         int64_t per = panels_m * chunks / (4 * team);
         per = per < 1 ? 1 : per > MC / MR ? MC / MR : per;
@@ -137,9 +145,11 @@ int albert_linear(const float *x, const float *packed, const float *bias, const 
                     const float *b = packed + (j * k + kb) * NR;
                     for (int64_t p = p0; p < p1; p++) {
                         int rows = m - p * MR < MR ? (int)(m - p * MR) : MR;
-                        int64_t at = p * MR * n + j * NR;
-                        block6x16(kc, xp + p * MR * k + kb * MR, b, y + at, n, rows, first, last,
-                                  bias ? bias + j * NR : 0, residual ? residual + at : 0, act);
+                        /* partial sums: in y itself for fp32, in this thread's tile for bf16 */
+                        float *acc = bf16 ? tile_sums + (p - p0) * MR * CHUNK * NR + (j - j0) * NR
+                                          : (float *)y + p * MR * n + j * NR;
+                        block6x16(kc, xp + p * MR * k + kb * MR, b, acc, bf16 ? CHUNK * NR : n, rows, first,
+                                  last, &sink, p * MR, j * NR);
                     }
                 }
             }
