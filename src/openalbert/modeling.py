@@ -315,8 +315,9 @@ _FUSABLE = {
 
 def _packer(x: torch.Tensor, weight: torch.Tensor) -> str | None:
     """Which packed-weight GEMM serves this CPU inference call (no autograd through it): "avx2" (openalbert's
-    kernel, fp32 or bf16, on CPUs without AVX-512 where it is built), "onednn" (fp32, or bf16 where oneDNN has bf16
-    GEMMs; without AVX-512 only for small inputs, see _PACKED_ROWS_WITHOUT_AVX512), or None: F.linear."""
+    kernel, fp32 or bf16, on CPUs without AVX-512 where it is built), "onednn" (fp32, or bf16 where oneDNN
+    has bf16 GEMMs; without AVX-512 only for small inputs, see _PACKED_ROWS_WITHOUT_AVX512), or None:
+    F.linear."""
     if (
         x.device.type != "cpu"
         or x.numel() == 0  # F.linear's edge cases (no rows, no inputs)

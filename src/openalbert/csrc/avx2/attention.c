@@ -172,7 +172,8 @@ static void run_task(const Job *job, int64_t seq, int64_t head, float *buf) {
         }
     for (int64_t j = 0; j < L; j++)
         for (int64_t d = 0; d < D; d += 8)
-            _mm256_storeu_ps(v + j * D + d, load8(job->qkv, (first + j) * stride + 2 * C + head * D + d, bf16));
+            _mm256_storeu_ps(v + j * D + d,
+                             load8(job->qkv, (first + j) * stride + 2 * C + head * D + d, bf16));
 
     const __m256 scale = _mm256_set1_ps(job->scale);
     for (int64_t i0 = 0; i0 < L; i0 += QR) {
@@ -197,8 +198,8 @@ int albert_packed_attention(const void *qkv, void *out, int bf16, int64_t n_seq,
                             const int64_t *lengths, const int64_t *order, int64_t heads, int64_t head_dim,
                             int64_t max_len, float scale, const float *rel, int64_t rel_center,
                             int threads) {
-    Job job = {qkv, out, bf16, starts, lengths, order, n_seq, heads, head_dim, max_len, scale, rel, rel_center,
-               0, 0};
+    Job job = {qkv, out, bf16, starts, lengths, order, n_seq, heads, head_dim, max_len, scale, rel,
+               rel_center, 0, 0};
     const int64_t Lp = round16(max_len), D = head_dim;
     /* kp, v, q, s, qu, rt (see run_task) */
     const size_t floats =

@@ -119,7 +119,8 @@ int albert_linear(const void *x, const float *packed, const float *bias, const v
                 if (r >= rows)
                     for (int64_t i = 0; i < k; i++) dst[i * MR + r] = 0.0f;
                 else if (bf16)
-                    for (int64_t i = 0; i < k; i++) dst[i * MR + r] = bf16_to_float(((const uint16_t *)x)[at + i]);
+                    for (int64_t i = 0; i < k; i++)
+                        dst[i * MR + r] = bf16_to_float(((const uint16_t *)x)[at + i]);
                 else
                     for (int64_t i = 0; i < k; i++) dst[i * MR + r] = ((const float *)x)[at + i];
             }
