@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from tests.conftest import TINY
 
+import openalbert
 from openalbert import AlbertConfig, AlbertModel, cpu_kernels, modeling
 
 needs_linear = pytest.mark.skipif(
@@ -158,6 +159,24 @@ def test_bf16_model_on_the_kernel_is_closer_to_fp32_than_pytorchs_bf16():
     ours, theirs = ((got - want)[keep].abs().max(), (pytorch.float() - want)[keep].abs().max())
     assert ours <= theirs * 1.25 + 1e-3, (ours, theirs)
     assert F.cosine_similarity(got[keep].float(), want[keep], dim=-1).min() > 0.999
+
+
+@needs_linear
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_mlm_head_runs_on_the_kernel(dtype):
+    """The MLM head's projections (the tied decoder included) are packed for inference like the encoder's:
+    the same logits as PyTorch's GEMMs, and in bf16 no emulated GEMM."""
+    torch.manual_seed(0)
+    config = AlbertConfig(**(TINY | {"vocab_size": 112, "intermediate_size": 48}))  # widths of 16s
+    model = openalbert.AlbertForMaskedLM(config).eval().to(dtype)
+    ids = torch.randint(5, 112, (2, 12))
+    with torch.no_grad():
+        got = model(ids).logits
+    assert model.predictions.decoder.__dict__["_pack_cache"][0][0] == "avx2"
+    with torch.enable_grad():  # autograd: F.linear
+        want = model(ids).logits.detach()
+    tol = 1e-5 if dtype == torch.float32 else 8e-3  # bf16 logits of at most 0.3: a few of its steps
+    torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=0)
 
 
 def test_a_failed_build_warns_once_and_linear_layers_fall_back(monkeypatch, failing_compiler):

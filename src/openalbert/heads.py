@@ -14,7 +14,7 @@ from torch import nn
 
 from openalbert import cpu_kernels
 from openalbert.config import AlbertConfig
-from openalbert.modeling import ACT2FN, AlbertModel, AlbertPreTrainedModel, ModelOutput
+from openalbert.modeling import ACT2FN, AlbertModel, AlbertPreTrainedModel, Linear, ModelOutput
 
 # ---- outputs --------------------------------------------------------------------------------------------
 
@@ -64,14 +64,16 @@ class QuestionAnsweringModelOutput(ModelOutput):
 
 
 class AlbertMLMHead(nn.Module):
-    """H -> E (dense, activation, LayerNorm) -> vocabulary; the decoder is tied to the input embedding."""
+    """H -> E (dense, activation, LayerNorm) -> vocabulary; the decoder is tied to the input embedding.
+    Both projections are modeling.Linear: packed weights for CPU inference, as in the encoder (on a CPU
+    without bf16 arithmetic that keeps a bf16 decoder off PyTorch's emulated GEMM)."""
 
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.embedding_size)
+        self.dense = Linear(config.hidden_size, config.embedding_size)
         self.activation = ACT2FN[config.hidden_act]
         self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.embedding_size, config.vocab_size)
+        self.decoder = Linear(config.embedding_size, config.vocab_size)
         # The checkpoint names the output bias `predictions.bias`; the decoder uses that same tensor.
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.decoder.bias = self.bias
