@@ -57,33 +57,36 @@ def test_linear_matches_float64(m, k, n, threads):
 @needs_linear
 @pytest.mark.parametrize("m, k, n", [(1, 16, 16), (7, 385, 32), (97, 768, 784)])
 @pytest.mark.parametrize("threads", [1, 3])
-def test_bf16_linear_rounds_fp32_sums_once(m, k, n, threads):
-    """bf16 in and out: the sums, bias, activation and residual add in fp32 (bf16 widens exactly), rounded to
-    bf16 once, so at most a few outputs differ from float64 rounded to bf16, each by one bf16 step (fp32's
-    own rounding lands on the other side of a tie)."""
+@pytest.mark.parametrize("dtype, bits", [(torch.bfloat16, 8), (torch.float16, 11)])
+def test_half_precision_linear_rounds_fp32_sums_once(m, k, n, threads, dtype, bits):
+    """bf16 or fp16 in and out: the sums, bias, activation and residual add in fp32 (half precision widens
+    exactly), rounded once, so at most a few outputs differ from float64 rounded to the dtype, each by one
+    step of its `bits` significant bits (fp32's own rounding lands on the other side of a tie)."""
     gen = torch.Generator().manual_seed(m + n)
-    x, r = torch.randn(m, k, generator=gen).bfloat16(), torch.randn(m, n, generator=gen).bfloat16()
-    w = (torch.randn(n, k, generator=gen) / k**0.5).bfloat16()
-    b = torch.randn(n, generator=gen).bfloat16()
+    x, r = torch.randn(m, k, generator=gen).to(dtype), torch.randn(m, n, generator=gen).to(dtype)
+    w = (torch.randn(n, k, generator=gen) / k**0.5).to(dtype)
+    b = torch.randn(n, generator=gen).to(dtype)
     packed = cpu_kernels.pack_linear(w)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for name, act in ACTIVATIONS.items():
             got = cpu_kernels.linear(x, packed, b, name, r)
-            want = (act(x.double() @ w.double().T + b.double()) + r.double()).bfloat16()
-            assert got.dtype == torch.bfloat16 and got.shape == (m, n)
+            want = (act(x.double() @ w.double().T + b.double()) + r.double()).to(dtype)
+            assert got.dtype == dtype and got.shape == (m, n)
             differ = got != want
-            assert differ.float().mean() < 1e-3
-            step = want.double().abs() * 2**-7  # one bf16 step (8 significant bits)
-            assert ((got.double() - want.double()).abs()[differ] <= step[differ] * 1.01).all()
+            # fp32's sums are off by about 1e-7 relative: a few thousandths of a bf16 step, 8x more of fp16's
+            assert differ.float().mean() < 1e-3 * 2 ** (bits - 8)
+            # one step of the dtype, plus fp32's own error on sums of k terms (which shows on results near 0)
+            step = want.double().abs() * 2 ** (1 - bits) + 2e-6 * k**0.5
+            assert ((got.double() - want.double()).abs()[differ] <= step[differ]).all()
     finally:
         torch.set_num_threads(before)
-    special = torch.tensor([[float("nan"), 1.0], [float("inf"), 1.0]]).bfloat16().repeat(1, 8)  # K = 16
+    special = torch.tensor([[float("nan"), 1.0], [float("inf"), 1.0]]).to(dtype).repeat(1, 8)  # K = 16
     out = cpu_kernels.linear(special, cpu_kernels.pack_linear(torch.ones(16, 16)), None)
     assert out[0].isnan().all() and (out[1] == float("inf")).all()
-    with pytest.raises(TypeError, match="float32 or bfloat16"):
-        cpu_kernels.linear(x.half(), packed, None)
+    with pytest.raises(TypeError, match="float32, bfloat16 or float16"):
+        cpu_kernels.linear(x.double(), packed, None)
 
 
 @needs_linear
@@ -140,20 +143,22 @@ def test_model_on_the_kernel_matches_pytorchs_gemms(monkeypatch, act):
 
 
 @needs_linear
-def test_bf16_model_on_the_kernel_is_closer_to_fp32_than_pytorchs_bf16():
-    """bf16 inference on a CPU without bf16 arithmetic runs the linear layers on the kernel (fp32 sums, one
-    rounding) instead of PyTorch's emulated bf16 GEMMs: as close to the fp32 model or closer."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_model_on_the_kernel_is_as_close_to_fp32_as_pytorchs(dtype):
+    """Half-precision inference on a CPU without half-precision arithmetic runs the linear layers on the
+    kernel (fp32 sums, one rounding) instead of PyTorch's emulated GEMMs: as close to the fp32 model or
+    closer."""
     model = _model()
     ids = torch.randint(5, 99, (3, 40))
     mask = torch.ones(3, 40, dtype=torch.long)
     mask[1, 25:] = 0
     with torch.no_grad():
         want = model(ids, attention_mask=mask).last_hidden_state
-        model.to(torch.bfloat16)
+        model.to(dtype)
         got = model(ids, attention_mask=mask).last_hidden_state
-    assert got.dtype == torch.bfloat16
+    assert got.dtype == dtype
     assert model.encoder.albert_layer_groups[0].albert_layers[0].ffn.__dict__["_pack_cache"][0][0] == "avx2"
-    with torch.enable_grad():  # autograd: PyTorch's bf16 GEMMs
+    with torch.enable_grad():  # autograd: PyTorch's half-precision GEMMs
         pytorch = model(ids, attention_mask=mask).last_hidden_state.detach()
     keep = mask.bool()
     ours, theirs = ((got - want)[keep].abs().max(), (pytorch.float() - want)[keep].abs().max())
@@ -162,7 +167,7 @@ def test_bf16_model_on_the_kernel_is_closer_to_fp32_than_pytorchs_bf16():
 
 
 @needs_linear
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_mlm_head_runs_on_the_kernel(dtype):
     """The MLM head's projections (the tied decoder included) are packed for inference like the encoder's:
     the same logits as PyTorch's GEMMs, and in bf16 no emulated GEMM."""
@@ -175,7 +180,9 @@ def test_mlm_head_runs_on_the_kernel(dtype):
     assert model.predictions.decoder.__dict__["_pack_cache"][0][0] == "avx2"
     with torch.enable_grad():  # autograd: F.linear
         want = model(ids).logits.detach()
-    tol = 1e-5 if dtype == torch.float32 else 8e-3  # bf16 logits of at most 0.3: a few of its steps
+    tol = {torch.float32: 1e-5, torch.bfloat16: 8e-3, torch.float16: 1e-3}[
+        dtype
+    ]  # logits <= 0.3: a few steps
     torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=0)
 
 

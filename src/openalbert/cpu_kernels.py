@@ -222,6 +222,8 @@ class _CrossEntropySum(torch.autograd.Function):
 
 # Activations the "avx2" linear kernel applies itself: name -> its code there.
 LINEAR_ACTIVATIONS = {"gelu_new": 1, "gelu_fast": 1, "gelu_pytorch_tanh": 1, "relu": 2}
+# The element types it reads and writes: dtype -> its code there (avx2.h's F32, BF16, F16).
+LINEAR_DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float16: 2}
 
 
 def linear_available() -> bool:
@@ -236,8 +238,8 @@ def linear_status() -> str:
 
 
 def pack_linear(weight: torch.Tensor) -> torch.Tensor:
-    """An nn.Linear weight (N, K), N a multiple of 16, fp32 or bf16, as `linear` reads it: panels of 16 output
-    columns, k-major, (N / 16, K, 16) fp32 (bf16 widens exactly)."""
+    """An nn.Linear weight (N, K), N a multiple of 16, fp32, bf16 or fp16, as `linear` reads it: panels of 16
+    output columns, k-major, (N / 16, K, 16) fp32 (half precision widens exactly)."""
     n, k = weight.shape
     return weight.detach().float().reshape(n // 16, 16, k).transpose(1, 2).contiguous()  # (N/16, K, 16)
 
@@ -249,12 +251,12 @@ def linear(
     activation: str | None = None,
     residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """activation(x W^T + bias) + residual on the "avx2" kernel, for CPU inference: x (..., K) fp32 or bf16,
-    `packed` from `pack_linear`, `activation` None or one of LINEAR_ACTIVATIONS (others are the caller's).
-    The output has x's dtype; for bf16 the sums, bias, activation and residual add are fp32, rounded to bf16
-    once, as a bf16 GEMM with fp32 accumulation rounds them."""
-    if x.dtype not in (torch.float32, torch.bfloat16):
-        raise TypeError(f"the linear kernel takes float32 or bfloat16 inputs, not {x.dtype}")
+    """activation(x W^T + bias) + residual on the "avx2" kernel, for CPU inference: x (..., K) fp32, bf16 or
+    fp16, `packed` from `pack_linear`, `activation` None or one of LINEAR_ACTIVATIONS (others are the
+    caller's). The output has x's dtype; in half precision the sums, bias, activation and residual add are
+    fp32, rounded once, as a half-precision GEMM with fp32 accumulation rounds them."""
+    if x.dtype not in LINEAR_DTYPES:
+        raise TypeError(f"the linear kernel takes float32, bfloat16 or float16 inputs, not {x.dtype}")
     k = x.shape[-1]
     n = packed.shape[0] * packed.shape[2]
     flat = x.reshape(math.prod(x.shape[:-1]), k).contiguous()  # (rows, K)
@@ -271,7 +273,7 @@ def linear(
         n,
         k,
         code,
-        int(x.dtype == torch.bfloat16),
+        LINEAR_DTYPES[x.dtype],
         torch.get_num_threads(),
     )
     if fails == -2:
@@ -338,10 +340,9 @@ def _caller_level() -> int:
 
 
 def has_avx2() -> bool:
-    """Whether this CPU runs AVX2 and FMA code (the "avx2" kernels), as PyTorch and Linux see it."""
-    return (
-        torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512", "AVX512_BF16") and "fma" in cpu_flags()
-    )
+    """Whether this CPU runs AVX2, FMA and F16C code (the "avx2" kernels), as PyTorch and Linux see it."""
+    capable = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512", "AVX512_BF16")
+    return capable and {"fma", "f16c"} <= cpu_flags()
 
 
 class _Library(NamedTuple):
@@ -361,8 +362,8 @@ _LIBRARIES = {
     ),
     "avx2": _Library(
         "avx2/*.c",
-        ("-mavx2", "-mfma"),
-        "AVX2 and FMA in /proc/cpuinfo",
+        ("-mavx2", "-mfma", "-mf16c"),
+        "AVX2, FMA and F16C in /proc/cpuinfo",
         has_avx2,
         _AVX2_SIGNATURES,
         "linear layers, attention and GELU",

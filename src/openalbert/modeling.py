@@ -216,8 +216,8 @@ class Unpadded:
 class Linear(nn.Linear):
     """nn.Linear (same parameters and state-dict names) that, for CPU inference, runs on pre-packed weights
     with the activation and residual add fused in: oneDNN's GEMMs with AVX-512 (1.2-1.4x faster than the
-    plain GEMM there), openalbert's own kernel on AVX2 CPUs (fp32 arithmetic for fp32 and bf16 tensors,
-    `cpu_kernels.linear`; see _packer).
+    plain GEMM there), openalbert's own kernel on AVX2 CPUs (fp32 arithmetic for fp32, bf16 and fp16
+    tensors, `cpu_kernels.linear`; see _packer).
 
     The packed copy serves eval mode only: it is made on first use, remade whenever the weight changes
     (in-place updates bump its version) and dropped by `train()`, since fused optimizers update
@@ -315,9 +315,9 @@ _FUSABLE = {
 
 def _packer(x: torch.Tensor, weight: torch.Tensor) -> str | None:
     """Which packed-weight GEMM serves this CPU inference call (no autograd through it): "avx2" (openalbert's
-    kernel, fp32 or bf16, on CPUs without AVX-512 where it is built), "onednn" (fp32, or bf16 where oneDNN
-    has bf16 GEMMs; without AVX-512 only for small inputs, see _PACKED_ROWS_WITHOUT_AVX512), or None:
-    F.linear."""
+    kernel, fp32, bf16 or fp16, on CPUs without AVX-512 where it is built), "onednn" (fp32, or bf16 where
+    oneDNN has bf16 GEMMs; without AVX-512 only for small inputs, see _PACKED_ROWS_WITHOUT_AVX512), or
+    None: F.linear."""
     if (
         x.device.type != "cpu"
         or x.numel() == 0  # F.linear's edge cases (no rows, no inputs)
@@ -328,7 +328,7 @@ def _packer(x: torch.Tensor, weight: torch.Tensor) -> str | None:
     ):
         return None
     if (
-        weight.dtype in (torch.float32, torch.bfloat16)
+        weight.dtype in cpu_kernels.LINEAR_DTYPES
         and weight.shape[0] % 16 == 0
         and cpu_kernels.linear_available()
     ):

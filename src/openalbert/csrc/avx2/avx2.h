@@ -1,7 +1,7 @@
 /*
  * AVX2 + FMA helpers shared by openalbert's kernels for CPUs without AVX-512 (../vector.h is their AVX-512
- * counterpart): 8 floats loaded from and stored to fp32 or bf16 tensors (bf16 widened exactly, and rounded
- * to nearest even as PyTorch rounds), and e^x.
+ * counterpart): 8 floats loaded from and stored to fp32, bf16 or fp16 tensors (half precision widened
+ * exactly, and rounded to nearest even as PyTorch rounds), and e^x.
  */
 #ifndef OPENALBERT_AVX2_H
 #define OPENALBERT_AVX2_H
@@ -34,13 +34,26 @@ static inline float bf16_to_float(uint16_t v) {
     return f;
 }
 
-static inline __m256 load8(const void *base, int64_t at, int bf16) {
-    return bf16 ? load_bf16x8((const uint16_t *)base + at) : _mm256_loadu_ps((const float *)base + at);
+/* The element types of the tensors these kernels read and write. */
+enum { F32 = 0, BF16 = 1, F16 = 2 };
+
+static inline float half_to_float(uint16_t v, int kind) {
+    return kind == BF16 ? bf16_to_float(v) : _cvtsh_ss(v);
 }
 
-static inline void store8(void *base, int64_t at, __m256 v, int bf16) {
-    if (bf16) store_bf16x8((uint16_t *)base + at, v);
-    else _mm256_storeu_ps((float *)base + at, v);
+static inline __m256 load8(const void *base, int64_t at, int kind) {
+    if (kind == BF16) return load_bf16x8((const uint16_t *)base + at);
+    if (kind == F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + at)));
+    return _mm256_loadu_ps((const float *)base + at);
+}
+
+static inline void store8(void *base, int64_t at, __m256 v, int kind) {
+    if (kind == BF16)
+        store_bf16x8((uint16_t *)base + at, v);
+    else if (kind == F16)
+        _mm_storeu_si128((__m128i *)((uint16_t *)base + at), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    else
+        _mm256_storeu_ps((float *)base + at, v);
 }
 
 /* vector.h's exp16 in 8 lanes (that header is AVX-512): e^x for x <= 88, x = n ln2 + r, |r| <= ln2/2, e^r

@@ -1,8 +1,8 @@
 /*
  * fp32 inference kernels for AVX2 + FMA CPUs without AVX-512 (Zen 2/3, Intel client CPUs): linear layers,
- * on fp32 or bf16 tensors (bf16 widened exactly and summed in fp32: these CPUs have no bf16 arithmetic,
- * and PyTorch's emulated bf16 GEMMs run about 6x slower than fp32 there), and the tanh GELU where no linear
- * layer takes it in (after int8 layers).
+ * on fp32, bf16 or fp16 tensors (half precision widened exactly and summed in fp32: these CPUs have no bf16
+ * or fp16 arithmetic, and PyTorch's emulated GEMMs run 6-7x slower than fp32 there), and the tanh GELU
+ * where no linear layer takes it in (after int8 layers).
  *
  * Linear layers:
  *
@@ -44,14 +44,14 @@ static inline __m256 gelu_tanh8(__m256 x) {
     return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
-/* Where finished values go: y (M, N) of fp32 or bf16, the residual (same layout and dtype, or NULL), the
- * fp32 bias (or NULL) and the activation. */
+/* Where finished values go: y (M, N) of element type `kind`, the residual (same layout and type, or NULL),
+ * the fp32 bias (or NULL) and the activation. */
 typedef struct {
     void *y;
     const void *residual;
     const float *bias;
     int64_t n;
-    int act, bf16;
+    int act, kind;
 } Sink;
 
 /* bias, activation and residual on 8 sums of row `row`, columns col..col+7, stored to the sink's y */
@@ -60,8 +60,8 @@ static inline void finish8(__m256 v, const Sink *s, int64_t row, int64_t col) {
     if (s->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(s->bias + col));
     if (s->act == ACT_GELU_TANH) v = gelu_tanh8(v);
     else if (s->act == ACT_RELU) v = _mm256_max_ps(v, _mm256_setzero_ps());
-    if (s->residual) v = _mm256_add_ps(v, load8(s->residual, at, s->bf16));
-    store8(s->y, at, v, s->bf16);
+    if (s->residual) v = _mm256_add_ps(v, load8(s->residual, at, s->kind));
+    store8(s->y, at, v, s->kind);
 }
 
 /* acc[0:rows, 0:16] (+)= a b over kc inputs: a is a 6-row panel (k-major), b a 16-column panel (k-major),
@@ -96,18 +96,19 @@ static void block6x16(int64_t kc, const float *a, const float *b, float *acc, in
 }
 
 /* y (M, N) = act(x (M, K) w^T + bias) + residual; bias and residual may be NULL. x, residual and y are fp32,
- * or bf16 where `bf16` is set (the sums are fp32 either way, rounded to bf16 once at the end); the bias is
- * fp32. Returns 0; -1 where the copy of x could not be allocated, -2 for K = 0 (y is then untouched). */
+ * bf16 or fp16 as `kind` says (F32, BF16, F16; the sums are fp32 either way, rounded once at the end); the
+ * bias is fp32. Returns 0; -1 where the copy of x could not be allocated, -2 for K = 0 (y is then
+ * untouched). */
 int albert_linear(const void *x, const float *packed, const float *bias, const void *residual, void *y,
-                  int64_t m, int64_t n, int64_t k, int act, int bf16, int threads) {
+                  int64_t m, int64_t n, int64_t k, int act, int kind, int threads) {
     if (m <= 0 || n <= 0 || k <= 0) return m > 0 && n > 0 ? -2 : 0; /* the caller takes k = 0 (no GEMM) */
     threads = threads < 1 ? 1 : threads;
     int64_t panels_m = (m + MR - 1) / MR, panels_n = n / NR;
-    /* bf16 output keeps its partial sums over input blocks in fp32: a tile's worth per thread */
-    int64_t scratch = bf16 ? MC * CHUNK * NR : 0;
+    /* half-precision output keeps its partial sums over input blocks in fp32: a tile's worth per thread */
+    int64_t scratch = kind != F32 ? MC * CHUNK * NR : 0;
     float *xp = malloc((size_t)(panels_m * MR * k + threads * scratch) * sizeof(float));
     if (!xp) return -1;
-    Sink sink = {y, residual, bias, n, act, bf16};
+    Sink sink = {y, residual, bias, n, act, kind};
 #pragma omp parallel num_threads(threads)
     {
 #pragma omp for schedule(static)
@@ -118,9 +119,9 @@ int albert_linear(const void *x, const float *packed, const float *bias, const v
                 int64_t at = (p * MR + r) * k;
                 if (r >= rows)
                     for (int64_t i = 0; i < k; i++) dst[i * MR + r] = 0.0f;
-                else if (bf16)
+                else if (kind != F32)
                     for (int64_t i = 0; i < k; i++)
-                        dst[i * MR + r] = bf16_to_float(((const uint16_t *)x)[at + i]);
+                        dst[i * MR + r] = half_to_float(((const uint16_t *)x)[at + i], kind);
                 else
                     for (int64_t i = 0; i < k; i++) dst[i * MR + r] = ((const float *)x)[at + i];
             }
@@ -146,10 +147,11 @@ int albert_linear(const void *x, const float *packed, const float *bias, const v
                     const float *b = packed + (j * k + kb) * NR;
                     for (int64_t p = p0; p < p1; p++) {
                         int rows = m - p * MR < MR ? (int)(m - p * MR) : MR;
-                        /* partial sums: in y itself for fp32, in this thread's tile for bf16 */
-                        float *acc = bf16 ? tile_sums + (p - p0) * MR * CHUNK * NR + (j - j0) * NR
+                        /* partial sums: in y itself for fp32, in this thread's tile for half precision */
+                        int half = kind != F32;
+                        float *acc = half ? tile_sums + (p - p0) * MR * CHUNK * NR + (j - j0) * NR
                                           : (float *)y + p * MR * n + j * NR;
-                        block6x16(kc, xp + p * MR * k + kb * MR, b, acc, bf16 ? CHUNK * NR : n, rows, first,
+                        block6x16(kc, xp + p * MR * k + kb * MR, b, acc, half ? CHUNK * NR : n, rows, first,
                                   last, &sink, p * MR, j * NR);
                     }
                 }
