@@ -41,17 +41,8 @@ static inline void transpose8(__m256 r[8]) {
 /* s (QR, Lp) = q (QR, D) @ k^T, 16 keys at a time: kp holds the keys in panels of 16, (Lp / 16, D, 16). */
 static void scores(const float *q, const float *kp, float *s, int64_t D, int64_t Lp) {
     for (int64_t j = 0; j < Lp; j += 16) {
-        const float *panel = kp + j * D;
         __m256 a[QR][2];
-        for (int b = 0; b < QR; b++) a[b][0] = a[b][1] = _mm256_setzero_ps();
-        for (int64_t d = 0; d < D; d++) {
-            __m256 k0 = _mm256_loadu_ps(panel + d * 16), k1 = _mm256_loadu_ps(panel + d * 16 + 8);
-            for (int b = 0; b < QR; b++) {
-                __m256 x = _mm256_broadcast_ss(q + b * D + d);
-                a[b][0] = _mm256_fmadd_ps(x, k0, a[b][0]);
-                a[b][1] = _mm256_fmadd_ps(x, k1, a[b][1]);
-            }
-        }
+        fma6x16(D, q, D, 1, kp + j * D, 16, a);
         for (int b = 0; b < QR; b++) {
             _mm256_storeu_ps(s + b * Lp + j, a[b][0]);
             _mm256_storeu_ps(s + b * Lp + j + 8, a[b][1]);
@@ -119,22 +110,8 @@ static void softmax_rows(float *s, int64_t L, int64_t Lp, int rows, float *inv) 
  * are not stored. */
 static void context(const float *p, const float *v, const float *inv, void *out, int64_t at, int64_t L,
                     int64_t Lp, int64_t D, int64_t C, int rows, int bf16) {
-    /* named accumulators: GCC keeps an array of them on the stack, storing it on every key */
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
-           c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (int64_t j = 0; j < L; j++, p++, v += D) {
-        __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), w;
-#define ROW(b, lo, hi) \
-    w = _mm256_broadcast_ss(p + b * Lp), lo = _mm256_fmadd_ps(w, v0, lo), hi = _mm256_fmadd_ps(w, v1, hi)
-        ROW(0, c00, c01);
-        ROW(1, c10, c11);
-        ROW(2, c20, c21);
-        ROW(3, c30, c31);
-        ROW(4, c40, c41);
-        ROW(5, c50, c51);
-#undef ROW
-    }
-    __m256 sums[QR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    __m256 sums[QR][2];
+    fma6x16(L, p, Lp, 1, v, D, sums);
     for (int b = 0; b < rows; b++) {
         __m256 w = _mm256_set1_ps(inv[b]);
         store8(out, at + b * C, _mm256_mul_ps(sums[b][0], w), bf16);

@@ -37,7 +37,9 @@ static inline float bf16_to_float(uint16_t v) {
 /* The element types of the tensors these kernels read and write. */
 enum { F32 = 0, BF16 = 1, F16 = 2 };
 
-static inline float half_to_float(uint16_t v, int kind) {
+static inline float load1(const void *base, int64_t at, int kind) {
+    if (kind == F32) return ((const float *)base)[at];
+    uint16_t v = ((const uint16_t *)base)[at];
     return kind == BF16 ? bf16_to_float(v) : _cvtsh_ss(v);
 }
 
@@ -54,6 +56,32 @@ static inline void store8(void *base, int64_t at, __m256 v, int kind) {
         _mm_storeu_si128((__m128i *)((uint16_t *)base + at), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
     else
         _mm256_storeu_ps((float *)base + at, v);
+}
+
+/* The block both AVX2 kernels are built on: sums[i] (16 floats in two vectors) = sum over t < n of
+ * a[i a_row + t a_step] b[t b_step + 0..15], for the 6 rows i. 12 accumulators and 3 more registers of
+ * the 16; they are named, as GCC keeps an array of accumulators on the stack and stores it every step. */
+static inline __attribute__((always_inline)) void fma6x16(int64_t n, const float *a, int64_t a_row,
+                                                          int64_t a_step, const float *b, int64_t b_step,
+                                                          __m256 sums[6][2]) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+           c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int64_t t = 0; t < n; t++, a += a_step, b += b_step) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ai;
+#define ROW(i, lo, hi) \
+    ai = _mm256_broadcast_ss(a + (i) * a_row), lo = _mm256_fmadd_ps(ai, b0, lo), \
+    hi = _mm256_fmadd_ps(ai, b1, hi)
+        ROW(0, c00, c01);
+        ROW(1, c10, c11);
+        ROW(2, c20, c21);
+        ROW(3, c30, c31);
+        ROW(4, c40, c41);
+        ROW(5, c50, c51);
+#undef ROW
+    }
+    sums[0][0] = c00, sums[0][1] = c01, sums[1][0] = c10, sums[1][1] = c11, sums[2][0] = c20;
+    sums[2][1] = c21, sums[3][0] = c30, sums[3][1] = c31, sums[4][0] = c40, sums[4][1] = c41;
+    sums[5][0] = c50, sums[5][1] = c51;
 }
 
 /* vector.h's exp16 in 8 lanes (that header is AVX-512): e^x for x <= 88, x = n ln2 + r, |r| <= ln2/2, e^r

@@ -69,21 +69,8 @@ static inline void finish8(__m256 v, const Sink *s, int64_t row, int64_t col) {
  * to the sink instead (rows row.., columns col..), with the bias, activation and residual. */
 static void block6x16(int64_t kc, const float *a, const float *b, float *acc, int64_t ldacc, int rows,
                       int first, int last, const Sink *sink, int64_t row, int64_t col) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
-           c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00; /* 12 accumulators, in registers */
-    for (int64_t k = 0; k < kc; k++, a += MR, b += NR) {
-        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ai;
-#define ROW(i, lo, hi) \
-    ai = _mm256_broadcast_ss(a + i), lo = _mm256_fmadd_ps(ai, b0, lo), hi = _mm256_fmadd_ps(ai, b1, hi)
-        ROW(0, c00, c01);
-        ROW(1, c10, c11);
-        ROW(2, c20, c21);
-        ROW(3, c30, c31);
-        ROW(4, c40, c41);
-        ROW(5, c50, c51);
-#undef ROW
-    }
-    __m256 sums[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    __m256 sums[MR][2];
+    fma6x16(kc, a, 1, MR, b, NR, sums);
     for (int i = 0; i < rows; i++) {
         float *ai = acc + i * ldacc;
         for (int h = 0; h < 2; h++) {
@@ -117,19 +104,16 @@ int albert_linear(const void *x, const float *packed, const float *bias, const v
             int rows = m - p * MR < MR ? (int)(m - p * MR) : MR;
             for (int r = 0; r < MR; r++) {
                 int64_t at = (p * MR + r) * k;
-                if (r >= rows)
-                    for (int64_t i = 0; i < k; i++) dst[i * MR + r] = 0.0f;
-                else if (kind != F32) { /* widened 8 at a time (one at a time costs as much as the GEMM) */
+                int64_t i = 0;
+                if (r < rows) { /* 8 at a time: half precision widened one by one costs as much as the GEMM */
                     float wide[8];
-                    int64_t i = 0;
                     for (; i + 8 <= k; i += 8) {
                         _mm256_storeu_ps(wide, load8(x, at + i, kind));
                         for (int t = 0; t < 8; t++) dst[(i + t) * MR + r] = wide[t];
                     }
-                    for (; i < k; i++) dst[i * MR + r] = half_to_float(((const uint16_t *)x)[at + i], kind);
+                    for (; i < k; i++) dst[i * MR + r] = load1(x, at + i, kind);
                 }
-                else
-                    for (int64_t i = 0; i < k; i++) dst[i * MR + r] = ((const float *)x)[at + i];
+                for (; i < k; i++) dst[i * MR + r] = 0.0f;
             }
         }
         /* Tiles of a row block x 4 weight panels (64 columns), handed out as threads come free (cores of
@@ -137,6 +121,7 @@ int albert_linear(const void *x, const float *packed, const float *bias, const v
          * equal size (each streams its tiles' weights once) and are small enough for 4 tiles a thread. */
         int team = omp_get_num_threads();
         float *tile_sums = xp + panels_m * MR * k + omp_get_thread_num() * scratch;
+        int64_t ldacc = kind != F32 ? CHUNK * NR : n; /* partial sums: in y for fp32, else in tile_sums */
         int64_t chunks = (panels_n + CHUNK - 1) / CHUNK;
         int64_t per = panels_m * chunks / (4 * team);
         per = per < 1 ? 1 : per > MC / MR ? MC / MR : per;
@@ -146,6 +131,7 @@ int albert_linear(const void *x, const float *packed, const float *bias, const v
         for (int64_t tile = 0; tile < blocks * chunks; tile++) {
             int64_t p0 = tile / chunks * per, p1 = p0 + per < panels_m ? p0 + per : panels_m;
             int64_t j0 = tile % chunks * CHUNK, j1 = j0 + CHUNK < panels_n ? j0 + CHUNK : panels_n;
+            float *sums = kind != F32 ? tile_sums : (float *)y + p0 * MR * n + j0 * NR; /* the tile's */
             for (int64_t kb = 0; kb < k; kb += KC) {
                 int64_t kc = k - kb < KC ? k - kb : KC;
                 int first = kb == 0, last = kb + kc == k;
@@ -153,12 +139,9 @@ int albert_linear(const void *x, const float *packed, const float *bias, const v
                     const float *b = packed + (j * k + kb) * NR;
                     for (int64_t p = p0; p < p1; p++) {
                         int rows = m - p * MR < MR ? (int)(m - p * MR) : MR;
-                        /* partial sums: in y itself for fp32, in this thread's tile for half precision */
-                        int half = kind != F32;
-                        float *acc = half ? tile_sums + (p - p0) * MR * CHUNK * NR + (j - j0) * NR
-                                          : (float *)y + p * MR * n + j * NR;
-                        block6x16(kc, xp + p * MR * k + kb * MR, b, acc, half ? CHUNK * NR : n, rows, first,
-                                  last, &sink, p * MR, j * NR);
+                        float *acc = sums + (p - p0) * MR * ldacc + (j - j0) * NR;
+                        block6x16(kc, xp + p * MR * k + kb * MR, b, acc, ldacc, rows, first, last, &sink,
+                                  p * MR, j * NR);
                     }
                 }
             }
