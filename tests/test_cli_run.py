@@ -243,7 +243,7 @@ def test_info(models, capsys, monkeypatch) -> None:
     assert "cpu fp32" in done.stdout and "cpu bf16" in done.stdout and "cpu int8" in done.stdout
     for flags, kernel, bf16, int8 in [
         ({"avx2"}, False, "emulated", "7-bit"),
-        ({"avx2"}, True, "inference at about float32's speed", "7-bit"),
+        ({"avx2"}, True, "about float32's speed, in fp32 arithmetic", "7-bit"),
         ({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}, False, "native (AVX512_BF16)", "8-bit"),
         (set(), False, "unknown", "7-bit"),
     ]:

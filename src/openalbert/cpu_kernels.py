@@ -316,9 +316,10 @@ def emulates_bf16() -> bool:
 
 
 def warn_if_emulated_bf16(device: torch.device, what: str) -> None:
-    """Warn that `what` (bf16 weights, bf16 autocast) will be slow where `device` is an x86 CPU without bf16
-    arithmetic (AVX512_BF16 or AMX): PyTorch then widens every bf16 GEMM to fp32 in software, several
-    times slower than fp32 itself (about 4x in inference and 6x in training on a Zen 3 CPU)."""
+    """Warn that `what` (bf16 weights where the AVX2 linear kernel does not serve inference) will be slow
+    where `device` is an x86 CPU without bf16 arithmetic (AVX512_BF16 or AMX): PyTorch then widens every
+    bf16 GEMM to fp32 in software, several times slower than fp32 itself (about 6x for an albert-base
+    forward on a Zen 3 CPU). Training does not need it: modeling runs its GEMMs in fp32 there."""
     if device.type == "cpu" and emulates_bf16():
         _warn_once(
             f"{what} on a CPU without bf16 arithmetic (AVX512_BF16 or AMX): PyTorch emulates it, several "

@@ -11,6 +11,7 @@ state dict moves between the two libraries without conversion.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterator
@@ -232,6 +233,9 @@ class Linear(nn.Linear):
         if packer is not None:
             packed = _pack_cached(self, packer, (self.weight,), lambda: _PACK[packer](self.weight))
             return _packed_linear(packer, x, packed, self.bias, activation, residual)
+        if _emulated_bf16(x) or (x.dtype == self.weight.dtype == torch.bfloat16 and _emulated_bf16(x, True)):
+            out = _Bf16LinearInFp32.apply(x, self.weight, self.bias)
+            return activate_and_add(out, activation, residual)
         return activate_and_add(F.linear(x, self.weight, self.bias), activation, residual)
 
     def train(self, mode: bool = True) -> Linear:
@@ -241,6 +245,67 @@ class Linear(nn.Linear):
 
     def __getstate__(self) -> dict[str, Any]:
         return _without_pack_cache(super().__getstate__())
+
+
+def _emulated_bf16(x: torch.Tensor, bf16_tensors: bool = False) -> bool:
+    """Whether a GEMM on x would run in bf16, under bf16 autocast (or, with `bf16_tensors`, because its
+    operands are bf16), on a CPU whose bf16 GEMMs PyTorch emulates (`cpu_kernels.emulates_bf16`). There
+    the emulation is 7-200x slower than an fp32 GEMM (Zen 3, albert-base shapes; 0.7 against 127 GFLOP/s
+    for a backward one), a bf16 training step 50x slower than fp32's, so such GEMMs run in fp32 instead
+    (`_Bf16LinearInFp32`, `_fp32_under_emulated_autocast`)."""
+    if x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    if torch.is_autocast_enabled("cpu"):
+        bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16
+    else:
+        bf16 = bf16_tensors
+    return bf16 and cpu_kernels.emulates_bf16()
+
+
+class _Bf16LinearInFp32(torch.autograd.Function):
+    """x W^T + b as a bf16 GEMM computes it (operands rounded to bf16, products summed in fp32, a bf16
+    result), run as fp32 GEMMs, forward and backward, for CPUs without bf16 arithmetic (_emulated_bf16).
+    Like autocast it keeps the bf16 operands for the backward; unlike it, the gradients of fp32
+    operands (a weight shared by every layer) are summed in fp32, not bf16."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        x16, w16 = x.to(torch.bfloat16), weight.to(torch.bfloat16)
+        ctx.save_for_backward(x16, w16)
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        with torch.autocast("cpu", enabled=False):
+            out = F.linear(x16.float(), w16.float(), None if bias is None else bias.float())
+        return out.to(torch.bfloat16)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x16, w16 = ctx.saved_tensors
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        g = grad.float().reshape(-1, grad.shape[-1])  # (rows, N)
+        dx = dw = db = None
+        with torch.autocast("cpu", enabled=False):
+            if ctx.needs_input_grad[0]:
+                dx = (g @ w16.float()).view(*grad.shape[:-1], w16.shape[1]).to(x_dtype)  # (..., K)
+            if ctx.needs_input_grad[1]:
+                dw = (g.T @ x16.reshape(-1, x16.shape[-1]).float()).to(w_dtype)  # (N, K)
+            if b_dtype is not None and ctx.needs_input_grad[2]:
+                db = g.sum(0).to(b_dtype)
+        return dx, dw, db
+
+
+def _fp32_under_emulated_autocast(method: Any) -> Any:
+    """An attention step (a method whose first argument is a tensor) run with autocast off and its
+    floating-point tensors in fp32 where bf16 autocast would emulate its GEMMs (_emulated_bf16)."""
+
+    @functools.wraps(method)
+    def run(self: nn.Module, *args: Any) -> Any:
+        if not _emulated_bf16(args[0]):
+            return method(self, *args)
+        with torch.autocast("cpu", enabled=False):
+            wide = (a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+            return method(self, *wide)
+
+    return run
 
 
 def _packed_linear(
@@ -483,6 +548,7 @@ class AlbertAttention(nn.Module):
     def _distance_table(self) -> torch.Tensor | None:
         return self.distance_embedding.weight if self.position_embedding_type == "relative_key" else None
 
+    @_fp32_under_emulated_autocast
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
@@ -504,6 +570,7 @@ class AlbertAttention(nn.Module):
             return self._attend(q.to(wide), k.to(wide), v.to(wide), mask).to(v.dtype)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self._dropout_p())
 
+    @_fp32_under_emulated_autocast
     def _with_positions(
         self,
         q: torch.Tensor,
@@ -555,6 +622,7 @@ class AlbertAttention(nn.Module):
     def _dropout_p(self) -> float:
         return self.attention_dropout.p if self.training else 0.0
 
+    @_fp32_under_emulated_autocast
     def _eager(
         self,
         q: torch.Tensor,
@@ -838,7 +906,7 @@ class AlbertModel(AlbertPreTrainedModel):
         super().__init__(config)
         self.embeddings = AlbertEmbeddings(config)
         self.encoder = AlbertTransformer(config)
-        self.pooler = nn.Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
+        self.pooler = Linear(config.hidden_size, config.hidden_size) if add_pooling_layer else None
         self.pooler_activation = nn.Tanh() if add_pooling_layer else None
         self.post_init()
 

@@ -72,8 +72,8 @@ def _cpu_precisions() -> tuple[str, str]:
     native = cpu_kernels.cpu_flags() & cpu_kernels.BF16_FLAGS
     if cpu_kernels.emulates_bf16() and cpu_kernels.linear_available():
         bf16 = (
-            "inference at about float32's speed: linear layers on the compiled AVX2 kernel, in fp32 "
-            "arithmetic (no AVX512_BF16 or AMX); training emulated by PyTorch, several times slower"
+            "about float32's speed, in fp32 arithmetic (no AVX512_BF16 or AMX): inference on the "
+            "compiled AVX2 kernel, training (autocast or bf16 weights) on fp32 GEMMs"
         )
     elif cpu_kernels.emulates_bf16():
         bf16 = "emulated by PyTorch (no AVX512_BF16 or AMX): several times slower than float32"

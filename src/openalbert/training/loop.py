@@ -38,7 +38,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from openalbert import cpu_kernels
 from openalbert.checkpoint import as_device
 from openalbert.training.optim import OPTIMIZERS, build_optimizer, linear_schedule
 
@@ -518,8 +517,6 @@ class Trainer:
             raise ValueError(
                 f"bf16 was requested but {torch.cuda.get_device_name(env.device)} does not support it"
             )
-        if cfg.bf16:
-            cpu_kernels.warn_if_emulated_bf16(env.device, "bf16 autocast")
         self.sampler = ResumableSampler(
             len(self.train_dataset),
             cfg.batch_size,
