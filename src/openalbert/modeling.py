@@ -233,7 +233,7 @@ class Linear(nn.Linear):
         if packer is not None:
             packed = _pack_cached(self, packer, (self.weight,), lambda: _PACK[packer](self.weight))
             return _packed_linear(packer, x, packed, self.bias, activation, residual)
-        if _emulated_bf16(x) or (x.dtype == self.weight.dtype == torch.bfloat16 and _emulated_bf16(x, True)):
+        if _emulated_bf16(x, self.weight):
             out = _Bf16LinearInFp32.apply(x, self.weight, self.bias)
             return activate_and_add(out, activation, residual)
         return activate_and_add(F.linear(x, self.weight, self.bias), activation, residual)
@@ -247,9 +247,9 @@ class Linear(nn.Linear):
         return _without_pack_cache(super().__getstate__())
 
 
-def _emulated_bf16(x: torch.Tensor, bf16_tensors: bool = False) -> bool:
-    """Whether a GEMM on x would run in bf16, under bf16 autocast (or, with `bf16_tensors`, because its
-    operands are bf16), on a CPU whose bf16 GEMMs PyTorch emulates (`cpu_kernels.emulates_bf16`). There
+def _emulated_bf16(x: torch.Tensor, weight: torch.Tensor | None = None) -> bool:
+    """Whether a GEMM on x would run in bf16, under bf16 autocast (or because x and `weight` are bf16), on
+    a CPU whose bf16 GEMMs PyTorch emulates (`cpu_kernels.emulates_bf16`). There
     the emulation is 7-200x slower than an fp32 GEMM (Zen 3, albert-base shapes; 0.7 against 127 GFLOP/s
     for a backward one), a bf16 training step 50x slower than fp32's, so such GEMMs run in fp32 instead
     (`_Bf16LinearInFp32`, `_fp32_under_emulated_autocast`)."""
@@ -258,7 +258,7 @@ def _emulated_bf16(x: torch.Tensor, bf16_tensors: bool = False) -> bool:
     if torch.is_autocast_enabled("cpu"):
         bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16
     else:
-        bf16 = bf16_tensors
+        bf16 = weight is not None and x.dtype == weight.dtype == torch.bfloat16
     return bf16 and cpu_kernels.emulates_bf16()
 
 
