@@ -157,7 +157,8 @@ def test_half_precision_model_on_the_kernel_is_as_close_to_fp32_as_pytorchs(dtyp
         model.to(dtype)
         got = model(ids, attention_mask=mask).last_hidden_state
     assert got.dtype == dtype
-    assert model.encoder.albert_layer_groups[0].albert_layers[0].ffn.__dict__["_pack_cache"][0][0] == "avx2"
+    key = model.encoder.albert_layer_groups[0].albert_layers[0].ffn.__dict__["_pack_cache"][0]
+    assert key[0] == "avx2" and key[1][2] == dtype  # (packer, (version, pointer, dtype))
     with torch.enable_grad():  # autograd: PyTorch's half-precision GEMMs
         pytorch = model(ids, attention_mask=mask).last_hidden_state.detach()
     keep = mask.bool()
@@ -217,3 +218,25 @@ def test_gelu_for_inference_matches_float64(n):
         torch.testing.assert_close(cpu_kernels.gelu_tanh(strided), F.gelu(strided, approximate="tanh"))
     leaf = x.clone().requires_grad_()
     assert cpu_kernels.gelu_tanh(leaf).grad_fn.name() == "GeluBackward0"
+
+
+def test_fp16_runs_on_onednns_fp32_packed_weights_where_the_avx2_kernel_does_not_serve(monkeypatch):
+    """On AVX-512 CPUs (oneDNN's packed GEMMs) fp16 has no fast GEMM either, unless the CPU has AVX512-FP16
+    or AMX: it is widened onto oneDNN's fp32 packed weights, summed in fp32 and rounded once, as on the AVX2
+    kernel, instead of running PyTorch's emulated fp16 GEMMs."""
+    monkeypatch.setattr(modeling, "_AVX512", True)
+    monkeypatch.setattr(cpu_kernels, "linear_available", lambda: False)
+    model = _model()
+    ids = torch.randint(5, 99, (3, 40))
+    with torch.no_grad():
+        want = model(ids).last_hidden_state
+        model.to(torch.float16)
+        got = model(ids).last_hidden_state
+    assert got.dtype == torch.float16
+    key = model.encoder.albert_layer_groups[0].albert_layers[0].ffn.__dict__["_pack_cache"][0]
+    assert key[0] == "onednn" and key[1][2] == torch.float16  # (packer, (version, pointer, dtype))
+    with torch.enable_grad():  # autograd: PyTorch's fp16 GEMMs
+        pytorch = model(ids).last_hidden_state.detach()
+    ours, theirs = ((got.float() - want).abs().max(), (pytorch.float() - want).abs().max())
+    assert ours <= theirs * 1.25 + 1e-3, (ours, theirs)
+    assert F.cosine_similarity(got.float().flatten(1), want.flatten(1), dim=-1).min() > 0.999

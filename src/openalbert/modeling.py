@@ -321,6 +321,10 @@ def _packed_linear(
         if activation is None or activation in cpu_kernels.LINEAR_ACTIVATIONS:
             return cpu_kernels.linear(x, packed, bias, activation, residual)
         return activate_and_add(cpu_kernels.linear(x, packed, bias), activation, residual)
+    if x.dtype == torch.float16:
+        # oneDNN has fp16 GEMMs only with AVX512-FP16 or AMX: widen, sum in fp32, round once
+        bias, residual = (None if t is None else t.float() for t in (bias, residual))
+        return _packed_linear(packer, x.float(), packed, bias, activation, residual).half()
     op, algorithm = _FUSABLE.get(activation, ("none", ""))
     if residual is not None and activation is None:
         flat = x.reshape(-1, x.shape[-1])
@@ -363,7 +367,9 @@ def _without_pack_cache(state: dict[str, Any]) -> dict[str, Any]:
 
 # packer -> how it packs a weight (N, K)
 _PACK = {
-    "onednn": lambda weight: torch.ops.mkldnn._reorder_linear_weight(weight.detach()),
+    "onednn": lambda weight: torch.ops.mkldnn._reorder_linear_weight(
+        weight.detach().float() if weight.dtype == torch.float16 else weight.detach()
+    ),
     "avx2": cpu_kernels.pack_linear,
 }
 
@@ -380,9 +386,9 @@ _FUSABLE = {
 
 def _packer(x: torch.Tensor, weight: torch.Tensor) -> str | None:
     """Which packed-weight GEMM serves this CPU inference call (no autograd through it): "avx2" (openalbert's
-    kernel, fp32, bf16 or fp16, on CPUs without AVX-512 where it is built), "onednn" (fp32, or bf16 where
-    oneDNN has bf16 GEMMs; without AVX-512 only for small inputs, see _PACKED_ROWS_WITHOUT_AVX512), or
-    None: F.linear."""
+    kernel, fp32, bf16 or fp16, on CPUs without AVX-512 where it is built), "onednn" (fp32; fp16 in fp32
+    arithmetic, where PyTorch's own fp16 GEMMs are emulated; bf16 where oneDNN has bf16 GEMMs; without
+    AVX-512 only for small inputs, see _PACKED_ROWS_WITHOUT_AVX512), or None: F.linear."""
     if (
         x.device.type != "cpu"
         or x.numel() == 0  # F.linear's edge cases (no rows, no inputs)
@@ -401,7 +407,10 @@ def _packer(x: torch.Tensor, weight: torch.Tensor) -> str | None:
     if (
         _MKLDNN
         and (_AVX512 or x.numel() <= _PACKED_ROWS_WITHOUT_AVX512 * x.shape[-1])
-        and (weight.dtype == torch.float32 or (weight.dtype == torch.bfloat16 and _MKLDNN_BF16))
+        and (
+            weight.dtype in (torch.float32, torch.float16)
+            or (weight.dtype == torch.bfloat16 and _MKLDNN_BF16)
+        )
     ):
         return "onednn"
     return None
