@@ -6,7 +6,8 @@ fp32 model; agreement is the share of positions where its top-1 token is fp32's.
 - `bf16`, the library's bf16 path, and `int8`, `quantize_int8` as shipped (int8 weights per output
   channel, uint8 activations per tensor, the encoder's GEMMs only);
 - the same rounding simulated in fp32, to separate the sources of error: int8 weights alone, 8-bit
-  activations alone (per tensor or per token), both, and int8 on one GEMM of the shared layer at a time.
+  activations alone (per tensor or per token), both, int8 on one GEMM of the shared layer at a time and,
+  with --per-layer, int8 as shipped in one layer at a time.
 It also reports the gap between fp32's top two logits at the masked positions: a guess whose gap is
 below a path's logit error flips, so the share of near-ties bounds the agreement any path can reach.
 
@@ -30,7 +31,7 @@ from torch import nn
 import openalbert
 from openalbert.checkpoint import resolve_path
 from openalbert.fast.quantize import channel_scales, quantize_int8, weight_levels
-from openalbert.modeling import Linear, activate_and_add
+from openalbert.modeling import AlbertLayer, Linear, activate_and_add
 
 M = openalbert.AlbertForMaskedLM
 GEMMS = ("embedding_hidden_mapping_in", "query", "key", "value", "dense", "ffn", "ffn_output")
@@ -51,32 +52,67 @@ def uint8_activation(x: torch.Tensor, per: str) -> torch.Tensor:
     return ((x / scale + zero).round().clamp(0, 255) - zero) * scale
 
 
-class SimulatedInt8(nn.Module):
-    """A `Linear` whose weights and/or inputs are rounded as int8 would round them, computed in fp32."""
+class LayerCounter:
+    """Which layer of the encoder is running (0, 1, ... per AlbertLayer call: layers x inner_group_num; -1
+    before the first, the E -> H map), for GEMMs rounded in some layers only: the shared layer is one module
+    called once per layer."""
 
-    def __init__(self, linear: nn.Linear, weights: bool, activations: str | None) -> None:
+    def __init__(self, model: M) -> None:
+        self.index = -1
+        model.albert.encoder.register_forward_pre_hook(lambda *_: setattr(self, "index", -1))
+        for layer in model.albert.encoder.modules():
+            if isinstance(layer, AlbertLayer):
+                layer.register_forward_pre_hook(lambda *_: setattr(self, "index", self.index + 1))
+
+
+class SimulatedInt8(nn.Module):
+    """A `Linear` whose weights and/or inputs are rounded as int8 would round them, computed in fp32; with
+    `layers` (and their `counter`), only while one of those layers runs."""
+
+    def __init__(
+        self,
+        linear: nn.Linear,
+        weights: bool,
+        activations: str | None,
+        layers: set[int] | None = None,
+        counter: LayerCounter | None = None,
+    ) -> None:
         super().__init__()
-        self.weight = int8_weight(linear.weight.detach()) if weights else linear.weight.detach()
+        self.plain = linear.weight.detach()
+        self.weight = int8_weight(self.plain) if weights else self.plain
         self.bias = linear.bias
         self.activations = activations
+        self.layers, self.counter = layers, counter
 
     def forward(
         self, x: torch.Tensor, activation: str | None = None, residual: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if self.layers is not None and self.counter.index not in self.layers:
+            return activate_and_add(F.linear(x, self.plain, self.bias), activation, residual)
         x = x if self.activations is None else uint8_activation(x, self.activations)
         return activate_and_add(F.linear(x, self.weight, self.bias), activation, residual)
 
 
-def simulated(model_dir: str, weights: bool, activations: str | None, only: tuple[str, ...] = GEMMS) -> M:
+def simulated(
+    model_dir: str,
+    weights: bool,
+    activations: str | None,
+    only: tuple[str, ...] = GEMMS,
+    layers: set[int] | None = None,
+) -> M:
+    """The model with the `only` GEMMs rounded as int8 would round them: in every layer, or in `layers`."""
     model = M.from_pretrained(model_dir).eval()
+    counter = LayerCounter(model) if layers is not None else None
     for module in list(model.albert.encoder.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, Linear) and name in only:
-                setattr(module, name, SimulatedInt8(child, weights, activations))
+                setattr(module, name, SimulatedInt8(child, weights, activations, layers, counter))
     return model
 
 
-def variants(model_dir: str) -> dict[str, Callable[[], M]]:
+def variants(model_dir: str, layers: int = 0) -> dict[str, Callable[[], M]]:
+    """Every variant by name; with `layers` (the model's layer count), int8 as shipped in one layer at a
+    time as well."""
     out: dict[str, Callable[[], M]] = {
         "bf16": lambda: M.from_pretrained(model_dir, dtype=torch.bfloat16),
         "int8 (shipped)": lambda: quantize_int8(M.from_pretrained(model_dir)),
@@ -88,6 +124,10 @@ def variants(model_dir: str) -> dict[str, Callable[[], M]]:
     }
     for gemm in GEMMS:
         out[f"simulated: int8 on {gemm} only"] = lambda g=gemm: simulated(model_dir, True, "tensor", (g,))
+    for layer in range(layers):
+        out[f"simulated: int8 in layer {layer} only"] = lambda k=layer: simulated(
+            model_dir, True, "tensor", GEMMS, {k}
+        )
     return out
 
 
@@ -136,6 +176,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-one-mask", action="store_true", help="skip the one-[MASK]-per-input check")
+    parser.add_argument("--per-layer", action="store_true", help="also int8 in one layer at a time")
     parser.add_argument("--output", type=Path, help="write the result as JSON here")
     args = parser.parse_args()
 
@@ -165,7 +206,9 @@ def main() -> None:
         "variants": {},
     }
     print(f"{result['masked_tokens']} masked tokens; fp32 top-2 logit gap {result['fp32_top2_logit_gap']}")
-    for name, build in variants(model_dir).items():
+    config = reference.config
+    layers = config.num_hidden_layers * config.inner_group_num if args.per_layer else 0
+    for name, build in variants(model_dir, layers).items():
         logits = masked_logits(build(), batches)
         flips = logits.argmax(-1) != ref_top
         entry = {

@@ -60,3 +60,30 @@ def test_small_run_reports_every_variant(tmp_path):
     for entry in result["variants"].values():
         assert 0.0 <= entry["agreement"] <= 1.0
         assert entry["flips"] == round((1 - entry["agreement"]) * result["masked_tokens"])
+
+
+def test_int8_in_some_layers_only(tmp_path):
+    """The shared layer is one module run once per layer: the simulation rounds in the chosen layers only,
+    so no layers is the fp32 model and every layer (the E -> H map, -1, included) the whole-model one."""
+    from tests.conftest import TINY
+
+    import openalbert
+
+    torch.manual_seed(0)
+    config = openalbert.AlbertConfig(
+        **TINY | {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    )
+    openalbert.AlbertForMaskedLM(config).save_pretrained(tmp_path)
+    ids = torch.randint(5, TINY["vocab_size"], (2, 12))
+    ALL = frozenset(range(-1, 8))  # the E -> H map, then 4 layers x 2 inner layers: 8 AlbertLayer calls
+    with torch.no_grad():
+        fp32 = int8_agreement.M.from_pretrained(tmp_path)(ids).logits
+        logits = {
+            layers: int8_agreement.simulated(str(tmp_path), True, "tensor", layers=layers)(ids).logits
+            for layers in (frozenset(), frozenset({3}), ALL)
+        }
+        whole = int8_agreement.simulated(str(tmp_path), True, "tensor")(ids).logits
+    torch.testing.assert_close(logits[frozenset()], fp32, atol=1e-5, rtol=0)  # F.linear vs packed GEMMs
+    assert torch.equal(logits[ALL], whole)
+    one, none = logits[frozenset({3})], logits[frozenset()]  # the same F.linear path but for one layer
+    assert 0 < (one - none).abs().max() < (whole - none).abs().max()
