@@ -315,6 +315,17 @@ def emulates_bf16() -> bool:
     return "avx2" in flags and not flags & BF16_FLAGS
 
 
+# The x86 flags of fp16 arithmetic (Sapphire Rapids and later; no AMD CPU so far).
+FP16_FLAGS = frozenset({"avx512_fp16", "amx_fp16"})
+
+
+def emulates_fp16() -> bool:
+    """Whether this is an x86 CPU without fp16 arithmetic (FP16_FLAGS), where PyTorch widens fp16 GEMMs to
+    fp32 in software; False where the flags cannot be read."""
+    flags = cpu_flags()
+    return "avx2" in flags and not flags & FP16_FLAGS
+
+
 def warn_if_emulated_bf16(device: torch.device, what: str) -> None:
     """Warn that `what` (bf16 weights where the AVX2 linear kernel does not serve inference) will be slow
     where `device` is an x86 CPU without bf16 arithmetic (AVX512_BF16 or AMX): PyTorch then widens every

@@ -233,8 +233,9 @@ class Linear(nn.Linear):
         if packer is not None:
             packed = _pack_cached(self, packer, (self.weight,), lambda: _PACK[packer](self.weight))
             return _packed_linear(packer, x, packed, self.bias, activation, residual)
-        if _emulated_bf16(x, self.weight):
-            out = _Bf16LinearInFp32.apply(x, self.weight, self.bias)
+        half = _emulated_half(x, self.weight)
+        if half is not None:
+            out = _HalfLinearInFp32.apply(x, self.weight, self.bias, half)
             return activate_and_add(out, activation, residual)
         return activate_and_add(F.linear(x, self.weight, self.bias), activation, residual)
 
@@ -247,35 +248,41 @@ class Linear(nn.Linear):
         return _without_pack_cache(super().__getstate__())
 
 
-def _emulated_bf16(x: torch.Tensor, weight: torch.Tensor | None = None) -> bool:
-    """Whether a GEMM on x would run in bf16, under bf16 autocast (or because x and `weight` are bf16), on
-    a CPU whose bf16 GEMMs PyTorch emulates (`cpu_kernels.emulates_bf16`). There
-    the emulation is 7-200x slower than an fp32 GEMM (Zen 3, albert-base shapes; 0.7 against 127 GFLOP/s
-    for a backward one), a bf16 training step 50x slower than fp32's, so such GEMMs run in fp32 instead
-    (`_Bf16LinearInFp32`, `_fp32_under_emulated_autocast`)."""
+def _emulated_half(x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.dtype | None:
+    """The half precision (bf16 or fp16) a GEMM on x would run in, under CPU autocast (or because x and
+    `weight` are in it), where this CPU has no arithmetic for it and PyTorch emulates it
+    (`cpu_kernels.emulates_bf16`, `emulates_fp16`); None elsewhere. The emulation is 7-200x slower than an
+    fp32 GEMM (bf16 on Zen 3, albert-base shapes; 0.7 against 127 GFLOP/s for a backward one), a bf16
+    training step 50x slower than fp32's, so such GEMMs run in fp32 instead (`_HalfLinearInFp32`,
+    `_fp32_under_emulated_autocast`)."""
     if x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling():
-        return False
+        return None
     if torch.is_autocast_enabled("cpu"):
-        bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16
+        dtype = torch.get_autocast_dtype("cpu")
     else:
-        bf16 = weight is not None and x.dtype == weight.dtype == torch.bfloat16
-    return bf16 and cpu_kernels.emulates_bf16()
+        dtype = x.dtype if weight is not None and x.dtype == weight.dtype else None
+    emulates = {torch.bfloat16: cpu_kernels.emulates_bf16, torch.float16: cpu_kernels.emulates_fp16}.get(
+        dtype
+    )
+    return dtype if emulates is not None and emulates() else None
 
 
-class _Bf16LinearInFp32(torch.autograd.Function):
-    """x W^T + b as a bf16 GEMM computes it (operands rounded to bf16, products summed in fp32, a bf16
-    result), run as fp32 GEMMs, forward and backward, for CPUs without bf16 arithmetic (_emulated_bf16).
-    Like autocast it keeps the bf16 operands for the backward; unlike it, the gradients of fp32
-    operands (a weight shared by every layer) are summed in fp32, not bf16."""
+class _HalfLinearInFp32(torch.autograd.Function):
+    """x W^T + b as a half-precision GEMM computes it (operands rounded to bf16 or fp16, products summed in
+    fp32, a half-precision result), run as fp32 GEMMs, forward and backward, for CPUs without that
+    arithmetic (_emulated_half). Like autocast it keeps the rounded operands for the backward; unlike it,
+    the gradients of fp32 operands (a weight shared by every layer) are summed in fp32."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        x16, w16 = x.to(torch.bfloat16), weight.to(torch.bfloat16)
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, half: torch.dtype
+    ) -> torch.Tensor:
+        x16, w16 = x.to(half), weight.to(half)
         ctx.save_for_backward(x16, w16)
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
         with torch.autocast("cpu", enabled=False):
             out = F.linear(x16.float(), w16.float(), None if bias is None else bias.float())
-        return out.to(torch.bfloat16)
+        return out.to(half)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -290,16 +297,16 @@ class _Bf16LinearInFp32(torch.autograd.Function):
                 dw = (g.T @ x16.reshape(-1, x16.shape[-1]).float()).to(w_dtype)  # (N, K)
             if b_dtype is not None and ctx.needs_input_grad[2]:
                 db = g.sum(0).to(b_dtype)
-        return dx, dw, db
+        return dx, dw, db, None
 
 
 def _fp32_under_emulated_autocast(method: Any) -> Any:
     """An attention step (a method whose first argument is a tensor) run with autocast off and its
-    floating-point tensors in fp32 where bf16 autocast would emulate its GEMMs (_emulated_bf16)."""
+    floating-point tensors in fp32 where half-precision autocast would emulate its GEMMs (_emulated_half)."""
 
     @functools.wraps(method)
     def run(self: nn.Module, *args: Any) -> Any:
-        if not _emulated_bf16(args[0]):
+        if _emulated_half(args[0]) is None:
             return method(self, *args)
         with torch.autocast("cpu", enabled=False):
             wide = (a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
