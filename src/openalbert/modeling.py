@@ -222,7 +222,8 @@ class Linear(nn.Linear):
 
     The packed copy serves eval mode only: it is made on first use, remade whenever the weight changes
     (in-place updates bump its version) and dropped by `train()`, since fused optimizers update
-    weights without bumping their version.
+    weights without bumping their version. Training under half-precision autocast on a CPU that would
+    emulate it runs fp32 GEMMs on the rounded operands instead (_emulated_half).
     """
 
     def forward(
