@@ -109,7 +109,7 @@ class AlbertSOPHead(nn.Module):
         super().__init__()
         self.dropout = nn.Dropout(config.classifier_dropout_prob or 0.0)
         # Two classes whatever num_labels says (transformers sizes it by num_labels and then fails).
-        self.classifier = nn.Linear(config.hidden_size, 2)
+        self.classifier = Linear(config.hidden_size, 2)
 
     def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(pooled_output))
@@ -233,7 +233,7 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         self.num_labels = config.num_labels
         self.albert = AlbertModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout_prob or 0.0)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def forward(
@@ -294,7 +294,7 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
             else config.hidden_dropout_prob
         )
         self.dropout = nn.Dropout(p)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.classifier = Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def forward(
@@ -334,7 +334,7 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.albert = AlbertModel(config, add_pooling_layer=False)
-        self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
+        self.qa_outputs = Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
     def forward(
@@ -386,7 +386,7 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
         super().__init__(config)
         self.albert = AlbertModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout_prob or 0.0)
-        self.classifier = nn.Linear(config.hidden_size, 1)
+        self.classifier = Linear(config.hidden_size, 1)
         self.post_init()
 
     def forward(
