@@ -311,8 +311,7 @@ def has_avx512() -> bool:
 def emulates_bf16() -> bool:
     """Whether this is an x86 CPU without bf16 arithmetic (BF16_FLAGS), where PyTorch widens bf16 GEMMs to
     fp32 in software; False where the flags cannot be read."""
-    flags = cpu_flags()
-    return "avx2" in flags and not flags & BF16_FLAGS
+    return _x86_without(BF16_FLAGS)
 
 
 # The x86 flags of fp16 arithmetic (Sapphire Rapids and later; no AMD CPU so far).
@@ -322,8 +321,13 @@ FP16_FLAGS = frozenset({"avx512_fp16", "amx_fp16"})
 def emulates_fp16() -> bool:
     """Whether this is an x86 CPU without fp16 arithmetic (FP16_FLAGS), where PyTorch widens fp16 GEMMs to
     fp32 in software; False where the flags cannot be read."""
+    return _x86_without(FP16_FLAGS)
+
+
+def _x86_without(arithmetic: frozenset[str]) -> bool:
+    """Whether this is an x86 CPU (AVX2 at least) with none of the `arithmetic` flags."""
     flags = cpu_flags()
-    return "avx2" in flags and not flags & FP16_FLAGS
+    return "avx2" in flags and not flags & arithmetic
 
 
 def warn_if_emulated_bf16(device: torch.device, what: str) -> None:

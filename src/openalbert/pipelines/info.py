@@ -76,7 +76,10 @@ def _cpu_precisions() -> tuple[str, str]:
             "compiled AVX2 kernel, training (autocast or bf16 weights) on fp32 GEMMs"
         )
     elif cpu_kernels.emulates_bf16():
-        bf16 = "emulated by PyTorch (no AVX512_BF16 or AMX): several times slower than float32"
+        bf16 = (
+            "emulated by PyTorch for inference (no AVX512_BF16 or AMX): several times slower than float32; "
+            "training (autocast or bf16 weights) on fp32 GEMMs"
+        )
     elif native:
         bf16 = f"native ({', '.join(sorted(f.upper() for f in native))})"
     else:
