@@ -51,20 +51,20 @@ def _emulate(monkeypatch, emulated: bool) -> None:
         monkeypatch.setattr(cpu_kernels, name, lambda: emulated)
 
 
-def _batch() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def _batch(padded: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     gen = torch.Generator().manual_seed(3)
     ids = torch.randint(5, TINY["vocab_size"], (3, 13), generator=gen)
     mask = torch.ones_like(ids)
-    mask[1, 8:] = 0
+    mask[1, 8:] = 0 if padded else 1
     labels = ids.masked_fill(torch.rand(ids.shape, generator=gen) > 0.3, -100).masked_fill(mask == 0, -100)
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}, labels
 
 
 def _step(
-    model: torch.nn.Module, autocast: bool, dtype: torch.dtype = torch.bfloat16
+    model: torch.nn.Module, autocast: bool, dtype: torch.dtype = torch.bfloat16, padded: bool = True
 ) -> tuple[float, torch.Tensor]:
     """Loss and the flat gradient of one step (autocast to `dtype` on or off)."""
-    batch, labels = _batch()
+    batch, labels = _batch(padded)
     model.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=dtype, enabled=autocast):
         loss = model(**batch, labels=labels).loss
@@ -128,14 +128,17 @@ def test_autocast_where_emulated_matches_pytorchs_half_precision_and_fp32(monkey
 
 
 @pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
-def test_half_precision_weights_train_with_fp32_gemms_where_emulated(emulated, half):
-    config = openalbert.AlbertConfig(**TINY | NO_DROPOUT)
+@pytest.mark.parametrize("position", ["absolute", "relative_key", "relative_key_query"])
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "full"])
+def test_half_precision_weights_train_with_fp32_gemms_where_emulated(emulated, position, padded, half):
+    # Padded batches train on the unpadded path, which widens attention to fp32 itself; full ones do not.
+    config = openalbert.AlbertConfig(**TINY | NO_DROPOUT, position_embedding_type=position)
     torch.manual_seed(0)
     model = openalbert.AlbertForMaskedLM(config).train()
-    _, fp32_grad = _step(model, autocast=False)
+    _, fp32_grad = _step(model, autocast=False, padded=padded)
     halved = copy.deepcopy(model).to(half)
     with GemmDtypes() as gemms:
-        loss, grad = _step(halved, autocast=False)
+        loss, grad = _step(halved, autocast=False, padded=padded)
     assert all(p.grad.dtype == half for p in halved.parameters() if p.grad is not None)
     assert not [d for _, d in gemms.seen if half in d]
     assert F.cosine_similarity(grad, fp32_grad, dim=0) > 0.99

@@ -302,16 +302,27 @@ class _HalfLinearInFp32(torch.autograd.Function):
 
 
 def _fp32_under_emulated_autocast(method: Any) -> Any:
-    """An attention step (a method whose first argument is a tensor) run with autocast off and its
-    floating-point tensors in fp32 where half-precision autocast would emulate its GEMMs (_emulated_half)."""
+    """An attention step (a method whose first argument is a tensor, its queries) run with autocast off and
+    its floating-point tensors in fp32 where its GEMMs would be emulated in half precision (_emulated_half):
+    under half-precision autocast, or on half-precision queries (a model in bf16 or fp16). In the latter
+    case its tensors come back in the queries' dtype."""
 
     @functools.wraps(method)
     def run(self: nn.Module, *args: Any) -> Any:
-        if _emulated_half(args[0]) is None:
+        queries = args[0]
+        if _emulated_half(queries, queries) is None:
             return method(self, *args)
+        autocast = torch.is_autocast_enabled("cpu")
         with torch.autocast("cpu", enabled=False):
             wide = (a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
-            return method(self, *wide)
+            out = method(self, *wide)
+        if autocast:
+            return out
+
+        def narrow(t: Any) -> Any:
+            return t.to(queries.dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+        return tuple(map(narrow, out)) if isinstance(out, tuple) else narrow(out)
 
     return run
 
@@ -574,7 +585,8 @@ class AlbertAttention(nn.Module):
         On the CPU with autograd, the fused kernel's backward is slow for short sequences (ALBERT's
         usual 128 tokens: 1.6x the time of the written-out form), so the scores are written out in
         fp32 there while they stay small; everywhere else the fused kernel runs. On the CPU half precision
-        runs in fp32 (except under "sdpa", which keeps PyTorch's kernel in the model's dtype): PyTorch's CPU
+        runs in fp32 (except under "sdpa", which keeps PyTorch's kernel in the model's dtype where the CPU
+        has that arithmetic, see _fp32_under_emulated_autocast): PyTorch's CPU
         kernels accumulate the scores in fp32 anyway and are faster on fp32 inputs (albert-base bf16 on a
         Zen 3 CPU, 1 x 512 tokens: 1.10 s a pass with bf16 attention, 0.76 s with fp32).
         """
