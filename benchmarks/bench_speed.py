@@ -1473,7 +1473,7 @@ def _without_emulated_bf16(
     """`names` without the other systems' bf16 rows where this CPU has no bf16 arithmetic: PyTorch emulates
     them, minutes per call (a transformers bf16 autocast training step of albert-base 8 x 128 takes about
     220 s on a Zen 3 CPU, 50x its fp32 step). openalbert's bf16 rows stay: they run in fp32 arithmetic there
-    (cpu_kernels.linear, modeling._HalfLinearInFp32). Asking for bf16 (--systems bf16) keeps them all."""
+    (cpu_kernels.linear, linear.HalfLinearInFp32). Asking for bf16 (--systems bf16) keeps them all."""
     if device.type != "cpu" or not cpu_kernels.emulates_bf16() or any("bf16" in p for p in patterns or ()):
         return names
     dropped = [n for n in names if "bf16" in n and not n.startswith("openalbert")]

@@ -31,7 +31,8 @@ from torch import nn
 import openalbert
 from openalbert.checkpoint import resolve_path
 from openalbert.fast.quantize import channel_scales, quantize_int8, weight_levels
-from openalbert.modeling import AlbertLayer, Linear, activate_and_add
+from openalbert.linear import Linear, activate_and_add
+from openalbert.modeling import AlbertLayer
 
 M = openalbert.AlbertForMaskedLM
 GEMMS = ("embedding_hidden_mapping_in", "query", "key", "value", "dense", "ffn", "ffn_output")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from tests.conftest import TINY
 
 import openalbert
-from openalbert import AlbertConfig, AlbertModel, cpu_kernels, modeling
+from openalbert import AlbertConfig, AlbertModel, cpu_kernels, linear
 
 needs_linear = pytest.mark.skipif(
     not cpu_kernels.linear_available(),
@@ -195,7 +195,7 @@ def test_a_failed_build_warns_once_and_linear_layers_fall_back(monkeypatch, fail
     assert "no such compiler" in cpu_kernels.linear_status()
     with torch.no_grad():
         assert torch.isfinite(_model()(torch.randint(5, 99, (2, 10))).last_hidden_state).all()
-    assert modeling._packer(torch.randn(2, 10, 16), torch.randn(32, 16)) in ("onednn", None)
+    assert linear.packer_for(torch.randn(2, 10, 16), torch.randn(32, 16)) in ("onednn", None)
     monkeypatch.setenv("OPENALBERT_CPU_KERNEL", "0")
     cpu_kernels._load.cache_clear()
     assert cpu_kernels.linear_status() == "off (OPENALBERT_CPU_KERNEL=0)"
@@ -224,7 +224,7 @@ def test_fp16_runs_on_onednns_fp32_packed_weights_where_the_avx2_kernel_does_not
     """On AVX-512 CPUs (oneDNN's packed GEMMs) fp16 has no fast GEMM either, unless the CPU has AVX512-FP16
     or AMX: it is widened onto oneDNN's fp32 packed weights, summed in fp32 and rounded once, as on the AVX2
     kernel, instead of running PyTorch's emulated fp16 GEMMs."""
-    monkeypatch.setattr(modeling, "_AVX512", True)
+    monkeypatch.setattr(linear, "_AVX512", True)
     monkeypatch.setattr(cpu_kernels, "linear_available", lambda: False)
     model = _model()
     ids = torch.randint(5, 99, (3, 40))

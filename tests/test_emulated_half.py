@@ -1,7 +1,7 @@
 """Half precision on CPUs without its arithmetic (bf16 on AVX2-only CPUs such as Zen 3; fp16 on nearly every
 x86 CPU): PyTorch emulates those GEMMs, 7-200x slower than fp32 ones, so under half-precision autocast (and
 for half-precision weights with autograd) the model runs its GEMMs in fp32 on rounded operands instead
-(modeling._HalfLinearInFp32, _fp32_under_emulated_autocast).
+(linear.HalfLinearInFp32, fp32_where_half_is_emulated).
 
 The tests force that path with `cpu_kernels.emulates_bf16`/`emulates_fp16` patched, so they run on any
 CPU, and compare it with PyTorch's own half precision (the same patches set to False) and with fp32.
@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import openalbert
 from openalbert import cpu_kernels
-from openalbert.modeling import _HalfLinearInFp32
+from openalbert.linear import HalfLinearInFp32
 
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.0)
 aten = torch.ops.aten
@@ -80,7 +80,7 @@ def test_linear_in_fp32_is_a_half_precision_gemm_with_fp32_sums(half):
     x = torch.randn(2, 7, 48, generator=gen, requires_grad=True)
     weight = torch.randn(40, 48, generator=gen, requires_grad=True)
     bias = torch.randn(40, generator=gen, requires_grad=True)
-    out = _HalfLinearInFp32.apply(x, weight, bias, half)
+    out = HalfLinearInFp32.apply(x, weight, bias, half)
     grad = torch.randn(out.shape, generator=gen).to(half)
     out.backward(grad)
     assert out.dtype == half and x.grad.dtype == weight.grad.dtype == bias.grad.dtype == torch.float32

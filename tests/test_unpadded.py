@@ -206,13 +206,13 @@ def test_copy_and_save_after_cpu_inference(tmp_path):
 @pytest.mark.parametrize("avx512", [True, False])
 def test_packed_weights_only_for_few_rows_without_avx512(monkeypatch, avx512):
     """With AVX-512 every CPU inference call runs on oneDNN's packed weights; without it (and without
-    openalbert's own AVX2 kernel) only calls of at most _PACKED_ROWS_WITHOUT_AVX512 token rows do (larger
+    openalbert's own AVX2 kernel) only calls of at most PACKED_ROWS_WITHOUT_AVX512 token rows do (larger
     ones were slower so on Zen 3). Same outputs either way."""
-    from openalbert import cpu_kernels, modeling
+    from openalbert import cpu_kernels, linear
 
-    monkeypatch.setattr(modeling, "_AVX512", avx512)
+    monkeypatch.setattr(linear, "_AVX512", avx512)
     monkeypatch.setattr(cpu_kernels, "linear_available", lambda: False)
-    limit = modeling._PACKED_ROWS_WITHOUT_AVX512
+    limit = linear.PACKED_ROWS_WITHOUT_AVX512
     layer = lambda m: m.albert.encoder.albert_layer_groups[0].albert_layers[0].attention  # noqa: E731
     for rows, packs in (
         (limit, True),

@@ -8,7 +8,7 @@ run on PyTorch's OpenMP threads:
   `attention.c` (see `packed_attention`), `gelu.c` and `cross_entropy.c`;
 - "avx2": `csrc/avx2/*.c` with `avx2/avx2.h`, for inference on CPUs with AVX2, FMA and F16C but no
   AVX-512 (fp32 arithmetic on fp32, bf16 or fp16 tensors): `fp32.c`, GEMMs with the bias, GELU and
-  residual add fused (where oneDNN's packed weights lose to them; see modeling.Linear) and the GELU
+  residual add fused (where oneDNN's packed weights lose to them; see linear.Linear) and the GELU
   alone, and `attention.c`, the packed attention kernel in AVX2.
 Where one cannot be built or run (no compiler, not this CPU, `OPENALBERT_CPU_KERNEL=0`), PyTorch's kernels
 serve, with one warning when a build failed.

@@ -14,7 +14,8 @@ from torch import nn
 
 from openalbert import cpu_kernels
 from openalbert.config import AlbertConfig
-from openalbert.modeling import ACT2FN, AlbertModel, AlbertPreTrainedModel, Linear, ModelOutput
+from openalbert.linear import ACT2FN, Linear
+from openalbert.modeling import AlbertModel, AlbertPreTrainedModel, ModelOutput
 
 # ---- outputs --------------------------------------------------------------------------------------------
 
@@ -65,7 +66,7 @@ class QuestionAnsweringModelOutput(ModelOutput):
 
 class AlbertMLMHead(nn.Module):
     """H -> E (dense, activation, LayerNorm) -> vocabulary; the decoder is tied to the input embedding.
-    Both projections are modeling.Linear: packed weights for CPU inference, as in the encoder (on a CPU
+    Both projections are linear.Linear: packed weights for CPU inference, as in the encoder (on a CPU
     without bf16 arithmetic that keeps a bf16 decoder off PyTorch's emulated GEMM)."""
 
     def __init__(self, config: AlbertConfig) -> None:

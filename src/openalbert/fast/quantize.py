@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from openalbert import cpu_kernels
-from openalbert.modeling import AlbertPreTrainedModel, Linear, activate_and_add
+from openalbert.linear import Linear, activate_and_add
+from openalbert.modeling import AlbertPreTrainedModel
 
 
 class Int8Linear(nn.Module):

@@ -91,14 +91,14 @@ def _cpu_precisions() -> tuple[str, str]:
 
 def _cpu_linear() -> str:
     """Which GEMMs fp32 CPU inference runs on here, in words."""
-    from openalbert import cpu_kernels, modeling
+    from openalbert import cpu_kernels, linear
 
     if cpu_kernels.has_avx512():
         return "oneDNN's GEMMs on packed weights (AVX-512)"
     if cpu_kernels.linear_available():
         return f"compiled AVX2 GEMM kernel, {cpu_kernels.linear_status()}"
     return (
-        f"PyTorch's GEMMs, oneDNN's packed weights for up to {modeling._PACKED_ROWS_WITHOUT_AVX512} rows "
+        f"PyTorch's GEMMs, oneDNN's packed weights for up to {linear.PACKED_ROWS_WITHOUT_AVX512} rows "
         f"(compiled AVX2 GEMM kernel {cpu_kernels.linear_status()})"
     )
 

@@ -1,0 +1,280 @@
+"""The model's linear layers and the activations they apply, and how their GEMMs run fast on the CPU.
+
+`Linear` is nn.Linear (same parameters, same state-dict names) whose forward takes an activation and a
+residual to fuse in. For CPU inference it runs on weights packed once: oneDNN's GEMMs on AVX-512 CPUs,
+openalbert's own AVX2 kernel (`cpu_kernels.linear`) on CPUs without AVX-512 (`packer_for`). On CPUs without
+bf16 or fp16 arithmetic, where PyTorch would emulate half-precision GEMMs 7-200x slower than fp32 ones,
+half precision runs as fp32 GEMMs on the rounded operands (`emulated_half`, `HalfLinearInFp32`, and
+`fp32_where_half_is_emulated` for attention's steps).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from openalbert import cpu_kernels
+
+
+# Named functions, not lambdas: modules keep them as attributes, and torch.save(model) pickles them by name.
+# The tanh GELU is cpu_kernels.gelu_tanh: F.gelu(x, approximate="tanh"), on a compiled kernel on the CPU.
+def _quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(1.702 * x)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+ACT2FN: dict[str, Any] = {
+    "gelu": F.gelu,
+    "gelu_new": cpu_kernels.gelu_tanh,
+    "gelu_fast": cpu_kernels.gelu_tanh,
+    "gelu_pytorch_tanh": cpu_kernels.gelu_tanh,
+    "quick_gelu": _quick_gelu,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "mish": F.mish,
+    "linear": _identity,
+}
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and state-dict names) that, for CPU inference, runs on pre-packed weights
+    with the activation and residual add fused in: oneDNN's GEMMs with AVX-512 (1.2-1.4x faster than the
+    plain GEMM there), openalbert's own kernel on AVX2 CPUs (fp32 arithmetic for fp32, bf16 and fp16
+    tensors, `cpu_kernels.linear`; see packer_for).
+
+    The packed copy serves eval mode only: it is made on first use, remade whenever the weight changes
+    (in-place updates bump its version) and dropped by `train()`, since fused optimizers update
+    weights without bumping their version. Training under half-precision autocast on a CPU that would
+    emulate it runs fp32 GEMMs on the rounded operands instead (emulated_half).
+    """
+
+    def forward(
+        self, x: torch.Tensor, activation: str | None = None, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """activation(x W^T + b) + residual, the activation and the add fused where the packed GEMM can."""
+        packer = None if self.training else packer_for(x, self.weight)
+        if packer is not None:
+            packed = pack_cached(self, packer, (self.weight,), lambda: PACK[packer](self.weight))
+            return packed_linear(packer, x, packed, self.bias, activation, residual)
+        half = emulated_half(x, self.weight)
+        if half is not None:
+            out = HalfLinearInFp32.apply(x, self.weight, self.bias, half)
+            return activate_and_add(out, activation, residual)
+        return activate_and_add(F.linear(x, self.weight, self.bias), activation, residual)
+
+    def train(self, mode: bool = True) -> Linear:
+        # Fused optimizers update weights without bumping their version: drop the packed copy here.
+        self.__dict__.pop("_pack_cache", None)
+        return super().train(mode)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return without_pack_cache(super().__getstate__())
+
+
+def emulated_half(x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.dtype | None:
+    """The half precision (bf16 or fp16) a GEMM on x would run in, under CPU autocast (or because x and
+    `weight` are in it), where this CPU has no arithmetic for it and PyTorch emulates it
+    (`cpu_kernels.emulates_bf16`, `emulates_fp16`); None elsewhere. The emulation is 7-200x slower than an
+    fp32 GEMM (bf16 on Zen 3, albert-base shapes; 0.7 against 127 GFLOP/s for a backward one), a bf16
+    training step 50x slower than fp32's, so such GEMMs run in fp32 instead (`HalfLinearInFp32`,
+    `fp32_where_half_is_emulated`)."""
+    if x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return None
+    if torch.is_autocast_enabled("cpu"):
+        dtype = torch.get_autocast_dtype("cpu")
+    else:
+        dtype = x.dtype if weight is not None and x.dtype == weight.dtype else None
+    emulates = {torch.bfloat16: cpu_kernels.emulates_bf16, torch.float16: cpu_kernels.emulates_fp16}.get(
+        dtype
+    )
+    return dtype if emulates is not None and emulates() else None
+
+
+class HalfLinearInFp32(torch.autograd.Function):
+    """x W^T + b as a half-precision GEMM computes it (operands rounded to bf16 or fp16, products summed in
+    fp32, a half-precision result), run as fp32 GEMMs, forward and backward, for CPUs without that
+    arithmetic (emulated_half). Like autocast it keeps the rounded operands for the backward; unlike it,
+    the gradients of fp32 operands (a weight shared by every layer) are summed in fp32."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, half: torch.dtype
+    ) -> torch.Tensor:
+        x16, w16 = x.to(half), weight.to(half)
+        ctx.save_for_backward(x16, w16)
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        with torch.autocast("cpu", enabled=False):
+            out = F.linear(x16.float(), w16.float(), None if bias is None else bias.float())
+        return out.to(half)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x16, w16 = ctx.saved_tensors
+        x_dtype, w_dtype, b_dtype = ctx.dtypes
+        g = grad.float().reshape(-1, grad.shape[-1])  # (rows, N)
+        dx = dw = db = None
+        with torch.autocast("cpu", enabled=False):
+            if ctx.needs_input_grad[0]:
+                dx = (g @ w16.float()).view(*grad.shape[:-1], w16.shape[1]).to(x_dtype)  # (..., K)
+            if ctx.needs_input_grad[1]:
+                dw = (g.T @ x16.reshape(-1, x16.shape[-1]).float()).to(w_dtype)  # (N, K)
+            if b_dtype is not None and ctx.needs_input_grad[2]:
+                db = g.sum(0).to(b_dtype)
+        return dx, dw, db, None
+
+
+def fp32_where_half_is_emulated(method: Any) -> Any:
+    """An attention step (a method whose first argument is a tensor, its queries) run with autocast off and
+    its floating-point tensors in fp32 where its GEMMs would be emulated in half precision (emulated_half):
+    under half-precision autocast, or on half-precision queries (a model in bf16 or fp16). In the latter
+    case its tensors come back in the queries' dtype."""
+
+    @functools.wraps(method)
+    def run(self: nn.Module, *args: Any) -> Any:
+        queries = args[0]
+        if emulated_half(queries, queries) is None:
+            return method(self, *args)
+        autocast = torch.is_autocast_enabled("cpu")
+        with torch.autocast("cpu", enabled=False):
+            wide = (a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+            out = method(self, *wide)
+        if autocast:
+            return out
+
+        def narrow(t: Any) -> Any:
+            return t.to(queries.dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+
+        return tuple(map(narrow, out)) if isinstance(out, tuple) else narrow(out)
+
+    return run
+
+
+def packed_linear(
+    packer: str,
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    bias: torch.Tensor | None,
+    activation: str | None,
+    residual: torch.Tensor | None,
+) -> torch.Tensor:
+    """activation(x W^T + b) + residual on weights packed by PACK[packer]."""
+    if packer == "avx2":
+        if activation is None or activation in cpu_kernels.LINEAR_ACTIVATIONS:
+            return cpu_kernels.linear(x, packed, bias, activation, residual)
+        return activate_and_add(cpu_kernels.linear(x, packed, bias), activation, residual)
+    if x.dtype == torch.float16:
+        # oneDNN has fp16 GEMMs only with AVX512-FP16 or AMX: widen, sum in fp32, round once
+        bias, residual = (None if t is None else t.float() for t in (bias, residual))
+        return packed_linear(packer, x.float(), packed, bias, activation, residual).half()
+    op, algorithm = _FUSABLE.get(activation, ("none", ""))
+    if residual is not None and activation is None:
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch.ops.mkldnn._linear_pointwise.binary(
+            flat, residual.reshape(flat.shape[0], -1), packed, bias, "add"
+        )
+        return out.view(residual.shape)
+    out = torch.ops.mkldnn._linear_pointwise(x, packed, bias, op, [], algorithm)
+    return activate_and_add(out, activation if op == "none" else None, residual)
+
+
+def activate_and_add(
+    out: torch.Tensor, activation: str | None, residual: torch.Tensor | None
+) -> torch.Tensor:
+    """activation(out) + residual, each step skipped when None: the unfused end of a linear layer."""
+    out = out if activation is None else ACT2FN[activation](out)
+    return out if residual is None else residual + out
+
+
+def pack_cached(owner: nn.Module, packer: str, params: tuple[torch.Tensor, ...], build: Any) -> Any:
+    """`build()` (weights packed by `packer`) kept on `owner`, remade when any of `params` changes (in-place
+    updates bump a tensor's version) and dropped by `train()` (fused optimizers bump no version), so it
+    serves eval mode only. Not a buffer: never saved, never moved. Weights made under
+    torch.inference_mode() have no version counter; only an in-place write inside inference mode could
+    change them unseen."""
+    key = (packer, *((None if p.is_inference() else p._version, p.data_ptr(), p.dtype) for p in params))
+    cache = owner.__dict__.get("_pack_cache")
+    if cache is None or cache[0] != key:
+        cache = (key, build())
+        owner.__dict__["_pack_cache"] = cache
+    return cache[1]
+
+
+def without_pack_cache(state: dict[str, Any]) -> dict[str, Any]:
+    """A module's pickled state without its packed weights: an opaque oneDNN tensor that copy.deepcopy and
+    torch.save cannot copy, and that is remade on first use anyway."""
+    state.pop("_pack_cache", None)
+    return state
+
+
+# packer -> how it packs a weight (N, K)
+PACK = {
+    "onednn": lambda weight: torch.ops.mkldnn._reorder_linear_weight(
+        weight.detach().float() if weight.dtype == torch.float16 else weight.detach()
+    ),
+    "avx2": cpu_kernels.pack_linear,
+}
+
+
+# Activations oneDNN can fuse into the GEMM: name -> (its post-op, algorithm).
+_FUSABLE = {
+    "gelu": ("gelu", "none"),
+    "gelu_new": ("gelu", "tanh"),
+    "gelu_fast": ("gelu", "tanh"),
+    "gelu_pytorch_tanh": ("gelu", "tanh"),
+    "relu": ("relu", ""),
+}
+
+
+def packer_for(x: torch.Tensor, weight: torch.Tensor) -> str | None:
+    """Which packed-weight GEMM serves this CPU inference call (no autograd through it): "avx2" (openalbert's
+    kernel, fp32, bf16 or fp16, on CPUs without AVX-512 where it is built), "onednn" (fp32; fp16 in fp32
+    arithmetic, where PyTorch's own fp16 GEMMs are emulated; bf16 where oneDNN has bf16 GEMMs; without
+    AVX-512 only for small inputs, see PACKED_ROWS_WITHOUT_AVX512), or None: F.linear."""
+    if (
+        x.device.type != "cpu"
+        or x.numel() == 0  # F.linear's edge cases (no rows, no inputs)
+        or x.dtype != weight.dtype
+        or (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+    ):
+        return None
+    if (
+        weight.dtype in cpu_kernels.LINEAR_DTYPES
+        and weight.shape[0] % 16 == 0
+        and cpu_kernels.linear_available()
+    ):
+        return "avx2"
+    if (
+        _MKLDNN
+        and (_AVX512 or x.numel() <= PACKED_ROWS_WITHOUT_AVX512 * x.shape[-1])
+        and (
+            weight.dtype in (torch.float32, torch.float16)
+            or (weight.dtype == torch.bfloat16 and _MKLDNN_BF16)
+        )
+    ):
+        return "onednn"
+    return None
+
+
+_MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+_AVX512 = cpu_kernels.has_avx512()
+# On an AVX2 CPU (Zen 3), oneDNN's packed GEMMs with their fused GELU and residual add beat F.linear (MKL)
+# plus PyTorch's elementwise ops only on few rows: albert-base fp32, 1 x 16-64 tokens 1.25-1.5x faster,
+# 1 x 128 4% and 1 x 512 10% slower, a batch of 1,772 real tokens 5-18% slower (a noisy VM); they serve
+# there where openalbert's own fp32 kernel is not built. With AVX-512 (Zen 4) they win at every size
+# (1.2-1.4x per GEMM).
+PACKED_ROWS_WITHOUT_AVX512 = 96
+# oneDNN's bf16 GEMMs need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT; elsewhere bf16 runs unpacked (PyTorch's
+# own kernels), slowly but correctly.
+_MKLDNN_BF16 = _MKLDNN and torch.ops.mkldnn._is_mkldnn_bf16_supported()
