@@ -1362,9 +1362,89 @@ def markdown(result: dict[str, Any]) -> str:
                 else "no datasheet peak known for this GPU."
             )
         )
+    lines += targets_markdown(issue_targets(result))
     if result["notes"]:
         lines += ["", "Notes:"] + [f"- {note}" for note in result["notes"]]
     return "\n".join(lines)
+
+
+# Issue #7's acceptance lines, as (what, threshold): judged from one run's result by issue_targets.
+TARGETS = {
+    "var64 fp32": ("openalbert fp32 useful tokens/s over transformers fp32's, outputs within 1e-4", 3.0),
+    "var64 bf16": ("openalbert bf16 useful tokens/s over transformers fp32's", 6.0),
+    "var64 int8": ("openalbert int8 useful tokens/s over ONNX Runtime int8's", 1.5),
+    "int8 agreement": ("openalbert int8 fill-mask top-1 agreement with fp32 on real text", 0.99),
+    "b1x128 bf16 floor": ("openalbert bf16 latency at 1 x 128 over the measured bf16 compute floor", 1.4),
+    "training bf16": ("transformers bf16 autocast ms/step over openalbert's (MLM 8 x 128)", 1.5),
+}
+
+
+def issue_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each of issue #7's acceptance lines (CPU runs; none for a GPU run) judged from this run: its measured
+    value and whether it holds. `holds` is None where this run did not measure it, and for the bf16 lines
+    on a CPU without bf16 arithmetic, where they say nothing of the issue's machine."""
+    if "gpu" in result.get("machine", {}):
+        return []
+    ratios = result.get("ratios", {}).get("var64", {})
+    medians = {
+        (r["workload"], r["system"]): r["median"] for r in result.get("measurements", []) if "median" in r
+    }
+    fill = result.get("gates", {}).get("fill_mask", {}).get("systems", {})
+    hidden = result.get("gates", {}).get("hidden_state", {})
+    floor = (result.get("floor") or {}).get("bf16", {}).get("measured_over_floor_b1x128", {})
+
+    def ratio(system: str, over: str) -> float | None:
+        a, b = medians.get(("var64", system)), medians.get(("var64", over))
+        return a / b if a and b else None
+
+    values: dict[str, float | None] = {
+        "var64 fp32": ratios.get("openalbert fp32"),
+        "var64 bf16": ratios.get("openalbert bf16"),
+        "var64 int8": ratio("openalbert int8", "onnxruntime int8"),
+        "int8 agreement": fill.get("openalbert int8", {}).get("agreement"),
+        "b1x128 bf16 floor": floor.get("openalbert bf16"),
+    }
+    trained = {s: ms for (w, s), ms in medians.items() if w == "train-mlm-8x128"}
+    ours = trained.get("openalbert objective bf16 autocast") or trained.get("openalbert bf16 autocast")
+    theirs = trained.get("transformers bf16 autocast")
+    values["training bf16"] = theirs / ours if ours and theirs else None
+
+    flags = result.get("machine", {}).get("flags", {})
+    bf16_native = flags.get("avx512_bf16") or flags.get("amx_bf16")
+    targets = []
+    for name, (what, threshold) in TARGETS.items():
+        value = values[name]
+        holds = None if value is None else value <= threshold if "floor" in name else value >= threshold
+        if name == "var64 fp32" and holds:
+            holds = hidden.get("openalbert fp32", {}).get("max_abs_diff", float("inf")) <= 1e-4
+        note = ""
+        if "bf16" in name and not bf16_native:
+            holds, note = None, "not judged: this CPU has no bf16 arithmetic"
+        targets.append(
+            {
+                "target": name,
+                "what": what,
+                "threshold": threshold,
+                "value": value,
+                "holds": holds,
+                "note": note,
+            }
+        )
+    return targets
+
+
+def targets_markdown(targets: list[dict[str, Any]]) -> list[str]:
+    """The table of issue_targets for RESULTS.md (nothing for a GPU run)."""
+    if not targets:
+        return []
+    lines = ["", "| issue #7 target | measured | needed | holds |", "|---|---:|---:|---|"]
+    for t in targets:
+        unit = "" if "agreement" in t["target"] else "x"
+        needed = f"{'<=' if 'floor' in t['target'] else '>='} {t['threshold']:g}{unit}"
+        value = "-" if t["value"] is None else f"{t['value']:.4f}" if not unit else f"{t['value']:.2f}x"
+        holds = t["note"] or {True: "yes", False: "no", None: "not measured"}[t["holds"]]
+        lines.append(f"| {t['what']} | {value} | {needed} | {holds} |")
+    return lines
 
 
 def _core_note(machine: dict[str, Any]) -> str:
@@ -1682,6 +1762,7 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                 s: ms / floor[precision]["floor_ms_train_8x128"] for s, ms in trained.items()
             }
     result["notes"] = notes
+    result["targets"] = issue_targets(result)
     return result
 
 

@@ -157,9 +157,16 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     }
     assert all(ratio > 0 for ratio in trained.values())
 
+    targets = {t["target"]: t for t in result["targets"]}
+    assert list(targets) == list(bench_speed.TARGETS)
+    measured = ["var64 fp32", "var64 bf16", "int8 agreement", "b1x128 bf16 floor", "training bf16"]
+    measured += ["var64 int8"] if _onnx_ready() else []
+    assert all(targets[name]["value"] > 0 for name in measured)
+
     table = capsys.readouterr().out
     assert "| system | precision |" in table and "| openalbert fp32 |" in table
     assert "Device: cuda" not in table and "MFU" not in table
+    assert "| issue #7 target | measured | needed | holds |" in table
 
     # The report of a CUDA run: this result with what such a run adds (a GPU, MFU on the rows, the peaks).
     result["settings"] |= {"device": "cuda", "float32_matmul_precision": "highest"}
@@ -183,6 +190,38 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     assert f"{mfu_b8:.1%}" in report and "tok/s" in report
     assert "| tokens/s, TFLOP/s, MFU |" in report  # the training table's column
     assert "MFU denominators: measured GEMM peaks" in report and "datasheet (H100/H200 SXM)" in report
+    assert bench_speed.issue_targets(result) == [] and "issue #7 target" not in report  # CPU targets
+
+
+def _verdicts(name: str) -> dict[str, tuple[float | None, bool | None]]:
+    result = json.loads((BENCH.parent / name).read_text())
+    return {t["target"]: (t["value"], t["holds"]) for t in bench_speed.issue_targets(result)}
+
+
+def test_issue_targets_judge_the_recorded_runs():
+    # The Zen 4 run of RESULTS.md (a CPU with bf16 arithmetic): its table of targets, judged anew.
+    zen4 = _verdicts("speed_results.json")
+    assert {name: holds for name, (_, holds) in zen4.items()} == {
+        "var64 fp32": True,
+        "var64 bf16": True,
+        "var64 int8": True,
+        "int8 agreement": False,
+        "b1x128 bf16 floor": True,
+        "training bf16": False,
+    }
+    assert zen4["var64 int8"][0] == pytest.approx(2926 / 1354, rel=1e-3)
+    assert zen4["training bf16"][0] == pytest.approx(2079 / 1495, rel=1e-3)
+    # Zen 3 (no bf16 arithmetic): the bf16 lines are not judged, even where the ratio is over the line.
+    zen3 = _verdicts("speed_results_avx2_training.json")
+    assert zen3["training bf16"][0] > 1.5 and zen3["training bf16"][1] is None
+    assert _verdicts("speed_results_avx2.json")["var64 bf16"][1] is None
+
+
+def test_the_fp32_target_needs_outputs_within_1e_4():
+    result = json.loads((BENCH.parent / "speed_results.json").read_text())
+    result["gates"]["hidden_state"]["openalbert fp32"]["max_abs_diff"] = 2e-4
+    fp32 = next(t for t in bench_speed.issue_targets(result) if t["target"] == "var64 fp32")
+    assert fp32["value"] > 3 and fp32["holds"] is False
 
 
 def test_bf16_rows_leave_a_cpu_that_emulates_bf16_unless_asked_for(monkeypatch):
