@@ -29,6 +29,17 @@ TINY = dict(
     attention_probs_dropout_prob=0.1,
 )
 
+# The bare model and the six heads, by their PyTorch names (the Flax ones add a "Flax" prefix).
+HEADS = [
+    "AlbertModel",
+    "AlbertForPreTraining",
+    "AlbertForMaskedLM",
+    "AlbertForSequenceClassification",
+    "AlbertForTokenClassification",
+    "AlbertForQuestionAnswering",
+    "AlbertForMultipleChoice",
+]
+
 # Tiny, but with the genuine 30k vocabulary so that tokenization is ALBERT's own (pipeline and CLI tests).
 TINY_GENUINE_VOCAB = dict(
     vocab_size=30000,

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.conftest import TINY
+from tests.conftest import HEADS, TINY
 
 import openalbert
 
 transformers = pytest.importorskip("transformers")
 
-HEADS = [
-    "AlbertModel",
-    "AlbertForPreTraining",
-    "AlbertForMaskedLM",
-    "AlbertForSequenceClassification",
-    "AlbertForTokenClassification",
-    "AlbertForQuestionAnswering",
-    "AlbertForMultipleChoice",
-]
 B, T, N = 3, 11, 2
 
 

@@ -17,6 +17,26 @@ from openalbert.pipelines import pipeline
 from openalbert.tokenizer import AlbertTokenizer
 from openalbert.vocab import train_tokenizer
 
+_FLAX = (
+    "FlaxAlbertModel",
+    "FlaxAlbertForPreTraining",
+    "FlaxAlbertForMaskedLM",
+    "FlaxAlbertForSequenceClassification",
+    "FlaxAlbertForTokenClassification",
+    "FlaxAlbertForQuestionAnswering",
+    "FlaxAlbertForMultipleChoice",
+)
+
+
+def __getattr__(name: str) -> object:
+    """The Flax classes, imported on first use: `import openalbert` does not import JAX."""
+    if name in _FLAX:
+        from openalbert import modeling_flax
+
+        return getattr(modeling_flax, name)
+    raise AttributeError(f"module 'openalbert' has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_MODEL",
     "PRESETS",
@@ -30,6 +50,7 @@ __all__ = [
     "AlbertModel",
     "AlbertPreTrainedModel",
     "AlbertTokenizer",
+    *_FLAX,
     "__version__",
     "train_tokenizer",
     "pipeline",

@@ -237,13 +237,7 @@ def load_pretrained(
 ) -> Any:
     """Build `cls` from a checkpoint; weights the checkpoint lacks are initialised and reported."""
     directory = resolve_path(name_or_path)
-    if config is None:
-        config = AlbertConfig.from_json_file(directory / CONFIG_NAME)
-    for key, value in config_overrides.items():
-        if not hasattr(config, key):
-            raise TypeError(f"{cls.__name__}.from_pretrained got an unknown argument {key!r}")
-        setattr(config, key, value)
-    config.validate()
+    config = load_config(directory, config, config_overrides, cls.__name__)
     state = load_state_dict(directory)
 
     model = cls(config)
@@ -273,14 +267,7 @@ def load_pretrained(
         )
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
     model.tie_weights()
-    if missing:
-        logger.warning(
-            "Some weights of %s were not in the checkpoint at %s and are newly initialised: %s. "
-            "Train this model on a down-stream task before using it for predictions.",
-            cls.__name__,
-            directory,
-            missing,
-        )
+    report_missing(cls.__name__, directory, missing)
     if unexpected:
         # Another ALBERT head's weights (a pretraining checkpoint read as a masked LM) are expected to go
         # unused; anything else is worth a warning.
@@ -304,6 +291,33 @@ def load_pretrained(
             "mismatched_keys": [k for k, _, _ in mismatched],
         }
     return model
+
+
+def load_config(
+    directory: Path, config: AlbertConfig | None, overrides: dict[str, Any], caller: str
+) -> AlbertConfig:
+    """The model's configuration: `config`, or the directory's config.json, with `overrides` (keyword
+    arguments of `caller`'s from_pretrained) set and the whole validated."""
+    if config is None:
+        config = AlbertConfig.from_json_file(directory / CONFIG_NAME)
+    for key, value in overrides.items():
+        if not hasattr(config, key):
+            raise TypeError(f"{caller}.from_pretrained got an unknown argument {key!r}")
+        setattr(config, key, value)
+    config.validate()
+    return config
+
+
+def report_missing(caller: str, directory: Path, missing: list[str]) -> None:
+    """Warn that the weights `missing` from the checkpoint were initialised (a head not yet trained)."""
+    if missing:
+        logger.warning(
+            "Some weights of %s were not in the checkpoint at %s and are newly initialised: %s. "
+            "Train this model on a down-stream task before using it for predictions.",
+            caller,
+            directory,
+            missing,
+        )
 
 
 def _match_prefix(

@@ -1,0 +1,191 @@
+"""The JAX/Flax classes (openalbert.modeling_flax) against the PyTorch ones on the same checkpoints, and
+against transformers 4.57.1's Flax ALBERT (parameter trees and outputs), for every head."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import HEADS, TINY
+
+import openalbert
+
+jax = pytest.importorskip("jax")
+pytest.importorskip("flax")
+import jax.numpy as jnp  # noqa: E402
+from flax.traverse_util import flatten_dict  # noqa: E402
+
+from openalbert import modeling_flax  # noqa: E402
+
+POSITIONS = ["absolute", "relative_key", "relative_key_query"]
+B, T, N = 3, 11, 2
+
+
+def _inputs(head: str, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.RandomState(seed)
+    shape = (B, N, T) if head == "AlbertForMultipleChoice" else (B, T)
+    ids = rng.randint(5, TINY["vocab_size"], shape)
+    mask = np.ones(shape, dtype=np.int64)
+    mask[1, ..., 6:] = 0  # a padded row
+    types = np.zeros(shape, dtype=np.int64)
+    types[..., 4:] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def _config(position: str = "absolute", **overrides) -> openalbert.AlbertConfig:
+    # groups and inner layers > 1, so that the sharing and the state-dict names of both are exercised
+    return openalbert.AlbertConfig(**TINY | {"num_labels": 2} | overrides, position_embedding_type=position)
+
+
+def _pairs(theirs, ours) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(field, PyTorch array, Flax array) for every output field, hidden states and attentions one by one."""
+    pairs = []
+    for field, value in ours.__dict__.items():
+        if value is None:
+            continue
+        expected = getattr(theirs, field)
+        if isinstance(value, tuple):
+            pairs += [(f"{field}[{i}]", e, v) for i, (e, v) in enumerate(zip(expected, value, strict=True))]
+        else:
+            pairs.append((field, expected, value))
+    return [
+        (f, e.detach().numpy() if isinstance(e, torch.Tensor) else np.asarray(e), np.asarray(v))
+        for f, e, v in pairs
+    ]
+
+
+# every head with absolute positions; relative ones (which transformers' Flax classes ignore) on two heads
+CASES = [(head, "absolute") for head in HEADS] + [
+    (head, position) for head in ("AlbertModel", "AlbertForPreTraining") for position in POSITIONS[1:]
+]
+
+
+@pytest.mark.parametrize(("head", "position"), CASES)
+def test_flax_equals_pytorch_on_its_checkpoint(tmp_path, head, position):
+    torch.manual_seed(0)
+    torch_model = getattr(openalbert, head)(_config(position)).eval()
+    torch_model.save_pretrained(tmp_path)
+    flax_model = getattr(modeling_flax, f"Flax{head}").from_pretrained(tmp_path)
+    batch = _inputs(head)
+    with torch.no_grad():
+        expected = torch_model(
+            **{k: torch.tensor(v) for k, v in batch.items()},
+            output_hidden_states=True,
+            output_attentions=True,
+        )
+    got = flax_model(**batch, output_hidden_states=True, output_attentions=True)
+
+    # Attention maps asked for: the PyTorch model keeps the padding (no unpadded path), so every position,
+    # padding included, is compared.
+    pairs = _pairs(expected, got)
+    assert {f.split("[")[0] for f, _, _ in pairs} >= {"hidden_states", "attentions"}
+    for field, e, g in pairs:
+        assert e.shape == g.shape, field
+        np.testing.assert_allclose(g, e, atol=1e-5, rtol=0, err_msg=field)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_parameter_trees_and_outputs_are_transformers_flax_ones(head):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AlbertConfig(**TINY | {"num_labels": 2}, hidden_act="gelu_new")
+    theirs = getattr(transformers, f"Flax{head}")(config, seed=1)
+    ours = getattr(modeling_flax, f"Flax{head}")(_config(), seed=0)
+    shapes = lambda params: {k: v.shape for k, v in flatten_dict(params).items()}  # noqa: E731
+    assert shapes(ours.params) == shapes(theirs.params)
+
+    batch = _inputs(head)
+    expected = theirs(**batch, output_hidden_states=True, output_attentions=True)
+    got = ours(**batch, params=theirs.params, output_hidden_states=True, output_attentions=True)
+    leaves = jax.tree_util.tree_leaves
+    assert len(leaves(got.to_tuple())) == len(leaves(expected.to_tuple())) > 2
+    for e, g in zip(leaves(expected.to_tuple()), leaves(got.to_tuple()), strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(e), atol=1e-5, rtol=0)
+
+
+def test_save_pretrained_is_read_by_pytorch_and_transformers(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    model = modeling_flax.FlaxAlbertForPreTraining(_config(), seed=3)
+    model.save_pretrained(tmp_path)
+    batch = _inputs("AlbertForPreTraining")
+    got = model(**batch)
+    tensors = {k: torch.tensor(v) for k, v in batch.items()}
+    for torch_model in (
+        openalbert.AlbertForPreTraining.from_pretrained(tmp_path),
+        transformers.AlbertForPreTraining.from_pretrained(tmp_path).eval(),
+    ):
+        with torch.no_grad():
+            expected = torch_model(**tensors)
+        real = batch["attention_mask"].astype(bool)  # openalbert's unpadded path leaves zeros at the padding
+        np.testing.assert_allclose(
+            np.asarray(got.prediction_logits)[real],
+            expected.prediction_logits.numpy()[real],
+            atol=1e-5,
+            rtol=0,
+        )
+        np.testing.assert_allclose(got.sop_logits, expected.sop_logits.numpy(), atol=1e-5, rtol=0)
+    again = modeling_flax.FlaxAlbertForPreTraining.from_pretrained(tmp_path)
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, again.params, model.params))
+
+
+def test_a_head_reads_a_bare_checkpoint_and_reports_its_fresh_weights(tmp_path, caplog):
+    modeling_flax.FlaxAlbertModel(_config(), seed=4).save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="openalbert.modeling_flax"):
+        model = modeling_flax.FlaxAlbertForSequenceClassification.from_pretrained(tmp_path, num_labels=3)
+    assert "newly initialised: ['classifier.bias', 'classifier.weight']" in caplog.text
+    bare = modeling_flax.FlaxAlbertModel.from_pretrained(tmp_path)
+    same = jax.tree_util.tree_map(np.array_equal, model.params["albert"], bare.params)
+    assert jax.tree_util.tree_all(same)  # the encoder is the checkpoint's, under the head's "albert" prefix
+    assert model(**_inputs("AlbertModel")).logits.shape == (B, 3)
+
+
+def test_training_step_lowers_the_masked_lm_loss():
+    small = dict(num_hidden_layers=2, num_hidden_groups=1, inner_group_num=1)  # a smaller graph to compile
+    model = modeling_flax.FlaxAlbertForMaskedLM(_config(**small), seed=5)
+    batch = _inputs("AlbertForMaskedLM")
+    labels = jnp.asarray(batch["input_ids"])
+
+    def loss(params, rng):
+        logits = model(**batch, params=params, dropout_rng=rng, train=True).logits
+        picked = jnp.take_along_axis(jax.nn.log_softmax(logits), labels[..., None], axis=-1)
+        return -(picked[..., 0] * batch["attention_mask"]).sum() / batch["attention_mask"].sum()
+
+    step = jax.jit(jax.value_and_grad(loss))
+    params, rng = model.params, jax.random.PRNGKey(0)
+    losses = []
+    for _ in range(20):
+        rng, key = jax.random.split(rng)
+        value, grads = step(params, key)
+        params = jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, params, grads)
+        losses.append(float(value))
+    assert losses[-1] < 0.8 * losses[0]
+    # dropout is on with train=True: two keys give two results; off, the call is deterministic
+    a, b = (model(**batch, dropout_rng=jax.random.PRNGKey(i), train=True).logits for i in (1, 2))
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(model(**batch).logits, model(**batch).logits)
+
+
+def test_bf16_computation_stays_close_to_fp32(tmp_path):
+    modeling_flax.FlaxAlbertModel(_config(), seed=6).save_pretrained(tmp_path)
+    fp32 = modeling_flax.FlaxAlbertModel.from_pretrained(tmp_path)
+    bf16 = modeling_flax.FlaxAlbertModel.from_pretrained(tmp_path, dtype=jnp.bfloat16)
+    batch = _inputs("AlbertModel")
+    e, g = (
+        np.asarray(m(**batch).last_hidden_state, dtype=np.float32).reshape(-1, TINY["hidden_size"])
+        for m in (fp32, bf16)
+    )
+    cosine = (e * g).sum(-1) / np.linalg.norm(e, axis=-1) / np.linalg.norm(g, axis=-1)
+    assert bf16(**batch).last_hidden_state.dtype == jnp.bfloat16 and cosine.min() > 0.999
+
+
+def test_inputs_a_user_can_get_wrong_raise_named_errors():
+    model = modeling_flax.FlaxAlbertModel(_config(), seed=7)
+    with pytest.raises(ValueError, match=r"input_ids holds 99, outside the valid range \[0, 98\]"):
+        model(np.array([[1, 99]]))
+    with pytest.raises(ValueError, match="sequence length 65 exceeds max_position_embeddings \\(64\\)"):
+        model(np.ones((1, 65), dtype=np.int64))
+    with pytest.raises(ValueError, match="dropout_rng"):
+        model(np.array([[1, 2]]), train=True)
+    with pytest.raises(FileNotFoundError):
+        modeling_flax.FlaxAlbertModel.from_pretrained("/no/such/dir")
