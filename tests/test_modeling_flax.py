@@ -189,3 +189,19 @@ def test_inputs_a_user_can_get_wrong_raise_named_errors():
         model(np.array([[1, 2]]), train=True)
     with pytest.raises(FileNotFoundError):
         modeling_flax.FlaxAlbertModel.from_pretrained("/no/such/dir")
+
+
+def test_the_embedded_model_fills_masks_as_in_pytorch():
+    # Real weights, relative positions: the default model's answers, its logits to 1e-4.
+    tokenizer = openalbert.AlbertTokenizer.from_pretrained(openalbert.DEFAULT_MODEL)
+    texts = ["The capital of France is [MASK].", "Plants make [MASK] from light, water and air."]
+    batch = tokenizer(texts, padding=True, return_tensors="np")
+    torch_model = openalbert.AlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL)
+    flax_model = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL)
+    with torch.no_grad():
+        expected = torch_model(**{k: torch.tensor(v) for k, v in batch.items()}).logits.numpy()
+    got = np.asarray(flax_model(**batch).logits)
+    at = batch["input_ids"] == tokenizer.mask_token_id
+    assert at.sum() == 2
+    np.testing.assert_allclose(got[at], expected[at], atol=1e-4, rtol=0)
+    assert (got[at].argmax(-1) == expected[at].argmax(-1)).all()
