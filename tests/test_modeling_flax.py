@@ -205,3 +205,44 @@ def test_the_embedded_model_fills_masks_as_in_pytorch():
     assert at.sum() == 2
     np.testing.assert_allclose(got[at], expected[at], atol=1e-4, rtol=0)
     assert (got[at].argmax(-1) == expected[at].argmax(-1)).all()
+
+
+def test_reads_what_transformers_flax_classes_save(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AlbertConfig(**TINY, hidden_act="gelu_new")
+    theirs = transformers.FlaxAlbertForMaskedLM(config, seed=2)
+    theirs.save_pretrained(tmp_path)
+    assert (tmp_path / modeling_flax.FLAX_WEIGHTS_NAME).is_file() and not (
+        tmp_path / "model.safetensors"
+    ).exists()
+    ours = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path)
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, ours.params, theirs.params))
+    batch = _inputs("AlbertForMaskedLM")
+    np.testing.assert_allclose(ours(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=0)
+
+    (tmp_path / modeling_flax.FLAX_WEIGHTS_NAME).write_bytes(b"not msgpack")
+    with pytest.raises(ValueError, match="flax_model.msgpack is corrupt or truncated"):
+        modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path)
+
+
+def test_hub_ids_from_the_offline_cache_flax_only_repos_too(tmp_path, monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    cache, commit = tmp_path / "hub", "0123456789abcdef0123456789abcdef01234567"
+    theirs = transformers.FlaxAlbertForMaskedLM(transformers.AlbertConfig(**TINY), seed=3)
+    torch.manual_seed(0)
+    for repo_id, model in (
+        ("someone/flax-only", theirs),
+        ("someone/pytorch", openalbert.AlbertForMaskedLM(_config())),
+    ):
+        repo = cache / ("models--" + repo_id.replace("/", "--"))
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(commit)
+        model.save_pretrained(repo / "snapshots" / commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    flax_only = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained("someone/flax-only")
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, flax_only.params, theirs.params))
+    from_pytorch = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained("someone/pytorch")
+    assert from_pytorch(**_inputs("AlbertForMaskedLM")).logits.shape == (B, T, TINY["vocab_size"])
+    with pytest.raises(FileNotFoundError, match="'someone/absent' was not found"):
+        modeling_flax.FlaxAlbertForMaskedLM.from_pretrained("someone/absent")

@@ -37,6 +37,9 @@ except ImportError as e:
 
 from openalbert.checkpoint import (
     _IGNORED_KEYS,
+    CONFIG_NAME,
+    PT_WEIGHTS_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
     SAFE_WEIGHTS_NAME,
     _match_prefix,
     load_config,
@@ -47,6 +50,8 @@ from openalbert.checkpoint import (
 from openalbert.config import AlbertConfig
 
 logger = logging.getLogger(__name__)
+
+FLAX_WEIGHTS_NAME = "flax_model.msgpack"  # what transformers' Flax classes save
 
 ACT2FN: dict[str, Callable[[jax.Array], jax.Array]] = {
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
@@ -639,13 +644,15 @@ class FlaxAlbertPreTrainedModel:
         **config_overrides: Any,
     ) -> FlaxAlbertPreTrainedModel:
         """Load from a local directory, the HF cache or the hub (`openalbert.checkpoint`): the weights any
-        of the PyTorch classes (or transformers) saved. Weights the checkpoint lacks (a fresh head) are
+        of the PyTorch classes or transformers saved, or the flax_model.msgpack of transformers' Flax classes. Weights the checkpoint lacks (a fresh head) are
         initialised and reported, as in PyTorch. Parameters stay fp32; `dtype` is the computation's."""
         directory = resolve_path(name_or_path)
+        if not _has_pytorch_weights(directory) and not (directory / FLAX_WEIGHTS_NAME).is_file():
+            directory = resolve_path(name_or_path, [CONFIG_NAME, FLAX_WEIGHTS_NAME])  # a Flax-only hub repo
         config = load_config(directory, config, config_overrides, cls.__name__)
         model = cls(config, seed=seed, dtype=dtype)
         expected = to_state_dict(model.params)
-        state = {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
+        state = _read_weights(directory)
         state = _match_prefix(state, expected, cls.base_model_prefix)
         loaded = {k: v for k, v in state.items() if k in expected}
         mismatched = [k for k, v in loaded.items() if v.shape != expected[k].shape]
@@ -682,6 +689,29 @@ class FlaxAlbertPreTrainedModel:
         save_file(state, str(tmp), metadata={"format": "pt"})
         os.replace(tmp, target)
         return directory
+
+
+def _has_pytorch_weights(directory: Path) -> bool:
+    return any(
+        (directory / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME)
+    )
+
+
+def _read_weights(directory: Path) -> dict[str, np.ndarray]:
+    """The directory's weights as a PyTorch state dict of fp32 numpy arrays: from the PyTorch formats, or
+    from the flax_model.msgpack that transformers' Flax classes write."""
+    if _has_pytorch_weights(directory) or not (directory / FLAX_WEIGHTS_NAME).is_file():
+        return {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
+    from flax.serialization import msgpack_restore
+
+    path = directory / FLAX_WEIGHTS_NAME
+    try:
+        params = msgpack_restore(path.read_bytes())
+    except Exception as e:
+        raise ValueError(
+            f"{path} is corrupt or truncated ({type(e).__name__}: {e}); re-download or re-save it"
+        ) from None
+    return {k: v.astype(np.float32) for k, v in to_state_dict(params).items()}
 
 
 def _positions(ids: jax.Array) -> jax.Array:
