@@ -557,7 +557,6 @@ class FlaxAlbertPreTrainedModel:
         config.validate()
         self.config, self.dtype = config, dtype
         self.module = self.module_class(config=config, dtype=dtype)
-        self.input_shape = input_shape
         self._params = self.init_weights(jax.random.PRNGKey(seed), input_shape) if _do_init else None
         self._apply = jax.jit(self.module.apply, static_argnums=(5, 6, 7))
 
