@@ -179,6 +179,22 @@ def test_bf16_computation_stays_close_to_fp32(tmp_path):
     assert bf16(**batch).last_hidden_state.dtype == jnp.bfloat16 and cosine.min() > 0.999
 
 
+def test_parameters_cast_to_half_precision_and_back():
+    model = modeling_flax.FlaxAlbertModel(_config(), seed=8)
+    leaves = jax.tree_util.tree_leaves
+    half = model.to_bf16(model.params)
+    assert {leaf.dtype for leaf in leaves(half)} == {jnp.dtype(jnp.bfloat16)}
+    assert {leaf.dtype for leaf in leaves(model.to_fp32(half))} == {jnp.dtype(jnp.float32)}
+    # a mask casts only where it says True: here everything but the LayerNorms
+    mask = jax.tree_util.tree_map_with_path(lambda path, _: "LayerNorm" not in str(path), model.params)
+    some = flatten_dict(model.to_fp16(model.params, mask))
+    assert some["embeddings", "LayerNorm", "scale"].dtype == jnp.float32
+    assert some["embeddings", "word_embeddings", "embedding"].dtype == jnp.float16
+    batch = _inputs("AlbertModel")
+    e, g = (np.asarray(model(**batch, params=p).last_hidden_state, np.float32) for p in (model.params, half))
+    assert np.abs(e - g).max() < 0.1
+
+
 def test_inputs_a_user_can_get_wrong_raise_named_errors():
     model = modeling_flax.FlaxAlbertModel(_config(), seed=7)
     with pytest.raises(ValueError, match=r"input_ids holds 99, outside the valid range \[0, 98\]"):

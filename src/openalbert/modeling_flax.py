@@ -570,6 +570,19 @@ class FlaxAlbertPreTrainedModel:
     def params(self, params: dict[str, Any]) -> None:
         self._params = params
 
+    def to_bf16(self, params: dict[str, Any], mask: Any | None = None) -> dict[str, Any]:
+        """`params` with their floating-point leaves in bf16 (where `mask`, a tree of bools, says True), as
+        transformers' Flax models cast them; pass the result as `params=` or set `model.params`."""
+        return _cast(params, jnp.bfloat16, mask)
+
+    def to_fp16(self, params: dict[str, Any], mask: Any | None = None) -> dict[str, Any]:
+        """As `to_bf16`, in fp16."""
+        return _cast(params, jnp.float16, mask)
+
+    def to_fp32(self, params: dict[str, Any], mask: Any | None = None) -> dict[str, Any]:
+        """As `to_bf16`, back to fp32."""
+        return _cast(params, jnp.float32, mask)
+
     def init_weights(self, rng: jax.Array, input_shape: tuple[int, ...]) -> dict[str, Any]:
         """Random parameters, as the PyTorch classes initialise them (normal(initializer_range), LayerNorm
         ones and zeros, biases zero)."""
@@ -688,6 +701,15 @@ class FlaxAlbertPreTrainedModel:
         save_file(state, str(tmp), metadata={"format": "pt"})
         os.replace(tmp, target)
         return directory
+
+
+def _cast(params: dict[str, Any], dtype: jnp.dtype, mask: Any | None) -> dict[str, Any]:
+    def cast(leaf: jax.Array, selected: bool = True) -> jax.Array:
+        return leaf.astype(dtype) if selected and jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+
+    return (
+        jax.tree_util.tree_map(cast, params) if mask is None else jax.tree_util.tree_map(cast, params, mask)
+    )
 
 
 def _has_pytorch_weights(directory: Path) -> bool:
