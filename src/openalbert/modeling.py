@@ -30,9 +30,9 @@ from openalbert.linear import Linear
 # ---- outputs -----------------------------------------------------------------------------------------
 
 
-@dataclass
 class ModelOutput:
-    """A dataclass that also reads like transformers' ModelOutput: `out.logits`, `out["logits"]`, `out[0]`.
+    """The base of the output dataclasses (PyTorch's here, Flax's in modeling_flax), read like transformers'
+    ModelOutput: `out.logits`, `out["logits"]`, `out[0]`.
 
     Integer indexing and `to_tuple()` skip fields that are None, as transformers does.
     """

@@ -48,6 +48,7 @@ from openalbert.checkpoint import (
     resolve_path,
 )
 from openalbert.config import AlbertConfig
+from openalbert.modeling import ModelOutput
 
 logger = logging.getLogger(__name__)
 
@@ -70,17 +71,6 @@ ACT2FN: dict[str, Callable[[jax.Array], jax.Array]] = {
 
 
 # ---- outputs -----------------------------------------------------------------------------------------
-
-
-class ModelOutput:
-    """Output fields by name (`out.logits`), by position over the fields that are set (`out[0]`), or as a
-    tuple (`out.to_tuple()`), as transformers' outputs read."""
-
-    def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(v for v in (getattr(self, f) for f in self.__dataclass_fields__) if v is not None)
-
-    def __getitem__(self, key: int | str) -> Any:
-        return getattr(self, key) if isinstance(key, str) else self.to_tuple()[key]
 
 
 @struct.dataclass
