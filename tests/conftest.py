@@ -6,6 +6,7 @@ import functools
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -39,6 +40,51 @@ HEADS = [
     "AlbertForQuestionAnswering",
     "AlbertForMultipleChoice",
 ]
+
+# ---- the Flax and TensorFlow classes' tests: one batch per head, compared field by field ------------------------
+
+POSITIONS = ["absolute", "relative_key", "relative_key_query"]
+B, T, N = 3, 11, 2  # batch, length, choices
+# every head with absolute positions; relative ones (which transformers' Flax and TF classes ignore) on two heads
+FRAMEWORK_CASES = [(head, "absolute") for head in HEADS] + [
+    (head, position) for head in ("AlbertModel", "AlbertForPreTraining") for position in POSITIONS[1:]
+]
+
+
+def framework_inputs(head: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """A batch for `head` with a padded row and two token types, as numpy arrays."""
+    rng = np.random.RandomState(seed)
+    shape = (B, N, T) if head == "AlbertForMultipleChoice" else (B, T)
+    ids = rng.randint(5, TINY["vocab_size"], shape)
+    mask = np.ones(shape, dtype=np.int64)
+    mask[1, ..., 6:] = 0  # a padded row
+    types = np.zeros(shape, dtype=np.int64)
+    types[..., 4:] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def framework_config(position: str = "absolute", **overrides):
+    """TINY as an openalbert config: groups and inner layers > 1, so that the sharing and the state-dict names
+    of both are exercised."""
+    import openalbert
+
+    return openalbert.AlbertConfig(**TINY | {"num_labels": 2} | overrides, position_embedding_type=position)
+
+
+def output_pairs(expected, got) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(field, expected array, array) for every field `got` has, hidden states and attentions one by one."""
+    pairs = []
+    for field in got:
+        value, reference = getattr(got, field), getattr(expected, field)
+        if isinstance(value, tuple):
+            pairs += [(f"{field}[{i}]", e, v) for i, (e, v) in enumerate(zip(reference, value, strict=True))]
+        else:
+            pairs.append((field, reference, value))
+    return [
+        (f, e.detach().numpy() if isinstance(e, torch.Tensor) else np.asarray(e), np.asarray(v))
+        for f, e, v in pairs
+    ]
+
 
 # Tiny, but with the genuine 30k vocabulary so that tokenization is ALBERT's own (pipeline and CLI tests).
 TINY_GENUINE_VOCAB = dict(

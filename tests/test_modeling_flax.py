@@ -8,7 +8,16 @@ import logging
 import numpy as np
 import pytest
 import torch
-from tests.conftest import HEADS, TINY
+from tests.conftest import (
+    FRAMEWORK_CASES,
+    HEADS,
+    TINY,
+    B,
+    T,
+    framework_config,
+    framework_inputs,
+    output_pairs,
+)
 
 import openalbert
 
@@ -19,56 +28,14 @@ from flax.traverse_util import flatten_dict  # noqa: E402
 
 from openalbert import modeling_flax  # noqa: E402
 
-POSITIONS = ["absolute", "relative_key", "relative_key_query"]
-B, T, N = 3, 11, 2
 
-
-def _inputs(head: str, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.RandomState(seed)
-    shape = (B, N, T) if head == "AlbertForMultipleChoice" else (B, T)
-    ids = rng.randint(5, TINY["vocab_size"], shape)
-    mask = np.ones(shape, dtype=np.int64)
-    mask[1, ..., 6:] = 0  # a padded row
-    types = np.zeros(shape, dtype=np.int64)
-    types[..., 4:] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-
-
-def _config(position: str = "absolute", **overrides) -> openalbert.AlbertConfig:
-    # groups and inner layers > 1, so that the sharing and the state-dict names of both are exercised
-    return openalbert.AlbertConfig(**TINY | {"num_labels": 2} | overrides, position_embedding_type=position)
-
-
-def _pairs(theirs, ours) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(field, PyTorch array, Flax array) for every output field, hidden states and attentions one by one."""
-    pairs = []
-    for field, value in ours.__dict__.items():
-        if value is None:
-            continue
-        expected = getattr(theirs, field)
-        if isinstance(value, tuple):
-            pairs += [(f"{field}[{i}]", e, v) for i, (e, v) in enumerate(zip(expected, value, strict=True))]
-        else:
-            pairs.append((field, expected, value))
-    return [
-        (f, e.detach().numpy() if isinstance(e, torch.Tensor) else np.asarray(e), np.asarray(v))
-        for f, e, v in pairs
-    ]
-
-
-# every head with absolute positions; relative ones (which transformers' Flax classes ignore) on two heads
-CASES = [(head, "absolute") for head in HEADS] + [
-    (head, position) for head in ("AlbertModel", "AlbertForPreTraining") for position in POSITIONS[1:]
-]
-
-
-@pytest.mark.parametrize(("head", "position"), CASES)
+@pytest.mark.parametrize(("head", "position"), FRAMEWORK_CASES)
 def test_flax_equals_pytorch_on_its_checkpoint(tmp_path, head, position):
     torch.manual_seed(0)
-    torch_model = getattr(openalbert, head)(_config(position)).eval()
+    torch_model = getattr(openalbert, head)(framework_config(position)).eval()
     torch_model.save_pretrained(tmp_path)
     flax_model = getattr(modeling_flax, f"Flax{head}").from_pretrained(tmp_path)
-    batch = _inputs(head)
+    batch = framework_inputs(head)
     with torch.no_grad():
         expected = torch_model(
             **{k: torch.tensor(v) for k, v in batch.items()},
@@ -79,7 +46,7 @@ def test_flax_equals_pytorch_on_its_checkpoint(tmp_path, head, position):
 
     # Attention maps asked for: the PyTorch model keeps the padding (no unpadded path), so every position,
     # padding included, is compared.
-    pairs = _pairs(expected, got)
+    pairs = output_pairs(expected, got)
     assert {f.split("[")[0] for f, _, _ in pairs} >= {"hidden_states", "attentions"}
     for field, e, g in pairs:
         assert e.shape == g.shape, field
@@ -91,11 +58,11 @@ def test_parameter_trees_and_outputs_are_transformers_flax_ones(head):
     transformers = pytest.importorskip("transformers")
     config = transformers.AlbertConfig(**TINY | {"num_labels": 2}, hidden_act="gelu_new")
     theirs = getattr(transformers, f"Flax{head}")(config, seed=1)
-    ours = getattr(modeling_flax, f"Flax{head}")(_config(), seed=0)
+    ours = getattr(modeling_flax, f"Flax{head}")(framework_config(), seed=0)
     shapes = lambda params: {k: v.shape for k, v in flatten_dict(params).items()}  # noqa: E731
     assert shapes(ours.params) == shapes(theirs.params)
 
-    batch = _inputs(head)
+    batch = framework_inputs(head)
     expected = theirs(**batch, output_hidden_states=True, output_attentions=True)
     got = ours(**batch, params=theirs.params, output_hidden_states=True, output_attentions=True)
     leaves = jax.tree_util.tree_leaves
@@ -106,9 +73,9 @@ def test_parameter_trees_and_outputs_are_transformers_flax_ones(head):
 
 def test_save_pretrained_is_read_by_pytorch_and_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
-    model = modeling_flax.FlaxAlbertForPreTraining(_config(), seed=3)
+    model = modeling_flax.FlaxAlbertForPreTraining(framework_config(), seed=3)
     model.save_pretrained(tmp_path)
-    batch = _inputs("AlbertForPreTraining")
+    batch = framework_inputs("AlbertForPreTraining")
     got = model(**batch)
     tensors = {k: torch.tensor(v) for k, v in batch.items()}
     for torch_model in (
@@ -130,20 +97,20 @@ def test_save_pretrained_is_read_by_pytorch_and_transformers(tmp_path):
 
 
 def test_a_head_reads_a_bare_checkpoint_and_reports_its_fresh_weights(tmp_path, caplog):
-    modeling_flax.FlaxAlbertModel(_config(), seed=4).save_pretrained(tmp_path)
+    modeling_flax.FlaxAlbertModel(framework_config(), seed=4).save_pretrained(tmp_path)
     with caplog.at_level(logging.WARNING, logger="openalbert.modeling_flax"):
         model = modeling_flax.FlaxAlbertForSequenceClassification.from_pretrained(tmp_path, num_labels=3)
     assert "newly initialised: ['classifier.bias', 'classifier.weight']" in caplog.text
     bare = modeling_flax.FlaxAlbertModel.from_pretrained(tmp_path)
     same = jax.tree_util.tree_map(np.array_equal, model.params["albert"], bare.params)
     assert jax.tree_util.tree_all(same)  # the encoder is the checkpoint's, under the head's "albert" prefix
-    assert model(**_inputs("AlbertModel")).logits.shape == (B, 3)
+    assert model(**framework_inputs("AlbertModel")).logits.shape == (B, 3)
 
 
 def test_training_step_lowers_the_masked_lm_loss():
     small = dict(num_hidden_layers=2, num_hidden_groups=1, inner_group_num=1)  # a smaller graph to compile
-    model = modeling_flax.FlaxAlbertForMaskedLM(_config(**small), seed=5)
-    batch = _inputs("AlbertForMaskedLM")
+    model = modeling_flax.FlaxAlbertForMaskedLM(framework_config(**small), seed=5)
+    batch = framework_inputs("AlbertForMaskedLM")
     labels = jnp.asarray(batch["input_ids"])
 
     def loss(params, rng):
@@ -167,10 +134,10 @@ def test_training_step_lowers_the_masked_lm_loss():
 
 
 def test_bf16_computation_stays_close_to_fp32(tmp_path):
-    modeling_flax.FlaxAlbertModel(_config(), seed=6).save_pretrained(tmp_path)
+    modeling_flax.FlaxAlbertModel(framework_config(), seed=6).save_pretrained(tmp_path)
     fp32 = modeling_flax.FlaxAlbertModel.from_pretrained(tmp_path)
     bf16 = modeling_flax.FlaxAlbertModel.from_pretrained(tmp_path, dtype=jnp.bfloat16)
-    batch = _inputs("AlbertModel")
+    batch = framework_inputs("AlbertModel")
     e, g = (
         np.asarray(m(**batch).last_hidden_state, dtype=np.float32).reshape(-1, TINY["hidden_size"])
         for m in (fp32, bf16)
@@ -180,7 +147,7 @@ def test_bf16_computation_stays_close_to_fp32(tmp_path):
 
 
 def test_parameters_cast_to_half_precision_and_back():
-    model = modeling_flax.FlaxAlbertModel(_config(), seed=8)
+    model = modeling_flax.FlaxAlbertModel(framework_config(), seed=8)
     leaves = jax.tree_util.tree_leaves
     half = model.to_bf16(model.params)
     assert {leaf.dtype for leaf in leaves(half)} == {jnp.dtype(jnp.bfloat16)}
@@ -190,13 +157,13 @@ def test_parameters_cast_to_half_precision_and_back():
     some = flatten_dict(model.to_fp16(model.params, mask))
     assert some["embeddings", "LayerNorm", "scale"].dtype == jnp.float32
     assert some["embeddings", "word_embeddings", "embedding"].dtype == jnp.float16
-    batch = _inputs("AlbertModel")
+    batch = framework_inputs("AlbertModel")
     e, g = (np.asarray(model(**batch, params=p).last_hidden_state, np.float32) for p in (model.params, half))
     assert np.abs(e - g).max() < 0.1
 
 
 def test_inputs_a_user_can_get_wrong_raise_named_errors():
-    model = modeling_flax.FlaxAlbertModel(_config(), seed=7)
+    model = modeling_flax.FlaxAlbertModel(framework_config(), seed=7)
     with pytest.raises(ValueError, match=r"input_ids holds 99, outside the valid range \[0, 98\]"):
         model(np.array([[1, 99]]))
     with pytest.raises(ValueError, match="sequence length 65 exceeds max_position_embeddings \\(64\\)"):
@@ -233,7 +200,7 @@ def test_reads_what_transformers_flax_classes_save(tmp_path):
     ).exists()
     ours = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path)
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, ours.params, theirs.params))
-    batch = _inputs("AlbertForMaskedLM")
+    batch = framework_inputs("AlbertForMaskedLM")
     np.testing.assert_allclose(ours(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=0)
 
     (tmp_path / modeling_flax.FLAX_WEIGHTS_NAME).write_bytes(b"not msgpack")
@@ -248,7 +215,7 @@ def test_hub_ids_from_the_offline_cache_flax_only_repos_too(tmp_path, monkeypatc
     torch.manual_seed(0)
     for repo_id, model in (
         ("someone/flax-only", theirs),
-        ("someone/pytorch", openalbert.AlbertForMaskedLM(_config())),
+        ("someone/pytorch", openalbert.AlbertForMaskedLM(framework_config())),
     ):
         repo = cache / ("models--" + repo_id.replace("/", "--"))
         (repo / "refs").mkdir(parents=True)
@@ -259,6 +226,6 @@ def test_hub_ids_from_the_offline_cache_flax_only_repos_too(tmp_path, monkeypatc
     flax_only = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained("someone/flax-only")
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, flax_only.params, theirs.params))
     from_pytorch = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained("someone/pytorch")
-    assert from_pytorch(**_inputs("AlbertForMaskedLM")).logits.shape == (B, T, TINY["vocab_size"])
+    assert from_pytorch(**framework_inputs("AlbertForMaskedLM")).logits.shape == (B, T, TINY["vocab_size"])
     with pytest.raises(FileNotFoundError, match="'someone/absent' was not found"):
         modeling_flax.FlaxAlbertForMaskedLM.from_pretrained("someone/absent")

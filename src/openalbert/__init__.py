@@ -1,4 +1,4 @@
-"""openalbert: ALBERT (Lan et al., 2019) in PyTorch and JAX/Flax, checkpoint-compatible with transformers."""
+"""openalbert: ALBERT (Lan et al., 2019) in PyTorch, JAX/Flax and TensorFlow, checkpoint-compatible with transformers."""
 
 __version__ = "0.1.0"
 
@@ -17,23 +17,24 @@ from openalbert.pipelines import pipeline
 from openalbert.tokenizer import AlbertTokenizer
 from openalbert.vocab import train_tokenizer
 
-_FLAX = (
-    "FlaxAlbertModel",
-    "FlaxAlbertForPreTraining",
-    "FlaxAlbertForMaskedLM",
-    "FlaxAlbertForSequenceClassification",
-    "FlaxAlbertForTokenClassification",
-    "FlaxAlbertForQuestionAnswering",
-    "FlaxAlbertForMultipleChoice",
+_HEADS = (
+    "AlbertModel",
+    "AlbertForPreTraining",
+    "AlbertForMaskedLM",
+    "AlbertForSequenceClassification",
+    "AlbertForTokenClassification",
+    "AlbertForQuestionAnswering",
+    "AlbertForMultipleChoice",
 )
+# The other frameworks' classes, imported on first use: `import openalbert` imports neither JAX nor TensorFlow.
+_LAZY = {f"Flax{head}": "modeling_flax" for head in _HEADS} | {f"TF{head}": "modeling_tf" for head in _HEADS}
 
 
 def __getattr__(name: str) -> object:
-    """The Flax classes, imported on first use: `import openalbert` does not import JAX."""
-    if name in _FLAX:
-        from openalbert import modeling_flax
+    if name in _LAZY:
+        import importlib
 
-        return getattr(modeling_flax, name)
+        return getattr(importlib.import_module(f"openalbert.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'openalbert' has no attribute {name!r}")
 
 
@@ -50,7 +51,7 @@ __all__ = [
     "AlbertModel",
     "AlbertPreTrainedModel",
     "AlbertTokenizer",
-    *_FLAX,
+    *_LAZY,
     "__version__",
     "train_tokenizer",
     "pipeline",

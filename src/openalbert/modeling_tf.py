@@ -1,0 +1,882 @@
+"""The ALBERT model family in TensorFlow (Keras), reading and writing the same checkpoints as the PyTorch classes.
+
+The classes, call signatures, outputs and losses are transformers 4.57.1's TensorFlow ALBERT (`TFAlbertModel`
+and the six heads, removed from transformers v5), so code written for those runs on these: `model(input_ids,
+attention_mask=..., training=False)`, a dict of inputs as the first argument, `labels=` for the loss, and
+`model.compile(optimizer)` / `model.fit(dataset)` with the loss the model computes. Beyond them: Keras 3 (and
+Keras 2), relative position embeddings ("relative_key", "relative_key_query"), which transformers' TF classes
+ignore, and checkpoints written as `model.safetensors` in PyTorch's layout, so one directory serves PyTorch,
+transformers, Flax and TensorFlow alike. `from_pretrained` also reads transformers' `tf_model.h5`. Numbers
+match `openalbert.modeling` (the PyTorch model, itself held to transformers) to 1e-5 in fp32.
+
+Weights are named as transformers' TF classes name them (`albert/encoder/albert_layer_groups_._0/...`), and
+one table per kind of module maps them to PyTorch's state-dict names. Requires `pip install openalbert[tf]`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    import tensorflow as tf
+except ImportError as e:
+    raise ImportError(
+        f"openalbert's TensorFlow classes need TensorFlow: pip install 'openalbert[tf]' ({e})"
+    ) from e
+
+from openalbert.checkpoint import (
+    _IGNORED_KEYS,
+    CONFIG_NAME,
+    PT_WEIGHTS_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    _match_prefix,
+    load_config,
+    load_state_dict,
+    report_missing,
+    resolve_path,
+)
+from openalbert.config import AlbertConfig
+from openalbert.heads import (
+    AlbertForPreTrainingOutput,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from openalbert.modeling import BaseModelOutputWithPooling
+
+keras = tf.keras  # Keras 3 from TensorFlow 2.16 on (Keras 2 with TF_USE_LEGACY_KERAS=1)
+logger = logging.getLogger(__name__)
+
+TF2_WEIGHTS_NAME = "tf_model.h5"  # what transformers' TF classes save
+
+# transformers' TF output classes have the PyTorch ones' fields; the names are kept for code that uses them.
+TFBaseModelOutputWithPooling = BaseModelOutputWithPooling
+TFAlbertForPreTrainingOutput = AlbertForPreTrainingOutput
+TFMaskedLMOutput = MaskedLMOutput
+TFSequenceClassifierOutput = SequenceClassifierOutput
+TFTokenClassifierOutput = TokenClassifierOutput
+TFQuestionAnsweringModelOutput = QuestionAnsweringModelOutput
+TFMultipleChoiceModelOutput = MultipleChoiceModelOutput
+
+ACT2FN = {
+    "gelu": lambda x: tf.nn.gelu(x, approximate=False),
+    "gelu_new": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_fast": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: tf.nn.gelu(x, approximate=True),
+    "quick_gelu": lambda x: x * tf.sigmoid(1.702 * x),
+    "relu": tf.nn.relu,
+    "silu": tf.nn.silu,
+    "swish": tf.nn.silu,
+    "tanh": tf.tanh,
+    "sigmoid": tf.sigmoid,
+    "mish": lambda x: x * tf.tanh(tf.math.softplus(x)),
+    "linear": lambda x: x,
+}
+
+
+# ---- building blocks: each knows its weights by PyTorch name -------------------------------------------------
+
+
+class _Module(keras.layers.Layer):
+    """A layer whose sub-layers (`children`) and own variables (`params`: TF name -> PyTorch name) are
+    named as in both checkpoints; `named_variables` walks them."""
+
+    children: tuple[str, ...] = ()
+    params: dict[str, str] = {}
+    transposed: frozenset[str] = frozenset()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Built in __init__, and called with flags and lists that Keras' __call__ takes only from a model's
+        # caller: the encoder's pieces are plain calls.
+        return self.call(*args, **kwargs)
+
+    def named_variables(self, tf_prefix: str = "", pt_prefix: str = "") -> dict[str, tuple[str, Any, bool]]:
+        """{PyTorch name: (TF name, variable, whether the array is transposed between the two)}."""
+        out = {}
+        for tf_name, pt_name in self.params.items():
+            out[pt_prefix + pt_name] = (
+                tf_prefix + tf_name,
+                getattr(self, tf_name),
+                tf_name in self.transposed,
+            )
+        for attr in self.children:
+            child = getattr(self, attr, None)
+            items = (
+                [(f"{attr}_._{i}", f"{attr}.{i}", c) for i, c in enumerate(child)]
+                if isinstance(child, list)
+                else [(attr, attr, child)]
+            )
+            for tf_part, pt_part, layer in items:
+                if layer is not None:
+                    out |= layer.named_variables(f"{tf_prefix}{tf_part}/", f"{pt_prefix}{pt_part}.")
+        return out
+
+    def _weight(self, name: str, shape: tuple[int, ...], std: float | None) -> Any:
+        init = keras.initializers.Zeros() if std is None else keras.initializers.TruncatedNormal(stddev=std)
+        return self.add_weight(name=name, shape=shape, initializer=init, trainable=True)
+
+
+class _Dense(_Module):
+    params = {"kernel": "weight", "bias": "bias"}
+    transposed = frozenset({"kernel"})
+
+    def __init__(self, n_in: int, n_out: int, std: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kernel = self._weight("kernel", (n_in, n_out), std)
+        self.bias = self._weight("bias", (n_out,), None)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(x, tf.cast(self.kernel, x.dtype)) + tf.cast(self.bias, x.dtype)
+
+
+class _LayerNorm(_Module):
+    params = {"gamma": "weight", "beta": "bias"}
+
+    def __init__(self, size: int, eps: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.eps = eps
+        self.gamma = self.add_weight(name="gamma", shape=(size,), initializer="ones", trainable=True)
+        self.beta = self.add_weight(name="beta", shape=(size,), initializer="zeros", trainable=True)
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        x32 = tf.cast(x, tf.float32)  # statistics in fp32, as PyTorch computes them for half precision
+        mean, var = tf.nn.moments(x32, axes=[-1], keepdims=True)
+        y = (x32 - mean) * tf.math.rsqrt(var + self.eps) * self.gamma + self.beta
+        return tf.cast(y, x.dtype)
+
+
+class _Embedding(_Module):
+    """A lookup table; transformers' TF classes call its variable "weight" for words, "embeddings" else."""
+
+    def __init__(self, rows: int, size: int, std: float, variable: str = "embeddings", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.params = {variable: "weight"}
+        self.variable_name = variable
+        setattr(self, variable, self._weight(variable, (rows, size), std))
+
+    @property
+    def table(self) -> Any:
+        return getattr(self, self.variable_name)
+
+    def call(self, ids: tf.Tensor) -> tf.Tensor:
+        return tf.gather(self.table, ids)
+
+
+# ---- the encoder -------------------------------------------------------------------------------------------
+
+
+class TFAlbertEmbeddings(_Module):
+    """Word + token-type (+ absolute position) embeddings of size E, then LayerNorm and dropout."""
+
+    children = ("word_embeddings", "token_type_embeddings", "position_embeddings", "LayerNorm")
+
+    def __init__(self, config: AlbertConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        cfg, std, E = config, config.initializer_range, config.embedding_size
+        self.config = cfg
+        self.word_embeddings = _Embedding(cfg.vocab_size, E, std, "weight", name="word_embeddings")
+        self.token_type_embeddings = _Embedding(cfg.type_vocab_size, E, std, name="token_type_embeddings")
+        self.position_embeddings = _Embedding(cfg.max_position_embeddings, E, std, name="position_embeddings")
+        self.LayerNorm = _LayerNorm(E, cfg.layer_norm_eps, name="LayerNorm")
+        self.dropout = keras.layers.Dropout(cfg.hidden_dropout_prob)
+
+    def call(
+        self,
+        input_ids: tf.Tensor | None,
+        token_type_ids: tf.Tensor,
+        position_ids: tf.Tensor,
+        inputs_embeds: tf.Tensor | None,
+        training: bool,
+    ) -> tf.Tensor:
+        embeddings = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+        # With relative positions the original adds no absolute position embedding at all.
+        if self.config.position_embedding_type == "absolute":
+            embeddings = embeddings + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings), training=training)  # (B, T, E)
+
+
+class TFAlbertAttention(_Module):
+    """Multi-head self-attention with absolute or relative positions, then dense, residual, LayerNorm."""
+
+    children = ("query", "key", "value", "dense", "LayerNorm", "distance_embedding")
+
+    def __init__(self, config: AlbertConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        cfg, H, std = config, config.hidden_size, config.initializer_range
+        self.config = cfg
+        self.query, self.key, self.value, self.dense = (
+            _Dense(H, H, std, name=n) for n in ("query", "key", "value", "dense")
+        )
+        self.LayerNorm = _LayerNorm(H, cfg.layer_norm_eps, name="LayerNorm")
+        self.attention_dropout = keras.layers.Dropout(cfg.attention_probs_dropout_prob)
+        self.output_dropout = keras.layers.Dropout(cfg.hidden_dropout_prob)
+        self.distance_embedding = None
+        if cfg.position_embedding_type != "absolute":
+            self.distance_embedding = _Embedding(
+                2 * cfg.max_position_embeddings - 1, cfg.head_dim, std, name="distance_embedding"
+            )
+
+    def call(
+        self, hidden: tf.Tensor, mask: tf.Tensor, head_mask: tf.Tensor | None, training: bool
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(B, T, H) -> (B, T, H) and the attention probabilities (B, nh, T, T); `mask` is additive."""
+        cfg = self.config
+        B, T = tf.shape(hidden)[0], tf.shape(hidden)[1]
+
+        def heads(x: tf.Tensor) -> tf.Tensor:  # (B, T, H) -> (B, nh, T, hd)
+            return tf.transpose(tf.reshape(x, (B, T, cfg.num_attention_heads, cfg.head_dim)), (0, 2, 1, 3))
+
+        q, k, v = heads(self.query(hidden)), heads(self.key(hidden)), heads(self.value(hidden))
+        scores = tf.matmul(q, k, transpose_b=True) / tf.cast(cfg.head_dim**0.5, q.dtype)  # (B, nh, T, T)
+        if self.distance_embedding is not None:
+            # As in the original, the relative scores are added after the 1/sqrt(d) scaling.
+            positions = tf.range(T)
+            distance = positions[:, None] - positions[None, :] + cfg.max_position_embeddings - 1
+            rel = tf.cast(self.distance_embedding(distance), q.dtype)  # (T, T, hd): query l, key r
+            scores = scores + tf.einsum("bhld,lrd->bhlr", q, rel)
+            if cfg.position_embedding_type == "relative_key_query":
+                scores = scores + tf.einsum("bhrd,lrd->bhlr", k, rel)
+        probs = tf.cast(tf.nn.softmax(tf.cast(scores + mask, tf.float32), axis=-1), q.dtype)
+        if head_mask is not None:
+            probs = probs * head_mask
+        context = tf.matmul(self.attention_dropout(probs, training=training), v)
+        context = tf.reshape(tf.transpose(context, (0, 2, 1, 3)), (B, T, cfg.hidden_size))
+        out = self.output_dropout(self.dense(context), training=training)
+        return self.LayerNorm(hidden + out), probs
+
+
+class TFAlbertLayer(_Module):
+    """Attention, then a feed-forward block with residual and LayerNorm."""
+
+    children = ("attention", "ffn", "ffn_output", "full_layer_layer_norm")
+
+    def __init__(self, config: AlbertConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        cfg, std = config, config.initializer_range
+        self.act = ACT2FN[cfg.hidden_act]
+        self.attention = TFAlbertAttention(cfg, name="attention")
+        self.ffn = _Dense(cfg.hidden_size, cfg.intermediate_size, std, name="ffn")
+        self.ffn_output = _Dense(cfg.intermediate_size, cfg.hidden_size, std, name="ffn_output")
+        self.full_layer_layer_norm = _LayerNorm(
+            cfg.hidden_size, cfg.layer_norm_eps, name="full_layer_layer_norm"
+        )
+        # The original applies dropout to the feed-forward output (openalbert.modeling.AlbertLayer too).
+        self.dropout = keras.layers.Dropout(cfg.hidden_dropout_prob)
+
+    def call(
+        self, hidden: tf.Tensor, mask: tf.Tensor, head_mask: tf.Tensor | None, training: bool
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        attended, probs = self.attention(hidden, mask, head_mask, training=training)
+        ffn = self.dropout(self.ffn_output(self.act(self.ffn(attended))), training=training)
+        return self.full_layer_layer_norm(attended + ffn), probs
+
+
+class TFAlbertLayerGroup(_Module):
+    """`inner_group_num` layers with their own weights, run in sequence; a group is the unit of sharing."""
+
+    children = ("albert_layers",)
+
+    def __init__(self, config: AlbertConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.albert_layers = [
+            TFAlbertLayer(config, name=f"albert_layers_._{j}") for j in range(config.inner_group_num)
+        ]
+
+
+class TFAlbertTransformer(_Module):
+    """Map E -> H, then run `num_hidden_layers` layers through the shared groups."""
+
+    children = ("embedding_hidden_mapping_in", "albert_layer_groups")
+
+    def __init__(self, config: AlbertConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.embedding_hidden_mapping_in = _Dense(
+            config.embedding_size,
+            config.hidden_size,
+            config.initializer_range,
+            name="embedding_hidden_mapping_in",
+        )
+        self.albert_layer_groups = [
+            TFAlbertLayerGroup(config, name=f"albert_layer_groups_._{g}")
+            for g in range(config.num_hidden_groups)
+        ]
+
+    def call(
+        self, embeddings: tf.Tensor, mask: tf.Tensor, head_mask: list[tf.Tensor | None], training: bool
+    ) -> tuple[tf.Tensor, tuple[tf.Tensor, ...], tuple[tf.Tensor, ...]]:
+        cfg = self.config
+        hidden = self.embedding_hidden_mapping_in(embeddings)  # (B, T, H)
+        all_hidden, all_probs = [hidden], []
+        for i in range(cfg.num_hidden_layers):
+            # The whole of ALBERT's cross-layer sharing: layer i reuses the weights of group g.
+            g = i * cfg.num_hidden_groups // cfg.num_hidden_layers
+            for layer in self.albert_layer_groups[g].albert_layers:
+                hidden, probs = layer(hidden, mask, head_mask[i], training=training)
+                all_probs.append(probs)
+            all_hidden.append(hidden)
+        return hidden, tuple(all_hidden), tuple(all_probs)
+
+
+class TFAlbertMainLayer(_Module):
+    """The ALBERT encoder: hidden states for every token and a pooled [CLS] vector."""
+
+    children = ("embeddings", "encoder", "pooler")
+
+    def __init__(self, config: AlbertConfig, add_pooling_layer: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.embeddings = TFAlbertEmbeddings(config, name="embeddings")
+        self.encoder = TFAlbertTransformer(config, name="encoder")
+        self.pooler = (
+            _Dense(config.hidden_size, config.hidden_size, config.initializer_range, name="pooler")
+            if add_pooling_layer
+            else None
+        )
+
+    def call(
+        self,
+        input_ids: tf.Tensor | None,
+        attention_mask: tf.Tensor | None,
+        token_type_ids: tf.Tensor | None,
+        position_ids: tf.Tensor | None,
+        head_mask: tf.Tensor | None,
+        inputs_embeds: tf.Tensor | None,
+        output_attentions: bool,
+        output_hidden_states: bool,
+        training: bool,
+    ) -> BaseModelOutputWithPooling:
+        cfg = self.config
+        shape = tf.shape(input_ids) if input_ids is not None else tf.shape(inputs_embeds)[:-1]
+        if attention_mask is None:
+            attention_mask = tf.ones(shape, tf.int32)
+        if token_type_ids is None:
+            token_type_ids = tf.zeros(shape, tf.int32)
+        if position_ids is None:
+            position_ids = tf.range(shape[1])[None, :]
+        embeddings = self.embeddings(
+            input_ids, token_type_ids, position_ids, inputs_embeds, training=training
+        )
+        dtype = embeddings.dtype
+        # (B, 1, 1, T) additive mask over the keys, as the PyTorch model writes it
+        mask = (1.0 - tf.cast(attention_mask[:, None, None, :], dtype)) * dtype.min
+        hidden, all_hidden, all_probs = self.encoder(
+            embeddings, mask, _head_mask(head_mask, cfg, dtype), training=training
+        )
+        pooled = tf.tanh(self.pooler(hidden[:, 0])) if self.pooler is not None else None
+        return BaseModelOutputWithPooling(
+            last_hidden_state=hidden,
+            pooler_output=pooled,
+            hidden_states=all_hidden if output_hidden_states else None,
+            attentions=all_probs if output_attentions else None,
+        )
+
+
+def _head_mask(head_mask: Any, cfg: AlbertConfig, dtype: tf.DType) -> list[tf.Tensor | None]:
+    """One (1 or B, nh, 1, 1) multiplier per layer from a (nh,) or (L, nh) mask, as the PyTorch model reads it."""
+    if head_mask is None:
+        return [None] * cfg.num_hidden_layers
+    mask = tf.cast(tf.convert_to_tensor(head_mask), dtype)
+    if mask.shape.rank == 1:
+        mask = tf.tile(mask[None], (cfg.num_hidden_layers, 1))
+    return [mask[i][None, :, None, None] for i in range(cfg.num_hidden_layers)]
+
+
+# ---- heads ---------------------------------------------------------------------------------------------------
+
+
+class TFAlbertMLMHead(_Module):
+    """H -> E (dense, activation, LayerNorm) -> vocabulary; the decoder is the word embedding, transposed,
+    plus `predictions.bias` (transformers' TF classes keep a copy of it as `decoder/bias`)."""
+
+    children = ("dense", "LayerNorm")
+    params = {"bias": "bias"}
+
+    def __init__(self, config: AlbertConfig, word_embeddings: _Embedding, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        # A function, not an attribute: Keras would track the embedding as this layer's too, and train it twice.
+        self.word_table = lambda: word_embeddings.table
+        self.dense = _Dense(config.hidden_size, config.embedding_size, config.initializer_range, name="dense")
+        self.LayerNorm = _LayerNorm(config.embedding_size, config.layer_norm_eps, name="LayerNorm")
+        self.bias = self._weight("bias", (config.vocab_size,), None)
+
+    def call(self, hidden: tf.Tensor) -> tf.Tensor:
+        hidden = self.LayerNorm(ACT2FN[self.config.hidden_act](self.dense(hidden)))
+        table = tf.cast(self.word_table(), hidden.dtype)
+        return tf.matmul(hidden, table, transpose_b=True) + tf.cast(self.bias, hidden.dtype)  # (B, T, V)
+
+
+class TFAlbertSOPHead(_Module):
+    """Sentence-order prediction from the pooled [CLS] vector: 0 = in order, 1 = swapped."""
+
+    children = ("classifier",)
+
+    def __init__(self, config: AlbertConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dropout = keras.layers.Dropout(config.classifier_dropout_prob or 0.0)
+        self.classifier = _Dense(config.hidden_size, 2, config.initializer_range, name="classifier")
+
+    def call(self, pooled: tf.Tensor, training: bool) -> tf.Tensor:
+        return self.classifier(self.dropout(pooled, training=training))
+
+
+# ---- losses: transformers' TF losses (labels of -100 ignored; MLM and token losses averaged to shape (1,),
+# the others one per example), so that Keras reduces them as it does transformers' -------------------------------
+
+
+def _sparse_ce(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        tf.cast(labels, tf.int32), tf.cast(logits, tf.float32)
+    )
+
+
+def _masked_mean_ce(labels: tf.Tensor, logits: tf.Tensor, keep: tf.Tensor | None = None) -> tf.Tensor:
+    labels = tf.cast(labels, tf.int32)
+    keep = tf.cast(labels != -100 if keep is None else keep, tf.float32)
+    losses = _sparse_ce(tf.nn.relu(labels), logits) * keep
+    return tf.reshape(tf.reduce_sum(losses) / tf.reduce_sum(keep), (1,))
+
+
+# ---- the model classes ----------------------------------------------------------------------------------------
+
+
+class TFAlbertPreTrainedModel(keras.Model):
+    """A Keras model with transformers' TF call signature, and `from_pretrained` / `save_pretrained` on the
+    same checkpoint directories as the PyTorch classes."""
+
+    base_model_prefix = "albert"
+    pooling = True  # whether the head reads the pooled [CLS] vector
+    label_names: tuple[str, ...] = ("labels",)
+
+    def __init__(self, config: AlbertConfig, **kwargs: Any) -> None:
+        kwargs.setdefault("name", _snake(type(self).__name__))
+        super().__init__(**kwargs)
+        config.validate()
+        self.config = config
+        self.albert = TFAlbertMainLayer(config, add_pooling_layer=self.pooling, name="albert")
+        self.head_init()
+        self._loss_mean = keras.metrics.Mean(name="loss")  # the loss `fit` and `evaluate` report
+        self.built = True  # every weight exists from here on, so that from_pretrained can assign them
+
+    def head_init(self) -> None:
+        """The head's layers (none for the bare model)."""
+
+    def head(self, out: BaseModelOutputWithPooling, labels: dict[str, Any], training: bool) -> Any:
+        return out
+
+    # -- calling ------------------------------------------------------------------------------------------------
+
+    def call(
+        self,
+        input_ids: Any = None,
+        attention_mask: Any = None,
+        token_type_ids: Any = None,
+        position_ids: Any = None,
+        head_mask: Any = None,
+        inputs_embeds: Any = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        training: bool = False,
+        **labels: Any,
+    ) -> Any:
+        """transformers' TF call: int tensors or arrays (B, T) ((B, C, T) for multiple choice), or a dict of
+        them as the first argument, as Keras passes a batch; the head's labels by name for the loss."""
+        if isinstance(input_ids, Mapping):  # model({"input_ids": ..., "attention_mask": ...})
+            given = dict(input_ids)
+            input_ids = given.pop("input_ids", None)
+            attention_mask = given.pop("attention_mask", attention_mask)
+            token_type_ids = given.pop("token_type_ids", token_type_ids)
+            position_ids = given.pop("position_ids", position_ids)
+            inputs_embeds = given.pop("inputs_embeds", inputs_embeds)
+            labels = given | labels
+        unknown = set(labels) - set(self.label_names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}")
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        inputs = [_int(x) for x in (input_ids, attention_mask, token_type_ids, position_ids)]
+        if input_ids is not None:
+            self._check(inputs[0])
+        embeds = None if inputs_embeds is None else tf.convert_to_tensor(inputs_embeds)
+        out = self.head_call(
+            inputs,
+            head_mask,
+            embeds,
+            bool(output_attentions),
+            bool(output_hidden_states),
+            {k: v for k, v in labels.items() if v is not None},
+            training,
+        )
+        return out.to_tuple() if return_dict is False else out
+
+    def head_call(
+        self,
+        inputs: list[tf.Tensor | None],
+        head_mask: Any,
+        embeds: tf.Tensor | None,
+        output_attentions: bool,
+        output_hidden_states: bool,
+        labels: dict[str, Any],
+        training: bool,
+    ) -> Any:
+        out = self.albert(
+            *inputs, head_mask, embeds, output_attentions, output_hidden_states, training=training
+        )
+        return self.head(out, labels, training)
+
+    def _check(self, ids: tf.Tensor) -> None:
+        """The errors a user can cause, named, before `tf.gather` fails deep inside (or, on a GPU, returns
+        zeros for an out-of-range id)."""
+        cfg = self.config
+        if (
+            ids.shape.rank is not None
+            and ids.shape[-1] is not None
+            and ids.shape[-1] > cfg.max_position_embeddings
+        ):
+            raise ValueError(
+                f"sequence length {ids.shape[-1]} exceeds max_position_embeddings "
+                f"({cfg.max_position_embeddings}); truncate the input"
+            )
+        if not tf.executing_eagerly():
+            return  # traced in a tf.function (as Keras' fit runs it): the values are not known here
+        if tf.size(ids) == 0:
+            raise ValueError(f"empty batch: input shape is {tuple(ids.shape)}")
+        lo, hi = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
+        if lo < 0 or hi >= cfg.vocab_size:
+            raise ValueError(
+                f"input_ids holds {lo if lo < 0 else hi}, outside the valid range [0, {cfg.vocab_size - 1}]"
+            )
+
+    # -- Keras training: the loss the model computes from the labels, as transformers' TF models do -------------
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        x, y = (data[0], data[1]) if isinstance(data, tuple) and len(data) >= 2 else (data, None)
+        x = dict(x) if isinstance(x, Mapping) else {"input_ids": x}
+        if y is not None:
+            x |= dict(y) if isinstance(y, Mapping) else {self.label_names[0]: y}
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(self(self._with_labels(data), training=True).loss)
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return self._log_loss(loss)
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        return self._log_loss(tf.reduce_mean(self(self._with_labels(data), training=False).loss))
+
+    def _with_labels(self, data: Any) -> dict[str, Any]:
+        """A Keras batch, `x` or `(x, y)` (dicts or a tensor each), as one dict of inputs and labels."""
+        x, y = (data[0], data[1]) if isinstance(data, tuple) and len(data) >= 2 else (data, None)
+        x = dict(x) if isinstance(x, Mapping) else {"input_ids": x}
+        if y is not None:
+            x |= dict(y) if isinstance(y, Mapping) else {self.label_names[0]: y}
+        return x
+
+    @property
+    def metrics(self) -> list[Any]:
+        return [self._loss_mean]  # Keras resets the metrics it is given at each epoch
+
+    def _log_loss(self, loss: tf.Tensor) -> dict[str, Any]:
+        self._loss_mean.update_state(loss)
+        return {"loss": self._loss_mean.result()}
+
+    # -- checkpoints ----------------------------------------------------------------------------------------------
+
+    def named_variables(self) -> dict[str, tuple[str, Any, bool]]:
+        """{PyTorch state-dict name: (transformers' TF weight name, variable, transposed)} for every weight."""
+        out = self.albert.named_variables("albert/", "albert.")
+        for attr in self.head_children:
+            out |= getattr(self, attr).named_variables(f"{attr}/", f"{attr}.")
+        return out
+
+    head_children: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The weights as a PyTorch state dict of numpy arrays (transformers' names)."""
+        return {
+            name: np.ascontiguousarray(v.numpy().T if transposed else v.numpy())
+            for name, (_, v, transposed) in self.named_variables().items()
+        }
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Assign the weights of a PyTorch state dict (numpy arrays) that has every name of `state_dict()`."""
+        for name, (_, variable, transposed) in self.named_variables().items():
+            array = np.asarray(state[name], dtype=np.float32)
+            variable.assign(array.T if transposed else array)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        config: AlbertConfig | None = None,
+        **config_overrides: Any,
+    ) -> TFAlbertPreTrainedModel:
+        """Load from a local directory, the HF cache or the hub (`openalbert.checkpoint`): the weights any of
+        the PyTorch classes or transformers saved, or the tf_model.h5 of transformers' TF classes. Weights the
+        checkpoint lacks (a fresh head) are initialised and reported, as in PyTorch."""
+        directory = resolve_path(name_or_path)
+        if not _has_pytorch_weights(directory) and not (directory / TF2_WEIGHTS_NAME).is_file():
+            directory = resolve_path(name_or_path, [CONFIG_NAME, TF2_WEIGHTS_NAME])  # a TF-only hub repo
+        config = load_config(directory, config, config_overrides, cls.__name__)
+        model = cls(config)
+        expected = model.state_dict()
+        state = _read_weights(directory, model)
+        state = _match_prefix(state, expected, cls.base_model_prefix)
+        loaded = {k: v for k, v in state.items() if k in expected}
+        mismatched = [k for k, v in loaded.items() if v.shape != expected[k].shape]
+        if mismatched:
+            shapes = ", ".join(f"{k} {loaded[k].shape} vs {expected[k].shape}" for k in mismatched)
+            raise ValueError(f"weights in {directory} have other shapes than the model expects: {shapes}")
+        unexpected = sorted(
+            k for k in state if k not in expected and k not in _TIED and not _IGNORED_KEYS.search(k)
+        )
+        if unexpected:  # another head's weights, as when a pretraining checkpoint is read as a masked LM
+            logger.info(
+                "Some weights of the checkpoint at %s were not used by %s: %s",
+                directory,
+                cls.__name__,
+                unexpected,
+            )
+        report_missing(cls.__name__, directory, sorted(set(expected) - set(loaded)))
+        model.load_state_dict(expected | loaded)
+        return model
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config.json and model.safetensors in PyTorch's layout (transformers' names, the decoder
+        tied), which the PyTorch, Flax and TF classes here and transformers' classes all read."""
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.extra["architectures"] = [type(self).__name__.removeprefix("TF")]
+        self.config.save_pretrained(directory)
+        target = directory / SAFE_WEIGHTS_NAME
+        tmp = target.with_name(target.name + ".tmp")
+        state = self.state_dict()
+        if "predictions.bias" in state:  # the tied decoder bias, which transformers' TF classes read
+            state["predictions.decoder.bias"] = state["predictions.bias"]
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, target)
+        return directory
+
+
+# The MLM decoder is the word embedding and predictions.bias: PyTorch checkpoints may hold it, TF keeps no copy.
+_TIED = ("predictions.decoder.weight", "predictions.decoder.bias")
+
+
+# A tf_model.h5 weight that stands for another of the table's names, where both are present.
+_H5_ALIASES = {"predictions/decoder/bias": "predictions/bias"}
+
+
+def _snake(name: str) -> str:
+    """TFAlbertForMaskedLM -> tf_albert_for_masked_lm, the model's Keras name as transformers derives it."""
+    out = ""
+    for i, c in enumerate(name):
+        if c.isupper() and i and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())):
+            out += "_"
+        out += c.lower()
+    return out
+
+
+def _int(x: Any) -> tf.Tensor | None:
+    return None if x is None else tf.cast(tf.convert_to_tensor(x), tf.int32)
+
+
+def _has_pytorch_weights(directory: Path) -> bool:
+    return any(
+        (directory / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME)
+    )
+
+
+def _read_weights(directory: Path, model: TFAlbertPreTrainedModel) -> dict[str, np.ndarray]:
+    """The directory's weights as a PyTorch state dict of fp32 numpy arrays: from the PyTorch formats, or
+    from the tf_model.h5 that transformers' TF classes write (read through the model's own name table)."""
+    if _has_pytorch_weights(directory) or not (directory / TF2_WEIGHTS_NAME).is_file():
+        return {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
+    import h5py
+
+    path = directory / TF2_WEIGHTS_NAME
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as f:
+
+            def visit(name: str, item: Any) -> None:
+                if isinstance(item, h5py.Dataset):
+                    # "<layer>/<model name>/<layer>/.../<weight>:0" -> "<layer>/.../<weight>", whichever head saved it
+                    parts = name.removesuffix(":0").split("/")
+                    arrays[
+                        "/".join(parts[2:]) if len(parts) > 2 and parts[1].startswith("tf_albert") else name
+                    ] = item[()]
+
+            f.visititems(visit)
+    except OSError as e:
+        raise ValueError(f"{path} is corrupt or truncated ({e}); re-download or re-save it") from None
+    # Every TF name any ALBERT head uses -> its PyTorch name, from the model's table and the base model's.
+    table = {tf_name: (pt, transposed) for pt, (tf_name, _, transposed) in model.named_variables().items()}
+    # transformers' TF MLM head adds `predictions/decoder/bias`, not `predictions/bias` (which it keeps but
+    # never reads); PyTorch's one bias is the former, as trained.
+    arrays |= {tf: arrays[h5] for h5, tf in _H5_ALIASES.items() if h5 in arrays}
+    state = {}
+    for tf_name, array in arrays.items():
+        for name in (tf_name, f"albert/{tf_name}"):  # a bare TFAlbertModel's weights sit under "albert"
+            if name in table:
+                pt, transposed = table[name]
+                state[pt] = np.asarray(array, np.float32).T if transposed else np.asarray(array, np.float32)
+                break
+    return state
+
+
+class TFAlbertModel(TFAlbertPreTrainedModel):
+    label_names = ()
+
+
+class TFAlbertForPreTraining(TFAlbertPreTrainedModel):
+    head_children = ("predictions", "sop_classifier")
+    label_names = ("labels", "sentence_order_label")
+
+    def head_init(self) -> None:
+        self.predictions = TFAlbertMLMHead(
+            self.config, self.albert.embeddings.word_embeddings, name="predictions"
+        )
+        self.sop_classifier = TFAlbertSOPHead(self.config, name="sop_classifier")
+
+    def head(self, out: BaseModelOutputWithPooling, labels: dict[str, Any], training: bool) -> Any:
+        logits = self.predictions(out.last_hidden_state)
+        sop = self.sop_classifier(out.pooler_output, training=training)
+        loss = None
+        # As in transformers, the loss needs both label kinds; -100 marks tokens that are not predicted.
+        if "labels" in labels and "sentence_order_label" in labels:
+            loss = _masked_mean_ce(labels["labels"], logits) + _masked_mean_ce(
+                labels["sentence_order_label"], sop
+            )
+        return TFAlbertForPreTrainingOutput(loss, logits, sop, out.hidden_states, out.attentions)
+
+
+class TFAlbertForMaskedLM(TFAlbertPreTrainedModel):
+    pooling = False
+    head_children = ("predictions",)
+
+    def head_init(self) -> None:
+        self.predictions = TFAlbertMLMHead(
+            self.config, self.albert.embeddings.word_embeddings, name="predictions"
+        )
+
+    def head(self, out: BaseModelOutputWithPooling, labels: dict[str, Any], training: bool) -> Any:
+        logits = self.predictions(out.last_hidden_state)
+        loss = _masked_mean_ce(labels["labels"], logits) if "labels" in labels else None
+        return TFMaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class TFAlbertForSequenceClassification(TFAlbertPreTrainedModel):
+    head_children = ("classifier",)
+
+    def head_init(self) -> None:
+        cfg = self.config
+        self.dropout = keras.layers.Dropout(cfg.classifier_dropout_prob or 0.0)
+        self.classifier = _Dense(cfg.hidden_size, cfg.num_labels, cfg.initializer_range, name="classifier")
+
+    def head(self, out: BaseModelOutputWithPooling, labels: dict[str, Any], training: bool) -> Any:
+        logits = self.classifier(self.dropout(out.pooler_output, training=training))
+        loss = None
+        if "labels" in labels:
+            y = tf.convert_to_tensor(labels["labels"])
+            logits32 = tf.cast(logits, tf.float32)
+            if self.config.num_labels == 1:  # regression: squared error per example
+                loss = tf.reduce_mean(tf.square(logits32 - tf.reshape(tf.cast(y, tf.float32), (-1, 1))), -1)
+            elif self.config.problem_type == "multi_label_classification" or (
+                y.shape.rank == 2 and y.dtype.is_floating
+            ):  # transformers' TF classes have no multi-label loss; PyTorch's: BCE, here per example
+                per_label = tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(y, tf.float32), logits32)
+                loss = tf.reduce_mean(per_label, -1)
+            else:
+                loss = _sparse_ce(tf.reshape(y, (-1,)), logits)
+        return TFSequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class TFAlbertForTokenClassification(TFAlbertPreTrainedModel):
+    pooling = False
+    head_children = ("classifier",)
+
+    def head_init(self) -> None:
+        cfg = self.config
+        p = (
+            cfg.classifier_dropout_prob
+            if cfg.classifier_dropout_prob is not None
+            else cfg.hidden_dropout_prob
+        )
+        self.dropout = keras.layers.Dropout(p)
+        self.classifier = _Dense(cfg.hidden_size, cfg.num_labels, cfg.initializer_range, name="classifier")
+
+    def head(self, out: BaseModelOutputWithPooling, labels: dict[str, Any], training: bool) -> Any:
+        logits = self.classifier(self.dropout(out.last_hidden_state, training=training))
+        loss = None
+        if "labels" in labels:
+            y = tf.cast(tf.convert_to_tensor(labels["labels"]), tf.int32)
+            loss = _masked_mean_ce(y, logits, keep=y >= 0)
+        return TFTokenClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+
+
+class TFAlbertForQuestionAnswering(TFAlbertPreTrainedModel):
+    pooling = False
+    head_children = ("qa_outputs",)
+    label_names = ("start_positions", "end_positions")
+
+    def head_init(self) -> None:
+        cfg = self.config
+        self.qa_outputs = _Dense(cfg.hidden_size, cfg.num_labels, cfg.initializer_range, name="qa_outputs")
+
+    def head(self, out: BaseModelOutputWithPooling, labels: dict[str, Any], training: bool) -> Any:
+        logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
+        start, end = logits[..., 0], logits[..., 1]
+        loss = None
+        if "start_positions" in labels and "end_positions" in labels:
+            T = tf.shape(start)[1]
+            # Positions outside the window (an answer cut off by truncation) count as the last token's, as in
+            # transformers' TF loss, which has no ignore index; the PyTorch classes ignore them instead.
+            s = tf.minimum(tf.reshape(_int(labels["start_positions"]), (-1,)), T - 1)
+            e = tf.minimum(tf.reshape(_int(labels["end_positions"]), (-1,)), T - 1)
+            loss = (_sparse_ce(s, start) + _sparse_ce(e, end)) / 2.0
+        return TFQuestionAnsweringModelOutput(loss, start, end, out.hidden_states, out.attentions)
+
+
+class TFAlbertForMultipleChoice(TFAlbertPreTrainedModel):
+    head_children = ("classifier",)
+
+    def head_init(self) -> None:
+        cfg = self.config
+        self.dropout = keras.layers.Dropout(cfg.classifier_dropout_prob or 0.0)
+        self.classifier = _Dense(cfg.hidden_size, 1, cfg.initializer_range, name="classifier")
+
+    def head_call(
+        self,
+        inputs: list[tf.Tensor | None],
+        head_mask: Any,
+        embeds: tf.Tensor | None,
+        output_attentions: bool,
+        output_hidden_states: bool,
+        labels: dict[str, Any],
+        training: bool,
+    ) -> Any:
+        first = inputs[0] if inputs[0] is not None else embeds[..., 0]
+        C, T = tf.shape(first)[1], tf.shape(first)[2]
+        flat = [None if x is None else tf.reshape(x, (-1, T)) for x in inputs]  # (B*C, T)
+        if embeds is not None:
+            embeds = tf.reshape(embeds, (-1, T, embeds.shape[-1]))
+        out = self.albert(
+            *flat, head_mask, embeds, output_attentions, output_hidden_states, training=training
+        )
+        logits = tf.reshape(self.classifier(self.dropout(out.pooler_output, training=training)), (-1, C))
+        loss = _sparse_ce(tf.reshape(_int(labels["labels"]), (-1,)), logits) if "labels" in labels else None
+        return TFMultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions)

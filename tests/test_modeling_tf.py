@@ -1,0 +1,235 @@
+"""The TensorFlow classes (openalbert.modeling_tf) against the PyTorch ones on the same checkpoints, and
+against transformers 4.57.1's TF ALBERT (its tf_model.h5, outputs and losses), for every head."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import (
+    FRAMEWORK_CASES,
+    HEADS,
+    TINY,
+    B,
+    N,
+    T,
+    framework_config,
+    framework_inputs,
+    output_pairs,
+)
+
+import openalbert
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tf = pytest.importorskip("tensorflow")
+
+from openalbert import modeling_tf  # noqa: E402
+
+
+def _labels(head: str, seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.RandomState(seed)
+    tokens = rng.randint(0, TINY["vocab_size"], (B, T))
+    tokens[:, ::2] = -100  # not predicted
+    return {
+        "AlbertModel": {},
+        "AlbertForPreTraining": {"labels": tokens, "sentence_order_label": rng.randint(0, 2, (B,))},
+        "AlbertForMaskedLM": {"labels": tokens},
+        "AlbertForSequenceClassification": {"labels": rng.randint(0, 2, (B,))},
+        "AlbertForTokenClassification": {"labels": np.where(tokens < 0, -100, tokens % 2)},
+        "AlbertForQuestionAnswering": {
+            "start_positions": rng.randint(0, T, (B,)),
+            "end_positions": rng.randint(0, T, (B,)),
+        },
+        "AlbertForMultipleChoice": {"labels": rng.randint(0, N, (B,))},
+    }[head]
+
+
+@pytest.mark.parametrize(("head", "position"), FRAMEWORK_CASES)
+def test_tf_equals_pytorch_on_its_checkpoint(tmp_path, head, position):
+    torch.manual_seed(0)
+    torch_model = getattr(openalbert, head)(framework_config(position)).eval()
+    torch_model.save_pretrained(tmp_path)
+    tf_model = getattr(modeling_tf, f"TF{head}").from_pretrained(tmp_path)
+    batch = framework_inputs(head)
+    with torch.no_grad():
+        expected = torch_model(
+            **{k: torch.tensor(v) for k, v in batch.items()},
+            output_hidden_states=True,
+            output_attentions=True,
+        )
+    got = tf_model(
+        batch, output_hidden_states=True, output_attentions=True
+    )  # inputs as one dict, as Keras passes
+
+    # Attention maps asked for: the PyTorch model keeps the padding (no unpadded path), so every position,
+    # padding included, is compared.
+    pairs = output_pairs(expected, got)
+    assert {f.split("[")[0] for f, _, _ in pairs} >= {"hidden_states", "attentions"}
+    for field, e, g in pairs:
+        assert e.shape == g.shape, field
+        np.testing.assert_allclose(g, e, atol=1e-5, rtol=0, err_msg=field)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_reads_transformers_tf_model_h5_and_matches_its_outputs_and_losses(tmp_path, head):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AlbertConfig(**TINY | {"num_labels": 2})
+    theirs = getattr(transformers, f"TF{head}")(config)
+    theirs(theirs.dummy_inputs)
+    if hasattr(theirs, "predictions"):  # the MLM head's two biases, told apart: it computes with decoder_bias
+        theirs.predictions.bias.assign(tf.random.normal((TINY["vocab_size"],)))
+        theirs.predictions.decoder_bias.assign(tf.random.normal((TINY["vocab_size"],)))
+    theirs.save_pretrained(tmp_path)
+    assert (tmp_path / modeling_tf.TF2_WEIGHTS_NAME).is_file() and not (
+        tmp_path / "model.safetensors"
+    ).exists()
+    ours = getattr(modeling_tf, f"TF{head}").from_pretrained(tmp_path)
+    assert {v.shape for v in ours.trainable_variables} <= {tuple(v.shape) for v in theirs.trainable_variables}
+
+    batch, labels = framework_inputs(head), _labels(head)
+    expected = theirs(**batch, **labels, output_hidden_states=True, output_attentions=True)
+    got = ours(**batch, **labels, output_hidden_states=True, output_attentions=True)
+    pairs = output_pairs(expected, got)
+    assert ("loss" in got) == bool(labels) and len(pairs) > 2
+    for field, e, g in pairs:
+        assert e.shape == g.shape, field
+        np.testing.assert_allclose(g, e, atol=2e-5, rtol=0, err_msg=field)
+
+
+def test_save_pretrained_is_read_by_pytorch_and_transformers_tf(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    model = modeling_tf.TFAlbertForPreTraining(framework_config())
+    model.predictions.bias.assign(tf.random.normal((TINY["vocab_size"],)))
+    model.save_pretrained(tmp_path)
+    batch = framework_inputs("AlbertForPreTraining")
+    got = model(**batch)
+    with torch.no_grad():
+        expected = openalbert.AlbertForPreTraining.from_pretrained(tmp_path)(
+            **{k: torch.tensor(v) for k, v in batch.items()}
+        )
+    real = batch["attention_mask"].astype(bool)  # openalbert's unpadded path leaves zeros at the padding
+    np.testing.assert_allclose(
+        got.prediction_logits.numpy()[real], expected.prediction_logits.numpy()[real], atol=1e-5
+    )
+    np.testing.assert_allclose(got.sop_logits, expected.sop_logits.numpy(), atol=1e-5, rtol=0)
+    # transformers' TF classes take the same state dict by their own name conversion. (Their from_pretrained
+    # cannot read any model.safetensors with safetensors >= 0.8: "'safe_open' object is not iterable".)
+    from safetensors.torch import load_file
+    from transformers.modeling_tf_pytorch_utils import load_pytorch_weights_in_tf2_model
+
+    theirs = transformers.TFAlbertForPreTraining(transformers.AlbertConfig(**TINY | {"num_labels": 2}))
+    load_pytorch_weights_in_tf2_model(theirs, load_file(tmp_path / "model.safetensors"))
+    np.testing.assert_allclose(theirs(**batch).prediction_logits, got.prediction_logits, atol=1e-5, rtol=0)
+    again = modeling_tf.TFAlbertForPreTraining.from_pretrained(tmp_path)
+    for name, array in model.state_dict().items():
+        np.testing.assert_array_equal(again.state_dict()[name], array, err_msg=name)
+
+
+def test_a_head_reads_a_bare_checkpoint_and_reports_its_fresh_weights(tmp_path, caplog):
+    modeling_tf.TFAlbertModel(framework_config()).save_pretrained(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="openalbert.modeling_tf"):
+        model = modeling_tf.TFAlbertForSequenceClassification.from_pretrained(tmp_path, num_labels=3)
+    assert "newly initialised: ['classifier.bias', 'classifier.weight']" in caplog.text
+    bare = modeling_tf.TFAlbertModel.from_pretrained(tmp_path).state_dict()
+    for name, array in model.state_dict().items():
+        if name.startswith("albert."):
+            np.testing.assert_array_equal(array, bare[name], err_msg=name)
+    assert model(**framework_inputs("AlbertModel")).logits.shape == (B, 3)
+
+
+def test_keras_fit_lowers_the_masked_lm_loss_and_dropout_follows_training():
+    small = dict(num_hidden_layers=2, num_hidden_groups=1, inner_group_num=1)
+    model = modeling_tf.TFAlbertForMaskedLM(framework_config(**small))
+    batch = framework_inputs("AlbertForMaskedLM")
+    data = tf.data.Dataset.from_tensor_slices((batch, {"labels": batch["input_ids"]})).batch(B).repeat()
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    history = model.fit(data, steps_per_epoch=5, epochs=4, verbose=0).history["loss"]
+    assert history[-1] < 0.5 * history[0]
+    assert model.evaluate(data, steps=1, verbose=0) < history[0]
+    a, b = (model(**batch, training=True).logits.numpy() for _ in range(2))
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(model(**batch).logits, model(**batch).logits)
+
+
+def test_call_forms_transformers_tf_users_write():
+    model = modeling_tf.TFAlbertForSequenceClassification(framework_config())
+    batch = framework_inputs("AlbertModel")
+    out = model(**batch)
+    np.testing.assert_array_equal(model(batch).logits, out.logits)  # one dict, as Keras passes a batch
+    assert model(**batch, return_dict=False)[0] is not None and len(model(**batch, return_dict=False)) == 1
+    embeds = tf.gather(model.albert.embeddings.word_embeddings.table, batch["input_ids"])
+    by_embeds = model(
+        inputs_embeds=embeds, attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
+    )
+    np.testing.assert_allclose(by_embeds.logits, out.logits, atol=1e-6)
+    masked = model(**batch, head_mask=np.array([1.0, 0.0, 1.0, 1.0]), output_attentions=True)
+    assert all(float(tf.reduce_max(tf.abs(a[:, 1]))) == 0 for a in masked.attentions)
+    # multi-label classification, which transformers' TF classes lack: a binary cross-entropy per example
+    labels = np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]], dtype=np.float32)
+    loss = model(**batch, labels=labels).loss
+    assert loss.shape == (B,) and np.isfinite(loss.numpy()).all()
+
+
+def test_inputs_a_user_can_get_wrong_raise_named_errors():
+    model = modeling_tf.TFAlbertModel(framework_config())
+    with pytest.raises(ValueError, match=r"input_ids holds 99, outside the valid range \[0, 98\]"):
+        model(np.array([[1, 99]]))
+    with pytest.raises(ValueError, match="sequence length 65 exceeds max_position_embeddings \\(64\\)"):
+        model(np.ones((1, 65), dtype=np.int64))
+    with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds"):
+        model(attention_mask=np.ones((1, 3)))
+    with pytest.raises(TypeError, match="unexpected arguments \\['labels'\\]"):
+        model(np.array([[1, 2]]), labels=np.array([1]))
+    with pytest.raises(FileNotFoundError):
+        modeling_tf.TFAlbertModel.from_pretrained("/no/such/dir")
+
+
+def test_the_embedded_model_fills_masks_as_in_pytorch():
+    # Real weights, relative positions: the default model's answers, its logits to 1e-4.
+    tokenizer = openalbert.AlbertTokenizer.from_pretrained(openalbert.DEFAULT_MODEL)
+    texts = ["The capital of France is [MASK].", "Plants make [MASK] from light, water and air."]
+    batch = tokenizer(texts, padding=True, return_tensors="np")
+    torch_model = openalbert.AlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL)
+    tf_model = modeling_tf.TFAlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL)
+    with torch.no_grad():
+        expected = torch_model(**{k: torch.tensor(v) for k, v in batch.items()}).logits.numpy()
+    got = tf_model(**batch).logits.numpy()
+    at = batch["input_ids"] == tokenizer.mask_token_id
+    assert at.sum() == 2
+    np.testing.assert_allclose(got[at], expected[at], atol=1e-4, rtol=0)
+    assert (got[at].argmax(-1) == expected[at].argmax(-1)).all()
+
+
+def test_corrupt_tf_model_h5_names_the_file(tmp_path):
+    openalbert.AlbertConfig(**TINY).save_pretrained(tmp_path)
+    (tmp_path / modeling_tf.TF2_WEIGHTS_NAME).write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="tf_model.h5 is corrupt or truncated"):
+        modeling_tf.TFAlbertForMaskedLM.from_pretrained(tmp_path)
+
+
+def test_hub_ids_from_the_offline_cache_tf_only_repos_too(tmp_path, monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    cache, commit = tmp_path / "hub", "0123456789abcdef0123456789abcdef01234567"
+    theirs = transformers.TFAlbertForMaskedLM(transformers.AlbertConfig(**TINY))
+    theirs(theirs.dummy_inputs)
+    torch.manual_seed(0)
+    for repo_id, model in (
+        ("someone/tf-only", theirs),
+        ("someone/pytorch", openalbert.AlbertForMaskedLM(framework_config())),
+    ):
+        repo = cache / ("models--" + repo_id.replace("/", "--"))
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(commit)
+        model.save_pretrained(repo / "snapshots" / commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    tf_only = modeling_tf.TFAlbertForMaskedLM.from_pretrained("someone/tf-only")
+    batch = framework_inputs("AlbertForMaskedLM")
+    np.testing.assert_allclose(tf_only(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=0)
+    from_pytorch = modeling_tf.TFAlbertForMaskedLM.from_pretrained("someone/pytorch")
+    assert from_pytorch(**batch).logits.shape == (B, T, TINY["vocab_size"])
+    with pytest.raises(FileNotFoundError, match="'someone/absent' was not found"):
+        modeling_tf.TFAlbertForMaskedLM.from_pretrained("someone/absent")
