@@ -24,6 +24,8 @@ from openalbert import cpu_kernels
 from openalbert.config import CONFIG_NAME, AlbertConfig
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from openalbert.modeling import AlbertPreTrainedModel
 
 logger = logging.getLogger("openalbert")
@@ -318,6 +320,40 @@ def report_missing(caller: str, directory: Path, missing: list[str]) -> None:
             directory,
             missing,
         )
+
+
+# The MLM decoder is the word embedding and predictions.bias: PyTorch checkpoints may hold a copy of both.
+TIED_DECODER = ("predictions.decoder.weight", "predictions.decoder.bias")
+
+
+def has_pytorch_weights(directory: Path) -> bool:
+    """Whether `directory` holds weights in one of the PyTorch formats (safetensors, shards, .bin)."""
+    return any(
+        (directory / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME)
+    )
+
+
+def merge_checkpoint(
+    caller: str, directory: Path, state: dict[str, np.ndarray], expected: dict[str, np.ndarray], prefix: str
+) -> dict[str, np.ndarray]:
+    """`expected` (a fresh model's state dict, numpy arrays) with the checkpoint's `state` laid over it, as
+    the Flax and TF classes load: a bare checkpoint serves a head and the reverse, other shapes are an error,
+    another head's weights are logged and weights the checkpoint lacks are reported as newly initialised."""
+    state = _match_prefix(state, expected, prefix)
+    loaded = {k: v for k, v in state.items() if k in expected}
+    mismatched = [k for k, v in loaded.items() if v.shape != expected[k].shape]
+    if mismatched:
+        shapes = ", ".join(f"{k} {loaded[k].shape} vs {expected[k].shape}" for k in mismatched)
+        raise ValueError(f"weights in {directory} have other shapes than the model expects: {shapes}")
+    unexpected = sorted(
+        k for k in state if k not in expected and k not in TIED_DECODER and not _IGNORED_KEYS.search(k)
+    )
+    if unexpected:  # another head's weights, as when a pretraining checkpoint is read as a masked LM
+        logger.info(
+            "Some weights of the checkpoint at %s were not used by %s: %s", directory, caller, unexpected
+        )
+    report_missing(caller, directory, sorted(set(expected) - set(loaded)))
+    return expected | loaded
 
 
 def _match_prefix(

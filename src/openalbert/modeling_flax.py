@@ -38,13 +38,12 @@ except ImportError as e:
 from openalbert.checkpoint import (
     _IGNORED_KEYS,
     CONFIG_NAME,
-    PT_WEIGHTS_NAME,
-    SAFE_WEIGHTS_INDEX_NAME,
     SAFE_WEIGHTS_NAME,
-    _match_prefix,
+    TIED_DECODER,
+    has_pytorch_weights,
     load_config,
     load_state_dict,
-    report_missing,
+    merge_checkpoint,
     resolve_path,
 )
 from openalbert.config import AlbertConfig
@@ -496,8 +495,6 @@ _PARAMS = {
     ("linear", "bias"): ("bias", False),
 }
 _FROM_FLAX = {(kind, flax): (torch, transposed) for (kind, torch), (flax, transposed) in _PARAMS.items()}
-# The MLM decoder is the word embedding and predictions.bias: PyTorch checkpoints may hold it, Flax has no copy.
-_TIED = ("predictions.decoder.weight", "predictions.decoder.bias")
 
 
 def to_flax_params(state: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -506,7 +503,7 @@ def to_flax_params(state: dict[str, np.ndarray]) -> dict[str, Any]:
     for name, array in state.items():
         *path, param = name.split(".")
         kind = _LEAF_KINDS.get(path[-1], "linear") if path else "linear"
-        if name in _TIED or _IGNORED_KEYS.search(name):
+        if name in TIED_DECODER or _IGNORED_KEYS.search(name):
             continue
         if (kind, param) not in _PARAMS:
             raise ValueError(f"no Flax parameter for the PyTorch weight {name}")
@@ -649,31 +646,18 @@ class FlaxAlbertPreTrainedModel:
         of the PyTorch classes or transformers saved, or the flax_model.msgpack of transformers' Flax classes. Weights the checkpoint lacks (a fresh head) are
         initialised and reported, as in PyTorch. Parameters stay fp32; `dtype` is the computation's."""
         directory = resolve_path(name_or_path)
-        if not _has_pytorch_weights(directory) and not (directory / FLAX_WEIGHTS_NAME).is_file():
+        if not has_pytorch_weights(directory) and not (directory / FLAX_WEIGHTS_NAME).is_file():
             directory = resolve_path(name_or_path, [CONFIG_NAME, FLAX_WEIGHTS_NAME])  # a Flax-only hub repo
         config = load_config(directory, config, config_overrides, cls.__name__)
         model = cls(config, seed=seed, dtype=dtype)
-        expected = to_state_dict(model.params)
-        state = _read_weights(directory)
-        state = _match_prefix(state, expected, cls.base_model_prefix)
-        loaded = {k: v for k, v in state.items() if k in expected}
-        mismatched = [k for k, v in loaded.items() if v.shape != expected[k].shape]
-        if mismatched:
-            shapes = ", ".join(f"{k} {loaded[k].shape} vs {expected[k].shape}" for k in mismatched)
-            raise ValueError(f"weights in {directory} have other shapes than the model expects: {shapes}")
-        missing = sorted(set(expected) - set(loaded))
-        unexpected = sorted(
-            k for k in state if k not in expected and k not in _TIED and not _IGNORED_KEYS.search(k)
+        state = merge_checkpoint(
+            cls.__name__,
+            directory,
+            _read_weights(directory),
+            to_state_dict(model.params),
+            cls.base_model_prefix,
         )
-        if unexpected:  # another head's weights, as when a pretraining checkpoint is read as a masked LM
-            logger.info(
-                "Some weights of the checkpoint at %s were not used by %s: %s",
-                directory,
-                cls.__name__,
-                unexpected,
-            )
-        report_missing(cls.__name__, directory, missing)
-        model.params = jax.tree_util.tree_map(jnp.asarray, to_flax_params(expected | loaded))
+        model.params = jax.tree_util.tree_map(jnp.asarray, to_flax_params(state))
         return model
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -702,16 +686,10 @@ def _cast(params: dict[str, Any], dtype: jnp.dtype, mask: Any | None) -> dict[st
     )
 
 
-def _has_pytorch_weights(directory: Path) -> bool:
-    return any(
-        (directory / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME)
-    )
-
-
 def _read_weights(directory: Path) -> dict[str, np.ndarray]:
     """The directory's weights as a PyTorch state dict of fp32 numpy arrays: from the PyTorch formats, or
     from the flax_model.msgpack that transformers' Flax classes write."""
-    if _has_pytorch_weights(directory) or not (directory / FLAX_WEIGHTS_NAME).is_file():
+    if has_pytorch_weights(directory) or not (directory / FLAX_WEIGHTS_NAME).is_file():
         return {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
     from flax.serialization import msgpack_restore
 

@@ -31,15 +31,12 @@ except ImportError as e:
     ) from e
 
 from openalbert.checkpoint import (
-    _IGNORED_KEYS,
     CONFIG_NAME,
-    PT_WEIGHTS_NAME,
-    SAFE_WEIGHTS_INDEX_NAME,
     SAFE_WEIGHTS_NAME,
-    _match_prefix,
+    has_pytorch_weights,
     load_config,
     load_state_dict,
-    report_missing,
+    merge_checkpoint,
     resolve_path,
 )
 from openalbert.config import AlbertConfig
@@ -627,30 +624,14 @@ class TFAlbertPreTrainedModel(keras.Model):
         the PyTorch classes or transformers saved, or the tf_model.h5 of transformers' TF classes. Weights the
         checkpoint lacks (a fresh head) are initialised and reported, as in PyTorch."""
         directory = resolve_path(name_or_path)
-        if not _has_pytorch_weights(directory) and not (directory / TF2_WEIGHTS_NAME).is_file():
+        if not has_pytorch_weights(directory) and not (directory / TF2_WEIGHTS_NAME).is_file():
             directory = resolve_path(name_or_path, [CONFIG_NAME, TF2_WEIGHTS_NAME])  # a TF-only hub repo
         config = load_config(directory, config, config_overrides, cls.__name__)
         model = cls(config)
-        expected = model.state_dict()
         state = _read_weights(directory, model)
-        state = _match_prefix(state, expected, cls.base_model_prefix)
-        loaded = {k: v for k, v in state.items() if k in expected}
-        mismatched = [k for k, v in loaded.items() if v.shape != expected[k].shape]
-        if mismatched:
-            shapes = ", ".join(f"{k} {loaded[k].shape} vs {expected[k].shape}" for k in mismatched)
-            raise ValueError(f"weights in {directory} have other shapes than the model expects: {shapes}")
-        unexpected = sorted(
-            k for k in state if k not in expected and k not in _TIED and not _IGNORED_KEYS.search(k)
+        model.load_state_dict(
+            merge_checkpoint(cls.__name__, directory, state, model.state_dict(), cls.base_model_prefix)
         )
-        if unexpected:  # another head's weights, as when a pretraining checkpoint is read as a masked LM
-            logger.info(
-                "Some weights of the checkpoint at %s were not used by %s: %s",
-                directory,
-                cls.__name__,
-                unexpected,
-            )
-        report_missing(cls.__name__, directory, sorted(set(expected) - set(loaded)))
-        model.load_state_dict(expected | loaded)
         return model
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -672,10 +653,6 @@ class TFAlbertPreTrainedModel(keras.Model):
         return directory
 
 
-# The MLM decoder is the word embedding and predictions.bias: PyTorch checkpoints may hold it, TF keeps no copy.
-_TIED = ("predictions.decoder.weight", "predictions.decoder.bias")
-
-
 # A tf_model.h5 weight that stands for another of the table's names, where both are present.
 _H5_ALIASES = {"predictions/decoder/bias": "predictions/bias"}
 
@@ -694,16 +671,10 @@ def _int(x: Any) -> tf.Tensor | None:
     return None if x is None else tf.cast(tf.convert_to_tensor(x), tf.int32)
 
 
-def _has_pytorch_weights(directory: Path) -> bool:
-    return any(
-        (directory / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME)
-    )
-
-
 def _read_weights(directory: Path, model: TFAlbertPreTrainedModel) -> dict[str, np.ndarray]:
     """The directory's weights as a PyTorch state dict of fp32 numpy arrays: from the PyTorch formats, or
     from the tf_model.h5 that transformers' TF classes write (read through the model's own name table)."""
-    if _has_pytorch_weights(directory) or not (directory / TF2_WEIGHTS_NAME).is_file():
+    if has_pytorch_weights(directory) or not (directory / TF2_WEIGHTS_NAME).is_file():
         return {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
     import h5py
 
