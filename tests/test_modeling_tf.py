@@ -146,7 +146,7 @@ def test_keras_fit_lowers_the_masked_lm_loss_and_dropout_follows_training():
     batch = framework_inputs("AlbertForMaskedLM")
     data = tf.data.Dataset.from_tensor_slices((batch, {"labels": batch["input_ids"]})).batch(B).repeat()
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
-    history = model.fit(data, steps_per_epoch=5, epochs=4, verbose=0).history["loss"]
+    history = model.fit(data, steps_per_epoch=5, epochs=4, verbose=0, shuffle=False).history["loss"]
     assert history[-1] < 0.5 * history[0]
     assert model.evaluate(data, steps=1, verbose=0) < history[0]
     a, b = (model(**batch, training=True).logits.numpy() for _ in range(2))
@@ -233,3 +233,27 @@ def test_hub_ids_from_the_offline_cache_tf_only_repos_too(tmp_path, monkeypatch)
     assert from_pytorch(**batch).logits.shape == (B, T, TINY["vocab_size"])
     with pytest.raises(FileNotFoundError, match="'someone/absent' was not found"):
         modeling_tf.TFAlbertForMaskedLM.from_pretrained("someone/absent")
+
+
+def test_mixed_bf16_policy_and_xla_compilation():
+    fp32 = modeling_tf.TFAlbertForMaskedLM(framework_config())
+    batch = framework_inputs("AlbertForMaskedLM")
+    expected = fp32(**batch, output_hidden_states=True)
+    # A Keras mixed-precision policy: fp32 weights, bf16 computation, the loss in fp32
+    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = modeling_tf.TFAlbertForMaskedLM(framework_config())
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    mixed.load_state_dict(fp32.state_dict())
+    got = mixed(**batch, labels=batch["input_ids"], output_hidden_states=True)
+    assert {v.dtype for v in mixed.trainable_variables} == {"float32"}
+    assert got.logits.dtype == tf.bfloat16 and got.loss.dtype == tf.float32
+    e, g = (
+        np.asarray(tf.cast(o.hidden_states[-1], tf.float32)).reshape(-1, TINY["hidden_size"])
+        for o in (expected, got)
+    )
+    assert ((e * g).sum(-1) / np.linalg.norm(e, axis=-1) / np.linalg.norm(g, axis=-1)).min() > 0.999
+    # compiled by XLA, the same numbers as eager
+    compiled = tf.function(lambda inputs: fp32(inputs).logits, jit_compile=True)
+    np.testing.assert_allclose(compiled(batch), expected.logits, atol=1e-5, rtol=0)

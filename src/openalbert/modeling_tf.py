@@ -147,8 +147,9 @@ class _LayerNorm(_Module):
     def call(self, x: tf.Tensor) -> tf.Tensor:
         x32 = tf.cast(x, tf.float32)  # statistics in fp32, as PyTorch computes them for half precision
         mean, var = tf.nn.moments(x32, axes=[-1], keepdims=True)
-        y = (x32 - mean) * tf.math.rsqrt(var + self.eps) * self.gamma + self.beta
-        return tf.cast(y, x.dtype)
+        # (Under a mixed-precision policy Keras reads variables in the compute dtype: cast them back.)
+        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        return tf.cast((x32 - mean) * tf.math.rsqrt(var + self.eps) * gamma + beta, x.dtype)
 
 
 class _Embedding(_Module):
