@@ -251,3 +251,28 @@ def test_info(models, capsys, monkeypatch) -> None:
         monkeypatch.setattr(cpu_kernels, "linear_available", lambda kernel=kernel: kernel)
         info = model_info(model)
         assert info["cpu_bf16"].startswith(bf16) and info["cpu_int8"].startswith(int8), info
+
+
+@pytest.mark.parametrize("framework", ["tf", "flax"])
+def test_framework_option_runs_the_tf_or_flax_classes(models, capsys, monkeypatch, framework) -> None:
+    pytest.importorskip({"tf": "tensorflow", "flax": "flax"}[framework])
+    model = str(models["AlbertForMaskedLM"])
+    args = ("run", "--task", "fill-mask", "--model", model, "--top-k", "2")
+    done = in_process(
+        *args, "--framework", framework, stdin="\n".join(LINES), capsys=capsys, monkeypatch=monkeypatch
+    )
+    assert done.returncode == 0, done.stderr
+    expected = in_process(*args, stdin="\n".join(LINES), capsys=capsys, monkeypatch=monkeypatch)
+    for got, want in zip(done.stdout.splitlines(), expected.stdout.splitlines(), strict=True):
+        assert_close(json.loads(got), json.loads(want))
+    refused = in_process(
+        *args,
+        "--framework",
+        framework,
+        "--dtype",
+        "bfloat16",
+        stdin=LINES[0],
+        capsys=capsys,
+        monkeypatch=monkeypatch,
+    )
+    assert refused.returncode != 0 and "apply to PyTorch models" in refused.stderr

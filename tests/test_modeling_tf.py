@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from tests.conftest import (
     FRAMEWORK_CASES,
     HEADS,
@@ -135,8 +136,15 @@ def test_a_head_reads_a_bare_checkpoint_and_reports_its_fresh_weights(tmp_path, 
     assert "newly initialised: ['classifier.bias', 'classifier.weight']" in caplog.text
     bare = modeling_tf.TFAlbertModel.from_pretrained(tmp_path).state_dict()
     for name, array in model.state_dict().items():
-        if name.startswith("albert."):
-            np.testing.assert_array_equal(array, bare[name], err_msg=name)
+        if name.startswith("albert."):  # the encoder is the checkpoint's, under the head's "albert" prefix
+            np.testing.assert_array_equal(array, bare[name.removeprefix("albert.")], err_msg=name)
+    # and the bare checkpoint has the names the PyTorch AlbertModel writes
+    openalbert.AlbertModel(framework_config()).save_pretrained(tmp_path / "pt")
+    with (
+        safe_open(tmp_path / "model.safetensors", "np") as ours,
+        safe_open(tmp_path / "pt" / "model.safetensors", "np") as pt,
+    ):
+        assert sorted(ours.keys()) == sorted(pt.keys())
     assert model(**framework_inputs("AlbertModel")).logits.shape == (B, 3)
 
 

@@ -4,6 +4,7 @@ within 1e-5. Multiple-choice, which transformers has no pipeline for, is checked
 
 from __future__ import annotations
 
+import importlib
 import logging
 import warnings
 from pathlib import Path
@@ -382,3 +383,56 @@ class _quiet:
     def __exit__(self, *exc: object) -> None:
         for lg, level in self.levels:
             lg.setLevel(level)
+
+
+# ---- TensorFlow and Flax models ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framework", ["tf", "flax"])
+def test_tf_and_flax_models_give_every_pipeline_pytorchs_answers(models, framework) -> None:
+    pytest.importorskip({"tf": "tensorflow", "flax": "flax"}[framework])
+    choices = {
+        "prompt": "The cat sat on the",
+        "choices": ["mat.", "moon in the night sky.", "idea of justice."],
+    }
+    cases = [
+        ("fill-mask", "AlbertForMaskedLM", [MASKED, TWO_MASKS], {"top_k": 3}),
+        ("text-classification", "AlbertForSequenceClassification", [NER_TEXT, "Hi"], {"top_k": None}),
+        (
+            "token-classification",
+            "AlbertForTokenClassification",
+            NER_TEXT,
+            {"aggregation_strategy": "simple"},
+        ),
+        (
+            "question-answering",
+            "AlbertForQuestionAnswering",
+            {"question": QUESTION, "context": CONTEXT},
+            {"top_k": 2},
+        ),
+        ("multiple-choice", "AlbertForMultipleChoice", choices, {}),
+        ("feature-extraction", "AlbertForSequenceClassification", NER_TEXT, {"pooling": "pooler"}),
+    ]
+    for task, head, inputs, params in cases:
+        expected = pipeline(task, model=models[head])(inputs, **params)
+        got = pipeline(task, model=models[head], framework=framework)(inputs, **params)
+        assert got and not isinstance(got, (type(None),))
+        assert_matches(got, expected, task)
+    # a model object is run in its own framework; a head the checkpoint lacks is refused as for PyTorch
+    module = importlib.import_module(f"openalbert.modeling_{framework}")
+    prefix = {"tf": "TF", "flax": "Flax"}[framework]
+    mlm = getattr(module, f"{prefix}AlbertForMaskedLM").from_pretrained(models["AlbertForMaskedLM"])
+    fill = pipeline("fill-mask", model=mlm, tokenizer=models["AlbertForMaskedLM"])
+    assert_matches(fill(MASKED), pipeline("fill-mask", model=models["AlbertForMaskedLM"])(MASKED))
+    with pytest.raises(ValueError, match="has no .* for question-answering"):
+        pipeline("question-answering", model=models["AlbertForMaskedLM"], framework=framework)
+    with pytest.raises(ValueError, match="no trained pooler"):
+        pipeline("feature-extraction", model=models["AlbertForMaskedLM"], framework=framework)(
+            "Hi", pooling="pooler"
+        )
+    with pytest.raises(ValueError, match="device=, dtype= and quantization= apply to PyTorch models"):
+        pipeline("fill-mask", model=mlm, tokenizer=models["AlbertForMaskedLM"], dtype="bfloat16")
+    with pytest.raises(TypeError, match=f"needs a {prefix}AlbertForSequenceClassification"):
+        pipeline("text-classification", model=mlm, tokenizer=models["AlbertForMaskedLM"])
+    with pytest.raises(ValueError, match="framework must be one of"):
+        pipeline("fill-mask", model=models["AlbertForMaskedLM"], framework="jax")

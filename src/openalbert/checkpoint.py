@@ -335,10 +335,11 @@ def has_pytorch_weights(directory: Path) -> bool:
 
 def merge_checkpoint(
     caller: str, directory: Path, state: dict[str, np.ndarray], expected: dict[str, np.ndarray], prefix: str
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """`expected` (a fresh model's state dict, numpy arrays) with the checkpoint's `state` laid over it, as
     the Flax and TF classes load: a bare checkpoint serves a head and the reverse, other shapes are an error,
-    another head's weights are logged and weights the checkpoint lacks are reported as newly initialised."""
+    another head's weights are logged and weights the checkpoint lacks are reported as newly initialised.
+    Returns the merged state and the loading info (`missing_keys`, `unexpected_keys`) as PyTorch's."""
     state = _match_prefix(state, expected, prefix)
     loaded = {k: v for k, v in state.items() if k in expected}
     mismatched = [k for k, v in loaded.items() if v.shape != expected[k].shape]
@@ -352,8 +353,9 @@ def merge_checkpoint(
         logger.info(
             "Some weights of the checkpoint at %s were not used by %s: %s", directory, caller, unexpected
         )
-    report_missing(caller, directory, sorted(set(expected) - set(loaded)))
-    return expected | loaded
+    missing = sorted(set(expected) - set(loaded))
+    report_missing(caller, directory, missing)
+    return expected | loaded, {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": []}
 
 
 def _match_prefix(

@@ -254,6 +254,11 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or a GPU index N (default: cpu)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="compute dtype")
     p.add_argument("--quantize", choices=["int8"], help="dynamic int8 GEMMs in the shared layer (CPU)")
+    p.add_argument(
+        "--framework",
+        choices=["pt", "tf", "flax"],
+        help="run the model in PyTorch (default), TensorFlow or JAX/Flax (their extras: tf, flax)",
+    )
     p.add_argument("--top-k", type=int, help="answers per input (fill-mask, classification, QA, choice)")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
     p.add_argument("--input", help="read from this file instead of stdin")
@@ -305,6 +310,7 @@ def _run(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         batch_size=args.batch_size,
         quantization=args.quantize,
+        framework=args.framework,
         skip_bad_lines=args.skip_bad_lines,
         **params,
     )

@@ -640,25 +640,24 @@ class FlaxAlbertPreTrainedModel:
         config: AlbertConfig | None = None,
         dtype: jnp.dtype = jnp.float32,
         seed: int = 0,
+        output_loading_info: bool = False,
         **config_overrides: Any,
-    ) -> FlaxAlbertPreTrainedModel:
+    ) -> FlaxAlbertPreTrainedModel | tuple[FlaxAlbertPreTrainedModel, dict[str, list[str]]]:
         """Load from a local directory, the HF cache or the hub (`openalbert.checkpoint`): the weights any
         of the PyTorch classes or transformers saved, or the flax_model.msgpack of transformers' Flax classes. Weights the checkpoint lacks (a fresh head) are
-        initialised and reported, as in PyTorch. Parameters stay fp32; `dtype` is the computation's."""
+        initialised and reported, as in PyTorch (`output_loading_info=True` also returns them by name).
+        Parameters stay fp32; `dtype` is the computation's."""
         directory = resolve_path(name_or_path)
         if not has_pytorch_weights(directory) and not (directory / FLAX_WEIGHTS_NAME).is_file():
             directory = resolve_path(name_or_path, [CONFIG_NAME, FLAX_WEIGHTS_NAME])  # a Flax-only hub repo
         config = load_config(directory, config, config_overrides, cls.__name__)
         model = cls(config, seed=seed, dtype=dtype)
-        state = merge_checkpoint(
-            cls.__name__,
-            directory,
-            _read_weights(directory),
-            to_state_dict(model.params),
-            cls.base_model_prefix,
+        state = _read_weights(directory)
+        state, info = merge_checkpoint(
+            cls.__name__, directory, state, to_state_dict(model.params), cls.base_model_prefix
         )
         model.params = jax.tree_util.tree_map(jnp.asarray, to_flax_params(state))
-        return model
+        return (model, info) if output_loading_info else model
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write config.json and model.safetensors in PyTorch's layout (transformers' names, the decoder

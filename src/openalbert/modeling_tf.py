@@ -593,12 +593,15 @@ class TFAlbertPreTrainedModel(keras.Model):
 
     def named_variables(self) -> dict[str, tuple[str, Any, bool]]:
         """{PyTorch state-dict name: (transformers' TF weight name, variable, transposed)} for every weight."""
-        out = self.albert.named_variables("albert/", "albert.")
+        out = self.albert.named_variables("albert/", self.state_prefix)
         for attr in self.head_children:
             out |= getattr(self, attr).named_variables(f"{attr}/", f"{attr}.")
         return out
 
     head_children: tuple[str, ...] = ()
+    state_prefix = (
+        "albert."  # where the encoder's weights sit in a PyTorch state dict; the bare model's at the top
+    )
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The weights as a PyTorch state dict of numpy arrays (transformers' names)."""
@@ -619,21 +622,24 @@ class TFAlbertPreTrainedModel(keras.Model):
         name_or_path: str | os.PathLike,
         *,
         config: AlbertConfig | None = None,
+        output_loading_info: bool = False,
         **config_overrides: Any,
-    ) -> TFAlbertPreTrainedModel:
+    ) -> TFAlbertPreTrainedModel | tuple[TFAlbertPreTrainedModel, dict[str, list[str]]]:
         """Load from a local directory, the HF cache or the hub (`openalbert.checkpoint`): the weights any of
         the PyTorch classes or transformers saved, or the tf_model.h5 of transformers' TF classes. Weights the
-        checkpoint lacks (a fresh head) are initialised and reported, as in PyTorch."""
+        checkpoint lacks (a fresh head) are initialised and reported, as in PyTorch (`output_loading_info=True`
+        also returns them by name)."""
         directory = resolve_path(name_or_path)
         if not has_pytorch_weights(directory) and not (directory / TF2_WEIGHTS_NAME).is_file():
             directory = resolve_path(name_or_path, [CONFIG_NAME, TF2_WEIGHTS_NAME])  # a TF-only hub repo
         config = load_config(directory, config, config_overrides, cls.__name__)
         model = cls(config)
         state = _read_weights(directory, model)
-        model.load_state_dict(
-            merge_checkpoint(cls.__name__, directory, state, model.state_dict(), cls.base_model_prefix)
+        state, info = merge_checkpoint(
+            cls.__name__, directory, state, model.state_dict(), cls.base_model_prefix
         )
-        return model
+        model.load_state_dict(state)
+        return (model, info) if output_loading_info else model
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write config.json and model.safetensors in PyTorch's layout (transformers' names, the decoder
@@ -712,6 +718,7 @@ def _read_weights(directory: Path, model: TFAlbertPreTrainedModel) -> dict[str, 
 
 class TFAlbertModel(TFAlbertPreTrainedModel):
     label_names = ()
+    state_prefix = ""
 
 
 class TFAlbertForPreTraining(TFAlbertPreTrainedModel):

@@ -50,6 +50,7 @@ def pipeline(
     tokenizer: Any | None = None,
     device: torch.device | str | int | None = None,
     dtype: torch.dtype | str | None = None,
+    framework: str | None = None,
     **kwargs: Any,
 ) -> Pipeline:
     """Build the pipeline for `task` from a model name, directory or model object.
@@ -57,7 +58,8 @@ def pipeline(
     `model=None` means the embedded default model, for fill-mask and feature-extraction. `device` takes "cpu",
     "cuda", "cuda:1" or an index (-1 = CPU); `dtype` "float32", "bfloat16", "float16" or a torch dtype.
     Other keyword arguments (`batch_size`, `top_k`, `aggregation_strategy`...) become the defaults of
-    every call.
+    every call. `framework` ("pt", "tf" or "flax") says which classes load a model named by path or hub id
+    (default PyTorch); a model object's own framework is used as it is.
     """
     cls = pipeline_class(task)
     device = as_device(device)  # a device this machine lacks is reported as such, before any loading
@@ -69,7 +71,9 @@ def pipeline(
             )
         model = DEFAULT_MODEL
     if isinstance(model, (str, os.PathLike)):
-        return cls.from_pretrained(model, tokenizer, device=device, dtype=dtype, **kwargs)
+        return cls.from_pretrained(
+            model, tokenizer, device=device, dtype=dtype, framework=framework or "pt", **kwargs
+        )
     if tokenizer is None:
         raise ValueError(
             "a model object needs its tokenizer: pass tokenizer= (an AlbertTokenizer or a directory)"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 
 from openalbert.checkpoint import DEFAULT_MODEL, DEFAULT_MODEL_DIR, as_device, as_dtype, resolve_path
@@ -29,6 +30,44 @@ from openalbert.modeling import AlbertPreTrainedModel
 Tokenizer = Any
 
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json")
+
+
+# Where a pipeline's model comes from: PyTorch (the library's own classes), TensorFlow or JAX/Flax.
+FRAMEWORKS = {"pt": "", "tf": "TF", "flax": "Flax"}  # framework -> class-name prefix
+_MODULES = {"tf": "openalbert.modeling_tf", "flax": "openalbert.modeling_flax"}
+
+
+def framework_of(model: Any) -> str:
+    """ "tf" or "flax" for openalbert's TensorFlow and Flax classes, else "pt"."""
+    module = type(model).__module__
+    return next((fw for fw, name in _MODULES.items() if module == name), "pt")
+
+
+class ForeignModel:
+    """A TensorFlow or Flax model as the pipelines see a PyTorch one: a call on torch tensors that returns
+    torch tensors (on the CPU), with its config; the task code is the same for every framework."""
+
+    def __init__(self, model: Any, missing_weights: list[str] | None = None) -> None:
+        self.model, self.framework = model, framework_of(model)
+        self.config = model.config
+        self.device = torch.device("cpu")
+        self.missing_weights = missing_weights or []
+        self.pooler = (
+            True  # feature extraction's check: whether pooler weights were loaded is in missing_weights
+        )
+
+    def eval(self) -> ForeignModel:
+        return self  # both frameworks run without dropout unless told to train
+
+    def __call__(self, **batch: torch.Tensor) -> types.SimpleNamespace:
+        out = self.model(**{k: v.cpu().numpy() for k, v in batch.items()})
+        return types.SimpleNamespace(**{k: _to_torch(getattr(out, k)) for k in out})
+
+
+def _to_torch(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_to_torch(v) for v in value)
+    return torch.from_numpy(np.array(value, dtype=np.float32))
 
 
 @dataclass
@@ -61,12 +100,23 @@ class Pipeline:
         quantization: str | None = None,
         **params: Any,
     ) -> None:
-        if not isinstance(model, self.model_class):
-            raise TypeError(
-                f"the {self.task} pipeline needs a {self.model_class.__name__}, got {type(model).__name__}"
-            )
+        framework = framework_of(model.model if isinstance(model, ForeignModel) else model)
+        wanted = FRAMEWORKS[framework] + self.model_class.__name__
+        if not (
+            isinstance(model, self.model_class)
+            or type(model).__name__ == wanted
+            or (isinstance(model, ForeignModel) and type(model.model).__name__ == wanted)
+        ):
+            raise TypeError(f"the {self.task} pipeline needs a {wanted}, got {type(model).__name__}")
         if tokenizer is None:
             raise ValueError(f"the {self.task} pipeline needs a tokenizer; pass tokenizer=")
+        if framework != "pt":
+            if device is not None or dtype is not None or quantization is not None:
+                raise ValueError(
+                    f"device=, dtype= and quantization= apply to PyTorch models; a {framework} model runs where "
+                    "its framework places it, in the precision it was built with"
+                )
+            model = model if isinstance(model, ForeignModel) else ForeignModel(model)
         device, dtype = as_device(device), as_dtype(dtype, model.config)
         if device is not None or dtype is not None:
             model = model.to(device=device, dtype=dtype)
@@ -90,11 +140,13 @@ class Pipeline:
         *,
         device: torch.device | str | int | None = None,
         dtype: torch.dtype | str | None = None,
+        framework: str = "pt",
         **kwargs: Any,
     ) -> Pipeline:
-        """Load the checkpoint with this task's head and refuse it when the head's weights are missing."""
+        """Load the checkpoint with this task's head (in `framework`: "pt", "tf" or "flax") and refuse it
+        when the head's weights are missing."""
         directory = _model_directory(name_or_path)
-        model = load_head(cls, directory, device=device, dtype=dtype)
+        model = load_head(cls, directory, device=device, dtype=dtype, framework=framework)
         if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = load_tokenizer(directory if tokenizer is None else tokenizer)
         return cls(model, tokenizer, **kwargs)
@@ -367,12 +419,27 @@ def load_head(
     *,
     device: torch.device | str | int | None = None,
     dtype: torch.dtype | str | None = None,
-) -> AlbertPreTrainedModel:
-    """Build the task's model from a checkpoint; ValueError if the checkpoint lacks the task's head."""
-    cls = pipeline_class.model_class
+    framework: str = "pt",
+) -> AlbertPreTrainedModel | ForeignModel:
+    """Build the task's model from a checkpoint, in `framework`; ValueError if the checkpoint lacks the
+    task's head."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"framework must be one of {sorted(FRAMEWORKS)}, got {framework!r}")
     try:
         with _quiet_loading():
-            model, info = cls.from_pretrained(directory, dtype=dtype, device=device, output_loading_info=True)
+            if framework == "pt":
+                cls = pipeline_class.model_class
+                model, info = cls.from_pretrained(
+                    directory, dtype=dtype, device=device, output_loading_info=True
+                )
+            else:
+                if device is not None or dtype is not None:
+                    raise ValueError(f"device= and dtype= apply to PyTorch models, not to {framework} ones")
+                import importlib
+
+                module = importlib.import_module(_MODULES[framework])
+                cls = getattr(module, FRAMEWORKS[framework] + pipeline_class.model_class.__name__)
+                model, info = cls.from_pretrained(directory, output_loading_info=True)
     except ValueError as e:
         raise ValueError(f"{directory} cannot be used for {pipeline_class.task}: {e}") from None
     missing = [k for k in info["missing_keys"] if not k.startswith(pipeline_class.optional_weights)]
@@ -383,6 +450,8 @@ def load_head(
             f"{directory} has no {pipeline_class.head_description} for {pipeline_class.task}: the checkpoint "
             f"(architectures {', '.join(arch)}) lacks {shown}; use a checkpoint trained for this task"
         )
+    if framework != "pt":
+        return ForeignModel(model, list(info["missing_keys"]))
     model.missing_weights = list(info["missing_keys"])  # the optional weights that were absent
     return model
 

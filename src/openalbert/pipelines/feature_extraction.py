@@ -34,7 +34,8 @@ class FeatureExtractionPipeline(Pipeline):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if pooling == "pooler":
             missing = getattr(self.model, "missing_weights", [])
-            if self.model.pooler is None or any(k.startswith("pooler.") for k in missing):
+            no_pooler = isinstance(self.model, AlbertModel) and self.model.pooler is None
+            if no_pooler or any(k.startswith("pooler.") for k in missing):
                 raise ValueError(
                     "this checkpoint has no trained pooler (pooler.* weights); use pooling='cls' or 'mean'"
                 )

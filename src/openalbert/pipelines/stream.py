@@ -25,6 +25,7 @@ def run_stream(
     dtype: torch.dtype | str | None = None,
     batch_size: int = 8,
     quantization: str | None = None,
+    framework: str | None = None,
     skip_bad_lines: bool = False,
     chunk_lines: int | None = None,
     progress: bool | None = None,
@@ -42,7 +43,13 @@ def run_stream(
     source = _open_input(input_path)
     try:
         pipe = pipeline(
-            task, model=model, device=device, dtype=dtype, batch_size=batch_size, quantization=quantization
+            task,
+            model=model,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            quantization=quantization,
+            framework=framework,
         )
         try:
             pipe.check_params(**params)
