@@ -27,6 +27,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax.traverse_util import flatten_dict  # noqa: E402
 
 from openalbert import modeling_flax  # noqa: E402
+from openalbert.checkpoint import FLAX_WEIGHTS_NAME  # noqa: E402
 
 
 @pytest.mark.parametrize(("head", "position"), FRAMEWORK_CASES)
@@ -195,15 +196,21 @@ def test_reads_what_transformers_flax_classes_save(tmp_path):
     config = transformers.AlbertConfig(**TINY, hidden_act="gelu_new")
     theirs = transformers.FlaxAlbertForMaskedLM(config, seed=2)
     theirs.save_pretrained(tmp_path)
-    assert (tmp_path / modeling_flax.FLAX_WEIGHTS_NAME).is_file() and not (
-        tmp_path / "model.safetensors"
-    ).exists()
+    assert (tmp_path / FLAX_WEIGHTS_NAME).is_file() and not (tmp_path / "model.safetensors").exists()
     ours = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path)
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, ours.params, theirs.params))
     batch = framework_inputs("AlbertForMaskedLM")
     np.testing.assert_allclose(ours(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=0)
 
-    (tmp_path / modeling_flax.FLAX_WEIGHTS_NAME).write_bytes(b"not msgpack")
+    # the PyTorch classes read it too
+    with torch.no_grad():
+        logits = openalbert.AlbertForMaskedLM.from_pretrained(tmp_path)(
+            **{k: torch.tensor(v) for k, v in batch.items()}
+        ).logits.numpy()
+    real = batch["attention_mask"].astype(bool)  # openalbert's unpadded path leaves zeros at the padding
+    np.testing.assert_allclose(logits[real], np.asarray(theirs(**batch).logits)[real], atol=1e-5, rtol=0)
+
+    (tmp_path / FLAX_WEIGHTS_NAME).write_bytes(b"not msgpack")
     with pytest.raises(ValueError, match="flax_model.msgpack is corrupt or truncated"):
         modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path)
 

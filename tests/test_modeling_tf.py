@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow")
 
 from openalbert import modeling_tf  # noqa: E402
+from openalbert.checkpoint import TF2_WEIGHTS_NAME  # noqa: E402
 
 
 def _labels(head: str, seed: int = 1) -> dict[str, np.ndarray]:
@@ -84,9 +85,7 @@ def test_reads_transformers_tf_model_h5_and_matches_its_outputs_and_losses(tmp_p
         theirs.predictions.bias.assign(tf.random.normal((TINY["vocab_size"],)))
         theirs.predictions.decoder_bias.assign(tf.random.normal((TINY["vocab_size"],)))
     theirs.save_pretrained(tmp_path)
-    assert (tmp_path / modeling_tf.TF2_WEIGHTS_NAME).is_file() and not (
-        tmp_path / "model.safetensors"
-    ).exists()
+    assert (tmp_path / TF2_WEIGHTS_NAME).is_file() and not (tmp_path / "model.safetensors").exists()
     ours = getattr(modeling_tf, f"TF{head}").from_pretrained(tmp_path)
     assert {v.shape for v in ours.trainable_variables} <= {tuple(v.shape) for v in theirs.trainable_variables}
 
@@ -98,6 +97,26 @@ def test_reads_transformers_tf_model_h5_and_matches_its_outputs_and_losses(tmp_p
     for field, e, g in pairs:
         assert e.shape == g.shape, field
         np.testing.assert_allclose(g, e, atol=2e-5, rtol=0, err_msg=field)
+
+
+def test_pytorch_classes_read_a_tf_only_checkpoint(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.TFAlbertForPreTraining(transformers.AlbertConfig(**TINY))
+    theirs(theirs.dummy_inputs)
+    theirs.predictions.decoder_bias.assign(
+        tf.random.normal((TINY["vocab_size"],))
+    )  # the bias it computes with
+    theirs.save_pretrained(tmp_path)
+    torch_model = openalbert.AlbertForPreTraining.from_pretrained(tmp_path)
+    batch = framework_inputs("AlbertForPreTraining")
+    expected = theirs(**batch)
+    with torch.no_grad():
+        got = torch_model(**{k: torch.tensor(v) for k, v in batch.items()})
+    real = batch["attention_mask"].astype(bool)  # openalbert's unpadded path leaves zeros at the padding
+    np.testing.assert_allclose(
+        got.prediction_logits.numpy()[real], expected.prediction_logits.numpy()[real], atol=1e-5
+    )
+    np.testing.assert_allclose(got.sop_logits.numpy(), expected.sop_logits, atol=1e-5, rtol=0)
 
 
 def test_save_pretrained_is_read_by_pytorch_and_transformers_tf(tmp_path):
@@ -213,7 +232,7 @@ def test_the_embedded_model_fills_masks_as_in_pytorch():
 
 def test_corrupt_tf_model_h5_names_the_file(tmp_path):
     openalbert.AlbertConfig(**TINY).save_pretrained(tmp_path)
-    (tmp_path / modeling_tf.TF2_WEIGHTS_NAME).write_bytes(b"not hdf5")
+    (tmp_path / TF2_WEIGHTS_NAME).write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match="tf_model.h5 is corrupt or truncated"):
         modeling_tf.TFAlbertForMaskedLM.from_pretrained(tmp_path)
 
@@ -237,6 +256,11 @@ def test_hub_ids_from_the_offline_cache_tf_only_repos_too(tmp_path, monkeypatch)
     tf_only = modeling_tf.TFAlbertForMaskedLM.from_pretrained("someone/tf-only")
     batch = framework_inputs("AlbertForMaskedLM")
     np.testing.assert_allclose(tf_only(**batch).logits, theirs(**batch).logits, atol=1e-5, rtol=0)
+    pytorch_reads_tf = openalbert.AlbertForMaskedLM.from_pretrained("someone/tf-only")  # tf_model.h5 fetched
+    with torch.no_grad():
+        logits = pytorch_reads_tf(**{k: torch.tensor(v) for k, v in batch.items()}).logits.numpy()
+    real = batch["attention_mask"].astype(bool)
+    np.testing.assert_allclose(logits[real], theirs(**batch).logits.numpy()[real], atol=1e-5, rtol=0)
     from_pytorch = modeling_tf.TFAlbertForMaskedLM.from_pretrained("someone/pytorch")
     assert from_pytorch(**batch).logits.shape == (B, T, TINY["vocab_size"])
     with pytest.raises(FileNotFoundError, match="'someone/absent' was not found"):

@@ -18,14 +18,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from openalbert import cpu_kernels
 from openalbert.config import CONFIG_NAME, AlbertConfig
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from openalbert.modeling import AlbertPreTrainedModel
 
 logger = logging.getLogger("openalbert")
@@ -33,6 +32,8 @@ logger = logging.getLogger("openalbert")
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PT_WEIGHTS_NAME = "pytorch_model.bin"
+TF2_WEIGHTS_NAME = "tf_model.h5"  # what transformers' TF classes save
+FLAX_WEIGHTS_NAME = "flax_model.msgpack"  # what transformers' Flax classes save
 
 # The small English model that ships inside the package (see default_model/README.md).
 DEFAULT_MODEL = "openalbert/albert-small-en"
@@ -99,6 +100,15 @@ def resolve_path(name_or_path: str | os.PathLike, filenames: Iterable[str] = MOD
     if not _HUB_ID.match(name) or name.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model directory {name} does not exist")
     return _from_hub(name, list(filenames))
+
+
+def resolve_weights(name_or_path: str | os.PathLike) -> Path:
+    """`resolve_path`, and for a hub repo without PyTorch weights, its TF or Flax weights: every class reads
+    all of them (`load_state_dict`)."""
+    directory = resolve_path(name_or_path)
+    if not any((directory / name).is_file() for name in WEIGHT_FILES):
+        directory = resolve_path(name_or_path, [CONFIG_NAME, TF2_WEIGHTS_NAME, FLAX_WEIGHTS_NAME])
+    return directory
 
 
 def _hub_cache_dir() -> Path:
@@ -168,9 +178,71 @@ def load_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise ValueError(
                 f"{legacy} is corrupt, truncated or not a weights file ({type(e).__name__}: {e})"
             ) from None
-    raise FileNotFoundError(
-        f"no weights in {directory}: expected {SAFE_WEIGHTS_NAME}, {SAFE_WEIGHTS_INDEX_NAME} or {PT_WEIGHTS_NAME}"
-    )
+    if (directory / TF2_WEIGHTS_NAME).is_file():
+        return {k: torch.from_numpy(v) for k, v in read_tf_h5(directory / TF2_WEIGHTS_NAME).items()}
+    if (directory / FLAX_WEIGHTS_NAME).is_file():
+        from openalbert.modeling_flax import read_flax_msgpack  # needs JAX and Flax: the flax extra
+
+        return {k: torch.from_numpy(v) for k, v in read_flax_msgpack(directory / FLAX_WEIGHTS_NAME).items()}
+    raise FileNotFoundError(f"no weights in {directory}: expected one of {', '.join(WEIGHT_FILES)}")
+
+
+# The weight files a directory may hold, in the order they are read.
+WEIGHT_FILES = (
+    SAFE_WEIGHTS_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    PT_WEIGHTS_NAME,
+    TF2_WEIGHTS_NAME,
+    FLAX_WEIGHTS_NAME,
+)
+
+# transformers' TF weight names -> PyTorch's: the last part by what it is (whether the array is transposed),
+# list items "albert_layers_._0" as "albert_layers.0".
+_TF_LEAVES = {
+    "kernel": ("weight", True),
+    "bias": ("bias", False),
+    "gamma": ("weight", False),
+    "beta": ("bias", False),
+    "embeddings": ("weight", False),
+    "weight": ("weight", False),
+}
+# transformers' TF MLM head adds `predictions/decoder/bias`, not `predictions/bias` (which it keeps but never
+# reads); PyTorch's one bias is the former, as trained.
+_TF_ALIASES = {"predictions/decoder/bias": "predictions/bias"}
+
+
+def read_tf_h5(path: Path) -> dict[str, np.ndarray]:
+    """The tf_model.h5 that transformers' TF classes save, as a PyTorch state dict of fp32 numpy arrays
+    (h5py only: TensorFlow is not needed to read it)."""
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError(f"reading {path} needs h5py: pip install h5py (or 'openalbert[tf]')") from None
+
+    arrays: dict[str, np.ndarray] = {}
+
+    def visit(name: str, item: Any) -> None:
+        if isinstance(item, h5py.Dataset):
+            # "<layer>/<model's name>/<path>/<weight>:0", whichever head saved it
+            parts = name.removesuffix(":0").split("/")
+            arrays["/".join(parts[2:] if parts[1].startswith("tf_albert") else parts)] = item[()]
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except OSError as e:
+        raise ValueError(f"{path} is corrupt or truncated ({e}); re-download or re-save it") from None
+    arrays |= {target: arrays[source] for source, target in _TF_ALIASES.items() if source in arrays}
+    state = {}
+    for name, array in arrays.items():
+        *path_parts, leaf = name.split("/")
+        if leaf not in _TF_LEAVES or name in _TF_ALIASES:
+            continue
+        torch_leaf, transposed = _TF_LEAVES[leaf]
+        array = np.asarray(array, np.float32)
+        key = ".".join([part.replace("_._", ".") for part in path_parts] + [torch_leaf])
+        state[key] = np.ascontiguousarray(array.T if transposed else array)
+    return state
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -238,7 +310,7 @@ def load_pretrained(
     **config_overrides: Any,
 ) -> Any:
     """Build `cls` from a checkpoint; weights the checkpoint lacks are initialised and reported."""
-    directory = resolve_path(name_or_path)
+    directory = resolve_weights(name_or_path)
     config = load_config(directory, config, config_overrides, cls.__name__)
     state = load_state_dict(directory)
 
@@ -324,13 +396,6 @@ def report_missing(caller: str, directory: Path, missing: list[str]) -> None:
 
 # The MLM decoder is the word embedding and predictions.bias: PyTorch checkpoints may hold a copy of both.
 TIED_DECODER = ("predictions.decoder.weight", "predictions.decoder.bias")
-
-
-def has_pytorch_weights(directory: Path) -> bool:
-    """Whether `directory` holds weights in one of the PyTorch formats (safetensors, shards, .bin)."""
-    return any(
-        (directory / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_NAME)
-    )
 
 
 def merge_checkpoint(

@@ -37,21 +37,18 @@ except ImportError as e:
 
 from openalbert.checkpoint import (
     _IGNORED_KEYS,
-    CONFIG_NAME,
     SAFE_WEIGHTS_NAME,
     TIED_DECODER,
-    has_pytorch_weights,
     load_config,
     load_state_dict,
     merge_checkpoint,
-    resolve_path,
+    resolve_weights,
 )
 from openalbert.config import AlbertConfig
 from openalbert.modeling import ModelOutput
 
 logger = logging.getLogger(__name__)
 
-FLAX_WEIGHTS_NAME = "flax_model.msgpack"  # what transformers' Flax classes save
 
 ACT2FN: dict[str, Callable[[jax.Array], jax.Array]] = {
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
@@ -647,12 +644,10 @@ class FlaxAlbertPreTrainedModel:
         of the PyTorch classes or transformers saved, or the flax_model.msgpack of transformers' Flax classes. Weights the checkpoint lacks (a fresh head) are
         initialised and reported, as in PyTorch (`output_loading_info=True` also returns them by name).
         Parameters stay fp32; `dtype` is the computation's."""
-        directory = resolve_path(name_or_path)
-        if not has_pytorch_weights(directory) and not (directory / FLAX_WEIGHTS_NAME).is_file():
-            directory = resolve_path(name_or_path, [CONFIG_NAME, FLAX_WEIGHTS_NAME])  # a Flax-only hub repo
+        directory = resolve_weights(name_or_path)
         config = load_config(directory, config, config_overrides, cls.__name__)
         model = cls(config, seed=seed, dtype=dtype)
-        state = _read_weights(directory)
+        state = {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
         state, info = merge_checkpoint(
             cls.__name__, directory, state, to_state_dict(model.params), cls.base_model_prefix
         )
@@ -685,14 +680,10 @@ def _cast(params: dict[str, Any], dtype: jnp.dtype, mask: Any | None) -> dict[st
     )
 
 
-def _read_weights(directory: Path) -> dict[str, np.ndarray]:
-    """The directory's weights as a PyTorch state dict of fp32 numpy arrays: from the PyTorch formats, or
-    from the flax_model.msgpack that transformers' Flax classes write."""
-    if has_pytorch_weights(directory) or not (directory / FLAX_WEIGHTS_NAME).is_file():
-        return {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
+def read_flax_msgpack(path: Path) -> dict[str, np.ndarray]:
+    """The flax_model.msgpack that transformers' Flax classes save, as a PyTorch state dict of fp32 arrays."""
     from flax.serialization import msgpack_restore
 
-    path = directory / FLAX_WEIGHTS_NAME
     try:
         params = msgpack_restore(path.read_bytes())
     except Exception as e:

@@ -31,13 +31,11 @@ except ImportError as e:
     ) from e
 
 from openalbert.checkpoint import (
-    CONFIG_NAME,
     SAFE_WEIGHTS_NAME,
-    has_pytorch_weights,
     load_config,
     load_state_dict,
     merge_checkpoint,
-    resolve_path,
+    resolve_weights,
 )
 from openalbert.config import AlbertConfig
 from openalbert.heads import (
@@ -53,7 +51,6 @@ from openalbert.modeling import BaseModelOutputWithPooling
 keras = tf.keras  # Keras 3 from TensorFlow 2.16 on (Keras 2 with TF_USE_LEGACY_KERAS=1)
 logger = logging.getLogger(__name__)
 
-TF2_WEIGHTS_NAME = "tf_model.h5"  # what transformers' TF classes save
 
 # transformers' TF output classes have the PyTorch ones' fields; the names are kept for code that uses them.
 TFBaseModelOutputWithPooling = BaseModelOutputWithPooling
@@ -629,12 +626,10 @@ class TFAlbertPreTrainedModel(keras.Model):
         the PyTorch classes or transformers saved, or the tf_model.h5 of transformers' TF classes. Weights the
         checkpoint lacks (a fresh head) are initialised and reported, as in PyTorch (`output_loading_info=True`
         also returns them by name)."""
-        directory = resolve_path(name_or_path)
-        if not has_pytorch_weights(directory) and not (directory / TF2_WEIGHTS_NAME).is_file():
-            directory = resolve_path(name_or_path, [CONFIG_NAME, TF2_WEIGHTS_NAME])  # a TF-only hub repo
+        directory = resolve_weights(name_or_path)
         config = load_config(directory, config, config_overrides, cls.__name__)
         model = cls(config)
-        state = _read_weights(directory, model)
+        state = {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
         state, info = merge_checkpoint(
             cls.__name__, directory, state, model.state_dict(), cls.base_model_prefix
         )
@@ -660,10 +655,6 @@ class TFAlbertPreTrainedModel(keras.Model):
         return directory
 
 
-# A tf_model.h5 weight that stands for another of the table's names, where both are present.
-_H5_ALIASES = {"predictions/decoder/bias": "predictions/bias"}
-
-
 def _snake(name: str) -> str:
     """TFAlbertForMaskedLM -> tf_albert_for_masked_lm, the model's Keras name as transformers derives it."""
     out = ""
@@ -676,44 +667,6 @@ def _snake(name: str) -> str:
 
 def _int(x: Any) -> tf.Tensor | None:
     return None if x is None else tf.cast(tf.convert_to_tensor(x), tf.int32)
-
-
-def _read_weights(directory: Path, model: TFAlbertPreTrainedModel) -> dict[str, np.ndarray]:
-    """The directory's weights as a PyTorch state dict of fp32 numpy arrays: from the PyTorch formats, or
-    from the tf_model.h5 that transformers' TF classes write (read through the model's own name table)."""
-    if has_pytorch_weights(directory) or not (directory / TF2_WEIGHTS_NAME).is_file():
-        return {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
-    import h5py
-
-    path = directory / TF2_WEIGHTS_NAME
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        with h5py.File(path, "r") as f:
-
-            def visit(name: str, item: Any) -> None:
-                if isinstance(item, h5py.Dataset):
-                    # "<layer>/<model name>/<layer>/.../<weight>:0" -> "<layer>/.../<weight>", whichever head saved it
-                    parts = name.removesuffix(":0").split("/")
-                    arrays[
-                        "/".join(parts[2:]) if len(parts) > 2 and parts[1].startswith("tf_albert") else name
-                    ] = item[()]
-
-            f.visititems(visit)
-    except OSError as e:
-        raise ValueError(f"{path} is corrupt or truncated ({e}); re-download or re-save it") from None
-    # Every TF name any ALBERT head uses -> its PyTorch name, from the model's table and the base model's.
-    table = {tf_name: (pt, transposed) for pt, (tf_name, _, transposed) in model.named_variables().items()}
-    # transformers' TF MLM head adds `predictions/decoder/bias`, not `predictions/bias` (which it keeps but
-    # never reads); PyTorch's one bias is the former, as trained.
-    arrays |= {tf: arrays[h5] for h5, tf in _H5_ALIASES.items() if h5 in arrays}
-    state = {}
-    for tf_name, array in arrays.items():
-        for name in (tf_name, f"albert/{tf_name}"):  # a bare TFAlbertModel's weights sit under "albert"
-            if name in table:
-                pt, transposed = table[name]
-                state[pt] = np.asarray(array, np.float32).T if transposed else np.asarray(array, np.float32)
-                break
-    return state
 
 
 class TFAlbertModel(TFAlbertPreTrainedModel):

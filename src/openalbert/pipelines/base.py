@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from openalbert.checkpoint import DEFAULT_MODEL, DEFAULT_MODEL_DIR, as_device, as_dtype, resolve_path
+from openalbert.checkpoint import DEFAULT_MODEL, DEFAULT_MODEL_DIR, as_device, as_dtype, resolve_weights
 from openalbert.config import CONFIG_NAME
 from openalbert.modeling import AlbertPreTrainedModel
 
@@ -398,7 +398,7 @@ def _model_directory(name_or_path: str | os.PathLike) -> Path:
                 f"from {DEFAULT_MODEL_DIR}; pass a model directory or hub id (--model)"
             )
         return DEFAULT_MODEL_DIR
-    return resolve_path(name_or_path)
+    return resolve_weights(name_or_path)
 
 
 @contextlib.contextmanager
