@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from openalbert.checkpoint import PT_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, load_state_dict
+from openalbert.checkpoint import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, load_state_dict
 from openalbert.config import CONFIG_NAME, AlbertConfig
 from openalbert.pipelines.base import _model_directory
 
@@ -162,9 +162,7 @@ def _weight_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
             except Exception as e:
                 raise ValueError(f"{path} is corrupt or truncated ({type(e).__name__}: {e})") from None
         return shapes
-    if (directory / PT_WEIGHTS_NAME).is_file():
-        return {k: tuple(v.shape) for k, v in load_state_dict(directory).items()}
-    raise FileNotFoundError(f"no weights in {directory}")
+    return {k: tuple(v.shape) for k, v in load_state_dict(directory).items()}  # .bin, TF or Flax weights
 
 
 def _numel(shape: tuple[int, ...]) -> int:
