@@ -6,11 +6,12 @@ attention_mask=..., training=False)`, a dict of inputs as the first argument, `l
 `model.compile(optimizer)` / `model.fit(dataset)` with the loss the model computes. Beyond them: Keras 3 (and
 Keras 2), relative position embeddings ("relative_key", "relative_key_query"), which transformers' TF classes
 ignore, and checkpoints written as `model.safetensors` in PyTorch's layout, so one directory serves PyTorch,
-transformers, Flax and TensorFlow alike. `from_pretrained` also reads transformers' `tf_model.h5`. Numbers
+transformers, Flax and TensorFlow alike. `from_pretrained` reads every format (transformers' `tf_model.h5`
+too: `openalbert.checkpoint.load_state_dict`). Numbers
 match `openalbert.modeling` (the PyTorch model, itself held to transformers) to 1e-5 in fp32.
 
-Weights are named as transformers' TF classes name them (`albert/encoder/albert_layer_groups_._0/...`), and
-one table per kind of module maps them to PyTorch's state-dict names. Requires `pip install openalbert[tf]`.
+Each building block knows its variables by their PyTorch state-dict names (`_Module.params`), so saving and
+loading are a walk over the model, not a conversion of names. Requires `pip install openalbert[tf]`.
 """
 
 from __future__ import annotations
@@ -81,37 +82,34 @@ ACT2FN = {
 
 
 class _Module(keras.layers.Layer):
-    """A layer whose sub-layers (`children`) and own variables (`params`: TF name -> PyTorch name) are
-    named as in both checkpoints; `named_variables` walks them."""
+    """A layer whose sub-layers (`children`) and own variables (`params`: attribute -> PyTorch name) are named
+    as in a PyTorch state dict; `named_variables` walks them."""
 
     children: tuple[str, ...] = ()
     params: dict[str, str] = {}
-    transposed: frozenset[str] = frozenset()
+    transposed: frozenset[str] = frozenset()  # variables stored (in, out) where PyTorch has (out, in)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Built in __init__, and called with flags and lists that Keras' __call__ takes only from a model's
         # caller: the encoder's pieces are plain calls.
         return self.call(*args, **kwargs)
 
-    def named_variables(self, tf_prefix: str = "", pt_prefix: str = "") -> dict[str, tuple[str, Any, bool]]:
-        """{PyTorch name: (TF name, variable, whether the array is transposed between the two)}."""
-        out = {}
-        for tf_name, pt_name in self.params.items():
-            out[pt_prefix + pt_name] = (
-                tf_prefix + tf_name,
-                getattr(self, tf_name),
-                tf_name in self.transposed,
-            )
+    def named_variables(self, prefix: str = "") -> dict[str, tuple[Any, bool]]:
+        """{PyTorch state-dict name: (variable, whether the array is transposed between the two)}."""
+        out = {
+            prefix + name: (getattr(self, attr), attr in self.transposed)
+            for attr, name in self.params.items()
+        }
         for attr in self.children:
             child = getattr(self, attr, None)
             items = (
-                [(f"{attr}_._{i}", f"{attr}.{i}", c) for i, c in enumerate(child)]
+                [(f"{attr}.{i}", c) for i, c in enumerate(child)]
                 if isinstance(child, list)
-                else [(attr, attr, child)]
+                else [(attr, child)]
             )
-            for tf_part, pt_part, layer in items:
+            for name, layer in items:
                 if layer is not None:
-                    out |= layer.named_variables(f"{tf_prefix}{tf_part}/", f"{pt_prefix}{pt_part}.")
+                    out |= layer.named_variables(f"{prefix}{name}.")
         return out
 
     def _weight(self, name: str, shape: tuple[int, ...], std: float | None) -> Any:
@@ -453,6 +451,8 @@ class TFAlbertPreTrainedModel(keras.Model):
     base_model_prefix = "albert"
     pooling = True  # whether the head reads the pooled [CLS] vector
     label_names: tuple[str, ...] = ("labels",)
+    head_children: tuple[str, ...] = ()  # the head's layers that hold weights
+    state_prefix = "albert."  # where the encoder's weights sit in a state dict (the bare model's: at the top)
 
     def __init__(self, config: AlbertConfig, **kwargs: Any) -> None:
         kwargs.setdefault("name", _snake(type(self).__name__))
@@ -557,10 +557,6 @@ class TFAlbertPreTrainedModel(keras.Model):
     # -- Keras training: the loss the model computes from the labels, as transformers' TF models do -------------
 
     def train_step(self, data: Any) -> dict[str, Any]:
-        x, y = (data[0], data[1]) if isinstance(data, tuple) and len(data) >= 2 else (data, None)
-        x = dict(x) if isinstance(x, Mapping) else {"input_ids": x}
-        if y is not None:
-            x |= dict(y) if isinstance(y, Mapping) else {self.label_names[0]: y}
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(self(self._with_labels(data), training=True).loss)
         variables = self.trainable_variables
@@ -588,28 +584,23 @@ class TFAlbertPreTrainedModel(keras.Model):
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
 
-    def named_variables(self) -> dict[str, tuple[str, Any, bool]]:
-        """{PyTorch state-dict name: (transformers' TF weight name, variable, transposed)} for every weight."""
-        out = self.albert.named_variables("albert/", self.state_prefix)
+    def named_variables(self) -> dict[str, tuple[Any, bool]]:
+        """{PyTorch state-dict name: (variable, whether the array is transposed)} for every weight."""
+        out = self.albert.named_variables(self.state_prefix)
         for attr in self.head_children:
-            out |= getattr(self, attr).named_variables(f"{attr}/", f"{attr}.")
+            out |= getattr(self, attr).named_variables(f"{attr}.")
         return out
-
-    head_children: tuple[str, ...] = ()
-    state_prefix = (
-        "albert."  # where the encoder's weights sit in a PyTorch state dict; the bare model's at the top
-    )
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The weights as a PyTorch state dict of numpy arrays (transformers' names)."""
         return {
             name: np.ascontiguousarray(v.numpy().T if transposed else v.numpy())
-            for name, (_, v, transposed) in self.named_variables().items()
+            for name, (v, transposed) in self.named_variables().items()
         }
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         """Assign the weights of a PyTorch state dict (numpy arrays) that has every name of `state_dict()`."""
-        for name, (_, variable, transposed) in self.named_variables().items():
+        for name, (variable, transposed) in self.named_variables().items():
             array = np.asarray(state[name], dtype=np.float32)
             variable.assign(array.T if transposed else array)
 
