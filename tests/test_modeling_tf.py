@@ -107,7 +107,7 @@ def test_pytorch_classes_read_a_tf_only_checkpoint(tmp_path):
         tf.random.normal((TINY["vocab_size"],))
     )  # the bias it computes with
     theirs.save_pretrained(tmp_path)
-    torch_model = openalbert.AlbertForPreTraining.from_pretrained(tmp_path)
+    torch_model = openalbert.AlbertForPreTraining.from_pretrained(tmp_path, from_tf=True)  # (as transformers)
     batch = framework_inputs("AlbertForPreTraining")
     expected = theirs(**batch)
     with torch.no_grad():
@@ -143,7 +143,7 @@ def test_save_pretrained_is_read_by_pytorch_and_transformers_tf(tmp_path):
     theirs = transformers.TFAlbertForPreTraining(transformers.AlbertConfig(**TINY | {"num_labels": 2}))
     load_pytorch_weights_in_tf2_model(theirs, load_file(tmp_path / "model.safetensors"))
     np.testing.assert_allclose(theirs(**batch).prediction_logits, got.prediction_logits, atol=1e-5, rtol=0)
-    again = modeling_tf.TFAlbertForPreTraining.from_pretrained(tmp_path)
+    again = modeling_tf.TFAlbertForPreTraining.from_pretrained(tmp_path, from_pt=True)  # (as transformers)
     for name, array in model.state_dict().items():
         np.testing.assert_array_equal(again.state_dict()[name], array, err_msg=name)
 
@@ -212,6 +212,8 @@ def test_inputs_a_user_can_get_wrong_raise_named_errors():
         model(np.array([[1, 2]]), labels=np.array([1]))
     with pytest.raises(FileNotFoundError):
         modeling_tf.TFAlbertModel.from_pretrained("/no/such/dir")
+    with pytest.raises(TypeError, match="unknown argument 'from_jax'"):
+        modeling_tf.TFAlbertModel.from_pretrained(openalbert.DEFAULT_MODEL, from_jax=True)
 
 
 def test_the_embedded_model_fills_masks_as_in_pytorch():

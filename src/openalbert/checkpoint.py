@@ -367,6 +367,10 @@ def load_pretrained(
     return model
 
 
+# transformers' from_pretrained arguments that pick a weight format; accepted here and not needed.
+FORMAT_FLAGS = frozenset({"from_pt", "from_tf", "from_flax", "use_safetensors"})
+
+
 def load_config(
     directory: Path, config: AlbertConfig | None, overrides: dict[str, Any], caller: str
 ) -> AlbertConfig:
@@ -375,6 +379,8 @@ def load_config(
     if config is None:
         config = AlbertConfig.from_json_file(directory / CONFIG_NAME)
     for key, value in overrides.items():
+        if key in FORMAT_FLAGS:
+            continue  # every class reads every format (load_state_dict): code that names one still runs
         if not hasattr(config, key):
             raise TypeError(f"{caller}.from_pretrained got an unknown argument {key!r}")
         setattr(config, key, value)
