@@ -291,3 +291,16 @@ def test_mixed_bf16_policy_and_xla_compilation():
     # compiled by XLA, the same numbers as eager
     compiled = tf.function(lambda inputs: fp32(inputs).logits, jit_compile=True)
     np.testing.assert_allclose(compiled(batch), expected.logits, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("head", ["AlbertForQuestionAnswering", "AlbertForMultipleChoice"])
+def test_saved_model_for_tf_serving(tmp_path, head):
+    model = getattr(modeling_tf, f"TF{head}")(framework_config())
+    model.save_pretrained(tmp_path, saved_model=True)
+    served = tf.saved_model.load(str(tmp_path / "saved_model" / "1")).signatures["serving_default"]
+    batch = framework_inputs(head)
+    got = served(**{k: tf.constant(v, tf.int32) for k, v in batch.items()})
+    expected = model(**batch)
+    assert sorted(got) == sorted(expected.keys())
+    for name in got:
+        np.testing.assert_allclose(got[name], getattr(expected, name), atol=1e-5, rtol=0, err_msg=name)

@@ -627,9 +627,28 @@ class TFAlbertPreTrainedModel(keras.Model):
         model.load_state_dict(state)
         return (model, info) if output_loading_info else model
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    def serving(self) -> Any:
+        """A tf.function for TF Serving, as transformers' TF models have one: a dict of int32 `input_ids`,
+        `attention_mask` and `token_type_ids` ((batch, length), or (batch, choices, length) for multiple
+        choice) to a dict of the output's tensors."""
+        shape = (None, None, None) if isinstance(self, TFAlbertForMultipleChoice) else (None, None)
+        names = ("input_ids", "attention_mask", "token_type_ids")
+        signature = {name: tf.TensorSpec(shape, tf.int32, name=name) for name in names}
+
+        @tf.function(input_signature=[signature])
+        def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            out = self(inputs, training=False)
+            return {name: getattr(out, name) for name in out}
+
+        return serve
+
+    def save_pretrained(
+        self, directory: str | os.PathLike, saved_model: bool = False, version: int = 1
+    ) -> Path:
         """Write config.json and model.safetensors in PyTorch's layout (transformers' names, the decoder
-        tied), which the PyTorch, Flax and TF classes here and transformers' classes all read."""
+        tied), which the PyTorch, Flax and TF classes here and transformers' classes all read; with
+        `saved_model=True` also a TF SavedModel with the `serving` signature in saved_model/<version>, as
+        transformers' TF classes write it for TF Serving."""
         from safetensors.numpy import save_file
 
         directory = Path(directory)
@@ -643,6 +662,9 @@ class TFAlbertPreTrainedModel(keras.Model):
             state["predictions.decoder.bias"] = state["predictions.bias"]
         save_file(state, str(tmp), metadata={"format": "pt"})
         os.replace(tmp, target)
+        if saved_model:
+            path = directory / "saved_model" / str(version)
+            tf.saved_model.save(self, str(path), signatures={"serving_default": self.serving()})
         return directory
 
 
