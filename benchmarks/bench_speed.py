@@ -134,7 +134,14 @@ CPU_ONLY = {
     "onnxruntime fp32": "ONNX Runtime runs its CPU execution provider in this harness",
     "onnxruntime int8": "ONNX Runtime runs its CPU execution provider in this harness",
 }
-CUDA_ONLY = ("transformers fp16", "openalbert fp16", "openalbert bf16 unpadded", "openalbert fp16 unpadded")
+CUDA_ONLY = (
+    "transformers fp16",
+    "openalbert fp16",
+    "openalbert bf16 unpadded",
+    "openalbert fp16 unpadded",
+    "openalbert bf16 graphs",
+    "openalbert fp16 graphs",
+)
 
 # Datasheet dense peaks (no sparsity), TFLOP/s, of the SXM H100 and H200 (one chip; the H200 has more and
 # faster memory): bf16 and fp16 on the tensor cores, fp32 on the CUDA cores (the fp32 rows run with TF32
@@ -601,6 +608,10 @@ def _openalbert_padded(c: Context, **kwargs: Any) -> torch.nn.Module:
         raise Unavailable(f"openalbert has no attn_implementation option yet ({e})") from None
 
 
+def _graphed(c: Context, dtype: torch.dtype) -> Any:
+    return _fast("cuda_graphs")(_base(c, dtype=dtype, device=c.device))
+
+
 def _hf(name: str) -> Any:
     import transformers
 
@@ -638,6 +649,9 @@ INFERENCE_VARIANTS: dict[str, tuple[str, Callable[[Context], Any]]] = {
         "fp16",
         lambda c: _base(c, dtype=torch.float16, attn_implementation="unpadded"),
     ),
+    # CUDA graphs: each batch shape's kernels launched at once (openalbert.fast.cuda_graphs)
+    "openalbert bf16 graphs": ("bf16", lambda c: _graphed(c, torch.bfloat16)),
+    "openalbert fp16 graphs": ("fp16", lambda c: _graphed(c, torch.float16)),
     "openalbert int8": ("int8", lambda c: _fast("quantize_int8")(_base(c))),
     "onnxruntime fp32": ("fp32", lambda c: c.onnx_session("model", int8=False)),
     "onnxruntime int8": ("int8", lambda c: c.onnx_session("model", int8=True)),

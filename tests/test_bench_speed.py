@@ -317,6 +317,8 @@ def test_rows_and_defaults_follow_the_device(tmp_path):
         "openalbert fp16",
         "openalbert bf16 unpadded",
         "openalbert fp16 unpadded",
+        "openalbert bf16 graphs",
+        "openalbert fp16 graphs",
     }
     fill_cuda = bench_speed.rows_for(bench_speed.FILL_MASK_VARIANTS, "cuda")
     assert {"transformers fp16", "openalbert fp16"} <= set(fill_cuda)

@@ -775,7 +775,7 @@ class AlbertModel(AlbertPreTrainedModel):
             ("token_type_ids", token_type_ids, cfg.type_vocab_size),
             ("position_ids", position_ids, cfg.max_position_embeddings),
         ):
-            if ids is None or ids.is_floating_point():
+            if ids is None or ids.is_floating_point() or _capturing(ids):
                 continue
             lo, hi = int(ids.min()), int(ids.max())
             if lo < 0 or hi >= limit:
@@ -807,7 +807,13 @@ def _keep_mask(
     if attention_mask.shape != shape:
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(shape)}")
     keep = attention_mask.to(device) != 0
-    return None if bool(keep.all()) else keep
+    return keep if _capturing(keep) or not bool(keep.all()) else None
+
+
+def _capturing(t: torch.Tensor) -> bool:
+    """Whether a CUDA graph is being captured (openalbert.fast.cuda_graphs): then no value may be read back
+    to the host, so the value checks (done before the capture's inputs are filled) and shortcuts are skipped."""
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def _key_mask(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
