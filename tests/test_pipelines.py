@@ -430,7 +430,9 @@ def test_tf_and_flax_models_give_every_pipeline_pytorchs_answers(models, framewo
         pipeline("feature-extraction", model=models["AlbertForMaskedLM"], framework=framework)(
             "Hi", pooling="pooler"
         )
-    with pytest.raises(ValueError, match="device=, dtype= and quantization= apply to PyTorch models"):
+    with pytest.raises(
+        ValueError, match="device=, dtype=, quantization= and cuda_graphs= apply to PyTorch models"
+    ):
         pipeline("fill-mask", model=mlm, tokenizer=models["AlbertForMaskedLM"], dtype="bfloat16")
     with pytest.raises(TypeError, match=f"needs a {prefix}AlbertForSequenceClassification"):
         pipeline("text-classification", model=mlm, tokenizer=models["AlbertForMaskedLM"])

@@ -255,6 +255,11 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="compute dtype")
     p.add_argument("--quantize", choices=["int8"], help="dynamic int8 GEMMs in the shared layer (CPU)")
     p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="replay each batch shape's forward from a captured CUDA graph (a CUDA --device; fast at small batches)",
+    )
+    p.add_argument(
         "--framework",
         choices=["pt", "tf", "flax"],
         help="run the model in PyTorch (default), TensorFlow or JAX/Flax (their extras: tf, flax)",
@@ -311,6 +316,7 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         quantization=args.quantize,
         framework=args.framework,
+        cuda_graphs=args.cuda_graphs,
         skip_bad_lines=args.skip_bad_lines,
         **params,
     )

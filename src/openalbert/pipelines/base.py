@@ -98,6 +98,7 @@ class Pipeline:
         dtype: torch.dtype | str | None = None,
         batch_size: int | None = None,
         quantization: str | None = None,
+        cuda_graphs: bool = False,
         **params: Any,
     ) -> None:
         framework = framework_of(model.model if isinstance(model, ForeignModel) else model)
@@ -111,9 +112,9 @@ class Pipeline:
         if tokenizer is None:
             raise ValueError(f"the {self.task} pipeline needs a tokenizer; pass tokenizer=")
         if framework != "pt":
-            if device is not None or dtype is not None or quantization is not None:
+            if device is not None or dtype is not None or quantization is not None or cuda_graphs:
                 raise ValueError(
-                    f"device=, dtype= and quantization= apply to PyTorch models; a {framework} model runs where "
+                    f"device=, dtype=, quantization= and cuda_graphs= apply to PyTorch models; a {framework} model runs where "
                     "its framework places it, in the precision it was built with"
                 )
             model = model if isinstance(model, ForeignModel) else ForeignModel(model)
@@ -125,6 +126,10 @@ class Pipeline:
 
             model = apply_quantization(model, quantization)
         self.model = model.eval()
+        if cuda_graphs:  # each batch shape's forward captured once and replayed (a GPU model)
+            from openalbert.fast.cuda_graphs import CUDAGraphModel
+
+            self.model = CUDAGraphModel(self.model)
         self.tokenizer = tokenizer
         self.batch_size = _check_batch_size(8 if batch_size is None else batch_size)
         self.check_params(**params)  # fail at construction on a bad default, not at the first call

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForMaskedLM
-from openalbert.pipelines.base import Feature, ForeignModel, Pipeline
+from openalbert.pipelines.base import Feature, Pipeline
 
 logger = logging.getLogger("openalbert")
 
@@ -71,16 +71,18 @@ class FillMaskPipeline(Pipeline):
         return [feature]
 
     def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
-        rows = torch.cat([torch.full((len(f.meta["positions"]),), i) for i, f in enumerate(features)])
-        cols = torch.tensor([p for f in features for p in f.meta["positions"]])
-        if isinstance(self.model, ForeignModel):  # a TF or Flax model: the whole head, then the masked rows
-            logits = self.model(**batch).logits[rows, cols]
-        else:
+        device = batch["input_ids"].device
+        rows = torch.cat([torch.full((len(f.meta["positions"]),), i) for i, f in enumerate(features)]).to(
+            device
+        )
+        cols = torch.tensor([p for f in features for p in f.meta["positions"]]).to(device)
+        if isinstance(self.model, torch.nn.Module):
             hidden = self.model.albert(**batch).last_hidden_state  # (B, T, H)
             # Only the masked positions go through the vocabulary projection: (M, H) -> (M, V).
-            logits = (
-                self.model.predictions(hidden[rows.to(hidden.device), cols.to(hidden.device)]).float().cpu()
-            )
+            logits = self.model.predictions(hidden[rows, cols])
+        else:  # a TF or Flax model, or CUDA graphs: the whole head, then the masked rows
+            logits = self.model(**batch).logits[rows, cols]
+        logits = logits.float().cpu()
         return list(logits.split([len(f.meta["positions"]) for f in features]))
 
     def _postprocess(

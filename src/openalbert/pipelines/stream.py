@@ -26,6 +26,7 @@ def run_stream(
     batch_size: int = 8,
     quantization: str | None = None,
     framework: str | None = None,
+    cuda_graphs: bool = False,
     skip_bad_lines: bool = False,
     chunk_lines: int | None = None,
     progress: bool | None = None,
@@ -50,6 +51,7 @@ def run_stream(
             batch_size=batch_size,
             quantization=quantization,
             framework=framework,
+            cuda_graphs=cuda_graphs,
         )
         try:
             pipe.check_params(**params)
