@@ -38,7 +38,7 @@ _MODULES = {"tf": "openalbert.modeling_tf", "flax": "openalbert.modeling_flax"}
 
 
 def framework_of(model: Any) -> str:
-    """ "tf" or "flax" for openalbert's TensorFlow and Flax classes, else "pt"."""
+    """The framework of an openalbert model object: "tf", "flax" or "pt" (PyTorch)."""
     module = type(model).__module__
     return next((fw for fw, name in _MODULES.items() if module == name), "pt")
 
@@ -52,9 +52,6 @@ class ForeignModel:
         self.config = model.config
         self.device = torch.device("cpu")
         self.missing_weights = missing_weights or []
-        self.pooler = (
-            True  # feature extraction's check: whether pooler weights were loaded is in missing_weights
-        )
 
     def eval(self) -> ForeignModel:
         return self  # both frameworks run without dropout unless told to train
