@@ -55,6 +55,7 @@ def test_tf_equals_pytorch_on_its_checkpoint(tmp_path, head, position):
     torch_model = getattr(openalbert, head)(framework_config(position)).eval()
     torch_model.save_pretrained(tmp_path)
     tf_model = getattr(modeling_tf, f"TF{head}").from_pretrained(tmp_path)
+    assert tf_model.count_params() == sum(p.numel() for p in torch_model.parameters())  # the decoder tied
     batch = framework_inputs(head)
     with torch.no_grad():
         expected = torch_model(

@@ -462,7 +462,9 @@ class TFAlbertPreTrainedModel(keras.Model):
         self.albert = TFAlbertMainLayer(config, add_pooling_layer=self.pooling, name="albert")
         self.head_init()
         self._loss_mean = keras.metrics.Mean(name="loss")  # the loss `fit` and `evaluate` report
-        self.built = True  # every weight exists from here on, so that from_pretrained can assign them
+        # Every weight exists from here on (from_pretrained assigns them); Keras is told so, layer by layer.
+        for layer in (self, *self._flatten_layers(include_self=False)):
+            layer.built = True
 
     def head_init(self) -> None:
         """The head's layers (none for the bare model)."""
