@@ -71,6 +71,7 @@ def test_gelu_second_derivatives_and_torch_func():
     torch.testing.assert_close(by_func, first.detach(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:DeprecationWarning")  # traced on purpose
 def test_gelu_keeps_pytorch_while_tracing(monkeypatch):
     def refuse(*args):
         raise AssertionError("the compiled GELU ran while tracing")
