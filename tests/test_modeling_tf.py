@@ -201,6 +201,15 @@ def test_call_forms_transformers_tf_users_write():
     assert loss.shape == (B,) and np.isfinite(loss.numpy()).all()
 
 
+def test_an_answer_outside_the_window_adds_no_loss():
+    model = modeling_tf.TFAlbertForQuestionAnswering(framework_config())
+    batch = framework_inputs("AlbertForQuestionAnswering")
+    inside = model(**batch, start_positions=[1, 2, 3], end_positions=[2, 2, 4]).loss.numpy()
+    outside = model(**batch, start_positions=[1, T + 5, 3], end_positions=[2, T + 5, 4]).loss.numpy()
+    assert outside[1] == 0 and np.isfinite(outside).all()
+    np.testing.assert_allclose(outside[[0, 2]], inside[[0, 2]], rtol=1e-6)
+
+
 def test_inputs_a_user_can_get_wrong_raise_named_errors():
     model = modeling_tf.TFAlbertModel(framework_config())
     with pytest.raises(ValueError, match=r"input_ids holds 99, outside the valid range \[0, 98\]"):

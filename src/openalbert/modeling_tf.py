@@ -790,11 +790,16 @@ class TFAlbertForQuestionAnswering(TFAlbertPreTrainedModel):
         loss = None
         if "start_positions" in labels and "end_positions" in labels:
             T = tf.shape(start)[1]
-            # Positions outside the window (an answer cut off by truncation) count as the last token's, as in
-            # transformers' TF loss, which has no ignore index; the PyTorch classes ignore them instead.
-            s = tf.minimum(tf.reshape(_int(labels["start_positions"]), (-1,)), T - 1)
-            e = tf.minimum(tf.reshape(_int(labels["end_positions"]), (-1,)), T - 1)
-            loss = (_sparse_ce(s, start) + _sparse_ce(e, end)) / 2.0
+
+            def part(positions: Any, logits: tf.Tensor) -> tf.Tensor:
+                # A position outside the window (an answer cut off by truncation) adds nothing, as the
+                # PyTorch classes ignore it; transformers' TF loss has no such case and fails on it.
+                positions = tf.reshape(_int(positions), (-1,))
+                inside = (positions >= 0) & (positions < T)
+                losses = _sparse_ce(tf.clip_by_value(positions, 0, T - 1), logits)
+                return tf.where(inside, losses, tf.zeros_like(losses))
+
+            loss = (part(labels["start_positions"], start) + part(labels["end_positions"], end)) / 2.0
         return TFQuestionAnsweringModelOutput(loss, start, end, out.hidden_states, out.attentions)
 
 
