@@ -101,19 +101,27 @@ class CUDAGraphModel:
 _PER_POSITION = ("start_logits", "end_logits")
 
 
+def cut_to_length(name: str, x: Any, T: int) -> Any:
+    """Output field `name` of a model run on inputs padded past length T, at length T (tuples of hidden
+    states too); fields without a position axis (pooled, per-sequence logits) as they are."""
+    if isinstance(x, tuple):
+        return tuple(cut_to_length(name, v, T) for v in x)
+    if x is None or not (x.ndim == 3 or name in _PER_POSITION):
+        return x
+    return x[:, :T]
+
+
 def _cut(out: Any, T: int) -> Any:
     """The graph's output at the inputs' length, copied out of the graph's memory (the next replay
     overwrites it)."""
 
-    def cut(name: str, x: Any) -> Any:
-        if isinstance(x, tuple):
-            return tuple(cut(name, v) for v in x)
-        if not isinstance(x, torch.Tensor):
-            return x
-        return x[:, :T].clone() if x.dim() == 3 or name in _PER_POSITION else x.clone()
+    def copy(x: Any) -> Any:
+        return tuple(copy(v) for v in x) if isinstance(x, tuple) else x.clone() if x is not None else None
 
     fields = dataclasses.fields(out)
-    return dataclasses.replace(out, **{f.name: cut(f.name, getattr(out, f.name)) for f in fields})
+    return dataclasses.replace(
+        out, **{f.name: copy(cut_to_length(f.name, getattr(out, f.name), T)) for f in fields}
+    )
 
 
 def cuda_graphs(model: torch.nn.Module, **kwargs: Any) -> CUDAGraphModel:
