@@ -204,3 +204,17 @@ def test_half_precision_forward_on_cpu(mlm_dir, dtype):
 
 def test_default_model_name_is_exported():
     assert openalbert.DEFAULT_MODEL.startswith("openalbert/")
+
+
+def test_tf_and_flax_files_are_read_or_named(tmp_path, monkeypatch):
+    # A directory with only transformers' TF or Flax weights: read with h5py / flax; without them, a named need.
+    openalbert.AlbertConfig(**TINY).save_pretrained(tmp_path)
+    (tmp_path / "tf_model.h5").write_bytes(b"not hdf5")
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match="needs h5py: pip install h5py"):
+        openalbert.AlbertForMaskedLM.from_pretrained(tmp_path)
+    (tmp_path / "tf_model.h5").unlink()
+    with pytest.raises(
+        FileNotFoundError, match="expected one of model.safetensors.*tf_model.h5, flax_model.msgpack"
+    ):
+        openalbert.AlbertForMaskedLM.from_pretrained(tmp_path)
