@@ -223,9 +223,9 @@ def read_tf_h5(path: Path) -> dict[str, np.ndarray]:
 
     def visit(name: str, item: Any) -> None:
         if isinstance(item, h5py.Dataset):
-            # "<layer>/<model's name>/<path>/<weight>:0", whichever head saved it
+            # "<layer>/<model's name>/<layer>/.../<weight>:0", whichever head (and model name) saved it
             parts = name.removesuffix(":0").split("/")
-            arrays["/".join(parts[2:] if parts[1].startswith("tf_albert") else parts)] = item[()]
+            arrays["/".join(parts[2:] if len(parts) > 2 and parts[2] == parts[0] else parts)] = item[()]
 
     try:
         with h5py.File(path, "r") as f:
