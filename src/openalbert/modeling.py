@@ -585,6 +585,49 @@ class AlbertPreTrainedModel(nn.Module):
     def get_output_embeddings(self) -> nn.Linear | None:
         return None
 
+    def resize_token_embeddings(
+        self,
+        new_num_tokens: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        mean_resizing: bool = True,
+    ) -> nn.Embedding:
+        """Grow or shrink the vocabulary to `new_num_tokens` (rounded up to a multiple of
+        `pad_to_multiple_of`), as transformers does: old rows are kept, rows past the end dropped, and new
+        rows are the old rows' mean plus a tiny noise (`mean_resizing`, so that the new tokens do not move
+        the MLM head's predictions) or normal(0, initializer_range). The MLM decoder follows, its bias padded
+        with zeros, and config.vocab_size is updated. Returns the new input embedding."""
+        old = self.get_input_embeddings()
+        if new_num_tokens is None and pad_to_multiple_of is None:
+            return old
+        size = old.num_embeddings if new_num_tokens is None else new_num_tokens
+        if pad_to_multiple_of is not None:
+            if not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of <= 0:
+                raise ValueError(f"pad_to_multiple_of must be a positive int, got {pad_to_multiple_of!r}")
+            size = -(-size // pad_to_multiple_of) * pad_to_multiple_of
+        if size <= 0:
+            raise ValueError(
+                f"the vocabulary must keep at least one token, got new_num_tokens={new_num_tokens}"
+            )
+        new = nn.Embedding(
+            size, old.embedding_dim, old.padding_idx, device=old.weight.device, dtype=old.weight.dtype
+        )
+        self._init_weights(new)
+        kept, added = min(size, old.num_embeddings), max(size - old.num_embeddings, 0)
+        with torch.no_grad():
+            new.weight[:kept] = old.weight[:kept]
+            if added and mean_resizing:
+                new.weight[-added:] = _around_the_mean(old.weight, added).to(new.weight.dtype)
+        self.set_input_embeddings(new)
+        self.config.vocab_size = size
+        output = self.get_output_embeddings()
+        if output is not None:
+            head = self.predictions
+            bias = head.bias.detach()
+            head.bias = nn.Parameter(torch.cat([bias[:kept], bias.new_zeros(added)]))
+            output.out_features = size
+            self.tie_weights()
+        return new
+
     def gradient_checkpointing_enable(self) -> None:
         """Recompute each layer in the backward pass, trading compute for activation memory."""
         base = getattr(self, self.base_model_prefix, self)
@@ -808,6 +851,20 @@ def _keep_mask(
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(shape)}")
     keep = attention_mask.to(device) != 0
     return keep if _capturing(keep) or not bool(keep.all()) else None
+
+
+def _around_the_mean(table: torch.Tensor, rows: int) -> torch.Tensor:
+    """`rows` samples of N(mean, 1e-9 covariance) of a table's rows (transformers' mean resizing): the mean
+    row, and only the mean where that covariance is not positive definite."""
+    table = table.detach().double()
+    mean = table.mean(0)
+    centred = table - mean
+    covariance = 1e-9 * centred.T @ centred / table.shape[0]
+    try:
+        dist = torch.distributions.MultivariateNormal(mean, covariance_matrix=covariance)
+    except (ValueError, RuntimeError):  # not positive definite (fewer rows than columns, say)
+        return mean[None].expand(rows, -1).float()
+    return dist.sample((rows,)).float()
 
 
 def _capturing(t: torch.Tensor) -> bool:
