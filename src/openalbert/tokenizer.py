@@ -36,6 +36,7 @@ VOCAB_NAME = "spiece.model"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
 TOKENIZER_JSON_NAME = "tokenizer.json"
+ADDED_TOKENS_NAME = "added_tokens.json"  # the tokens add_tokens() made, for transformers' slow tokenizers
 TOKENIZER_FILES = [VOCAB_NAME, TOKENIZER_CONFIG_NAME, SPECIAL_TOKENS_MAP_NAME, TOKENIZER_JSON_NAME]
 
 # Whitespace as Rust's regex `\s` (Unicode White_Space) sees it: transformers' fast tokenizer extends the
@@ -114,12 +115,16 @@ def normalize_for_training(
 
 @dataclass(frozen=True)
 class SpecialToken:
-    """A special token: its text, id, and whether it swallows whitespace on its left/right when matched."""
+    """A token matched in the text before SentencePiece runs (a special token, or one added by `add_tokens`):
+    its text, id, and whether it swallows whitespace on its left/right when matched."""
 
     content: str
     id: int
     lstrip: bool = False
     rstrip: bool = False
+    special: bool = (
+        True  # False for a token added with add_tokens(): matched whole, never skipped in decoding
+    )
 
 
 class BatchEncoding(dict):
@@ -225,12 +230,9 @@ class AlbertTokenizer:
             lstrip = mask_lstrip and name == "mask_token"
             specials[content] = SpecialToken(content, self._piece_ids[content], lstrip=lstrip)
         self._specials = specials
-        self._special_ids = frozenset(t.id for t in specials.values())
-        self._special_by_id = {t.id: t for t in specials.values()}
-        # Longest first, so that the leftmost match is also the longest (as transformers' trie does).
-        alternatives = sorted(specials, key=len, reverse=True)
-        self._special_re = re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
-        self._special_starts = frozenset(s[0] for s in specials)
+        self._added: dict[int, SpecialToken] = {}  # add_tokens(): new ids past the SentencePiece model's, and
+        self._added_ids: dict[str, int] = {}  # pieces registered as unsplittable, by content
+        self._index_specials()
         # What SentencePiece's normaliser does to a character (see _char_kind), cached.
         self._kinds: dict[str, int] = {c: 0 for c in map(chr, range(0x21, 0x7F))} | {" ": 1}
         self._kind_table = _KindTable(self._char_kind)
@@ -246,6 +248,68 @@ class AlbertTokenizer:
             self._has_offset_mapping = True
         except (ValueError, TypeError, AttributeError):
             self._has_offset_mapping = False
+
+    def _index_specials(self) -> None:
+        specials = self._specials
+        self._special_ids = frozenset(t.id for t in specials.values() if t.special)
+        self._special_by_id = {t.id: t for t in specials.values() if t.special}
+        # Longest first, so that the leftmost match is also the longest (as transformers' trie does).
+        alternatives = sorted(specials, key=len, reverse=True)
+        self._special_re = re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
+        self._special_starts = frozenset(s[0] for s in specials)
+
+    def add_tokens(self, new_tokens: str | Sequence[str], special_tokens: bool = False) -> int:
+        """Add tokens that are matched whole in the text before SentencePiece runs, as transformers' (slow)
+        AlbertTokenizer adds them: ordinary ones lower-cased (with do_lower_case), new ones given the ids
+        after the vocabulary (`len(tokenizer)` grows; resize the model's embeddings to match), a piece already
+        in the vocabulary kept at its id but no longer split. Returns how many new ids were made."""
+        made = 0
+        for token in [new_tokens] if isinstance(new_tokens, str) else new_tokens:
+            content = getattr(token, "content", token)  # a transformers AddedToken, too
+            if not isinstance(content, str):
+                raise TypeError(f"a token to add must be a str, got {type(content).__name__}")
+            if not content or content in self._specials:  # (as given: "[CLS]" is not added again as "[cls]")
+                continue
+            if not special_tokens and self.do_lower_case:
+                content = content.lower()
+                if content in self._specials:
+                    continue
+            token_id = self._piece_ids.get(content)
+            if token_id is None:
+                token_id, made = len(self), made + 1
+            self._register(SpecialToken(content, token_id, special=special_tokens))
+        self._index_specials()
+        return made
+
+    def _register(self, token: SpecialToken) -> None:
+        self._specials[token.content] = self._added[token.id] = token
+        self._added_ids[token.content] = token.id
+
+    def _load_added(self, directory: Path) -> None:
+        """The tokens added to a saved tokenizer: tokenizer_config.json's added_tokens_decoder (or the older
+        added_tokens.json), at their saved ids."""
+        entries: dict[int, tuple[str, bool]] = {}
+        config, legacy = directory / TOKENIZER_CONFIG_NAME, directory / ADDED_TOKENS_NAME
+        if config.is_file():
+            decoder = json.loads(config.read_text(encoding="utf-8")).get("added_tokens_decoder") or {}
+            entries = {int(i): (e["content"], bool(e.get("special", False))) for i, e in decoder.items()}
+        if legacy.is_file() and not any(i >= len(self._pieces) for i in entries):
+            added = json.loads(legacy.read_text(encoding="utf-8"))
+            entries |= {int(i): (content, content in self.all_special_tokens) for content, i in added.items()}
+        entries = {  # not [CLS], [MASK]...: the model's own
+            i: e for i, e in entries.items() if not (e[0] in self._specials and self._specials[e[0]].id == i)
+        }
+        known = any(i < len(self._pieces) for i in entries)
+        types = _piece_types(self._sp.serialized_model_proto()) if known else []
+        for token_id, (content, special) in sorted(entries.items()):
+            if token_id < len(types) and types[token_id] in (_CONTROL, _USER_DEFINED):
+                continue  # a symbol of the SentencePiece model (transformers' fast tokenizer lists them)
+            if token_id >= len(self._pieces) and token_id != len(self):
+                raise ValueError(
+                    f"{directory}: added token {content!r} has id {token_id}, but the next free id is {len(self)}"
+                )
+            self._register(SpecialToken(content, token_id, special=special))
+        self._index_specials()
 
     # ---- construction and saving ---------------------------------------------------------------------------
 
@@ -274,7 +338,9 @@ class AlbertTokenizer:
             vocab, inferred = _model_from_tokenizer_json(path / TOKENIZER_JSON_NAME)
             settings = inferred | settings
         settings.update(kwargs)
-        return cls(vocab, **settings)
+        tokenizer = cls(vocab, **settings)
+        tokenizer._load_added(path)
+        return tokenizer
 
     def save_pretrained(
         self, save_directory: str | os.PathLike, write_tokenizer_json: bool = True
@@ -290,8 +356,8 @@ class AlbertTokenizer:
         mask = self._specials[self.mask_token]
 
         def token_entry(t: SpecialToken) -> dict[str, Any]:
-            return {"content": t.content, "lstrip": t.lstrip, "normalized": False, "rstrip": t.rstrip,
-                    "single_word": False, "special": True}  # fmt: skip
+            return {"content": t.content, "lstrip": t.lstrip, "normalized": not t.special, "rstrip": t.rstrip,
+                    "single_word": False, "special": t.special}  # fmt: skip
 
         config = {
             "added_tokens_decoder": {str(t.id): token_entry(t) for t in sorted(self._specials.values(), key=lambda t: t.id)},
@@ -318,6 +384,10 @@ class AlbertTokenizer:
             "sep_token": self.sep_token,
             "unk_token": self.unk_token,
         }
+        new_ids = {t.content: t.id for t in self._added.values() if t.id >= len(self._pieces)}
+        if new_ids:
+            written.append(out / ADDED_TOKENS_NAME)
+            written[-1].write_text(json.dumps(new_ids, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         written[1].write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written[2].write_text(json.dumps(special_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if write_tokenizer_json:
@@ -379,6 +449,12 @@ class AlbertTokenizer:
             elif types[i] in (_CONTROL, _USER_DEFINED):
                 added.append(AddedToken(piece, normalized=False, special=types[i] == _CONTROL))
         tok.add_tokens(added)
+        tok.add_tokens(  # add_tokens()'s, in id order, as transformers' fast tokenizer holds them
+            [
+                AddedToken(t.content, normalized=not t.special, special=t.special)
+                for _, t in sorted(self._added.items())
+            ]
+        )
         return tok
 
     # ---- vocabulary -------------------------------------------------------------------------------------------
@@ -388,10 +464,15 @@ class AlbertTokenizer:
         return len(self._pieces)
 
     def __len__(self) -> int:
-        return len(self._pieces)
+        return len(self._pieces) + sum(1 for i in self._added if i >= len(self._pieces))
 
     def get_vocab(self) -> dict[str, int]:
-        return dict(self._piece_ids)
+        return dict(self._piece_ids) | self._added_ids
+
+    @property
+    def added_tokens_encoder(self) -> dict[str, int]:
+        """The tokens `add_tokens` registered, by content."""
+        return dict(self._added_ids)
 
     @property
     def unk_token_id(self) -> int:
@@ -427,7 +508,8 @@ class AlbertTokenizer:
 
     @property
     def all_special_tokens(self) -> list[str]:
-        return [self.cls_token, self.sep_token, self.unk_token, self.pad_token, self.mask_token]
+        added = [t.content for t in self._added.values() if t.special]
+        return [self.cls_token, self.sep_token, self.unk_token, self.pad_token, self.mask_token, *added]
 
     @property
     def all_special_ids(self) -> list[int]:
@@ -440,9 +522,10 @@ class AlbertTokenizer:
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
         """Piece(s) to id(s); a piece not in the vocabulary maps to the unknown token's id."""
+        vocab = self.get_vocab() if self._added else self._piece_ids
         if isinstance(tokens, str):
-            return self._piece_ids.get(tokens, self.unk_token_id)
-        return [self._piece_ids.get(t, self.unk_token_id) for t in tokens]
+            return vocab.get(tokens, self.unk_token_id)
+        return [vocab.get(t, self.unk_token_id) for t in tokens]
 
     def convert_ids_to_tokens(
         self, ids: int | Iterable[int], skip_special_tokens: bool = False
@@ -453,9 +536,9 @@ class AlbertTokenizer:
         return [self._piece(i) for i in _id_list(ids) if not (skip_special_tokens and i in self._special_ids)]
 
     def _piece(self, i: int) -> str:
-        if not 0 <= i < len(self._pieces):
-            raise ValueError(f"token id {i} is outside the vocabulary (0..{len(self._pieces) - 1})")
-        return self._pieces[i]
+        if not 0 <= i < len(self):
+            raise ValueError(f"token id {i} is outside the vocabulary (0..{len(self) - 1})")
+        return self._pieces[i] if i < len(self._pieces) else self._added[i].content
 
     # ---- the algorithm ----------------------------------------------------------------------------------------
 
@@ -1171,14 +1254,38 @@ class AlbertTokenizer:
     ) -> str:
         """Text of a sequence of ids; special tokens are written as themselves unless skipped."""
         ids = [int(token_ids)] if isinstance(token_ids, (int, np.integer)) else _id_list(token_ids)
-        n = len(self._pieces)
-        out, run, prev_special = [], [], False
+        n = len(self)
         for i in ids:
             if not 0 <= i < n:
                 raise ValueError(f"token id {i} is outside the vocabulary (0..{n - 1})")
+        if skip_special_tokens:
+            ids = [i for i in ids if i not in self._special_ids]
+        # Tokens from add_tokens stand apart, space-separated from the text around them (as transformers
+        # decodes them); the rest is decoded run by run.
+        texts, run = [], []
+        for i in ids:
+            if i in self._added:
+                if run and (text := self._decode_run(run)):
+                    texts.append(text)
+                texts.append(self._added[i].content)
+                run = []
+            else:
+                run.append(i)
+        if run:
+            texts.append(self._decode_run(run))
+        text = " ".join(texts)
+        clean = (
+            self.clean_up_tokenization_spaces
+            if clean_up_tokenization_spaces is None
+            else clean_up_tokenization_spaces
+        )
+        return _clean_up_spaces(text) if clean else text
+
+    def _decode_run(self, ids: list[int]) -> str:
+        """Text of ids without added tokens: SentencePiece's decoding, special tokens written as themselves."""
+        out, run, prev_special = [], [], False
+        for i in ids:
             if i in self._special_ids:
-                if skip_special_tokens:
-                    continue
                 if not prev_special:
                     out.append(" ")
                 out.append(self._sp.decode(run) + self._pieces[i])
@@ -1187,13 +1294,7 @@ class AlbertTokenizer:
                 run.append(i)
                 prev_special = False
         out.append(self._sp.decode(run))
-        text = "".join(out).strip()
-        clean = (
-            self.clean_up_tokenization_spaces
-            if clean_up_tokenization_spaces is None
-            else clean_up_tokenization_spaces
-        )
-        return _clean_up_spaces(text) if clean else text
+        return "".join(out).strip()
 
     def batch_decode(
         self,
