@@ -50,6 +50,7 @@ MODEL_FILES = [
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "added_tokens.json",
 ]
 
 # Hub names of the original releases before the hub moved them under the `albert/` organisation.

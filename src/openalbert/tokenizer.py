@@ -37,7 +37,13 @@ TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
 TOKENIZER_JSON_NAME = "tokenizer.json"
 ADDED_TOKENS_NAME = "added_tokens.json"  # the tokens add_tokens() made, for transformers' slow tokenizers
-TOKENIZER_FILES = [VOCAB_NAME, TOKENIZER_CONFIG_NAME, SPECIAL_TOKENS_MAP_NAME, TOKENIZER_JSON_NAME]
+TOKENIZER_FILES = [
+    VOCAB_NAME,
+    TOKENIZER_CONFIG_NAME,
+    SPECIAL_TOKENS_MAP_NAME,
+    TOKENIZER_JSON_NAME,
+    ADDED_TOKENS_NAME,
+]
 
 # Whitespace as Rust's regex `\s` (Unicode White_Space) sees it: transformers' fast tokenizer extends the
 # span of an lstrip token such as [MASK] over these. Python's str.isspace also counts \x1c-\x1f.
@@ -122,9 +128,8 @@ class SpecialToken:
     id: int
     lstrip: bool = False
     rstrip: bool = False
-    special: bool = (
-        True  # False for a token added with add_tokens(): matched whole, never skipped in decoding
-    )
+    # False for a token added by add_tokens(special_tokens=False): never skipped in decoding
+    special: bool = True
 
 
 class BatchEncoding(dict):
@@ -294,7 +299,10 @@ class AlbertTokenizer:
             decoder = json.loads(config.read_text(encoding="utf-8")).get("added_tokens_decoder") or {}
             entries = {int(i): (e["content"], bool(e.get("special", False))) for i, e in decoder.items()}
         if legacy.is_file() and not any(i >= len(self._pieces) for i in entries):
-            added = json.loads(legacy.read_text(encoding="utf-8"))
+            try:
+                added = json.loads(legacy.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ValueError(f"{legacy} is not valid JSON ({e})") from None
             entries |= {int(i): (content, content in self.all_special_tokens) for content, i in added.items()}
         entries = {  # not [CLS], [MASK]...: the model's own
             i: e for i, e in entries.items() if not (e[0] in self._specials and self._specials[e[0]].id == i)
@@ -387,7 +395,8 @@ class AlbertTokenizer:
         new_ids = {t.content: t.id for t in self._added.values() if t.id >= len(self._pieces)}
         if new_ids:
             written.append(out / ADDED_TOKENS_NAME)
-            written[-1].write_text(json.dumps(new_ids, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+            text = json.dumps(new_ids, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+            written[-1].write_text(text, encoding="utf-8")
         written[1].write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written[2].write_text(json.dumps(special_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if write_tokenizer_json:
