@@ -542,7 +542,13 @@ def test_from_pretrained_resolves_hub_ids(tok: AlbertTokenizer, tmp_path: Path, 
     assert asked == [
         (
             "albert/albert-base-v2",
-            ["spiece.model", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"],
+            [
+                "spiece.model",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+                "tokenizer.json",
+                "added_tokens.json",
+            ],
         )
     ]
 
