@@ -448,6 +448,24 @@ def _match_prefix(
 # ---- saving ------------------------------------------------------------------------------------------------------
 
 
+def save_numpy_state(
+    directory: str | os.PathLike, config: AlbertConfig, architecture: str, state: dict[str, np.ndarray]
+) -> Path:
+    """Write config.json and model.safetensors (replaced atomically) from a state dict of numpy arrays in
+    PyTorch's names: how the Flax and TF classes save, so that every class reads what they write."""
+    from safetensors.numpy import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config.extra["architectures"] = [architecture]
+    config.save_pretrained(directory)
+    target = directory / SAFE_WEIGHTS_NAME
+    tmp = target.with_name(target.name + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, target)
+    return directory
+
+
 def save_pretrained(
     model: AlbertPreTrainedModel, directory: str | os.PathLike, *, safe_serialization: bool = True
 ) -> Path:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from openalbert import cpu_kernels
+from openalbert.checkpoint import TIED_DECODER
 from openalbert.config import AlbertConfig
 from openalbert.linear import ACT2FN, Linear
 from openalbert.modeling import AlbertModel, AlbertPreTrainedModel, ModelOutput
@@ -121,7 +122,7 @@ def _result(out: ModelOutput, return_dict: bool | None) -> ModelOutput | tuple:
 
 
 class _MaskedLMBase(AlbertPreTrainedModel):
-    _tied_weights_keys = ("predictions.decoder.weight", "predictions.decoder.bias")
+    _tied_weights_keys = TIED_DECODER
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.predictions.decoder

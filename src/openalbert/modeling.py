@@ -808,11 +808,7 @@ class AlbertModel(AlbertPreTrainedModel):
             raise ValueError(f"input_ids must have shape (batch, sequence), got {tuple(shape)}")
         if shape[0] == 0 or shape[1] == 0:
             raise ValueError(f"empty batch: input shape is {tuple(shape)}")
-        if shape[1] > cfg.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {shape[1]} exceeds max_position_embeddings ({cfg.max_position_embeddings}); "
-                "truncate the input (tokenizer truncation=True, max_length=...)"
-            )
+        check_length(shape[1], cfg)
         for name, ids, limit in (
             ("input_ids", input_ids, cfg.vocab_size),
             ("token_type_ids", token_type_ids, cfg.type_vocab_size),
@@ -820,11 +816,24 @@ class AlbertModel(AlbertPreTrainedModel):
         ):
             if ids is None or ids.is_floating_point() or _capturing(ids):
                 continue
-            lo, hi = int(ids.min()), int(ids.max())
-            if lo < 0 or hi >= limit:
-                bad = lo if lo < 0 else hi
-                raise ValueError(f"{name} holds {bad}, outside the valid range [0, {limit - 1}]")
+            check_id_range(name, int(ids.min()), int(ids.max()), limit)
         return shape
+
+
+# The input errors every framework's classes name the same way (the Flax and TF ones call these too).
+
+
+def check_length(length: int, config: AlbertConfig) -> None:
+    if length > config.max_position_embeddings:
+        raise ValueError(
+            f"sequence length {length} exceeds max_position_embeddings ({config.max_position_embeddings}); "
+            "truncate the input (tokenizer truncation=True, max_length=...)"
+        )
+
+
+def check_id_range(name: str, lo: int, hi: int, limit: int) -> None:
+    if lo < 0 or hi >= limit:
+        raise ValueError(f"{name} holds {lo if lo < 0 else hi}, outside the valid range [0, {limit - 1}]")
 
 
 def _check_queries(
@@ -851,6 +860,21 @@ def _keep_mask(
         raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(shape)}")
     keep = attention_mask.to(device) != 0
     return keep if _capturing(keep) or not bool(keep.all()) else None
+
+
+# Outputs with a position axis: every (B, T, X) tensor, and these (B, T) ones.
+_PER_POSITION = ("start_logits", "end_logits")
+
+
+def cut_to_length(name: str, x: Any, T: int) -> Any:
+    """Output field `name` of a model run on inputs padded past length T, at length T (tuples of hidden
+    states too); fields without a position axis (pooled, per-sequence logits) as they are. Torch, numpy or
+    other arrays: what CUDA graphs and the pipelines' Flax and TF models give back after padding."""
+    if isinstance(x, tuple):
+        return tuple(cut_to_length(name, v, T) for v in x)
+    if x is None or not (x.ndim == 3 or name in _PER_POSITION):
+        return x
+    return x[:, :T]
 
 
 def _around_the_mean(table: torch.Tensor, rows: int) -> torch.Tensor:

@@ -37,15 +37,15 @@ except ImportError as e:
 
 from openalbert.checkpoint import (
     _IGNORED_KEYS,
-    SAFE_WEIGHTS_NAME,
     TIED_DECODER,
     load_config,
     load_state_dict,
     merge_checkpoint,
     resolve_weights,
+    save_numpy_state,
 )
 from openalbert.config import AlbertConfig
-from openalbert.modeling import ModelOutput
+from openalbert.modeling import ModelOutput, check_id_range, check_length
 
 logger = logging.getLogger(__name__)
 
@@ -612,22 +612,14 @@ class FlaxAlbertPreTrainedModel:
 
     def _check(self, ids: jax.Array) -> None:
         """The errors a user can cause, named, before JAX clips an out-of-range id silently."""
-        cfg, length = self.config, ids.shape[-1]
         if ids.size == 0:
             raise ValueError(f"empty batch: input shape is {tuple(ids.shape)}")
-        if length > cfg.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {length} exceeds max_position_embeddings ({cfg.max_position_embeddings}); "
-                "truncate the input"
-            )
+        check_length(ids.shape[-1], self.config)
         try:
             lo, hi = int(ids.min()), int(ids.max())
         except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
             return  # traced under the caller's jax.jit: the values are not known here
-        if lo < 0 or hi >= cfg.vocab_size:
-            raise ValueError(
-                f"input_ids holds {lo if lo < 0 else hi}, outside the valid range [0, {cfg.vocab_size - 1}]"
-            )
+        check_id_range("input_ids", lo, hi, self.config.vocab_size)
 
     @classmethod
     def from_pretrained(
@@ -657,18 +649,8 @@ class FlaxAlbertPreTrainedModel:
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write config.json and model.safetensors in PyTorch's layout (transformers' names, the decoder
         tied), which the PyTorch classes, transformers and `from_pretrained` here all read."""
-        from safetensors.numpy import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.extra["architectures"] = [type(self).__name__.removeprefix("Flax")]
-        self.config.save_pretrained(directory)
         state = {k: v.astype(np.float32) for k, v in to_state_dict(self.params).items()}
-        target = directory / SAFE_WEIGHTS_NAME
-        tmp = target.with_name(target.name + ".tmp")
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, target)
-        return directory
+        return save_numpy_state(directory, self.config, type(self).__name__.removeprefix("Flax"), state)
 
 
 def _cast(params: dict[str, Any], dtype: jnp.dtype, mask: Any | None) -> dict[str, Any]:

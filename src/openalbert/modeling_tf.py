@@ -32,11 +32,11 @@ except ImportError as e:
     ) from e
 
 from openalbert.checkpoint import (
-    SAFE_WEIGHTS_NAME,
     load_config,
     load_state_dict,
     merge_checkpoint,
     resolve_weights,
+    save_numpy_state,
 )
 from openalbert.config import AlbertConfig
 from openalbert.heads import (
@@ -47,7 +47,7 @@ from openalbert.heads import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from openalbert.modeling import BaseModelOutputWithPooling
+from openalbert.modeling import BaseModelOutputWithPooling, check_id_range, check_length
 
 keras = tf.keras  # Keras 3 from TensorFlow 2.16 on (Keras 2 with TF_USE_LEGACY_KERAS=1)
 logger = logging.getLogger(__name__)
@@ -536,25 +536,13 @@ class TFAlbertPreTrainedModel(keras.Model):
     def _check(self, ids: tf.Tensor) -> None:
         """The errors a user can cause, named, before `tf.gather` fails deep inside (or, on a GPU, returns
         zeros for an out-of-range id)."""
-        cfg = self.config
-        if (
-            ids.shape.rank is not None
-            and ids.shape[-1] is not None
-            and ids.shape[-1] > cfg.max_position_embeddings
-        ):
-            raise ValueError(
-                f"sequence length {ids.shape[-1]} exceeds max_position_embeddings "
-                f"({cfg.max_position_embeddings}); truncate the input"
-            )
+        if ids.shape.rank is not None and ids.shape[-1] is not None:  # (a traced shape may be unknown)
+            check_length(ids.shape[-1], self.config)
         if not tf.executing_eagerly():
             return  # traced in a tf.function (as Keras' fit runs it): the values are not known here
         if tf.size(ids) == 0:
             raise ValueError(f"empty batch: input shape is {tuple(ids.shape)}")
-        lo, hi = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
-        if lo < 0 or hi >= cfg.vocab_size:
-            raise ValueError(
-                f"input_ids holds {lo if lo < 0 else hi}, outside the valid range [0, {cfg.vocab_size - 1}]"
-            )
+        check_id_range("input_ids", int(tf.reduce_min(ids)), int(tf.reduce_max(ids)), self.config.vocab_size)
 
     # -- Keras training: the loss the model computes from the labels, as transformers' TF models do -------------
 
@@ -651,19 +639,10 @@ class TFAlbertPreTrainedModel(keras.Model):
         tied), which the PyTorch, Flax and TF classes here and transformers' classes all read; with
         `saved_model=True` also a TF SavedModel with the `serving` signature in saved_model/<version>, as
         transformers' TF classes write it for TF Serving."""
-        from safetensors.numpy import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.extra["architectures"] = [type(self).__name__.removeprefix("TF")]
-        self.config.save_pretrained(directory)
-        target = directory / SAFE_WEIGHTS_NAME
-        tmp = target.with_name(target.name + ".tmp")
         state = self.state_dict()
         if "predictions.bias" in state:  # the tied decoder bias, which transformers' TF classes read
             state["predictions.decoder.bias"] = state["predictions.bias"]
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, target)
+        directory = save_numpy_state(directory, self.config, type(self).__name__.removeprefix("TF"), state)
         if saved_model:
             path = directory / "saved_model" / str(version)
             tf.saved_model.save(self, str(path), signatures={"serving_default": self.serving()})

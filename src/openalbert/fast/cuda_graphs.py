@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from openalbert.modeling import cut_to_length
+
 LENGTHS = (16, 32, 64, 128, 256, 512)
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -36,7 +38,6 @@ class CUDAGraphModel:
             raise ValueError("CUDA graphs need a model on a CUDA device: from_pretrained(..., device='cuda')")
         model.set_attn_implementation("sdpa")
         self.model = model.eval()
-        self.config = model.config
         limit = model.config.max_position_embeddings
         self.lengths = tuple(sorted({min(n, limit) for n in lengths}))
         self.max_graphs = max_graphs
@@ -56,16 +57,15 @@ class CUDAGraphModel:
         **other: Any,
     ) -> Any:
         B, T = input_ids.shape if input_ids.dim() == 2 else (0, 0)
-        bucket = next((n for n in self.lengths if n >= T), None)
-        if other or input_ids.dim() != 2 or bucket is None:  # multiple choice, labels, attention maps...
-            return self.model(input_ids, attention_mask, token_type_ids, **other)
-        key = (B, bucket)
-        if key not in self.graphs and len(self.graphs) >= self.max_graphs:
+        key = (B, next((n for n in self.lengths if n >= T), None))
+        uncaptured = key not in self.graphs and len(self.graphs) >= self.max_graphs
+        # multiple choice, labels, attention maps, longer inputs, more shapes than max_graphs: the model
+        if other or input_ids.dim() != 2 or key[1] is None or uncaptured:
             return self.model(input_ids, attention_mask, token_type_ids, **other)
         # The checks a graph cannot make (ids in range), on the real inputs, before any padding.
         getattr(self.model, "albert", self.model)._check_inputs(input_ids, None, token_type_ids, None)
         if key not in self.graphs:
-            self.graphs[key] = self._capture(B, bucket)
+            self.graphs[key] = self._capture(*key)
         graph, static, out = self.graphs[key]
         static["input_ids"].zero_()[:, :T].copy_(input_ids)
         mask, types = static["attention_mask"].zero_(), static["token_type_ids"].zero_()
@@ -95,20 +95,6 @@ class CUDAGraphModel:
             out = self.model(**static)
         self.pool = graph.pool()
         return graph, static, out
-
-
-# Outputs with a position axis: every (B, T, X) tensor, and these (B, T) ones.
-_PER_POSITION = ("start_logits", "end_logits")
-
-
-def cut_to_length(name: str, x: Any, T: int) -> Any:
-    """Output field `name` of a model run on inputs padded past length T, at length T (tuples of hidden
-    states too); fields without a position axis (pooled, per-sequence logits) as they are."""
-    if isinstance(x, tuple):
-        return tuple(cut_to_length(name, v, T) for v in x)
-    if x is None or not (x.ndim == 3 or name in _PER_POSITION):
-        return x
-    return x[:, :T]
 
 
 def _cut(out: Any, T: int) -> Any:

@@ -24,7 +24,7 @@ import torch
 
 from openalbert.checkpoint import DEFAULT_MODEL, DEFAULT_MODEL_DIR, as_device, as_dtype, resolve_weights
 from openalbert.config import CONFIG_NAME
-from openalbert.modeling import AlbertPreTrainedModel
+from openalbert.modeling import AlbertPreTrainedModel, cut_to_length
 
 # A tokenizer with transformers' call surface (openalbert.tokenizer.AlbertTokenizer in practice).
 Tokenizer = Any
@@ -56,7 +56,7 @@ class ForeignModel:
     LENGTH_STEP = 16
 
     def __init__(self, model: Any, missing_weights: list[str] | None = None) -> None:
-        self.model, self.framework = model, framework_of(model)
+        self.model = model
         self.config = model.config
         self.device = torch.device("cpu")
         self.missing_weights = missing_weights or []
@@ -65,8 +65,6 @@ class ForeignModel:
         return self  # both frameworks run without dropout unless told to train
 
     def __call__(self, **batch: torch.Tensor) -> types.SimpleNamespace:
-        from openalbert.fast.cuda_graphs import cut_to_length
-
         T = batch["input_ids"].shape[-1]
         width = min(-(-T // self.LENGTH_STEP) * self.LENGTH_STEP, self.config.max_position_embeddings)
         # Right padding: ids, mask and segments 0, so the padded keys are masked out of attention.
@@ -75,6 +73,14 @@ class ForeignModel:
         }
         out = self.model(**padded)
         return types.SimpleNamespace(**{k: _to_torch(cut_to_length(k, _to_numpy(out[k]), T)) for k in out})
+
+
+def _refuse_pytorch_options(framework: str, *options: Any) -> None:
+    if any(option is not None and option is not False for option in options):
+        raise ValueError(
+            f"device=, dtype=, quantization= and cuda_graphs= apply to PyTorch models; a {framework} model runs "
+            "where its framework places it, in the precision it was built with"
+        )
 
 
 def _to_numpy(value: Any) -> Any:
@@ -118,22 +124,15 @@ class Pipeline:
         cuda_graphs: bool = False,
         **params: Any,
     ) -> None:
-        framework = framework_of(model.model if isinstance(model, ForeignModel) else model)
+        inner = model.model if isinstance(model, ForeignModel) else model
+        framework = framework_of(inner)
         wanted = FRAMEWORKS[framework] + self.model_class.__name__
-        if not (
-            isinstance(model, self.model_class)
-            or type(model).__name__ == wanted
-            or (isinstance(model, ForeignModel) and type(model.model).__name__ == wanted)
-        ):
-            raise TypeError(f"the {self.task} pipeline needs a {wanted}, got {type(model).__name__}")
+        if not (isinstance(inner, self.model_class) if framework == "pt" else type(inner).__name__ == wanted):
+            raise TypeError(f"the {self.task} pipeline needs a {wanted}, got {type(inner).__name__}")
         if tokenizer is None:
             raise ValueError(f"the {self.task} pipeline needs a tokenizer; pass tokenizer=")
         if framework != "pt":
-            if device is not None or dtype is not None or quantization is not None or cuda_graphs:
-                raise ValueError(
-                    f"device=, dtype=, quantization= and cuda_graphs= apply to PyTorch models; a {framework} model runs where "
-                    "its framework places it, in the precision it was built with"
-                )
+            _refuse_pytorch_options(framework, device, dtype, quantization, cuda_graphs)
             model = model if isinstance(model, ForeignModel) else ForeignModel(model)
         device, dtype = as_device(device), as_dtype(dtype, model.config)
         if device is not None or dtype is not None:
@@ -455,8 +454,7 @@ def load_head(
                     directory, dtype=dtype, device=device, output_loading_info=True
                 )
             else:
-                if device is not None or dtype is not None:
-                    raise ValueError(f"device= and dtype= apply to PyTorch models, not to {framework} ones")
+                _refuse_pytorch_options(framework, device, dtype)
                 import importlib
 
                 module = importlib.import_module(_MODULES[framework])
