@@ -431,7 +431,8 @@ def test_tf_and_flax_models_give_every_pipeline_pytorchs_answers(models, framewo
             "Hi", pooling="pooler"
         )
     with pytest.raises(
-        ValueError, match="device=, dtype=, quantization= and cuda_graphs= apply to PyTorch models"
+        ValueError,
+        match="device=, dtype=, quantization=, cuda_graphs= and fallback_margin= apply to PyTorch models",
     ):
         pipeline("fill-mask", model=mlm, tokenizer=models["AlbertForMaskedLM"], dtype="bfloat16")
     with pytest.raises(TypeError, match=f"needs a {prefix}AlbertForSequenceClassification"):

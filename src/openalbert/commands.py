@@ -255,6 +255,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="compute dtype")
     p.add_argument("--quantize", choices=["int8"], help="dynamic int8 GEMMs in the shared layer (CPU)")
     p.add_argument(
+        "--fallback-margin",
+        type=float,
+        metavar="GAP",
+        help="with --quantize or a half --dtype: rerun in fp32 every input whose answer was decided by less than "
+        "this logit gap (fill-mask, classification, choice); 0.2 keeps int8 fill-mask answers fp32's",
+    )
+    p.add_argument(
         "--cuda-graphs",
         action="store_true",
         help="replay each batch shape's forward from a captured CUDA graph (a CUDA --device; fast at small batches)",
@@ -317,6 +324,7 @@ def _run(args: argparse.Namespace) -> int:
         quantization=args.quantize,
         framework=args.framework,
         cuda_graphs=args.cuda_graphs,
+        fallback_margin=args.fallback_margin,
         skip_bad_lines=args.skip_bad_lines,
         **params,
     )

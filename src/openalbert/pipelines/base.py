@@ -5,13 +5,19 @@ A task subclass says how one input becomes model rows (`_preprocess`), what to k
 output for each row (`_forward`), and how those rows become the answer (`_postprocess`). The base class
 sorts all rows of a call by length, pads each batch only to its own longest row, and puts the results back
 in input order, so a list of mixed lengths wastes little compute on padding.
+
+With `fallback_margin`, a reduced-precision model (int8, bf16, fp16) answers first and every input whose
+answer it nearly tied (the task's `_margin` below the margin) is run again by an fp32 copy of the model,
+so the answers are fp32's where reduced precision could have changed them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import logging
+import math
 import os
 import types
 from collections.abc import Iterator, Sequence
@@ -78,7 +84,8 @@ class ForeignModel:
 def _refuse_pytorch_options(framework: str, *options: Any) -> None:
     if any(option is not None and option is not False for option in options):
         raise ValueError(
-            f"device=, dtype=, quantization= and cuda_graphs= apply to PyTorch models; a {framework} model runs "
+            f"device=, dtype=, quantization=, cuda_graphs= and fallback_margin= apply to PyTorch models; a {framework} "
+            "model runs "
             "where its framework places it, in the precision it was built with"
         )
 
@@ -122,6 +129,7 @@ class Pipeline:
         batch_size: int | None = None,
         quantization: str | None = None,
         cuda_graphs: bool = False,
+        fallback_margin: float | None = None,
         **params: Any,
     ) -> None:
         inner = model.model if isinstance(model, ForeignModel) else model
@@ -132,9 +140,15 @@ class Pipeline:
         if tokenizer is None:
             raise ValueError(f"the {self.task} pipeline needs a tokenizer; pass tokenizer=")
         if framework != "pt":
-            _refuse_pytorch_options(framework, device, dtype, quantization, cuda_graphs)
+            _refuse_pytorch_options(framework, device, dtype, quantization, cuda_graphs, fallback_margin)
             model = model if isinstance(model, ForeignModel) else ForeignModel(model)
         device, dtype = as_device(device), as_dtype(dtype, model.config)
+        self.fallback_model = None
+        if fallback_margin is not None:
+            self._check_fallback(model, fallback_margin, dtype, quantization)
+            self.fallback_model = copy.deepcopy(model).to(device=device, dtype=torch.float32).eval()
+        self.fallback_margin = fallback_margin
+        self.fallback_counts = {"inputs": 0, "rerun": 0}
         if device is not None or dtype is not None:
             model = model.to(device=device, dtype=dtype)
         if quantization is not None:
@@ -167,7 +181,13 @@ class Pipeline:
         """Load the checkpoint with this task's head (in `framework`: "pt", "tf" or "flax") and refuse it
         when the head's weights are missing."""
         directory = _model_directory(name_or_path)
-        model = load_head(cls, directory, device=device, dtype=dtype, framework=framework)
+        # With fallback_margin the model is converted to `dtype` after its fp32 copy is taken from the checkpoint.
+        fallback = kwargs.get("fallback_margin") is not None
+        model = load_head(
+            cls, directory, device=device, dtype=None if fallback else dtype, framework=framework
+        )
+        if fallback:
+            kwargs["dtype"] = dtype
         if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = load_tokenizer(directory if tokenizer is None else tokenizer)
         return cls(model, tokenizer, **kwargs)
@@ -237,9 +257,10 @@ class Pipeline:
                 continue
             rows.extend(features)
             owner.extend([i] * len(features))
-        outputs = self._forward_sorted(
-            rows, _check_batch_size(self.batch_size if batch_size is None else batch_size), progress
-        )
+        batch_size = _check_batch_size(self.batch_size if batch_size is None else batch_size)
+        outputs = self._forward_sorted(self.model, rows, batch_size, progress)
+        if self.fallback_model is not None:
+            self._rerun_near_ties(rows, owner, outputs, params, batch_size)
         grouped: dict[int, tuple[list[Feature], list[Any]]] = {}
         for i, row, out in zip(owner, rows, outputs):
             grouped.setdefault(i, ([], []))
@@ -251,8 +272,53 @@ class Pipeline:
                 results[i] = self._postprocess(item, feats, outs, params)
         return results
 
-    def _forward_sorted(self, rows: list[Feature], batch_size: int, progress: bool) -> list[Any]:
-        """Run rows shortest first in padded batches; return their outputs in the original order."""
+    def _rerun_near_ties(
+        self,
+        rows: list[Feature],
+        owner: list[int],
+        outputs: list[Any],
+        params: dict[str, Any],
+        batch_size: int,
+    ) -> None:
+        """Replace, in `outputs`, the rows of every input whose margin is below `fallback_margin` by the fp32
+        model's outputs."""
+        by_input: dict[int, list[int]] = {}
+        for k, i in enumerate(owner):
+            by_input.setdefault(i, []).append(k)
+        again = [
+            k
+            for ks in by_input.values()
+            if self._margin([rows[k] for k in ks], [outputs[k] for k in ks], params) < self.fallback_margin
+            for k in ks
+        ]
+        self.fallback_counts["inputs"] += len(by_input)
+        self.fallback_counts["rerun"] += len({owner[k] for k in again})
+        if again:
+            for k, out in zip(
+                again, self._forward_sorted(self.fallback_model, [rows[k] for k in again], batch_size, False)
+            ):
+                outputs[k] = out
+
+    def _check_fallback(
+        self, model: Any, margin: float, dtype: torch.dtype | None, quantization: str | None
+    ) -> None:
+        if type(self)._margin is Pipeline._margin:
+            raise ValueError(
+                f"fallback_margin applies to tasks whose answer is a choice (fill-mask, text-classification, "
+                f"token-classification, multiple-choice), not to {self.task}"
+            )
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
+            raise ValueError(f"fallback_margin must be a number >= 0 (a logit gap), got {margin!r}")
+        reduced = quantization is not None or (dtype or model.dtype) in (torch.bfloat16, torch.float16)
+        if not reduced:
+            raise ValueError(
+                "fallback_margin reruns a reduced-precision model's near ties in fp32; this model runs in fp32: "
+                "add quantization='int8' or dtype='bfloat16'/'float16'"
+            )
+
+    def _forward_sorted(self, model: Any, rows: list[Feature], batch_size: int, progress: bool) -> list[Any]:
+        """Run rows shortest first in padded batches through `model`; return their outputs in the original
+        order."""
         from tqdm.auto import tqdm
 
         order = sorted(range(len(rows)), key=lambda k: len(rows[k].input_ids))
@@ -261,7 +327,7 @@ class Pipeline:
         with torch.inference_mode():
             for batch in tqdm(batches, desc=self.task, unit="batch", disable=not progress, leave=False):
                 features = [rows[k] for k in batch]
-                for k, out in zip(batch, self._forward(self._collate(features), features)):
+                for k, out in zip(batch, self._forward(model, self._collate(features), features)):
                     outputs[k] = out
         return outputs
 
@@ -327,7 +393,14 @@ class Pipeline:
     def _preprocess(self, item: Any, params: dict[str, Any]) -> list[Feature]:
         raise NotImplementedError
 
-    def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+    def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+        """`model`'s output for each row of the batch: the pipeline's model, or its fp32 copy."""
+        raise NotImplementedError
+
+    def _margin(self, features: list[Feature], outputs: list[Any], params: dict[str, Any]) -> float:
+        """How far one input's answer is from changing, as a gap between logits (the smallest one where it
+        has several choices): with `fallback_margin`, an input below it is run again in fp32. A task whose
+        answer is no choice leaves this undefined and refuses `fallback_margin`."""
         raise NotImplementedError
 
     def _postprocess(
@@ -372,6 +445,15 @@ class Pipeline:
 
 
 # ---- helpers shared by the tasks ------------------------------------------------------------------------
+
+
+def top_two_gap(logits: torch.Tensor) -> float:
+    """The smallest gap between the best and second-best logit over the rows of `logits` (..., choices);
+    infinite when there are fewer than two choices or no rows."""
+    if logits.shape[-1] < 2 or logits.numel() == 0:
+        return math.inf
+    best = logits.float().topk(2, dim=-1).values
+    return float((best[..., 0] - best[..., 1]).min())
 
 
 def truncate_pair(

@@ -47,8 +47,8 @@ class FeatureExtractionPipeline(Pipeline):
             ids = ids[: self._max_length() - 2]
         return [self._build(ids)]
 
-    def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
-        out = self.model(**batch)
+    def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+        out = model(**batch)
         hidden = out.last_hidden_state.float().cpu()  # (B, T, H)
         pooled = out.pooler_output.float().cpu() if out.pooler_output is not None else None
         return [

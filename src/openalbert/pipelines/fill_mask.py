@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForMaskedLM
-from openalbert.pipelines.base import Feature, Pipeline
+from openalbert.pipelines.base import Feature, Pipeline, top_two_gap
 
 logger = logging.getLogger("openalbert")
 
@@ -70,20 +70,25 @@ class FillMaskPipeline(Pipeline):
         feature.meta["positions"] = positions
         return [feature]
 
-    def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+    def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
         device = batch["input_ids"].device
         rows = torch.cat([torch.full((len(f.meta["positions"]),), i) for i, f in enumerate(features)]).to(
             device
         )
         cols = torch.tensor([p for f in features for p in f.meta["positions"]]).to(device)
-        if isinstance(self.model, torch.nn.Module):
-            hidden = self.model.albert(**batch).last_hidden_state  # (B, T, H)
+        if isinstance(model, torch.nn.Module):
+            hidden = model.albert(**batch).last_hidden_state  # (B, T, H)
             # Only the masked positions go through the vocabulary projection: (M, H) -> (M, V).
-            logits = self.model.predictions(hidden[rows, cols])
+            logits = model.predictions(hidden[rows, cols])
         else:  # a TF or Flax model, or CUDA graphs: the whole head, then the masked rows
-            logits = self.model(**batch).logits[rows, cols]
+            logits = model(**batch).logits[rows, cols]
         logits = logits.float().cpu()
         return list(logits.split([len(f.meta["positions"]) for f in features]))
+
+    def _margin(self, features: list[Feature], outputs: list[Any], params: dict[str, Any]) -> float:
+        (logits,) = outputs  # (masks, V): the top-1 token of each mask among the candidates
+        target_ids = params["target_ids"]
+        return top_two_gap(logits if target_ids is None else logits[:, target_ids])
 
     def _postprocess(
         self, text: str, features: list[Feature], outputs: list[Any], params: dict[str, Any]

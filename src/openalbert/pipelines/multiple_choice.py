@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForMultipleChoice
-from openalbert.pipelines.base import Feature, Pipeline, truncate_pair
+from openalbert.pipelines.base import Feature, Pipeline, top_two_gap, truncate_pair
 
 
 class MultipleChoicePipeline(Pipeline):
@@ -74,10 +74,13 @@ class MultipleChoicePipeline(Pipeline):
         budget = self._max_length() - 3
         return [self._build(*truncate_pair(prompt, ending, budget)) for ending in endings]
 
-    def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+    def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
         # Choices are scored independently, so a batch of rows goes in as one prompt with many choices.
-        logits = self.model(**{k: v[None] for k, v in batch.items()}).logits  # (1, B)
+        logits = model(**{k: v[None] for k, v in batch.items()}).logits  # (1, B)
         return list(logits[0].float().cpu())
+
+    def _margin(self, features: list[Feature], outputs: list[Any], params: dict[str, Any]) -> float:
+        return top_two_gap(torch.stack(outputs))  # one logit per choice
 
     def _postprocess(
         self, item: dict[str, Any], features: list[Feature], outputs: list[Any], params: dict[str, Any]

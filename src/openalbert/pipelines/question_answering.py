@@ -158,8 +158,8 @@ class QuestionAnsweringPipeline(Pipeline):
             after_symbol = is_symbol
         return words
 
-    def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
-        out = self.model(**batch)
+    def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+        out = model(**batch)
         start, end = out.start_logits.float().cpu(), out.end_logits.float().cpu()
         return [(start[i, : len(f.input_ids)], end[i, : len(f.input_ids)]) for i, f in enumerate(features)]
 

@@ -27,6 +27,7 @@ def run_stream(
     quantization: str | None = None,
     framework: str | None = None,
     cuda_graphs: bool = False,
+    fallback_margin: float | None = None,
     skip_bad_lines: bool = False,
     chunk_lines: int | None = None,
     progress: bool | None = None,
@@ -52,6 +53,7 @@ def run_stream(
             quantization=quantization,
             framework=framework,
             cuda_graphs=cuda_graphs,
+            fallback_margin=fallback_margin,
         )
         try:
             pipe.check_params(**params)

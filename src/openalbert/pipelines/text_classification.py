@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForSequenceClassification
-from openalbert.pipelines.base import Feature, Pipeline, truncate_pair
+from openalbert.pipelines.base import Feature, Pipeline, top_two_gap, truncate_pair
 
 FUNCTIONS = {
     "softmax": lambda logits: logits.softmax(-1),
@@ -90,8 +90,14 @@ class TextClassificationPipeline(Pipeline):
         first, second = truncate_pair(encoded[0], encoded[1] if pair else None, self._max_length() - 2 - pair)
         return [self._build(first, second)]
 
-    def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
-        return list(self.model(**batch).logits.float().cpu())
+    def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+        return list(model(**batch).logits.float().cpu())
+
+    def _margin(self, features: list[Feature], outputs: list[Any], params: dict[str, Any]) -> float:
+        (logits,) = outputs
+        if params["function_to_apply"] == "sigmoid":  # each label's side of 0.5: its logit's side of 0
+            return float(logits.abs().min())
+        return top_two_gap(logits)
 
     def _postprocess(
         self, item: Any, features: list[Feature], outputs: list[Any], params: dict[str, Any]

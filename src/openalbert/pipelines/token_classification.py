@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForTokenClassification
-from openalbert.pipelines.base import Feature, Pipeline, tokens_to_string
+from openalbert.pipelines.base import Feature, Pipeline, tokens_to_string, top_two_gap
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
@@ -47,9 +47,13 @@ class TokenClassificationPipeline(Pipeline):
         feature.meta["offsets"] = [(0, 0), *offsets[:keep], (0, 0)]
         return [feature]
 
-    def _forward(self, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
-        logits = self.model(**batch).logits.float().cpu()  # (B, T, L)
+    def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
+        logits = model(**batch).logits.float().cpu()  # (B, T, L)
         return [logits[i, : len(f.input_ids)] for i, f in enumerate(features)]
+
+    def _margin(self, features: list[Feature], outputs: list[Any], params: dict[str, Any]) -> float:
+        (logits,) = outputs  # (T, labels): every token's label, [CLS] and [SEP] aside
+        return top_two_gap(logits[1:-1])
 
     def _postprocess(
         self, text: str, features: list[Feature], outputs: list[Any], params: dict[str, Any]
