@@ -54,11 +54,14 @@ import json
 import math
 import os
 import platform
+import random
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -131,8 +134,14 @@ TRAIN_GATES = {
 # so its rows exist on CUDA only and the CPU tables (and their JSON) stay as they were.
 CPU_ONLY = {
     "openalbert int8": "int8 dynamic quantisation (openalbert.fast.quantize) has CPU kernels only",
+    "openalbert int8 fallback": "int8 dynamic quantisation (openalbert.fast.quantize) has CPU kernels only",
     "onnxruntime fp32": "ONNX Runtime runs its CPU execution provider in this harness",
     "onnxruntime int8": "ONNX Runtime runs its CPU execution provider in this harness",
+}
+# Rows timed on the variable-length workload only, with the reason.
+VARIABLE_ONLY = {
+    "openalbert int8 fallback": "reruns a share of each batch's sequences, which a batch of 1 or 8 cannot "
+    "show: timed on the variable-length workload only",
 }
 CUDA_ONLY = (
     "transformers fp16",
@@ -543,6 +552,8 @@ class Context:
         self.workdir = workdir
         self.device = device
         self._onnx: dict[tuple[str, bool], Path] = {}
+        # The share of fill-mask inputs that `fallback_margin` reran on held-out text (fallback_gate).
+        self.fallback_share: float | None = None
 
     def onnx_session(self, which: str, int8: bool) -> Any:
         """An ORT session on the bench model ("model", AlbertModel) or the default model ("mlm")."""
@@ -612,6 +623,43 @@ def _graphed(c: Context, dtype: torch.dtype) -> Any:
     return _fast("cuda_graphs")(_base(c, dtype=dtype, device=c.device))
 
 
+class RerunShare(torch.nn.Module):
+    """What `fallback_margin` costs on the benchmark model: int8 on every sequence of a batch, then fp32 again
+    on `share` of them (a seeded draw, cut to their own longest length), their outputs replacing int8's.
+    The share is the one the fill-mask pipeline reran on held-out text with the trained default model
+    (fallback_gate): the random benchmark weights have no near ties of their own to pick by. The draw is
+    the same on every call, so every timed pass does the same work."""
+
+    def __init__(self, low: torch.nn.Module, full: torch.nn.Module, share: float, seed: int = 0) -> None:
+        super().__init__()
+        self.low, self.full, self.share, self.seed = low, full, share, seed
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> Any:
+        hidden = self.low(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        n = input_ids.shape[0]
+        rows = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))[: round(self.share * n)]
+        if len(rows):
+            width = int(attention_mask[rows].sum(-1).max())
+            cut = lambda t: t[rows, :width]  # noqa: E731
+            again = self.full(
+                cut(input_ids), attention_mask=cut(attention_mask), token_type_ids=cut(token_type_ids)
+            )
+            hidden[rows, :width] = again.last_hidden_state
+        return types.SimpleNamespace(last_hidden_state=hidden)
+
+
+def _int8_fallback(c: Context) -> RerunShare:
+    if c.fallback_share is None:
+        raise Unavailable(
+            "needs the share of inputs rerun, measured by the fill-mask fallback gate on real text"
+        )
+    return RerunShare(_fast("quantize_int8")(_base(c)), _base(c), c.fallback_share)
+
+
 def _hf(name: str) -> Any:
     import transformers
 
@@ -653,6 +701,8 @@ INFERENCE_VARIANTS: dict[str, tuple[str, Callable[[Context], Any]]] = {
     "openalbert bf16 graphs": ("bf16", lambda c: _graphed(c, torch.bfloat16)),
     "openalbert fp16 graphs": ("fp16", lambda c: _graphed(c, torch.float16)),
     "openalbert int8": ("int8", lambda c: _fast("quantize_int8")(_base(c))),
+    # int8, and fp32 again on the share of sequences that the fill-mask pipeline's fallback_margin reran
+    "openalbert int8 fallback": ("int8", lambda c: _int8_fallback(c)),
     "onnxruntime fp32": ("fp32", lambda c: c.onnx_session("model", int8=False)),
     "onnxruntime int8": ("int8", lambda c: c.onnx_session("model", int8=True)),
 }
@@ -923,8 +973,11 @@ def run_inference(
         _log(f"workload {wl.name}: {wl.description}")
         with torch.inference_mode():
             reference = [_as_float(systems[REFERENCE].run(b)).cpu() for b in wl.batches]
-            alive, gates, errors, pass_s = {}, {}, {}, {}
+            alive, gates, errors, pass_s, skipped = {}, {}, {}, {}, {}
             for name, system in systems.items():
+                if name in VARIABLE_ONLY and not wl.name.startswith("var"):
+                    skipped[name] = VARIABLE_ONLY[name]
+                    continue
                 run = lambda s=system, batches=wl.batches: [s.run(b) for b in batches]  # noqa: E731
                 try:
                     gate = HiddenGate()
@@ -953,6 +1006,9 @@ def run_inference(
             }
             if name in errors:
                 rows.append(row | {"error": errors[name]})
+                continue
+            if name in skipped:
+                rows.append(row | {"skipped": skipped[name]})
                 continue
             stats = summarize([wl.value(s) for s in seconds[name]])
             # > 1 means faster than the reference, whichever way the unit points
@@ -1077,6 +1133,67 @@ def fill_mask_gate(
                 "pass": agreement >= FILL_MASK_GATES.get(entry["precision"], 0.0),
             }
             _log(f"  fill-mask {name:26s} agreement {agreement:.4f}")
+    return result
+
+
+def masked_sentences(files: list[Path], n: int, seed: int) -> list[str]:
+    """About n fill-mask inputs of real text: sentences of 6-60 words, an equal share from each file (drawn
+    from its first 20,000 words, seeded), each with one word replaced by [MASK]."""
+    rng = random.Random(seed)
+    per_file, texts = math.ceil(n / len(files)), []
+    for path in files:
+        words = path.read_text(encoding="utf-8").split()[:20_000]
+        sentences = [s for s in re.split(r"(?<=[.;:!?])\s+", " ".join(words)) if 6 <= len(s.split()) <= 60]
+        for sentence in rng.sample(sentences, min(per_file, len(sentences))):
+            tokens = sentence.split()
+            k = rng.randrange(len(tokens))
+            texts.append(" ".join(tokens[:k] + ["[MASK]"] + tokens[k + 1 :]))
+    return texts[:n]
+
+
+def fallback_gate(ctx: Context, files: list[Path], margin: float, n_inputs: int, seed: int) -> dict[str, Any]:
+    """fill-mask as it is called, one [MASK] per input, on sentences of real text, with the default model:
+    top-1 agreement with its fp32 pipeline for int8, for int8 with `fallback_margin` (which reruns in fp32
+    every input whose two best logits int8 put within the margin) and for bf16, and the share of inputs
+    the fallback reran (ctx.fallback_share, which the "openalbert int8 fallback" row then reruns on the
+    benchmark model). Each pipeline's inputs/s, tokenisation included, are given for the record."""
+    from openalbert.pipelines import pipeline
+
+    texts = masked_sentences(files, n_inputs, seed)
+    options = {
+        "openalbert fp32": {},
+        "openalbert int8": {"quantization": "int8"},
+        "openalbert int8 fallback": {"quantization": "int8", "fallback_margin": margin},
+        "openalbert bf16": {"dtype": "bfloat16"},
+    }
+    result: dict[str, Any] = {
+        "model": openalbert.DEFAULT_MODEL,
+        "reference": "openalbert fp32 (the same model and pipeline)",
+        "text_files": [f.name for f in files],
+        "inputs": len(texts),
+        "input": "a sentence of 6-60 words with one word replaced by [MASK]",
+        "fallback_margin": margin,
+        "systems": {},
+    }
+    answers = {}
+    for name, option in options.items():
+        pipe = pipeline("fill-mask", model=ctx.default_model_dir, top_k=1, batch_size=32, **option)
+        start = time.perf_counter()
+        answers[name] = [r[0]["token"] for r in pipe.run(texts)]
+        seconds = time.perf_counter() - start
+        entry: dict[str, Any] = {"inputs_per_s": len(texts) / seconds}
+        if name != "openalbert fp32":
+            entry["agreement"] = float(
+                np.mean([a == b for a, b in zip(answers[name], answers["openalbert fp32"])])
+            )
+        if pipe.fallback_model is not None:
+            entry["rerun_share"] = pipe.fallback_counts["rerun"] / pipe.fallback_counts["inputs"]
+            ctx.fallback_share = entry["rerun_share"]
+        result["systems"][name] = entry
+        _log(
+            f"  fill-mask, one mask per input: {name:26s} "
+            + ", ".join(f"{k} {v:.4g}" for k, v in entry.items())
+        )
     return result
 
 
@@ -1287,7 +1404,13 @@ def markdown(result: dict[str, Any]) -> str:
         for w in workloads:
             row = next(r for r in inference if r["system"] == system and r["workload"] == w)
             precision = row["precision"]
-            cells.append("failed" if "error" in row else f"{_fmt(row['median'])} (x{row[key]:.2f})")
+            cells.append(
+                "failed"
+                if "error" in row
+                else "-"
+                if "skipped" in row
+                else f"{_fmt(row['median'])} (x{row[key]:.2f})"
+            )
         lines.append(f"| {system} | {precision} | " + " | ".join(cells) + " |")
     if any("mfu" in r for r in inference):
         lines += [
@@ -1347,6 +1470,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"\nFill-mask: {fm['model']} on {fm['windows']} windows of {fm['window_tokens']} tokens "
             f"({fm['masked_tokens']} masked); its fp32 top-1 accuracy is {fm['reference_accuracy']:.3f}."
         )
+    fb = gates.get("fill_mask_fallback")
+    if fb:
+        lines += [
+            "",
+            f"| fill-mask, one [MASK] per input ({fb['inputs']} sentences; fallback_margin {fb['fallback_margin']:g}) "
+            "| top-1 agreement with fp32 | inputs rerun in fp32 | pipeline inputs/s |",
+            "|---|---:|---:|---:|",
+        ]
+        for system, e in fb["systems"].items():
+            agreement = f"{e['agreement']:.4f}" if "agreement" in e else "reference"
+            rerun = f"{e['rerun_share']:.1%}" if "rerun_share" in e else "-"
+            lines.append(f"| {system} | {agreement} | {rerun} | {e['inputs_per_s']:.1f} |")
     floor = result.get("floor")
     if floor:
         lines.append(
@@ -1388,6 +1523,14 @@ TARGETS = {
     "var64 bf16": ("openalbert bf16 useful tokens/s over transformers fp32's", 6.0),
     "var64 int8": ("openalbert int8 useful tokens/s over ONNX Runtime int8's", 1.5),
     "int8 agreement": ("openalbert int8 fill-mask top-1 agreement with fp32 on real text", 0.99),
+    "var64 int8 fallback": (
+        "openalbert int8 with fp32 fallback (the share of inputs rerun at the margin) over ONNX Runtime int8",
+        1.5,
+    ),
+    "int8 fallback agreement": (
+        "openalbert int8 with fp32 fallback: fill-mask top-1 agreement with fp32 on real text, one [MASK] per input",
+        0.99,
+    ),
     "b1x128 bf16 floor": ("openalbert bf16 latency at 1 x 128 over the measured bf16 compute floor", 1.4),
     "training bf16": ("transformers bf16 autocast ms/step over openalbert's (MLM 8 x 128)", 1.5),
 }
@@ -1404,6 +1547,7 @@ def issue_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         (r["workload"], r["system"]): r["median"] for r in result.get("measurements", []) if "median" in r
     }
     fill = result.get("gates", {}).get("fill_mask", {}).get("systems", {})
+    fallback = result.get("gates", {}).get("fill_mask_fallback", {}).get("systems", {})
     hidden = result.get("gates", {}).get("hidden_state", {})
     floor = (result.get("floor") or {}).get("bf16", {}).get("measured_over_floor_b1x128", {})
 
@@ -1416,6 +1560,8 @@ def issue_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         "var64 bf16": ratios.get("openalbert bf16"),
         "var64 int8": ratio("openalbert int8", "onnxruntime int8"),
         "int8 agreement": fill.get("openalbert int8", {}).get("agreement"),
+        "var64 int8 fallback": ratio("openalbert int8 fallback", "onnxruntime int8"),
+        "int8 fallback agreement": fallback.get("openalbert int8 fallback", {}).get("agreement"),
         "b1x128 bf16 floor": floor.get("openalbert bf16"),
     }
     trained = {s: ms for (w, s), ms in medians.items() if w == "train-mlm-8x128"}
@@ -1534,6 +1680,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--gate-windows", type=int, help="128-token text windows for the fill-mask gate (default 200)"
+    )
+    parser.add_argument(
+        "--fallback-margin",
+        type=float,
+        default=0.3,
+        help="the int8 fill-mask pipeline's fallback_margin for the fallback gate and row (default 0.3)",
+    )
+    parser.add_argument(
+        "--fallback-inputs",
+        type=int,
+        default=2000,
+        help="one-mask sentences for the fallback gate (default 2000)",
     )
     parser.add_argument("--floor", action="store_true", help="measure GEMM throughput and the compute floor")
     parser.add_argument("--floor-repeats", type=int, default=10, help="GEMM calls, best of which counts")
@@ -1655,9 +1813,14 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as workdir:
         ctx = Context(model_dir, args.threads, Path(workdir), device)
-        _log(f"building systems from {model_dir} on {device}")
         names = _chosen(rows_for(INFERENCE_VARIANTS, device.type), args.systems)
         names = _without_emulated_bf16(names, args.systems, device, notes)
+        files = args.text or [Path(p) for p in sorted(glob.glob(str(DEFAULT_TEXT)))]
+        fallback = None
+        if "openalbert int8 fallback" in names and files and device.type == "cpu":
+            _log(f"fill-mask fallback gate on {len(files)} text files")
+            fallback = fallback_gate(ctx, files, args.fallback_margin, args.fallback_inputs, args.seed)
+        _log(f"building systems from {model_dir} on {device}")
         systems, status = build_systems(INFERENCE_VARIANTS, names, ctx, "last_hidden_state")
         notes += [f"{n}: {s['status']}: {s['note']}" for n, s in status.items() if s["status"] != "ok"]
         workloads = inference_workloads(config.vocab_size, args.n_variable, args.seed)
@@ -1682,8 +1845,8 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             for w in workloads
         ]
         result["gates"] = {"hidden_state": hidden_gates, "hidden_state_reference": REFERENCE}
-
-        files = args.text or [Path(p) for p in sorted(glob.glob(str(DEFAULT_TEXT)))]
+        if fallback is not None:
+            result["gates"]["fill_mask_fallback"] = fallback
         if files:
             _log(f"fill-mask gate on {len(files)} text files")
             result["gates"]["fill_mask"] = fill_mask_gate(names, ctx, files, args.gate_windows, args.seed)

@@ -30,6 +30,7 @@ CPU_ROWS = [
     "openalbert fp32 padded",
     "openalbert bf16",
     "openalbert int8",
+    "openalbert int8 fallback",
     "onnxruntime fp32",
     "onnxruntime int8",
 ]
@@ -115,6 +116,8 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     for workload in workloads:
         measured = {r["system"]: r for r in rows if r["workload"] == workload}
         assert set(measured) == set(ok)
+        # the fallback row reruns a share of each batch: timed on the variable workload only
+        assert ("skipped" in measured.pop("openalbert int8 fallback")) == (workload != "var64")
         for r in measured.values():
             assert 0 < r["p10"] <= r["median"] <= r["p90"], r
             assert "mfu" not in r and "tokens_per_s" not in r  # CPU rows keep their fields
@@ -133,6 +136,12 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     assert fill["systems"]["transformers fp32"]["agreement"] == 1.0
     for name in ("transformers bf16", "openalbert bf16"):
         assert 0.5 < fill["systems"][name]["agreement"] <= 1.0
+    # One [MASK] per sentence of the text, with the default model: the fallback reruns a share of them,
+    # which the fallback row reruns on the benchmark model, and agrees with fp32 at least as int8 does.
+    fallback = result["gates"]["fill_mask_fallback"]
+    guarded, int8 = fallback["systems"]["openalbert int8 fallback"], fallback["systems"]["openalbert int8"]
+    assert fallback["inputs"] >= 20 and fallback["fallback_margin"] == 0.3
+    assert 0 < guarded["rerun_share"] < 1 and guarded["agreement"] >= int8["agreement"]
 
     assert {r["workload"] for r in rows if r["workload"].startswith("train")} == {"train-mlm-8x128"}
     assert "gates_by_workload" not in result["training"]
@@ -160,13 +169,15 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     targets = {t["target"]: t for t in result["targets"]}
     assert list(targets) == list(bench_speed.TARGETS)
     measured = ["var64 fp32", "var64 bf16", "int8 agreement", "b1x128 bf16 floor", "training bf16"]
-    measured += ["var64 int8"] if _onnx_ready() else []
+    measured += ["int8 fallback agreement"]
+    measured += ["var64 int8", "var64 int8 fallback"] if _onnx_ready() else []
     assert all(targets[name]["value"] > 0 for name in measured)
 
     table = capsys.readouterr().out
     assert "| system | precision |" in table and "| openalbert fp32 |" in table
     assert "Device: cuda" not in table and "MFU" not in table
     assert "| issue #7 target | measured | needed | holds |" in table
+    assert "| fill-mask, one [MASK] per input (" in table
 
     # The report of a CUDA run: this result with what such a run adds (a GPU, MFU on the rows, the peaks).
     result["settings"] |= {"device": "cuda", "float32_matmul_precision": "highest"}
@@ -208,6 +219,8 @@ def test_issue_targets_judge_the_recorded_runs():
         "int8 agreement": False,
         "b1x128 bf16 floor": True,
         "training bf16": False,
+        "var64 int8 fallback": None,  # that run had no fallback row
+        "int8 fallback agreement": None,
     }
     assert zen4["var64 int8"][0] == pytest.approx(2926 / 1354, rel=1e-3)
     assert zen4["training bf16"][0] == pytest.approx(2079 / 1495, rel=1e-3)
@@ -215,6 +228,30 @@ def test_issue_targets_judge_the_recorded_runs():
     zen3 = _verdicts("speed_results_avx2_training.json")
     assert zen3["training bf16"][0] > 1.5 and zen3["training bf16"][1] is None
     assert _verdicts("speed_results_avx2.json")["var64 bf16"][1] is None
+
+
+def test_the_fallback_row_reruns_its_share_in_fp32():
+    """RerunShare: int8 for every sequence, then fp32 for the same seeded share of every batch, cut to
+    those rows' longest length; the other rows keep int8's outputs."""
+    torch.manual_seed(0)
+    config = openalbert.AlbertConfig(**bench_speed.TINY)
+    full = openalbert.AlbertModel(config).eval()
+    low = openalbert.AlbertModel(config).eval()  # another model stands for the int8 one: rows tell apart
+    low.load_state_dict({k: v * 1.01 for k, v in full.state_dict().items()})
+    batch = bench_speed.make_batch(
+        [5, 17, 9, 12, 30, 7, 8, 21], config.vocab_size, torch.Generator().manual_seed(1)
+    )
+    share = bench_speed.RerunShare(low, full, share=0.3)
+    with torch.inference_mode():
+        got = share(**batch.tensors).last_hidden_state
+        again = share(**batch.tensors).last_hidden_state
+        want_full = full(**batch.tensors).last_hidden_state
+        want_low = low(**batch.tensors).last_hidden_state
+    real = batch.mask.bool()
+    rerun = [i for i in range(8) if torch.allclose(got[i][real[i]], want_full[i][real[i]], atol=1e-5)]
+    kept = [i for i in range(8) if torch.equal(got[i][real[i]], want_low[i][real[i]])]
+    assert len(rerun) == round(0.3 * 8) and sorted(rerun + kept) == list(range(8))
+    assert torch.equal(got, again)  # the same rows on every call
 
 
 def test_the_fp32_target_needs_outputs_within_1e_4():
