@@ -41,6 +41,16 @@ HEADS = [
     "AlbertForMultipleChoice",
 ]
 
+# The first lines of a Python script that must not touch the network: every connection attempt fails loudly.
+NO_NETWORK_PRELUDE = """
+import socket
+def refuse(*args, **kwargs):
+    raise AssertionError("network touched")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+socket.getaddrinfo = refuse
+"""
+
 # ---- the Flax and TensorFlow classes' tests: one batch per head, compared field by field ------------------------
 
 POSITIONS = ["absolute", "relative_key", "relative_key_query"]

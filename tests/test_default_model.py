@@ -10,18 +10,14 @@ import textwrap
 
 import pytest
 import torch
+from tests.conftest import NO_NETWORK_PRELUDE
 
 import openalbert
 from openalbert.checkpoint import DEFAULT_MODEL_DIR, resolve_path
 
-OFFLINE_RUN = textwrap.dedent(
+OFFLINE_RUN = NO_NETWORK_PRELUDE + textwrap.dedent(
     """
-    import socket, sys
-    def refuse(*args, **kwargs):
-        raise AssertionError("network touched")
-    socket.socket.connect = refuse
-    socket.create_connection = refuse
-    socket.getaddrinfo = refuse
+    import sys
     from openalbert.cli import main
     sys.exit(main(["run", "--task", "fill-mask"]))
     """

@@ -80,15 +80,33 @@ DTYPES = {
 # ---- finding a model directory -----------------------------------------------------------------------------
 
 
-def resolve_path(name_or_path: str | os.PathLike, filenames: Iterable[str] = MODEL_FILES) -> Path:
+# transformers' from_pretrained arguments for the download from the hub (`use_auth_token` is token's old name).
+HUB_OPTIONS = frozenset(
+    {"cache_dir", "revision", "local_files_only", "token", "use_auth_token", "force_download", "subfolder"}
+)
+
+
+def hub_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take transformers' hub arguments (HUB_OPTIONS) out of a from_pretrained's keyword arguments."""
+    return {key: kwargs.pop(key) for key in list(kwargs) if key in HUB_OPTIONS}
+
+
+def resolve_path(name_or_path: str | os.PathLike, filenames: Iterable[str] = MODEL_FILES, **hub: Any) -> Path:
     """Return a local directory holding the model named by `name_or_path`.
 
     A local directory is returned as is; DEFAULT_MODEL maps to the embedded model; anything else that
-    looks like a hub id is fetched into (or, offline, read from) the HF cache.
+    looks like a hub id is fetched into (or, offline, read from) the HF cache. `hub` takes transformers'
+    HUB_OPTIONS: `subfolder` is a folder inside the directory or repo, the others go to huggingface_hub.
     """
+    unknown = sorted(set(hub) - HUB_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown hub options {unknown}; they are {sorted(HUB_OPTIONS)}")
+    subfolder = hub.pop("subfolder", None) or ""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return path
+        if subfolder and not (path / subfolder).is_dir():
+            raise FileNotFoundError(f"{path} has no subfolder {subfolder!r}")
+        return path / subfolder
     name = str(name_or_path)
     if name == DEFAULT_MODEL:
         if not (DEFAULT_MODEL_DIR / CONFIG_NAME).is_file():
@@ -100,15 +118,16 @@ def resolve_path(name_or_path: str | os.PathLike, filenames: Iterable[str] = MOD
         )
     if not _HUB_ID.match(name) or name.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model directory {name} does not exist")
-    return _from_hub(name, list(filenames))
+    patterns = [f"{subfolder}/{f}" if subfolder else f for f in filenames]
+    return _from_hub(name, patterns, **hub) / subfolder
 
 
-def resolve_weights(name_or_path: str | os.PathLike) -> Path:
+def resolve_weights(name_or_path: str | os.PathLike, **hub: Any) -> Path:
     """`resolve_path`, and for a hub repo without PyTorch weights, its TF or Flax weights: every class reads
     all of them (`load_state_dict`)."""
-    directory = resolve_path(name_or_path)
+    directory = resolve_path(name_or_path, **hub)
     if not any((directory / name).is_file() for name in WEIGHT_FILES):
-        directory = resolve_path(name_or_path, [CONFIG_NAME, TF2_WEIGHTS_NAME, FLAX_WEIGHTS_NAME])
+        directory = resolve_path(name_or_path, [CONFIG_NAME, TF2_WEIGHTS_NAME, FLAX_WEIGHTS_NAME], **hub)
     return directory
 
 
@@ -125,26 +144,47 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
 
 
-def _from_hub(repo_id: str, filenames: list[str]) -> Path:
+def _from_hub(
+    repo_id: str,
+    filenames: list[str],
+    cache_dir: str | os.PathLike | None = None,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    use_auth_token: str | bool | None = None,
+    force_download: bool = False,
+) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     candidates = [repo_id] + ([LEGACY_HUB_IDS[repo_id]] if repo_id in LEGACY_HUB_IDS else [])
-    offline = _offline()
+    offline = _offline() or local_files_only
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else _hub_cache_dir()
     errors = []
     for rid in candidates:
         try:
             return Path(
                 snapshot_download(
-                    rid, allow_patterns=filenames, cache_dir=_hub_cache_dir(), local_files_only=offline
+                    rid,
+                    allow_patterns=filenames,
+                    cache_dir=cache,
+                    local_files_only=offline,
+                    revision=revision,
+                    token=token if token is not None else use_auth_token,
+                    force_download=force_download,
                 )
             )
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as e:
             errors.append(f"{rid}: {type(e).__name__}")
-    where = "in the local HF cache (HF_HUB_OFFLINE is set)" if offline else "locally or on the hub"
+    where = (
+        "in the local HF cache (HF_HUB_OFFLINE or local_files_only is set)"
+        if offline
+        else "locally or on the hub"
+    )
+    at = f" at revision {revision!r}" if revision else ""
     raise FileNotFoundError(
-        f"model {repo_id!r} was not found {where}: no such directory, and the hub lookup failed "
-        f"({'; '.join(errors)}). Cache dir: {_hub_cache_dir()}"
+        f"model {repo_id!r}{at} was not found {where}: no such directory, and the hub lookup failed "
+        f"({'; '.join(errors)}). Cache dir: {cache}"
     )
 
 
@@ -295,6 +335,38 @@ def as_device(device: torch.device | str | int | None) -> torch.device | None:
     return dev
 
 
+def placement(
+    dtype: torch.dtype | str | None = None,
+    device: torch.device | str | int | None = None,
+    *,
+    torch_dtype: torch.dtype | str | None = None,
+    device_map: Any = None,
+) -> tuple[torch.dtype | str | None, torch.device | str | int | None]:
+    """(dtype, device) from transformers' names for them as well: `torch_dtype` is dtype's v4 name, and
+    `device_map` a device ("cpu", "cuda:1", 1), {"": device}, or "auto" / "balanced" / "sequential" (the
+    first GPU if there is one, else the CPU). A map that splits the model between devices is refused: ALBERT
+    runs its one shared layer in every layer, so there is nothing to split but the embeddings."""
+    if torch_dtype is not None:
+        if dtype is not None and dtype != torch_dtype:
+            raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass one (dtype)")
+        dtype = torch_dtype
+    if device_map is None:
+        return dtype, device
+    if isinstance(device_map, dict):
+        targets = set(device_map.values())
+        if len(targets) != 1:
+            raise ValueError(
+                f"device_map {device_map} splits the model between devices; ALBERT runs on one: pass a device"
+            )
+        (device_map,) = targets
+    if device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
+        device_map = "cuda:0" if torch.cuda.is_available() else "cpu"
+    mapped = as_device(device_map)
+    if device is not None and as_device(device) != mapped:
+        raise ValueError(f"device={device!r} and device_map={device_map!r} disagree; pass one")
+    return dtype, mapped
+
+
 # ---- loading into a model ---------------------------------------------------------------------------------------
 
 
@@ -310,8 +382,9 @@ def load_pretrained(
     output_loading_info: bool = False,
     **config_overrides: Any,
 ) -> Any:
-    """Build `cls` from a checkpoint; weights the checkpoint lacks are initialised and reported."""
-    directory = resolve_weights(name_or_path)
+    """Build `cls` from a checkpoint; weights the checkpoint lacks are initialised and reported. Keyword
+    arguments that name a config field override it; HUB_OPTIONS go to the download."""
+    directory = resolve_weights(name_or_path, **hub_options(config_overrides))
     config = load_config(directory, config, config_overrides, cls.__name__)
     state = load_state_dict(directory)
 
@@ -459,22 +532,28 @@ def save_numpy_state(
     directory.mkdir(parents=True, exist_ok=True)
     config.extra["architectures"] = [architecture]
     config.save_pretrained(directory)
-    target = directory / SAFE_WEIGHTS_NAME
-    tmp = target.with_name(target.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, target)
+    _write_atomically(
+        directory / SAFE_WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
+    )
     return directory
 
 
 def save_pretrained(
-    model: AlbertPreTrainedModel, directory: str | os.PathLike, *, safe_serialization: bool = True
+    model: AlbertPreTrainedModel,
+    directory: str | os.PathLike,
+    *,
+    safe_serialization: bool = True,
+    max_shard_size: int | str = "5GB",
 ) -> Path:
-    """Write config.json and the weights, tied tensors once, each file replaced atomically."""
+    """Write config.json and the weights, tied tensors once, each file replaced atomically. Weights larger
+    than `max_shard_size` (bytes, or "500MB", "2GiB"... as transformers takes it) are written as safetensors
+    shards with an index, as transformers shards them."""
     if model.__dict__.get("_quantized"):
         raise ValueError(
             f"this model was quantised to {model.__dict__['_quantized']} for inference and cannot be saved; "
             "save the model before quantising it"
         )
+    limit = shard_bytes(max_shard_size)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config
@@ -488,16 +567,88 @@ def save_pretrained(
         for key in model._tied_weights_keys:
             state.pop(key, None)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    target = directory / (SAFE_WEIGHTS_NAME if safe_serialization else PT_WEIGHTS_NAME)
-    tmp = target.with_name(target.name + ".tmp")
-    if safe_serialization:
+    shards = _split_shards(state, limit)
+    if len(shards) > 1 and not safe_serialization:
+        raise ValueError(f"sharded weights are written as safetensors; max_shard_size={max_shard_size!r} needs "
+                         "safe_serialization=True")  # fmt: skip
+    if len(shards) == 1:
+        written = {SAFE_WEIGHTS_NAME if safe_serialization else PT_WEIGHTS_NAME: state}
+    else:
+        written = {
+            f"model-{i:05d}-of-{len(shards):05d}.safetensors": shard for i, shard in enumerate(shards, 1)
+        }
+    for name, tensors in written.items():
+        _write_atomically(directory / name, lambda tmp, tensors=tensors: _save_tensors(tensors, tmp))
+    if len(shards) > 1:
+        index = {
+            "metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
+            "weight_map": {key: name for name, tensors in written.items() for key in tensors},
+        }
+        _write_atomically(
+            directory / SAFE_WEIGHTS_INDEX_NAME, lambda tmp: tmp.write_text(json.dumps(index, indent=2))
+        )
+    # Stale weights of another layout would shadow or contradict what was just written.
+    keep = set(written) | ({SAFE_WEIGHTS_INDEX_NAME} if len(shards) > 1 else set())
+    stale = [
+        SAFE_WEIGHTS_NAME,
+        PT_WEIGHTS_NAME,
+        SAFE_WEIGHTS_INDEX_NAME,
+        *(p.name for p in directory.glob("model-*-of-*.safetensors")),
+    ]
+    for name in set(stale) - keep:
+        (directory / name).unlink(missing_ok=True)
+    return directory
+
+
+_SIZE_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+}
+
+
+def shard_bytes(size: int | str) -> int:
+    """`max_shard_size` in bytes: an int, or a number with a unit ("5GB", "500MB", "2GiB")."""
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B)\s*", str(size).upper())
+    if not match or float(match[1]) <= 0:
+        raise ValueError(
+            f"max_shard_size must be a positive number of bytes or like '5GB' / '500MB', got {size!r}"
+        )
+    return int(float(match[1]) * _SIZE_UNITS[match[2]])
+
+
+def _split_shards(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, torch.Tensor]]:
+    """Consecutive groups of tensors of at most `limit` bytes each (a larger tensor alone)."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key, tensor in state.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > limit:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensor
+        size += nbytes
+    return shards
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    if path.name.startswith(PT_WEIGHTS_NAME):
+        torch.save(tensors, path)
+    else:
         from safetensors.torch import save_file
 
-        save_file(state, tmp, metadata={"format": "pt"})
-    else:
-        torch.save(state, tmp)
+        save_file(tensors, path, metadata={"format": "pt"})
+
+
+def _write_atomically(target: Path, write: Any) -> None:
+    """`write(tmp)` then rename tmp to `target`, so a reader never sees half a file."""
+    tmp = target.with_name(target.name + ".tmp")
+    write(tmp)
     os.replace(tmp, target)
-    # A stale file of the other format would shadow or contradict what was just written.
-    for other in (PT_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME) if safe_serialization else (SAFE_WEIGHTS_NAME,):
-        (directory / other).unlink(missing_ok=True)
-    return directory

@@ -63,6 +63,10 @@ class AlbertConfig:
     id2label: dict[int, str] | None = None
     label2id: dict[str, int] | None = None
     problem_type: str | None = None
+    # What a forward call returns when it does not say (transformers' config attributes of the same names).
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    return_dict: bool = True
     # Keys of a config.json that this class does not model, kept verbatim for the round trip.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -138,6 +142,29 @@ class AlbertConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
+    @property
+    def use_return_dict(self) -> bool:
+        return self.return_dict
+
+    def output_flags(
+        self, output_attentions: bool | None, output_hidden_states: bool | None, return_dict: bool | None
+    ) -> tuple[bool, bool, bool]:
+        """A forward call's output flags, this config's where the call passes None."""
+        return (
+            self.output_attentions if output_attentions is None else output_attentions,
+            self.output_hidden_states if output_hidden_states is None else output_hidden_states,
+            self.return_dict if return_dict is None else return_dict,
+        )
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Set fields from a dict, as transformers' `PretrainedConfig.update`; an unknown key is a TypeError."""
+        unknown = sorted(k for k in values if not hasattr(self, k))
+        if unknown:
+            raise TypeError(f"AlbertConfig has no fields {unknown}")
+        for key, value in values.items():
+            setattr(self, key, value)
+        self.validate()
+
     # ---- presets -----------------------------------------------------------------------------------
 
     @classmethod
@@ -168,6 +195,8 @@ class AlbertConfig:
             if f.name in ("extra", "num_labels"):
                 continue  # num_labels is implied by id2label, as transformers writes it
             value = getattr(self, f.name)
+            if f.name in _WRITTEN_WHEN_SET and value == f.default:
+                continue
             if f.name == "id2label":
                 value = {str(k): v for k, v in value.items()}
             out[f.name] = value
@@ -213,6 +242,10 @@ class AlbertConfig:
         target = directory / CONFIG_NAME
         target.write_text(self.to_json_string(), encoding="utf-8")
         return target
+
+
+# Written to config.json only when they differ from the default, as transformers writes them.
+_WRITTEN_WHEN_SET = ("output_hidden_states", "output_attentions", "return_dict")
 
 
 def _preset(hidden: int, layers: int, heads: int, v1: bool) -> dict[str, Any]:

@@ -117,8 +117,9 @@ class AlbertSOPHead(nn.Module):
         return self.classifier(self.dropout(pooled_output))
 
 
-def _result(out: ModelOutput, return_dict: bool | None) -> ModelOutput | tuple:
-    return out.to_tuple() if return_dict is False else out
+def _result(out: ModelOutput, return_dict: bool | None, config: AlbertConfig) -> ModelOutput | tuple:
+    """The head's output, as a tuple where the call (or else the config) says return_dict=False."""
+    return out.to_tuple() if config.output_flags(None, None, return_dict)[2] is False else out
 
 
 class _MaskedLMBase(AlbertPreTrainedModel):
@@ -171,6 +172,7 @@ class AlbertForPreTraining(_MaskedLMBase):
             inputs_embeds,
             output_attentions,
             output_hidden_states,
+            return_dict=True,
         )
         prediction_logits = self.predictions(out.last_hidden_state)
         sop_logits = self.sop_classifier(out.pooler_output)
@@ -185,6 +187,7 @@ class AlbertForPreTraining(_MaskedLMBase):
                 loss, prediction_logits, sop_logits, out.hidden_states, out.attentions
             ),
             return_dict,
+            self.config,
         )
 
 
@@ -219,12 +222,15 @@ class AlbertForMaskedLM(_MaskedLMBase):
             inputs_embeds,
             output_attentions,
             output_hidden_states,
+            return_dict=True,
         )
         logits = self.predictions(out.last_hidden_state)
         loss = None
         if labels is not None:
             loss = self.predictions.loss(out.last_hidden_state, logits, labels)
-        return _result(MaskedLMOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
+        return _result(
+            MaskedLMOutput(loss, logits, out.hidden_states, out.attentions), return_dict, self.config
+        )
 
 
 class AlbertForSequenceClassification(AlbertPreTrainedModel):
@@ -260,10 +266,15 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
             inputs_embeds,
             output_attentions,
             output_hidden_states,
+            return_dict=True,
         )
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None if labels is None else self._loss(logits, labels)
-        return _result(SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
+        return _result(
+            SequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions),
+            return_dict,
+            self.config,
+        )
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # The problem type is inferred once from the labels, as transformers does, and kept in the config.
@@ -321,12 +332,15 @@ class AlbertForTokenClassification(AlbertPreTrainedModel):
             inputs_embeds,
             output_attentions,
             output_hidden_states,
+            return_dict=True,
         )
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return _result(TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict)
+        return _result(
+            TokenClassifierOutput(loss, logits, out.hidden_states, out.attentions), return_dict, self.config
+        )
 
 
 class AlbertForQuestionAnswering(AlbertPreTrainedModel):
@@ -362,6 +376,7 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
             inputs_embeds,
             output_attentions,
             output_hidden_states,
+            return_dict=True,
         )
         logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
         start_logits, end_logits = (t.squeeze(-1).contiguous() for t in logits.split(1, dim=-1))
@@ -378,6 +393,7 @@ class AlbertForQuestionAnswering(AlbertPreTrainedModel):
         return _result(
             QuestionAnsweringModelOutput(loss, start_logits, end_logits, out.hidden_states, out.attentions),
             return_dict,
+            self.config,
         )
 
 
@@ -422,11 +438,14 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
             embeds,
             output_attentions,
             output_hidden_states,
+            return_dict=True,
         )
         logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)  # (B, N)
         loss = None if labels is None else F.cross_entropy(logits, labels)
         return _result(
-            MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions), return_dict
+            MultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions),
+            return_dict,
+            self.config,
         )
 
 

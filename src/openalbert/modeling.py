@@ -660,9 +660,10 @@ class AlbertPreTrainedModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        """Count distinct parameters (tied weights once), optionally without the embedding tables."""
-        params = {id(p): p for p in self.parameters()}
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Count distinct parameters (tied weights once), optionally only those that train and without the
+        embedding tables."""
+        params = {id(p): p for p in self.parameters() if p.requires_grad or not only_trainable}
         if exclude_embeddings:
             for m in self.modules():
                 if isinstance(m, nn.Embedding):
@@ -680,15 +681,23 @@ class AlbertPreTrainedModel(nn.Module):
         strict: bool = False,
         attn_implementation: str | None = None,
         quantization: str | None = None,
+        torch_dtype: torch.dtype | str | None = None,
+        device_map: Any = None,
+        low_cpu_mem_usage: bool | None = None,
         **config_overrides: Any,
     ) -> AlbertPreTrainedModel:
         """Load a model from a local directory, the HF cache, or the hub (see `openalbert.checkpoint`).
 
         `attn_implementation`: see `set_attn_implementation`. `quantization="int8"`: dynamic int8 GEMMs
-        in the shared layer, for CPU inference (`openalbert.fast.quantize`).
+        in the shared layer, for CPU inference (`openalbert.fast.quantize`). As in transformers, other
+        keyword arguments set config fields (`output_hidden_states=True`, `num_labels=5`) or go to the hub
+        download (`revision`, `cache_dir`, `local_files_only`, `token`, `subfolder`, `force_download`);
+        `torch_dtype` and `device_map` are dtype and device by transformers' names (`checkpoint.placement`);
+        `low_cpu_mem_usage` is accepted and changes nothing (ALBERT's weights are small).
         """
-        from openalbert.checkpoint import load_pretrained
+        from openalbert.checkpoint import load_pretrained, placement
 
+        dtype, device = placement(dtype, device, torch_dtype=torch_dtype, device_map=device_map)
         model = load_pretrained(
             cls, name_or_path, config=config, dtype=dtype, device=device, strict=strict, **config_overrides
         )
@@ -701,11 +710,20 @@ class AlbertPreTrainedModel(nn.Module):
             apply_quantization(loaded, quantization)
         return model
 
-    def save_pretrained(self, directory: str | os.PathLike, *, safe_serialization: bool = True) -> Path:
-        """Write config.json and model.safetensors (tied weights once) that transformers loads."""
+    def save_pretrained(
+        self,
+        directory: str | os.PathLike,
+        *,
+        safe_serialization: bool = True,
+        max_shard_size: int | str = "5GB",
+    ) -> Path:
+        """Write config.json and model.safetensors (tied weights once, sharded above `max_shard_size`) that
+        transformers loads."""
         from openalbert.checkpoint import save_pretrained
 
-        return save_pretrained(self, directory, safe_serialization=safe_serialization)
+        return save_pretrained(
+            self, directory, safe_serialization=safe_serialization, max_shard_size=max_shard_size
+        )
 
 
 # ---- the bare model -----------------------------------------------------------------------------------------
@@ -739,6 +757,9 @@ class AlbertModel(AlbertPreTrainedModel):
         losses that read a few positions): (B, R) positions at which alone the last layer runs, so that
         last_hidden_state is (B, R, H) and the pooler reads the first of them (put [CLS], position 0, first)."""
         shape = self._check_inputs(input_ids, inputs_embeds, token_type_ids, position_ids)
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         device = input_ids.device if input_ids is not None else inputs_embeds.device
         if queries_at is not None:
             _check_queries(queries_at, shape, head_mask, output_attentions)

@@ -38,6 +38,7 @@ except ImportError as e:
 from openalbert.checkpoint import (
     _IGNORED_KEYS,
     TIED_DECODER,
+    hub_options,
     load_config,
     load_state_dict,
     merge_checkpoint,
@@ -636,7 +637,7 @@ class FlaxAlbertPreTrainedModel:
         of the PyTorch classes or transformers saved, or the flax_model.msgpack of transformers' Flax classes. Weights the checkpoint lacks (a fresh head) are
         initialised and reported, as in PyTorch (`output_loading_info=True` also returns them by name).
         Parameters stay fp32; `dtype` is the computation's."""
-        directory = resolve_weights(name_or_path)
+        directory = resolve_weights(name_or_path, **hub_options(config_overrides))
         config = load_config(directory, config, config_overrides, cls.__name__)
         model = cls(config, seed=seed, dtype=dtype)
         state = {k: v.float().numpy() for k, v in load_state_dict(directory).items()}

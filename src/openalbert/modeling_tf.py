@@ -32,6 +32,7 @@ except ImportError as e:
     ) from e
 
 from openalbert.checkpoint import (
+    hub_options,
     load_config,
     load_state_dict,
     merge_checkpoint,
@@ -607,7 +608,7 @@ class TFAlbertPreTrainedModel(keras.Model):
         the PyTorch classes or transformers saved, or the tf_model.h5 of transformers' TF classes. Weights the
         checkpoint lacks (a fresh head) are initialised and reported, as in PyTorch (`output_loading_info=True`
         also returns them by name)."""
-        directory = resolve_weights(name_or_path)
+        directory = resolve_weights(name_or_path, **hub_options(config_overrides))
         config = load_config(directory, config, config_overrides, cls.__name__)
         model = cls(config)
         state = {k: v.float().numpy() for k, v in load_state_dict(directory).items()}

@@ -56,6 +56,8 @@ class CUDAGraphModel:
         token_type_ids: torch.Tensor | None = None,
         **other: Any,
     ) -> Any:
+        if other.get("return_dict") is True:  # what the graphs give anyway
+            del other["return_dict"]
         B, T = input_ids.shape if input_ids.dim() == 2 else (0, 0)
         key = (B, next((n for n in self.lengths if n >= T), None))
         uncaptured = key not in self.graphs and len(self.graphs) >= self.max_graphs
@@ -88,11 +90,11 @@ class CUDAGraphModel:
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # warm-up off the default stream, as capture wants
             for _ in range(2):
-                self.model(**static)
+                self.model(**static, return_dict=True)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
-            out = self.model(**static)
+            out = self.model(**static, return_dict=True)
         self.pool = graph.pool()
         return graph, static, out
 

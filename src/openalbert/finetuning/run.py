@@ -131,7 +131,7 @@ def predict(
                 if k in ("input_ids", "token_type_ids", "attention_mask")
             }
             with autocast:
-                out = model(**inputs)
+                out = model(**inputs, return_dict=True)
             local += [(i, keep(out, row, features[i])) for row, i in enumerate(idx)]
     finally:
         model.train(was_training)

@@ -70,7 +70,7 @@ class ForeignModel:
     def eval(self) -> ForeignModel:
         return self  # both frameworks run without dropout unless told to train
 
-    def __call__(self, **batch: torch.Tensor) -> types.SimpleNamespace:
+    def __call__(self, return_dict: bool = True, **batch: torch.Tensor) -> types.SimpleNamespace:
         T = batch["input_ids"].shape[-1]
         width = min(-(-T // self.LENGTH_STEP) * self.LENGTH_STEP, self.config.max_position_embeddings)
         # Right padding: ids, mask and segments 0, so the padded keys are masked out of attention.

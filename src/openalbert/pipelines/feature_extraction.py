@@ -48,7 +48,7 @@ class FeatureExtractionPipeline(Pipeline):
         return [self._build(ids)]
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
-        out = model(**batch)
+        out = model(**batch, return_dict=True)
         hidden = out.last_hidden_state.float().cpu()  # (B, T, H)
         pooled = out.pooler_output.float().cpu() if out.pooler_output is not None else None
         return [

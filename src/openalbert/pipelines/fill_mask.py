@@ -77,11 +77,11 @@ class FillMaskPipeline(Pipeline):
         )
         cols = torch.tensor([p for f in features for p in f.meta["positions"]]).to(device)
         if isinstance(model, torch.nn.Module):
-            hidden = model.albert(**batch).last_hidden_state  # (B, T, H)
+            hidden = model.albert(**batch, return_dict=True).last_hidden_state  # (B, T, H)
             # Only the masked positions go through the vocabulary projection: (M, H) -> (M, V).
             logits = model.predictions(hidden[rows, cols])
         else:  # a TF or Flax model, or CUDA graphs: the whole head, then the masked rows
-            logits = model(**batch).logits[rows, cols]
+            logits = model(**batch, return_dict=True).logits[rows, cols]
         logits = logits.float().cpu()
         return list(logits.split([len(f.meta["positions"]) for f in features]))
 

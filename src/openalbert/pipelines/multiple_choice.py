@@ -76,7 +76,7 @@ class MultipleChoicePipeline(Pipeline):
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
         # Choices are scored independently, so a batch of rows goes in as one prompt with many choices.
-        logits = model(**{k: v[None] for k, v in batch.items()}).logits  # (1, B)
+        logits = model(**{k: v[None] for k, v in batch.items()}, return_dict=True).logits  # (1, B)
         return list(logits[0].float().cpu())
 
     def _margin(self, features: list[Feature], outputs: list[Any], params: dict[str, Any]) -> float:

@@ -159,7 +159,7 @@ class QuestionAnsweringPipeline(Pipeline):
         return words
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
-        out = model(**batch)
+        out = model(**batch, return_dict=True)
         start, end = out.start_logits.float().cpu(), out.end_logits.float().cpu()
         return [(start[i, : len(f.input_ids)], end[i, : len(f.input_ids)]) for i, f in enumerate(features)]
 

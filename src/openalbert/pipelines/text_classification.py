@@ -91,7 +91,7 @@ class TextClassificationPipeline(Pipeline):
         return [self._build(first, second)]
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
-        return list(model(**batch).logits.float().cpu())
+        return list(model(**batch, return_dict=True).logits.float().cpu())
 
     def _margin(self, features: list[Feature], outputs: list[Any], params: dict[str, Any]) -> float:
         (logits,) = outputs

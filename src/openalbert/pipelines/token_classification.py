@@ -48,7 +48,7 @@ class TokenClassificationPipeline(Pipeline):
         return [feature]
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
-        logits = model(**batch).logits.float().cpu()  # (B, T, L)
+        logits = model(**batch, return_dict=True).logits.float().cpu()  # (B, T, L)
         return [logits[i, : len(f.input_ids)] for i, f in enumerate(features)]
 
     def _margin(self, features: list[Feature], outputs: list[Any], params: dict[str, Any]) -> float:

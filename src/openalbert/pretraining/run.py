@@ -73,12 +73,12 @@ class PretrainingObjective(nn.Module):
         if all(hasattr(model, n) for n in needed):
             # The losses read the last layer at [CLS] and the masked positions only, so it runs only there.
             queries, picked = _loss_queries(mask)  # (B, R), (B, R) bool
-            out = model.albert(**inputs, queries_at=queries, **kwargs)
+            out = model.albert(**inputs, queries_at=queries, return_dict=True, **kwargs)
             # Boolean indexing syncs with a GPU once per micro-batch; on the CPU it is free.
             mlm_logits = model.predictions(out.last_hidden_state[picked])  # (M, V), in labels[mask] order
             sop_logits = model.sop_classifier(out.pooler_output) if with_sop else None  # (B, 2)
         else:
-            out = model(**inputs, **kwargs)
+            out = model(**inputs, return_dict=True, **kwargs)
             if with_sop and getattr(out, "sop_logits", None) is None:
                 raise ValueError(
                     f"sentence_order_label given, but {type(model).__name__} has no sentence-order head; "

@@ -1,0 +1,259 @@
+"""transformers' from_pretrained / save_pretrained options that users' code passes, against transformers 4.57.1:
+dtype and device by their transformers names (torch_dtype, device_map), config fields as keyword arguments
+(output_hidden_states, output_attentions, return_dict), the hub download options (revision, cache_dir,
+local_files_only, subfolder), sharded saving, and the parameter counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from tests.conftest import NO_NETWORK_PRELUDE, TINY
+
+import openalbert
+from openalbert import AlbertConfig, AlbertForMaskedLM, AlbertForSequenceClassification, AlbertModel
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny sequence classifier saved by transformers."""
+    torch.manual_seed(0)
+    model = transformers.AlbertForSequenceClassification(
+        transformers.AlbertConfig(**TINY, num_labels=3)
+    ).eval()
+    path = tmp_path_factory.mktemp("options") / "cls"
+    model.save_pretrained(path)
+    return path
+
+
+def batch() -> dict[str, torch.Tensor]:
+    ids = torch.randint(5, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_torch_dtype_and_device_map_are_dtype_and_device(saved):
+    ours = AlbertForSequenceClassification.from_pretrained(
+        saved, torch_dtype=torch.bfloat16, device_map="auto"
+    )
+    assert ours.dtype == torch.bfloat16 and ours.device.type == (
+        "cuda" if torch.cuda.is_available() else "cpu"
+    )
+    for device_map in ("cpu", {"": "cpu"}, -1, torch.device("cpu")):
+        assert (
+            AlbertForSequenceClassification.from_pretrained(saved, device_map=device_map).device.type == "cpu"
+        )
+    assert AlbertModel.from_pretrained(saved, torch_dtype="float16", dtype="float16").dtype == torch.float16
+    with pytest.raises(ValueError, match="disagree"):
+        AlbertModel.from_pretrained(saved, torch_dtype="float16", dtype="bfloat16")
+    with pytest.raises(ValueError, match="splits the model"):
+        AlbertModel.from_pretrained(saved, device_map={"albert.embeddings": "cpu", "albert.encoder": 0})
+    model = AlbertModel.from_pretrained(saved, low_cpu_mem_usage=True)
+    reference = transformers.AlbertModel.from_pretrained(saved, low_cpu_mem_usage=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch()).pooler_output, reference(**batch()).pooler_output)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"output_hidden_states": True},
+        {"output_attentions": True},
+        {"output_hidden_states": True, "output_attentions": True, "return_dict": False},
+    ],
+)
+def test_output_options_of_from_pretrained_set_the_forward_defaults(saved, options):
+    ours = AlbertForSequenceClassification.from_pretrained(saved, **options)
+    theirs = transformers.AlbertForSequenceClassification.from_pretrained(saved, **options).eval()
+    with torch.no_grad():
+        got, want = ours(**batch()), theirs(**batch())
+    if options.get("return_dict") is False:
+        assert isinstance(got, tuple) and isinstance(want, tuple) and len(got) == len(want)
+        pairs = list(zip(got, want))
+    else:
+        fields = ("logits", "hidden_states", "attentions")
+        pairs = [(getattr(got, f), getattr(want, f)) for f in fields]
+    flat = []
+    for a, b in pairs:
+        if isinstance(b, tuple):
+            assert isinstance(a, tuple) and len(a) == len(b)
+            flat += list(zip(a, b))
+        else:
+            assert (a is None) == (b is None)
+            flat.append((a, b))
+    for a, b in flat:
+        if b is not None:
+            keep = batch()["attention_mask"].bool()
+            if (
+                a.dim() == 3 and a.shape[1] == keep.shape[1]
+            ):  # hidden states: padded positions differ by design
+                a, b = a[keep], b[keep]
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # A call's own argument wins over the config's default.
+    with torch.no_grad():
+        explicit = ours(**batch(), output_hidden_states=False, output_attentions=False, return_dict=True)
+    assert explicit.hidden_states is None and explicit.attentions is None
+
+
+def test_output_options_round_trip_through_config_json(saved, tmp_path):
+    ours = AlbertModel.from_pretrained(saved, output_hidden_states=True)
+    ours.save_pretrained(tmp_path / "ours")
+    written = json.loads((tmp_path / "ours" / "config.json").read_text())
+    assert (
+        written["output_hidden_states"] is True and "output_attentions" not in written
+    )  # defaults unwritten
+    assert transformers.AlbertConfig.from_pretrained(tmp_path / "ours").output_hidden_states is True
+    theirs = transformers.AlbertModel.from_pretrained(saved, output_attentions=True)
+    theirs.save_pretrained(tmp_path / "theirs")
+    assert AlbertConfig.from_pretrained(tmp_path / "theirs").output_attentions is True
+
+
+def test_pipelines_and_training_read_attributes_whatever_return_dict_says(saved, tmp_path):
+    """Code inside the library asks for the output object, so a config with return_dict=False serves it."""
+    tokenizer = openalbert.AlbertTokenizer.from_pretrained(openalbert.DEFAULT_MODEL)
+    mlm = AlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL, return_dict=False)
+    assert isinstance(mlm(torch.tensor([[2, 50, 4, 3]])), tuple)
+    fill = openalbert.pipeline("fill-mask", model=mlm, tokenizer=tokenizer)
+    assert fill("The capital of France is [MASK].", top_k=1) == openalbert.pipeline("fill-mask")(
+        "The capital of France is [MASK].", top_k=1
+    )
+    from openalbert.pretraining.run import PretrainingObjective
+
+    labels = torch.full((1, 4), -100)
+    labels[0, 2] = 50
+    loss = PretrainingObjective(mlm)(torch.tensor([[2, 50, 4, 3]]), labels).loss
+    assert torch.isfinite(loss)
+
+
+def test_parameter_counts_and_config_update_match_transformers(saved):
+    ours = AlbertForSequenceClassification.from_pretrained(saved)
+    theirs = transformers.AlbertForSequenceClassification.from_pretrained(saved)
+    for model in (ours, theirs):
+        model.albert.embeddings.requires_grad_(False)
+    for options in (
+        {},
+        {"only_trainable": True},
+        {"exclude_embeddings": True},
+        {"only_trainable": True, "exclude_embeddings": True},
+    ):
+        assert ours.num_parameters(**options) == theirs.num_parameters(**options), options
+    config, reference = AlbertConfig(), transformers.AlbertConfig()
+    config.update({"hidden_dropout_prob": 0.2, "num_labels": 4})
+    reference.update({"hidden_dropout_prob": 0.2, "num_labels": 4})
+    assert (config.hidden_dropout_prob, config.num_labels) == (
+        reference.hidden_dropout_prob,
+        reference.num_labels,
+    )
+    with pytest.raises(TypeError, match="no fields"):
+        config.update({"hiden_size": 3})
+
+
+@pytest.mark.parametrize("size", ["40KB", 40_000, "0.04MB"])
+def test_sharded_save_loads_here_and_in_transformers(saved, tmp_path, size):
+    model = AlbertForSequenceClassification.from_pretrained(saved)
+    out = tmp_path / "sharded"
+    model.save_pretrained(out, max_shard_size=size)
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1 and shards[0] == f"model-00001-of-{len(shards):05d}.safetensors"
+    assert not (out / "model.safetensors").exists()
+    assert index["metadata"]["total_size"] == sum(
+        v.numel() * v.element_size() for k, v in model.state_dict().items()
+    )
+    again = AlbertForSequenceClassification.from_pretrained(out)
+    theirs = transformers.AlbertForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(**batch()).logits, model(**batch()).logits)
+        torch.testing.assert_close(theirs(**batch()).logits, model(**batch()).logits, atol=1e-5, rtol=1e-4)
+    model.save_pretrained(out)  # one file again: the shards and their index go
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    with pytest.raises(ValueError, match="max_shard_size"):
+        model.save_pretrained(out, max_shard_size="5 parsecs")
+    with pytest.raises(ValueError, match="safe_serialization=True"):
+        model.save_pretrained(out, max_shard_size="40KB", safe_serialization=False)
+
+
+# ---- the hub options, on a local HF cache (no network) --------------------------------------------------------
+
+
+def _snapshot(cache, repo_id: str, commit: str, model, subfolder: str = "", ref: str | None = None):
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    if ref:
+        (repo / "refs" / ref).write_text(commit)
+    model.save_pretrained(repo / "snapshots" / commit / subfolder)
+
+
+NO_NETWORK = NO_NETWORK_PRELUDE + textwrap.dedent(
+    """
+    import json, sys
+    import torch, openalbert
+    model = openalbert.AlbertModel.from_pretrained(sys.argv[1], **json.loads(sys.argv[2]))
+    print(model.config.hidden_dropout_prob)
+    """
+)
+
+
+def test_revision_cache_dir_subfolder_and_local_files_only(tmp_path):
+    cache = tmp_path / "hub"
+    main, old = "a" * 40, "b" * 40
+    _snapshot(
+        cache,
+        "someone/albert",
+        main,
+        AlbertModel(AlbertConfig(**TINY | {"hidden_dropout_prob": 0.1})),
+        ref="main",
+    )
+    _snapshot(cache, "someone/albert", old, AlbertModel(AlbertConfig(**TINY | {"hidden_dropout_prob": 0.2})))
+    _snapshot(
+        cache,
+        "someone/albert",
+        main,
+        AlbertModel(AlbertConfig(**TINY | {"hidden_dropout_prob": 0.3})),
+        "part",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+
+    def load(**options) -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", NO_NETWORK, "someone/albert", json.dumps(options)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip()
+
+    # local_files_only keeps the network away without HF_HUB_OFFLINE; cache_dir without HF_HUB_CACHE
+    assert load(cache_dir=str(cache), local_files_only=True) == "0.1"
+    assert load(cache_dir=str(cache), local_files_only=True, revision=old) == "0.2"
+    assert load(cache_dir=str(cache), local_files_only=True, subfolder="part") == "0.3"
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            NO_NETWORK,
+            "someone/albert",
+            json.dumps(dict(cache_dir=str(cache), local_files_only=True, revision="c" * 40)),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode != 0 and f"at revision {'c' * 40!r}" in missing.stderr
+    # a local directory's subfolder
+    AlbertModel(AlbertConfig(**TINY)).save_pretrained(tmp_path / "local" / "encoder")
+    assert (
+        AlbertModel.from_pretrained(tmp_path / "local", subfolder="encoder").config.hidden_size
+        == TINY["hidden_size"]
+    )
+    with pytest.raises(FileNotFoundError, match="no subfolder 'absent'"):
+        AlbertModel.from_pretrained(tmp_path / "local", subfolder="absent")
