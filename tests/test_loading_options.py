@@ -56,6 +56,8 @@ def test_torch_dtype_and_device_map_are_dtype_and_device(saved):
         AlbertModel.from_pretrained(saved, torch_dtype="float16", dtype="bfloat16")
     with pytest.raises(ValueError, match="splits the model"):
         AlbertModel.from_pretrained(saved, device_map={"albert.embeddings": "cpu", "albert.encoder": 0})
+    pipe = openalbert.pipeline("fill-mask", torch_dtype="bfloat16", device_map="cpu")
+    assert pipe.model.dtype == torch.bfloat16 and pipe.device.type == "cpu"
     model = AlbertModel.from_pretrained(saved, low_cpu_mem_usage=True)
     reference = transformers.AlbertModel.from_pretrained(saved, low_cpu_mem_usage=True).eval()
     with torch.no_grad():
@@ -236,6 +238,10 @@ def test_revision_cache_dir_subfolder_and_local_files_only(tmp_path):
     assert load(cache_dir=str(cache), local_files_only=True) == "0.1"
     assert load(cache_dir=str(cache), local_files_only=True, revision=old) == "0.2"
     assert load(cache_dir=str(cache), local_files_only=True, subfolder="part") == "0.3"
+    config = AlbertConfig.from_pretrained(
+        "someone/albert", cache_dir=cache, local_files_only=True, revision=old
+    )
+    assert config.hidden_dropout_prob == 0.2
     missing = subprocess.run(
         [
             sys.executable,

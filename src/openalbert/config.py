@@ -222,14 +222,16 @@ class AlbertConfig:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> AlbertConfig:
-        """Read config.json from a directory, a config file, a hub id, or a preset name."""
-        from openalbert.checkpoint import resolve_path
+        """Read config.json from a directory, a config file or a hub id; keyword arguments set fields, except
+        transformers' hub options (`revision`, `cache_dir`, `subfolder`...: `checkpoint.HUB_OPTIONS`)."""
+        from openalbert.checkpoint import hub_options, resolve_path
 
+        hub = hub_options(overrides)
         path = Path(name_or_path)
         if path.is_file():
             config = cls.from_json_file(path)
         else:
-            config = cls.from_json_file(resolve_path(name_or_path, [CONFIG_NAME]) / CONFIG_NAME)
+            config = cls.from_json_file(resolve_path(name_or_path, [CONFIG_NAME], **hub) / CONFIG_NAME)
         for key, value in overrides.items():
             setattr(config, key, value)
         config.validate()

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from openalbert.checkpoint import DEFAULT_MODEL, as_device
+from openalbert.checkpoint import DEFAULT_MODEL, as_device, placement
 from openalbert.pipelines.base import Feature, Pipeline, load_head, load_tokenizer
 from openalbert.pipelines.feature_extraction import FeatureExtractionPipeline
 from openalbert.pipelines.fill_mask import FillMaskPipeline
@@ -51,6 +51,8 @@ def pipeline(
     device: torch.device | str | int | None = None,
     dtype: torch.dtype | str | None = None,
     framework: str | None = None,
+    torch_dtype: torch.dtype | str | None = None,
+    device_map: Any = None,
     **kwargs: Any,
 ) -> Pipeline:
     """Build the pipeline for `task` from a model name, directory or model object.
@@ -59,9 +61,11 @@ def pipeline(
     "cuda", "cuda:1" or an index (-1 = CPU); `dtype` "float32", "bfloat16", "float16" or a torch dtype.
     Other keyword arguments (`batch_size`, `top_k`, `aggregation_strategy`...) become the defaults of
     every call. `framework` ("pt", "tf" or "flax") says which classes load a model named by path or hub id
-    (default PyTorch); a model object's own framework is used as it is.
+    (default PyTorch); a model object's own framework is used as it is. `torch_dtype` and `device_map` are
+    dtype and device by transformers' names (`checkpoint.placement`).
     """
     cls = pipeline_class(task)
+    dtype, device = placement(dtype, device, torch_dtype=torch_dtype, device_map=device_map)
     device = as_device(device)  # a device this machine lacks is reported as such, before any loading
     if model is None:
         if cls not in (FillMaskPipeline, FeatureExtractionPipeline):
