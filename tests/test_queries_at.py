@@ -83,3 +83,34 @@ def test_bad_queries_are_refused(kwargs, message):
     model = openalbert.AlbertModel(openalbert.AlbertConfig(**TINY))
     with pytest.raises(ValueError, match=message):
         model(**_batch(), **kwargs)
+
+
+@pytest.mark.parametrize("head", ["AlbertForSequenceClassification", "AlbertForMultipleChoice"])
+def test_pooled_heads_run_the_last_layer_at_cls_only(head):
+    """The heads that read only the pooled [CLS] vector compute the last layer there alone, unless the call
+    wants every position's hidden states: the same logits and gradients either way."""
+    torch.manual_seed(0)
+    config = openalbert.AlbertConfig(
+        **TINY | {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    )
+    config.classifier_dropout_prob = 0.0  # training mode, so that gradients flow as in fine-tuning
+    model = getattr(openalbert, head)(config)
+    shapes = []
+    layer = model.albert.encoder.albert_layer_groups[-1].albert_layers[-1]
+    layer.register_forward_hook(lambda module, args, out: shapes.append(tuple(out[0].shape)))
+    inputs = _batch()
+    if head == "AlbertForMultipleChoice":
+        inputs = {k: v.view(1, 3, -1) for k, v in inputs.items()}
+    results = []
+    for hidden in (False, True):
+        model.zero_grad()
+        shapes.clear()
+        logits = model(**inputs, output_hidden_states=hidden).logits
+        logits.pow(2).sum().backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+        # the last layer's queries: (3, 1, H) at [CLS], else every token ((N, H) unpadded, or (3, T, H))
+        assert (shapes[-1] == (3, 1, config.hidden_size)) == (not hidden), shapes
+    (a, grads_a), (b, grads_b) = results
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    for x, y in zip(grads_a, grads_b):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-4)

@@ -117,6 +117,24 @@ class AlbertSOPHead(nn.Module):
         return self.classifier(self.dropout(pooled_output))
 
 
+def _pooled_only(
+    model: AlbertPreTrainedModel,
+    ref: torch.Tensor | None,
+    head_mask: torch.Tensor | None,
+    output_attentions: bool | None,
+    output_hidden_states: bool | None,
+) -> torch.Tensor | None:
+    """For a head that reads only the pooled [CLS] vector: [CLS] as the last layer's one query (B, 1), so
+    that layer skips every other position (the same logits and gradients: AlbertModel's `queries_at`);
+    None where the call also wants what the skipped positions hold (hidden states, attention maps) or masks
+    heads."""
+    attentions, hidden, _ = model.config.output_flags(output_attentions, output_hidden_states, None)
+    if ref is None or attentions or hidden or head_mask is not None:
+        return None
+    # (B, 1) zeros made from the input, so that a traced export keeps the batch axis dynamic
+    return torch.zeros_like(ref[:, :1] if ref.dim() == 2 else ref[:, :1, 0], dtype=torch.long)
+
+
 def _result(out: ModelOutput, return_dict: bool | None, config: AlbertConfig) -> ModelOutput | tuple:
     """The head's output, as a tuple where the call (or else the config) says return_dict=False."""
     return out.to_tuple() if config.output_flags(None, None, return_dict)[2] is False else out
@@ -257,6 +275,7 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
     ) -> SequenceClassifierOutput | tuple:
+        ref = input_ids if input_ids is not None else inputs_embeds
         out = self.albert(
             input_ids,
             attention_mask,
@@ -267,6 +286,7 @@ class AlbertForSequenceClassification(AlbertPreTrainedModel):
             output_attentions,
             output_hidden_states,
             return_dict=True,
+            queries_at=_pooled_only(self, ref, head_mask, output_attentions, output_hidden_states),
         )
         logits = self.classifier(self.dropout(out.pooler_output))
         loss = None if labels is None else self._loss(logits, labels)
@@ -439,6 +459,13 @@ class AlbertForMultipleChoice(AlbertPreTrainedModel):
             output_attentions,
             output_hidden_states,
             return_dict=True,
+            queries_at=_pooled_only(
+                self,
+                flat(input_ids) if input_ids is not None else embeds,
+                head_mask,
+                output_attentions,
+                output_hidden_states,
+            ),
         )
         logits = self.classifier(self.dropout(out.pooler_output)).view(-1, num_choices)  # (B, N)
         loss = None if labels is None else F.cross_entropy(logits, labels)

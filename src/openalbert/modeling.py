@@ -867,7 +867,11 @@ def _check_queries(
         raise ValueError("queries_at cannot be combined with head_mask or output_attentions")
     if queries_at.dim() != 2 or queries_at.shape[0] != shape[0] or queries_at.is_floating_point():
         raise ValueError(f"queries_at must be integer positions (batch, R), got {tuple(queries_at.shape)}")
-    if queries_at.numel() and (int(queries_at.min()) < 0 or int(queries_at.max()) >= shape[1]):
+    if (
+        queries_at.numel()
+        and not _capturing(queries_at)
+        and (int(queries_at.min()) < 0 or int(queries_at.max()) >= shape[1])
+    ):
         raise ValueError(f"queries_at holds positions outside [0, {shape[1] - 1}]")
 
 
