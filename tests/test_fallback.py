@@ -44,7 +44,7 @@ def masked_sentences(n: int, seed: int = 0) -> list[str]:
     return out[:n]
 
 
-def close(a, b, tol: float = 1e-6) -> bool:
+def close(a, b, tol: float = 1e-5) -> bool:
     """Equal structures (lists, dicts, strings, ints) with floats within `tol`."""
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)

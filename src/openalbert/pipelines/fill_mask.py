@@ -72,18 +72,28 @@ class FillMaskPipeline(Pipeline):
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
         device = batch["input_ids"].device
-        rows = torch.cat([torch.full((len(f.meta["positions"]),), i) for i, f in enumerate(features)]).to(
-            device
-        )
-        cols = torch.tensor([p for f in features for p in f.meta["positions"]]).to(device)
+        counts = [len(f.meta["positions"]) for f in features]
         if isinstance(model, torch.nn.Module):
-            hidden = model.albert(**batch, return_dict=True).last_hidden_state  # (B, T, H)
-            # Only the masked positions go through the vocabulary projection: (M, H) -> (M, V).
-            logits = model.predictions(hidden[rows, cols])
+            # The last layer runs at the masks alone (each row's list repeated to the longest one), and only
+            # they go through the vocabulary projection: (B, R, H) -> (M, H) -> (M, V).
+            width = max(counts)
+            queries = torch.tensor(
+                [
+                    f.meta["positions"] + f.meta["positions"][:1] * (width - n)
+                    for f, n in zip(features, counts)
+                ],
+                device=device,
+            )  # (B, R)
+            keep = torch.tensor([[j < n for j in range(width)] for n in counts], device=device)  # (B, R)
+            hidden = model.albert(
+                **batch, queries_at=queries, return_dict=True
+            ).last_hidden_state  # (B, R, H)
+            logits = model.predictions(hidden[keep])
         else:  # a TF or Flax model, or CUDA graphs: the whole head, then the masked rows
+            rows = torch.cat([torch.full((n,), i) for i, n in enumerate(counts)]).to(device)
+            cols = torch.tensor([p for f in features for p in f.meta["positions"]]).to(device)
             logits = model(**batch, return_dict=True).logits[rows, cols]
-        logits = logits.float().cpu()
-        return list(logits.split([len(f.meta["positions"]) for f in features]))
+        return list(logits.float().cpu().split(counts))
 
     def _margin(self, features: list[Feature], outputs: list[Any], params: dict[str, Any]) -> float:
         (logits,) = outputs  # (masks, V): the top-1 token of each mask among the candidates
