@@ -228,6 +228,12 @@ def test_issue_targets_judge_the_recorded_runs():
     zen3 = _verdicts("speed_results_avx2_training.json")
     assert zen3["training bf16"][0] > 1.5 and zen3["training bf16"][1] is None
     assert _verdicts("speed_results_avx2.json")["var64 bf16"][1] is None
+    # Session 17's run on Zen 3 with the fp32 fallback: int8 alone misses the agreement line, with the
+    # fallback both int8 lines hold.
+    fallback = _verdicts("speed_results_avx2_fallback.json")
+    assert fallback["int8 agreement"][1] is False and fallback["var64 int8"][1] is True
+    assert fallback["var64 int8 fallback"] == (pytest.approx(832.2959 / 547.5994, rel=1e-4), True)
+    assert fallback["int8 fallback agreement"][1] is True
 
 
 def test_the_fallback_row_reruns_its_share_in_fp32():
