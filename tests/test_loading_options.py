@@ -51,7 +51,9 @@ def test_torch_dtype_and_device_map_are_dtype_and_device(saved):
         assert (
             AlbertForSequenceClassification.from_pretrained(saved, device_map=device_map).device.type == "cpu"
         )
-    assert AlbertModel.from_pretrained(saved, torch_dtype="float16", dtype="float16").dtype == torch.float16
+    assert (
+        AlbertModel.from_pretrained(saved, torch_dtype="float16", dtype=torch.float16).dtype == torch.float16
+    )
     with pytest.raises(ValueError, match="disagree"):
         AlbertModel.from_pretrained(saved, torch_dtype="float16", dtype="bfloat16")
     with pytest.raises(ValueError, match="splits the model"):

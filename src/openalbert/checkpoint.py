@@ -347,7 +347,12 @@ def placement(
     first GPU if there is one, else the CPU). A map that splits the model between devices is refused: ALBERT
     runs its one shared layer in every layer, so there is nothing to split but the embeddings."""
     if torch_dtype is not None:
-        if dtype is not None and dtype != torch_dtype:
+        named = "auto" not in (dtype, torch_dtype)
+        if (
+            dtype is not None
+            and dtype != torch_dtype
+            and not (named and as_dtype(dtype) == as_dtype(torch_dtype))
+        ):
             raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass one (dtype)")
         dtype = torch_dtype
     if device_map is None:
