@@ -1365,6 +1365,19 @@ def _truncate(len_a: int, len_b: int | None, remove: int, mode: str) -> tuple[in
     return max(len_a - cut_a, 0), max(len_b - cut_b, 0)
 
 
+def stride_windows(n: int, size: int, stride: int) -> list[tuple[int, int]]:
+    """Token ranges [lo, hi) of windows of `size` tokens over n tokens, consecutive ones sharing `stride`."""
+    if n <= size:
+        return [(0, n)]
+    out, lo = [], 0
+    while True:
+        hi = min(lo + size, n)
+        out.append((lo, hi))
+        if hi == n:
+            return out
+        lo += size - stride
+
+
 def _id_list(ids: Any) -> list[int]:
     if hasattr(ids, "tolist"):
         ids = ids.tolist()

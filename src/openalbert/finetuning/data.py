@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from openalbert.pipelines.base import truncate_pair
-from openalbert.pipelines.question_answering import _windows
+from openalbert.tokenizer import stride_windows
 
 TASKS = ("text-classification", "token-classification", "question-answering", "multiple-choice")
 ALIGNMENTS = ("first", "all")
@@ -598,7 +598,7 @@ def qa_features(
                 f"tokens = max_length {max_length} - question - 3); lower doc_stride"
             )
         first = len(question) + 2
-        for lo, hi in _windows(len(context), budget, doc_stride):
+        for lo, hi in stride_windows(len(context), budget, doc_stride):
             ids, types = _pair_ids(tokenizer, question, list(context[lo:hi]))
             start = end = 0
             if ex.answers:

@@ -17,6 +17,7 @@ import torch
 
 from openalbert.heads import AlbertForQuestionAnswering
 from openalbert.pipelines.base import Feature, Pipeline
+from openalbert.tokenizer import stride_windows
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -127,7 +128,7 @@ class QuestionAnsweringPipeline(Pipeline):
             )
         words = self._word_ids(context)
         features = []
-        for lo, hi in _windows(len(context), budget, stride):
+        for lo, hi in stride_windows(len(context), budget, stride):
             features.append(
                 self._build(
                     question,
@@ -245,19 +246,6 @@ def _pairs(question: str | list[str] | None, context: str | list[str] | None) ->
     raise TypeError(
         "question= and context= must be strings, a list of questions with one context, or two lists"
     )
-
-
-def _windows(n: int, size: int, stride: int) -> list[tuple[int, int]]:
-    """Token ranges of the context windows: `size` tokens each, consecutive ones sharing `stride`."""
-    if n <= size:
-        return [(0, n)]
-    out, lo = [], 0
-    while True:
-        hi = min(lo + size, n)
-        out.append((lo, hi))
-        if hi == n:
-            return out
-        lo += size - stride
 
 
 def _masked_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
