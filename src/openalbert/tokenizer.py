@@ -21,12 +21,12 @@ import re
 import struct
 import sys
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sentencepiece as spm
@@ -132,12 +132,101 @@ class SpecialToken:
     special: bool = True
 
 
-class BatchEncoding(dict):
-    """The tokenizer's output: a dict of model inputs that also allows attribute access and `.to(device)`."""
+class CharSpan(NamedTuple):
+    """Characters [start, end) of the original text (as transformers' CharSpan)."""
 
-    def __init__(self, data: dict[str, Any], lengths: list[tuple[int, int]] | None = None):
+    start: int
+    end: int
+
+
+class TokenSpan(NamedTuple):
+    """Tokens [start, end) of an encoded row (as transformers' TokenSpan)."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One output row: the input it comes from and the token ranges [lo, hi) of its first and second text."""
+
+    sample: int
+    a: tuple[int, int]
+    b: tuple[int, int] | None = None
+
+
+class _Layout:
+    """How the rows of a BatchEncoding were cut from its inputs, with what their word ids and character
+    offsets are worked out from on first use (offsets cost a second pass over the text).
+
+    A pickled layout leaves its tokenizer behind: what was not worked out before is then unavailable.
+    """
+
+    def __init__(
+        self,
+        tokenizer: AlbertTokenizer,
+        texts: list[list[Any]],
+        ids: list[list[list[int]]],
+        offsets: list[list[list[tuple[int, int]]]] | None,
+        words: list[list[list[int]]] | None,
+        rows: list[_Row],
+        specials: bool,
+        left_padded: bool,
+    ) -> None:
+        self.tokenizer: AlbertTokenizer | None = tokenizer
+        self.texts, self.ids = texts, ids  # [sequence][sample]: sequence 0 the texts, 1 the text pairs
+        self._offsets, self._words = offsets, words
+        self.split_words = words is not None
+        self.rows, self.specials, self.left_padded = rows, specials, left_padded
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._offsets is not None and self.tokenizer is not None:
+            self._all_words()  # cheap once the offsets are known
+        return self.__dict__ | {"tokenizer": None}
+
+    def _needs_tokenizer(self, what: str) -> AlbertTokenizer:
+        if self.tokenizer is None:
+            raise ValueError(
+                f"this encoding was pickled before its {what} were worked out; call the method before "
+                "pickling, or encode with return_offsets_mapping=True"
+            )
+        return self.tokenizer
+
+    def _all_offsets(self) -> list[list[list[tuple[int, int]]]]:
+        if self._offsets is None:
+            tokenizer = self._needs_tokenizer("character offsets")
+            self._offsets = [tokenizer._encode_batch(t, self.split_words, True)[1] for t in self.texts]  # type: ignore[misc]
+        return self._offsets  # type: ignore[return-value]
+
+    def _all_words(self) -> list[list[list[int]]]:
+        if self._words is None:
+            tokenizer = self._needs_tokenizer("word ids")
+            self._words = [
+                [tokenizer._word_ids(t, i, o) for t, i, o in zip(texts, ids, offsets)]
+                for texts, ids, offsets in zip(self.texts, self.ids, self._all_offsets())
+            ]
+        return self._words
+
+    def offsets(self, sequence: int, sample: int) -> list[tuple[int, int]]:
+        """Character spans of every token of one input text (in its word, for split words)."""
+        return self._all_offsets()[sequence][sample]
+
+    def words(self, sequence: int, sample: int) -> list[int]:
+        """Word index of every token of one input text."""
+        return self._all_words()[sequence][sample]
+
+
+class BatchEncoding(dict):
+    """The tokenizer's output: a dict of model inputs that also allows attribute access and `.to(device)`.
+
+    Like transformers' fast tokenizers' encodings it maps tokens to their text, words and characters
+    (`sequence_ids`, `word_ids`, `tokens`, `token_to_chars`, `char_to_token`, `word_to_tokens` ...), one
+    row at a time, also for the windows of `return_overflowing_tokens`.
+    """
+
+    def __init__(self, data: dict[str, Any], layout: _Layout | None = None):
         super().__init__(data)
-        self._lengths = lengths  # (len(A), len(B) or -1) per example after truncation
+        self._layout = layout
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -146,15 +235,22 @@ class BatchEncoding(dict):
             raise AttributeError(name) from None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"data": dict(self), "lengths": self._lengths}
+        return {"data": dict(self), "layout": self._layout}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.update(state["data"])
-        self._lengths = state["lengths"]
+        self._layout = state["layout"]
 
     @property
     def data(self) -> dict[str, Any]:
         return dict(self)
+
+    @property
+    def n_sequences(self) -> int | None:
+        """2 for an encoding of text pairs, 1 for single texts, None when unknown (not made by __call__)."""
+        if self._layout is None:
+            return None
+        return len(self._layout.texts)
 
     def to(self, device: Any) -> BatchEncoding:
         """Move every tensor to `device` (torch tensors only); returns self."""
@@ -163,28 +259,135 @@ class BatchEncoding(dict):
                 self[key] = value.to(device)
         return self
 
+    def _layout_or_raise(self) -> _Layout:
+        if self._layout is None:
+            raise ValueError(
+                "token-to-text mappings exist only on the output of AlbertTokenizer.__call__ (not pad() or a dict)"
+            )
+        return self._layout
+
+    def _width(self, batch_index: int, content: int) -> int:
+        input_ids = self.get("input_ids")
+        if input_ids is None:
+            return content
+        if hasattr(input_ids, "shape"):  # a tensor always has a batch axis
+            return int(input_ids.shape[-1])
+        return len(input_ids[batch_index] if input_ids and isinstance(input_ids[0], list) else input_ids)
+
+    def _spread(self, batch_index: int, first: Callable[[int], Sequence[Any]]) -> list[Any]:
+        """Per token of a row: first(sequence)'s values over the tokens of that text, None elsewhere."""
+        layout = self._layout_or_raise()
+        row = layout.rows[batch_index]
+        edge = [None] if layout.specials else []
+        out = edge + list(first(0)[row.a[0] : row.a[1]]) + edge
+        if row.b is not None:
+            out += list(first(1)[row.b[0] : row.b[1]]) + edge
+        padding = [None] * (self._width(batch_index, len(out)) - len(out))
+        return padding + out if layout.left_padded else out + padding
+
     def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
         """Per token: 0 for the first text, 1 for the second, None for special and padding tokens."""
-        if self._lengths is None:
-            raise ValueError("sequence_ids needs an encoding made with add_special_tokens=True")
-        len_a, len_b = self._lengths[batch_index]
-        ids: list[int | None] = [None] + [0] * len_a + [None]
-        if len_b >= 0:
-            ids += [1] * len_b + [None]
-        input_ids = self["input_ids"]
-        if hasattr(input_ids, "shape"):  # a tensor always has a batch axis
-            total = input_ids.shape[-1]
-        else:
-            total = len(input_ids[batch_index] if input_ids and isinstance(input_ids[0], list) else input_ids)
-        return ids + [None] * (total - len(ids))
+        layout = self._layout_or_raise()
+        sample = layout.rows[batch_index].sample
+        return self._spread(batch_index, lambda seq: [seq] * len(layout.ids[seq][sample]))
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        """Per token: the index of its word in its text (None for special and padding tokens).
+
+        Words are the fast tokenizer's: the given words with is_split_into_words=True; otherwise runs
+        split at whitespace, with special, added and symbol tokens (such as "(" or ".") words of their own.
+        """
+        layout = self._layout_or_raise()
+        sample = layout.rows[batch_index].sample
+        return self._spread(batch_index, lambda seq: layout.words(seq, sample))
+
+    def _offsets(self, batch_index: int) -> list[tuple[int, int] | None]:
+        layout = self._layout_or_raise()
+        sample = layout.rows[batch_index].sample
+        return self._spread(batch_index, lambda seq: layout.offsets(seq, sample))
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        """The pieces of a row, special and padding tokens included."""
+        layout = self._layout_or_raise()
+        ids = self["input_ids"]
+        row = ids[batch_index] if hasattr(ids, "shape") or (ids and isinstance(ids[0], list)) else ids
+        return layout._needs_tokenizer("tokens").convert_ids_to_tokens(_id_list(row))  # type: ignore[return-value]
+
+    def token_to_sequence(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        """Which text (0 or 1) a token comes from; None for special and padding tokens."""
+        batch_index, token_index = _batch_and_index(batch_or_token_index, token_index)
+        return self.sequence_ids(batch_index)[token_index]
+
+    def token_to_word(self, batch_or_token_index: int, token_index: int | None = None) -> int | None:
+        """The word a token belongs to; None for special and padding tokens."""
+        batch_index, token_index = _batch_and_index(batch_or_token_index, token_index)
+        return self.word_ids(batch_index)[token_index]
+
+    def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
+        """The characters of its text a token covers; None for special and padding tokens."""
+        batch_index, token_index = _batch_and_index(batch_or_token_index, token_index)
+        span = self._offsets(batch_index)[token_index]
+        return CharSpan(*span) if span is not None else None
+
+    def char_to_token(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        """The first token of a row whose span holds character `char_index` of text `sequence_index`."""
+        batch_index, char_index = _batch_and_index(batch_or_char_index, char_index)
+        sequences = self.sequence_ids(batch_index)
+        for k, span in enumerate(self._offsets(batch_index)):
+            if span is not None and sequences[k] == sequence_index and span[0] <= char_index < span[1]:
+                return k
+        return None
+
+    def char_to_word(
+        self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0
+    ) -> int | None:
+        """The word holding character `char_index` of text `sequence_index`, if a token of the row covers it."""
+        batch_index, char_index = _batch_and_index(batch_or_char_index, char_index)
+        token = self.char_to_token(batch_index, char_index, sequence_index)
+        return None if token is None else self.word_ids(batch_index)[token]
+
+    def word_to_tokens(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> TokenSpan | None:
+        """The tokens of a row that make up word `word_index` of text `sequence_index`; None if it has none."""
+        batch_index, word_index = _batch_and_index(batch_or_word_index, word_index)
+        sequences = self.sequence_ids(batch_index)
+        hits = [
+            k
+            for k, word in enumerate(self.word_ids(batch_index))
+            if word == word_index and sequences[k] == sequence_index
+        ]
+        return TokenSpan(hits[0], hits[-1] + 1) if hits else None
+
+    def word_to_chars(
+        self, batch_or_word_index: int, word_index: int | None = None, sequence_index: int = 0
+    ) -> CharSpan | None:
+        """The characters a word's tokens in this row cover; None if the row holds none of it."""
+        batch_index, word_index = _batch_and_index(batch_or_word_index, word_index)
+        tokens = self.word_to_tokens(batch_index, word_index, sequence_index)
+        if tokens is None:
+            return None
+        offsets = self._offsets(batch_index)
+        return CharSpan(offsets[tokens.start][0], offsets[tokens.end - 1][1])  # type: ignore[index]
+
+
+def _batch_and_index(batch_or_index: int, index: int | None) -> tuple[int, int]:
+    """transformers' convention: f(i) means row 0, index i; f(b, i) row b, index i."""
+    return (0, batch_or_index) if index is None else (batch_or_index, index)
 
 
 class AlbertTokenizer:
-    """ALBERT's SentencePiece tokenizer with the transformers call surface (`tok(texts, padding=True, ...)`)."""
+    """ALBERT's SentencePiece tokenizer with the transformers call surface (`tok(texts, padding=True, ...)`).
+
+    `is_fast` is False (this is not a `tokenizers` library tokenizer), yet what code written for the fast
+    tokenizer asks for is here: offsets, windows with a stride (return_overflowing_tokens), lists of
+    words (is_split_into_words) and the word ids and spans of `BatchEncoding`.
+    """
 
     model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
-    padding_side = "right"
-    truncation_side = "right"
+    is_fast = False
 
     def __init__(
         self,
@@ -203,6 +406,8 @@ class AlbertTokenizer:
         mask_lstrip: bool = True,
         clean_up_tokenization_spaces: bool = False,
         num_threads: int | None = None,
+        padding_side: str = "right",
+        truncation_side: str = "right",
     ) -> None:
         if isinstance(vocab_file, bytes):  # a serialised model, e.g. rebuilt from tokenizer.json
             path, self.vocab_file = Path("<model proto>"), None
@@ -218,6 +423,8 @@ class AlbertTokenizer:
         self.keep_accents = keep_accents
         self.model_max_length = model_max_length
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
+        self.padding_side = _side(padding_side, "padding_side")
+        self.truncation_side = _side(truncation_side, "truncation_side")
         self._warned_long = False
         self.num_threads = num_threads if num_threads is not None else min(os.cpu_count() or 1, 8)
         self.unk_token, self.sep_token, self.pad_token = unk_token, sep_token, pad_token
@@ -383,6 +590,9 @@ class AlbertTokenizer:
             "tokenizer_class": "AlbertTokenizer",
             "unk_token": self.unk_token,
         }  # fmt: skip
+        for side in ("padding_side", "truncation_side"):
+            if getattr(self, side) != "right":
+                config[side] = getattr(self, side)
         special_map = {
             "bos_token": self.bos_token,
             "cls_token": self.cls_token,
@@ -548,6 +758,39 @@ class AlbertTokenizer:
         if not 0 <= i < len(self):
             raise ValueError(f"token id {i} is outside the vocabulary (0..{len(self) - 1})")
         return self._pieces[i] if i < len(self._pieces) else self._added[i].content
+
+    # ---- words ------------------------------------------------------------------------------------------------
+
+    @cached_property
+    def _symbol_ids(self) -> frozenset[int]:
+        """The vocabulary's user-defined symbols ( ) " - . and such, which SentencePiece always splits out."""
+        types = _piece_types(self._sp.serialized_model_proto())
+        return frozenset(i for i, kind in enumerate(types) if kind == _USER_DEFINED)
+
+    def _word_ids(self, text: str, ids: list[int], offsets: list[tuple[int, int]]) -> list[int]:
+        """Word index of each token of `text`, as transformers' fast tokenizer numbers words.
+
+        A piece that starts with "▁" begins a word. A special or added token, or a symbol such as "(",
+        is a word of its own when it is written as itself in the text: the fast tokenizer splits those out
+        of the raw text before it looks for words (a '"' that was `` is part of its word).
+        """
+        apart = {i: (self._pieces[i], False) for i in self._symbol_ids}
+        for t in self._specials.values():
+            apart[t.id] = (t.content, not t.special and self.do_lower_case)  # added ones match lower-cased
+        pieces, n = self._pieces, len(self._pieces)
+        out: list[int] = []
+        word, after_apart = -1, True
+        for token_id, (start, end) in zip(ids, offsets):
+            alone = False
+            if token_id in apart:
+                content, lower = apart[token_id]
+                span = text[start:end].strip()
+                alone = span == content or (lower and span.lower() == content)
+            if alone or after_apart or (token_id < n and pieces[token_id][0] == SPIECE_UNDERLINE):
+                word += 1
+            out.append(word)
+            after_apart = alone
+        return out
 
     # ---- the algorithm ----------------------------------------------------------------------------------------
 
@@ -1035,16 +1278,20 @@ class AlbertTokenizer:
 
     def __call__(
         self,
-        text: str | Sequence[str] | Sequence[tuple[str, str]] | None = None,
-        text_pair: str | Sequence[str] | None = None,
+        text: str | Sequence[str] | Sequence[tuple[str, str]] | Sequence[Sequence[str]] | None = None,
+        text_pair: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
         add_special_tokens: bool = True,
         padding: bool | str = False,
         truncation: bool | str | None = None,
         max_length: int | None = None,
+        stride: int = 0,
+        is_split_into_words: bool = False,
         pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
         return_tensors: str | None = None,
         return_token_type_ids: bool | None = None,
         return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
         return_special_tokens_mask: bool = False,
         return_offsets_mapping: bool = False,
         return_length: bool = False,
@@ -1053,123 +1300,45 @@ class AlbertTokenizer:
         """Encode a text, a pair, or a batch of texts or pairs into model inputs, as transformers does.
 
         Returns input_ids, token_type_ids and attention_mask (lists, or 'pt'/'np' tensors), plus
-        special_tokens_mask, offset_mapping and length when asked for.
+        special_tokens_mask, offset_mapping and length when asked for. With return_overflowing_tokens a text
+        too long for max_length becomes several rows, windows sharing `stride` tokens cut as transformers'
+        fast tokenizer cuts them, and overflow_to_sample_mapping names the input of each row.
+        is_split_into_words takes lists of words (one list, or a batch of them) instead of texts.
         """
-        if text is None:
-            raise TypeError("text must be a str, a list of str, or a list of (str, str) pairs, not NoneType")
-        batched = not isinstance(text, str)
-        if batched:
-            if (
-                isinstance(text, tuple)
-                and len(text) == 2
-                and text_pair is None
-                and all(isinstance(t, str) for t in text)
-            ):
-                batched = False  # a single (text, pair) tuple
-                text, text_pair = text
-            elif not isinstance(text, (list, tuple)):
-                raise TypeError(f"text must be a str or a list of str, not {type(text).__name__}")
-        if batched:
-            firsts = list(text)
-            if text_pair is not None:
-                if isinstance(text_pair, str) or len(text_pair) != len(firsts):
-                    raise ValueError(
-                        f"text_pair must be a list as long as text ({len(firsts)}), got {type(text_pair).__name__}"
-                    )
-                seconds: list[str] | None = list(text_pair)
-            elif firsts and all(isinstance(t, (tuple, list)) for t in firsts):
-                for t in firsts:
-                    if len(t) != 2:
-                        raise ValueError(f"a pair must hold two texts, got {len(t)}")
-                firsts, seconds = [t[0] for t in firsts], [t[1] for t in firsts]
-            else:
-                seconds = None
-        else:
-            if text_pair is not None and not isinstance(text_pair, str):
-                raise TypeError(f"text_pair must be a str when text is a str, not {type(text_pair).__name__}")
-            firsts, seconds = [text], None if text_pair is None else [text_pair]
-
+        firsts, seconds, batched = _parse_inputs(text, text_pair, is_split_into_words)
         pad_mode, trunc_mode, max_length = self._strategies(
             padding, truncation, max_length, pad_to_multiple_of
         )
-        if return_token_type_ids is None:
-            return_token_type_ids = True
-        if return_attention_mask is None:
-            return_attention_mask = True
-
-        encode = self._encode_texts_with_offsets if return_offsets_mapping else self._encode_texts
-        if return_offsets_mapping:
-            ids_a, off_a = encode(firsts)  # type: ignore[misc]
-            ids_b, off_b = encode(seconds) if seconds is not None else (None, None)  # type: ignore[misc]
-        else:
-            ids_a, off_a = encode(firsts), None
-            ids_b, off_b = (encode(seconds) if seconds is not None else None), None
-
-        # How much of A and B each example keeps: (len(A), len(B) or -1 without a B).
-        lengths = (
-            [(len(a), -1) for a in ids_a]
-            if ids_b is None
-            else [(len(a), len(b)) for a, b in zip(ids_a, ids_b)]
+        left_padded = _side(padding_side or self.padding_side, "padding_side") == "left"
+        if not isinstance(stride, int) or stride < 0:
+            raise ValueError(f"stride must be an integer >= 0, got {stride!r}")
+        texts = [firsts] if seconds is None else [firsts, seconds]
+        encoded = [self._encode_batch(t, is_split_into_words, return_offsets_mapping) for t in texts]
+        ids = [e[0] for e in encoded]
+        offsets = [e[1] for e in encoded] if return_offsets_mapping else None
+        words = [e[2] for e in encoded] if is_split_into_words else None
+        n_specials = len(texts) + 1 if add_special_tokens else 0  # [CLS] A [SEP] (B [SEP])
+        rows = self._cut_rows(
+            ids, trunc_mode, max_length, n_specials, stride if return_overflowing_tokens else None
         )
-        if trunc_mode and max_length:
-            extra = (3 if ids_b is not None else 2) if add_special_tokens else 0
-            for k, (len_a, len_b) in enumerate(lengths):
-                total = len_a + max(len_b, 0) + extra
-                if total > max_length:
-                    lengths[k] = _truncate(
-                        len_a, None if len_b < 0 else len_b, total - max_length, trunc_mode
-                    )
-        seconds_ids = ids_b if ids_b is not None else [[]] * len(ids_a)
-        if add_special_tokens:
-            cls, sep = [self.cls_token_id], [self.sep_token_id]
-            input_ids = [
-                cls + a[:la] + sep + (b[:lb] + sep if lb >= 0 else [])
-                for a, b, (la, lb) in zip(ids_a, seconds_ids, lengths)
-            ]
-        else:
-            input_ids = [a[:la] + b[: max(lb, 0)] for a, b, (la, lb) in zip(ids_a, seconds_ids, lengths)]
-
-        data: dict[str, Any] = {"input_ids": input_ids}
-        specials = 1 if add_special_tokens else 0
-        if return_token_type_ids:
-            data["token_type_ids"] = [
-                [0] * (la + 2 * specials) + [1 if specials else 0] * (lb + specials if lb >= 0 else 0)
-                for la, lb in lengths
-            ]
-        if return_attention_mask:
-            data["attention_mask"] = [[1] * len(r) for r in input_ids]
-        if return_special_tokens_mask:
-            data["special_tokens_mask"] = [
-                [specials] + [0] * la + [specials] + ([0] * lb + [1] if lb >= 0 else [])
-                if specials
-                else [0] * (la + max(lb, 0))
-                for la, lb in lengths
-            ]
-        if return_offsets_mapping:
-            none = [(0, 0)] if add_special_tokens else []
-            off_b = off_b if off_b is not None else [[]] * len(ids_a)
-            data["offset_mapping"] = [
-                none + oa[:la] + none + (ob[:lb] + none if lb >= 0 else [])
-                for oa, ob, (la, lb) in zip(off_a, off_b, lengths)
-            ]
-        if return_length:
-            data["length"] = [len(r) for r in input_ids]
-
-        # Pad on the right to the longest row of the batch, or to max_length.
-        target = None
-        if pad_mode == "longest":
-            target = max((len(r) for r in input_ids), default=0)
-        elif pad_mode == "max_length":
-            target = max_length
-        if target is not None and pad_to_multiple_of and target % pad_to_multiple_of:
-            target = (target // pad_to_multiple_of + 1) * pad_to_multiple_of
-        if target is not None and any(len(r) < target for r in input_ids):
-            fill = {"input_ids": self.pad_token_id, "token_type_ids": self.pad_token_type_id,
-                    "attention_mask": 0, "special_tokens_mask": 1, "offset_mapping": (0, 0)}  # fmt: skip
-            for key, value in fill.items():
-                if key in data:
-                    data[key] = [r + [value] * (target - len(r)) if len(r) < target else r for r in data[key]]
-        if not batched:
+        data = self._assemble(
+            rows,
+            ids,
+            offsets,  # type: ignore[arg-type]
+            add_special_tokens,
+            token_types=return_token_type_ids is not False,
+            attention=return_attention_mask is not False,
+            special_mask=return_special_tokens_mask,
+            length=return_length,
+        )
+        input_ids = data["input_ids"]
+        target = _pad_target([len(r) for r in input_ids], pad_mode, max_length, pad_to_multiple_of)
+        if target is not None:
+            keys = _PADDED_KEYS + ("offset_mapping",)
+            self._pad_rows(data, target, left_padded, keys)
+        if return_overflowing_tokens:  # one row per window, so the output keeps its batch axis
+            data["overflow_to_sample_mapping"] = [r.sample for r in rows]
+        elif not batched:
             data = {key: value[0] for key, value in data.items()}
         longest = max((len(r) for r in input_ids), default=0)
         if verbose and not trunc_mode and longest > self.model_max_length and not self._warned_long:
@@ -1182,8 +1351,110 @@ class AlbertTokenizer:
                 stacklevel=2,
             )
         if return_tensors is not None:
-            data = _to_tensors(data, return_tensors, batched)
-        return BatchEncoding(data, lengths if add_special_tokens else None)
+            data = _to_tensors(
+                data, return_tensors, prepend_batch_axis=not batched and not return_overflowing_tokens
+            )
+        layout = _Layout(self, texts, ids, offsets, words, rows, add_special_tokens, left_padded)  # type: ignore[arg-type]
+        return BatchEncoding(data, layout)
+
+    def _encode_batch(
+        self, texts: Sequence[Any], split_words: bool, with_offsets: bool
+    ) -> tuple[list[list[int]], list[list[tuple[int, int]]] | None, list[list[int]] | None]:
+        """Ids (and offsets) of each text; or of each list of words, with the index of every token's word."""
+        if not split_words:
+            if with_offsets:
+                ids, offsets = self._encode_texts_with_offsets(texts)
+                return ids, offsets, None
+            return self._encode_texts(texts), None, None
+        flat = [word for words in texts for word in words]
+        flat_ids, flat_offsets = (
+            self._encode_texts_with_offsets(flat) if with_offsets else (self._encode_texts(flat), None)
+        )
+        ids: list[list[int]] = []
+        offsets: list[list[tuple[int, int]]] = []
+        words: list[list[int]] = []
+        k = 0
+        for sample in texts:
+            ids.append([])
+            offsets.append([])
+            words.append([])
+            for w in range(len(sample)):
+                ids[-1] += flat_ids[k]
+                words[-1] += [w] * len(flat_ids[k])
+                if flat_offsets is not None:
+                    offsets[-1] += flat_offsets[k]
+                k += 1
+        return ids, offsets if with_offsets else None, words
+
+    def _cut_rows(
+        self,
+        ids: list[list[list[int]]],
+        mode: str | None,
+        max_length: int | None,
+        n_specials: int,
+        stride: int | None,
+    ) -> list[_Row]:
+        """The rows each input makes: one, truncated as the slow tokenizer truncates; or with a stride
+        (return_overflowing_tokens), the windows the fast tokenizer cuts."""
+        left = _side(self.truncation_side, "truncation_side") == "left"
+        rows = []
+        for k, first in enumerate(ids[0]):
+            len_a, len_b = len(first), len(ids[1][k]) if len(ids) > 1 else None
+            if stride is not None:
+                windows = _overflow_windows(len_a, len_b, mode, max_length, n_specials, stride, left)
+                rows += [_Row(k, a, b) for a, b in windows]
+                continue
+            keep_a, keep_b = len_a, len_b
+            total = len_a + (len_b or 0) + n_specials
+            if mode and max_length and total > max_length:
+                keep_a, keep_b = _truncate(len_a, len_b, total - max_length, mode)
+            b = None if len_b is None or keep_b is None else _kept(len_b, keep_b, left)
+            rows.append(_Row(k, _kept(len_a, keep_a, left), b))
+        return rows
+
+    def _assemble(
+        self,
+        rows: list[_Row],
+        ids: list[list[list[int]]],
+        offsets: list[list[list[tuple[int, int]]]] | None,
+        add_special_tokens: bool,
+        token_types: bool,
+        attention: bool,
+        special_mask: bool,
+        length: bool,
+    ) -> dict[str, list[Any]]:
+        """The model inputs of each row: [CLS] A [SEP] (B [SEP]) from the row's ranges of the texts' ids."""
+        specials = 1 if add_special_tokens else 0
+        cls, sep = ([self.cls_token_id], [self.sep_token_id]) if specials else ([], [])
+        data: dict[str, list[Any]] = {"input_ids": _lay_out(rows, ids, cls, sep)}
+        spans = [(r.a[1] - r.a[0], -1 if r.b is None else r.b[1] - r.b[0]) for r in rows]
+        if token_types:
+            data["token_type_ids"] = [
+                [0] * (la + 2 * specials) + [specials] * (lb + specials if lb >= 0 else 0) for la, lb in spans
+            ]
+        if attention:
+            data["attention_mask"] = [[1] * len(r) for r in data["input_ids"]]
+        if special_mask:
+            data["special_tokens_mask"] = [
+                [1] + [0] * la + [1] + ([0] * lb + [1] if lb >= 0 else [])
+                if specials
+                else [0] * (la + max(lb, 0))
+                for la, lb in spans
+            ]
+        if offsets is not None:
+            none = [(0, 0)] if specials else []
+            data["offset_mapping"] = _lay_out(rows, offsets, none, none)
+        if length:
+            data["length"] = [len(r) for r in data["input_ids"]]
+        return data
+
+    def _pad_rows(self, data: dict[str, Any], target: int, left: bool, keys: Sequence[str]) -> None:
+        """Pad the rows of `keys` in data to `target` tokens, on the left or the right."""
+        fill = {"input_ids": self.pad_token_id, "token_type_ids": self.pad_token_type_id,
+                "attention_mask": 0, "special_tokens_mask": 1, "offset_mapping": (0, 0)}  # fmt: skip
+        for key in keys:
+            if key in data:
+                data[key] = [_padded(row, fill[key], target, left) for row in data[key]]
 
     def _strategies(
         self, padding: bool | str, truncation: bool | str | None, max_length: int | None, multiple: int | None
@@ -1345,16 +1616,15 @@ class _Segment:
     bounds: tuple[int, int] = (0, 0)  # where the segment lies in it
 
 
-def _truncate(len_a: int, len_b: int | None, remove: int, mode: str) -> tuple[int, int]:
-    """How many ids of A and B to keep, as transformers 4.57.1's slow tokenizer truncates (right side)."""
-    keep_b = len_b if len_b is not None else -1
+def _truncate(len_a: int, len_b: int | None, remove: int, mode: str) -> tuple[int, int | None]:
+    """How many ids of A and B to keep, as transformers 4.57.1's slow tokenizer truncates."""
     if mode == "only_first" or (mode == "longest_first" and len_b is None):
         # transformers leaves a sequence untruncated (and logs an error) when it cannot remove enough.
-        return (len_a - remove, keep_b) if len_a > remove else (len_a, keep_b)
+        return (len_a - remove, len_b) if len_a > remove else (len_a, len_b)
     if mode == "only_second":
         if len_b is not None and len_b > remove:
             return len_a, len_b - remove
-        return len_a, keep_b
+        return len_a, len_b
     assert len_b is not None
     first = min(abs(len_b - len_a), remove)
     second = remove - first
@@ -1363,6 +1633,11 @@ def _truncate(len_a: int, len_b: int | None, remove: int, mode: str) -> tuple[in
     else:
         cut_a, cut_b = second // 2, first + second - second // 2
     return max(len_a - cut_a, 0), max(len_b - cut_b, 0)
+
+
+def _kept(n: int, keep: int, left: bool) -> tuple[int, int]:
+    """The range of n tokens that truncation to `keep` leaves, cutting on the left or the right."""
+    return (n - keep, n) if left else (0, keep)
 
 
 def stride_windows(n: int, size: int, stride: int) -> list[tuple[int, int]]:
@@ -1378,6 +1653,174 @@ def stride_windows(n: int, size: int, stride: int) -> list[tuple[int, int]]:
         lo += size - stride
 
 
+def _cut(n: int, size: int, stride: int, left: bool) -> list[tuple[int, int]]:
+    """Windows over n tokens as the fast tokenizer cuts them: from the end first when truncating on the left."""
+    if n <= size:
+        return [(0, n)]
+    if size <= 0:
+        raise ValueError("max_length leaves no room for the text to cut into windows; raise max_length")
+    if stride >= size:
+        raise ValueError(
+            f"stride ({stride}) must be smaller than the {size} tokens each window holds (max_length less the "
+            "special tokens and any text that is not cut); lower stride or raise max_length"
+        )
+    windows = stride_windows(n, size, stride)
+    return [(n - hi, n - lo) for lo, hi in windows] if left else windows
+
+
+def _pair_sizes(len_a: int, len_b: int, room: int) -> tuple[int, int]:
+    """How many tokens of each text of a pair a window holds under longest_first, as the fast tokenizer
+    shares the room: the shorter text whole if the longer one still gets as many, else half each."""
+    short, long = sorted((len_a, len_b))
+    long = short if short > room else max(short, room - short)
+    if short + long > room:
+        short, long = room // 2, room // 2 + room % 2
+    return (short, long) if len_a <= len_b else (long, short)
+
+
+def _overflow_windows(
+    len_a: int,
+    len_b: int | None,
+    mode: str | None,
+    max_length: int | None,
+    n_specials: int,
+    stride: int,
+    left: bool,
+) -> list[tuple[tuple[int, int], tuple[int, int] | None]]:
+    """The (first text, second text) token ranges of the rows transformers' fast tokenizer makes of one input
+    with return_overflowing_tokens: the side the truncation mode cuts, in windows of the room that is left."""
+    whole_b = None if len_b is None else (0, len_b)
+    room = (max_length or 0) - n_specials
+    if not mode or not max_length or len_a + (len_b or 0) <= room:
+        return [((0, len_a), whole_b)]
+    if mode == "longest_first" and len_b is not None:
+        size_a, size_b = _pair_sizes(len_a, len_b, room)
+        wa, wb = _cut(len_a, size_a, stride, left), _cut(len_b, size_b, stride, left)
+        # The fast tokenizer's order: the first windows; each later window of A with every window of B;
+        # the first window of A with each later window of B.
+        return [(wa[0], wb[0])] + [(a, b) for a in wa[1:] for b in wb] + [(wa[0], b) for b in wb[1:]]
+    if mode == "only_second" and len_b is None:
+        raise ValueError(
+            "truncation='only_second' cuts the second text of a pair, and there is none; pass text_pair, or "
+            "truncation=True for single texts"
+        )
+    second = mode == "only_second"
+    cut = len_b if second else len_a
+    size = cut - (len_a + (len_b or 0) - room)  # type: ignore[operator]
+    if size <= 0:
+        kept = "the first text and " if second else "the second text and " if len_b is not None else ""
+        raise ValueError(
+            f"max_length={max_length} leaves no room to cut the {'second' if second else 'first'} text into "
+            f"windows: {kept}the {n_specials} special tokens take {max_length - size} tokens; raise max_length"
+        )
+    windows = _cut(cut, size, stride, left)  # type: ignore[arg-type]
+    return [((0, len_a), w) for w in windows] if second else [(w, whole_b) for w in windows]
+
+
+def _parse_inputs(text: Any, text_pair: Any, split_words: bool) -> tuple[list[Any], list[Any] | None, bool]:
+    """(first texts, second texts or None, whether the input was a batch) from __call__'s text arguments."""
+    if text is None:
+        raise TypeError("text must be a str, a list of str, or a list of (str, str) pairs, not NoneType")
+    if split_words:
+        return _parse_words(text, text_pair)
+    if isinstance(text, str):
+        if text_pair is not None and not isinstance(text_pair, str):
+            raise TypeError(f"text_pair must be a str when text is a str, not {type(text_pair).__name__}")
+        return [text], None if text_pair is None else [text_pair], False
+    if (
+        isinstance(text, tuple)
+        and len(text) == 2
+        and text_pair is None
+        and all(isinstance(t, str) for t in text)
+    ):
+        return [text[0]], [text[1]], False  # a single (text, pair) tuple
+    if not isinstance(text, (list, tuple)):
+        raise TypeError(f"text must be a str or a list of str, not {type(text).__name__}")
+    firsts = list(text)
+    if text_pair is not None:
+        if isinstance(text_pair, str) or len(text_pair) != len(firsts):
+            raise ValueError(
+                f"text_pair must be a list as long as text ({len(firsts)}), got {type(text_pair).__name__}"
+            )
+        return firsts, list(text_pair), True
+    if firsts and all(isinstance(t, (tuple, list)) for t in firsts):
+        for t in firsts:
+            if len(t) != 2:
+                raise ValueError(f"a pair must hold two texts, got {len(t)}")
+        return [t[0] for t in firsts], [t[1] for t in firsts], True
+    return firsts, None, True
+
+
+def _parse_words(text: Any, text_pair: Any) -> tuple[list[Any], list[Any] | None, bool]:
+    """_parse_inputs for is_split_into_words: a list of words, or a batch (list) of lists of words."""
+
+    def lists(value: Any, name: str) -> tuple[list[list[Any]], bool]:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(
+                f"with is_split_into_words=True, {name} must be a list of words or a list of such lists, "
+                f"not {type(value).__name__}"
+            )
+        batched = bool(value) and isinstance(value[0], (list, tuple))
+        if batched and not all(isinstance(words, (list, tuple)) for words in value):
+            raise TypeError(f"{name} mixes lists of words with other values")
+        return ([list(words) for words in value] if batched else [list(value)]), batched
+
+    firsts, batched = lists(text, "text")
+    if text_pair is None:
+        return firsts, None, batched
+    seconds, pair_batched = lists(text_pair, "text_pair")
+    if pair_batched != batched or len(seconds) != len(firsts):
+        raise ValueError(
+            "text_pair must have text's shape: a list of words, or as many lists of words as text"
+        )
+    return firsts, seconds, batched
+
+
+def _side(value: str, name: str) -> str:
+    if value not in ("left", "right"):
+        raise ValueError(f"{name} must be 'left' or 'right', got {value!r}")
+    return value
+
+
+_PADDED_KEYS = ("input_ids", "token_type_ids", "attention_mask", "special_tokens_mask")
+
+
+def _pad_target(
+    lengths: list[int], mode: str | None, max_length: int | None, multiple: int | None
+) -> int | None:
+    """The length rows are padded to: the longest or max_length, rounded up to a multiple; None for no padding."""
+    if mode == "longest":
+        target = max(lengths, default=0)
+    elif mode == "max_length" and max_length is not None:
+        target = max_length
+    else:
+        return None
+    if multiple and target % multiple:
+        target = (target // multiple + 1) * multiple
+    return target
+
+
+def _padded(row: Sequence[Any], value: Any, target: int, left: bool) -> list[Any]:
+    row = list(row)
+    if len(row) >= target:
+        return row
+    return [value] * (target - len(row)) + row if left else row + [value] * (target - len(row))
+
+
+def _lay_out(
+    rows: list[_Row], values: list[list[list[Any]]], start: list[Any], sep: list[Any]
+) -> list[list[Any]]:
+    """Per row: start + the row's range of its first text's values + sep (+ the second text's range + sep)."""
+    first = values[0]
+    out = []
+    for r in rows:
+        row = start + first[r.sample][r.a[0] : r.a[1]] + sep
+        if r.b is not None:
+            row += values[1][r.sample][r.b[0] : r.b[1]] + sep
+        out.append(row)
+    return out
+
+
 def _id_list(ids: Any) -> list[int]:
     if hasattr(ids, "tolist"):
         ids = ids.tolist()
@@ -1386,26 +1829,35 @@ def _id_list(ids: Any) -> list[int]:
     return [int(i) for i in ids]
 
 
-def _to_tensors(data: dict[str, Any], kind: str, batched: bool) -> dict[str, Any]:
+# Keys that hold token ids, masks and positions: int64 tensors. Others (labels) keep their type.
+_INT_KEYS = frozenset(_PADDED_KEYS + ("offset_mapping", "length", "overflow_to_sample_mapping"))
+
+
+def _to_tensors(data: dict[str, Any], kind: str, prepend_batch_axis: bool) -> dict[str, Any]:
     if kind not in ("pt", "np"):
         raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {kind!r}")
+    if kind == "pt":
+        import torch
     out = {}
     for key, value in data.items():
-        rows = value if batched else [value]
-        if key != "length" and len({len(r) for r in rows}) > 1:
+        rows = [value] if prepend_batch_axis else value
+        if (
+            isinstance(rows, list)
+            and rows
+            and isinstance(rows[0], (list, tuple))
+            and len({len(r) for r in rows}) > 1
+        ):
             raise ValueError(
                 f"cannot make a tensor of {key}: its rows have different lengths; pass padding=True (and "
                 "truncation=True) to make them equal"
             )
+        if key not in _INT_KEYS:
+            out[key] = torch.tensor(rows) if kind == "pt" else np.asarray(rows)
+            continue
         array = np.asarray(rows, dtype=np.int64)
         if key == "offset_mapping" and array.size == 0:
             array = array.reshape(len(rows), -1, 2)
-        if kind == "pt":
-            import torch
-
-            out[key] = torch.from_numpy(array)
-        else:
-            out[key] = array
+        out[key] = torch.from_numpy(array) if kind == "pt" else array
     return out
 
 
@@ -1453,6 +1905,9 @@ def _read_settings(directory: Path) -> dict[str, Any]:
             raise ValueError(f"{path} is not valid JSON ({e})") from None
         for key in ("do_lower_case", "remove_space", "keep_accents", "clean_up_tokenization_spaces"):
             if isinstance(data.get(key), bool):
+                settings[key] = data[key]
+        for key in ("padding_side", "truncation_side"):
+            if data.get(key) in ("left", "right"):
                 settings[key] = data[key]
         max_len = data.get("model_max_length")
         if isinstance(max_len, int) and 0 < max_len < 1_000_000:  # transformers writes 1e30 for "unlimited"
