@@ -1,10 +1,10 @@
 """The fast-tokenizer API of AlbertTokenizer against transformers 4.57.1: windows with a stride
 (return_overflowing_tokens), lists of words (is_split_into_words), word ids and token/char/word spans,
-left padding and truncation.
+pad() under transformers' own data collators, left padding and truncation, convert_tokens_to_string.
 
 Windows, word ids and spans are compared row by row with AlbertTokenizerFast on texts where its ids equal
 the slow tokenizer's (ours equal the slow one's everywhere: tests/test_tokenizer.py) and its offsets ours;
-ids of lists of words and truncation without windows are compared with the slow tokenizer.
+ids of lists of words, truncation without windows and pad() are compared with the slow tokenizer.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 import pickle
 import random
 
+import numpy as np
 import pytest
+import torch
 
 from conftest import spiece_or_skip
 from openalbert.tokenizer import AlbertTokenizer, BatchEncoding, CharSpan, TokenSpan
@@ -361,7 +363,138 @@ def test_sides_are_saved_and_read(tmp_path) -> None:
     assert (theirs.padding_side, theirs.truncation_side) == ("left", "left")
 
 
+# ---- pad() and transformers' data collators ----------------------------------------------------------------
+
+
+def _features(enc, labels: list) -> list[dict]:
+    return [{key: value[i] for key, value in enc.items()} | {"label": labels[i]} for i in range(len(labels))]
+
+
+def _equal(ours, theirs) -> None:
+    assert ours.keys() == theirs.keys()
+    for key in theirs:
+        a, b = ours[key], theirs[key]
+        if isinstance(b, torch.Tensor):
+            assert isinstance(a, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), key
+        elif isinstance(b, np.ndarray):
+            assert isinstance(a, np.ndarray) and a.dtype == b.dtype and np.array_equal(a, b), key
+        else:
+            assert a == b, key
+
+
+def test_pad_under_data_collator_with_padding(tok: AlbertTokenizer, slow, agreed: list[str]) -> None:
+    from transformers import DataCollatorWithPadding
+
+    texts = agreed[:16]
+    ours = _features(tok(texts, truncation=True, max_length=48), list(range(16)))
+    theirs = _features(slow(texts, truncation=True, max_length=48), list(range(16)))
+    assert ours == theirs
+    for options in (
+        {},
+        {"pad_to_multiple_of": 8},
+        {"padding": "max_length", "max_length": 64},
+        {"return_tensors": "np"},
+    ):
+        batch = DataCollatorWithPadding(tokenizer=tok, **options)(ours)
+        _equal(batch, DataCollatorWithPadding(tokenizer=slow, **options)(theirs))
+        assert "labels" in batch and "label" not in batch
+    # Float labels (regression) stay floats; other keys stay as they are; a dict of lists; tensors in.
+    floats = [dict(f, label=float(f["label"]) / 3) for f in ours]
+    _equal(DataCollatorWithPadding(tok)(floats), DataCollatorWithPadding(slow)(floats))
+    enc = tok(texts[:4], return_special_tokens_mask=True)
+    data = dict(enc) | {"labels": [[1, 2], [3], [], [4, 5, 6]]}
+    _equal(tok.pad(data), slow.pad(dict(data)))
+    _equal(tok.pad(data, padding_side="left"), slow.pad(dict(data), padding_side="left"))
+    one = {key: value[0] for key, value in data.items()}
+    _equal(tok.pad(one, pad_to_multiple_of=16), slow.pad(dict(one), pad_to_multiple_of=16))
+    rows = [{"input_ids": ids} for ids in enc["input_ids"]]
+    tensors = [{"input_ids": torch.tensor(ids)} for ids in enc["input_ids"]]
+    _equal(tok.pad(tensors), slow.pad(rows, return_tensors="pt"))  # tensors in: tensors out
+    _equal(tok.pad(tensors, return_tensors="np"), slow.pad(rows, return_tensors="np"))
+    with pytest.raises(ValueError, match="input_ids"):
+        tok.pad([{"label": 1}])
+    with pytest.raises(ValueError):
+        tok.pad(data, return_tensors="pt")  # ragged labels cannot be a tensor (transformers raises too)
+    with pytest.raises(ValueError, match="only on the output"):
+        tok.pad(data).word_ids()
+
+
+def _aligned_labels(enc, tags: list[list[int]]) -> list[list[int]]:
+    """transformers' token-classification recipe: a word's tag on its first token, -100 elsewhere."""
+    out = []
+    for i, word_tags in enumerate(tags):
+        labels, previous = [], None
+        for word in enc.word_ids(i):
+            labels.append(-100 if word is None or word == previous else word_tags[word])
+            previous = word
+        out.append(labels)
+    return out
+
+
+def test_token_classification_recipe_and_collator(
+    tok: AlbertTokenizer, slow, fast, agreed: list[str]
+) -> None:
+    from transformers import DataCollatorForTokenClassification
+
+    words = [t.split() for t in agreed[:60] if t.split()]
+    pairs = zip(
+        words,
+        slow(words, is_split_into_words=True)["input_ids"],
+        fast(words, is_split_into_words=True)["input_ids"],
+    )
+    sentences = [w for w, expected, theirs in pairs if theirs == expected][:32]  # where the fast one agrees
+    tags = [[len(w) % 5 for w in words] for words in sentences]
+    kwargs = dict(is_split_into_words=True, truncation=True, max_length=32)
+    ours, theirs = tok(sentences, **kwargs), fast(sentences, **kwargs)
+    labels = _aligned_labels(ours, tags)
+    assert labels == _aligned_labels(theirs, tags)
+    assert ours["input_ids"] == theirs["input_ids"]
+    features = [{"input_ids": ids, "labels": lab} for ids, lab in zip(ours["input_ids"], labels)]
+    for options in ({}, {"pad_to_multiple_of": 8}):
+        expected = DataCollatorForTokenClassification(tokenizer=slow, **options)(features)
+        _equal(DataCollatorForTokenClassification(tokenizer=tok, **options)(features), expected)
+    left = AlbertTokenizer(spiece_or_skip(), padding_side="left")
+    slow_left = transformers.AlbertTokenizer(vocab_file=str(spiece_or_skip()), padding_side="left")
+    _equal(
+        DataCollatorForTokenClassification(left)(features),
+        DataCollatorForTokenClassification(slow_left)(features),
+    )
+
+
 # ---- the rest -----------------------------------------------------------------------------------------------
+
+
+def test_convert_tokens_to_string_equals_the_slow_tokenizers(tok: AlbertTokenizer, slow) -> None:
+    texts = corpus()[::4]
+    for ids in slow(texts)["input_ids"]:
+        tokens = slow.convert_ids_to_tokens(ids)
+        assert tok.convert_tokens_to_string(tokens) == slow.convert_tokens_to_string(tokens), tokens
+    odd = [
+        "▁hello",
+        "[MASK]",
+        "▁wor",
+        "ld",
+        "[SEP]",
+        "<pad>",
+        "not-a-piece",
+        "▁",
+        "<unk>",
+        ",",
+        "[CLS]",
+        "[CLS]",
+        "▁b",
+    ]
+    assert tok.convert_tokens_to_string(odd) == slow.convert_tokens_to_string(odd)
+    assert tok.convert_tokens_to_string([]) == ""
+    added, slow_added = (
+        AlbertTokenizer(spiece_or_skip()),
+        transformers.AlbertTokenizer(vocab_file=str(spiece_or_skip())),
+    )
+    for tokenizer in (added, slow_added):
+        tokenizer.add_tokens(["NewTok"])
+        tokenizer.add_tokens(["[NEW]"], special_tokens=True)
+    for tokens, text in ((["▁a", "newtok", "▁b"], "anewtok b"), (["▁a", "[NEW]", "▁c"], "a[NEW]c")):
+        assert added.convert_tokens_to_string(tokens) == slow_added.convert_tokens_to_string(tokens) == text
 
 
 def test_is_fast_and_pickled_encodings(tok: AlbertTokenizer) -> None:

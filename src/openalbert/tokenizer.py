@@ -21,7 +21,7 @@ import re
 import struct
 import sys
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from itertools import accumulate
@@ -1456,6 +1456,58 @@ class AlbertTokenizer:
             if key in data:
                 data[key] = [_padded(row, fill[key], target, left) for row in data[key]]
 
+    def pad(
+        self,
+        encoded_inputs: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Pad encoded inputs to the longest (or to max_length), as transformers' `tokenizer.pad` does.
+
+        Takes one encoding, a dict of lists or a list of dicts (what DataCollatorWithPadding passes); pads
+        input_ids, token_type_ids, attention_mask (made when missing) and special_tokens_mask, and leaves
+        other keys such as labels as they are. Tensors in give tensors of the same kind out.
+        """
+        if isinstance(encoded_inputs, (list, tuple)):
+            if not encoded_inputs or not isinstance(encoded_inputs[0], Mapping):
+                raise TypeError("pad() takes a dict of lists or a non-empty list of dicts")
+            data = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
+        elif isinstance(encoded_inputs, Mapping):
+            data = dict(encoded_inputs)
+        else:
+            raise TypeError(
+                f"pad() takes a dict of lists or a list of dicts, not {type(encoded_inputs).__name__}"
+            )
+        if "input_ids" not in data:
+            raise ValueError(f"pad() needs input_ids among the inputs; they hold {list(data)}")
+        kind = _framework(data["input_ids"])
+        if kind is not None:
+            data = {key: _to_python(value) for key, value in data.items()}
+        ids = data["input_ids"]
+        batched = bool(ids) and isinstance(ids[0], (list, tuple))
+        if not batched:
+            data = {key: [value] for key, value in data.items()}
+        elif len({len(value) for value in data.values()}) > 1:
+            raise ValueError(
+                f"pad() needs one value per example for every key; got {[len(v) for v in data.values()]}"
+            )
+        pad_mode, _, max_length = self._strategies(padding, False, max_length, None)
+        left = _side(padding_side or self.padding_side, "padding_side") == "left"
+        if return_attention_mask is not False and "attention_mask" not in data:
+            data["attention_mask"] = [[1] * len(r) for r in data["input_ids"]]
+        target = _pad_target([len(r) for r in data["input_ids"]], pad_mode, max_length, pad_to_multiple_of)
+        if target is not None:
+            self._pad_rows(data, target, left, _PADDED_KEYS)
+        if not batched:
+            data = {key: value[0] for key, value in data.items()}
+        kind = return_tensors or kind
+        return BatchEncoding(_to_tensors(data, kind, prepend_batch_axis=False) if kind else data)
+
     def _strategies(
         self, padding: bool | str, truncation: bool | str | None, max_length: int | None, multiple: int | None
     ) -> tuple[str | None, str | None, int | None]:
@@ -1563,15 +1615,23 @@ class AlbertTokenizer:
 
     def _decode_run(self, ids: list[int]) -> str:
         """Text of ids without added tokens: SentencePiece's decoding, special tokens written as themselves."""
-        out, run, prev_special = [], [], False
-        for i in ids:
-            if i in self._special_ids:
+        return self.convert_tokens_to_string([self._pieces[i] for i in ids])
+
+    def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
+        """Text of a list of pieces, as the slow tokenizer joins them: SentencePiece decodes the runs between
+        special tokens, which are written as themselves."""
+        specials = {t.content for t in self._specials.values() if t.special}
+        out: list[str] = []
+        run: list[str] = []
+        prev_special = False
+        for token in tokens:
+            if token in specials:
                 if not prev_special:
                     out.append(" ")
-                out.append(self._sp.decode(run) + self._pieces[i])
+                out.append(self._sp.decode(run) + token)
                 run, prev_special = [], True
             else:
-                run.append(i)
+                run.append(token)
                 prev_special = False
         out.append(self._sp.decode(run))
         return "".join(out).strip()
@@ -1859,6 +1919,23 @@ def _to_tensors(data: dict[str, Any], kind: str, prepend_batch_axis: bool) -> di
             array = array.reshape(len(rows), -1, 2)
         out[key] = torch.from_numpy(array) if kind == "pt" else array
     return out
+
+
+def _framework(value: Any) -> str | None:
+    """'pt' or 'np' when value, or its first row, is a torch tensor or a numpy array (what pad() returns)."""
+    if isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    if type(value).__module__.split(".")[0] == "torch":
+        return "pt"
+    return "np" if isinstance(value, np.ndarray) else None
+
+
+def _to_python(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_to_python(v) for v in value]
+    return value
 
 
 def _clean_up_spaces(text: str) -> str:
