@@ -14,6 +14,7 @@ from openalbert.finetuning.metrics import (
     get_entities,
     macro_f1,
     matthews_corrcoef,
+    multi_label_metrics,
     normalize_answer,
     pearson,
     regression_metrics,
@@ -67,6 +68,22 @@ def test_against_scikit_learn_and_scipy():
         b = [x + rng.random() for x in a]
         assert pearson(a, b) == pytest.approx(stats.pearsonr(a, b)[0])
         assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b)[0])
+
+
+def test_multi_label_against_scikit_learn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is not installed")
+    rng = random.Random(1)
+    names = ["a", "b", "c", "d"]
+    for _ in range(20):
+        n = rng.randint(3, 40)
+        gold = [[x for x in names if rng.random() < 0.4] for _ in range(n)]
+        pred = [[x for x in names if (x in g) != (rng.random() < 0.25)] for g in gold]
+        Y = [[int(x in g) for x in names] for g in gold]
+        P = [[int(x in p) for x in names] for p in pred]
+        got = multi_label_metrics(pred, gold, names)
+        assert got["f1_micro"] == pytest.approx(sklearn_metrics.f1_score(Y, P, average="micro", zero_division=0))
+        assert got["f1_macro"] == pytest.approx(sklearn_metrics.f1_score(Y, P, average="macro", zero_division=0))
+        assert got["exact_match"] == pytest.approx(sklearn_metrics.accuracy_score(Y, P))
 
 
 def test_entities_follow_conlleval_rules():

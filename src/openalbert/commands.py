@@ -377,8 +377,14 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", default="label", help="text-classification: the label column")
     p.add_argument(
         "--problem-type",
-        choices=["regression", "single_label_classification"],
-        help="text-classification: default regression for a float label column, else classification",
+        choices=["regression", "single_label_classification", "multi_label_classification"],
+        help="text-classification: default regression for a float label column, multi-label for a column of "
+        "lists, else classification",
+    )
+    p.add_argument(
+        "--label-separator",
+        default=",",
+        help="multi_label_classification: what joins a row's labels in a text label column (default ',')",
     )
     p.add_argument(
         "--label-all-tokens",
@@ -431,6 +437,7 @@ def _finetune(args: argparse.Namespace) -> int:
         text_pair_column=args.text_pair_column,
         label_column=args.label_column,
         problem_type=args.problem_type,
+        label_separator=args.label_separator,
         label_all_tokens=args.label_all_tokens,
         doc_stride=args.doc_stride,
         max_question_length=args.max_question_length,

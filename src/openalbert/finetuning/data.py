@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from openalbert.pipelines.base import truncate_pair
@@ -145,7 +146,8 @@ def _missing(value: Any) -> bool:
 
 @dataclass
 class ClassificationData:
-    """Texts (and optional second texts) with their labels: strings, or floats for regression."""
+    """Texts (and optional second texts) with their labels: strings, floats for regression, or tuples of
+    strings where the label column holds lists (multi-label)."""
 
     path: Path
     texts: list[str]
@@ -154,6 +156,7 @@ class ClassificationData:
     is_float: bool
     where: Callable[[int], str]
     columns: tuple[str, str | None, str] = ("text", None, "label")
+    is_multi: bool = False
 
 
 def _pick_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str], what: str,
@@ -170,11 +173,14 @@ def read_text_classification(
     text_column: str | None = None,
     text_pair_column: str | None = None,
     label_column: str = "label",
+    label_separator: str | None = None,
 ) -> ClassificationData:
     """Read a table of texts (or text pairs) and labels; column names are detected when not given.
 
-    A float label column (pandas dtype float) marks a regression task; any other label becomes a
-    class name (its string form). Missing texts or labels are errors naming the line.
+    A float label column (pandas dtype float) marks a regression task; a column of lists (JSONL, Parquet)
+    a multi-label one, each label a tuple of class names, as is a text column split at `label_separator`
+    when it is given (an empty cell: no label); any other label becomes a class name (its string form).
+    Missing texts or labels are errors naming the line.
     """
     table = read_table(path)
     frame, where = table.frame, table.where
@@ -188,11 +194,24 @@ def read_text_classification(
         )
     pair = _pick_column(columns, text_pair_column, PAIR_COLUMNS, "text-pair", table.path, exclude=[text])
     labels = frame[label_column]
+    is_multi = any(isinstance(v, (list, tuple, np.ndarray)) for v in labels)
+    if label_separator is not None and not is_multi:
+        labels = [
+            () if _missing(v) else [n for n in str(v).split(label_separator) if n.strip()] for v in labels
+        ]
+        is_multi = True
     for i, value in enumerate(labels):
-        if _missing(value) or (isinstance(value, str) and not value.strip()):
+        if is_multi and not isinstance(value, (list, tuple, np.ndarray)):
+            raise DataError(
+                f"{where(i)}: the label ({label_column!r}) must be a list, as other rows' are; got {value!r}"
+            )
+        if not is_multi and (_missing(value) or (isinstance(value, str) and not value.strip())):
             raise DataError(f"{where(i)}: the label ({label_column!r}) is missing")
-    is_float = _pandas().api.types.is_float_dtype(labels.dtype)
-    out_labels = [float(v) for v in labels] if is_float else [label_name(v) for v in labels]
+    is_float = not is_multi and _pandas().api.types.is_float_dtype(frame[label_column].dtype)
+    if is_multi:
+        out_labels: list[Any] = [tuple(label_name(v) for v in value) for value in labels]
+    else:
+        out_labels = [float(v) for v in labels] if is_float else [label_name(v) for v in labels]
     texts_by_column = []
     for name in (text, pair):
         if name is None:
@@ -212,6 +231,7 @@ def read_text_classification(
         is_float,
         where,
         (text, pair, label_column),
+        is_multi,
     )
 
 
@@ -278,7 +298,12 @@ def classification_features(
     for i, label in enumerate(data.labels):
         a, b = truncate_pair(firsts[i], seconds[i] if seconds is not None else None, budget)
         ids, types = _pair_ids(tokenizer, a, b)
-        target = float(label) if label2id is None else label2id[label]
+        if label2id is None:
+            target: Any = float(label)
+        elif isinstance(label, tuple):  # multi-label: one 0/1 target per class
+            target = [float(name in label) for name in label2id]
+        else:
+            target = label2id[label]
         features.append({"input_ids": ids, "token_type_ids": types, "labels": target})
     return features
 
@@ -699,7 +724,8 @@ class FeatureDataset(torch.utils.data.Dataset):
 
 def pad_collate(pad_token_id: int) -> Callable[[Sequence[Feature]], dict[str, torch.Tensor]]:
     """A collate function padding each batch to its longest row: ids with `pad_token_id`, segment ids
-    and the attention mask with 0, list labels with -100; nested rows (multiple choice) as (B, N, T)."""
+    and the attention mask with 0, list labels with -100 (multi-label targets, float lists, as they are);
+    nested rows (multiple choice) as (B, N, T)."""
 
     def collate(features: Sequence[Feature]) -> dict[str, torch.Tensor]:
         nested = isinstance(features[0]["input_ids"][0], list)
@@ -726,7 +752,9 @@ def pad_collate(pad_token_id: int) -> Callable[[Sequence[Feature]], dict[str, to
             if key in batch:
                 continue
             values = [f[key] for f in features]
-            if isinstance(values[0], list):
+            if isinstance(values[0], list) and values[0] and isinstance(values[0][0], float):
+                batch[key] = torch.tensor(values)  # multi-label targets: (B, num_labels), never padded
+            elif isinstance(values[0], list):
                 batch[key] = pad(values, -100)
             else:
                 batch[key] = torch.tensor(

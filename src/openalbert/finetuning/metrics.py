@@ -133,6 +133,31 @@ def classification_metrics(
     }
 
 
+def multi_label_metrics(
+    predictions: Sequence[Sequence[Hashable]],
+    references: Sequence[Sequence[Hashable]],
+    labels: Sequence[Hashable],
+) -> dict[str, float]:
+    """Each example's set of labels against the reference set: f1_micro (over every (example, label)
+    decision), f1_macro (the mean of each label's F1), exact_match (the whole set right; scikit-learn's
+    subset accuracy)."""
+    _check_lengths(predictions, references)
+    pred, gold = [set(p) for p in predictions], [set(r) for r in references]
+    tp = sum(len(p & g) for p, g in zip(pred, gold))
+    n_pred, n_gold = sum(map(len, pred)), sum(map(len, gold))
+    micro = 2 * tp / (n_pred + n_gold) if n_pred + n_gold else 0.0
+    per_label = []
+    for label in labels:
+        hits = sum(label in p and label in g for p, g in zip(pred, gold))
+        total = sum(label in p for p in pred) + sum(label in g for g in gold)
+        per_label.append(2 * hits / total if total else 0.0)
+    return {
+        "f1_micro": micro,
+        "f1_macro": sum(per_label) / len(per_label) if per_label else 0.0,
+        "exact_match": sum(p == g for p, g in zip(pred, gold)) / len(pred) if pred else 0.0,
+    }
+
+
 def regression_metrics(predictions: Sequence[float], references: Sequence[float]) -> dict[str, float]:
     """pearson, spearman, their mean (GLUE's STS-B score) and the mean squared error."""
     p, s = pearson(predictions, references), spearman(predictions, references)

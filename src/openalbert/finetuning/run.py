@@ -41,6 +41,7 @@ DEFAULT_METRIC = {
 METRICS = {
     "text-classification": ("accuracy", "f1_macro", "matthews", "loss"),
     "regression": ("pearson_spearman", "pearson", "spearman", "mse", "loss"),
+    "multi-label": ("f1_micro", "f1_macro", "exact_match", "loss"),
     "token-classification": ("f1", "precision", "recall", "accuracy", "loss"),
     "question-answering": (
         "f1",
@@ -54,6 +55,8 @@ METRICS = {
 }
 LOWER_IS_BETTER = ("loss", "mse")
 RESULTS_FILE = "eval_results.json"
+# text-classification's kinds (config.problem_type)
+PROBLEM_TYPES = ("single_label_classification", "regression", "multi_label_classification")
 
 
 @dataclass
@@ -146,17 +149,30 @@ def _prefixed(metrics: dict[str, Any]) -> dict[str, Any]:
 def _text_classification(
     train_path: Path, validation_path: Path, tokenizer: Any, max_length: int, collate: Callable, batch_size: int,
     bf16: bool, text_column: str | None, text_pair_column: str | None, label_column: str, problem_type: str | None,
+    label_separator: str = ",",
 ) -> _Task:  # fmt: skip
     columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
-    train_data = D.read_text_classification(train_path, **columns)
+    # Names joined in a text label column are split only where multi-label is asked for.
+    separator = label_separator if problem_type == "multi_label_classification" else None
+    train_data = D.read_text_classification(train_path, **columns, label_separator=separator)
     # The validation file must have the columns found in the training file.
     text, pair, label = train_data.columns
-    val_data = D.read_text_classification(validation_path, text, pair, label)
+    val_data = D.read_text_classification(validation_path, text, pair, label, separator)
     if problem_type is None:
-        problem_type = "regression" if train_data.is_float else "single_label_classification"
-    if problem_type not in ("regression", "single_label_classification"):
-        raise ValueError(
-            f"problem_type must be 'regression' or 'single_label_classification', got {problem_type!r}"
+        problem_type = (
+            "multi_label_classification"
+            if train_data.is_multi
+            else "regression"
+            if train_data.is_float
+            else "single_label_classification"
+        )
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
+    if problem_type == "multi_label_classification":
+        return _multi_label(train_data, val_data, tokenizer, max_length, collate, batch_size, bf16)
+    if train_data.is_multi:
+        raise D.DataError(
+            f"{train_data.path}: the labels are lists, which only multi_label_classification takes"
         )
     regression = problem_type == "regression"
     label2id = None
@@ -181,11 +197,7 @@ def _text_classification(
                 f"{train_data.path}: every example has the label {train_data.labels[0]!r}; need two or more"
             )
         D.check_labels(val_data.labels, label2id, val_data.where)
-        config = {
-            "id2label": {i: name for name, i in label2id.items()},
-            "label2id": dict(label2id),
-            "problem_type": "single_label_classification",
-        }
+        config = _label_config(label2id, "single_label_classification")
     train_features = D.classification_features(train_data, tokenizer, label2id, max_length)
     val_features = D.classification_features(val_data, tokenizer, label2id, max_length)
     names = list(label2id) if label2id else []
@@ -211,6 +223,46 @@ def _text_classification(
     metric = "pearson_spearman" if regression else "accuracy"
     return _Task(
         _model_class("AlbertForSequenceClassification"), train_features, config, evaluate, metric, summary
+    )
+
+
+def _label_config(label2id: dict[str, int], problem_type: str) -> dict[str, Any]:
+    return {
+        "id2label": {i: name for name, i in label2id.items()},
+        "label2id": dict(label2id),
+        "problem_type": problem_type,
+    }
+
+
+def _multi_label(
+    train_data: D.ClassificationData, val_data: D.ClassificationData, tokenizer: Any, max_length: int,
+    collate: Callable, batch_size: int, bf16: bool,
+) -> _Task:  # fmt: skip
+    """Any number of labels per text (a tuple of names each); one sigmoid per label (binary cross-entropy),
+    a label predicted where its probability is > 0.5."""
+    label2id = D.build_label_map([name for names in train_data.labels for name in names])
+    if not label2id:
+        raise D.DataError(f"{train_data.path}: no example has a label; multi-label data needs some")
+    for i, names in enumerate(val_data.labels):
+        D.check_labels(names, label2id, lambda _, i=i: val_data.where(i))
+    names = list(label2id)
+    config = _label_config(label2id, "multi_label_classification")
+    train_features = D.classification_features(train_data, tokenizer, label2id, max_length)
+    val_features = D.classification_features(val_data, tokenizer, label2id, max_length)
+
+    def evaluate(model: nn.Module) -> dict[str, Any]:
+        logits = torch.stack(
+            predict(model, val_features, collate, lambda o, r, f: o.logits[r].float().cpu(), batch_size, bf16)
+        )
+        gold = torch.tensor([f["labels"] for f in val_features])
+        chosen = [[names[j] for j in row.nonzero().flatten().tolist()] for row in logits > 0]
+        result = M.multi_label_metrics(chosen, val_data.labels, names)
+        return _prefixed({"loss": float(F.binary_cross_entropy_with_logits(logits, gold)), **result})
+
+    summary = {"labels": names, "train_examples": len(train_features), "validation_examples": len(val_features),
+               "problem_type": "multi_label_classification", "columns": list(train_data.columns)}  # fmt: skip
+    return _Task(
+        _model_class("AlbertForSequenceClassification"), train_features, config, evaluate, "f1_micro", summary
     )
 
 
@@ -393,6 +445,7 @@ def finetune(
     text_pair_column: str | None = None,
     label_column: str = "label",
     problem_type: str | None = None,
+    label_separator: str = ",",
     label_all_tokens: bool = False,
     doc_stride: int = 128,
     max_question_length: int = 64,
@@ -416,7 +469,8 @@ def finetune(
     """Fine-tune `model` (a directory, hub id or openalbert.DEFAULT_MODEL) for `task` and write the best
     checkpoint by the validation `metric` to `output_dir`.
 
-    Tasks: text-classification (CSV/TSV/JSONL/Parquet; float labels mean regression),
+    Tasks: text-classification (CSV/TSV/JSONL/Parquet; float labels mean regression, lists of labels or
+    problem_type="multi_label_classification" with `label_separator`-joined names mean multi-label),
     token-classification (CoNLL or JSONL tokens/tags), question-answering (SQuAD v1/v2 JSON or JSONL),
     multiple-choice (JSONL context/question/choices/label). Evaluates after every epoch; stops early
     after `early_stopping_patience` evaluations without improvement. `max_length` defaults to 128
@@ -459,7 +513,7 @@ def finetune(
     collate = D.pad_collate(tok.pad_token_id)
     if task == "text-classification":
         spec = _text_classification(train_path, val_path, tok, max_length, collate, eval_bs, bf16, text_column,
-                                    text_pair_column, label_column, problem_type)  # fmt: skip
+                                    text_pair_column, label_column, problem_type, label_separator)  # fmt: skip
     elif task == "token-classification":
         spec = _token_classification(
             train_path, val_path, tok, max_length, collate, eval_bs, bf16, label_all_tokens
@@ -471,7 +525,8 @@ def finetune(
         spec = _multiple_choice(train_path, val_path, tok, max_length, collate, eval_bs, bf16)
 
     metric = (metric or spec.default_metric).removeprefix("eval_")
-    known = METRICS["regression" if spec.summary.get("problem_type") == "regression" else task]
+    kind = {"regression": "regression", "multi_label_classification": "multi-label"}
+    known = METRICS[kind.get(spec.summary.get("problem_type"), task)]
     if metric not in known:
         raise ValueError(f"metric {metric!r} is not reported for {task}; choose one of {', '.join(known)}")
     metric_key = f"eval_{metric}"
