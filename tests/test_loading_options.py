@@ -244,6 +244,12 @@ def test_revision_cache_dir_subfolder_and_local_files_only(tmp_path):
         "someone/albert", cache_dir=cache, local_files_only=True, revision=old
     )
     assert config.hidden_dropout_prob == 0.2
+    tokenizer = openalbert.AlbertTokenizer.from_pretrained(openalbert.DEFAULT_MODEL)
+    tokenizer.save_pretrained(cache / "models--someone--albert" / "snapshots" / old / "tok")
+    again = openalbert.AlbertTokenizer.from_pretrained(
+        "someone/albert", cache_dir=cache, local_files_only=True, revision=old, subfolder="tok"
+    )
+    assert again("a text")["input_ids"] == tokenizer("a text")["input_ids"]
     missing = subprocess.run(
         [
             sys.executable,

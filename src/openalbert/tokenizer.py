@@ -533,16 +533,17 @@ class AlbertTokenizer:
         """Load from a directory (or hub id) holding spiece.model and optionally tokenizer_config.json.
 
         Without spiece.model, the SentencePiece model is rebuilt from a tokenizer.json that transformers
-        converted from one. Keyword arguments override the settings read from the directory. A path to
-        a `.model` file is accepted too.
+        converted from one. Keyword arguments override the settings read from the directory, except
+        transformers' hub options (`revision`, `cache_dir`, `subfolder`...: `checkpoint.HUB_OPTIONS`). A path
+        to a `.model` file is accepted too.
         """
+        from openalbert.checkpoint import hub_options, resolve_path
+
+        hub = hub_options(kwargs)
         path = Path(name_or_path).expanduser()
         if path.is_file():
             return cls(path, **kwargs)
-        if not path.is_dir():
-            from openalbert.checkpoint import resolve_path
-
-            path = resolve_path(name_or_path, filenames=TOKENIZER_FILES)
+        path = resolve_path(name_or_path, filenames=TOKENIZER_FILES, **hub)
         vocab: Path | bytes = path / VOCAB_NAME
         settings = _read_settings(path)
         if not vocab.is_file():  # type: ignore[union-attr]
