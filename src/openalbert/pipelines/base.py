@@ -71,6 +71,7 @@ class ForeignModel:
         return self  # both frameworks run without dropout unless told to train
 
     def __call__(self, return_dict: bool = True, **batch: torch.Tensor) -> types.SimpleNamespace:
+        # return_dict is taken as the PyTorch classes take it: the answer always is an object with fields
         T = batch["input_ids"].shape[-1]
         width = min(-(-T // self.LENGTH_STEP) * self.LENGTH_STEP, self.config.max_position_embeddings)
         # Right padding: ids, mask and segments 0, so the padded keys are masked out of attention.
@@ -85,8 +86,7 @@ def _refuse_pytorch_options(framework: str, *options: Any) -> None:
     if any(option is not None and option is not False for option in options):
         raise ValueError(
             f"device=, dtype=, quantization=, cuda_graphs= and fallback_margin= apply to PyTorch models; a {framework} "
-            "model runs "
-            "where its framework places it, in the precision it was built with"
+            "model runs where its framework places it, in the precision it was built with"
         )
 
 
