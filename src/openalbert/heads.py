@@ -129,8 +129,8 @@ def _pooled_only(
     None where the call also wants what the skipped positions hold (hidden states, attention maps) or masks
     heads."""
     attentions, hidden, _ = model.config.output_flags(output_attentions, output_hidden_states, None)
-    if ref is None or attentions or hidden or head_mask is not None:
-        return None
+    if ref is None or ref.dim() not in (2, 3) or attentions or hidden or head_mask is not None:
+        return None  # (malformed inputs get the model's own error)
     # (B, 1) zeros made from the input, so that a traced export keeps the batch axis dynamic
     return torch.zeros_like(ref[:, :1] if ref.dim() == 2 else ref[:, :1, 0], dtype=torch.long)
 
