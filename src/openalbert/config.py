@@ -67,10 +67,13 @@ class AlbertConfig:
     output_hidden_states: bool = False
     output_attentions: bool = False
     return_dict: bool = True
+    # {layer: [head, ...]} removed by prune_heads (layers numbered across the shared groups' inner layers).
+    pruned_heads: dict[int, list[int]] = field(default_factory=dict)
     # Keys of a config.json that this class does not model, kept verbatim for the round trip.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        self.pruned_heads = {int(k): sorted(int(h) for h in v) for k, v in (self.pruned_heads or {}).items()}
         if self.id2label is not None:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
             object.__setattr__(self, "num_labels", len(self.id2label))
@@ -195,8 +198,12 @@ class AlbertConfig:
             if f.name in ("extra", "num_labels"):
                 continue  # num_labels is implied by id2label, as transformers writes it
             value = getattr(self, f.name)
-            if f.name in _WRITTEN_WHEN_SET and value == f.default:
+            if f.name in _WRITTEN_WHEN_SET and value == (
+                f.default_factory() if f.default is dataclasses.MISSING else f.default
+            ):
                 continue
+            if f.name == "pruned_heads":
+                value = {str(k): v for k, v in value.items()}
             if f.name == "id2label":
                 value = {str(k): v for k, v in value.items()}
             out[f.name] = value
@@ -247,7 +254,7 @@ class AlbertConfig:
 
 
 # Written to config.json only when they differ from the default, as transformers writes them.
-_WRITTEN_WHEN_SET = ("output_hidden_states", "output_attentions", "return_dict")
+_WRITTEN_WHEN_SET = ("output_hidden_states", "output_attentions", "return_dict", "pruned_heads")
 
 
 def _preset(hidden: int, layers: int, heads: int, v1: bool) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -197,7 +197,8 @@ class AlbertAttention(nn.Module):
 
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
-        self.num_heads = config.num_attention_heads
+        self.num_heads = config.num_attention_heads  # fewer once heads are pruned (prune_heads)
+        self.pruned_heads: set[int] = set()
         self.head_dim = config.head_dim
         h = config.hidden_size
         self.query = Linear(h, h)
@@ -228,7 +229,8 @@ class AlbertAttention(nn.Module):
             return self._unpadded(hidden_states, unpadded), None
         if queries_at is not None:
             return self._at(hidden_states, attention_mask, queries_at), None
-        B, T, C = hidden_states.shape
+        B, T, _ = hidden_states.shape
+        C = self.num_heads * self.head_dim  # the hidden size, unless heads were pruned
         qkv = self._qkv(hidden_states)  # (B, T, 3C)
         probs = None
         no_padding = attention_mask is None and head_mask is None and not output_attentions
@@ -251,13 +253,35 @@ class AlbertAttention(nn.Module):
             context = context.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.LayerNorm(_add_residual(self.dense, context, hidden_states, self.output_dropout)), probs
 
+    def prune_heads(self, heads: Iterable[int]) -> None:
+        """Remove these heads (indices among the original config.num_attention_heads) from the projections:
+        the query, key and value rows and the output's columns of each go. transformers' numbering: a head
+        pruned before keeps its original index."""
+        drop = set(heads) - self.pruned_heads
+        if not drop:
+            return
+        kept = [
+            h for h in range(self.num_heads + len(self.pruned_heads)) if h not in self.pruned_heads | drop
+        ]
+        if not kept:
+            raise ValueError("pruning would remove every head of a layer; keep at least one")
+        # The rows of the current projections that belong to the kept heads (their current positions).
+        alive = [h for h in range(self.num_heads + len(self.pruned_heads)) if h not in self.pruned_heads]
+        rows = torch.cat([torch.arange(self.head_dim) + alive.index(h) * self.head_dim for h in kept])
+        for name in ("query", "key", "value"):
+            setattr(self, name, _cut_linear(getattr(self, name), rows, dim=0))
+        self.dense = _cut_linear(self.dense, rows, dim=1)
+        self.num_heads = len(kept)
+        self.pruned_heads |= drop
+        self.__dict__.pop("_pack_cache", None)  # the packed q|k|v weights are stale
+
     def _at(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None, queries_at: torch.Tensor
     ) -> torch.Tensor:
         """Attention for the queries at `queries_at` (B, R) only, over every key: (B, R, C). Training
         needs the last layer only where a loss reads it (masked tokens, [CLS])."""
-        B, T, C = hidden_states.shape
-        residual = hidden_states.gather(1, queries_at[..., None].expand(-1, -1, C))  # (B, R, C)
+        B, T, H = hidden_states.shape
+        residual = hidden_states.gather(1, queries_at[..., None].expand(-1, -1, H))  # (B, R, H)
 
         def heads(x: torch.Tensor) -> torch.Tensor:  # (B, L, C) -> (B, nh, L, hd)
             return x.view(B, -1, self.num_heads, self.head_dim).transpose(1, 2)
@@ -268,7 +292,7 @@ class AlbertAttention(nn.Module):
             heads(self.value(hidden_states)),
         )
         context = self._attend(q, k, v, self._with_positions(q, k, attention_mask, queries_at))
-        context = context.transpose(1, 2).reshape(B, -1, C)  # (B, R, C)
+        context = context.transpose(1, 2).reshape(B, -1, self.num_heads * self.head_dim)  # (B, R, C)
         return self.LayerNorm(_add_residual(self.dense, context, residual, self.output_dropout))
 
     def _unpadded(self, hidden_states: torch.Tensor, unpadded: Unpadded) -> torch.Tensor:
@@ -278,7 +302,7 @@ class AlbertAttention(nn.Module):
         `packed_attention` works on the packed tokens directly; otherwise sequences are grouped by length
         and padded within each group.
         """
-        C = hidden_states.shape[-1]
+        C = self.num_heads * self.head_dim
         qkv = self._qkv(hidden_states)  # (N, 3C)
         if self._kernel_serves(qkv):
             context = packed_attention.packed_attention(
@@ -549,9 +573,36 @@ class AlbertPreTrainedModel(nn.Module):
         self.config = config
 
     def post_init(self) -> None:
-        """Initialise every weight as the original does, then tie the MLM decoder to the embeddings."""
+        """Initialise every weight as the original does, tie the MLM decoder to the embeddings, and prune
+        the heads that config.pruned_heads names (a pruned checkpoint's shapes)."""
         self.apply(self._init_weights)
         self.tie_weights()
+        if self.config.pruned_heads:
+            self._prune_base(self.config.pruned_heads)
+
+    def prune_heads(self, heads_to_prune: dict[int, list[int]]) -> None:
+        """Remove attention heads, as transformers' `prune_heads`: {layer: [head, ...]}, where a layer is
+        numbered across the shared groups' inner layers (group = layer // inner_group_num), so with one
+        shared group layer 0 is the one layer every application uses. Recorded in config.pruned_heads,
+        which save_pretrained writes and from_pretrained applies again."""
+        for layer, heads in heads_to_prune.items():
+            merged = set(self.config.pruned_heads.get(int(layer), [])) | {int(h) for h in heads}
+            self.config.pruned_heads[int(layer)] = sorted(merged)
+        self._prune_base(heads_to_prune)
+
+    def _prune_base(self, heads_to_prune: dict[int, list[int]]) -> None:
+        base = getattr(self, self.base_model_prefix, self)
+        inner = self.config.inner_group_num
+        for layer, heads in heads_to_prune.items():
+            group, index = divmod(int(layer), inner)
+            if group >= self.config.num_hidden_groups:
+                raise ValueError(
+                    f"layer {layer} is beyond the {self.config.num_hidden_groups * inner} shared layers "
+                    "(num_hidden_groups x inner_group_num) that heads can be pruned in"
+                )
+            base.encoder.albert_layer_groups[group].albert_layers[index].attention.prune_heads(
+                int(h) for h in heads
+            )
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -926,6 +977,21 @@ def _key_mask(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(B, T) bool of the real keys -> (B, 1, 1, T) additive mask, written as BERT writes it, which
     ONNX Runtime's attention fusion recognises."""
     return (1.0 - real.to(dtype)[:, None, None, :]) * torch.finfo(dtype).min
+
+
+def _cut_linear(layer: Linear, index: torch.Tensor, dim: int) -> Linear:
+    """A copy of `layer` keeping only the output rows (dim 0) or input columns (dim 1) at `index`."""
+    weight = layer.weight.detach().index_select(dim, index.to(layer.weight.device)).clone()
+    bias = layer.bias
+    if bias is not None:
+        bias = (bias.detach()[index.to(bias.device)] if dim == 0 else bias.detach()).clone()
+    out = Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    out = out.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        out.weight.copy_(weight)
+        if bias is not None:
+            out.bias.copy_(bias)
+    return out
 
 
 def _expand_head_mask(
