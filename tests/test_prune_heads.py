@@ -83,3 +83,13 @@ def test_pruning_again_adds_heads_and_keeps_the_numbering(tmp_path):
         ours.prune_heads({4: [0]})
     with pytest.raises(ValueError, match="every head of a layer"):
         ours.prune_heads({1: [0, 1, 2, 3]})
+
+
+@pytest.mark.parametrize("cls", ["FlaxAlbertModel", "TFAlbertModel"])
+def test_flax_and_tf_name_a_pruned_checkpoint(cls, tmp_path):
+    pytest.importorskip("flax" if cls.startswith("Flax") else "tensorflow")
+    model = openalbert.AlbertModel(openalbert.AlbertConfig(**TINY))
+    model.prune_heads({0: [1]})
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"pruned attention heads \(config.pruned_heads = \{0: \[1\]\}\)"):
+        getattr(openalbert, cls).from_pretrained(tmp_path)

@@ -467,6 +467,15 @@ def load_config(
     return config
 
 
+def refuse_pruned(config: AlbertConfig, caller: str) -> None:
+    """The Flax and TF classes build every head, as transformers' do: a pruned checkpoint is named as such."""
+    if config.pruned_heads:
+        raise ValueError(
+            f"{caller} cannot load a model with pruned attention heads (config.pruned_heads = "
+            f"{config.pruned_heads}); the PyTorch classes can"
+        )
+
+
 def report_missing(caller: str, directory: Path, missing: list[str]) -> None:
     """Warn that the weights `missing` from the checkpoint were initialised (a head not yet trained)."""
     if missing:

@@ -42,6 +42,7 @@ from openalbert.checkpoint import (
     load_config,
     load_state_dict,
     merge_checkpoint,
+    refuse_pruned,
     resolve_weights,
     save_numpy_state,
 )
@@ -639,6 +640,7 @@ class FlaxAlbertPreTrainedModel:
         Parameters stay fp32; `dtype` is the computation's."""
         directory = resolve_weights(name_or_path, **hub_options(config_overrides))
         config = load_config(directory, config, config_overrides, cls.__name__)
+        refuse_pruned(config, cls.__name__)
         model = cls(config, seed=seed, dtype=dtype)
         state = {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
         state, info = merge_checkpoint(

@@ -36,6 +36,7 @@ from openalbert.checkpoint import (
     load_config,
     load_state_dict,
     merge_checkpoint,
+    refuse_pruned,
     resolve_weights,
     save_numpy_state,
 )
@@ -610,6 +611,7 @@ class TFAlbertPreTrainedModel(keras.Model):
         also returns them by name)."""
         directory = resolve_weights(name_or_path, **hub_options(config_overrides))
         config = load_config(directory, config, config_overrides, cls.__name__)
+        refuse_pruned(config, cls.__name__)
         model = cls(config)
         state = {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
         state, info = merge_checkpoint(
