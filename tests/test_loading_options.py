@@ -271,3 +271,31 @@ def test_revision_cache_dir_subfolder_and_local_files_only(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="no subfolder 'absent'"):
         AlbertModel.from_pretrained(tmp_path / "local", subfolder="absent")
+
+
+def test_model_helpers_that_adapter_libraries_call(saved):
+    ours = AlbertForSequenceClassification.from_pretrained(saved)
+    theirs = transformers.AlbertForSequenceClassification.from_pretrained(saved)
+    assert ours.name_or_path == theirs.name_or_path == str(saved)
+    assert ours.main_input_name == theirs.main_input_name == "input_ids"
+    assert ours.supports_gradient_checkpointing and ours.config.model_type == "albert"
+    assert ours.base_model is ours.albert and ours.albert.base_model is ours.albert
+    buffers = sum(b.numel() * b.element_size() for b in ours.buffers())
+    assert ours.get_memory_footprint() == ours.get_memory_footprint(return_buffers=False) + buffers
+    assert ours.get_memory_footprint(return_buffers=False) == theirs.get_memory_footprint(
+        return_buffers=False
+    )
+    # Frozen embeddings with gradient checkpointing: the hook gives the layers a graph to recompute.
+    ours.train()
+    ours.albert.embeddings.requires_grad_(False)
+    ours.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert ours.is_gradient_checkpointing
+    ours.enable_input_require_grads()
+    ours(**batch()).logits.sum().backward()
+    layer = ours.albert.encoder.albert_layer_groups[0].albert_layers[0]
+    assert layer.ffn.weight.grad is not None and ours.albert.embeddings.word_embeddings.weight.grad is None
+    ours.disable_input_require_grads()
+    with torch.no_grad():
+        assert not ours.get_input_embeddings()(torch.tensor([[1]])).requires_grad
+    ours.gradient_checkpointing_disable()
+    assert not ours.is_gradient_checkpointing

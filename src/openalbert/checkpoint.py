@@ -391,6 +391,7 @@ def load_pretrained(
     arguments that name a config field override it; HUB_OPTIONS go to the download."""
     directory = resolve_weights(name_or_path, **hub_options(config_overrides))
     config = load_config(directory, config, config_overrides, cls.__name__)
+    config.extra["_name_or_path"] = str(name_or_path)  # as transformers records it (model.name_or_path)
     state = load_state_dict(directory)
 
     model = cls(config)

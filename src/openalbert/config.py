@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 CONFIG_NAME = "config.json"
 
@@ -71,6 +71,8 @@ class AlbertConfig:
     pruned_heads: dict[int, list[int]] = field(default_factory=dict)
     # Keys of a config.json that this class does not model, kept verbatim for the round trip.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    model_type: ClassVar[str] = "albert"
 
     def __post_init__(self) -> None:
         self.pruned_heads = {int(k): sorted(int(h) for h in v) for k, v in (self.pruned_heads or {}).items()}

@@ -562,6 +562,8 @@ class AlbertPreTrainedModel(nn.Module):
     """Weight initialisation, `from_pretrained`/`save_pretrained` and helpers shared by all ALBERT models."""
 
     base_model_prefix = "albert"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
     # Weights that are the same tensor as another and are therefore not written to disk.
     _tied_weights_keys: tuple[str, ...] = ()
 
@@ -591,7 +593,7 @@ class AlbertPreTrainedModel(nn.Module):
         self._prune_base(heads_to_prune)
 
     def _prune_base(self, heads_to_prune: dict[int, list[int]]) -> None:
-        base = getattr(self, self.base_model_prefix, self)
+        base = self.base_model
         inner = self.config.inner_group_num
         for layer, heads in heads_to_prune.items():
             group, index = divmod(int(layer), inner)
@@ -626,11 +628,11 @@ class AlbertPreTrainedModel(nn.Module):
             output.weight = self.get_input_embeddings().weight
 
     def get_input_embeddings(self) -> nn.Embedding:
-        base = getattr(self, self.base_model_prefix, self)
+        base = self.base_model
         return base.embeddings.word_embeddings
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
-        base = getattr(self, self.base_model_prefix, self)
+        base = self.base_model
         base.embeddings.word_embeddings = value
 
     def get_output_embeddings(self) -> nn.Linear | None:
@@ -679,14 +681,51 @@ class AlbertPreTrainedModel(nn.Module):
             self.tie_weights()
         return new
 
-    def gradient_checkpointing_enable(self) -> None:
-        """Recompute each layer in the backward pass, trading compute for activation memory."""
-        base = getattr(self, self.base_model_prefix, self)
-        base.encoder.gradient_checkpointing = True
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict[str, Any] | None = None
+    ) -> None:
+        """Recompute each layer in the backward pass, trading compute for activation memory. transformers'
+        `gradient_checkpointing_kwargs` are accepted; the recomputation is always the non-reentrant kind,
+        which the shared layer (the same weights in every layer) needs."""
+        self.base_model.encoder.gradient_checkpointing = True
 
     def gradient_checkpointing_disable(self) -> None:
-        base = getattr(self, self.base_model_prefix, self)
-        base.encoder.gradient_checkpointing = False
+        self.base_model.encoder.gradient_checkpointing = False
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return bool(self.base_model.encoder.gradient_checkpointing)
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The encoder (`AlbertModel`) of a head, or the model itself."""
+        return getattr(self, self.base_model_prefix, self)
+
+    @property
+    def name_or_path(self) -> str:
+        """What `from_pretrained` loaded the model from (config `_name_or_path`, as transformers keeps it)."""
+        return str(self.config.extra.get("_name_or_path", ""))
+
+    def enable_input_require_grads(self) -> None:
+        """Make the input embeddings' output require grad, so that gradient checkpointing has something
+        to differentiate when the embeddings are frozen (adapters, LoRA), as transformers' method does."""
+
+        def require_grad(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+            output.requires_grad_(True)
+
+        self.__dict__["_require_grads_hook"] = self.get_input_embeddings().register_forward_hook(require_grad)
+
+    def disable_input_require_grads(self) -> None:
+        hook = self.__dict__.pop("_require_grads_hook", None)
+        if hook is not None:
+            hook.remove()
+
+    def get_memory_footprint(self, return_buffers: bool = True) -> int:
+        """Bytes of the parameters (and buffers), tied weights once."""
+        tensors = {id(t): t for t in self.parameters()}
+        if return_buffers:
+            tensors |= {id(t): t for t in self.buffers()}
+        return sum(t.numel() * t.element_size() for t in tensors.values())
 
     def set_attn_implementation(self, name: str) -> None:
         """Choose how attention runs: "unpadded" (padded batches skip their padding, whose outputs are
