@@ -81,8 +81,12 @@ def test_multi_label_against_scikit_learn():
         Y = [[int(x in g) for x in names] for g in gold]
         P = [[int(x in p) for x in names] for p in pred]
         got = multi_label_metrics(pred, gold, names)
-        assert got["f1_micro"] == pytest.approx(sklearn_metrics.f1_score(Y, P, average="micro", zero_division=0))
-        assert got["f1_macro"] == pytest.approx(sklearn_metrics.f1_score(Y, P, average="macro", zero_division=0))
+        assert got["f1_micro"] == pytest.approx(
+            sklearn_metrics.f1_score(Y, P, average="micro", zero_division=0)
+        )
+        assert got["f1_macro"] == pytest.approx(
+            sklearn_metrics.f1_score(Y, P, average="macro", zero_division=0)
+        )
         assert got["exact_match"] == pytest.approx(sklearn_metrics.accuracy_score(Y, P))
 
 
