@@ -240,3 +240,30 @@ def test_fp16_runs_on_onednns_fp32_packed_weights_where_the_avx2_kernel_does_not
     ours, theirs = ((got.float() - want).abs().max(), (pytorch.float() - want).abs().max())
     assert ours <= theirs * 1.25 + 1e-3, (ours, theirs)
     assert F.cosine_similarity(got.float().flatten(1), want.flatten(1), dim=-1).min() > 0.999
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("classifier", [False, True])  # True: the [CLS]-only last layer calls q, k, v alone
+def test_packed_weights_follow_writes_through_data(dtype, classifier):
+    """A write through `.data` bumps no version counter (PEFT's LoRA merge adds its delta that way): the
+    packed weights are checked again on the next forward pass and remade."""
+    torch.manual_seed(0)
+    cls = openalbert.AlbertForSequenceClassification if classifier else AlbertModel
+    model = cls(AlbertConfig(**TINY)).to(dtype).eval()
+    ids = torch.randint(5, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(1))
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            out = model(ids)
+        return (out.logits if classifier else out.last_hidden_state).float()
+
+    run()  # packs (where a kernel serves this dtype here)
+    layer = (model.albert if classifier else model).encoder.albert_layer_groups[0].albert_layers[0]
+    for weight in (layer.attention.query.weight, layer.ffn.weight, layer.attention.value.bias):
+        weight.data += 0.05
+    fresh = cls(AlbertConfig(**TINY)).to(dtype).eval()
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        expected = fresh(ids)
+    expected = (expected.logits if classifier else expected.last_hidden_state).float()
+    torch.testing.assert_close(run(), expected, atol=1e-6, rtol=1e-6)

@@ -195,17 +195,38 @@ def activate_and_add(
     return out if residual is None else residual + out
 
 
+# Counts forward passes (AlbertModel.forward starts one): a cached pack re-reads its weights' contents once
+# per pass, since ALBERT calls the same modules in every layer.
+_PASS = [0]
+
+
+def new_pass() -> None:
+    _PASS[0] += 1
+
+
+def _fingerprint(params: tuple[torch.Tensor, ...]) -> tuple[float, ...]:
+    """A sum of 16 sampled values of each tensor: what an in-place write through `.data`, which bumps no
+    version (PEFT's LoRA merge, weight surgery), changes."""
+    sums = []
+    for p in params:
+        flat = p.detach().reshape(-1)
+        sums.append(float(flat[:: max(1, flat.numel() // 16)].double().sum()))
+    return tuple(sums)
+
+
 def pack_cached(owner: nn.Module, packer: str, params: tuple[torch.Tensor, ...], build: Any) -> Any:
-    """`build()` (weights packed by `packer`) kept on `owner`, remade when any of `params` changes (in-place
-    updates bump a tensor's version) and dropped by `train()` (fused optimizers bump no version), so it
-    serves eval mode only. Not a buffer: never saved, never moved. Weights made under
-    torch.inference_mode() have no version counter; only an in-place write inside inference mode could
-    change them unseen."""
+    """`build()` (weights packed by `packer`) kept on `owner`, remade when any of `params` changes: in-place
+    updates bump a tensor's version; writes through `.data` do not, so once per forward pass (`new_pass`) a
+    sample of the values is compared too. Dropped by `train()` (fused optimizers bump no version), so it
+    serves eval mode only. Not a buffer: never saved, never moved."""
     key = (packer, *((None if p.is_inference() else p._version, p.data_ptr(), p.dtype) for p in params))
-    cache = owner.__dict__.get("_pack_cache")
+    cache = owner.__dict__.get("_pack_cache")  # (key, packed, fingerprint, pass checked)
+    if cache is not None and cache[0] == key and cache[3] != _PASS[0]:
+        same = _fingerprint(params) == cache[2]
+        cache = (key, cache[1], cache[2], _PASS[0]) if same else None
     if cache is None or cache[0] != key:
-        cache = (key, build())
-        owner.__dict__["_pack_cache"] = cache
+        cache = (key, build(), _fingerprint(params), _PASS[0])
+    owner.__dict__["_pack_cache"] = cache
     return cache[1]
 
 

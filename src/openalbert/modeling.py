@@ -847,6 +847,7 @@ class AlbertModel(AlbertPreTrainedModel):
         losses that read a few positions): (B, R) positions at which alone the last layer runs, so that
         last_hidden_state is (B, R, H) and the pooler reads the first of them (put [CLS], position 0, first)."""
         shape = self._check_inputs(input_ids, inputs_embeds, token_type_ids, position_ids)
+        linear.new_pass()  # packed weights re-check their contents once per pass (linear.pack_cached)
         output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict
         )
