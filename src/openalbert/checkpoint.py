@@ -596,7 +596,7 @@ def save_pretrained(
         _write_atomically(directory / name, lambda tmp, tensors=tensors: _save_tensors(tensors, tmp))
     if len(shards) > 1:
         index = {
-            "metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())},
+            "metadata": {"total_size": sum(t.nbytes for t in state.values())},
             "weight_map": {key: name for name, tensors in written.items() for key in tensors},
         }
         _write_atomically(
@@ -644,12 +644,11 @@ def _split_shards(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, 
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for key, tensor in state.items():
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > limit:
+        if shards[-1] and size + tensor.nbytes > limit:
             shards.append({})
             size = 0
         shards[-1][key] = tensor
-        size += nbytes
+        size += tensor.nbytes
     return shards
 
 

@@ -260,14 +260,12 @@ class AlbertAttention(nn.Module):
         drop = set(heads) - self.pruned_heads
         if not drop:
             return
-        kept = [
-            h for h in range(self.num_heads + len(self.pruned_heads)) if h not in self.pruned_heads | drop
-        ]
+        # The original indices of the current heads, in the order their rows stand in the projections.
+        alive = [h for h in range(self.num_heads + len(self.pruned_heads)) if h not in self.pruned_heads]
+        kept = [i for i, h in enumerate(alive) if h not in drop]
         if not kept:
             raise ValueError("pruning would remove every head of a layer; keep at least one")
-        # The rows of the current projections that belong to the kept heads (their current positions).
-        alive = [h for h in range(self.num_heads + len(self.pruned_heads)) if h not in self.pruned_heads]
-        rows = torch.cat([torch.arange(self.head_dim) + alive.index(h) * self.head_dim for h in kept])
+        rows = torch.cat([torch.arange(self.head_dim) + i * self.head_dim for i in kept])
         for name in ("query", "key", "value"):
             setattr(self, name, _cut_linear(getattr(self, name), rows, dim=0))
         self.dense = _cut_linear(self.dense, rows, dim=1)
@@ -725,7 +723,7 @@ class AlbertPreTrainedModel(nn.Module):
         tensors = {id(t): t for t in self.parameters()}
         if return_buffers:
             tensors |= {id(t): t for t in self.buffers()}
-        return sum(t.numel() * t.element_size() for t in tensors.values())
+        return sum(t.nbytes for t in tensors.values())
 
     def set_attn_implementation(self, name: str) -> None:
         """Choose how attention runs: "unpadded" (padded batches skip their padding, whose outputs are
