@@ -213,3 +213,51 @@ def test_tf_and_flax_files_are_read_or_named(tmp_path, monkeypatch):
         FileNotFoundError, match="expected one of model.safetensors.*tf_model.h5, flax_model.msgpack"
     ):
         openalbert.AlbertForMaskedLM.from_pretrained(tmp_path)
+
+
+def test_loading_draws_random_numbers_only_for_weights_the_checkpoint_lacks(mlm_dir, tmp_path):
+    path, model = mlm_dir
+    before = torch.random.get_rng_state()
+    loaded = AlbertForMaskedLM.from_pretrained(path)  # every weight is in the checkpoint
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert all(not t.is_meta for t in loaded.state_dict().values())
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+    # A new head: its weights are drawn as the model's initialisation draws them, the rest is loaded.
+    config = AlbertConfig(**TINY, initializer_range=0.5, num_labels=64)
+    AlbertModel(config).save_pretrained(tmp_path / "bare")
+    clf = AlbertForSequenceClassification.from_pretrained(tmp_path / "bare", num_labels=64)
+    assert not torch.equal(torch.random.get_rng_state(), before)
+    assert clf.classifier.weight.std().item() == pytest.approx(0.5, rel=0.1)
+    assert not clf.classifier.bias.any()
+    # A pretraining checkpoint without its output bias: zeros, and still the decoder's bias.
+    state = {
+        k: v
+        for k, v in model.state_dict().items()
+        if k not in ("predictions.bias", "predictions.decoder.bias")
+    }
+    (tmp_path / "nobias").mkdir()
+    model.config.save_pretrained(tmp_path / "nobias")
+    save_file(
+        {k: v.contiguous() for k, v in state.items() if k != "predictions.decoder.weight"},
+        tmp_path / "nobias" / "model.safetensors",
+    )
+    again = AlbertForMaskedLM.from_pretrained(tmp_path / "nobias")
+    assert not again.predictions.bias.any() and again.predictions.decoder.bias is again.predictions.bias
+    assert again.predictions.decoder.weight is again.albert.embeddings.word_embeddings.weight
+    torch.testing.assert_close(again.predictions.dense.weight, model.predictions.dense.weight)
+
+
+def test_a_loaded_model_trains_without_touching_its_checkpoint(mlm_dir):
+    path, _ = mlm_dir
+    on_disk = (path / "model.safetensors").read_bytes()
+    model = AlbertForMaskedLM.from_pretrained(path).train()
+    x = ids()
+    model(x, labels=x).loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert (path / "model.safetensors").read_bytes() == on_disk
+    assert not torch.equal(
+        model.albert.embeddings.word_embeddings.weight,
+        AlbertForMaskedLM.from_pretrained(path).albert.embeddings.word_embeddings.weight,
+    )

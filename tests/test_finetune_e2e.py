@@ -288,13 +288,14 @@ def test_question_answering_learns_to_extract_answers(pretrained, data_cache, tm
 def test_squad_v2_answers_and_abstains(pretrained, data_cache, tmp_path):
     files = fetch("question-answering", data_cache)
     result = finetune("question-answering", pretrained, files["train"], files["validation"], tmp_path / "qa",
-                      epochs=3, learning_rate=LR, batch_size=32, max_length=128,
+                      epochs=3, learning_rate=2 * LR, batch_size=32, max_length=128,
                       doc_stride=48, **RUN)  # fmt: skip
     assert results(tmp_path / "qa")["version_2"]
     metrics = result.metrics
     assert 0.0 <= metrics["eval_exact_match"] <= metrics["eval_f1"] <= 100.0
     # A third of the questions have no answer, so abstaining everywhere scores F1 33 and finds nothing:
-    # the model must abstain on some and find answers to others.
+    # the model must abstain on some and find answers to others. (At LR the best epoch, by F1, abstained
+    # almost everywhere for two seeds in three; at 2 * LR five seeds of five cleared both bars by 8 points.)
     assert metrics["eval_no_answer_f1"] >= 20.0 and metrics["eval_has_answer_f1"] >= 10.0, result.history
 
 

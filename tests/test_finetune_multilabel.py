@@ -42,8 +42,10 @@ def test_multi_label_from_lists_learns_the_topics(tmp_path):
         (tmp_path / f"{name}.jsonl").write_text("\n".join(rows) + "\n")
     out = tmp_path / "model"
     result = finetune("text-classification", openalbert.DEFAULT_MODEL, tmp_path / "train.jsonl",
-                      tmp_path / "validation.jsonl", out, epochs=4, learning_rate=1e-3, batch_size=16,
+                      tmp_path / "validation.jsonl", out, epochs=8, learning_rate=1e-3, batch_size=16,
                       max_length=32, **RUN)  # fmt: skip
+    # 8 epochs: with 4, three seeds in four ended at micro-F1 0.84-0.87, still rising; with 8 four of four
+    # ended at 0.98 or more.
     assert result.metric == "eval_f1_micro"
     assert {"eval_f1_micro", "eval_f1_macro", "eval_exact_match", "eval_loss"} <= set(result.metrics)
     assert result.metrics["eval_f1_micro"] > 0.9, result.metrics

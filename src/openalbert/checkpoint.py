@@ -394,7 +394,8 @@ def load_pretrained(
     config.extra["_name_or_path"] = str(name_or_path)  # as transformers records it (model.name_or_path)
     state = load_state_dict(directory)
 
-    model = cls(config)
+    with torch.device("meta"):
+        model = cls(config)  # shapes only: no memory, no random numbers for weights the checkpoint replaces
     expected = model.state_dict()
     state = _match_prefix(state, expected, model.base_model_prefix)
     tied = set(model._tied_weights_keys) if config.extra.get("tie_word_embeddings", True) else set()
@@ -419,8 +420,13 @@ def load_pretrained(
             f"checkpoint {directory} does not match {cls.__name__}: missing {missing}, "
             f"unexpected {unexpected}"
         )
-    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    _initialise(model, missing)
+    model.load_state_dict(
+        {k: v.contiguous() for k, v in state.items() if k in expected}, strict=False, assign=True
+    )
     model.tie_weights()
+    if any(t.is_meta for t in model.state_dict().values()):  # a weight neither loaded nor initialised
+        raise RuntimeError(f"{cls.__name__}: weights left unset: {_meta_names(model)}")
     report_missing(cls.__name__, directory, missing)
     if unexpected:
         # Another ALBERT head's weights (a pretraining checkpoint read as a masked LM) are expected to go
@@ -445,6 +451,20 @@ def load_pretrained(
             "mismatched_keys": [k for k, _, _ in mismatched],
         }
     return model
+
+
+def _initialise(model: AlbertPreTrainedModel, missing: list[str]) -> None:
+    """Give the modules that own `missing` weights real memory and the model's initialisation; the rest of
+    the meta-built model is assigned the checkpoint's tensors afterwards."""
+    owners = {name.rpartition(".")[0] for name in missing}
+    for name in sorted(owners):
+        module = model.get_submodule(name)
+        module.to_empty(device="cpu", recurse=False)
+        model._init_weights(module)
+
+
+def _meta_names(model: torch.nn.Module) -> list[str]:
+    return [k for k, t in model.state_dict().items() if t.is_meta]
 
 
 # transformers' from_pretrained arguments that pick a weight format; accepted here and not needed.

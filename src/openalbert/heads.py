@@ -153,6 +153,11 @@ class _MaskedLMBase(AlbertPreTrainedModel):
         super().tie_weights()
         self.predictions.decoder.bias = self.predictions.bias
 
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, AlbertMLMHead):
+            nn.init.zeros_(module.bias)
+
 
 # ---- the heads -----------------------------------------------------------------------------------------------
 

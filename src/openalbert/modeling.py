@@ -85,9 +85,6 @@ class AlbertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.position_embedding_type = config.position_embedding_type
-        self.register_buffer(
-            "position_ids", torch.arange(config.max_position_embeddings)[None], persistent=False
-        )
 
     def forward(
         self,
@@ -102,7 +99,7 @@ class AlbertEmbeddings(nn.Module):
         # With relative positions the original adds no absolute position embedding at all.
         if self.position_embedding_type == "absolute":
             if position_ids is None:
-                position_ids = self.position_ids[:, : inputs_embeds.shape[1]]
+                position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)[None]
             embeddings = embeddings + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(embeddings))  # (B, T, E)
 
@@ -781,7 +778,8 @@ class AlbertPreTrainedModel(nn.Module):
         keyword arguments set config fields (`output_hidden_states=True`, `num_labels=5`) or go to the hub
         download (`revision`, `cache_dir`, `local_files_only`, `token`, `subfolder`, `force_download`);
         `torch_dtype` and `device_map` are dtype and device by transformers' names (`checkpoint.placement`);
-        `low_cpu_mem_usage` is accepted and changes nothing (ALBERT's weights are small).
+        `low_cpu_mem_usage` is accepted and always on: the model is built without memory or random
+        initialisation and takes the checkpoint's tensors; only weights the checkpoint lacks are initialised.
         """
         from openalbert.checkpoint import load_pretrained, placement
 
