@@ -261,3 +261,24 @@ def test_a_loaded_model_trains_without_touching_its_checkpoint(mlm_dir):
         model.albert.embeddings.word_embeddings.weight,
         AlbertForMaskedLM.from_pretrained(path).albert.embeddings.word_embeddings.weight,
     )
+
+
+def test_loading_leaves_torch_init_working_and_imports_no_compiler(mlm_dir, monkeypatch):
+    path, _ = mlm_dir
+    original = torch.nn.init.normal_
+    monkeypatch.setattr(
+        openalbert.heads.AlbertMLMHead, "__init__", lambda self, config: 1 / 0
+    )  # the build fails
+    with pytest.raises(ZeroDivisionError):
+        AlbertForMaskedLM.from_pretrained(path)
+    assert torch.nn.init.normal_ is original
+    # In a fresh process, loading runs no meta-device initialisation, whose first call imports
+    # torch._dynamo (seconds of every CLI call).
+    code = textwrap.dedent(f"""
+        import sys, openalbert
+        openalbert.AlbertForMaskedLM.from_pretrained({str(path)!r})
+        openalbert.AlbertForSequenceClassification.from_pretrained({str(path)!r}, num_labels=3)
+        print("torch._dynamo" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -10,11 +10,12 @@ weights stored once, which transformers 4.x and 5.x load.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -394,7 +395,7 @@ def load_pretrained(
     config.extra["_name_or_path"] = str(name_or_path)  # as transformers records it (model.name_or_path)
     state = load_state_dict(directory)
 
-    with torch.device("meta"):
+    with torch.device("meta"), _no_init():
         model = cls(config)  # shapes only: no memory, no random numbers for weights the checkpoint replaces
     expected = model.state_dict()
     state = _match_prefix(state, expected, model.base_model_prefix)
@@ -451,6 +452,27 @@ def load_pretrained(
             "mismatched_keys": [k for k, _, _ in mismatched],
         }
     return model
+
+
+# What module constructors and _init_weights call to fill weights.
+_INIT_FUNCTIONS = ("normal_", "uniform_", "kaiming_uniform_", "xavier_uniform_", "trunc_normal_", "zeros_",
+                   "ones_", "constant_")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _no_init() -> Iterator[None]:
+    """torch.nn.init's filling functions leave their tensor as it is, while a model is built on the meta
+    device: there they would fill nothing, and the first would import torch._dynamo (2.6 s of a CLI call).
+    Process-wide, as transformers' no_init_weights: a model built in another thread meanwhile would stay
+    uninitialised."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+    for name in _INIT_FUNCTIONS:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(torch.nn.init, name, function)
 
 
 def _initialise(model: AlbertPreTrainedModel, missing: list[str]) -> None:
