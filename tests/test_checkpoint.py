@@ -282,3 +282,17 @@ def test_loading_leaves_torch_init_working_and_imports_no_compiler(mlm_dir, monk
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_loaded_model_saves_over_its_own_checkpoint(mlm_dir):
+    # The loaded tensors are read from the file as they are touched: saving into the same directory must not
+    # change them under the model (the file is replaced, not rewritten in place).
+    path, model = mlm_dir
+    loaded = AlbertForMaskedLM.from_pretrained(path)
+    with torch.no_grad():
+        loaded.predictions.bias.add_(1.0)
+    loaded.save_pretrained(path)
+    loaded.save_pretrained(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.predictions.bias, model.predictions.bias + 1.0)
+    same_logits(loaded, AlbertForMaskedLM.from_pretrained(path))
