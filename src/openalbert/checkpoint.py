@@ -426,8 +426,9 @@ def load_pretrained(
         {k: v.contiguous() for k, v in state.items() if k in expected}, strict=False, assign=True
     )
     model.tie_weights()
-    if any(t.is_meta for t in model.state_dict().values()):  # a weight neither loaded nor initialised
-        raise RuntimeError(f"{cls.__name__}: weights left unset: {_meta_names(model)}")
+    unset = [k for k, t in model.state_dict().items() if t.is_meta]  # neither loaded nor initialised
+    if unset:
+        raise RuntimeError(f"{cls.__name__}: weights left unset: {unset}")
     report_missing(cls.__name__, directory, missing)
     if unexpected:
         # Another ALBERT head's weights (a pretraining checkpoint read as a masked LM) are expected to go
@@ -483,10 +484,6 @@ def _initialise(model: AlbertPreTrainedModel, missing: list[str]) -> None:
         module = model.get_submodule(name)
         module.to_empty(device="cpu", recurse=False)
         model._init_weights(module)
-
-
-def _meta_names(model: torch.nn.Module) -> list[str]:
-    return [k for k, t in model.state_dict().items() if t.is_meta]
 
 
 # transformers' from_pretrained arguments that pick a weight format; accepted here and not needed.

@@ -204,9 +204,7 @@ class AlbertConfig:
                 f.default_factory() if f.default is dataclasses.MISSING else f.default
             ):
                 continue
-            if f.name == "pruned_heads":
-                value = {str(k): v for k, v in value.items()}
-            if f.name == "id2label":
+            if f.name in ("id2label", "pruned_heads"):  # JSON keys are strings
                 value = {str(k): v for k, v in value.items()}
             out[f.name] = value
         out["model_type"] = "albert"

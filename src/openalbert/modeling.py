@@ -1017,7 +1017,7 @@ def _key_mask(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _cut_linear(layer: Linear, index: torch.Tensor, dim: int) -> Linear:
     """A copy of `layer` keeping only the output rows (dim 0) or input columns (dim 1) at `index`."""
-    weight = layer.weight.detach().index_select(dim, index.to(layer.weight.device)).clone()
+    weight = layer.weight.detach().index_select(dim, index.to(layer.weight.device))  # a new tensor
     bias = layer.bias
     if bias is not None:
         bias = (bias.detach()[index.to(bias.device)] if dim == 0 else bias.detach()).clone()
