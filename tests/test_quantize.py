@@ -32,9 +32,23 @@ def test_int8_close_to_fp32_and_really_quantised():
     assert cos.min() > 0.99
     assert (got[keep] - ref[keep]).abs().max() > 1e-6  # int8 GEMMs really ran
     n_int8 = sum(isinstance(m, Int8Linear) for m in model.modules())
-    assert n_int8 == 1 + 6 * TINY["num_hidden_groups"] * TINY["inner_group_num"]
+    assert n_int8 == 1 + 7 * TINY["num_hidden_groups"] * TINY["inner_group_num"]  # 6 linears and q|k|v
     with pytest.raises(ValueError, match="quantised"):
         model.save_pretrained("/tmp/never-written")
+
+
+def test_int8_queries_keys_values_in_one_gemm_equal_three():
+    """The quantised layer's one q|k|v GEMM quantises its input once, with the scale each projection would
+    choose alone, so its output is theirs side by side, bit for bit."""
+    torch.manual_seed(0)
+    model = quantize_int8(openalbert.AlbertModel(openalbert.AlbertConfig(**TINY)))
+    attention = model.encoder.albert_layer_groups[0].albert_layers[0].attention
+    x = torch.randn(2, 9, TINY["hidden_size"]) * 3
+    with torch.no_grad():
+        three = torch.cat([attention.query(x), attention.key(x), attention.value(x)], dim=-1)
+        one = attention._qkv(x)
+    assert isinstance(attention.qkv, Int8Linear)
+    assert torch.equal(one, three)
 
 
 def test_int8_gemm_is_exact_integer_arithmetic_at_the_extremes():

@@ -382,7 +382,10 @@ class AlbertAttention(nn.Module):
         return scores if mask is None else scores + mask.to(scores.dtype)
 
     def _qkv(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """Queries, keys and values side by side (..., 3C): one GEMM on packed weights where it can."""
+        """Queries, keys and values side by side (..., 3C): one GEMM on packed weights where it can, or on
+        the int8 one that `quantize_int8` gives the layer."""
+        if "qkv" in self._modules:
+            return self.qkv(hidden_states)
         projections = (self.query, self.key, self.value)
         plain = all(type(p) is Linear for p in projections)  # not replaced by a quantised layer
         packer = linear.packer_for(hidden_states, self.query.weight) if plain and not self.training else None

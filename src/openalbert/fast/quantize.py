@@ -18,19 +18,25 @@ from torch import nn
 
 from openalbert import cpu_kernels
 from openalbert.linear import Linear, activate_and_add
-from openalbert.modeling import AlbertPreTrainedModel
+from openalbert.modeling import AlbertAttention, AlbertPreTrainedModel
 
 
 class Int8Linear(nn.Module):
-    """A `Linear` run as a dynamic int8 GEMM, with the same call (activation, residual)."""
+    """A `Linear` run as a dynamic int8 GEMM, with the same call (activation, residual).
 
-    def __init__(self, linear: nn.Linear) -> None:
+    Given several linears that read the same input (a layer's queries, keys and values), it is one GEMM
+    whose output holds theirs side by side: the input is quantised once, with the scale each of them
+    would have chosen for it, so the result equals theirs concatenated, bit for bit."""
+
+    def __init__(self, *linears: nn.Linear) -> None:
         super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = linear.weight.detach().float().cpu()
+        self.in_features = linears[0].in_features
+        self.out_features = sum(linear.out_features for linear in linears)
+        weight = torch.cat([linear.weight.detach().float().cpu() for linear in linears])
         scale = channel_scales(weight).double()
         zero = torch.zeros(weight.shape[0], dtype=torch.long)
-        bias = None if linear.bias is None else linear.bias.detach().float().cpu()
+        biases = [linear.bias for linear in linears]
+        bias = None if biases[0] is None else torch.cat([b.detach().float().cpu() for b in biases])
         with warnings.catch_warnings():  # torch marks its quantised tensor types as deprecated
             warnings.simplefilter("ignore")
             qweight = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
@@ -55,12 +61,17 @@ def channel_scales(weight: torch.Tensor) -> torch.Tensor:
 
 def quantize_int8(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
     """Replace every linear layer of the encoder (the shared layer groups and the E -> H map) by an
-    `Int8Linear`, in place, and return the model, in eval mode. CPU only."""
+    `Int8Linear`, in place, and return the model, in eval mode. CPU only. Each attention layer also gets
+    one `Int8Linear` for its queries, keys and values together (`qkv`), which serves wherever they are
+    computed for every position; `query`, `key` and `value` stay for attention at a few positions."""
     if model.device.type != "cpu":
         raise ValueError(f"int8 dynamic quantisation runs on the CPU; the model is on {model.device}")
     _select_engine()
     base = getattr(model, model.base_model_prefix, model)
     encoder = base.encoder
+    for module in list(encoder.modules()):
+        if isinstance(module, AlbertAttention):  # one GEMM for its queries, keys and values (its _qkv)
+            module.qkv = Int8Linear(module.query, module.key, module.value)
     for module in list(encoder.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, Linear):
