@@ -137,3 +137,54 @@ def test_pipeline_and_cli_take_int8(tmp_path):
         check=True,
     )
     assert json.loads(out.stdout.splitlines()[0])
+
+
+def test_outlier_channels_are_split_into_equal_shares():
+    """A channel far above the others enters the int8 GEMM as copies of an equal share of it: the product is
+    unchanged and the activation scale follows the other channels, so the activations' rounding error drops
+    by the factor its range drops (40 -> 5 here)."""
+    from openalbert.fast.quantize import channel_scales, outlier_channels
+
+    input_range = torch.ones(64)
+    input_range[[3, 40]] = torch.tensor([20.0, 2.5])
+    channels, copies = outlier_channels(input_range)
+    assert channels.tolist() == [3] and copies.tolist() == [8]  # 20 / 2.5, the 99th percentile of 64
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    x = torch.randn(50, 64, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    x[:, 3] *= 20
+    scale = channel_scales(linear.weight.detach())[:, None]
+    weight = (linear.weight.detach() / scale).round() * scale  # what the int8 weights hold
+    exact = x @ weight.T + linear.bias.detach()  # so that only the activations' rounding differs
+    plain = Int8Linear(linear)
+    split = Int8Linear(linear, input_range=input_range)
+    assert "7 outlier copies" in repr(split)
+    with torch.no_grad():
+        err_plain = (plain(x) - exact).abs().mean()
+        err_split = (split(x) - exact).abs().mean()
+        no_outlier = Int8Linear(linear, input_range=torch.ones(64))
+        assert torch.equal(no_outlier(x), plain(x))  # nothing to split: the same layer
+    assert err_split < err_plain / 5, (err_split, err_plain)
+
+
+def test_quantize_finds_the_model_outlier_channel_with_random_ids():
+    """quantize_int8 calibrates on random token ids: a channel that the attention's LayerNorm makes large for
+    every token is split where it enters the feed-forward block, and the activations after the GELU are
+    left whole; the global random generator is left alone."""
+    torch.manual_seed(0)
+    model = openalbert.AlbertModel(openalbert.AlbertConfig(**TINY)).eval()
+    layer = model.encoder.albert_layer_groups[0].albert_layers[0]
+    with torch.no_grad():
+        layer.attention.LayerNorm.bias[5] = 30.0
+    ids = torch.randint(5, TINY["vocab_size"], (2, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(ids).last_hidden_state
+    state = torch.random.get_rng_state()
+    quantize_int8(model)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert layer.ffn._split is not None and layer.ffn._split[0].tolist() == [5]
+    assert layer.ffn_output._split is None
+    with torch.no_grad():
+        got = model(ids).last_hidden_state
+    cos = torch.nn.functional.cosine_similarity(got.flatten(1), ref.flatten(1), dim=-1)
+    assert cos.min() > 0.999
