@@ -1684,8 +1684,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fallback-margin",
         type=float,
-        default=0.3,
-        help="the int8 fill-mask pipeline's fallback_margin for the fallback gate and row (default 0.3)",
+        default=0.2,
+        help="the int8 fill-mask pipeline's fallback_margin for the fallback gate and row (default 0.2)",
     )
     parser.add_argument(
         "--fallback-inputs",

@@ -140,7 +140,7 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     # which the fallback row reruns on the benchmark model, and agrees with fp32 at least as int8 does.
     fallback = result["gates"]["fill_mask_fallback"]
     guarded, int8 = fallback["systems"]["openalbert int8 fallback"], fallback["systems"]["openalbert int8"]
-    assert fallback["inputs"] >= 20 and fallback["fallback_margin"] == 0.3
+    assert fallback["inputs"] >= 20 and fallback["fallback_margin"] == 0.2
     assert 0 < guarded["rerun_share"] < 1 and guarded["agreement"] >= int8["agreement"]
 
     assert {r["workload"] for r in rows if r["workload"].startswith("train")} == {"train-mlm-8x128"}

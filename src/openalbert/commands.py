@@ -259,7 +259,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         metavar="GAP",
         help="with --quantize or a half --dtype: rerun in fp32 every input whose answer was decided by less than "
-        "this logit gap (fill-mask, classification, choice); 0.2 keeps int8 fill-mask answers fp32's",
+        "this logit gap (fill-mask, classification, choice); at 0.2, 99.5%% of int8's fill-mask answers on real "
+        "text are fp32's",
     )
     p.add_argument(
         "--cuda-graphs",
