@@ -58,6 +58,42 @@ def test_gelu_takes_strided_inputs_and_keeps_pytorch_for_other_dtypes():
     assert torch.autograd.gradcheck(cpu_kernels.gelu_tanh, (x64,))  # float64: PyTorch's kernel
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_gelu_in_place_equals_gelu_and_reuses_the_buffer_where_a_kernel_serves(dtype):
+    """gelu_tanh_ writes over its input where a compiled kernel takes it (AVX-512 for fp32 and bf16, AVX2
+    for fp32), with the values gelu_tanh gives; elsewhere (float64, a strided view) it returns a new tensor."""
+    x = torch.randn(3, 4097, generator=torch.Generator().manual_seed(0)).to(dtype) * 4
+    expected = cpu_kernels.gelu_tanh(x.clone())
+    buffer = x.clone()
+    got = cpu_kernels.gelu_tanh_(buffer)
+    assert torch.equal(got, expected)
+    served = cpu_kernels.available() or (dtype == torch.float32 and cpu_kernels.linear_available())
+    assert (got.data_ptr() == buffer.data_ptr()) == (served and dtype != torch.float64)
+    strided = x.clone().t()
+    assert torch.equal(cpu_kernels.gelu_tanh_(strided), expected.t())
+
+
+def test_activate_and_add_in_place_only_where_the_result_fits():
+    """activate_and_add_ gives activate_and_add's values; it adds into `out` only where the sum keeps out's
+    shape and dtype (an fp32 residual on a bf16 output promotes, a broadcast residual grows)."""
+    from openalbert.linear import activate_and_add, activate_and_add_
+
+    gen = torch.Generator().manual_seed(0)
+    out, residual = torch.randn(5, 8, generator=gen), torch.randn(5, 8, generator=gen)
+    expected = activate_and_add(out.clone(), "gelu_new", residual)
+    buffer = out.clone()
+    got = activate_and_add_(buffer, "gelu_new", residual)
+    assert torch.equal(got, expected) and got.data_ptr() == buffer.data_ptr()
+    half = out.bfloat16()
+    promoted = activate_and_add_(half.clone(), None, residual)
+    assert promoted.dtype == torch.float32 and torch.equal(promoted, residual + half)
+    row = residual[:1]
+    small = out[:1].clone()
+    grown = activate_and_add_(small, "relu", residual)
+    assert grown.shape == (5, 8) and torch.equal(grown, residual + F.relu(out[:1]))
+    assert torch.equal(activate_and_add_(row.clone(), None, None), row)
+
+
 @needs_kernel
 def test_gelu_second_derivatives_and_torch_func():
     x = torch.randn(64, requires_grad=True)

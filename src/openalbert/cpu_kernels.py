@@ -112,6 +112,22 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
 
 
+def gelu_tanh_(x: torch.Tensor) -> torch.Tensor:
+    """gelu_tanh(x) written over x, with no new buffer, where a compiled kernel serves a contiguous tensor
+    outside autograd; a new tensor elsewhere. For outputs the caller owns: a large new buffer costs page
+    faults on first touch (a forward pass of int8 albert-base takes about 100k of them)."""
+    if x.is_contiguous() and not (torch.is_grad_enabled() and x.requires_grad):
+        if _kernel_takes(x):
+            library().albert_gelu_tanh(
+                *_pointers(x, x), x.numel(), int(x.dtype == torch.bfloat16), torch.get_num_threads()
+            )
+            return x
+        if x.dtype == torch.float32 and _avx2_takes(x):
+            _load("avx2")[0].albert_gelu_tanh_fp32(*_pointers(x, x), x.numel(), torch.get_num_threads())
+            return x
+    return gelu_tanh(x)
+
+
 def _kernel_takes(x: torch.Tensor) -> bool:
     return x.dtype in (torch.float32, torch.bfloat16) and _outside_transforms(x) and available()
 

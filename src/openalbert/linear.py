@@ -195,6 +195,21 @@ def activate_and_add(
     return out if residual is None else residual + out
 
 
+def activate_and_add_(
+    out: torch.Tensor, activation: str | None, residual: torch.Tensor | None
+) -> torch.Tensor:
+    """activate_and_add, written over `out` (a new tensor the caller owns) where the result has its shape and
+    dtype: no new buffer, whose first touch costs page faults (int8 layers, whose GEMM cannot fuse them)."""
+    if activation is not None:
+        act = ACT2FN[activation]
+        out = cpu_kernels.gelu_tanh_(out) if act is cpu_kernels.gelu_tanh else act(out)
+    if residual is None:
+        return out
+    if residual.shape != out.shape or torch.promote_types(out.dtype, residual.dtype) != out.dtype:
+        return residual + out
+    return out.add_(residual)
+
+
 # Counts forward passes (AlbertModel.forward starts one): a cached pack re-reads its weights' contents once
 # per pass, since ALBERT calls the same modules in every layer.
 _PASS = [0]

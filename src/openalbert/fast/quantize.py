@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from openalbert import cpu_kernels
-from openalbert.linear import Linear, activate_and_add
+from openalbert.linear import Linear, activate_and_add_
 from openalbert.modeling import AlbertAttention, AlbertModel, AlbertPreTrainedModel
 
 
@@ -68,8 +68,8 @@ class Int8Linear(nn.Module):
             shares = x[:, channels] * share
             x = torch.cat([x, shares[:, extra]], dim=1)
             x[:, channels] = shares
-        out = torch.ops.quantized.linear_dynamic(x, self._packed, False)
-        return activate_and_add(out.view(*shape[:-1], self.out_features).to(dtype), activation, residual)
+        out = torch.ops.quantized.linear_dynamic(x, self._packed, False)  # a new tensor: add to it in place
+        return activate_and_add_(out.view(*shape[:-1], self.out_features).to(dtype), activation, residual)
 
     def extra_repr(self) -> str:
         split = "" if self._split is None else f", {len(self._split[2])} outlier copies"
