@@ -35,6 +35,10 @@ def test_int8_close_to_fp32_and_really_quantised():
     assert n_int8 == 1 + 7 * TINY["num_hidden_groups"] * TINY["inner_group_num"]  # 6 linears and q|k|v
     with pytest.raises(ValueError, match="quantised"):
         model.save_pretrained("/tmp/never-written")
+    assert quantize_int8(model) is model  # a second call changes nothing
+    with torch.no_grad():
+        assert torch.equal(model(ids, attention_mask=mask).last_hidden_state, got)
+    assert sum(isinstance(m, Int8Linear) for m in model.modules()) == n_int8
 
 
 def test_int8_queries_keys_values_in_one_gemm_equal_three():

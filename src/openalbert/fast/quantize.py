@@ -33,9 +33,10 @@ class Int8Linear(nn.Module):
     `input_range` (each input channel's largest magnitude, from `calibrate`) splits outlier channels. One
     input channel far above the others would set the per-tensor activation scale alone: in the default
     model's LayerNorm outputs one channel reaches 14-22 where the others stay under 10, so every other
-    channel gets less than half of the int8 levels it could have. Such a channel enters the GEMM as several copies,
-    each carrying an equal share of it against a copy of its weight column (outlier channel splitting, Zhao
-    et al., 2019): the product is unchanged and the activation scale follows the other channels."""
+    channel gets less than half of the int8 levels it could have. Such a channel enters the GEMM as
+    several copies, each carrying an equal share of it against a copy of its weight column (outlier
+    channel splitting, Zhao et al., 2019): the product is unchanged and the activation scale follows the
+    other channels."""
 
     def __init__(self, *linears: nn.Linear, input_range: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -96,7 +97,10 @@ def quantize_int8(model: AlbertPreTrainedModel) -> AlbertPreTrainedModel:
     `Int8Linear`, in place, and return the model, in eval mode. CPU only. Each attention layer also gets
     one `Int8Linear` for its queries, keys and values together (`qkv`), which serves wherever they are
     computed for every position; `query`, `key` and `value` stay for attention at a few positions. Outlier
-    input channels are found by `calibrate` and split (see Int8Linear)."""
+    input channels are found by `calibrate` and split (see Int8Linear). A model quantised before is
+    returned as it is."""
+    if model.__dict__.get("_quantized") == "int8":
+        return model
     if model.device.type != "cpu":
         raise ValueError(f"int8 dynamic quantisation runs on the CPU; the model is on {model.device}")
     _select_engine()
