@@ -106,9 +106,7 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
         return _GeluTanh.apply(x)
     if x.dtype == torch.float32 and not (torch.is_grad_enabled() and x.requires_grad) and _avx2_takes(x):
         x = x.contiguous()
-        out = torch.empty_like(x)
-        _load("avx2")[0].albert_gelu_tanh_fp32(*_pointers(x, out), x.numel(), torch.get_num_threads())
-        return out
+        return _gelu_avx2(x, torch.empty_like(x))
     return F.gelu(x, approximate="tanh")
 
 
@@ -118,14 +116,16 @@ def gelu_tanh_(x: torch.Tensor) -> torch.Tensor:
     faults on first touch (a forward pass of int8 albert-base takes about 100k of them)."""
     if x.is_contiguous() and not (torch.is_grad_enabled() and x.requires_grad):
         if _kernel_takes(x):
-            library().albert_gelu_tanh(
-                *_pointers(x, x), x.numel(), int(x.dtype == torch.bfloat16), torch.get_num_threads()
-            )
-            return x
+            return _elementwise("albert_gelu_tanh", x, x, out=x)
         if x.dtype == torch.float32 and _avx2_takes(x):
-            _load("avx2")[0].albert_gelu_tanh_fp32(*_pointers(x, x), x.numel(), torch.get_num_threads())
-            return x
+            return _gelu_avx2(x, x)
     return gelu_tanh(x)
+
+
+def _gelu_avx2(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The AVX2 kernel's GELU of contiguous fp32 `x` into `out` (x itself for in place)."""
+    _load("avx2")[0].albert_gelu_tanh_fp32(*_pointers(x, out), x.numel(), torch.get_num_threads())
+    return out
 
 
 def _kernel_takes(x: torch.Tensor) -> bool:
@@ -151,10 +151,13 @@ def _pointers(*tensors: torch.Tensor) -> list[ctypes.c_void_p]:
     return [ctypes.c_void_p(t.data_ptr()) for t in tensors]
 
 
-def _elementwise(name: str, out_like: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
-    """Run the kernel `name` over contiguous copies of `inputs` (one dtype) into a new tensor."""
+def _elementwise(
+    name: str, out_like: torch.Tensor, *inputs: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Run the kernel `name` over contiguous copies of `inputs` (one dtype) into a new tensor, or into `out`
+    (contiguous; an input itself for in place, as the kernels read each element before writing it)."""
     inputs = tuple(t.contiguous() for t in inputs)
-    out = torch.empty(out_like.shape, dtype=out_like.dtype)
+    out = torch.empty(out_like.shape, dtype=out_like.dtype) if out is None else out
     getattr(library(), name)(
         *_pointers(*inputs, out),
         out.numel(),
