@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 import torch
@@ -282,6 +283,40 @@ def test_loading_leaves_torch_init_working_and_imports_no_compiler(mlm_dir, monk
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_model_built_in_another_thread_during_loading_is_initialised(mlm_dir):
+    path, _ = mlm_dir
+    original = torch.nn.init.normal_
+    inside, built = threading.Event(), threading.Event()
+    real_init = openalbert.heads.AlbertMLMHead.__init__
+
+    def slow_init(self, config):  # holds the loading thread inside the meta-device build
+        inside.set()
+        assert built.wait(30)
+        real_init(self, config)
+
+    weights = {}
+
+    def build_elsewhere():
+        assert inside.wait(30)
+        weights["linear"] = torch.nn.Linear(64, 64).weight.detach()
+        weights["normal"] = torch.nn.init.normal_(torch.zeros(1000))
+        built.set()
+
+    other = threading.Thread(target=build_elsewhere)
+    other.start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(openalbert.heads.AlbertMLMHead, "__init__", slow_init)
+            loaded = AlbertForMaskedLM.from_pretrained(path)
+    finally:
+        built.set()
+        other.join()
+    assert weights["linear"].abs().sum() > 0 and weights["linear"].std() > 0.01  # initialised, not skipped
+    assert weights["normal"].std() > 0.5
+    assert torch.nn.init.normal_ is original
+    assert torch.equal(loaded.predictions.decoder.weight, loaded.albert.embeddings.word_embeddings.weight)
 
 
 def test_a_loaded_model_saves_over_its_own_checkpoint(mlm_dir):

@@ -11,11 +11,13 @@ weights stored once, which transformers 4.x and 5.x load.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -460,20 +462,46 @@ _INIT_FUNCTIONS = ("normal_", "uniform_", "kaiming_uniform_", "xavier_uniform_",
                    "ones_", "constant_")  # fmt: skip
 
 
+class _InitState(threading.local):
+    depth = 0  # > 0 in a thread that is building a model on the meta device
+
+
+_INIT_LOCK = threading.Lock()
+_INIT_STATE = _InitState()
+_init_users = 0  # threads inside _no_init: torch.nn.init holds the wrappers while there are any
+_init_saved: dict[str, Callable[..., torch.Tensor]] = {}  # torch.nn.init's own functions meanwhile
+
+
+def _skippable(function: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    @functools.wraps(function)
+    def fill(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return tensor if _INIT_STATE.depth else function(tensor, *args, **kwargs)
+
+    return fill
+
+
 @contextlib.contextmanager
 def _no_init() -> Iterator[None]:
-    """torch.nn.init's filling functions leave their tensor as it is, while a model is built on the meta
-    device: there they would fill nothing, and the first would import torch._dynamo (2.6 s of a CLI call).
-    Process-wide, as transformers' no_init_weights: a model built in another thread meanwhile would stay
-    uninitialised."""
-    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
-    for name in _INIT_FUNCTIONS:
-        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    """torch.nn.init's filling functions leave their tensor as it is in this thread, while a model is
+    built on the meta device: there they would fill nothing, and the first would import torch._dynamo
+    (2.6 s of a CLI call). A model built in another thread meanwhile is initialised as usual."""
+    global _init_users
+    with _INIT_LOCK:
+        if _init_users == 0:
+            for name in _INIT_FUNCTIONS:
+                _init_saved[name] = getattr(torch.nn.init, name)
+                setattr(torch.nn.init, name, _skippable(_init_saved[name]))
+        _init_users += 1
+    _INIT_STATE.depth += 1
     try:
         yield
     finally:
-        for name, function in saved.items():
-            setattr(torch.nn.init, name, function)
+        _INIT_STATE.depth -= 1
+        with _INIT_LOCK:
+            _init_users -= 1
+            if _init_users == 0:
+                for name, function in _init_saved.items():
+                    setattr(torch.nn.init, name, function)
 
 
 def _initialise(model: AlbertPreTrainedModel, missing: list[str]) -> None:
