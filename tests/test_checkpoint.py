@@ -51,6 +51,38 @@ def test_round_trip_ties_decoder_and_stores_it_once(mlm_dir):
     assert json.loads((path / "config.json").read_text())["architectures"] == ["AlbertForMaskedLM"]
 
 
+@pytest.mark.parametrize("head", ["AlbertForMaskedLM", "AlbertForPreTraining"])
+def test_untied_decoder_loads_and_saves_as_transformers_does(tmp_path, head):
+    # tie_word_embeddings=false: the decoder has a weight of its own, but its bias is still predictions.bias.
+    import transformers
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    reference = getattr(transformers, head)(
+        transformers.AlbertConfig(**TINY, tie_word_embeddings=False)
+    ).eval()
+    reference.save_pretrained(tmp_path / "theirs")
+    model, info = getattr(openalbert, head).from_pretrained(tmp_path / "theirs", output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == []
+    decoder = model.predictions.decoder
+    assert decoder.weight is not model.albert.embeddings.word_embeddings.weight
+    assert decoder.bias is model.predictions.bias
+    x = ids()
+    with torch.no_grad():
+        expected = reference(x)[0]
+        torch.testing.assert_close(model(x)[0], expected, atol=1e-5, rtol=0)
+
+    model.save_pretrained(tmp_path / "ours")
+    keys = {}
+    for side in ("theirs", "ours"):
+        with safe_open(tmp_path / side / "model.safetensors", "pt") as f:
+            keys[side] = set(f.keys())
+    assert keys["ours"] == keys["theirs"]
+    again = getattr(transformers, head).from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(x)[0], expected, atol=1e-5, rtol=0)
+
+
 def test_sharded_safetensors_with_index(mlm_dir, tmp_path):
     path, model = mlm_dir
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in model._tied_weights_keys}

@@ -48,8 +48,8 @@ def test_unknown_preset_names_the_choices():
     "kwargs,message",
     [
         (
-            dict(num_hidden_layers=12, num_hidden_groups=5),
-            r"num_hidden_layers \(12\).*num_hidden_groups \(5\)",
+            dict(num_hidden_layers=4, num_hidden_groups=5),
+            r"num_hidden_groups \(5\) cannot exceed num_hidden_layers \(4\)",
         ),
         (dict(hidden_size=768, num_attention_heads=10), r"hidden_size \(768\).*num_attention_heads \(10\)"),
         (dict(hidden_act="gelu_newest"), "gelu_newest"),

@@ -162,6 +162,21 @@ def test_our_checkpoint_their_model(tmp_path, head):
     assert info["missing_keys"] == [] and info["unexpected_keys"] == []
 
 
+@pytest.mark.parametrize("layers,groups", [(3, 2), (18, 14)])
+def test_layers_not_a_multiple_of_the_groups(tmp_path, layers, groups):
+    # 18 layers in 14 groups: transformers' float arithmetic runs group 6 at layer 9 where 9 * 14 // 18 is 7.
+    # One layer per group: transformers indexes past its head-mask slice with more.
+    ref = build_reference(
+        "AlbertModel", tmp_path, num_hidden_layers=layers, num_hidden_groups=groups, inner_group_num=1
+    )
+    ours = openalbert.AlbertModel.from_pretrained(tmp_path)
+    batch = inputs("AlbertModel")
+    with torch.no_grad():
+        got = real_only(ours(**batch, output_hidden_states=True), batch)
+        expected = real_only(ref(**batch, output_hidden_states=True), batch)
+    assert_same(got, expected)
+
+
 def test_tuple_outputs_match(tmp_path):
     ref = build_reference("AlbertForPreTraining", tmp_path)
     ours = openalbert.AlbertForPreTraining.from_pretrained(tmp_path, attn_implementation="sdpa")

@@ -220,6 +220,10 @@ def test_inputs_a_user_can_get_wrong_raise_named_errors():
         model(attention_mask=np.ones((1, 3)))
     with pytest.raises(TypeError, match="unexpected arguments \\['labels'\\]"):
         model(np.array([[1, 2]]), labels=np.array([1]))
+    with pytest.raises(ValueError, match="tie_word_embeddings=false"):  # a decoder of its own
+        modeling_tf.TFAlbertForMaskedLM(framework_config(extra={"tie_word_embeddings": False}))(
+            np.array([[1, 2]])
+        )
     with pytest.raises(FileNotFoundError):
         modeling_tf.TFAlbertModel.from_pretrained("/no/such/dir")
     with pytest.raises(TypeError, match="unknown argument 'from_jax'"):

@@ -401,7 +401,7 @@ def load_pretrained(
         model = cls(config)  # shapes only: no memory, no random numbers for weights the checkpoint replaces
     expected = model.state_dict()
     state = _match_prefix(state, expected, model.base_model_prefix)
-    tied = set(model._tied_weights_keys) if config.extra.get("tie_word_embeddings", True) else set()
+    tied = aliases(model)
 
     mismatched = [
         (k, tuple(v.shape), tuple(expected[k].shape))
@@ -560,6 +560,23 @@ def report_missing(caller: str, directory: Path, missing: list[str]) -> None:
 TIED_DECODER = ("predictions.decoder.weight", "predictions.decoder.bias")
 
 
+def untied_decoder_refused(config: AlbertConfig, framework: str) -> None:
+    """The TensorFlow and Flax masked-LM heads decode with the word embedding; a checkpoint with a decoder
+    weight of its own (tie_word_embeddings false) would be read wrongly, so it is refused."""
+    if not config.extra.get("tie_word_embeddings", True):
+        raise ValueError(
+            f"the {framework} masked-LM heads decode with the word embeddings, but this config has "
+            "tie_word_embeddings=false (a decoder weight of its own); load it with the PyTorch classes"
+        )
+
+
+def aliases(model: torch.nn.Module) -> set[str]:
+    """The names under which the model holds a parameter it holds under an earlier name too: the MLM decoder's
+    weight (unless tie_word_embeddings is false) and bias. A checkpoint stores each such tensor once."""
+    first = {name for name, _ in model.named_parameters()}
+    return {name for name, _ in model.named_parameters(remove_duplicate=False)} - first
+
+
 def merge_checkpoint(
     caller: str, directory: Path, state: dict[str, np.ndarray], expected: dict[str, np.ndarray], prefix: str
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
@@ -645,9 +662,8 @@ def save_pretrained(
     config.save_pretrained(directory)
 
     state = model.state_dict()
-    if config.extra.get("tie_word_embeddings", True):
-        for key in model._tied_weights_keys:
-            state.pop(key, None)
+    for key in aliases(model):
+        state.pop(key, None)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     shards = _split_shards(state, limit)
     if len(shards) > 1 and not safe_serialization:

@@ -121,11 +121,6 @@ class AlbertConfig:
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})"
             )
-        if self.num_hidden_layers % self.num_hidden_groups:
-            raise ValueError(
-                f"num_hidden_layers ({self.num_hidden_layers}) must be divisible by num_hidden_groups "
-                f"({self.num_hidden_groups})"
-            )
         if self.num_hidden_groups > self.num_hidden_layers:
             raise ValueError(
                 f"num_hidden_groups ({self.num_hidden_groups}) cannot exceed num_hidden_layers "
@@ -142,6 +137,13 @@ class AlbertConfig:
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+    def group_of(self, layer: int) -> int:
+        """The shared group whose weights layer application `layer` (0..num_hidden_layers-1) runs: layer *
+        num_hidden_groups // num_hidden_layers, computed in floating point as transformers does, so that a
+        number of layers that is not a multiple of the groups (18 in 14: layer 9 runs group 6, not 7) reads a
+        transformers checkpoint as transformers does. The original's float formula differs on a few more."""
+        return int(layer / (self.num_hidden_layers / self.num_hidden_groups))
 
     @property
     def head_dim(self) -> int:

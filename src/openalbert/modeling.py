@@ -516,7 +516,7 @@ class AlbertTransformer(nn.Module):
         all_attentions = [] if output_attentions else None
         for i in range(cfg.num_hidden_layers):
             # The whole of ALBERT's cross-layer sharing: layer i reuses the weights of group g.
-            group = self.albert_layer_groups[i * cfg.num_hidden_groups // cfg.num_hidden_layers]
+            group = self.albert_layer_groups[cfg.group_of(i)]
             layer_head_mask = None if head_mask is None else head_mask[i]
             for j, layer in enumerate(group.albert_layers):
                 at = queries_at if (i, j) == last else None

@@ -45,6 +45,7 @@ from openalbert.checkpoint import (
     refuse_pruned,
     resolve_weights,
     save_numpy_state,
+    untied_decoder_refused,
 )
 from openalbert.config import AlbertConfig
 from openalbert.modeling import ModelOutput, check_id_range, check_length
@@ -287,7 +288,7 @@ class FlaxAlbertTransformer(nn.Module):
         all_hidden, all_probs = [hidden], []
         for i in range(cfg.num_hidden_layers):
             # The whole of ALBERT's cross-layer sharing: layer i reuses the weights of group g.
-            g = i * cfg.num_hidden_groups // cfg.num_hidden_layers
+            g = cfg.group_of(i)
             hidden, probs = self.albert_layer_groups(g, hidden, mask, deterministic)
             all_hidden.append(hidden)
             all_probs += probs
@@ -341,6 +342,7 @@ class FlaxAlbertMLMHead(nn.Module):
     dtype: jnp.dtype = jnp.float32
 
     def setup(self) -> None:
+        untied_decoder_refused(self.config, "Flax")
         self.dense = _dense(self.config, self.config.embedding_size, self.dtype)
         self.LayerNorm = _layer_norm(self.config, self.dtype)
         self.bias = self.param("bias", jax.nn.initializers.zeros, (self.config.vocab_size,))

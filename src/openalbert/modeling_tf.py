@@ -39,6 +39,7 @@ from openalbert.checkpoint import (
     refuse_pruned,
     resolve_weights,
     save_numpy_state,
+    untied_decoder_refused,
 )
 from openalbert.config import AlbertConfig
 from openalbert.heads import (
@@ -315,7 +316,7 @@ class TFAlbertTransformer(_Module):
         all_hidden, all_probs = [hidden], []
         for i in range(cfg.num_hidden_layers):
             # The whole of ALBERT's cross-layer sharing: layer i reuses the weights of group g.
-            g = i * cfg.num_hidden_groups // cfg.num_hidden_layers
+            g = cfg.group_of(i)
             for layer in self.albert_layer_groups[g].albert_layers:
                 hidden, probs = layer(hidden, mask, head_mask[i], training=training)
                 all_probs.append(probs)
@@ -399,6 +400,7 @@ class TFAlbertMLMHead(_Module):
 
     def __init__(self, config: AlbertConfig, word_embeddings: _Embedding, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        untied_decoder_refused(config, "TensorFlow")
         self.config = config
         # A function, not an attribute: Keras would track the embedding as this layer's too, and train it twice.
         self.word_table = lambda: word_embeddings.table
