@@ -69,6 +69,68 @@ def test_saved_added_tokens_are_read_both_ways(pair, tmp_path):
     assert fast.convert_tokens_to_ids(["newtok", "<sp1>"]) == [30000, 30004]
 
 
+def test_add_special_tokens_and_the_special_masks_as_transformers(tmp_path):
+    spiece = spiece_or_skip()
+    theirs, ours = transformers.AlbertTokenizer(vocab_file=str(spiece)), AlbertTokenizer(spiece)
+    steps = [
+        ({"additional_special_tokens": ["<x>", "<y>"]}, {}),
+        ({"additional_special_tokens": ["<z>"]}, {}),  # replaces the list; <x> and <y> stay in the vocabulary
+        ({"additional_special_tokens": ["<w>", "<z>"]}, {"replace_additional_special_tokens": False}),
+        ({"pad_token": "<newpad>"}, {}),
+        ({"sep_token": "[SEP]", "unk_token": "<unk>"}, {}),
+    ]
+    for tokens, options in steps:
+        assert ours.add_special_tokens(tokens, **options) == theirs.add_special_tokens(tokens, **options)
+        assert ours.additional_special_tokens == theirs.additional_special_tokens
+        assert ours.all_special_tokens == theirs.all_special_tokens
+        assert ours.all_special_ids == theirs.all_special_ids
+    assert ours.pad_token_id == theirs.pad_token_id == 30004 and len(ours) == len(theirs)
+    assert ours.added_tokens_encoder == theirs.added_tokens_encoder
+    text = "a <x> b <z> <newpad> [MASK] c"
+    ids = theirs(text, "pair <w>")["input_ids"]
+    assert ours(text, "pair <w>")["input_ids"] == ids
+    for skip in (False, True):
+        assert ours.decode(ids, skip_special_tokens=skip) == theirs.decode(ids, skip_special_tokens=skip)
+    a, b = ids[1:6], ids[7:9]
+    for args in ((a,), (a, b)):
+        assert ours.get_special_tokens_mask(*args) == theirs.get_special_tokens_mask(*args)
+        assert ours.create_token_type_ids_from_sequences(
+            *args
+        ) == theirs.create_token_type_ids_from_sequences(*args)
+    mask = ours.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    assert mask == theirs.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    with pytest.raises(ValueError, match="not a special token name"):
+        ours.add_special_tokens({"foo_token": "<f>"})
+
+    # Saved, each directory read by the other library: the same special tokens and ids.
+    ours.save_pretrained(tmp_path / "ours")
+    theirs.save_pretrained(tmp_path / "theirs")
+    for reader, directory in (
+        (transformers.AlbertTokenizer, "ours"),
+        (AlbertTokenizer, "theirs"),
+        (AlbertTokenizer, "ours"),
+    ):
+        loaded = reader.from_pretrained(tmp_path / directory)
+        assert loaded.all_special_tokens == theirs.all_special_tokens, directory
+        assert loaded.pad_token_id == 30004 and loaded(text, "pair <w>")["input_ids"] == ids, directory
+        assert loaded.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
+
+
+def test_a_data_collator_masks_around_our_special_tokens():
+    # transformers' collator asks the tokenizer which tokens are special when examples do not say.
+    tokenizer = AlbertTokenizer(spiece_or_skip())
+    collate = transformers.DataCollatorForLanguageModeling(
+        tokenizer, mlm_probability=0.99, return_tensors="pt"
+    )
+    torch.manual_seed(0)
+    examples = [dict(tokenizer("hello world")), dict(tokenizer("a longer sentence here"))]
+    labels = collate(examples)["labels"]
+    for row, example in zip(labels, examples):
+        n = len(example["input_ids"])
+        assert row[0] == row[n - 1] == -100 and (row[n:] == -100).all()  # [CLS], [SEP], padding: never
+        assert (row[1 : n - 1] != -100).all()  # every word piece was picked (p = 0.99)
+
+
 def test_a_model_resized_to_the_added_tokens_fills_masks_with_them(tmp_path):
     tokenizer = AlbertTokenizer(spiece_or_skip())
     tokenizer.add_tokens(["Zorblax"])

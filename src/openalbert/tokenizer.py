@@ -15,6 +15,7 @@ a literal `[MASK]` covers the whitespace it swallows), so code written against o
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import os
 import re
@@ -35,6 +36,8 @@ SPIECE_UNDERLINE = "\u2581"
 VOCAB_NAME = "spiece.model"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
+# The special tokens a tokenizer names (add_special_tokens sets them; additional_special_tokens lists the rest).
+_NAMED_SPECIALS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 TOKENIZER_JSON_NAME = "tokenizer.json"
 ADDED_TOKENS_NAME = "added_tokens.json"  # the tokens add_tokens() made, for transformers' slow tokenizers
 TOKENIZER_FILES = [
@@ -444,6 +447,8 @@ class AlbertTokenizer:
         self._specials = specials
         self._added: dict[int, SpecialToken] = {}  # add_tokens(): new ids past the SentencePiece model's, and
         self._added_ids: dict[str, int] = {}  # pieces registered as unsplittable, by content
+        # Special tokens beyond the named ones, as transformers lists them (add_special_tokens, add_tokens).
+        self.additional_special_tokens: list[str] = []
         self._index_specials()
         # What SentencePiece's normaliser does to a character (see _char_kind), cached.
         self._kinds: dict[str, int] = {c: 0 for c in map(chr, range(0x21, 0x7F))} | {" ": 1}
@@ -463,8 +468,9 @@ class AlbertTokenizer:
 
     def _index_specials(self) -> None:
         specials = self._specials
-        self._special_ids = frozenset(t.id for t in specials.values() if t.special)
-        self._special_by_id = {t.id: t for t in specials.values() if t.special}
+        # What decoding skips: the named special tokens and the additional ones (transformers' all_special_ids).
+        self._special_by_id = {specials[c].id: specials[c] for c in self.all_special_tokens}
+        self._special_ids = frozenset(self._special_by_id)
         # Longest first, so that the leftmost match is also the longest (as transformers' trie does).
         alternatives = sorted(specials, key=len, reverse=True)
         self._special_re = re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
@@ -490,6 +496,40 @@ class AlbertTokenizer:
             if token_id is None:
                 token_id, made = len(self), made + 1
             self._register(SpecialToken(content, token_id, special=special_tokens))
+            if special_tokens and content not in self.additional_special_tokens:
+                self.additional_special_tokens.append(content)
+        self._index_specials()
+        return made
+
+    def add_special_tokens(
+        self, special_tokens_dict: dict[str, Any], replace_additional_special_tokens: bool = True
+    ) -> int:
+        """transformers' `add_special_tokens`: set named special tokens (`"pad_token": "<pad2>"`...) and
+        `additional_special_tokens` (a list, replacing the current one unless told otherwise); tokens new to
+        the vocabulary get the next ids, as with `add_tokens`. Returns how many new ids were made."""
+        made = 0
+        for key, value in special_tokens_dict.items():
+            if key == "additional_special_tokens":
+                values = [value] if isinstance(value, str) else list(value)
+                contents = [getattr(v, "content", v) for v in values]
+                before = [] if replace_additional_special_tokens else list(self.additional_special_tokens)
+                made += self.add_tokens(contents, special_tokens=True)
+                self.additional_special_tokens = before + [c for c in contents if c not in before]
+            elif key in _NAMED_SPECIALS:
+                content = getattr(value, "content", value)
+                if not isinstance(content, str) or not content:
+                    raise TypeError(f"{key} must be a non-empty str, got {content!r}")
+                if content not in self._specials:
+                    token_id = self._piece_ids.get(content)
+                    if token_id is None:
+                        token_id, made = len(self), made + 1
+                    self._register(SpecialToken(content, token_id))
+                setattr(self, key, content)
+            else:
+                raise ValueError(
+                    f"{key!r} is not a special token name; use one of {', '.join(_NAMED_SPECIALS)} "
+                    "or additional_special_tokens"
+                )
         self._index_specials()
         return made
 
@@ -554,8 +594,26 @@ class AlbertTokenizer:
             vocab, inferred = _model_from_tokenizer_json(path / TOKENIZER_JSON_NAME)
             settings = inferred | settings
         settings.update(kwargs)
+        additional = settings.pop("additional_special_tokens", None)
+        # A named token that add_special_tokens made (not a SentencePiece piece) exists only once the added
+        # tokens are read: the defaults stand in for it until then.
+        defaults = inspect.signature(cls).parameters
+        custom = [k for k in _NAMED_SPECIALS if settings.get(k, defaults[k].default) != defaults[k].default]
+        if custom:
+            proto = vocab if isinstance(vocab, bytes) else vocab.read_bytes()
+            sp = _load_sentencepiece(proto, str(path))
+            unk = sp.id_to_piece(sp.unk_id())
+            custom = [k for k in custom if settings[k] != unk and sp.piece_to_id(settings[k]) == sp.unk_id()]
+        later = {k: settings.pop(k) for k in custom}
         tokenizer = cls(vocab, **settings)
         tokenizer._load_added(path)
+        if later or additional is not None:
+            named = {k: v for k, v in later.items() if v not in tokenizer._specials}
+            if named:
+                raise ValueError(f"{path}: special tokens {named} are neither pieces nor added tokens")
+            tokenizer.add_special_tokens(
+                later | ({} if additional is None else {"additional_special_tokens": additional})
+            )
         return tokenizer
 
     def save_pretrained(
@@ -603,6 +661,12 @@ class AlbertTokenizer:
             "sep_token": self.sep_token,
             "unk_token": self.unk_token,
         }
+        if self.additional_special_tokens:
+            config["additional_special_tokens"] = list(self.additional_special_tokens)
+            special_map["additional_special_tokens"] = [
+                {k: v for k, v in token_entry(self._specials[c]).items() if k != "special"}
+                for c in self.additional_special_tokens
+            ]
         new_ids = {t.content: t.id for t in self._added.values() if t.id >= len(self._pieces)}
         if new_ids:
             written.append(out / ADDED_TOKENS_NAME)
@@ -691,8 +755,9 @@ class AlbertTokenizer:
 
     @property
     def added_tokens_encoder(self) -> dict[str, int]:
-        """The tokens `add_tokens` registered, by content."""
-        return dict(self._added_ids)
+        """The tokens matched whole before SentencePiece runs, by content: the special tokens and those that
+        `add_tokens` registered (as transformers lists them)."""
+        return {t.content: t.id for t in sorted(self._specials.values(), key=lambda t: t.id)}
 
     @property
     def unk_token_id(self) -> int:
@@ -716,11 +781,11 @@ class AlbertTokenizer:
 
     @property
     def bos_token_id(self) -> int:
-        return self._piece_ids.get(self.bos_token, self.unk_token_id)
+        return self.convert_tokens_to_ids(self.bos_token)
 
     @property
     def eos_token_id(self) -> int:
-        return self._piece_ids.get(self.eos_token, self.unk_token_id)
+        return self.convert_tokens_to_ids(self.eos_token)
 
     @property
     def pad_token_type_id(self) -> int:
@@ -728,17 +793,20 @@ class AlbertTokenizer:
 
     @property
     def all_special_tokens(self) -> list[str]:
-        added = [t.content for t in self._added.values() if t.special]
-        return [self.cls_token, self.sep_token, self.unk_token, self.pad_token, self.mask_token, *added]
+        named = [self.cls_token, self.sep_token, self.unk_token, self.pad_token, self.mask_token]
+        return list(dict.fromkeys(named + self.additional_special_tokens))
 
     @property
     def all_special_ids(self) -> list[int]:
         return [self._specials[t].id for t in self.all_special_tokens]
 
     @property
-    def special_tokens_map(self) -> dict[str, str]:
+    def special_tokens_map(self) -> dict[str, str | list[str]]:
         names = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-        return {name: getattr(self, name) for name in names}
+        extra = {"additional_special_tokens": list(self.additional_special_tokens)}
+        return {name: getattr(self, name) for name in names} | (
+            extra if self.additional_special_tokens else {}
+        )
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
         """Piece(s) to id(s); a piece not in the vocabulary maps to the unknown token's id."""
@@ -1577,6 +1645,26 @@ class AlbertTokenizer:
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         return 3 if pair else 2
 
+    def get_special_tokens_mask(
+        self, ids_a: list[int], ids_b: list[int] | None = None, already_has_special_tokens: bool = False
+    ) -> list[int]:
+        """1 for a special token, 0 for a sequence token: of `ids_a` (and `ids_b`) as
+        `build_inputs_with_special_tokens` lays them out, or, with `already_has_special_tokens`, of `ids_a`
+        as it is."""
+        if already_has_special_tokens:
+            if ids_b is not None:
+                raise ValueError("ids_b cannot be given when the ids already hold their special tokens")
+            return [1 if i in self._special_ids else 0 for i in _id_list(ids_a)]
+        mask = [1] + [0] * len(ids_a) + [1]
+        return mask + [0] * len(ids_b) + [1] if ids_b is not None else mask
+
+    def create_token_type_ids_from_sequences(
+        self, ids_a: list[int], ids_b: list[int] | None = None
+    ) -> list[int]:
+        """Token types of `build_inputs_with_special_tokens(ids_a, ids_b)`: 0 up to the first [SEP], then 1."""
+        first = [0] * (len(ids_a) + 2)
+        return first + [1] * (len(ids_b) + 1) if ids_b is not None else first
+
     # ---- decoding ---------------------------------------------------------------------------------------------
 
     def decode(
@@ -1593,11 +1681,19 @@ class AlbertTokenizer:
                 raise ValueError(f"token id {i} is outside the vocabulary (0..{n - 1})")
         if skip_special_tokens:
             ids = [i for i in ids if i not in self._special_ids]
-        # Tokens from add_tokens stand apart, space-separated from the text around them (as transformers
-        # decodes them); the rest is decoded run by run.
+        # Tokens from add_tokens stand apart, space-separated from the text around them, as transformers
+        # decodes them, unless they are named special tokens (or additional ones from the vocabulary): those
+        # and the rest are decoded run by run.
+        special = set(self.all_special_tokens)
+        additional = set(self.additional_special_tokens)
+        apart = {
+            i
+            for i, t in self._added.items()
+            if t.content not in special or (t.content in additional and i >= len(self._pieces))
+        }
         texts, run = [], []
         for i in ids:
-            if i in self._added:
+            if i in apart:
                 if run and (text := self._decode_run(run)):
                     texts.append(text)
                 texts.append(self._added[i].content)
@@ -1616,12 +1712,12 @@ class AlbertTokenizer:
 
     def _decode_run(self, ids: list[int]) -> str:
         """Text of ids without added tokens: SentencePiece's decoding, special tokens written as themselves."""
-        return self.convert_tokens_to_string([self._pieces[i] for i in ids])
+        return self.convert_tokens_to_string([self._piece(i) for i in ids])
 
     def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
         """Text of a list of pieces, as the slow tokenizer joins them: SentencePiece decodes the runs between
         special tokens, which are written as themselves."""
-        specials = {t.content for t in self._specials.values() if t.special}
+        specials = set(self.all_special_tokens)
         out: list[str] = []
         run: list[str] = []
         prev_special = False
@@ -1990,6 +2086,11 @@ def _read_settings(directory: Path) -> dict[str, Any]:
         max_len = data.get("model_max_length")
         if isinstance(max_len, int) and 0 < max_len < 1_000_000:  # transformers writes 1e30 for "unlimited"
             settings["model_max_length"] = max_len
+        extra = data.get("additional_special_tokens")
+        if isinstance(extra, list):
+            settings["additional_special_tokens"] = [
+                e.get("content") if isinstance(e, dict) else e for e in extra
+            ]
         for key in (
             "unk_token",
             "sep_token",
