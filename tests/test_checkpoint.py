@@ -83,6 +83,40 @@ def test_untied_decoder_loads_and_saves_as_transformers_does(tmp_path, head):
         torch.testing.assert_close(again(x)[0], expected, atol=1e-5, rtol=0)
 
 
+def test_loading_info_and_config_as_transformers_report_them(tmp_path):
+    import transformers
+
+    config = transformers.AlbertConfig(**TINY, num_labels=3)
+    transformers.AlbertForPreTraining(config).save_pretrained(tmp_path / "pretraining")
+    transformers.AlbertForSequenceClassification(config).save_pretrained(tmp_path / "classifier")
+    cases = [
+        ("AlbertModel", "pretraining", {}),  # the heads' weights are reported unused
+        ("AlbertForSequenceClassification", "classifier", {"num_labels": 5, "ignore_mismatched_sizes": True}),
+    ]
+    for head, directory, options in cases:
+        infos = [
+            getattr(library, head).from_pretrained(tmp_path / directory, output_loading_info=True, **options)[
+                1
+            ]
+            for library in (transformers, openalbert)
+        ]
+        for key in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+            assert sorted(infos[1][key]) == sorted(infos[0][key]), (head, key)
+    # transformers' config object, as its users pass it
+    model = openalbert.AlbertForSequenceClassification.from_pretrained(tmp_path / "classifier", config=config)
+    assert isinstance(model.config, AlbertConfig) and model.config.num_labels == 3
+    with pytest.raises(TypeError, match="AlbertConfig.from_dict"):
+        openalbert.AlbertModel(config)
+
+
+@pytest.mark.parametrize("device", ["meta", "xpu"])
+def test_a_device_this_torch_cannot_run_on_is_named(mlm_dir, device):
+    if device == "xpu" and torch.xpu.is_available():
+        pytest.skip("this machine has an XPU")
+    with pytest.raises(ValueError, match=f"device '{device}' is not available"):
+        AlbertForMaskedLM.from_pretrained(mlm_dir[0], device=device)
+
+
 def test_sharded_safetensors_with_index(mlm_dir, tmp_path):
     path, model = mlm_dir
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in model._tied_weights_keys}

@@ -335,6 +335,12 @@ def as_device(device: torch.device | str | int | None) -> torch.device | None:
             raise ValueError(
                 f"device {str(dev)!r} was requested, but only {torch.cuda.device_count()} GPU(s) are visible"
             )
+    elif dev.type != "cpu":  # mps, xpu...: where this torch has the backend and sees the device; not meta
+        backend = getattr(torch, dev.type, None)
+        if not getattr(backend, "is_available", lambda: False)():
+            raise ValueError(
+                f"device {str(dev)!r} is not available to this torch: use cpu, cuda, cuda:N or an index"
+            )
     return dev
 
 
@@ -417,13 +423,15 @@ def load_pretrained(
     for k, _, _ in mismatched:
         del state[k]
     unexpected = sorted(k for k in state if k not in expected and not _IGNORED_KEYS.search(k))
-    missing = sorted(k for k in expected if k not in state and k not in tied)
+    # A weight of the wrong shape is initialised afresh but, as in transformers, listed as mismatched only.
+    resized = [k for k, _, _ in mismatched]
+    missing = sorted(k for k in expected if k not in state and k not in tied and k not in resized)
     if strict and (missing or unexpected):
         raise ValueError(
             f"checkpoint {directory} does not match {cls.__name__}: missing {missing}, "
             f"unexpected {unexpected}"
         )
-    _initialise(model, missing)
+    _initialise(model, missing + resized)
     model.load_state_dict(
         {k: v.contiguous() for k, v in state.items() if k in expected}, strict=False, assign=True
     )
@@ -431,7 +439,7 @@ def load_pretrained(
     unset = [k for k, t in model.state_dict().items() if t.is_meta]  # neither loaded nor initialised
     if unset:
         raise RuntimeError(f"{cls.__name__}: weights left unset: {unset}")
-    report_missing(cls.__name__, directory, missing)
+    report_missing(cls.__name__, directory, missing + resized)
     if unexpected:
         # Another ALBERT head's weights (a pretraining checkpoint read as a masked LM) are expected to go
         # unused; anything else is worth a warning.
@@ -525,6 +533,8 @@ def load_config(
     arguments of `caller`'s from_pretrained) set and the whole validated."""
     if config is None:
         config = AlbertConfig.from_json_file(directory / CONFIG_NAME)
+    elif not isinstance(config, AlbertConfig) and getattr(config, "model_type", None) == "albert":
+        config = AlbertConfig.from_dict(config.to_dict())  # transformers' AlbertConfig, as its users pass it
     for key, value in overrides.items():
         if key in FORMAT_FLAGS:
             continue  # every class reads every format (load_state_dict): code that names one still runs
@@ -609,8 +619,9 @@ def _match_prefix(
     has_prefix = any(k.startswith(prefix + ".") for k in state)
     wants_prefix = any(k.startswith(prefix + ".") for k in expected)
     if has_prefix and not wants_prefix:
+        # The head's own weights stay, to be reported unused (as transformers reports them).
         return {k.removeprefix(prefix + "."): v for k, v in state.items() if k.startswith(prefix + ".")} | {
-            k: v for k, v in state.items() if not k.startswith(prefix + ".") and k in expected
+            k: v for k, v in state.items() if not k.startswith(prefix + ".")
         }
     if wants_prefix and not has_prefix:
         return {(f"{prefix}.{k}" if f"{prefix}.{k}" in expected else k): v for k, v in state.items()}

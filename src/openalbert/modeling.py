@@ -568,7 +568,11 @@ class AlbertPreTrainedModel(nn.Module):
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
         if not isinstance(config, AlbertConfig):
-            raise TypeError(f"config must be an AlbertConfig, got {type(config).__name__}")
+            kind = f"{type(config).__module__}.{type(config).__qualname__}"
+            raise TypeError(
+                f"config must be an openalbert.AlbertConfig, got {kind}; a transformers AlbertConfig converts "
+                "with openalbert.AlbertConfig.from_dict(config.to_dict())"
+            )
         config.validate()
         self.config = config
 
