@@ -90,6 +90,10 @@ def test_bad_tables_are_named_errors(tmp_path):
         D.read_text_classification(write(tmp_path / "n.csv", "text,y\na,1\n"))
     with pytest.raises(D.DataError, match=r"m\.csv, line 3: the label \('label'\) is missing"):
         D.read_text_classification(write(tmp_path / "m.csv", "text,label\na,1\nb,\n"))
+    with pytest.raises(
+        D.DataError, match=r"r\.csv, line 3: the label \('label'\) is inf; a regression target"
+    ):
+        D.read_text_classification(write(tmp_path / "r.csv", "text,label\na,0.5\nb,inf\n"))
     with pytest.raises(D.DataError, match=r"t\.csv, line 2: the text \('text'\) is missing"):
         D.read_text_classification(write(tmp_path / "t.csv", "text,label\n,1\n"))
     with pytest.raises(D.DataError, match=r"j\.jsonl, line 2: not valid JSON"):

@@ -46,6 +46,11 @@ def test_correlations_by_hand():
     assert pearson([1, 1, 1], [1, 2, 3]) == 0.0
     r = regression_metrics([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])
     assert r["mse"] == pytest.approx(1 / 3) and r["spearman"] == pytest.approx(1.0)
+    # A diverged model's NaN predictions have no rank and no correlation: NaN, never a perfect score.
+    nan = float("nan")
+    for predictions in ([nan] * 4, [1.0, nan, 3.0, 4.0], [1.0, float("inf"), 3.0, 4.0]):
+        r = regression_metrics(predictions, [1.0, 2.0, 3.0, 4.0])
+        assert all(r[k] != r[k] for k in ("pearson", "spearman", "pearson_spearman")), (predictions, r)
 
 
 def test_against_scikit_learn_and_scipy():

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from openalbert import AlbertConfig, AlbertForMaskedLM, AlbertForPreTraining, modeling
 from openalbert.pretraining.run import PretrainingObjective
 from openalbert.training import ResumableSampler, TrainConfig, latest_checkpoint, list_checkpoints, train
+from openalbert.training.loop import TrainingDiverged
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -312,6 +313,46 @@ def test_best_checkpoint_and_early_stopping(tmp_path):
         final_weights(out)["model.albert.embeddings.word_embeddings.weight"],
         load_file(str(out / "best" / "model.safetensors"))["model.albert.embeddings.word_embeddings.weight"],
     )
+
+
+def test_a_nan_score_is_never_the_best(tmp_path):
+    out = tmp_path / "run"
+    scores = iter([float("nan"), 0.4, float("nan"), 0.3])
+    result = train(
+        tiny_objective(), SyntheticPretraining(),
+        run_config(out, max_steps=4, eval_every=1, best_metric="score"),
+        evaluate=lambda module: {"score": next(scores)},
+    )  # fmt: skip
+    assert result.best_metric == 0.4
+
+
+@pytest.mark.parametrize("log_every", [1, 3])
+def test_divergence_stops_the_run_before_anything_non_finite_is_saved(tmp_path, log_every):
+    out = tmp_path / "run"
+    objective = tiny_objective()
+    # Finite for two steps, then the weights go NaN: as a learning rate far too high does.
+    config = run_config(out, max_steps=8, save_every=2, log_every=log_every, optimizer="adamw")
+    calls = {"n": 0}
+    real_step = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        out = real_step(self, *args, **kwargs)
+        if calls["n"] == 3:
+            with torch.no_grad():
+                next(iter(objective.parameters())).fill_(float("nan"))
+        return out
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.AdamW, "step", step)
+        with pytest.raises(TrainingDiverged, match="training diverged by step"):
+            train(objective, SyntheticPretraining(), config)
+    checkpoints = list_checkpoints(out)
+    assert [c.name for c in checkpoints] == ["step-00000002"]
+    for name, tensor in load_file(str(checkpoints[0] / "model.safetensors")).items():
+        assert torch.isfinite(tensor).all(), name
+    assert not (out / "model.safetensors").exists()
+    assert all(np.isfinite(row["loss"]) for row in read_metrics(out) if "loss" in row)
 
 
 def test_num_epochs_sets_the_number_of_steps(tmp_path):

@@ -212,6 +212,11 @@ def read_text_classification(
         out_labels: list[Any] = [tuple(label_name(v) for v in value) for value in labels]
     else:
         out_labels = [float(v) for v in labels] if is_float else [label_name(v) for v in labels]
+        for i, value in enumerate(out_labels if is_float else ()):
+            if not math.isfinite(value):
+                raise DataError(
+                    f"{where(i)}: the label ({label_column!r}) is {value}; a regression target is a finite number"
+                )
     texts_by_column = []
     for name in (text, pair):
         if name is None:

@@ -90,10 +90,12 @@ def matthews_corrcoef(predictions: Sequence[Hashable], references: Sequence[Hash
 
 
 def pearson(predictions: Sequence[float], references: Sequence[float]) -> float:
-    """Pearson correlation; 0 when either side is constant."""
+    """Pearson correlation; 0 when either side is constant, NaN when either holds inf or NaN."""
     _check_lengths(predictions, references)
     x = np.asarray(predictions, dtype=np.float64)
     y = np.asarray(references, dtype=np.float64)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
     x, y = x - x.mean(), y - y.mean()
     denom = np.sqrt((x * x).sum() * (y * y).sum())
     return float((x * y).sum() / denom) if denom > 0 else 0.0
@@ -113,11 +115,13 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 def spearman(predictions: Sequence[float], references: Sequence[float]) -> float:
-    """Spearman rank correlation: Pearson of the average ranks."""
+    """Spearman rank correlation: Pearson of the average ranks; NaN when either side holds inf or NaN (which
+    have no rank)."""
     _check_lengths(predictions, references)
-    x = _average_ranks(np.asarray(predictions, dtype=np.float64))
-    y = _average_ranks(np.asarray(references, dtype=np.float64))
-    return pearson(x, y)
+    x, y = np.asarray(predictions, dtype=np.float64), np.asarray(references, dtype=np.float64)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
+    return pearson(_average_ranks(x), _average_ranks(y))
 
 
 def classification_metrics(

@@ -52,6 +52,11 @@ _CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 # ---- configuration and result --------------------------------------------------------------------------
 
 
+class TrainingDiverged(ValueError):
+    """The loss or the weights became inf or NaN. Nothing is saved from that step on; the checkpoints
+    written before it hold finite weights to resume from."""
+
+
 @dataclass
 class TrainConfig:
     """Hyper-parameters and bookkeeping of one training run; `batch_size` is per process and micro-batch.
@@ -676,9 +681,26 @@ class Trainer:
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return get_optimizer_state_dict(self.wrapped, self.optimizer, options=opts)
 
+    def _diverged(self, what: str) -> None:
+        raise TrainingDiverged(
+            f"training diverged by step {self.step}: {what}. Nothing was saved from here on; lower the learning "
+            f"rate (or look for inf/NaN values in the data) and resume from the last checkpoint in {self.output_dir}"
+        )
+
+    def _refuse_non_finite_weights(self) -> None:
+        """Before anything is written: weights that went inf or NaN between two logged steps are no model."""
+        bad = torch.zeros((), device=self.env.device)
+        for p in self.params:
+            bad += (~torch.isfinite(p.detach())).any()
+        if self.env.distributed:
+            dist.all_reduce(bad)
+        if bad.item():
+            self._diverged("some weights are inf or NaN")
+
     def save_checkpoint(self) -> Path:
         """Write `checkpoints/step-N` atomically (all ranks must call), then prune to `keep_last`."""
         env = self.env
+        self._refuse_non_finite_weights()
         rngs = [None] * env.world_size
         if env.distributed:
             dist.all_gather_object(rngs, _rng_state())
@@ -717,6 +739,7 @@ class Trainer:
 
     def _save_snapshot(self, directory: Path) -> None:
         """Write model files only (no trainer state) to `directory`, atomically; all ranks call."""
+        self._refuse_non_finite_weights()
         module = self._gathered_model()
         if self.env.is_main:
             write_dir_atomically(directory, lambda tmp: self.save_model(module, tmp))
@@ -872,6 +895,8 @@ class Trainer:
         for i, name in enumerate(names):
             den = values[4 + 2 * i]
             row[name] = values[3 + 2 * i] / den if den else float("nan")
+        if not math.isfinite(row["loss"]):
+            self._diverged(f"the training loss is {row['loss']}")
         row["lr"] = lr
         row["grad_norm"] = values[1] / env.world_size / window["steps"]
         row["tokens_per_s"] = values[2] / max(now - window["t0"], 1e-9)
@@ -914,7 +939,10 @@ class Trainer:
                 f"best_metric {cfg.best_metric!r} is not among the evaluation metrics {sorted(metrics)}"
             )
         value = metrics[cfg.best_metric]
-        improved = self.best is None or (value > self.best if cfg.greater_is_better else value < self.best)
+        # A NaN score (a model that predicts NaN) is never the best.
+        improved = math.isfinite(value) and (
+            self.best is None or (value > self.best if cfg.greater_is_better else value < self.best)
+        )
         if improved:
             self.best = value
             self.evals_without_improvement = 0
