@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import shutil
 import subprocess
@@ -46,7 +47,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tokenizer = AlbertTokenizer.from_pretrained(spiece_or_skip())
     root = tmp_path_factory.mktemp("cli")
     out = {}
-    for head in ("AlbertForMaskedLM", "AlbertForQuestionAnswering", "AlbertForSequenceClassification"):
+    heads = (
+        "AlbertForMaskedLM",
+        "AlbertForQuestionAnswering",
+        "AlbertForSequenceClassification",
+        "AlbertForMultipleChoice",
+    )
+    for head in heads:
         torch.manual_seed(0)
         model = getattr(openalbert, head)(openalbert.AlbertConfig(**CONFIG))
         if head == "AlbertForMaskedLM":
@@ -189,16 +196,121 @@ def test_json_lines_that_do_not_parse(models, capsys, monkeypatch) -> None:
             "device 'cuda' was requested, but torch",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
         ),
+        (
+            ["--task", "feature-extraction", "--model", "{MLM}", "--param", "return_tensors=true"],
+            "return_tensors=true gives torch tensors, which a JSON line cannot hold",
+        ),
+        (
+            ["--task", "fill-mask", "--model", "{MLM}", "--param", "top_k=true"],
+            "top_k must be a positive integer, got True",
+        ),
+        (
+            ["--task", "question-answering", "--model", "{QA}", "--param", "align_to_words=maybe"],
+            "align_to_words must be a boolean (true/false, yes/no, on/off or 1/0), got 'maybe'",
+        ),
     ],
-    ids=["unknown-task", "missing-head", "missing-input", "bad-option", "unknown-device", "no-cuda"],
+    ids=[
+        "unknown-task",
+        "missing-head",
+        "missing-input",
+        "bad-option",
+        "unknown-device",
+        "no-cuda",
+        "return-tensors",
+        "bool-top-k",
+        "bool-word",
+    ],
 )
 def test_errors_are_one_line(models, capsys, monkeypatch, args: list[str], message: str) -> None:
-    names = {"{MLM}": models["AlbertForMaskedLM"], "{CLS}": models["AlbertForSequenceClassification"]}
+    names = {
+        "{MLM}": models["AlbertForMaskedLM"],
+        "{CLS}": models["AlbertForSequenceClassification"],
+        "{QA}": models["AlbertForQuestionAnswering"],
+    }
     args = [str(names.get(a, a)) for a in args]
     done = in_process("run", *args, stdin="Hello [MASK]!\n", capsys=capsys, monkeypatch=monkeypatch)
     assert done.returncode == 2
     assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert done.stdout == ""
+
+
+def test_json_lines_skip_blank_lines_and_a_byte_order_mark(models, capsys, monkeypatch) -> None:
+    qa = {"question": "Who built it?", "context": "Gustave Eiffel built the tower in Paris."}
+    mc = {"prompt": "The cat sat on the", "choices": ["mat.", "moon."]}
+    for task, head, item in (
+        ("question-answering", "AlbertForQuestionAnswering", qa),
+        ("multiple-choice", "AlbertForMultipleChoice", mc),
+    ):
+        run = ("run", "--task", task, "--model", str(models[head]))
+        line = json.dumps(item)
+        # a BOM (Windows editors), a blank and a whitespace-only line inside, a trailing blank line
+        stdin = "\ufeff" + line + "\n\n  \r\n" + line + "\n\n"
+        done = in_process(*run, stdin=stdin, capsys=capsys, monkeypatch=monkeypatch)
+        assert done.returncode == 0, done.stderr
+        expected = pipeline(task, model=models[head])(item)
+        docs = [json.loads(doc) for doc in done.stdout.splitlines()]
+        assert len(docs) == 2
+        for doc in docs:
+            assert_close(doc, expected)
+        # an error names the line of the input, blank lines counted
+        done = in_process(*run, stdin=line + "\n\n{bad\n", capsys=capsys, monkeypatch=monkeypatch)
+        assert done.returncode == 2 and "line 3: not valid JSON" in done.stderr, done.stderr
+
+
+def test_text_lines_keep_blank_lines(models, capsys, monkeypatch) -> None:
+    # In a text task a blank line is the empty text, so that output line n answers input line n.
+    model = models["AlbertForSequenceClassification"]
+    texts = ["I love it", "", "meh"]
+    done = in_process(
+        "run", "--task", "text-classification", "--model", str(model),
+        stdin="\ufeff" + "\n".join(texts) + "\n", capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    classify = pipeline("text-classification", model=model)
+    assert_close([json.loads(doc) for doc in done.stdout.splitlines()], [classify(t) for t in texts])
+
+
+def test_text_pair_null_is_a_single_text(models, capsys, monkeypatch) -> None:
+    model = models["AlbertForSequenceClassification"]
+    done = in_process(
+        "run", "--task", "text-classification", "--model", str(model),
+        stdin='{"text": "I love it", "text_pair": null}\n', capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert_close(json.loads(done.stdout), pipeline("text-classification", model=model)({"text": "I love it"}))
+
+
+@pytest.mark.parametrize("word, value", [("no", False), ("off", False), ("yes", True), ("ON", True)])
+def test_boolean_params_are_words(models, capsys, monkeypatch, word: str, value: bool) -> None:
+    # A bare string is no boolean: bool("no") is True, which turned the impossible answer on.
+    model = models["AlbertForQuestionAnswering"]
+    item = {"question": "Who?", "context": "Jane wrote it."}
+    done = in_process(
+        "run", "--task", "question-answering", "--model", str(model), "--top-k", "30",
+        "--param", f"handle_impossible_answer={word}",
+        stdin=json.dumps(item) + "\n", capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    qa = pipeline("question-answering", model=model)
+    expected = qa(item, top_k=30, handle_impossible_answer=value)
+    assert_close(json.loads(done.stdout), expected)
+    # the impossible answer: empty, at 0, scored from [CLS]
+    assert any(a["answer"] == "" and a["end"] == 0 and a["score"] > 0 for a in expected) == value
+
+
+def test_a_parameter_warns_once_per_stream(models, tmp_path: Path, caplog) -> None:
+    # The stream checks its parameters once, not again for every chunk of lines.
+    from openalbert.pipelines.stream import run_stream
+
+    source, target = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="openalbert"):
+        bad = run_stream(
+            "fill-mask", models["AlbertForMaskedLM"], input_path=source, output_path=target,
+            chunk_lines=1, progress=False, targets=["Rome", "paris"],
+        )  # fmt: skip
+    assert bad == 0 and len(target.read_text(encoding="utf-8").splitlines()) == len(LINES)
+    assert sum("'Rome' is not in the vocabulary" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_default_model_or_a_clear_error(capsys, monkeypatch) -> None:

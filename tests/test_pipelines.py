@@ -177,13 +177,55 @@ def test_fill_mask_without_a_mask(models) -> None:
         "I love it",
         ["I love it", "meh", "this is a longer sentence than the others"],
         {"text": "I do", "text_pair": "so do I"},
+        {"text": "I do", "text_pair": None},  # a single text, as transformers reads it
     ],
-    ids=["one", "list", "pair"],
+    ids=["one", "list", "pair", "pair-none"],
 )
 def test_text_classification(models, reference, inputs: Any, params: dict) -> None:
     directory = models["AlbertForSequenceClassification"]
     ours = pipeline("text-classification", model=directory)
     assert_matches(ours(inputs, **params), reference("text-classification", directory)(inputs, **params))
+
+
+@pytest.mark.parametrize(
+    "at_construction, in_call",
+    [
+        ({"top_k": None}, {}),
+        ({"top_k": 2}, {}),
+        ({"top_k": 2}, {"top_k": 1}),
+        ({"top_k": 1}, {"function_to_apply": "sigmoid"}),
+        ({}, {"return_all_scores": True}),
+        ({}, {"return_all_scores": False}),
+        ({"return_all_scores": True}, {}),
+        ({"return_all_scores": True}, {"top_k": 1}),
+        ({"return_all_scores": False}, {"return_all_scores": True}),
+        ({"top_k": 2}, {"return_all_scores": False}),
+        ({"top_k": 2}, {"return_all_scores": True}),
+        ({}, {"return_all_scores": True, "top_k": 2}),
+    ],
+)
+def test_text_classification_top_k_and_return_all_scores(
+    models, at_construction: dict, in_call: dict
+) -> None:
+    # transformers checks the pipeline's parameters and the call's apart, then merges them; whether a lone
+    # string's result is wrapped in a list depends on the call's own top_k alone.
+    directory = models["AlbertForSequenceClassification"]
+    inputs = ["I love it", ["I love it", "meh"], {"text": "I do", "text_pair": "so do I"}]
+
+    def answers(build: Any) -> tuple[list[Any], bool]:
+        """The pipeline's answers to `inputs`, and whether it warned that return_all_scores is deprecated."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pipe = build("text-classification", **at_construction)
+            results = [pipe(x, **in_call) for x in inputs]
+        return results, any("`return_all_scores` is now deprecated" in str(w.message) for w in caught)
+
+    theirs, they_warned = answers(
+        lambda task, **kw: transformers.pipeline(task, model=str(directory), device="cpu", **kw)
+    )
+    ours, we_warned = answers(lambda task, **kw: pipeline(task, model=directory, **kw))
+    assert_matches(ours, theirs)
+    assert we_warned == they_warned
 
 
 # ---- token classification ---------------------------------------------------------------------------------
@@ -314,6 +356,62 @@ def test_multiple_choice(models) -> None:
     two = ours([{"prompt": prompt, "choices": choices}, {"prompt": "Yes or no?", "choices": ["yes", "no"]}])
     assert_matches(two[0], result)
     assert len(two[1]) == 2 and abs(sum(r["score"] for r in two[1]) - 1) < 1e-6
+
+
+# ---- parameters ------------------------------------------------------------------------------------------
+
+
+def test_a_bool_is_not_a_count(models) -> None:
+    # bool is an int subclass: top_k=True must be refused, not read as 1 or handed to torch.topk.
+    pair = {"question": QUESTION, "context": CONTEXT}
+    choices = {"prompt": "The cat sat on the", "choices": ["mat.", "moon."]}
+    cases = [
+        ("fill-mask", "AlbertForMaskedLM", MASKED, {"top_k": True}),
+        ("text-classification", "AlbertForSequenceClassification", "Hi", {"top_k": True}),
+        ("question-answering", "AlbertForQuestionAnswering", pair, {"top_k": True}),
+        ("question-answering", "AlbertForQuestionAnswering", pair, {"max_answer_len": True}),
+        ("question-answering", "AlbertForQuestionAnswering", pair, {"doc_stride": False}),
+        ("multiple-choice", "AlbertForMultipleChoice", choices, {"top_k": True}),
+    ]
+    for task, head, inputs, params in cases:
+        pipe = pipeline(task, model=models[head])
+        with pytest.raises(ValueError, match=f"{next(iter(params))} must be"):
+            pipe(inputs, **params)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        pipeline("fill-mask", model=models["AlbertForMaskedLM"], batch_size=True)
+
+
+def test_boolean_parameters_take_words(models) -> None:
+    # `openalbert run --param handle_impossible_answer=no` hands the pipeline the string "no".
+    qa = pipeline("question-answering", model=models["AlbertForQuestionAnswering"], top_k=30)
+    item = {"question": "Who wrote it?", "context": "Jane wrote it."}
+    off, on = qa(item, handle_impossible_answer=False), qa(item, handle_impossible_answer=True)
+    assert len(on) == len(off) + 1 and any(a["answer"] == "" and a["score"] > 0 for a in on)
+    for word in ("no", "OFF", "false", 0, None):
+        assert qa(item, handle_impossible_answer=word) == off, word
+    for word in ("yes", "On", "TRUE", 1):
+        assert qa(item, handle_impossible_answer=word) == on, word
+    assert qa(item, align_to_words="off") == qa(item, align_to_words=False)
+    with pytest.raises(ValueError, match="handle_impossible_answer must be a boolean .*got 'maybe'"):
+        qa(item, handle_impossible_answer="maybe")
+    with pytest.raises(ValueError, match="align_to_words must be a boolean .*got 2"):
+        qa(item, align_to_words=2)
+    features = pipeline("feature-extraction", model=models["AlbertForMaskedLM"])
+    assert isinstance(features("Hi", return_tensors="no"), list)
+    assert isinstance(features("Hi", return_tensors="yes"), torch.Tensor)
+    long_text = "word " * 200  # more than the 128 positions, less than the tokenizer's 512
+    assert len(features(long_text, truncation="longest_first")[0]) == CONFIG["max_position_embeddings"]
+    with pytest.raises(ValueError, match="tokens long"):
+        features(long_text, truncation="off")
+
+
+def test_a_default_parameter_is_checked_once(models, caplog) -> None:
+    # Checked at construction; the calls that add no parameter reuse it, so its warning shows once.
+    with caplog.at_level(logging.WARNING, logger="openalbert"):
+        fill = pipeline("fill-mask", model=models["AlbertForMaskedLM"], targets=["Rome", "paris"])
+        fill(MASKED)
+        fill([MASKED, TWO_MASKS])
+    assert sum("'Rome' is not in the vocabulary" in r.getMessage() for r in caplog.records) == 1
 
 
 # ---- batching, devices, loading ----------------------------------------------------------------------------

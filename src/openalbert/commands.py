@@ -274,7 +274,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--top-k", type=int, help="answers per input (fill-mask, classification, QA, choice)")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
-    p.add_argument("--input", help="read from this file instead of stdin")
+    p.add_argument("--input", help="read from this file instead of stdin (UTF-8; a leading BOM is ignored)")
     p.add_argument("--output", help="write to this file instead of stdout")
     p.add_argument(
         "--skip-bad-lines",
@@ -286,14 +286,16 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="another pipeline parameter, VALUE as JSON or a bare string (e.g. aggregation_strategy=simple)",
+        help="another pipeline parameter, VALUE as JSON or a bare string (e.g. aggregation_strategy=simple); "
+        "a boolean takes true/false, yes/no, on/off or 1/0",
     )
 
 
 @command(
     "run",
-    "Run a task pipeline on one input per line (QA and multiple-choice: one JSON object per line); "
-    "one JSON result per line on stdout",
+    "Run a task pipeline on one input per line, one JSON result per line on stdout, in order. Text tasks: "
+    "each line is one text, a blank line the empty text (so output line N answers input line N). QA and "
+    "multiple-choice: one JSON object per line; blank lines are skipped",
     _run_arguments,
 )
 def _run(args: argparse.Namespace) -> int:

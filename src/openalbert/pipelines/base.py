@@ -118,6 +118,9 @@ class Pipeline:
     optional_weights: ClassVar[tuple[str, ...]] = ()
     # What the head is, for the error raised when a checkpoint lacks it.
     head_description: ClassVar[str] = ""
+    # Whether a line of `openalbert run` input is a JSON object (`parse_line`); a blank one is then skipped,
+    # while a text task reads it as the empty text.
+    json_input: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -162,8 +165,10 @@ class Pipeline:
             self.model = CUDAGraphModel(self.model)
         self.tokenizer = tokenizer
         self.batch_size = _check_batch_size(8 if batch_size is None else batch_size)
-        self.check_params(**params)  # fail at construction on a bad default, not at the first call
         self._params = params
+        # Checked here, to fail at construction on a bad default rather than at the first call, and once: a
+        # call that adds no parameter reuses them (and repeats none of their warnings, as in transformers).
+        self._defaults = self.check_params(**params)
 
     # ---- loading ---------------------------------------------------------------------------------------------
 
@@ -204,9 +209,9 @@ class Pipeline:
 
     def __call__(self, inputs: Any, *, batch_size: int | None = None, **params: Any) -> Any:
         """Run one input or a list; the output mirrors transformers' pipeline for the same task."""
-        merged = self.check_params(**{**self._params, **params})
+        checked = self._call_params(params)
         items, single = self._as_items(inputs)
-        results = self._run(items, merged, batch_size, "raise", False)
+        results = self._run(items, checked, batch_size, "raise", False)
         return self._format(inputs, results, single, params)
 
     def run(
@@ -223,11 +228,33 @@ class Pipeline:
         With errors="return", an input that cannot be processed (no [MASK], a malformed QA dict...) gets
         its exception in place of a result and the others still run.
         """
-        merged = self.check_params(**{**self._params, **params})
-        items = list(inputs)
-        results = self._run(items, merged, batch_size, errors, progress)
+        checked = self._call_params(params)
+        return self._run_checked(list(inputs), checked, params, batch_size, errors, progress)
+
+    def _call_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The checked parameters of a call: the pipeline's defaults with the call's `params` on top."""
+        if not params:
+            return self._defaults
+        return self.check_params(**self._merge_params(params))
+
+    def _merge_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The pipeline's default parameters overridden by a call's, before they are checked."""
+        return {**self._params, **params}
+
+    def _run_checked(
+        self,
+        items: list[Any],
+        checked: dict[str, Any],
+        call_params: dict[str, Any],
+        batch_size: int | None = None,
+        errors: Literal["raise", "return"] = "raise",
+        progress: bool = False,
+    ) -> list[Any]:
+        """`run` with parameters already checked by `_call_params`: a stream checks them once, not per chunk
+        (a warning such as fill-mask's about a target word then shows once)."""
+        results = self._run(items, checked, batch_size, errors, progress)
         return [
-            r if isinstance(r, Exception) else self._format(x, [r], True, params)
+            r if isinstance(r, Exception) else self._format(x, [r], True, call_params)
             for x, r in zip(items, results)
         ]
 
@@ -421,7 +448,10 @@ class Pipeline:
 
     def _encode(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         """Token ids and character offsets of each text, without special tokens."""
-        enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+        # verbose=False: a text longer than the model is the task's to cut or window, not a tokenizer warning.
+        enc = self.tokenizer(
+            list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
         return [
             (list(ids), [(int(a), int(b)) for a, b in offsets])
             for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"])
@@ -481,8 +511,34 @@ def tokens_to_string(tokens: list[str]) -> str:
     return "".join(out)
 
 
+def is_int(value: Any) -> bool:
+    """Whether `value` is an int and not a bool: bool is a subclass of int, and top_k=True is no count."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_TRUE_WORDS = ("true", "yes", "on", "1")
+_FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def as_bool(name: str, value: Any, default: bool) -> bool:
+    """A boolean parameter from a bool, 1/0 or a word (true/false, yes/no, on/off, any case); None means
+    `default`, as transformers reads None. Strict because a bare string from the command line would
+    otherwise pass as true: bool("no") is True."""
+    if value is None:
+        return default
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if is_int(value) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE_WORDS or word in _FALSE_WORDS:
+            return word in _TRUE_WORDS
+    raise ValueError(f"{name} must be a boolean (true/false, yes/no, on/off or 1/0), got {value!r}")
+
+
 def _check_batch_size(batch_size: int) -> int:
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     return batch_size
 

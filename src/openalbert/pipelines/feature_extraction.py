@@ -7,9 +7,12 @@ from typing import Any
 import torch
 
 from openalbert.modeling import AlbertModel
-from openalbert.pipelines.base import Feature, Pipeline
+from openalbert.pipelines.base import Feature, Pipeline, as_bool
 
 POOLINGS = (None, "cls", "mean", "pooler")
+# transformers hands truncation= to its tokenizer, which also takes a strategy name; on one text each of
+# these either cuts it or does not.
+TRUNCATION_STRATEGIES = {"longest_first": True, "only_first": True, "do_not_truncate": False}
 
 
 class FeatureExtractionPipeline(Pipeline):
@@ -17,8 +20,8 @@ class FeatureExtractionPipeline(Pipeline):
 
     `pooling="mean"` (over the tokens, special ones included), `"cls"` (the [CLS] hidden state) or
     `"pooler"` (ALBERT's tanh pooler over [CLS], as the classification heads see it) gives one vector of
-    H floats instead. `return_tensors=True` gives torch tensors; `truncation=False` raises on texts
-    longer than the model takes instead of cutting them.
+    H floats instead. `return_tensors=True` gives torch tensors (not in `openalbert run`, which writes
+    JSON); `truncation=False` raises on texts longer than the model takes instead of cutting them.
     """
 
     task = "feature-extraction"
@@ -39,7 +42,13 @@ class FeatureExtractionPipeline(Pipeline):
                 raise ValueError(
                     "this checkpoint has no trained pooler (pooler.* weights); use pooling='cls' or 'mean'"
                 )
-        return {"pooling": pooling, "truncation": bool(truncation), "return_tensors": bool(return_tensors)}
+        if isinstance(truncation, str) and truncation in TRUNCATION_STRATEGIES:
+            truncation = TRUNCATION_STRATEGIES[truncation]
+        return {
+            "pooling": pooling,
+            "truncation": as_bool("truncation", truncation, True),
+            "return_tensors": as_bool("return_tensors", return_tensors, False),
+        }
 
     def _preprocess(self, text: str, params: dict[str, Any]) -> list[Feature]:
         ((ids, _),) = self._encode([text])

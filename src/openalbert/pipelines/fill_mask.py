@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForMaskedLM
-from openalbert.pipelines.base import Feature, Pipeline, top_two_gap
+from openalbert.pipelines.base import Feature, Pipeline, is_int, top_two_gap
 
 logger = logging.getLogger("openalbert")
 
@@ -26,7 +26,7 @@ class FillMaskPipeline(Pipeline):
     head_description = "masked-LM head (predictions.*)"
 
     def _check_params(self, top_k: int = 5, targets: str | list[str] | None = None) -> dict[str, Any]:
-        if not isinstance(top_k, int) or top_k < 1:
+        if not is_int(top_k) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         if self.tokenizer.mask_token_id is None:
             raise ValueError("the tokenizer defines no mask token, so fill-mask cannot run")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForMultipleChoice
-from openalbert.pipelines.base import Feature, Pipeline, top_two_gap, truncate_pair
+from openalbert.pipelines.base import Feature, Pipeline, is_int, top_two_gap, truncate_pair
 
 
 class MultipleChoicePipeline(Pipeline):
@@ -25,6 +25,7 @@ class MultipleChoicePipeline(Pipeline):
     task = "multiple-choice"
     model_class = AlbertForMultipleChoice
     head_description = "multiple-choice head (classifier.* of shape (1, hidden))"
+    json_input = True
 
     def __call__(
         self,
@@ -42,7 +43,7 @@ class MultipleChoicePipeline(Pipeline):
         return super().__call__(inputs, batch_size=batch_size, **params)
 
     def _check_params(self, top_k: int | None = None) -> dict[str, Any]:
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        if top_k is not None and (not is_int(top_k) or top_k < 1):
             raise ValueError(f"top_k must be a positive integer or None (all choices), got {top_k!r}")
         return {"top_k": top_k}
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForQuestionAnswering
-from openalbert.pipelines.base import Feature, Pipeline
+from openalbert.pipelines.base import Feature, Pipeline, as_bool, is_int
 from openalbert.tokenizer import stride_windows
 
 
@@ -31,6 +31,7 @@ class QuestionAnsweringPipeline(Pipeline):
     task = "question-answering"
     model_class = AlbertForQuestionAnswering
     head_description = "question-answering head (qa_outputs.*)"
+    json_input = True
 
     def __call__(
         self,
@@ -63,16 +64,16 @@ class QuestionAnsweringPipeline(Pipeline):
             ("max_answer_len", max_answer_len),
             ("max_question_len", max_question_len),
         ):
-            if not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         limit = self._max_length()
         max_seq_len = min(limit, 384) if max_seq_len is None else max_seq_len
-        if not isinstance(max_seq_len, int) or not 4 <= max_seq_len <= limit:
+        if not is_int(max_seq_len) or not 4 <= max_seq_len <= limit:
             raise ValueError(
                 f"max_seq_len must be an integer in [4, {limit}] (the model's limit), got {max_seq_len!r}"
             )
         doc_stride = min(max_seq_len // 2, 128) if doc_stride is None else doc_stride
-        if not isinstance(doc_stride, int) or not 0 <= doc_stride <= max_seq_len:
+        if not is_int(doc_stride) or not 0 <= doc_stride <= max_seq_len:
             raise ValueError(
                 f"doc_stride must be an integer in [0, max_seq_len={max_seq_len}], got {doc_stride!r}"
             )
@@ -82,8 +83,8 @@ class QuestionAnsweringPipeline(Pipeline):
             "max_answer_len": max_answer_len,
             "max_seq_len": max_seq_len,
             "max_question_len": max_question_len,
-            "handle_impossible_answer": bool(handle_impossible_answer),
-            "align_to_words": bool(align_to_words),
+            "handle_impossible_answer": as_bool("handle_impossible_answer", handle_impossible_answer, False),
+            "align_to_words": as_bool("align_to_words", align_to_words, True),
         }
 
     def _as_items(self, inputs: Any) -> tuple[list[Any], bool]:
@@ -113,6 +114,8 @@ class QuestionAnsweringPipeline(Pipeline):
 
     def _preprocess(self, item: dict[str, str], params: dict[str, Any]) -> list[Feature]:
         (question, _), (context, offsets) = self._encode([item["question"], item["context"]])
+        # As transformers' slow path (and BERT's SQuAD script) does, so a long question leaves room for the
+        # context; its fast path, which we follow otherwise, ignores max_question_len (see README).
         question = question[: params["max_question_len"]]
         budget = params["max_seq_len"] - len(question) - 3  # [CLS] question [SEP] context [SEP]
         if budget < 1:

@@ -3,6 +3,7 @@ document per line out, in order, a chunk of lines at a time so a large file neve
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import sys
@@ -35,11 +36,12 @@ def run_stream(
 ) -> int:
     """Answer every line of `input_path` (stdin when None) into `output_path` (stdout when None).
 
-    Text tasks read one text per line; question-answering and multiple-choice read one JSON object per
-    line. A line that cannot be processed raises ValueError naming its number, after the lines before it
-    were written; with `skip_bad_lines` it gets `{"error": ..., "line": n}` instead and the rest go on.
-    Progress goes to stderr when the input is a file or longer than one chunk. Returns the number of
-    bad lines.
+    Text tasks read one text per line, a blank line being the empty text, so that output line n answers
+    input line n; question-answering and multiple-choice read one JSON object per line and skip blank
+    lines. A UTF-8 byte-order mark at the start is ignored. A line that cannot be processed raises
+    ValueError naming its number, after the lines before it were written; with `skip_bad_lines` it gets
+    `{"error": ..., "line": n}` instead and the rest go on. Progress goes to stderr when the input is a
+    file or longer than one chunk. Returns the number of bad lines.
     """
     cls = pipeline_class(task)
     source = _open_input(input_path)
@@ -56,13 +58,18 @@ def run_stream(
             fallback_margin=fallback_margin,
         )
         try:
-            pipe.check_params(**params)
+            checked = pipe._call_params(params)  # once for the whole stream, not per chunk
         except TypeError as e:
             raise ValueError(str(e)) from None
+        if checked.get("return_tensors"):
+            raise ValueError(
+                "return_tensors=true gives torch tensors, which a JSON line cannot hold; openalbert run writes "
+                "the values as lists, so leave the parameter out"
+            )
         chunk_lines = chunk_lines or max(256, 4 * pipe.batch_size)
         with _Output(output_path) as sink:
             return _process(
-                pipe, cls, source, sink, chunk_lines, skip_bad_lines, progress, input_path, params
+                pipe, cls, source, sink, chunk_lines, skip_bad_lines, progress, input_path, checked, params
             )
     finally:
         if input_path is not None:
@@ -78,6 +85,7 @@ def _process(
     skip_bad_lines: bool,
     progress: bool | None,
     input_path: str | os.PathLike | None,
+    checked: dict[str, Any],
     params: dict[str, Any],
 ) -> int:
     from tqdm.auto import tqdm
@@ -93,32 +101,40 @@ def _process(
             if bar is None and progress is not False and (progress or len(chunk) == chunk_lines):
                 # stdin of more than one chunk: a long job, so show a line counter.
                 bar = tqdm(unit="line", desc=cls.task, file=sys.stderr, leave=False, initial=number)
+            numbers: list[int] = []  # the input line of each parsed item (blank JSON lines have none)
             parsed: list[Any] = []
             for raw in chunk:
+                number += 1
+                if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]  # Windows editors start UTF-8 files with one
                 try:
-                    parsed.append(cls.parse_line(_decode(raw)))
+                    text = _decode(raw)
+                    if cls.json_input and not text.strip():
+                        continue  # a blank line holds no JSON object (an editor's trailing newline, say)
+                    item = cls.parse_line(text)
                 except ValueError as e:
                     message = f"not valid JSON ({e})" if isinstance(e, json.JSONDecodeError) else str(e)
-                    parsed.append(ValueError(message))
+                    item = ValueError(message)
+                numbers.append(number)
+                parsed.append(item)
             good = [i for i, p in enumerate(parsed) if not isinstance(p, Exception)]
-            results = pipe.run([parsed[i] for i in good], errors="return", **params)
+            results = pipe._run_checked([parsed[i] for i in good], checked, params, errors="return")
             for i, result in zip(good, results):
                 parsed[i] = result
-            for offset, result in enumerate(parsed):
-                number += 1
+            for line, result in zip(numbers, parsed):
                 if isinstance(result, Exception):
                     message = result.args[0] if isinstance(result, KeyError) and result.args else str(result)
                     if not skip_bad_lines:
                         sink.flush()
                         raise ValueError(
-                            f"line {number}: {message} (--skip-bad-lines writes an error and goes on)"
+                            f"line {line}: {message} (--skip-bad-lines writes an error and goes on)"
                         )
                     bad += 1
-                    result = {"error": message, "line": number}
+                    result = {"error": message, "line": line}
                 sink.write(json.dumps(result, ensure_ascii=False) + "\n")
-                if bar is not None:
-                    bar.update(len(chunk[offset]) if input_path is not None else 1)
             sink.flush()
+            if bar is not None:
+                bar.update(sum(map(len, chunk)) if input_path is not None else len(chunk))
     finally:
         if bar is not None:
             bar.close()

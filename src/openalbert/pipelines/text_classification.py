@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import torch
 
 from openalbert.heads import AlbertForSequenceClassification
-from openalbert.pipelines.base import Feature, Pipeline, top_two_gap, truncate_pair
+from openalbert.pipelines.base import Feature, Pipeline, as_bool, is_int, top_two_gap, truncate_pair
 
 FUNCTIONS = {
     "softmax": lambda logits: logits.softmax(-1),
@@ -16,15 +17,23 @@ FUNCTIONS = {
     "none": lambda logits: logits,
 }
 _UNSET: Any = object()
+# transformers 4.57.1's words, so that a filter written for its warning also catches ours.
+RETURN_ALL_SCORES_DEPRECATED = (
+    "`return_all_scores` is now deprecated,  if want a similar functionality use `top_k=None` instead of"
+    " `return_all_scores=True` or `top_k=1` instead of `return_all_scores=False`."
+)
 
 
 class TextClassificationPipeline(Pipeline):
     """`pipe(text)` -> `[{"label", "score"}]`; `pipe(text, top_k=k)` -> the k best, `top_k=None` -> all.
 
-    transformers' conventions are kept: without `top_k` each input gives its best label as a dict (and a
-    single string input is wrapped in a list); with `top_k` each input gives a list sorted by score.
-    A pair is passed as `{"text": ..., "text_pair": ...}`. Scores are softmax over the labels, sigmoid
-    for one label or multi-label models, raw logits for regression, unless `function_to_apply` says.
+    transformers' conventions are kept: without `top_k` each input gives its best label as a dict; with
+    `top_k` (at construction or in the call) each input gives a list sorted by score; a single string is
+    wrapped in a list unless the call itself passes `top_k`. The deprecated `return_all_scores=True`
+    gives every label in label order, `False` the best label, as in transformers 4.57.1. A pair is passed
+    as `{"text": ..., "text_pair": ...}` (`text_pair` None: a single text). Scores are softmax over the
+    labels, sigmoid for one label or multi-label models, raw logits for regression, unless
+    `function_to_apply` says.
     """
 
     task = "text-classification"
@@ -32,17 +41,44 @@ class TextClassificationPipeline(Pipeline):
     head_description = "sequence-classification head (classifier.*)"
 
     def _check_params(
-        self, top_k: int | None = _UNSET, function_to_apply: str | None = None
+        self,
+        top_k: int | None = _UNSET,
+        function_to_apply: str | None = None,
+        return_all_scores: bool | None = None,
     ) -> dict[str, Any]:
-        if top_k is not _UNSET and top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be a positive integer or None (all labels), got {top_k!r}")
+        # "legacy": transformers' old output, a dict for top_k=1 and every label unsorted for top_k=None;
+        # any top_k given wins over return_all_scores and gives the sorted list.
+        every = as_bool("return_all_scores", return_all_scores, False)
+        if top_k is not _UNSET:
+            if top_k is not None and (not is_int(top_k) or top_k < 1):
+                raise ValueError(f"top_k must be a positive integer or None (all labels), got {top_k!r}")
+            legacy = False
+        else:
+            if return_all_scores is not None:
+                # stacklevel: the caller of pipe(...) (through check_params and _call_params)
+                warnings.warn(RETURN_ALL_SCORES_DEPRECATED, UserWarning, stacklevel=5)
+            top_k, legacy = (None if every else 1), True
         if function_to_apply is not None:
             function_to_apply = str(function_to_apply).lower()
             if function_to_apply not in FUNCTIONS:
                 raise ValueError(
                     f"function_to_apply must be one of {sorted(FUNCTIONS)}, got {function_to_apply!r}"
                 )
-        return {"top_k": top_k, "function_to_apply": function_to_apply or self._default_function()}
+        return {
+            "top_k": top_k,
+            "legacy": legacy,
+            "function_to_apply": function_to_apply or self._default_function(),
+        }
+
+    def _merge_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        merged = super()._merge_params(params)
+        if params.get("return_all_scores") is not None and "top_k" not in params and "top_k" in self._params:
+            # transformers merges checked parameters: the call's return_all_scores sets top_k while the
+            # pipeline's top_k keeps the sorted-list form.
+            warnings.warn(RETURN_ALL_SCORES_DEPRECATED, UserWarning, stacklevel=4)  # pipe(...)'s caller
+            every = as_bool("return_all_scores", merged.pop("return_all_scores"), False)
+            merged["top_k"] = None if every else 1
+        return merged
 
     def _default_function(self) -> str:
         config = self.config
@@ -64,7 +100,8 @@ class TextClassificationPipeline(Pipeline):
                     'a text pair must be a dict {"text": str, "text_pair": str}, got keys '
                     + str(sorted(item))
                 )
-            if not isinstance(item.get("text_pair", ""), str):
+            # None is a single text, as transformers' tokenizer reads text_pair=None (or a JSON null).
+            if not isinstance(item.get("text_pair", ""), (str, type(None))):
                 raise TypeError(f"text_pair must be a str, got {type(item['text_pair']).__name__}")
             return item
         return super()._check_input(item)
@@ -104,17 +141,20 @@ class TextClassificationPipeline(Pipeline):
     ) -> Any:
         (logits,) = outputs
         scores = FUNCTIONS[params["function_to_apply"]](logits)
-        id2label = self.config.id2label
-        if params["top_k"] is _UNSET:
+        id2label, top_k = self.config.id2label, params["top_k"]
+        if params["legacy"] and top_k == 1:
             best = int(scores.argmax())
             return {"label": id2label[best], "score": float(scores[best])}
         ranked = [{"label": id2label[i], "score": float(s)} for i, s in enumerate(scores.tolist())]
+        if params["legacy"]:  # return_all_scores=True: every label, in label order
+            return ranked
         ranked.sort(key=lambda d: d["score"], reverse=True)
-        return ranked if params["top_k"] is None else ranked[: params["top_k"]]
+        return ranked if top_k is None else ranked[:top_k]
 
     def _format(self, inputs: Any, results: list[Any], single: bool, call_params: dict[str, Any]) -> Any:
         if not single:
             return results
-        # transformers wraps a lone string's best label in a list, but not a lone pair dict's.
-        legacy = "top_k" not in self._params and "top_k" not in call_params
-        return [results[0]] if legacy and isinstance(inputs, str) else results[0]
+        # transformers wraps a lone string's result in a list, but not a lone pair dict's, and only when the
+        # call itself has no top_k: one given at construction does not count (its check sees the call alone).
+        wrap = "top_k" not in call_params and isinstance(inputs, str)
+        return [results[0]] if wrap else results[0]

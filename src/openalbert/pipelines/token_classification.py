@@ -3,12 +3,17 @@ spans in the original text, as transformers' TokenClassificationPipeline gives t
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
 import torch
 
 from openalbert.heads import AlbertForTokenClassification
-from openalbert.pipelines.base import Feature, Pipeline, tokens_to_string, top_two_gap
+from openalbert.pipelines.base import Feature, Pipeline, as_bool, is_int, tokens_to_string, top_two_gap
+from openalbert.tokenizer import stride_windows
+
+logger = logging.getLogger(__name__)
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
 
@@ -21,6 +26,10 @@ class TokenClassificationPipeline(Pipeline):
     the mean. "first" / "average" / "max" first settle one label per word (the first token's, the
     averaged scores', the most confident token's), then group as "simple". ALBERT's SentencePiece has
     no word markers inside a word, so a token continues a word when no space precedes it in the text.
+
+    As in transformers: `stride` tags a text longer than the model takes in overlapping windows (where
+    entities overlap, the longest is kept); `is_split_into_words` takes a list of words, joined with
+    `delimiter` for the spans; `grouped_entities` / `ignore_subwords` are read as the strategy they meant.
     """
 
     task = "token-classification"
@@ -28,48 +37,128 @@ class TokenClassificationPipeline(Pipeline):
     head_description = "token-classification head (classifier.*)"
 
     def _check_params(
-        self, aggregation_strategy: str | None = None, ignore_labels: list[str] | None = None
+        self,
+        aggregation_strategy: str | None = None,
+        ignore_labels: list[str] | None = None,
+        stride: int | None = None,
+        is_split_into_words: bool | None = None,
+        delimiter: str | None = None,
+        grouped_entities: bool | None = None,
+        ignore_subwords: bool | None = None,
     ) -> dict[str, Any]:
+        if grouped_entities is not None or ignore_subwords is not None:  # transformers' older options
+            grouped, subwords = (
+                as_bool("grouped_entities", grouped_entities, False),
+                as_bool("ignore_subwords", ignore_subwords, False),
+            )
+            aggregation_strategy = ("first" if subwords else "simple") if grouped else "none"
+            warnings.warn(
+                f'grouped_entities and ignore_subwords are deprecated; read as aggregation_strategy="{aggregation_strategy}"',
+                FutureWarning,
+                stacklevel=4,
+            )
         strategy = str(getattr(aggregation_strategy, "value", aggregation_strategy or "none")).lower()
         if strategy not in STRATEGIES:
             raise ValueError(
                 f"aggregation_strategy must be one of {STRATEGIES}, got {aggregation_strategy!r}"
             )
+        if stride is not None:
+            room = self._max_length() - 2
+            if not is_int(stride) or not 0 <= stride < room:
+                raise ValueError(
+                    f"stride must be an int in [0, {room}) (the tokens of a window), got {stride!r}"
+                )
+            if strategy == "none":
+                raise ValueError(
+                    'stride tags a long text in windows whose entities are merged; that needs an aggregation_strategy other than "none"'
+                )
+        split = as_bool("is_split_into_words", is_split_into_words, False)
+        if delimiter is not None and not isinstance(delimiter, str):
+            raise TypeError(f"delimiter must be a str, got {type(delimiter).__name__}")
         return {
             "strategy": strategy,
             "ignore_labels": ["O"] if ignore_labels is None else list(ignore_labels),
+            "stride": stride,
+            "split": split,
+            "delimiter": " " if delimiter is None else delimiter,
         }
 
-    def _preprocess(self, text: str, params: dict[str, Any]) -> list[Feature]:
-        ((ids, offsets),) = self._encode([text])
-        keep = self._max_length() - 2
-        feature = self._build(ids[:keep])
-        feature.meta["offsets"] = [(0, 0), *offsets[:keep], (0, 0)]
-        return [feature]
+    def __call__(self, inputs: Any, *, batch_size: int | None = None, **params: Any) -> Any:
+        split = {**self._params, **params}.get("is_split_into_words")
+        words = isinstance(inputs, (list, tuple)) and inputs and all(isinstance(w, str) for w in inputs)
+        if words and split is not None and as_bool("is_split_into_words", split, False):
+            # one text's words; transformers answers it as a batch of one
+            return super().__call__([list(inputs)], batch_size=batch_size, **params)
+        return super().__call__(inputs, batch_size=batch_size, **params)
+
+    def _check_input(self, item: Any) -> Any:
+        if isinstance(item, (list, tuple)) and all(isinstance(w, str) for w in item):
+            return list(item)  # words (is_split_into_words)
+        return super()._check_input(item)
+
+    def _preprocess(self, item: str | list[str], params: dict[str, Any]) -> list[Feature]:
+        if params["split"] != isinstance(item, list):
+            raise TypeError(
+                "with is_split_into_words an input is a list of words"
+                if params["split"]
+                else "a list of words needs is_split_into_words=True"
+            )
+        if params["split"]:
+            text, ids, offsets = self._encode_words(item, params["delimiter"])
+        else:
+            text, ((ids, offsets),) = item, self._encode([item])
+        room = self._max_length() - 2
+        if params["stride"] is None and len(ids) > room:
+            logger.warning(
+                "a text of %d tokens is cut to the model's %d; pass stride= to tag all of it in windows",
+                len(ids),
+                room,
+            )
+        windows = (
+            stride_windows(len(ids), room, params["stride"]) if params["stride"] is not None else [(0, room)]
+        )
+        features = []
+        for lo, hi in windows:
+            feature = self._build(ids[lo:hi], text=text)
+            feature.meta["offsets"] = [(0, 0), *offsets[lo:hi], (0, 0)]
+            features.append(feature)
+        return features
+
+    def _encode_words(self, words: list[str], delimiter: str) -> tuple[str, list[int], list[tuple[int, int]]]:
+        """The text the words make joined by `delimiter`, and its tokens with spans in that text."""
+        enc = self.tokenizer(
+            words, is_split_into_words=True, add_special_tokens=False, return_offsets_mapping=True
+        )
+        starts, at = [], 0
+        for word in words:
+            starts.append(at)
+            at += len(word) + len(delimiter)
+        offsets = [(starts[w] + a, starts[w] + b) for w, (a, b) in zip(enc.word_ids(), enc["offset_mapping"])]
+        return delimiter.join(words), list(enc["input_ids"]), offsets
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
         logits = model(**batch, return_dict=True).logits.float().cpu()  # (B, T, L)
         return [logits[i, : len(f.input_ids)] for i, f in enumerate(features)]
 
     def _margin(self, features: list[Feature], outputs: list[Any], params: dict[str, Any]) -> float:
-        (logits,) = outputs  # (T, labels): every token's label, [CLS] and [SEP] aside
-        return top_two_gap(logits[1:-1])
+        # (T, labels) per window: every token's label, [CLS] and [SEP] aside
+        return min(top_two_gap(logits[1:-1]) for logits in outputs)
 
     def _postprocess(
-        self, text: str, features: list[Feature], outputs: list[Any], params: dict[str, Any]
+        self, item: str | list[str], features: list[Feature], outputs: list[Any], params: dict[str, Any]
     ) -> Any:
-        (feature,), (logits,) = features, outputs
-        scores = logits.softmax(-1)
-        tokens = self._tokens(text, feature, scores)
-        strategy = params["strategy"]
-        if strategy in ("none", "simple"):
-            entities = [self._token_entity(t) for t in tokens]
-        else:
-            entities = [self._word_entity(word, strategy) for word in _words(tokens)]
-        if strategy != "none":
-            entities = self._group(entities)
-        ignore = params["ignore_labels"]
-        return [e for e in entities if e.get("entity", e.get("entity_group")) not in ignore]
+        strategy, ignore = params["strategy"], params["ignore_labels"]
+        found = []
+        for feature, logits in zip(features, outputs):  # one window, or several with stride
+            tokens = self._tokens(feature.meta["text"], feature, logits.softmax(-1))
+            if strategy in ("none", "simple"):
+                entities = [self._token_entity(t) for t in tokens]
+            else:
+                entities = [self._word_entity(word, strategy) for word in _words(tokens)]
+            if strategy != "none":
+                entities = self._group(entities)
+            found += [e for e in entities if e.get("entity", e.get("entity_group")) not in ignore]
+        return _longest_of_overlapping(found) if len(features) > 1 else found
 
     def _tokens(self, text: str, feature: Feature, scores: torch.Tensor) -> list[dict[str, Any]]:
         """One record per non-special token: its piece, scores, span and whether it continues a word."""
@@ -150,6 +239,20 @@ def _split_tag(label: str) -> tuple[bool, str]:
     if label.startswith(("B-", "I-")):
         return label.startswith("B-"), label[2:]
     return False, label
+
+
+def _longest_of_overlapping(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entities of overlapping windows, by start: of those that overlap, the longest (then the likelier)."""
+    kept: list[dict[str, Any]] = []
+    for entity in sorted(entities, key=lambda e: e["start"]):
+        last = kept[-1] if kept else None
+        if last is not None and last["start"] <= entity["start"] < last["end"]:
+            longer = entity["end"] - entity["start"] - (last["end"] - last["start"])
+            if longer > 0 or (longer == 0 and entity["score"] > last["score"]):
+                kept[-1] = entity
+        else:
+            kept.append(entity)
+    return kept
 
 
 def _words(tokens: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
