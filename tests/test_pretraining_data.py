@@ -374,6 +374,21 @@ def test_bad_arguments(tokenizer, tmp_path, real_text):
         ExampleOptions(max_predictions_per_seq=0)
     with pytest.raises(FileNotFoundError, match="prepare-data"):
         PretrainingDataset(tmp_path)
+    # What is not a text corpus is named before any work: a directory, a binary file, no text at all.
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "ls.bin").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4)
+    (tmp_path / "empty.txt").write_text("\n\n")
+    for name, error, message in [
+        ("dir", ValueError, "is a directory"),
+        ("ls.bin", ValueError, "looks like a binary file"),
+        ("empty.txt", ValueError, "gave no pretraining examples"),
+    ]:
+        with pytest.raises(error, match=message):
+            prepare_pretraining_data([tmp_path / name], tokenizer, tmp_path / "o", cache_dir=tmp_path / "c")
+    from openalbert.vocab import train_tokenizer
+
+    with pytest.raises(ValueError, match="looks like a binary file"):
+        train_tokenizer([tmp_path / "ls.bin"], tmp_path / "vocab", vocab_size=100)
 
 
 # ---------------------------------------------------------------------------------------------------

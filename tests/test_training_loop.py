@@ -355,6 +355,17 @@ def test_divergence_stops_the_run_before_anything_non_finite_is_saved(tmp_path, 
     assert all(np.isfinite(row["loss"]) for row in read_metrics(out) if "loss" in row)
 
 
+def test_an_empty_evaluation_set_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="evaluation dataset is empty"):
+        train(
+            tiny_objective(),
+            SyntheticPretraining(),
+            run_config(tmp_path),
+            eval_dataset=torch.utils.data.Subset(SyntheticPretraining(), []),
+        )
+    assert not (tmp_path / "metrics.jsonl").exists() or not read_metrics(tmp_path)
+
+
 def test_num_epochs_sets_the_number_of_steps(tmp_path):
     result = train(
         tiny_objective(), SyntheticPretraining(), run_config(tmp_path, max_steps=None, num_epochs=0.5)

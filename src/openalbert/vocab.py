@@ -24,10 +24,26 @@ CONTROL_SYMBOLS = ("[CLS]", "[SEP]", "[MASK]")
 MAX_LINE_BYTES = 16384
 
 
+def check_corpus_file(path: str | Path) -> Path:
+    """`path` as a Path, if it is a text file: a directory, a missing file or a binary one is named."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"corpus {path} is a directory; pass the text files in it")
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file not found: {path}")
+    with path.open("rb") as f:
+        if b"\0" in f.read(8192):  # as grep and git tell binary files: text holds no NUL bytes
+            raise ValueError(
+                f"corpus {path} looks like a binary file (it holds NUL bytes); a corpus is UTF-8 text"
+            )
+    return path
+
+
 def _lines(files: Iterable[str | os.PathLike], do_lower_case: bool, keep_accents: bool) -> Iterable[str]:
     # The tokenizer's own normalisation, exactly as encoding applies it to text between special tokens.
     for path in files:
-        with open(path, encoding="utf-8") as f:
+        # A stray invalid byte costs one replaced character, as in prepare-data.
+        with open(check_corpus_file(path), encoding="utf-8", errors="replace") as f:
             for raw in f:
                 line = normalize_for_training(raw, do_lower_case, True, keep_accents)
                 while len(line.encode("utf-8")) > MAX_LINE_BYTES:

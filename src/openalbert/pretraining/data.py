@@ -44,6 +44,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from openalbert.vocab import check_corpus_file
+
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "openalbert-pretraining-examples"
 FORMAT_VERSION = 1
@@ -153,9 +155,8 @@ def iter_documents(path: str | Path) -> Iterator[list[str]]:
     separated by newlines); any other file is plain text with one document per blank-line-separated
     block and one paragraph per line.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"corpus file not found: {path}")
+    path = check_corpus_file(path)
+    # A stray invalid byte in a large scraped corpus costs one replaced character, not the run.
     with path.open(encoding="utf-8", errors="replace") as f:
         if path.suffix == ".jsonl":
             for lineno, line in enumerate(f, 1):
@@ -244,9 +245,7 @@ def iter_sentence_documents(
     path: str | Path, splitter: SentenceSplitter | None = None, cache_dir: str | Path | None = None
 ) -> Iterator[list[str]]:
     """Documents of a corpus file as lists of sentences, read from or written to a cache keyed by content."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"corpus file not found: {path}")
+    path = check_corpus_file(path)
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"{_file_digest(path)[:32]}-{SPLITTER_VERSION}.txt"
@@ -631,8 +630,7 @@ def prepare_pretraining_data(
     if not files:
         raise ValueError("no corpus files given")
     for f in files:
-        if not f.is_file():
-            raise FileNotFoundError(f"corpus file not found: {f}")
+        check_corpus_file(f)
     tokens = _Tokens(tokenizer)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -710,6 +708,11 @@ def prepare_pretraining_data(
             done, future = pending.popleft()
             record(done, future.result())
 
+    if not sum(s["num_examples"] for s in shards):
+        raise ValueError(
+            f"the corpus ({', '.join(map(str, files))}) gave no pretraining examples: {total.documents} "
+            f"documents, {total.tokens} tokens read"
+        )
     manifest = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,

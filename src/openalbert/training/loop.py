@@ -522,6 +522,8 @@ class Trainer:
             raise ValueError(
                 f"bf16 was requested but {torch.cuda.get_device_name(env.device)} does not support it"
             )
+        if self.eval_dataset is not None and len(self.eval_dataset) == 0:
+            raise ValueError("the evaluation dataset is empty: give it examples, or train without one")
         self.sampler = ResumableSampler(
             len(self.train_dataset),
             cfg.batch_size,
