@@ -243,6 +243,13 @@ def test_regression_from_float_labels(pretrained, tmp_path):
     assert {"eval_pearson", "eval_spearman", "eval_mse"} <= set(result.metrics)
     config = openalbert.AlbertConfig.from_pretrained(out)
     assert config.problem_type == "regression" and config.num_labels == 1
+    # Resumed (here from its last checkpoint), a run reports every evaluation, not only the new ones.
+    first = results(out)
+    finetune("text-classification", pretrained, tmp_path / "train.csv", tmp_path / "train.csv", out,
+             label_column="score", epochs=1, learning_rate=1e-3, batch_size=8, max_length=64, resume=True, **RUN)  # fmt: skip
+    again = results(out)
+    assert len(again["evaluations"]) == len(first["evaluations"]) >= 1
+    assert again["best_evaluation"] == first["best_evaluation"] and "step" in again["best_evaluation"]
 
 
 def test_ner_finds_entities(pretrained, data_cache, tmp_path):

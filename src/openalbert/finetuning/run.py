@@ -26,7 +26,7 @@ from torch import nn
 
 from openalbert.finetuning import data as D
 from openalbert.finetuning import metrics as M
-from openalbert.training.loop import TrainConfig, TrainResult, train
+from openalbert.training.loop import METRICS_FILE, TrainConfig, TrainResult, train
 
 # Longest input per task when the caller does not say (QA contexts are long; the others are sentences).
 DEFAULT_MAX_LENGTH = {"question-answering": 384}
@@ -598,10 +598,18 @@ def finetune(
     finally:
         writer.close()
 
-    greater = train_config.greater_is_better
-    scored = [h for h in history if isinstance(h.get(metric_key), (int, float))]
-    best_eval = (max if greater else min)(scored, key=lambda h: h[metric_key]) if scored else {}
     out = Path(output_dir)
+    metrics_file = out / METRICS_FILE
+    if metrics_file.is_file():
+        # Every evaluation of the run, also those before a resume (this process saw only the later ones):
+        # the loop logs each as a row of metrics.jsonl, with its step.
+        rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+        history = [row for row in rows if metric_key in row]
+    greater = train_config.greater_is_better
+    scored = [
+        h for h in history if isinstance(h.get(metric_key), (int, float)) and math.isfinite(h[metric_key])
+    ]
+    best_eval = (max if greater else min)(scored, key=lambda h: h[metric_key]) if scored else {}
     # The loop has left the process group by now: RANK tells which process writes.
     if int(os.environ.get("RANK", "0")) == 0 and not result.interrupted:
         record = {
