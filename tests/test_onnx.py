@@ -191,3 +191,63 @@ def test_cli_unknown_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("openalbert export: error:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("quantised", ["model", "base"])
+def test_int8_torch_model_is_refused_with_what_to_do(tmp_path: Path, quantised: str) -> None:
+    """torch's packed int8 weights cannot be traced: the export refuses before tracing and names the ONNX
+    int8 path, whether the whole model or only its base model was quantised."""
+    from openalbert.fast.quantize import quantize_int8
+
+    model = openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY)).eval()
+    quantize_int8(model if quantised == "model" else model.albert)
+    with pytest.raises(ValueError, match="int8") as info:
+        export_onnx(model, tmp_path / "model.onnx")
+    message = str(info.value)
+    assert "fp32" in message and "quantize_onnx_int8" in message and "--int8" in message
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("positions", ["absolute", "relative_key_query"])
+@pytest.mark.parametrize("opset", [14, 20])
+def test_both_ends_of_the_opset_range_export_and_match_pytorch(
+    tmp_path: Path, positions: str, opset: int
+) -> None:
+    """The accepted range is what the exporter writes for this model: attention (scaled_dot_product_attention)
+    exports from opset 14, and torch's TorchScript exporter calls opsets past 20 unsupported."""
+    import warnings
+
+    import onnx
+
+    model = openalbert.AlbertModel(openalbert.AlbertConfig(**TINY, position_embedding_type=positions)).eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = export_onnx(model, tmp_path / "model.onnx", opset=opset)
+    assert not [w for w in caught if "not supported" in str(w.message)]
+    assert [(o.domain, o.version) for o in onnx.load(path).opset_import] == [("", opset)]
+    ids, mask, types = batch("AlbertModel", 3, 11)
+    with torch.no_grad():
+        want = model(ids, mask, types)
+    assert_matches(onnx_session(path, threads=1).run(ids, mask, types), want, mask, atol=1e-4)
+
+
+@pytest.mark.parametrize("opset", [5, 13, 21, 100, "17"])
+def test_opset_outside_the_range_is_refused(tmp_path: Path, opset: object) -> None:
+    model = openalbert.AlbertModel(openalbert.AlbertConfig(**TINY)).eval()
+    with pytest.raises(ValueError, match=rf"opset.* 14 to 20\b.*got {opset!r}"):
+        export_onnx(model, tmp_path / "model.onnx", opset=opset)
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("opset", ["5", "100"])
+def test_cli_bad_opset_is_one_line(tmp_path: Path, capfd: pytest.CaptureFixture, opset: str) -> None:
+    from openalbert.cli import main
+
+    openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY)).save_pretrained(tmp_path / "model")
+    out = tmp_path / "out"
+    code = main(["export", "onnx", str(tmp_path / "model"), "--output", str(out), "--opset", opset])
+    err = capfd.readouterr().err
+    assert code == 2
+    assert err.startswith("openalbert export: error:") and err.count("\n") == 1, err[:2000]
+    assert "14 to 20" in err and f"got {opset}" in err
+    assert not (out / "model.onnx").exists()

@@ -478,7 +478,7 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("format", choices=["onnx"], help="the format to write")
     p.add_argument("model", help="model directory, hub id, or openalbert/albert-small-en")
     p.add_argument("--output", required=True, help="directory for model.onnx, config.json and the tokenizer")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset version")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version, 14 to 20 (default 17)")
     p.add_argument("--int8", action="store_true", help="also write model_int8.onnx (ONNX Runtime int8)")
     p.add_argument(
         "--reduce-range",

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from openalbert.config import CONFIG_NAME, AlbertConfig
-from openalbert.fast.quantize import has_vnni
+from openalbert.fast.quantize import Int8Linear, has_vnni
 from openalbert.modeling import AlbertPreTrainedModel
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -37,6 +37,28 @@ ONNX_INT8_NAME = "model_int8.onnx"
 # Fields of the output dataclasses that are not exported: the loss needs labels, the others are opt-in.
 _NOT_EXPORTED = ("loss", "hidden_states", "attentions")
 _PER_TOKEN_2D = ("start_logits", "end_logits")
+# The opsets this model exports at with torch's TorchScript-based exporter: attention is
+# scaled_dot_product_attention, which it exports from opset 14; it supports opsets up to 20 (torch 2.13: past
+# that it warns and writes opset-20 graphs stamped with the newer number, past 23 it fails).
+MIN_OPSET, MAX_OPSET = 14, 20
+
+
+def _check_opset(opset: int) -> None:
+    if not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(
+            f"opset must be an integer from {MIN_OPSET} to {MAX_OPSET} (the ONNX opsets torch's exporter "
+            f"writes this model in), got {opset!r}; pass one in that range, or leave the default 17"
+        )
+
+
+def _check_not_int8(model: nn.Module) -> None:
+    # quantize_int8 may have been given the model or only its base model: look for its layers.
+    if any(isinstance(module, Int8Linear) for module in model.modules()):
+        raise ValueError(
+            "this model was quantised to int8 (quantize_int8 / quantization='int8'), whose packed int8 "
+            "weights torch's ONNX exporter cannot trace; export the fp32 model (loaded without quantization) "
+            "and quantise the ONNX file instead: quantize_onnx_int8, or `openalbert export onnx --int8`"
+        )
 
 
 def _require(module: str) -> ModuleType:
@@ -135,8 +157,12 @@ def export_onnx(
 
     `max_length` is the sequence length of the example batch that is traced (default 16, at most
     max_position_embeddings); the exported graph takes any batch size and any length up to
-    max_position_embeddings. The model itself is left in the mode and attention path it was in.
+    max_position_embeddings. The model itself is left in the mode and attention path it was in. `opset` is
+    from MIN_OPSET to MAX_OPSET (14 to 20). A model quantised by `quantize_int8` is refused: export the fp32
+    model, then `quantize_onnx_int8`.
     """
+    _check_opset(opset)
+    _check_not_int8(model)
     _require("onnx")
     config: AlbertConfig = model.config
     seq_len = max_length or min(16, config.max_position_embeddings)
@@ -161,7 +187,7 @@ def export_onnx(
                 input_names=list(INPUT_NAMES),
                 output_names=list(outputs),
                 dynamic_axes=_dynamic_axes(ready, outputs),
-                opset_version=opset,
+                opset_version=int(opset),
                 do_constant_folding=True,
                 dynamo=False,
             )
@@ -188,6 +214,7 @@ def export_onnx_dir(
     from openalbert.modeling import AlbertModel
     from openalbert.tokenizer import TOKENIZER_FILES
 
+    _check_opset(opset)  # before the model is loaded
     source = resolve_path(model)
     config = AlbertConfig.from_pretrained(source)
     architectures = config.extra.get("architectures") or []
