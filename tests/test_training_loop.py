@@ -230,6 +230,13 @@ def test_resume_after_sigint_reproduces_the_uninterrupted_run(tmp_path):
         assert torch.equal(tensor, final_weights(out)[name]), name
 
 
+def test_resuming_with_another_schedule_says_so(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_objective(), SyntheticPretraining(), run_config(out, stop_after=3))
+    with pytest.warns(UserWarning, match=r"max_steps 8 instead of 6: the learning-rate schedule from step 3"):
+        train(tiny_objective(), SyntheticPretraining(), run_config(out, max_steps=8, resume=True))
+
+
 def test_stop_after_pauses_on_the_same_schedule(tmp_path):
     data = SyntheticPretraining()
     train(tiny_objective(), data, run_config(tmp_path / "full"))

@@ -597,8 +597,8 @@ class Trainer:
         if cfg.resume is False or cfg.resume is None:
             if existing is not None and not cfg.overwrite:
                 raise ValueError(
-                    f"{self.output_dir} already holds checkpoints (newest {existing.name}); pass resume to "
-                    "continue that run, overwrite to start over, or choose a new output directory"
+                    f"{self.output_dir} already holds checkpoints (newest {existing.name}); resume (--resume) to "
+                    "continue that run, overwrite (--overwrite) to start over, or choose a new output directory"
                 )
             if existing is not None:
                 self.env.barrier()  # every rank has looked before rank 0 deletes
@@ -633,6 +633,18 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.step = int(state["step"])
+        saved = state.get("config") or {}
+        changed = [
+            f"{name} {getattr(self.config, name)} instead of {saved[name]}"
+            for name in ("max_steps", "num_epochs", "warmup_steps", "learning_rate")
+            if name in saved and saved[name] != getattr(self.config, name)
+        ]
+        if changed:  # the schedule is a function of these, not part of the saved state
+            warnings.warn(
+                f"resuming with {', '.join(changed)}: the learning-rate schedule from step {self.step} on "
+                "follows the new values",
+                stacklevel=2,
+            )
         self.elapsed_before = float(state.get("elapsed", 0.0))
         self.best = state.get("best")
         self.evals_without_improvement = int(state.get("evals_without_improvement", 0))
