@@ -36,8 +36,6 @@ SPIECE_UNDERLINE = "\u2581"
 VOCAB_NAME = "spiece.model"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
-# The special tokens a tokenizer names (add_special_tokens sets them; additional_special_tokens lists the rest).
-_NAMED_SPECIALS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 TOKENIZER_JSON_NAME = "tokenizer.json"
 ADDED_TOKENS_NAME = "added_tokens.json"  # the tokens add_tokens() made, for transformers' slow tokenizers
 TOKENIZER_FILES = [
@@ -47,6 +45,8 @@ TOKENIZER_FILES = [
     TOKENIZER_JSON_NAME,
     ADDED_TOKENS_NAME,
 ]
+# The special tokens a tokenizer names (add_special_tokens sets them; additional_special_tokens lists the rest).
+_NAMED_SPECIALS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 # Whitespace as Rust's regex `\s` (Unicode White_Space) sees it: transformers' fast tokenizer extends the
 # span of an lstrip token such as [MASK] over these. Python's str.isspace also counts \x1c-\x1f.
@@ -802,11 +802,9 @@ class AlbertTokenizer:
 
     @property
     def special_tokens_map(self) -> dict[str, str | list[str]]:
-        names = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
         extra = {"additional_special_tokens": list(self.additional_special_tokens)}
-        return {name: getattr(self, name) for name in names} | (
-            extra if self.additional_special_tokens else {}
-        )
+        named = {name: getattr(self, name) for name in _NAMED_SPECIALS}
+        return named | (extra if self.additional_special_tokens else {})
 
     def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
         """Piece(s) to id(s); a piece not in the vocabulary maps to the unknown token's id."""
