@@ -163,6 +163,16 @@ def test_parameters_cast_to_half_precision_and_back():
     assert np.abs(e - g).max() < 0.1
 
 
+def test_the_configs_output_flags_hold_where_the_call_gives_none():
+    batch = framework_inputs("AlbertModel")
+    flagged = modeling_flax.FlaxAlbertModel(
+        framework_config(output_hidden_states=True, return_dict=False), seed=7
+    )
+    out = flagged(**batch)
+    assert isinstance(out, tuple) and len(out[2]) == TINY["num_hidden_layers"] + 1
+    assert flagged(**batch, return_dict=True).attentions is None
+
+
 def test_inputs_a_user_can_get_wrong_raise_named_errors():
     model = modeling_flax.FlaxAlbertModel(framework_config(), seed=7)
     with pytest.raises(ValueError, match=r"input_ids holds 99, outside the valid range \[0, 98\]"):

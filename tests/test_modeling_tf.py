@@ -188,6 +188,17 @@ def test_call_forms_transformers_tf_users_write():
     out = model(**batch)
     np.testing.assert_array_equal(model(batch).logits, out.logits)  # one dict, as Keras passes a batch
     assert model(**batch, return_dict=False)[0] is not None and len(model(**batch, return_dict=False)) == 1
+    # a list of inputs in the order of the arguments, as transformers takes them
+    listed = model([batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]])
+    np.testing.assert_array_equal(listed.logits, out.logits)
+    choices = modeling_tf.TFAlbertForMultipleChoice(framework_config())
+    mc = framework_inputs("AlbertForMultipleChoice")
+    np.testing.assert_array_equal(
+        choices([mc["input_ids"], mc["attention_mask"], mc["token_type_ids"]]).logits, choices(**mc).logits
+    )
+    # the config's output flags where the call gives none (from_pretrained(..., output_hidden_states=True))
+    flagged = modeling_tf.TFAlbertModel(framework_config(output_hidden_states=True, return_dict=False))
+    assert isinstance(flagged(**batch), tuple) and len(flagged(**batch)[2]) == TINY["num_hidden_layers"] + 1
     embeds = tf.gather(model.albert.embeddings.word_embeddings.table, batch["input_ids"])
     by_embeds = model(
         inputs_embeds=embeds, attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]

@@ -601,6 +601,9 @@ class FlaxAlbertPreTrainedModel:
         positions = _positions(ids) if position_ids is None else jnp.asarray(position_ids, dtype="i4")
         if train and dropout_rng is None:
             raise ValueError("train=True applies dropout: pass dropout_rng (a jax.random.PRNGKey)")
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         out = self._apply(
             {"params": self.params if params is None else params},
             ids,
@@ -612,7 +615,7 @@ class FlaxAlbertPreTrainedModel:
             bool(output_hidden_states),
             rngs={"dropout": dropout_rng} if train else {},
         )
-        return out.to_tuple() if return_dict is False else out
+        return out if return_dict else out.to_tuple()
 
     def _check(self, ids: jax.Array) -> None:
         """The errors a user can cause, named, before JAX clips an out-of-range id silently."""

@@ -493,15 +493,25 @@ class TFAlbertPreTrainedModel(keras.Model):
         **labels: Any,
     ) -> Any:
         """transformers' TF call: int tensors or arrays (B, T) ((B, C, T) for multiple choice), or a dict of
-        them as the first argument, as Keras passes a batch; the head's labels by name for the loss."""
+        them as the first argument, as Keras passes a batch, or a list of them in the order of the arguments;
+        the head's labels by name for the loss."""
+        if isinstance(input_ids, (list, tuple)) and input_ids and not _is_ids(input_ids[0]):
+            input_ids = dict(zip(_CALL_ORDER, input_ids))  # model([ids, mask, types]): tensors, not ids
         if isinstance(input_ids, Mapping):  # model({"input_ids": ..., "attention_mask": ...})
             given = dict(input_ids)
             input_ids = given.pop("input_ids", None)
             attention_mask = given.pop("attention_mask", attention_mask)
             token_type_ids = given.pop("token_type_ids", token_type_ids)
             position_ids = given.pop("position_ids", position_ids)
+            head_mask = given.pop("head_mask", head_mask)
             inputs_embeds = given.pop("inputs_embeds", inputs_embeds)
+            output_attentions = given.pop("output_attentions", output_attentions)
+            output_hidden_states = given.pop("output_hidden_states", output_hidden_states)
+            return_dict = given.pop("return_dict", return_dict)
             labels = given | labels
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         unknown = set(labels) - set(self.label_names)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}")
@@ -520,7 +530,7 @@ class TFAlbertPreTrainedModel(keras.Model):
             {k: v for k, v in labels.items() if v is not None},
             training,
         )
-        return out.to_tuple() if return_dict is False else out
+        return out if return_dict else out.to_tuple()
 
     def head_call(
         self,
@@ -662,6 +672,16 @@ def _snake(name: str) -> str:
             out += "_"
         out += c.lower()
     return out
+
+
+# The order of the call's inputs, for a list of them as the first argument (transformers' TF classes).
+_CALL_ORDER = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "head_mask", "inputs_embeds")
+
+
+def _is_ids(x: Any) -> bool:
+    """Whether `x` is a row of plain Python ids (a list, or an int): then its list is the ids, not a list of
+    inputs, which are tensors or arrays."""
+    return isinstance(x, (int, np.integer, list, tuple))
 
 
 def _int(x: Any) -> tf.Tensor | None:
