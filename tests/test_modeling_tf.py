@@ -89,6 +89,9 @@ def test_reads_transformers_tf_model_h5_and_matches_its_outputs_and_losses(tmp_p
     assert (tmp_path / TF2_WEIGHTS_NAME).is_file() and not (tmp_path / "model.safetensors").exists()
     ours = getattr(modeling_tf, f"TF{head}").from_pretrained(tmp_path)
     assert {v.shape for v in ours.trainable_variables} <= {tuple(v.shape) for v in theirs.trainable_variables}
+    # The masked-LM heads' file holds the word embedding twice (once under predictions/): one weight.
+    _, info = getattr(openalbert, head).from_pretrained(tmp_path, output_loading_info=True)
+    assert info["unexpected_keys"] == [] and info["missing_keys"] == []
 
     batch, labels = framework_inputs(head), _labels(head)
     expected = theirs(**batch, **labels, output_hidden_states=True, output_attentions=True)

@@ -264,18 +264,28 @@ def read_tf_h5(path: Path) -> dict[str, np.ndarray]:
         raise ImportError(f"reading {path} needs h5py: pip install h5py (or 'openalbert[tf]')") from None
 
     arrays: dict[str, np.ndarray] = {}
+    borrowed: dict[str, np.ndarray] = {}  # another layer's weight, stored again under a layer that uses it
 
     def visit(name: str, item: Any) -> None:
         if isinstance(item, h5py.Dataset):
             # "<layer>/<model's name>/<layer>/.../<weight>:0", whichever head (and model name) saved it
             parts = name.removesuffix(":0").split("/")
-            arrays["/".join(parts[2:] if len(parts) > 2 and parts[2] == parts[0] else parts)] = item[()]
+            if len(parts) > 2 and parts[2] == parts[0]:
+                arrays["/".join(parts[2:])] = item[()]
+            else:
+                borrowed["/".join(parts)] = item[()]
 
     try:
         with h5py.File(path, "r") as f:
             f.visititems(visit)
     except OSError as e:
         raise ValueError(f"{path} is corrupt or truncated ({e}); re-download or re-save it") from None
+    # The masked-LM head stores the word embedding it decodes with again (predictions/<model>/albert/...);
+    # an older layout has no model name level, and its paths are kept whole.
+    for name, array in borrowed.items():
+        parts = name.split("/")
+        if "/".join(parts[2:]) not in arrays:
+            arrays[name] = array
     arrays |= {target: arrays[source] for source, target in _TF_ALIASES.items() if source in arrays}
     state = {}
     for name, array in arrays.items():
