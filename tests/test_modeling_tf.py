@@ -185,6 +185,18 @@ def test_keras_fit_lowers_the_masked_lm_loss_and_dropout_follows_training():
     np.testing.assert_array_equal(model(**batch).logits, model(**batch).logits)
 
 
+@pytest.mark.parametrize("head", ["AlbertForSequenceClassification", "AlbertForQuestionAnswering"])
+def test_keras_predict_answers_as_a_call(head):
+    model = getattr(modeling_tf, f"TF{head}")(framework_config())
+    batch = framework_inputs(head)
+    expected = model(**batch)
+    for got in (model.predict(batch, batch_size=2, verbose=0), model.predict_on_batch(batch)):
+        assert type(got) is type(expected)
+        for field, value in vars(expected).items():
+            if value is not None:
+                np.testing.assert_allclose(getattr(got, field), value, atol=1e-5, err_msg=field)
+
+
 def test_call_forms_transformers_tf_users_write():
     model = modeling_tf.TFAlbertForSequenceClassification(framework_config())
     batch = framework_inputs("AlbertModel")

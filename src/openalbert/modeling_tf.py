@@ -570,6 +570,22 @@ class TFAlbertPreTrainedModel(keras.Model):
     def test_step(self, data: Any) -> dict[str, Any]:
         return self._log_loss(tf.reduce_mean(self(self._with_labels(data), training=False).loss))
 
+    def predict_step(self, data: Any) -> dict[str, Any]:
+        # Keras stacks a dict of tensors over the batches, not an output dataclass; `predict` rebuilds it.
+        x = data[0] if isinstance(data, tuple) else data
+        out = self(dict(x) if isinstance(x, Mapping) else {"input_ids": x}, training=False)
+        self._output_type = type(out)
+        return {k: v for k, v in vars(out).items() if v is not None}
+
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        """Keras' predict, answered as a call is: the head's output (`.logits`...), with numpy arrays."""
+        arrays = super().predict(*args, **kwargs)  # traces predict_step, which finds the output type
+        return self._output_type(**arrays)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        arrays = super().predict_on_batch(x)
+        return self._output_type(**arrays)
+
     def _with_labels(self, data: Any) -> dict[str, Any]:
         """A Keras batch, `x` or `(x, y)` (dicts or a tensor each), as one dict of inputs and labels."""
         x, y = (data[0], data[1]) if isinstance(data, tuple) and len(data) >= 2 else (data, None)
