@@ -598,18 +598,29 @@ def aliases(model: torch.nn.Module) -> set[str]:
 
 
 def merge_checkpoint(
-    caller: str, directory: Path, state: dict[str, np.ndarray], expected: dict[str, np.ndarray], prefix: str
+    caller: str,
+    directory: Path,
+    state: dict[str, np.ndarray],
+    expected: dict[str, np.ndarray],
+    prefix: str,
+    ignore_mismatched_sizes: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     """`expected` (a fresh model's state dict, numpy arrays) with the checkpoint's `state` laid over it, as
-    the Flax and TF classes load: a bare checkpoint serves a head and the reverse, other shapes are an error,
-    another head's weights are logged and weights the checkpoint lacks are reported as newly initialised.
-    Returns the merged state and the loading info (`missing_keys`, `unexpected_keys`) as PyTorch's."""
+    the Flax and TF classes load: a bare checkpoint serves a head and the reverse, other shapes are an error
+    (or, with `ignore_mismatched_sizes`, keep their fresh values), another head's weights are logged and
+    weights the checkpoint lacks are reported as newly initialised. Returns the merged state and the loading
+    info (`missing_keys`, `unexpected_keys`, `mismatched_keys`) as PyTorch's."""
     state = _match_prefix(state, expected, prefix)
     loaded = {k: v for k, v in state.items() if k in expected}
     mismatched = [k for k, v in loaded.items() if v.shape != expected[k].shape]
-    if mismatched:
+    if mismatched and not ignore_mismatched_sizes:
         shapes = ", ".join(f"{k} {loaded[k].shape} vs {expected[k].shape}" for k in mismatched)
-        raise ValueError(f"weights in {directory} have other shapes than the model expects: {shapes}")
+        raise ValueError(
+            f"weights in {directory} have other shapes than the model expects: {shapes}. A different num_labels "
+            "or vocab_size? Pass ignore_mismatched_sizes=True to re-initialise them"
+        )
+    loaded = {k: v for k, v in loaded.items() if k not in mismatched}  # their fresh values stay
+    state = {k: v for k, v in state.items() if k not in mismatched}
     unexpected = sorted(
         k for k in state if k not in expected and k not in TIED_DECODER and not _IGNORED_KEYS.search(k)
     )
@@ -617,9 +628,10 @@ def merge_checkpoint(
         logger.info(
             "Some weights of the checkpoint at %s were not used by %s: %s", directory, caller, unexpected
         )
-    missing = sorted(set(expected) - set(loaded))
-    report_missing(caller, directory, missing)
-    return expected | loaded, {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": []}
+    missing = sorted(set(expected) - set(loaded) - set(mismatched))
+    report_missing(caller, directory, missing + mismatched)
+    info = {"missing_keys": missing, "unexpected_keys": unexpected, "mismatched_keys": mismatched}
+    return expected | loaded, info
 
 
 def _match_prefix(

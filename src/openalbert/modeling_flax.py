@@ -637,6 +637,7 @@ class FlaxAlbertPreTrainedModel:
         dtype: jnp.dtype = jnp.float32,
         seed: int = 0,
         output_loading_info: bool = False,
+        ignore_mismatched_sizes: bool = False,
         **config_overrides: Any,
     ) -> FlaxAlbertPreTrainedModel | tuple[FlaxAlbertPreTrainedModel, dict[str, list[str]]]:
         """Load from a local directory, the HF cache or the hub (`openalbert.checkpoint`): the weights any
@@ -649,7 +650,12 @@ class FlaxAlbertPreTrainedModel:
         model = cls(config, seed=seed, dtype=dtype)
         state = {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
         state, info = merge_checkpoint(
-            cls.__name__, directory, state, to_state_dict(model.params), cls.base_model_prefix
+            cls.__name__,
+            directory,
+            state,
+            to_state_dict(model.params),
+            cls.base_model_prefix,
+            ignore_mismatched_sizes,
         )
         model.params = jax.tree_util.tree_map(jnp.asarray, to_flax_params(state))
         return (model, info) if output_loading_info else model

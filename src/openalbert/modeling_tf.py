@@ -631,6 +631,7 @@ class TFAlbertPreTrainedModel(keras.Model):
         *,
         config: AlbertConfig | None = None,
         output_loading_info: bool = False,
+        ignore_mismatched_sizes: bool = False,
         **config_overrides: Any,
     ) -> TFAlbertPreTrainedModel | tuple[TFAlbertPreTrainedModel, dict[str, list[str]]]:
         """Load from a local directory, the HF cache or the hub (`openalbert.checkpoint`): the weights any of
@@ -643,7 +644,7 @@ class TFAlbertPreTrainedModel(keras.Model):
         model = cls(config)
         state = {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
         state, info = merge_checkpoint(
-            cls.__name__, directory, state, model.state_dict(), cls.base_model_prefix
+            cls.__name__, directory, state, model.state_dict(), cls.base_model_prefix, ignore_mismatched_sizes
         )
         model.load_state_dict(state)
         return (model, info) if output_loading_info else model
