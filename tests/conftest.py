@@ -81,6 +81,23 @@ def framework_config(position: str = "absolute", **overrides):
     return openalbert.AlbertConfig(**TINY | {"num_labels": 2} | overrides, position_embedding_type=position)
 
 
+def assert_reheads(model, directory: Path) -> None:
+    """A Flax or TF 3-label classifier, saved to `directory`, loads as a 2-label one only with
+    ignore_mismatched_sizes, which lists the resized head weights as mismatched."""
+    cls = type(model)
+    model.save_pretrained(directory)
+    with pytest.raises(ValueError, match="ignore_mismatched_sizes=True"):
+        cls.from_pretrained(directory, num_labels=2)
+    two, info = cls.from_pretrained(
+        directory, num_labels=2, ignore_mismatched_sizes=True, output_loading_info=True
+    )
+    assert (
+        sorted(info["mismatched_keys"]) == ["classifier.bias", "classifier.weight"]
+        and not info["missing_keys"]
+    )
+    assert two(**framework_inputs("AlbertModel")).logits.shape == (B, 2)
+
+
 def output_pairs(expected, got) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(field, expected array, array) for every field `got` has, hidden states and attentions one by one."""
     pairs = []

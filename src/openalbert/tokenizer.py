@@ -471,6 +471,14 @@ class AlbertTokenizer:
         # What decoding skips: the named special tokens and the additional ones (transformers' all_special_ids).
         self._special_by_id = {specials[c].id: specials[c] for c in self.all_special_tokens}
         self._special_ids = frozenset(self._special_by_id)
+        # Added tokens that decoding sets apart, space-separated from the text around them, as transformers
+        # decodes them: not the named special tokens, nor additional ones from the vocabulary.
+        additional = set(self.additional_special_tokens)
+        self._apart_ids = frozenset(
+            i
+            for i, t in self._added.items()
+            if i not in self._special_ids or (t.content in additional and i >= len(self._pieces))
+        )
         # Longest first, so that the leftmost match is also the longest (as transformers' trie does).
         alternatives = sorted(specials, key=len, reverse=True)
         self._special_re = re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
@@ -492,10 +500,7 @@ class AlbertTokenizer:
                 content = content.lower()
                 if content in self._specials:
                     continue
-            token_id = self._piece_ids.get(content)
-            if token_id is None:
-                token_id, made = len(self), made + 1
-            self._register(SpecialToken(content, token_id, special=special_tokens))
+            made += self._add_content(content, special_tokens)
             if special_tokens and content not in self.additional_special_tokens:
                 self.additional_special_tokens.append(content)
         self._index_specials()
@@ -520,10 +525,7 @@ class AlbertTokenizer:
                 if not isinstance(content, str) or not content:
                     raise TypeError(f"{key} must be a non-empty str, got {content!r}")
                 if content not in self._specials:
-                    token_id = self._piece_ids.get(content)
-                    if token_id is None:
-                        token_id, made = len(self), made + 1
-                    self._register(SpecialToken(content, token_id))
+                    made += self._add_content(content, special=True)
                 setattr(self, key, content)
             else:
                 raise ValueError(
@@ -532,6 +534,12 @@ class AlbertTokenizer:
                 )
         self._index_specials()
         return made
+
+    def _add_content(self, content: str, special: bool) -> int:
+        """Match `content` whole: at its piece's id, or at the next free id; 1 when an id was made."""
+        token_id = self._piece_ids.get(content)
+        self._register(SpecialToken(content, len(self) if token_id is None else token_id, special=special))
+        return int(token_id is None)
 
     def _register(self, token: SpecialToken) -> None:
         self._specials[token.content] = self._added[token.id] = token
@@ -1679,19 +1687,10 @@ class AlbertTokenizer:
                 raise ValueError(f"token id {i} is outside the vocabulary (0..{n - 1})")
         if skip_special_tokens:
             ids = [i for i in ids if i not in self._special_ids]
-        # Tokens from add_tokens stand apart, space-separated from the text around them, as transformers
-        # decodes them, unless they are named special tokens (or additional ones from the vocabulary): those
-        # and the rest are decoded run by run.
-        special = set(self.all_special_tokens)
-        additional = set(self.additional_special_tokens)
-        apart = {
-            i
-            for i, t in self._added.items()
-            if t.content not in special or (t.content in additional and i >= len(self._pieces))
-        }
+        # Added tokens set apart (_apart_ids) are joined with spaces; the rest is decoded run by run.
         texts, run = [], []
         for i in ids:
-            if i in apart:
+            if i in self._apart_ids:
                 if run and (text := self._decode_run(run)):
                     texts.append(text)
                 texts.append(self._added[i].content)
@@ -2089,15 +2088,7 @@ def _read_settings(directory: Path) -> dict[str, Any]:
             settings["additional_special_tokens"] = [
                 e.get("content") if isinstance(e, dict) else e for e in extra
             ]
-        for key in (
-            "unk_token",
-            "sep_token",
-            "pad_token",
-            "cls_token",
-            "mask_token",
-            "bos_token",
-            "eos_token",
-        ):
+        for key in _NAMED_SPECIALS:
             value = data.get(key)
             if isinstance(value, dict):
                 if key == "mask_token" and isinstance(value.get("lstrip"), bool):

@@ -85,14 +85,13 @@ class TokenClassificationPipeline(Pipeline):
 
     def __call__(self, inputs: Any, *, batch_size: int | None = None, **params: Any) -> Any:
         split = {**self._params, **params}.get("is_split_into_words")
-        words = isinstance(inputs, (list, tuple)) and inputs and all(isinstance(w, str) for w in inputs)
-        if words and split is not None and as_bool("is_split_into_words", split, False):
+        if _is_words(inputs) and inputs and as_bool("is_split_into_words", split, False):
             # one text's words; transformers answers it as a batch of one
             return super().__call__([list(inputs)], batch_size=batch_size, **params)
         return super().__call__(inputs, batch_size=batch_size, **params)
 
     def _check_input(self, item: Any) -> Any:
-        if isinstance(item, (list, tuple)) and all(isinstance(w, str) for w in item):
+        if _is_words(item):
             return list(item)  # words (is_split_into_words)
         return super()._check_input(item)
 
@@ -239,6 +238,11 @@ def _split_tag(label: str) -> tuple[bool, str]:
     if label.startswith(("B-", "I-")):
         return label.startswith("B-"), label[2:]
     return False, label
+
+
+def _is_words(item: Any) -> bool:
+    """Whether an input is a list of words (is_split_into_words) rather than a text or a batch of texts."""
+    return isinstance(item, (list, tuple)) and all(isinstance(w, str) for w in item)
 
 
 def _longest_of_overlapping(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
