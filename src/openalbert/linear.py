@@ -2,7 +2,8 @@
 
 `Linear` is nn.Linear (same parameters, same state-dict names) whose forward takes an activation and a
 residual to fuse in. For CPU inference it runs on weights packed once: oneDNN's GEMMs on AVX-512 CPUs,
-openalbert's own AVX2 kernel (`cpu_kernels.linear`) on CPUs without AVX-512 (`packer_for`). On CPUs without
+openalbert's own AVX2 kernel (`cpu_kernels.linear`) on CPUs without AVX-512 (`packer_for`). CPU training
+under bf16 autocast on AVX-512 packs the shared weights once per forward pass instead (`autocast_linear`). On CPUs without
 bf16 or fp16 arithmetic, where PyTorch would emulate half-precision GEMMs 7-200x slower than fp32 ones,
 half precision runs as fp32 GEMMs on the rounded operands (`emulated_half`, `HalfLinearInFp32`, and
 `fp32_where_half_is_emulated` for attention's steps).
@@ -66,6 +67,8 @@ class Linear(nn.Linear):
         if packer is not None:
             packed = pack_cached(self, packer, (self.weight,), lambda: PACK[packer](self.weight))
             return packed_linear(packer, x, packed, self.bias, activation, residual)
+        if self.bias is not None and autocast_packs_serve(x, self.weight):
+            return activate_and_add(autocast_linear(self, x, (self,)), activation, residual)
         half = emulated_half(x, self.weight)
         if half is not None:
             out = HalfLinearInFp32.apply(x, self.weight, self.bias, half)
@@ -131,6 +134,112 @@ class HalfLinearInFp32(torch.autograd.Function):
             if b_dtype is not None and ctx.needs_input_grad[2]:
                 db = g.sum(0).to(b_dtype)
         return dx, dw, db, None
+
+
+def autocast_packs_serve(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a GEMM on x with autograd runs on packed bf16 weights (autocast_linear): CPU training under
+    bf16 autocast where oneDNN has bf16 GEMMs with AVX-512."""
+    return (
+        _MKLDNN_BF16
+        and _AVX512
+        and x.device.type == "cpu"
+        and x.numel() > 0
+        and torch.is_grad_enabled()
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and weight.dtype == torch.float32
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and not cpu_kernels.emulates_bf16()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    )
+
+
+def autocast_linear(owner: nn.Module, x: torch.Tensor, layers: tuple[nn.Linear, ...]) -> torch.Tensor:
+    """x W^T + b under CPU bf16 autocast, for the weights of `layers` side by side (one GEMM for several
+    projections of one input), with autocast's rounding: bf16 operands, fp32 sums, a bf16 result.
+
+    ALBERT's layers share their weights, so what autocast redoes in every layer is done once per forward
+    pass here and kept on `owner` (`_SharedWeights`): the bf16 copy of the weights, packed by oneDNN for the
+    forward GEMM and, transposed, for the input's gradient. The weights' gradients are summed over the
+    layers inside the GEMMs that make them (beta = 1, bf16 as autocast sums them), not by a separate add
+    per layer."""
+    params = tuple(t for layer in layers for t in (layer.weight, layer.bias))
+    key = (_PASS[0], *((p._version, p.data_ptr()) for p in params))
+    cache = owner.__dict__.get("_autocast_pack")
+    # A pass's copy serves its layers until its backward has run (an optimizer's step follows, which may
+    # change the weights without bumping their version: fused AdamW).
+    if cache is None or cache[0] != key or cache[1][0].get("done"):
+        shared: dict[str, Any] = {}
+        with torch.autocast("cpu", enabled=False):
+            w16, b16 = _SharedWeights.apply(shared, *params)
+        with torch.no_grad():
+            shared["packed"] = torch.ops.mkldnn._reorder_linear_weight(w16)
+            shared["packed_t"] = torch.ops.mkldnn._reorder_linear_weight(w16.t().contiguous())
+        cache = (key, (shared, w16, b16))
+        owner.__dict__["_autocast_pack"] = cache
+    shared, w16, b16 = cache[1]
+    return _PackedLinear.apply(x, w16, b16, shared)
+
+
+class _SharedWeights(torch.autograd.Function):
+    """Weights and biases (w1, b1, w2, b2, ...) -> the weights stacked and the biases joined, in bf16, for
+    one forward pass. Their gradients are not passed back by each `_PackedLinear` that uses them: those add
+    theirs into `shared` ("dw", "db"), and this backward, which autograd runs after all of theirs, hands the
+    sums to the parameters in fp32."""
+
+    @staticmethod
+    def forward(ctx: Any, shared: dict[str, Any], *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.set_materialize_grads(False)
+        ctx.shared, ctx.rows = shared, [w.shape[0] for w in params[::2]]
+        w16 = torch.cat(params[::2]).to(torch.bfloat16)
+        b16 = torch.cat(params[1::2]).to(torch.bfloat16)
+        return w16, b16
+
+    @staticmethod
+    def backward(ctx: Any, *_: Any) -> tuple[torch.Tensor | None, ...]:
+        ctx.shared["done"] = True
+        dw, db = ctx.shared.pop("dw", None), ctx.shared.pop("db", None)
+        if dw is None:
+            return (None,) * (1 + 2 * len(ctx.rows))
+        grads: list[torch.Tensor] = []
+        for w, b in zip(dw.split(ctx.rows), db.split(ctx.rows)):
+            grads += [w.float(), b]
+        return (None, *grads)
+
+
+class _PackedLinear(torch.autograd.Function):
+    """autocast_linear's GEMMs: forward and the input's gradient on the packed weights; the weights'
+    gradients summed into `shared` for `_SharedWeights`."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, w16: torch.Tensor, b16: torch.Tensor, shared: dict[str, Any]
+    ) -> torch.Tensor:
+        x16 = x.to(torch.bfloat16)
+        ctx.save_for_backward(x16)
+        ctx.shared, ctx.x_dtype, ctx.weights = shared, x.dtype, w16.grad_fn
+        return torch.ops.mkldnn._linear_pointwise(x16, shared["packed"], b16, "none", [], "")
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (x16,) = ctx.saved_tensors
+        shared = ctx.shared
+        g = grad.to(torch.bfloat16).reshape(-1, grad.shape[-1])  # (rows, N)
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.ops.mkldnn._linear_pointwise(g, shared["packed_t"], None, "none", [], "")
+            dx = dx.view(*grad.shape[:-1], dx.shape[-1]).to(ctx.x_dtype)
+        # Only where this backward reaches the weights (not a torch.autograd.grad for the inputs alone).
+        if ctx.weights is not None and torch._C._will_engine_execute_node(ctx.weights):
+            x2, db = x16.reshape(-1, x16.shape[-1]), g.sum(0).float()  # a sum in fp32, rounded to bf16 once
+            if "dw" in shared:
+                shared["dw"].addmm_(g.t(), x2)
+                shared["db"] += db
+            else:
+                shared["dw"], shared["db"] = g.t() @ x2, db
+        return dx, None, None, None
 
 
 def fp32_where_half_is_emulated(method: Any) -> Any:
@@ -249,6 +358,7 @@ def without_pack_cache(state: dict[str, Any]) -> dict[str, Any]:
     """A module's pickled state without its packed weights: an opaque oneDNN tensor that copy.deepcopy and
     torch.save cannot copy, and that is remade on first use anyway."""
     state.pop("_pack_cache", None)
+    state.pop("_autocast_pack", None)
     return state
 
 

@@ -388,6 +388,12 @@ class AlbertAttention(nn.Module):
             return self.qkv(hidden_states)
         projections = (self.query, self.key, self.value)
         plain = all(type(p) is Linear for p in projections)  # not replaced by a quantised layer
+        if (
+            plain
+            and all(p.bias is not None for p in projections)
+            and linear.autocast_packs_serve(hidden_states, self.query.weight)
+        ):
+            return linear.autocast_linear(self, hidden_states, projections)
         packer = linear.packer_for(hidden_states, self.query.weight) if plain and not self.training else None
         if packer is not None:
             params = tuple(t for p in projections for t in (p.weight, p.bias))
