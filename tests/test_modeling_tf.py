@@ -187,6 +187,44 @@ def test_keras_fit_lowers_the_masked_lm_loss_and_dropout_follows_training():
     np.testing.assert_array_equal(model(**batch).logits, model(**batch).logits)
 
 
+def test_keras_compile_metrics_loss_and_sample_weights_as_transformers_tf_models_take_them():
+    model = modeling_tf.TFAlbertForSequenceClassification(framework_config())
+    batch, labels = framework_inputs("AlbertModel"), np.array([0, 1, 1], dtype=np.int32)
+    logits = model(**batch).logits.numpy()
+    own = model(**batch, labels=labels).loss.numpy()  # per example, (B,)
+    accuracy = float(np.mean(logits.argmax(-1) == labels))
+
+    # metrics= on the logits, with the model's own loss; labels apart (x, y) or inside the inputs
+    model.compile(optimizer="sgd", metrics=["accuracy"])
+    logs = model.evaluate(batch, labels, batch_size=B, verbose=0, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(accuracy)
+    assert logs["loss"] == pytest.approx(own.mean(), rel=1e-5)
+    inside = model.evaluate(batch | {"labels": labels}, batch_size=B, verbose=0, return_dict=True)
+    assert inside == pytest.approx(logs)
+
+    # sample_weight weighs the per-example losses (Keras' sum over the batch size)
+    weights = np.array([1.0, 0.0, 2.0], dtype=np.float32)
+    weighted = model.evaluate(batch, labels, sample_weight=weights, batch_size=B, verbose=0)
+    assert weighted[0] == pytest.approx(float((own * weights).sum() / B), rel=1e-5)
+
+    # loss= replaces the model's own: here twice the cross-entropy of the logits
+    def doubled(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        return 2.0 * tf.keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+
+    model.compile(optimizer="sgd", loss=doubled, metrics=["accuracy"])
+    logs = model.evaluate(batch, labels, batch_size=B, verbose=0, return_dict=True)
+    assert logs["loss"] == pytest.approx(2 * own.mean(), rel=1e-5)
+    assert logs["accuracy"] == pytest.approx(accuracy)
+    history = model.fit(batch, labels, batch_size=B, epochs=2, verbose=0).history
+    assert set(history) == {"loss", "accuracy"} and len(history["loss"]) == 2
+
+    # a head whose own loss is one number per batch cannot weigh examples: said, not ignored
+    mlm = modeling_tf.TFAlbertForMaskedLM(framework_config())
+    mlm.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="compile\\(loss=...\\)"):
+        mlm.evaluate(batch, {"labels": batch["input_ids"]}, sample_weight=weights, batch_size=B, verbose=0)
+
+
 @pytest.mark.parametrize("head", ["AlbertForSequenceClassification", "AlbertForQuestionAnswering"])
 def test_keras_predict_answers_as_a_call(head):
     model = getattr(modeling_tf, f"TF{head}")(framework_config())
@@ -204,6 +242,12 @@ def test_call_forms_transformers_tf_users_write():
     batch = framework_inputs("AlbertModel")
     out = model(**batch)
     np.testing.assert_array_equal(model(batch).logits, out.logits)  # one dict, as Keras passes a batch
+    # flags and Nones inside that dict, as transformers' TF models take them, eager and traced
+    flagged = model({**batch, "output_hidden_states": True, "return_dict": True, "position_ids": None})
+    assert len(flagged.hidden_states) == TINY["num_hidden_layers"] + 1
+    np.testing.assert_array_equal(flagged.logits, out.logits)
+    traced = tf.function(lambda b: model({**b, "output_hidden_states": True}).hidden_states[-1])
+    np.testing.assert_allclose(traced(batch), flagged.hidden_states[-1], atol=1e-6)
     assert model(**batch, return_dict=False)[0] is not None and len(model(**batch, return_dict=False)) == 1
     # a list of inputs in the order of the arguments, as transformers takes them
     listed = model([batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]])
@@ -323,7 +367,7 @@ def test_mixed_bf16_policy_and_xla_compilation():
         tf.keras.mixed_precision.set_global_policy("float32")
     mixed.load_state_dict(fp32.state_dict())
     got = mixed(**batch, labels=batch["input_ids"], output_hidden_states=True)
-    assert {v.dtype for v in mixed.trainable_variables} == {"float32"}
+    assert {tf.as_dtype(v.dtype).name for v in mixed.trainable_variables} == {"float32"}
     assert got.logits.dtype == tf.bfloat16 and got.loss.dtype == tf.float32
     e, g = (
         np.asarray(tf.cast(o.hidden_states[-1], tf.float32)).reshape(-1, TINY["hidden_size"])
@@ -346,3 +390,22 @@ def test_saved_model_for_tf_serving(tmp_path, head):
     assert sorted(got) == sorted(expected.keys())
     for name in got:
         np.testing.assert_allclose(got[name], getattr(expected, name), atol=1e-5, rtol=0, err_msg=name)
+
+
+@pytest.mark.skipif(os.environ.get("TF_USE_LEGACY_KERAS") == "1", reason="this run is the Keras 2 one")
+def test_the_tf_classes_pass_these_tests_under_keras_2_too():
+    # README promises Keras 2 (tf-keras, what transformers 4.57.1's TF classes run on) as well as Keras 3;
+    # TensorFlow picks one when it is imported, so the file runs again in a process that asks for Keras 2.
+    pytest.importorskip("tf_keras")
+    import subprocess
+    import sys
+
+    env = os.environ | {"TF_USE_LEGACY_KERAS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "not relative"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]

@@ -3,7 +3,9 @@
 The classes, call signatures, outputs and losses are transformers 4.57.1's TensorFlow ALBERT (`TFAlbertModel`
 and the six heads, removed from transformers v5), so code written for those runs on these: `model(input_ids,
 attention_mask=..., training=False)`, a dict of inputs as the first argument, `labels=` for the loss, and
-`model.compile(optimizer)` / `model.fit(dataset)` with the loss the model computes. Beyond them: Keras 3 (and
+`model.compile(optimizer)` / `model.fit(dataset)` with the loss the model computes (or compile's `loss=`, and
+its `metrics=`, on the head's output, and sample weights, as transformers' TF models take them). Beyond
+them: Keras 3 (and
 Keras 2), relative position embeddings ("relative_key", "relative_key_query"), which transformers' TF classes
 ignore, and checkpoints written as `model.safetensors` in PyTorch's layout, so one directory serves PyTorch,
 transformers, Flax and TensorFlow alike. `from_pretrained` reads every format (transformers' `tf_model.h5`
@@ -445,6 +447,38 @@ def _masked_mean_ce(labels: tf.Tensor, logits: tf.Tensor, keep: tf.Tensor | None
     return tf.reshape(tf.reduce_sum(losses) / tf.reduce_sum(keep), (1,))
 
 
+# What compile(loss=...) may say for the model's own loss: transformers' TF models take these too.
+_INTERNAL_LOSS = ("auto", "auto_with_warning", "passthrough")
+
+
+def _matching(y: Any, out: Any) -> tuple[Any, Any]:
+    """Labels and the outputs a loss or metric compares them with, by transformers' TF rules: one label (or a
+    dict of one that names no output) against the first output after the loss; a dict against the outputs
+    it names; a tuple or list against the outputs in order, after the loss."""
+    fields = [k for k, v in vars(out).items() if v is not None and k != "loss"]
+    if isinstance(y, Mapping):
+        if len(y) == 1:
+            ((key, value),) = y.items()
+            return value, getattr(out, key) if key in fields else getattr(out, fields[0])
+        return dict(y), {k: getattr(out, k) for k in y if k in fields}
+    if isinstance(y, (list, tuple)):
+        return y, tuple(getattr(out, k) for k in fields[: len(y)])
+    return y, getattr(out, fields[0])
+
+
+def _weighted_mean(loss: tf.Tensor, weight: Any, name: str) -> tf.Tensor:
+    """Keras' sum-over-batch-size reduction of per-example losses with sample weights."""
+    weight = tf.reshape(tf.cast(weight, loss.dtype), (-1,))
+    if loss.shape.rank != 1 or (
+        loss.shape[0] is not None and weight.shape[0] is not None and loss.shape[0] != weight.shape[0]
+    ):
+        raise ValueError(
+            f"sample_weight weighs one loss per example, but {name}'s own loss has shape {tuple(loss.shape)} "
+            "(one number per batch); pass compile(loss=...) to weigh examples"
+        )
+    return tf.reduce_sum(loss * weight) / tf.cast(tf.size(loss), loss.dtype)
+
+
 # ---- the model classes ----------------------------------------------------------------------------------------
 
 
@@ -465,7 +499,9 @@ class TFAlbertPreTrainedModel(keras.Model):
         self.config = config
         self.albert = TFAlbertMainLayer(config, add_pooling_layer=self.pooling, name="albert")
         self.head_init()
-        self._loss_mean = keras.metrics.Mean(name="loss")  # the loss `fit` and `evaluate` report
+        # The loss `fit` and `evaluate` report; set past Keras' tracking, which under Keras 2 would count its
+        # two variables in count_params() and weights.
+        object.__setattr__(self, "_loss_mean", keras.metrics.Mean(name="loss"))
         # Every weight exists from here on (from_pretrained assigns them); Keras is told so, layer by layer.
         for layer in (self, *self._flatten_layers(include_self=False)):
             layer.built = True
@@ -477,6 +513,17 @@ class TFAlbertPreTrainedModel(keras.Model):
         return out
 
     # -- calling ------------------------------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not args and "input_ids" not in kwargs:
+            kwargs["input_ids"] = None  # model(inputs_embeds=...): Keras 2 needs the first argument
+        if args and isinstance(args[0], Mapping):
+            # Keras 3 takes no flags (output_hidden_states=True) or Nones among the tensors of the first
+            # argument, which transformers' TF models take there: they go by name instead.
+            given = dict(args[0])
+            plain = {k: given.pop(k) for k in list(given) if given[k] is None or isinstance(given[k], bool)}
+            args, kwargs = (given, *args[1:]), plain | kwargs
+        return super().__call__(*args, **kwargs)
 
     def call(
         self,
@@ -558,17 +605,70 @@ class TFAlbertPreTrainedModel(keras.Model):
             raise ValueError(f"empty batch: input shape is {tuple(ids.shape)}")
         check_id_range("input_ids", int(tf.reduce_min(ids)), int(tf.reduce_max(ids)), self.config.vocab_size)
 
-    # -- Keras training: the loss the model computes from the labels, as transformers' TF models do -------------
+    # -- Keras training: the loss the model computes from the labels, as transformers' TF models do, or the one
+    # given to compile(loss=...); compile(metrics=...) on the head's first output (its logits) ----------------
+
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, *args: Any, **kwargs: Any) -> None:
+        """Keras' compile. Without `loss` (or with transformers' "auto" and "passthrough") `fit` trains on
+        the loss the model computes from the labels; with one, on that loss of the labels and the head's
+        output. `metrics` are computed on that output (the logits) against the labels."""
+        self._internal_loss = loss is None or (isinstance(loss, str) and loss in _INTERNAL_LOSS)
+        super().compile(optimizer, None if self._internal_loss else loss, *args, **kwargs)
 
     def train_step(self, data: Any) -> dict[str, Any]:
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(self(self._with_labels(data), training=True).loss)
+            loss, x, y, y_pred, weight = self._loss_of(data, training=True)
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return self._log_loss(loss)
+        return self._report(loss, x, y, y_pred, weight)
 
     def test_step(self, data: Any) -> dict[str, Any]:
-        return self._log_loss(tf.reduce_mean(self(self._with_labels(data), training=False).loss))
+        return self._report(*self._loss_of(data, training=False))
+
+    def _loss_of(self, data: Any, training: bool) -> tuple[tf.Tensor, dict[str, Any], Any, Any, Any]:
+        """A Keras batch, `x`, `(x, y)` or `(x, y, sample_weight)`: the loss, the inputs, the labels and the
+        outputs they are matched with (transformers' rules, `_matching`), and the weights."""
+        x, y, weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = dict(x) if isinstance(x, Mapping) else {"input_ids": x}
+        if isinstance(weight, Mapping) and len(weight) == 1:  # Keras shapes the weights as the labels
+            (weight,) = weight.values()
+        if y is None:  # the labels inside the inputs, as a dataset of dicts has them
+            y = {k: x.pop(k) for k in self.label_names if k in x} or None
+        if not getattr(self, "_internal_loss", True):
+            if y is None:
+                raise ValueError(
+                    f"compile(loss=...) needs labels: none of {list(self.label_names)} is in the inputs and "
+                    "no separate labels were given"
+                )
+            out = self(x, training=training)
+            y, y_pred = _matching(y, out)
+            return self.compute_loss(x, y, y_pred, weight), x, y, y_pred, weight
+        if y is not None and not isinstance(y, Mapping):  # labels by position: the head's label names
+            y = dict(zip(self.label_names, y if isinstance(y, (list, tuple)) else [y]))
+        out = self(x | (y or {}), training=training)
+        if out.loss is None:
+            raise ValueError(f"{type(self).__name__} computes no loss of its own: pass compile(loss=...)")
+        if weight is None:
+            loss = tf.reduce_mean(out.loss)
+        else:
+            loss = _weighted_mean(out.loss, weight, type(self).__name__)
+        y, y_pred = _matching(y, out) if y else (None, None)
+        return loss, x, y, y_pred, weight
+
+    def _report(self, loss: tf.Tensor, x: Any, y: Any, y_pred: Any, weight: Any) -> dict[str, Any]:
+        self._loss_mean.update_state(loss)
+        if y is not None and self._compiled_metrics() is not None:
+            return self.compute_metrics(x, y, y_pred, weight)  # every metric's result, the loss's too
+        return {"loss": self._loss_mean.result()}
+
+    def _compiled_metrics(self) -> Any:
+        """What compile(metrics=...) made: Keras 3's one container, or Keras 2's list of metrics; None without
+        any."""
+        if hasattr(self, "_compile_metrics"):  # Keras 3
+            return self._compile_metrics
+        compiled = getattr(self, "compiled_metrics", None)  # Keras 2 (tf-keras)
+        given = compiled is not None and (compiled._user_metrics or compiled._user_weighted_metrics)
+        return compiled if given else None
 
     def predict_step(self, data: Any) -> dict[str, Any]:
         # Keras stacks a dict of tensors over the batches, not an output dataclass; `predict` rebuilds it.
@@ -586,21 +686,13 @@ class TFAlbertPreTrainedModel(keras.Model):
         arrays = super().predict_on_batch(x)
         return self._output_type(**arrays)
 
-    def _with_labels(self, data: Any) -> dict[str, Any]:
-        """A Keras batch, `x` or `(x, y)` (dicts or a tensor each), as one dict of inputs and labels."""
-        x, y = (data[0], data[1]) if isinstance(data, tuple) and len(data) >= 2 else (data, None)
-        x = dict(x) if isinstance(x, Mapping) else {"input_ids": x}
-        if y is not None:
-            x |= dict(y) if isinstance(y, Mapping) else {self.label_names[0]: y}
-        return x
-
     @property
     def metrics(self) -> list[Any]:
-        return [self._loss_mean]  # Keras resets the metrics it is given at each epoch
-
-    def _log_loss(self, loss: tf.Tensor) -> dict[str, Any]:
-        self._loss_mean.update_state(loss)
-        return {"loss": self._loss_mean.result()}
+        # Keras resets the metrics it is given at each epoch, and reports them in this order
+        compiled = self._compiled_metrics()
+        if compiled is None:
+            return [self._loss_mean]
+        return [self._loss_mean, *([compiled] if hasattr(self, "_compile_metrics") else compiled.metrics)]
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
 
@@ -677,7 +769,14 @@ class TFAlbertPreTrainedModel(keras.Model):
         directory = save_numpy_state(directory, self.config, type(self).__name__.removeprefix("TF"), state)
         if saved_model:
             path = directory / "saved_model" / str(version)
-            tf.saved_model.save(self, str(path), signatures={"serving_default": self.serving()})
+            serving = self.serving()
+            root: Any = self
+            if not hasattr(keras, "ops"):  # Keras 2 (tf-keras): Keras 3 has keras.ops
+                # Keras 2 saves a model with a trace of its call, which cannot return an output dataclass; TF
+                # Serving needs the signature and the weights alone.
+                root = tf.Module()
+                root.weights_list, root.serve = list(self.variables), serving
+            tf.saved_model.save(root, str(path), signatures={"serving_default": serving})
         return directory
 
 
