@@ -72,6 +72,33 @@ def test_parameter_trees_and_outputs_are_transformers_flax_ones(head):
     for e, g in zip(leaves(expected.to_tuple()), leaves(got.to_tuple()), strict=True):
         np.testing.assert_allclose(np.asarray(g), np.asarray(e), atol=1e-5, rtol=0)
 
+    # the modules themselves, called as transformers' Flax code calls them (keywords, return_dict=False)
+    inputs = batch | {"position_ids": np.broadcast_to(np.arange(T), batch["input_ids"].shape)}
+    flags = dict(deterministic=True, output_hidden_states=True, return_dict=False)
+    expected = theirs.module.apply({"params": theirs.params}, **inputs, **flags)
+    got = ours.module.apply({"params": theirs.params}, **inputs, **flags)
+    assert isinstance(got, tuple) and len(leaves(got)) == len(leaves(expected))
+    for e, g in zip(leaves(expected), leaves(got), strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(e), atol=1e-5, rtol=0)
+
+
+def test_params_kept_apart_as_transformers_do_init_false_gives_them(tmp_path):
+    model = modeling_flax.FlaxAlbertForMaskedLM(framework_config(), seed=3)
+    model.save_pretrained(tmp_path / "a")
+    bare, params = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path / "a", _do_init=False)
+    with pytest.raises(ValueError, match="_do_init=False"):
+        bare.params  # noqa: B018
+    batch = framework_inputs("AlbertForMaskedLM")
+    np.testing.assert_array_equal(bare(**batch, params=params).logits, model(**batch).logits)
+    shifted = jax.tree_util.tree_map(lambda p: p + 0.01, params)
+    bare.save_pretrained(tmp_path / "b", params=shifted)
+    again = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path / "b")
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.allclose, again.params, shifted))
+    _, _, info = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(
+        tmp_path / "a", _do_init=False, output_loading_info=True
+    )
+    assert info["missing_keys"] == []
+
 
 def test_save_pretrained_is_read_by_pytorch_and_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")

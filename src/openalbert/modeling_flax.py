@@ -295,7 +295,33 @@ class FlaxAlbertTransformer(nn.Module):
         return hidden, tuple(all_hidden), tuple(all_probs)
 
 
-class FlaxAlbertModule(nn.Module):
+class _Called(nn.Module):
+    """transformers' Flax module call, which the encoder and every head module take (`module.apply({"params":
+    p}, input_ids, attention_mask, token_type_ids, position_ids, deterministic=True, output_attentions=False,
+    output_hidden_states=False, return_dict=True)`); each says what it computes in `head`."""
+
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        attention_mask: jax.Array | None = None,
+        token_type_ids: jax.Array | None = None,
+        position_ids: jax.Array | None = None,
+        deterministic: bool = True,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+    ) -> Any:
+        inputs = _filled(input_ids, attention_mask, token_type_ids, position_ids)
+        out = self.head(inputs, deterministic, output_attentions, output_hidden_states)
+        return out if return_dict else out.to_tuple()
+
+    def head(
+        self, inputs: tuple[jax.Array, ...], deterministic: bool, attentions: bool, hidden_states: bool
+    ) -> Any:
+        raise NotImplementedError
+
+
+class FlaxAlbertModule(_Called):
     """The ALBERT encoder: hidden states for every token and a pooled [CLS] vector."""
 
     config: AlbertConfig
@@ -308,16 +334,10 @@ class FlaxAlbertModule(nn.Module):
         if self.add_pooling_layer:
             self.pooler = _dense(self.config, self.config.hidden_size, self.dtype)
 
-    def __call__(
-        self,
-        input_ids: jax.Array,
-        attention_mask: jax.Array,
-        token_type_ids: jax.Array,
-        position_ids: jax.Array,
-        deterministic: bool = True,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
+    def head(
+        self, inputs: tuple[jax.Array, ...], deterministic: bool, attentions: bool, hidden_states: bool
     ) -> FlaxBaseModelOutputWithPooling:
+        input_ids, attention_mask, token_type_ids, position_ids = inputs
         embeddings = self.embeddings(input_ids, token_type_ids, position_ids, deterministic)
         # (B, 1, 1, T) additive mask over the keys, as the PyTorch model writes it
         mask = (1.0 - attention_mask[:, None, None, :].astype(self.dtype)) * jnp.finfo(self.dtype).min
@@ -326,8 +346,8 @@ class FlaxAlbertModule(nn.Module):
         return FlaxBaseModelOutputWithPooling(
             last_hidden_state=hidden,
             pooler_output=pooled,
-            hidden_states=all_hidden if output_hidden_states else None,
-            attentions=all_probs if output_attentions else None,
+            hidden_states=all_hidden if hidden_states else None,
+            attentions=all_probs if attentions else None,
         )
 
 
@@ -370,13 +390,9 @@ def _word_embeddings(module: nn.Module) -> jax.Array:
     return module.albert.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
 
 
-# A head's call takes FlaxAlbertModule's arguments, in its order: input_ids, attention_mask, token_type_ids,
-# position_ids, deterministic, output_attentions, output_hidden_states. Dropout reads this one.
-_DETERMINISTIC = 4
-
-
-class _HeadModule(nn.Module):
-    """What every head module shares: the encoder under "albert", called with the head's own arguments."""
+class _HeadModule(_Called):
+    """What every head module shares: the encoder under "albert"; a head says what it makes of its output
+    in `head`."""
 
     config: AlbertConfig
     dtype: jnp.dtype = jnp.float32
@@ -389,17 +405,34 @@ class _HeadModule(nn.Module):
     def head_setup(self) -> None:
         raise NotImplementedError
 
+    def head(
+        self, inputs: tuple[jax.Array, ...], deterministic: bool, attentions: bool, hidden_states: bool
+    ) -> Any:
+        raise NotImplementedError
+
+
+def _filled(*inputs: jax.Array | None) -> tuple[jax.Array, ...]:
+    """input_ids, attention_mask, token_type_ids, position_ids with the defaults of a call for those left out:
+    every token attended, one segment, positions from 0."""
+    ids, mask, types, positions = inputs
+    return (
+        ids,
+        jnp.ones_like(ids) if mask is None else mask,
+        jnp.zeros_like(ids) if types is None else types,
+        _positions(ids) if positions is None else positions,
+    )
+
 
 class FlaxAlbertForPreTrainingModule(_HeadModule):
     def head_setup(self) -> None:
         self.predictions = FlaxAlbertMLMHead(self.config, self.dtype)
         self.sop_classifier = FlaxAlbertSOPHead(self.config, self.dtype)
 
-    def __call__(self, *inputs: Any) -> FlaxAlbertForPreTrainingOutput:
-        out = self.albert(*inputs)
+    def head(self, inputs: tuple[jax.Array, ...], deterministic: bool, *flags: bool) -> Any:
+        out = self.albert(*inputs, deterministic, *flags)
         return FlaxAlbertForPreTrainingOutput(
             prediction_logits=self.predictions(out.last_hidden_state, _word_embeddings(self)),
-            sop_logits=self.sop_classifier(out.pooler_output, inputs[_DETERMINISTIC]),
+            sop_logits=self.sop_classifier(out.pooler_output, deterministic),
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
@@ -411,8 +444,8 @@ class FlaxAlbertForMaskedLMModule(_HeadModule):
     def head_setup(self) -> None:
         self.predictions = FlaxAlbertMLMHead(self.config, self.dtype)
 
-    def __call__(self, *inputs: Any) -> FlaxMaskedLMOutput:
-        out = self.albert(*inputs)
+    def head(self, inputs: tuple[jax.Array, ...], deterministic: bool, *flags: bool) -> Any:
+        out = self.albert(*inputs, deterministic, *flags)
         logits = self.predictions(out.last_hidden_state, _word_embeddings(self))
         return FlaxMaskedLMOutput(logits, out.hidden_states, out.attentions)
 
@@ -422,9 +455,9 @@ class FlaxAlbertForSequenceClassificationModule(_HeadModule):
         self.dropout = nn.Dropout(self.config.classifier_dropout_prob or 0.0)
         self.classifier = _dense(self.config, self.config.num_labels, self.dtype)
 
-    def __call__(self, *inputs: Any) -> FlaxSequenceClassifierOutput:
-        out = self.albert(*inputs)
-        logits = self.classifier(self.dropout(out.pooler_output, deterministic=inputs[_DETERMINISTIC]))
+    def head(self, inputs: tuple[jax.Array, ...], deterministic: bool, *flags: bool) -> Any:
+        out = self.albert(*inputs, deterministic, *flags)
+        logits = self.classifier(self.dropout(out.pooler_output, deterministic=deterministic))
         return FlaxSequenceClassifierOutput(logits, out.hidden_states, out.attentions)
 
 
@@ -441,9 +474,9 @@ class FlaxAlbertForTokenClassificationModule(_HeadModule):
         self.dropout = nn.Dropout(p)
         self.classifier = _dense(cfg, cfg.num_labels, self.dtype)
 
-    def __call__(self, *inputs: Any) -> FlaxTokenClassifierOutput:
-        out = self.albert(*inputs)
-        logits = self.classifier(self.dropout(out.last_hidden_state, deterministic=inputs[_DETERMINISTIC]))
+    def head(self, inputs: tuple[jax.Array, ...], deterministic: bool, *flags: bool) -> Any:
+        out = self.albert(*inputs, deterministic, *flags)
+        logits = self.classifier(self.dropout(out.last_hidden_state, deterministic=deterministic))
         return FlaxTokenClassifierOutput(logits, out.hidden_states, out.attentions)
 
 
@@ -453,8 +486,8 @@ class FlaxAlbertForQuestionAnsweringModule(_HeadModule):
     def head_setup(self) -> None:
         self.qa_outputs = _dense(self.config, self.config.num_labels, self.dtype)
 
-    def __call__(self, *inputs: Any) -> FlaxQuestionAnsweringModelOutput:
-        out = self.albert(*inputs)
+    def head(self, inputs: tuple[jax.Array, ...], deterministic: bool, *flags: bool) -> Any:
+        out = self.albert(*inputs, deterministic, *flags)
         logits = self.qa_outputs(out.last_hidden_state)  # (B, T, 2)
         return FlaxQuestionAnsweringModelOutput(
             logits[..., 0], logits[..., 1], out.hidden_states, out.attentions
@@ -466,13 +499,11 @@ class FlaxAlbertForMultipleChoiceModule(_HeadModule):
         self.dropout = nn.Dropout(self.config.classifier_dropout_prob or 0.0)
         self.classifier = _dense(self.config, 1, self.dtype)
 
-    def __call__(self, input_ids: jax.Array, *rest: Any) -> FlaxMultipleChoiceModelOutput:
-        B, C, T = input_ids.shape
-        flat = [x.reshape(B * C, T) for x in (input_ids, *rest[:3])]  # ids, mask, token types, positions
-        out = self.albert(*flat, *rest[3:])
-        logits = self.classifier(
-            self.dropout(out.pooler_output, deterministic=rest[_DETERMINISTIC - 1])
-        ).reshape(B, C)
+    def head(self, inputs: tuple[jax.Array, ...], deterministic: bool, *flags: bool) -> Any:
+        B, C, T = inputs[0].shape
+        flat = [x.reshape(B * C, T) for x in inputs]  # ids, mask, token types, positions
+        out = self.albert(*flat, deterministic, *flags)
+        logits = self.classifier(self.dropout(out.pooler_output, deterministic=deterministic)).reshape(B, C)
         return FlaxMultipleChoiceModelOutput(logits, out.hidden_states, out.attentions)
 
 
@@ -638,12 +669,15 @@ class FlaxAlbertPreTrainedModel:
         seed: int = 0,
         output_loading_info: bool = False,
         ignore_mismatched_sizes: bool = False,
+        _do_init: bool = True,
         **config_overrides: Any,
-    ) -> FlaxAlbertPreTrainedModel | tuple[FlaxAlbertPreTrainedModel, dict[str, list[str]]]:
+    ) -> Any:
         """Load from a local directory, the HF cache or the hub (`openalbert.checkpoint`): the weights any
         of the PyTorch classes or transformers saved, or the flax_model.msgpack of transformers' Flax classes. Weights the checkpoint lacks (a fresh head) are
         initialised and reported, as in PyTorch (`output_loading_info=True` also returns them by name).
-        Parameters stay fp32; `dtype` is the computation's."""
+        Parameters stay fp32; `dtype` is the computation's. With `_do_init=False`, as in transformers, the
+        model keeps no parameters and they come back beside it: `model, params = ...from_pretrained(...)`
+        (then the loading info third), to pass as `params=`."""
         directory = resolve_weights(name_or_path, **hub_options(config_overrides))
         config = load_config(directory, config, config_overrides, cls.__name__)
         refuse_pruned(config, cls.__name__)
@@ -657,13 +691,19 @@ class FlaxAlbertPreTrainedModel:
             cls.base_model_prefix,
             ignore_mismatched_sizes,
         )
-        model.params = jax.tree_util.tree_map(jnp.asarray, to_flax_params(state))
+        params = jax.tree_util.tree_map(jnp.asarray, to_flax_params(state))
+        if not _do_init:
+            model._params = None
+            return (model, params, info) if output_loading_info else (model, params)
+        model.params = params
         return (model, info) if output_loading_info else model
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike, params: dict[str, Any] | None = None) -> Path:
         """Write config.json and model.safetensors in PyTorch's layout (transformers' names, the decoder
-        tied), which the PyTorch classes, transformers and `from_pretrained` here all read."""
-        state = {k: v.astype(np.float32) for k, v in to_state_dict(self.params).items()}
+        tied), which the PyTorch classes, transformers and `from_pretrained` here all read; the model's
+        parameters, or `params`."""
+        params = self.params if params is None else params
+        state = {k: v.astype(np.float32) for k, v in to_state_dict(params).items()}
         return save_numpy_state(directory, self.config, type(self).__name__.removeprefix("Flax"), state)
 
 
