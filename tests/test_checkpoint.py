@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +19,13 @@ from safetensors.torch import save_file
 from tests.conftest import NO_NETWORK_PRELUDE, TINY
 
 import openalbert
-from openalbert import AlbertConfig, AlbertForMaskedLM, AlbertForSequenceClassification, AlbertModel
+from openalbert import (
+    AlbertConfig,
+    AlbertForMaskedLM,
+    AlbertForSequenceClassification,
+    AlbertModel,
+    checkpoint,
+)
 
 
 @pytest.fixture
@@ -140,6 +149,51 @@ def test_pytorch_model_bin(mlm_dir, tmp_path):
     model.save_pretrained(tmp_path / "bin", safe_serialization=False)
     assert (tmp_path / "bin" / "pytorch_model.bin").is_file()
     same_logits(model, AlbertForMaskedLM.from_pretrained(tmp_path / "bin"))
+
+
+def test_sharded_pytorch_model_bin_as_transformers_writes_it(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    theirs = transformers.AlbertForMaskedLM(transformers.AlbertConfig(**TINY)).eval()
+    theirs.save_pretrained(tmp_path, safe_serialization=False, max_shard_size="20KB")
+    assert (tmp_path / "pytorch_model.bin.index.json").is_file()
+    assert len(list(tmp_path.glob("pytorch_model-*.bin"))) > 1
+    ours = AlbertForMaskedLM.from_pretrained(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(ids()).logits, theirs(ids()).logits, atol=1e-5, rtol=0)
+    next(tmp_path.glob("pytorch_model-*.bin")).unlink()
+    with pytest.raises(FileNotFoundError, match="lists shard pytorch_model-"):
+        AlbertForMaskedLM.from_pretrained(tmp_path)
+
+
+def test_a_hub_repo_is_asked_for_one_format_of_weights(mlm_dir, tmp_path, monkeypatch):
+    # A repo that holds its weights as safetensors and as .bin (as most do) gives the safetensors alone; one
+    # with .bin shards only gives those, at the second ask.
+    path, model = mlm_dir
+    repos = {"both": tmp_path / "both", "bins": tmp_path / "bins"}
+    model.save_pretrained(repos["both"])
+    model.save_pretrained(repos["both"] / "bin", safe_serialization=False)
+    (repos["both"] / "bin" / "pytorch_model.bin").rename(repos["both"] / "pytorch_model.bin")
+    transformers = pytest.importorskip("transformers")
+    transformers.AlbertForMaskedLM.from_pretrained(path).save_pretrained(
+        repos["bins"], safe_serialization=False, max_shard_size="20KB"
+    )
+    asked = []
+
+    def from_hub(repo_id: str, patterns: list[str], **hub: object) -> Path:
+        asked.append((repo_id, list(patterns)))
+        out = tmp_path / "fetched" / f"{repo_id}-{len(asked)}"
+        out.mkdir(parents=True)
+        for f in repos[repo_id.split("/")[1]].iterdir():
+            if f.is_file() and any(fnmatch.fnmatch(f.name, p) for p in patterns):
+                shutil.copy(f, out / f.name)
+        return out
+
+    monkeypatch.setattr(checkpoint, "_from_hub", from_hub)
+    same_logits(model, AlbertForMaskedLM.from_pretrained("someone/both"))
+    assert len(asked) == 1 and not any(fnmatch.fnmatch("pytorch_model.bin", p) for p in asked[0][1])
+    same_logits(model, AlbertForMaskedLM.from_pretrained("someone/bins"))
+    assert len(asked) == 3 and "pytorch_model-*.bin" in asked[-1][1]
 
 
 def test_bare_model_from_head_checkpoint_and_head_from_bare(mlm_dir, tmp_path, caplog):

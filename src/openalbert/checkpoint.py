@@ -35,6 +35,7 @@ logger = logging.getLogger("openalbert")
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PT_WEIGHTS_NAME = "pytorch_model.bin"
+PT_WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"  # torch.save shards, as transformers writes them
 TF2_WEIGHTS_NAME = "tf_model.h5"  # what transformers' TF classes save
 FLAX_WEIGHTS_NAME = "flax_model.msgpack"  # what transformers' Flax classes save
 
@@ -42,13 +43,14 @@ FLAX_WEIGHTS_NAME = "flax_model.msgpack"  # what transformers' Flax classes save
 DEFAULT_MODEL = "openalbert/albert-small-en"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 
-# What a model directory may hold; the only files fetched from the hub.
+# What a model directory may hold; the only files fetched from the hub. The weights in other formats are
+# fetched only for a repo without safetensors (`resolve_weights`), as transformers does: most repos hold the
+# same weights two to four times.
 MODEL_FILES = [
     CONFIG_NAME,
     SAFE_WEIGHTS_NAME,
     SAFE_WEIGHTS_INDEX_NAME,
     "model-*.safetensors",
-    PT_WEIGHTS_NAME,
     "spiece.model",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -125,12 +127,21 @@ def resolve_path(name_or_path: str | os.PathLike, filenames: Iterable[str] = MOD
     return _from_hub(name, patterns, **hub) / subfolder
 
 
+# What a hub repo without safetensors weights is asked for next, in this order.
+_OTHER_WEIGHTS = (
+    [CONFIG_NAME, PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, "pytorch_model-*.bin"],
+    [CONFIG_NAME, TF2_WEIGHTS_NAME, FLAX_WEIGHTS_NAME],
+)
+
+
 def resolve_weights(name_or_path: str | os.PathLike, **hub: Any) -> Path:
-    """`resolve_path`, and for a hub repo without PyTorch weights, its TF or Flax weights: every class reads
-    all of them (`load_state_dict`)."""
+    """`resolve_path`, and for a hub repo without safetensors weights, its PyTorch `.bin` weights, or else its
+    TF or Flax weights: every class reads all of them (`load_state_dict`)."""
     directory = resolve_path(name_or_path, **hub)
-    if not any((directory / name).is_file() for name in WEIGHT_FILES):
-        directory = resolve_path(name_or_path, [CONFIG_NAME, TF2_WEIGHTS_NAME, FLAX_WEIGHTS_NAME], **hub)
+    for files in _OTHER_WEIGHTS:
+        if any((directory / name).is_file() for name in WEIGHT_FILES):
+            break
+        directory = resolve_path(name_or_path, files, **hub)
     return directory
 
 
@@ -197,31 +208,14 @@ def _from_hub(
 def load_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read all weights of a model directory onto the CPU, whatever the file format."""
     directory = Path(directory)
-    single, index, legacy = (
-        directory / SAFE_WEIGHTS_NAME,
-        directory / SAFE_WEIGHTS_INDEX_NAME,
-        directory / PT_WEIGHTS_NAME,
-    )
-    if single.is_file():
-        return _read_safetensors(single)
-    if index.is_file():
-        try:
-            weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{index} is not a valid safetensors index ({e})") from None
-        state: dict[str, torch.Tensor] = {}
-        for shard in sorted(set(weight_map.values())):
-            if not (directory / shard).is_file():
-                raise FileNotFoundError(f"{index} lists shard {shard}, which is missing from {directory}")
-            state.update(_read_safetensors(directory / shard))
-        return state
-    if legacy.is_file():
-        try:
-            return torch.load(legacy, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(
-                f"{legacy} is corrupt, truncated or not a weights file ({type(e).__name__}: {e})"
-            ) from None
+    for single, index, read in (
+        (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, _read_safetensors),
+        (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, _read_torch),
+    ):
+        if (directory / single).is_file():
+            return read(directory / single)
+        if (directory / index).is_file():
+            return _read_shards(directory / index, read)
     if (directory / TF2_WEIGHTS_NAME).is_file():
         return {k: torch.from_numpy(v) for k, v in read_tf_h5(directory / TF2_WEIGHTS_NAME).items()}
     if (directory / FLAX_WEIGHTS_NAME).is_file():
@@ -231,11 +225,35 @@ def load_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     raise FileNotFoundError(f"no weights in {directory}: expected one of {', '.join(WEIGHT_FILES)}")
 
 
+def _read_shards(index: Path, read: Any) -> dict[str, torch.Tensor]:
+    """The weights of every shard an index (`{"weight_map": {name: shard file}}`) lists."""
+    try:
+        weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{index} is not a valid weights index ({e})") from None
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(weight_map.values())):
+        if not (index.parent / shard).is_file():
+            raise FileNotFoundError(f"{index} lists shard {shard}, which is missing from {index.parent}")
+        state.update(read(index.parent / shard))
+    return state
+
+
+def _read_torch(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(
+            f"{path} is corrupt, truncated or not a weights file ({type(e).__name__}: {e})"
+        ) from None
+
+
 # The weight files a directory may hold, in the order they are read.
 WEIGHT_FILES = (
     SAFE_WEIGHTS_NAME,
     SAFE_WEIGHTS_INDEX_NAME,
     PT_WEIGHTS_NAME,
+    PT_WEIGHTS_INDEX_NAME,
     TF2_WEIGHTS_NAME,
     FLAX_WEIGHTS_NAME,
 )
