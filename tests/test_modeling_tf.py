@@ -392,6 +392,21 @@ def test_saved_model_for_tf_serving(tmp_path, head):
         np.testing.assert_allclose(got[name], getattr(expected, name), atol=1e-5, rtol=0, err_msg=name)
 
 
+@pytest.mark.parametrize("head", ["AlbertForMaskedLM", "AlbertForMultipleChoice"])
+def test_keras_save_and_load_model_round_trip(tmp_path, head):
+    torch.manual_seed(0)
+    getattr(openalbert, head)(framework_config()).save_pretrained(tmp_path / "pt")
+    model = getattr(modeling_tf, f"TF{head}").from_pretrained(tmp_path / "pt")
+    model.save(tmp_path / "model.keras")
+    loaded = tf.keras.models.load_model(tmp_path / "model.keras")
+    assert type(loaded) is type(model) and loaded.config == model.config
+    batch = framework_inputs(head)
+    expected = model(**batch).logits
+    np.testing.assert_array_equal(loaded(**batch).logits, expected)
+    fresh = type(model)(model.config)  # the weights came from the file, not from the same initialisation
+    assert not np.allclose(fresh(**batch).logits, expected)
+
+
 @pytest.mark.skipif(os.environ.get("TF_USE_LEGACY_KERAS") == "1", reason="this run is the Keras 2 one")
 def test_the_tf_classes_pass_these_tests_under_keras_2_too():
     # README promises Keras 2 (tf-keras, what transformers 4.57.1's TF classes run on) as well as Keras 3;

@@ -506,6 +506,20 @@ class TFAlbertPreTrainedModel(keras.Model):
         for layer in (self, *self._flatten_layers(include_self=False)):
             layer.built = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # keras.models.load_model finds the class of a saved .keras model by this name
+        keras.utils.register_keras_serializable(package="openalbert")(cls)
+
+    def get_config(self) -> dict[str, Any]:
+        """What `model.save("x.keras")` stores to rebuild the model (`from_config`): the ALBERT config."""
+        return {"config": self.config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TFAlbertPreTrainedModel:
+        config = dict(config)
+        return cls(AlbertConfig.from_dict(config.pop("config")), **config)
+
     def head_init(self) -> None:
         """The head's layers (none for the bare model)."""
 
