@@ -405,11 +405,6 @@ class _HeadModule(_Called):
     def head_setup(self) -> None:
         raise NotImplementedError
 
-    def head(
-        self, inputs: tuple[jax.Array, ...], deterministic: bool, attentions: bool, hidden_states: bool
-    ) -> Any:
-        raise NotImplementedError
-
 
 def _filled(*inputs: jax.Array | None) -> tuple[jax.Array, ...]:
     """input_ids, attention_mask, token_type_ids, position_ids with the defaults of a call for those left out:
@@ -605,8 +600,7 @@ class FlaxAlbertPreTrainedModel:
     def init_weights(self, rng: jax.Array, input_shape: tuple[int, ...]) -> dict[str, Any]:
         """Random parameters, as the PyTorch classes initialise them (normal(initializer_range), LayerNorm
         ones and zeros, biases zero)."""
-        ids = jnp.zeros(input_shape, dtype="i4")
-        inputs = (ids, jnp.ones_like(ids), jnp.zeros_like(ids), _positions(ids))
+        inputs = _filled(jnp.zeros(input_shape, dtype="i4"), None, None, None)
         params_rng, dropout_rng = jax.random.split(rng)
         return self.module.init({"params": params_rng, "dropout": dropout_rng}, *inputs, True)["params"]
 
@@ -625,11 +619,13 @@ class FlaxAlbertPreTrainedModel:
     ) -> Any:
         """transformers' Flax call: numpy or JAX int arrays (B, T) ((B, C, T) for multiple choice); dropout
         only with `train=True`, which needs `dropout_rng`."""
-        ids = jnp.asarray(input_ids, dtype="i4")
+        ids, mask, types, positions = _filled(
+            *(
+                None if x is None else jnp.asarray(x, dtype="i4")
+                for x in (input_ids, attention_mask, token_type_ids, position_ids)
+            )
+        )
         self._check(ids)
-        mask = jnp.ones_like(ids) if attention_mask is None else jnp.asarray(attention_mask, dtype="i4")
-        types = jnp.zeros_like(ids) if token_type_ids is None else jnp.asarray(token_type_ids, dtype="i4")
-        positions = _positions(ids) if position_ids is None else jnp.asarray(position_ids, dtype="i4")
         if train and dropout_rng is None:
             raise ValueError("train=True applies dropout: pass dropout_rng (a jax.random.PRNGKey)")
         output_attentions, output_hidden_states, return_dict = self.config.output_flags(

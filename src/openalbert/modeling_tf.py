@@ -55,6 +55,7 @@ from openalbert.heads import (
 from openalbert.modeling import BaseModelOutputWithPooling, check_id_range, check_length
 
 keras = tf.keras  # Keras 3 from TensorFlow 2.16 on (Keras 2 with TF_USE_LEGACY_KERAS=1)
+_KERAS_3 = hasattr(keras, "ops")  # Keras 2 (tf-keras) has no keras.ops
 logger = logging.getLogger(__name__)
 
 
@@ -678,8 +679,8 @@ class TFAlbertPreTrainedModel(keras.Model):
     def _compiled_metrics(self) -> Any:
         """What compile(metrics=...) made: Keras 3's one container, or Keras 2's list of metrics; None without
         any."""
-        if hasattr(self, "_compile_metrics"):  # Keras 3
-            return self._compile_metrics
+        if _KERAS_3:
+            return getattr(self, "_compile_metrics", None)
         compiled = getattr(self, "compiled_metrics", None)  # Keras 2 (tf-keras)
         given = compiled is not None and (compiled._user_metrics or compiled._user_weighted_metrics)
         return compiled if given else None
@@ -706,7 +707,7 @@ class TFAlbertPreTrainedModel(keras.Model):
         compiled = self._compiled_metrics()
         if compiled is None:
             return [self._loss_mean]
-        return [self._loss_mean, *([compiled] if hasattr(self, "_compile_metrics") else compiled.metrics)]
+        return [self._loss_mean, *([compiled] if _KERAS_3 else compiled.metrics)]
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
 
@@ -785,7 +786,7 @@ class TFAlbertPreTrainedModel(keras.Model):
             path = directory / "saved_model" / str(version)
             serving = self.serving()
             root: Any = self
-            if not hasattr(keras, "ops"):  # Keras 2 (tf-keras): Keras 3 has keras.ops
+            if not _KERAS_3:
                 # Keras 2 saves a model with a trace of its call, which cannot return an output dataclass; TF
                 # Serving needs the signature and the weights alone.
                 root = tf.Module()

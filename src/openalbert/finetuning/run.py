@@ -26,7 +26,7 @@ from torch import nn
 
 from openalbert.finetuning import data as D
 from openalbert.finetuning import metrics as M
-from openalbert.training.loop import METRICS_FILE, TrainConfig, TrainResult, train
+from openalbert.training.loop import METRICS_FILE, TrainConfig, TrainResult, read_metrics, train
 
 # Longest input per task when the caller does not say (QA contexts are long; the others are sentences).
 DEFAULT_MAX_LENGTH = {"question-answering": 384}
@@ -603,8 +603,7 @@ def finetune(
     if metrics_file.is_file():
         # Every evaluation of the run, also those before a resume (this process saw only the later ones):
         # the loop logs each as a row of metrics.jsonl, with its step.
-        rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-        history = [row for row in rows if metric_key in row]
+        history = [row for row in read_metrics(metrics_file) if metric_key in row]
     greater = train_config.greater_is_better
     scored = [
         h for h in history if isinstance(h.get(metric_key), (int, float)) and math.isfinite(h[metric_key])

@@ -84,7 +84,7 @@ class TokenClassificationPipeline(Pipeline):
         }
 
     def __call__(self, inputs: Any, *, batch_size: int | None = None, **params: Any) -> Any:
-        split = {**self._params, **params}.get("is_split_into_words")
+        split = self._merge_params(params).get("is_split_into_words")
         if _is_words(inputs) and inputs and as_bool("is_split_into_words", split, False):
             # one text's words; transformers answers it as a batch of one
             return super().__call__([list(inputs)], batch_size=batch_size, **params)

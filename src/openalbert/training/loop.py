@@ -1089,6 +1089,11 @@ def train(
 # ---- curves ------------------------------------------------------------------------------------------------------
 
 
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a run's metrics.jsonl, in order."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
 def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
     """Plot the metrics.jsonl columns (losses, accuracies, learning rate, throughput) against step into a PNG."""
     metrics_path, png_path = Path(metrics_path), Path(png_path)
@@ -1104,7 +1109,7 @@ def plot_curves(metrics_path: str | Path, png_path: str | Path) -> Path | None:
             "matplotlib is not installed (pip install openalbert[train]): no curves.png", stacklevel=2
         )
         return None
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(metrics_path)
     series: dict[str, tuple[list[int], list[float]]] = {}
     for row in rows:
         for key, value in row.items():
