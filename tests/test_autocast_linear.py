@@ -63,6 +63,7 @@ def _model(position: str = "absolute") -> openalbert.AlbertForMaskedLM:
 def test_shared_linear_sums_its_gradients_over_the_layers():
     gen = torch.Generator().manual_seed(0)
     layer = linear.Linear(48, 48)
+    layer.reused = True  # as AlbertLayer marks its layers
     x = torch.randn(2, 7, 48, generator=gen, requires_grad=True)
     grad = torch.randn(2, 7, 48, generator=gen)
 
@@ -105,6 +106,35 @@ def test_training_step_matches_pytorchs_autocast(stock, position):
     assert ours >= theirs - 2e-4
 
 
+def test_only_the_shared_layers_pack_their_weights():
+    # A weight used once per pass (the MLM head, the embedding projection) is cheaper through PyTorch's
+    # autocast GEMM than packed; so are the layers of a model that shares none.
+    model = _model()
+    _grads(model)
+    layer = model.albert.encoder.albert_layer_groups[0].albert_layers[0]
+    for module in (layer.attention, layer.ffn, layer.ffn_output, layer.attention.dense):
+        assert "_autocast_pack" in module.__dict__
+    once = (
+        model.predictions.decoder,
+        model.predictions.dense,
+        model.albert.encoder.embedding_hidden_mapping_in,
+    )
+    assert not any("_autocast_pack" in module.__dict__ for module in once)
+
+    unshared = openalbert.AlbertForMaskedLM(
+        openalbert.AlbertConfig(**TINY | NO_DROPOUT | {"num_hidden_groups": TINY["num_hidden_layers"]})
+    ).train()
+    _grads(unshared)
+    for group in unshared.albert.encoder.albert_layer_groups:
+        assert not any("_autocast_pack" in m.__dict__ for m in group.modules())
+
+    # pruning heads makes new projections, which stay shared
+    model.prune_heads({0: [0]})
+    layer.attention.__dict__.pop("_autocast_pack")
+    _grads(model)
+    assert "_autocast_pack" in layer.attention.__dict__ and layer.attention.query.reused
+
+
 def test_fused_adamw_steps_are_seen_by_the_next_pass(stock):
     # A fused optimizer changes the weights without bumping their version, and a layer used outside
     # AlbertModel starts no new pass: the copy of a pass whose backward has run must not serve again.
@@ -112,6 +142,8 @@ def test_fused_adamw_steps_are_seen_by_the_next_pass(stock):
     x = torch.randn(4, 32, generator=gen)
     layers = [linear.Linear(32, 32) for _ in range(2)]
     layers[1].load_state_dict(layers[0].state_dict())
+    for layer in layers:
+        layer.reused = True
     opts = [torch.optim.AdamW(m.parameters(), lr=1e-1, fused=True) for m in layers]
     outs = []
     for _ in range(3):

@@ -3,8 +3,8 @@
 `Linear` is nn.Linear (same parameters, same state-dict names) whose forward takes an activation and a
 residual to fuse in. For CPU inference it runs on weights packed once: oneDNN's GEMMs on AVX-512 CPUs,
 openalbert's own AVX2 kernel (`cpu_kernels.linear`) on CPUs without AVX-512 (`packer_for`). CPU training
-under bf16 autocast on AVX-512 packs the shared weights once per forward pass instead (`autocast_linear`). On CPUs without
-bf16 or fp16 arithmetic, where PyTorch would emulate half-precision GEMMs 7-200x slower than fp32 ones,
+under bf16 autocast on AVX-512 packs the weights of ALBERT's shared layers (`Linear.reused`) once per forward
+pass instead (`autocast_linear`). On CPUs without bf16 or fp16 arithmetic, where PyTorch would emulate half-precision GEMMs 7-200x slower than fp32 ones,
 half precision runs as fp32 GEMMs on the rounded operands (`emulated_half`, `HalfLinearInFp32`, and
 `fp32_where_half_is_emulated` for attention's steps).
 """
@@ -59,6 +59,12 @@ class Linear(nn.Linear):
     emulate it runs fp32 GEMMs on the rounded operands instead (emulated_half).
     """
 
+    # Whether the layer runs more than once per forward pass (a layer ALBERT shares across depth; set by
+    # AlbertLayer). Under CPU bf16 autocast only such a weight is worth packing once per pass
+    # (autocast_linear): for a weight used once, PyTorch's autocast GEMM is faster than packing it
+    # (MLM decoder, 152 x 128 -> 30,000, forward and backward: 16.5 ms against 23.6 ms on a Zen 4 CPU).
+    reused = False
+
     def forward(
         self, x: torch.Tensor, activation: str | None = None, residual: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -67,7 +73,7 @@ class Linear(nn.Linear):
         if packer is not None:
             packed = pack_cached(self, packer, (self.weight,), lambda: PACK[packer](self.weight))
             return packed_linear(packer, x, packed, self.bias, activation, residual)
-        if self.bias is not None and autocast_packs_serve(x, self.weight):
+        if self.reused and self.bias is not None and autocast_packs_serve(x, self.weight):
             return activate_and_add(autocast_linear(self, x, (self,)), activation, residual)
         half = emulated_half(x, self.weight)
         if half is not None:

@@ -343,7 +343,8 @@ class AlbertAttention(nn.Module):
 
         On the CPU with autograd, the fused kernel's backward is slow for short sequences (ALBERT's
         usual 128 tokens: 1.6x the time of the written-out form), so the scores are written out in
-        fp32 there while they stay small; everywhere else the fused kernel runs. On the CPU half precision
+        fp32 there while they stay small (under autocast its matmuls take autocast's dtype, whatever the
+        inputs', so they get no fp32 copies); everywhere else the fused kernel runs. On the CPU half precision
         runs in fp32 (except under "sdpa", which keeps PyTorch's kernel in the model's dtype where the CPU
         has that arithmetic, see linear.fp32_where_half_is_emulated): PyTorch's CPU
         kernels accumulate the scores in fp32 anyway and are faster on fp32 inputs (albert-base bf16 on a
@@ -352,7 +353,10 @@ class AlbertAttention(nn.Module):
         B, nh, T, _ = q.shape
         wide = torch.promote_types(q.dtype, torch.float32)  # bf16 -> fp32; fp64 stays
         if q.device.type == "cpu" and torch.is_grad_enabled() and B * nh * T * T <= _EAGER_SCORES_LIMIT:
-            return self._eager(q.to(wide), k.to(wide), v.to(wide), mask, None)[0].to(v.dtype)
+            dtype = v.dtype
+            if not torch.is_autocast_enabled("cpu"):
+                q, k, v = q.to(wide), k.to(wide), v.to(wide)
+            return self._eager(q, k, v, mask, None)[0].to(dtype)
         if q.device.type == "cpu" and wide != q.dtype and self.attn_implementation != "sdpa":
             mask = mask if mask is None or mask.dtype == torch.bool else mask.to(wide)
             return self._attend(q.to(wide), k.to(wide), v.to(wide), mask).to(v.dtype)
@@ -390,6 +394,7 @@ class AlbertAttention(nn.Module):
         plain = all(type(p) is Linear for p in projections)  # not replaced by a quantised layer
         if (
             plain
+            and self.query.reused
             and all(p.bias is not None for p in projections)
             and linear.autocast_packs_serve(hidden_states, self.query.weight)
         ):
@@ -451,6 +456,10 @@ class AlbertLayer(nn.Module):
         # The original applies dropout to the feed-forward output; transformers defines it but skips it.
         # It is the identity in eval mode and for every v2 checkpoint (dropout 0), so parity holds.
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        if config.num_hidden_layers > config.num_hidden_groups:  # each layer of a group runs several times
+            a = self.attention
+            for layer in (a.query, a.key, a.value, a.dense, self.ffn, self.ffn_output):
+                layer.reused = True
 
     def forward(
         self,
@@ -1035,6 +1044,7 @@ def _cut_linear(layer: Linear, index: torch.Tensor, dim: int) -> Linear:
     if bias is not None:
         bias = (bias.detach()[index.to(bias.device)] if dim == 0 else bias.detach()).clone()
     out = Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    out.reused = layer.reused
     out = out.to(device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         out.weight.copy_(weight)
