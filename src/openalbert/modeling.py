@@ -240,8 +240,9 @@ class AlbertAttention(nn.Module):
                 self._distance_table(),
             ).view(B, T, C)
         else:
-            qkv = qkv.view(B, T, 3, self.num_heads, self.head_dim)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hd)
+            # split, not unbind: its backward writes the three gradients into one (B, T, 3C) in one pass
+            heads = (x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2) for x in qkv.split(C, -1))
+            q, k, v = heads  # 3 x (B, nh, T, hd)
             mask = self._with_positions(q, k, attention_mask)
             if output_attentions or head_mask is not None or self.attn_implementation == "eager":
                 context, probs = self._eager(q, k, v, mask, head_mask)
