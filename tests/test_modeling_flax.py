@@ -258,6 +258,26 @@ def test_reads_what_transformers_flax_classes_save(tmp_path):
         modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path)
 
 
+def test_reads_sharded_flax_checkpoints_as_transformers_writes_them(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.FlaxAlbertForMaskedLM(
+        transformers.AlbertConfig(**TINY, hidden_act="gelu_new"), seed=4
+    )
+    theirs.save_pretrained(tmp_path, max_shard_size="20KB")
+    assert (
+        len(list(tmp_path.glob("flax_model-*.msgpack"))) > 2 and not (tmp_path / FLAX_WEIGHTS_NAME).exists()
+    )
+    ours = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path)
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, ours.params, theirs.params))
+    torch_model, info = openalbert.AlbertForMaskedLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert info["missing_keys"] == info["unexpected_keys"] == []
+    embeddings = theirs.params["albert"]["embeddings"]["word_embeddings"]["embedding"]
+    np.testing.assert_array_equal(torch_model.albert.embeddings.word_embeddings.weight.detach(), embeddings)
+    next(tmp_path.glob("flax_model-*.msgpack")).unlink()
+    with pytest.raises(FileNotFoundError, match="lists shard flax_model-"):
+        modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path)
+
+
 def test_hub_ids_from_the_offline_cache_flax_only_repos_too(tmp_path, monkeypatch):
     transformers = pytest.importorskip("transformers")
     cache, commit = tmp_path / "hub", "0123456789abcdef0123456789abcdef01234567"
@@ -271,10 +291,16 @@ def test_hub_ids_from_the_offline_cache_flax_only_repos_too(tmp_path, monkeypatc
         (repo / "refs").mkdir(parents=True)
         (repo / "refs" / "main").write_text(commit)
         model.save_pretrained(repo / "snapshots" / commit)
+    sharded = cache / "models--someone--flax-sharded"
+    (sharded / "refs").mkdir(parents=True)
+    (sharded / "refs" / "main").write_text(commit)
+    theirs.save_pretrained(sharded / "snapshots" / commit, max_shard_size="20KB")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     flax_only = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained("someone/flax-only")
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, flax_only.params, theirs.params))
+    from_shards = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained("someone/flax-sharded")
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, from_shards.params, theirs.params))
     from_pytorch = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained("someone/pytorch")
     assert from_pytorch(**framework_inputs("AlbertForMaskedLM")).logits.shape == (B, T, TINY["vocab_size"])
     with pytest.raises(FileNotFoundError, match="'someone/absent' was not found"):

@@ -104,6 +104,33 @@ def test_reads_transformers_tf_model_h5_and_matches_its_outputs_and_losses(tmp_p
         np.testing.assert_allclose(g, e, atol=2e-5, rtol=0, err_msg=field)
 
 
+def test_sharded_tf_checkpoint_as_transformers_writes_it(tmp_path):
+    # tf_model-*.h5 with tf_model.h5.index.json; the MLM head's two biases may land in different shards.
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.TFAlbertForPreTraining(transformers.AlbertConfig(**TINY))
+    theirs(theirs.dummy_inputs)
+    theirs.predictions.decoder_bias.assign(tf.random.normal((TINY["vocab_size"],)))
+    theirs.save_pretrained(tmp_path / "one")
+    theirs.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert len(list((tmp_path / "sharded").glob("tf_model-*.h5"))) > 2
+    assert not (tmp_path / "sharded" / TF2_WEIGHTS_NAME).exists()
+    batch = framework_inputs("AlbertForPreTraining")
+    expected = theirs(**batch)
+    got = modeling_tf.TFAlbertForPreTraining.from_pretrained(tmp_path / "sharded")(**batch)
+    np.testing.assert_allclose(got.prediction_logits, expected.prediction_logits, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(got.sop_logits, expected.sop_logits, atol=2e-5, rtol=0)
+    whole = openalbert.AlbertForPreTraining.from_pretrained(tmp_path / "one").state_dict()
+    sharded, info = openalbert.AlbertForPreTraining.from_pretrained(
+        tmp_path / "sharded", output_loading_info=True
+    )
+    assert info["missing_keys"] == info["unexpected_keys"] == []
+    for name, tensor in sharded.state_dict().items():
+        torch.testing.assert_close(tensor, whole[name], atol=0, rtol=0, msg=name)
+    next((tmp_path / "sharded").glob("tf_model-*.h5")).unlink()
+    with pytest.raises(FileNotFoundError, match="lists shard tf_model-"):
+        openalbert.AlbertForPreTraining.from_pretrained(tmp_path / "sharded")
+
+
 def test_pytorch_classes_read_a_tf_only_checkpoint(tmp_path):
     transformers = pytest.importorskip("transformers")
     theirs = transformers.TFAlbertForPreTraining(transformers.AlbertConfig(**TINY))

@@ -37,7 +37,9 @@ SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PT_WEIGHTS_NAME = "pytorch_model.bin"
 PT_WEIGHTS_INDEX_NAME = "pytorch_model.bin.index.json"  # torch.save shards, as transformers writes them
 TF2_WEIGHTS_NAME = "tf_model.h5"  # what transformers' TF classes save
+TF2_WEIGHTS_INDEX_NAME = "tf_model.h5.index.json"  # and their shards' index
 FLAX_WEIGHTS_NAME = "flax_model.msgpack"  # what transformers' Flax classes save
+FLAX_WEIGHTS_INDEX_NAME = "flax_model.msgpack.index.json"
 
 # The small English model that ships inside the package (see default_model/README.md).
 DEFAULT_MODEL = "openalbert/albert-small-en"
@@ -130,7 +132,8 @@ def resolve_path(name_or_path: str | os.PathLike, filenames: Iterable[str] = MOD
 # What a hub repo without safetensors weights is asked for next, in this order.
 _OTHER_WEIGHTS = (
     [CONFIG_NAME, PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, "pytorch_model-*.bin"],
-    [CONFIG_NAME, TF2_WEIGHTS_NAME, FLAX_WEIGHTS_NAME],
+    [CONFIG_NAME, TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME, "tf_model-*.h5"]
+    + [FLAX_WEIGHTS_NAME, FLAX_WEIGHTS_INDEX_NAME, "flax_model-*.msgpack"],
 )
 
 
@@ -216,26 +219,39 @@ def load_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
             return read(directory / single)
         if (directory / index).is_file():
             return _read_shards(directory / index, read)
-    if (directory / TF2_WEIGHTS_NAME).is_file():
-        return {k: torch.from_numpy(v) for k, v in read_tf_h5(directory / TF2_WEIGHTS_NAME).items()}
-    if (directory / FLAX_WEIGHTS_NAME).is_file():
+    tf = [directory / TF2_WEIGHTS_NAME] if (directory / TF2_WEIGHTS_NAME).is_file() else None
+    if tf is None and (directory / TF2_WEIGHTS_INDEX_NAME).is_file():
+        tf = shard_files(directory / TF2_WEIGHTS_INDEX_NAME)
+    if tf is not None:
+        return {k: torch.from_numpy(v) for k, v in read_tf_h5(*tf).items()}
+    flax = [directory / FLAX_WEIGHTS_NAME] if (directory / FLAX_WEIGHTS_NAME).is_file() else None
+    if flax is None and (directory / FLAX_WEIGHTS_INDEX_NAME).is_file():
+        flax = shard_files(directory / FLAX_WEIGHTS_INDEX_NAME)
+    if flax is not None:
         from openalbert.modeling_flax import read_flax_msgpack  # needs JAX and Flax: the flax extra
 
-        return {k: torch.from_numpy(v) for k, v in read_flax_msgpack(directory / FLAX_WEIGHTS_NAME).items()}
+        return {k: torch.from_numpy(v) for path in flax for k, v in read_flax_msgpack(path).items()}
     raise FileNotFoundError(f"no weights in {directory}: expected one of {', '.join(WEIGHT_FILES)}")
 
 
-def _read_shards(index: Path, read: Any) -> dict[str, torch.Tensor]:
-    """The weights of every shard an index (`{"weight_map": {name: shard file}}`) lists."""
+def shard_files(index: Path) -> list[Path]:
+    """The shard files an index (`{"weight_map": {name: shard file}}`) lists, each once, all present."""
     try:
         weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{index} is not a valid weights index ({e})") from None
+    shards = [index.parent / shard for shard in sorted(set(weight_map.values()))]
+    for shard in shards:
+        if not shard.is_file():
+            raise FileNotFoundError(f"{index} lists shard {shard.name}, which is missing from {index.parent}")
+    return shards
+
+
+def _read_shards(index: Path, read: Any) -> dict[str, torch.Tensor]:
+    """The weights of every shard an index lists."""
     state: dict[str, torch.Tensor] = {}
-    for shard in sorted(set(weight_map.values())):
-        if not (index.parent / shard).is_file():
-            raise FileNotFoundError(f"{index} lists shard {shard}, which is missing from {index.parent}")
-        state.update(read(index.parent / shard))
+    for shard in shard_files(index):
+        state.update(read(shard))
     return state
 
 
@@ -255,7 +271,9 @@ WEIGHT_FILES = (
     PT_WEIGHTS_NAME,
     PT_WEIGHTS_INDEX_NAME,
     TF2_WEIGHTS_NAME,
+    TF2_WEIGHTS_INDEX_NAME,
     FLAX_WEIGHTS_NAME,
+    FLAX_WEIGHTS_INDEX_NAME,
 )
 
 # transformers' TF weight names -> PyTorch's: the last part by what it is (whether the array is transposed),
@@ -273,20 +291,40 @@ _TF_LEAVES = {
 _TF_ALIASES = {"predictions/decoder/bias": "predictions/bias"}
 
 
-def read_tf_h5(path: Path) -> dict[str, np.ndarray]:
-    """The tf_model.h5 that transformers' TF classes save, as a PyTorch state dict of fp32 numpy arrays
-    (h5py only: TensorFlow is not needed to read it)."""
+def read_tf_h5(*paths: Path) -> dict[str, np.ndarray]:
+    """The tf_model.h5 that transformers' TF classes save, or its shards (tf_model-*.h5), as a PyTorch state
+    dict of fp32 numpy arrays (h5py only: TensorFlow is not needed to read it)."""
     try:
         import h5py
     except ImportError:
-        raise ImportError(f"reading {path} needs h5py: pip install h5py (or 'openalbert[tf]')") from None
+        raise ImportError(f"reading {paths[0]} needs h5py: pip install h5py (or 'openalbert[tf]')") from None
 
+    arrays: dict[str, np.ndarray] = {}
+    for path in paths:
+        arrays |= _tf_arrays(h5py, path)
+    # The aliases and names only once every shard is in: an alias and its source may be in different ones.
+    arrays |= {target: arrays[source] for source, target in _TF_ALIASES.items() if source in arrays}
+    state = {}
+    for name, array in arrays.items():
+        *path_parts, leaf = name.split("/")
+        if leaf not in _TF_LEAVES or name in _TF_ALIASES:
+            continue
+        torch_leaf, transposed = _TF_LEAVES[leaf]
+        array = np.asarray(array, np.float32)
+        key = ".".join([part.replace("_._", ".") for part in path_parts] + [torch_leaf])
+        state[key] = np.ascontiguousarray(array.T if transposed else array)
+    return state
+
+
+def _tf_arrays(h5py: Any, path: Path) -> dict[str, np.ndarray]:
+    """One TF weights file's arrays by their weight names, the model's name left out ("albert/...")."""
     arrays: dict[str, np.ndarray] = {}
     borrowed: dict[str, np.ndarray] = {}  # another layer's weight, stored again under a layer that uses it
 
     def visit(name: str, item: Any) -> None:
         if isinstance(item, h5py.Dataset):
-            # "<layer>/<model's name>/<layer>/.../<weight>:0", whichever head (and model name) saved it
+            # "<layer>/<model's name>/<layer>/.../<weight>:0", whichever head (and model name) saved it; a
+            # shard holds "<layer>/.../<weight>:0", which is kept whole below
             parts = name.removesuffix(":0").split("/")
             if len(parts) > 2 and parts[2] == parts[0]:
                 arrays["/".join(parts[2:])] = item[()]
@@ -304,17 +342,7 @@ def read_tf_h5(path: Path) -> dict[str, np.ndarray]:
         parts = name.split("/")
         if "/".join(parts[2:]) not in arrays:
             arrays[name] = array
-    arrays |= {target: arrays[source] for source, target in _TF_ALIASES.items() if source in arrays}
-    state = {}
-    for name, array in arrays.items():
-        *path_parts, leaf = name.split("/")
-        if leaf not in _TF_LEAVES or name in _TF_ALIASES:
-            continue
-        torch_leaf, transposed = _TF_LEAVES[leaf]
-        array = np.asarray(array, np.float32)
-        key = ".".join([part.replace("_._", ".") for part in path_parts] + [torch_leaf])
-        state[key] = np.ascontiguousarray(array.T if transposed else array)
-    return state
+    return arrays
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
