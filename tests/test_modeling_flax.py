@@ -210,6 +210,10 @@ def test_inputs_a_user_can_get_wrong_raise_named_errors():
         model(np.ones((1, 65), dtype=np.int64))
     with pytest.raises(ValueError, match="dropout_rng"):
         model(np.array([[1, 2]]), train=True)
+    with pytest.raises(ValueError, match="input_ids is required"):
+        model(None)
+    with pytest.raises(ValueError, match="input_ids is required"):
+        model.module.apply({"params": model.params}, None)
     with pytest.raises(ValueError, match="tie_word_embeddings=false"):  # a decoder of its own
         modeling_flax.FlaxAlbertForMaskedLM(framework_config(extra={"tie_word_embeddings": False}), seed=7)(
             np.array([[1, 2]])

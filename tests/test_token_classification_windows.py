@@ -73,6 +73,15 @@ def test_without_stride_a_long_text_is_cut_with_a_warning(tagger, caplog) -> Non
     assert_matches(result, theirs(tagger)(LONG, aggregation_strategy="simple"))
 
 
+def test_long_pre_split_words_get_the_pipelines_warning_alone(tagger, caplog) -> None:
+    ours = pipeline("token-classification", model=tagger)
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings(record=True) as raised:
+        warnings.simplefilter("always")
+        ours(LONG.split(), is_split_into_words=True)
+    assert "pass stride=" in caplog.text
+    assert not [w for w in raised if "model_max_length" in str(w.message)]  # not the tokenizer's as well
+
+
 @pytest.mark.parametrize("strategy", ["none", "simple", "first"])
 @pytest.mark.parametrize("delimiter", [None, " - "])
 def test_split_into_words_as_transformers(tagger, strategy, delimiter) -> None:

@@ -410,6 +410,8 @@ def _filled(*inputs: jax.Array | None) -> tuple[jax.Array, ...]:
     """input_ids, attention_mask, token_type_ids, position_ids with the defaults of a call for those left out:
     every token attended, one segment, positions from 0."""
     ids, mask, types, positions = inputs
+    if ids is None:  # (transformers' Flax ALBERT takes no inputs_embeds either)
+        raise ValueError("input_ids is required: the Flax classes take token ids (B, T)")
     return (
         ids,
         jnp.ones_like(ids) if mask is None else mask,

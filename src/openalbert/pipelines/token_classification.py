@@ -125,8 +125,12 @@ class TokenClassificationPipeline(Pipeline):
 
     def _encode_words(self, words: list[str], delimiter: str) -> tuple[str, list[int], list[tuple[int, int]]]:
         """The text the words make joined by `delimiter`, and its tokens with spans in that text."""
-        enc = self.tokenizer(
-            words, is_split_into_words=True, add_special_tokens=False, return_offsets_mapping=True
+        enc = self.tokenizer(  # verbose=False: as _encode, a long input is the pipeline's to cut or window
+            words,
+            is_split_into_words=True,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            verbose=False,
         )
         starts, at = [], 0
         for word in words:
