@@ -187,7 +187,7 @@ def vocab() -> Path:
 
 @pytest.fixture(scope="module")
 def tok(vocab: Path) -> AlbertTokenizer:
-    return AlbertTokenizer(vocab)
+    return AlbertTokenizer(vocab, model_max_length=512)  # as albert-base-v2's tokenizer_config.json sets it
 
 
 @pytest.fixture(scope="module")
@@ -294,6 +294,29 @@ def test_other_call_forms_equal_the_slow_tokenizer(tok: AlbertTokenizer, slow) -
     assert tok(GOLDEN, return_token_type_ids=False, return_attention_mask=False) == {"input_ids": GOLDEN_IDS}
     long = " ".join(["word"] * 600)
     assert tok(long, truncation=True) == slow(long, truncation=True).data  # model_max_length = 512
+
+
+def test_a_tokenizer_without_a_length_limit_pads_and_cuts_as_transformers(vocab, tmp_path):
+    # Made from a vocabulary file, it has no limit (transformers' 1e30): truncation=True and
+    # padding="max_length" without max_length do nothing, with a warning; a directory keeps the setting.
+    ours, theirs = AlbertTokenizer(vocab), transformers.AlbertTokenizer(vocab_file=str(vocab))
+    assert ours.model_max_length == theirs.model_max_length
+    long = " ".join(["word"] * 600)
+    with pytest.warns(UserWarning, match="no truncation"):
+        assert ours(long, truncation=True) == theirs(long, truncation=True).data
+    with pytest.warns(UserWarning, match="no padding"):
+        assert ours("hello", padding="max_length") == theirs("hello", padding="max_length").data
+    theirs.save_pretrained(tmp_path)
+    assert AlbertTokenizer.from_pretrained(tmp_path).model_max_length == theirs.model_max_length
+    AlbertTokenizer(vocab, model_max_length=40).save_pretrained(tmp_path / "ours")
+    assert transformers.AlbertTokenizer.from_pretrained(tmp_path / "ours").model_max_length == 40
+
+
+def test_a_tuple_of_texts_is_a_batch(tok, slow):
+    # as in transformers: a tuple is a batch like a list, even of two texts; a pair is (text, text_pair) or a
+    # list of tuples
+    assert tok(("hello world", "second text")) == slow(("hello world", "second text")).data
+    assert tok([("hello world", "second text")]) == slow([("hello world", "second text")]).data
 
 
 @pytest.mark.parametrize(
@@ -429,7 +452,7 @@ def test_tensors_and_batch_encoding(tok: AlbertTokenizer) -> None:
     with pytest.raises(ValueError, match="padding=True"):
         tok(["a", "b c"], return_tensors="pt")
     with pytest.raises(ValueError, match="return_tensors"):
-        tok("a", return_tensors="tf")
+        tok("a", return_tensors="mlx")
     with pytest.raises(AttributeError):
         _ = enc.nothing_here
 
@@ -572,3 +595,31 @@ def test_from_pretrained_rebuilds_the_model_from_tokenizer_json(
     (tmp_path / "tokenizer.json").unlink()
     with pytest.raises(FileNotFoundError, match="neither"):
         AlbertTokenizer.from_pretrained(tmp_path)
+
+
+def test_transformers_v4_call_names_and_limits(tok, slow, tmp_path):
+    assert tok.encode_plus("a b", "c").data == slow.encode_plus("a b", "c").data
+    pairs = [("one two", "three"), ("four", "five six")]
+    assert tok.batch_encode_plus(pairs, padding=True).data == slow.batch_encode_plus(pairs, padding=True).data
+    assert (
+        tok.batch_encode_plus(["one", "two three"]).data == slow.batch_encode_plus(["one", "two three"]).data
+    )
+    with pytest.raises(TypeError, match="batch_encode_plus"):
+        tok.encode_plus(["one", "two"])
+    assert (tok.max_len_single_sentence, tok.max_len_sentences_pair) == (510, 509)
+    assert (slow.max_len_single_sentence, slow.max_len_sentences_pair) == (510, 509)
+    assert tok.get_added_vocab() == slow.get_added_vocab()
+    (path,) = tok.save_vocabulary(tmp_path, filename_prefix="x")
+    assert Path(path).name == "x-spiece.model" and Path(path).read_bytes() == tok.vocab_file.read_bytes()
+    tok.save_pretrained(tmp_path / "dir")
+    assert AlbertTokenizer.from_pretrained(tmp_path / "dir").name_or_path == str(tmp_path / "dir")
+
+
+def test_tensors_for_tensorflow_and_jax(tok):
+    tf = pytest.importorskip("tensorflow")
+    jnp = pytest.importorskip("jax.numpy")
+    enc = tok(["one", "two three"], padding=True, return_tensors="tf")
+    assert isinstance(enc["input_ids"], tf.Tensor) and enc["input_ids"].dtype == tf.int64
+    assert enc["input_ids"].numpy().tolist() == tok(["one", "two three"], padding=True)["input_ids"]
+    enc = tok("one two", return_tensors="jax")
+    assert isinstance(enc["input_ids"], type(jnp.zeros(1))) and enc["input_ids"].shape == (1, 4)

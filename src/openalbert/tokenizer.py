@@ -34,6 +34,10 @@ import sentencepiece as spm
 
 SPIECE_UNDERLINE = "\u2581"
 VOCAB_NAME = "spiece.model"
+# transformers' "no limit" for model_max_length (what a tokenizer made from a vocabulary file has), and the
+# size above which a limit counts as none.
+VERY_LARGE_INTEGER = int(1e30)
+LARGE_INTEGER = int(1e20)
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 SPECIAL_TOKENS_MAP_NAME = "special_tokens_map.json"
 TOKENIZER_JSON_NAME = "tokenizer.json"
@@ -398,7 +402,7 @@ class AlbertTokenizer:
         do_lower_case: bool = True,
         remove_space: bool = True,
         keep_accents: bool = False,
-        model_max_length: int = 512,
+        model_max_length: int = VERY_LARGE_INTEGER,
         unk_token: str = "<unk>",
         sep_token: str = "[SEP]",
         pad_token: str = "<pad>",
@@ -421,6 +425,7 @@ class AlbertTokenizer:
                 raise FileNotFoundError(f"SentencePiece model {path} does not exist")
             self.vocab_file = path
             self._sp = _load_sentencepiece(path.read_bytes(), str(path))
+        self.name_or_path = ""  # from_pretrained's argument, as transformers keeps it
         self.do_lower_case = do_lower_case
         self.remove_space = remove_space
         self.keep_accents = keep_accents
@@ -590,7 +595,9 @@ class AlbertTokenizer:
         hub = hub_options(kwargs)
         path = Path(name_or_path).expanduser()
         if path.is_file():
-            return cls(path, **kwargs)
+            tokenizer = cls(path, **kwargs)
+            tokenizer.name_or_path = str(name_or_path)
+            return tokenizer
         path = resolve_path(name_or_path, filenames=TOKENIZER_FILES, **hub)
         vocab: Path | bytes = path / VOCAB_NAME
         settings = _read_settings(path)
@@ -614,6 +621,7 @@ class AlbertTokenizer:
             custom = [k for k in custom if settings[k] != unk and sp.piece_to_id(settings[k]) == sp.unk_id()]
         later = {k: settings.pop(k) for k in custom}
         tokenizer = cls(vocab, **settings)
+        tokenizer.name_or_path = str(name_or_path)
         tokenizer._load_added(path)
         if later or additional is not None:
             named = {k: v for k, v in later.items() if v not in tokenizer._specials}
@@ -875,8 +883,9 @@ class AlbertTokenizer:
 
     def _split(self, text: str) -> list[str | SpecialToken]:
         """Split out special tokens (after the per-character lower-casing) and normalise the rest."""
-        if type(text) is not str:
+        if not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
+        text = str(text)  # a str subclass (numpy.str_, from pandas or numpy arrays) as a plain str
         if not text.isascii():
             _check_surrogates(text)
         starts = self._special_starts
@@ -990,8 +999,9 @@ class AlbertTokenizer:
 
     def _split_aligned(self, text: str) -> list[_Segment | tuple[SpecialToken, int, int]]:
         """Like `_split`, keeping for each normalised character the index of its source character."""
-        if type(text) is not str:
+        if not isinstance(text, str):
             raise TypeError(f"text must be a str, not {type(text).__name__}")
+        text = str(text)  # a str subclass (numpy.str_, from pandas or numpy arrays) as a plain str
         if not text.isascii():
             _check_surrogates(text)
         source: list[int] | None = None  # index in `text` of each character of the lowered text
@@ -1608,7 +1618,20 @@ class AlbertTokenizer:
         else:
             raise ValueError(f"truncation must be True, False or one of {_TRUNCATIONS}, got {truncation!r}")
         if max_length is None and (pad_mode == "max_length" or trunc_mode):
-            max_length = self.model_max_length
+            if self.model_max_length > LARGE_INTEGER:  # no limit: neither pad nor cut to one, as transformers
+                import warnings
+
+                for asked, on in (("padding", pad_mode == "max_length"), ("truncation", bool(trunc_mode))):
+                    if on:
+                        warnings.warn(
+                            f"{asked} to max_length asked for, but no max_length is given and the tokenizer has "
+                            f"no model_max_length: no {asked}",
+                            stacklevel=3,
+                        )
+                pad_mode = None if pad_mode == "max_length" else pad_mode
+                trunc_mode = None
+            else:
+                max_length = self.model_max_length
         if max_length is not None and max_length < 0:
             raise ValueError(f"max_length must be >= 0, got {max_length}")
         if trunc_mode and pad_mode and multiple and max_length and max_length % multiple:
@@ -1637,6 +1660,43 @@ class AlbertTokenizer:
             return_token_type_ids=False,
             return_attention_mask=False,
         )["input_ids"]
+
+    def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
+        """One text or pair, as `__call__` encodes it (transformers v4's older name)."""
+        if not isinstance(text, str) and not kwargs.get("is_split_into_words"):
+            raise TypeError(
+                f"encode_plus takes one text (a str), not {type(text).__name__}: see batch_encode_plus"
+            )
+        return self(text, text_pair, **kwargs)
+
+    def batch_encode_plus(self, batch_text_or_text_pairs: Sequence[Any], **kwargs: Any) -> BatchEncoding:
+        """A batch of texts or (text, pair) tuples, as `__call__` encodes it (transformers v4's older name)."""
+        if isinstance(batch_text_or_text_pairs, str):
+            raise TypeError("batch_encode_plus takes a list of texts or of (text, pair) tuples, not a str")
+        return self(list(batch_text_or_text_pairs), **kwargs)
+
+    @property
+    def max_len_single_sentence(self) -> int:
+        """model_max_length less [CLS] and [SEP]."""
+        return self.model_max_length - self.num_special_tokens_to_add(pair=False)
+
+    @property
+    def max_len_sentences_pair(self) -> int:
+        """model_max_length less [CLS] and two [SEP]."""
+        return self.model_max_length - self.num_special_tokens_to_add(pair=True)
+
+    def get_added_vocab(self) -> dict[str, int]:
+        """The tokens matched whole before SentencePiece (special and added ones), as transformers lists them."""
+        return self.added_tokens_encoder
+
+    def save_vocabulary(
+        self, save_directory: str | os.PathLike, filename_prefix: str | None = None
+    ) -> tuple[str]:
+        """Write the SentencePiece model alone ("[prefix-]spiece.model"); returns its path."""
+        name = f"{filename_prefix}-{VOCAB_NAME}" if filename_prefix else VOCAB_NAME
+        path = Path(save_directory) / name
+        path.write_bytes(self._sp.serialized_model_proto())
+        return (str(path),)
 
     def batch_encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Ids of each text with [CLS] ... [SEP], no padding: the fastest path for many texts."""
@@ -1881,13 +1941,6 @@ def _parse_inputs(text: Any, text_pair: Any, split_words: bool) -> tuple[list[An
         if text_pair is not None and not isinstance(text_pair, str):
             raise TypeError(f"text_pair must be a str when text is a str, not {type(text_pair).__name__}")
         return [text], None if text_pair is None else [text_pair], False
-    if (
-        isinstance(text, tuple)
-        and len(text) == 2
-        and text_pair is None
-        and all(isinstance(t, str) for t in text)
-    ):
-        return [text[0]], [text[1]], False  # a single (text, pair) tuple
     if not isinstance(text, (list, tuple)):
         raise TypeError(f"text must be a str or a list of str, not {type(text).__name__}")
     firsts = list(text)
@@ -1988,10 +2041,13 @@ _INT_KEYS = frozenset(_PADDED_KEYS + ("offset_mapping", "length", "overflow_to_s
 
 
 def _to_tensors(data: dict[str, Any], kind: str, prepend_batch_axis: bool) -> dict[str, Any]:
-    if kind not in ("pt", "np"):
-        raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {kind!r}")
+    """Rows as 'pt' (torch), 'np' (numpy), 'tf' (TensorFlow) or 'jax' arrays, the ids as int64 (int32 under
+    JAX's default of no 64-bit types)."""
+    if kind not in _TENSOR_KINDS:
+        raise ValueError(f"return_tensors must be 'pt', 'np', 'tf', 'jax' or None, got {kind!r}")
     if kind == "pt":
         import torch
+    convert = _TENSOR_KINDS[kind]()
     out = {}
     for key, value in data.items():
         rows = [value] if prepend_batch_axis else value
@@ -2006,13 +2062,40 @@ def _to_tensors(data: dict[str, Any], kind: str, prepend_batch_axis: bool) -> di
                 "truncation=True) to make them equal"
             )
         if key not in _INT_KEYS:
-            out[key] = torch.tensor(rows) if kind == "pt" else np.asarray(rows)
+            out[key] = torch.tensor(rows) if kind == "pt" else convert(np.asarray(rows))
             continue
         array = np.asarray(rows, dtype=np.int64)
         if key == "offset_mapping" and array.size == 0:
             array = array.reshape(len(rows), -1, 2)
-        out[key] = torch.from_numpy(array) if kind == "pt" else array
+        out[key] = convert(array)
     return out
+
+
+def _torch_from_numpy() -> Callable[[np.ndarray], Any]:
+    import torch
+
+    return torch.from_numpy
+
+
+def _tf_constant() -> Callable[[np.ndarray], Any]:
+    import tensorflow as tf
+
+    return tf.constant
+
+
+def _jax_array() -> Callable[[np.ndarray], Any]:
+    import jax.numpy as jnp
+
+    return jnp.asarray
+
+
+# return_tensors -> a function that gives the converter from numpy (importing its framework only when asked)
+_TENSOR_KINDS: dict[str, Callable[[], Callable[[np.ndarray], Any]]] = {
+    "pt": _torch_from_numpy,
+    "np": lambda: lambda array: array,
+    "tf": _tf_constant,
+    "jax": _jax_array,
+}
 
 
 def _framework(value: Any) -> str | None:
@@ -2081,7 +2164,7 @@ def _read_settings(directory: Path) -> dict[str, Any]:
             if data.get(key) in ("left", "right"):
                 settings[key] = data[key]
         max_len = data.get("model_max_length")
-        if isinstance(max_len, int) and 0 < max_len < 1_000_000:  # transformers writes 1e30 for "unlimited"
+        if isinstance(max_len, int) and max_len > 0:  # (1e30: no limit, as written by transformers)
             settings["model_max_length"] = max_len
         extra = data.get("additional_special_tokens")
         if isinstance(extra, list):

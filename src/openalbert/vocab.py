@@ -125,6 +125,9 @@ def train_tokenizer(
             raise ValueError(f"SentencePiece training failed: {str(e).strip()}") from None
         model_file = output_dir / "spiece.model"
         os.replace(prefix.with_suffix(".model"), model_file)
-    tokenizer = AlbertTokenizer(model_file, do_lower_case=do_lower_case, keep_accents=keep_accents)
+    # ALBERT's 512 positions as the limit, as the released ALBERT tokenizers declare it
+    tokenizer = AlbertTokenizer(
+        model_file, do_lower_case=do_lower_case, keep_accents=keep_accents, model_max_length=512
+    )
     tokenizer.save_pretrained(output_dir)
     return tokenizer
