@@ -67,6 +67,8 @@ def test_num_labels_and_label_maps_stay_consistent():
     assert c.num_labels == 3 and c.label2id == {"neg": 0, "neu": 1, "pos": 2}
     c.num_labels = 5
     assert len(c.id2label) == 5 and c.label2id["LABEL_4"] == 4
+    c.id2label = {"0": "a", "1": "b", "2": "c"}  # as transformers derives num_labels from id2label
+    assert c.num_labels == 3 and c.id2label == {0: "a", 1: "b", 2: "c"}
 
 
 def test_our_config_json_reads_in_transformers(tmp_path):

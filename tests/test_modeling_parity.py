@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from tests.conftest import HEADS, TINY
@@ -187,6 +189,81 @@ def test_tuple_outputs_match(tmp_path):
     assert len(a) == len(b)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+
+
+def test_parameters_come_in_transformers_order():
+    # an optimizer's state, saved beside a transformers model, is matched to parameters by index
+    for head in HEADS:
+        ours = [n for n, _ in getattr(openalbert, head)(openalbert.AlbertConfig(**TINY)).named_parameters()]
+        theirs = [
+            n for n, _ in getattr(transformers, head)(transformers.AlbertConfig(**TINY)).named_parameters()
+        ]
+        assert ours == theirs, head
+
+
+def test_from_pretrained_takes_the_classes_own_arguments(tmp_path):
+    ref = build_reference("AlbertModel", tmp_path)
+    ours = openalbert.AlbertModel.from_pretrained(
+        tmp_path, add_pooling_layer=False, attn_implementation="sdpa"
+    )
+    theirs = transformers.AlbertModel.from_pretrained(tmp_path, add_pooling_layer=False).eval()
+    assert ours.pooler is None and ref.pooler is not None
+    batch = inputs("AlbertModel")
+    with torch.no_grad():
+        a, b = ours(**batch, return_dict=False), theirs(**batch, return_dict=False)
+    assert len(a) == len(b) == 2 and a[1] is None and b[1] is None  # the pooler's place kept
+    torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)
+    # id2label alone sets the number of labels, and the saved config does not record where it came from
+    classifier = openalbert.AlbertForSequenceClassification.from_pretrained(
+        tmp_path, id2label={0: "a", 1: "b", 2: "c"}
+    )
+    assert classifier.classifier.out_features == 3 == classifier.config.num_labels
+    classifier.save_pretrained(tmp_path / "saved")
+    assert "_name_or_path" not in json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert classifier.name_or_path == str(tmp_path)
+
+
+def test_outputs_read_as_transformers_dicts(tmp_path):
+    ref = build_reference("AlbertForSequenceClassification", tmp_path)
+    ours = openalbert.AlbertForSequenceClassification.from_pretrained(tmp_path, attn_implementation="sdpa")
+    batch = inputs("AlbertForSequenceClassification")
+    with torch.no_grad():
+        a, b = ours(**batch), ref(**batch)
+    assert len(a) == len(b) and list(a.keys()) == list(b.keys())
+    for (ka, va), (kb, vb), v in zip(a.items(), b.items(), a.values()):
+        assert ka == kb and v is va
+        torch.testing.assert_close(va, vb, atol=1e-5, rtol=0)
+    assert a.get("attentions") is None is b.get("attentions") and a.get("logits") is a.logits
+    a["logits"] = a.logits * 2
+    torch.testing.assert_close(a[1], b[1] * 2, atol=1e-5, rtol=0)
+
+
+def test_a_new_output_embedding_brings_its_bias(tmp_path):
+    model = openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY))
+    decoder = torch.nn.Linear(TINY["embedding_size"], TINY["vocab_size"])
+    torch.nn.init.constant_(decoder.bias, 5.0)
+    model.set_output_embeddings(decoder)
+    model.tie_weights()
+    assert model.predictions.bias is decoder.bias
+    model.save_pretrained(tmp_path)
+    again, info = openalbert.AlbertForMaskedLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert torch.all(again.predictions.bias == 5.0) and torch.all(again.predictions.decoder.bias == 5.0)
+    assert info["error_msgs"] == [] and info["missing_keys"] == []
+    theirs = transformers.AlbertForMaskedLM.from_pretrained(tmp_path)
+    assert torch.all(theirs.predictions.decoder.bias == 5.0)
+
+
+def test_save_pretrained_takes_a_state_dict_and_the_main_process_flag(tmp_path):
+    model = openalbert.AlbertModel(openalbert.AlbertConfig(**TINY))
+    model.save_pretrained(tmp_path / "not-main", is_main_process=False)
+    assert not (tmp_path / "not-main").exists()
+    state = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    model.save_pretrained(tmp_path / "given", state_dict=state)
+    loaded = openalbert.AlbertModel.from_pretrained(tmp_path / "given")
+    assert all(not v.any() for v in loaded.state_dict().values())
+    assert loaded.config.architectures == [
+        "AlbertModel"
+    ]  # a key the config keeps unmodelled, as an attribute
 
 
 def test_head_mask_and_inputs_embeds(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import os
@@ -455,12 +456,17 @@ def load_pretrained(
     """Build `cls` from a checkpoint; weights the checkpoint lacks are initialised and reported. Keyword
     arguments that name a config field override it; HUB_OPTIONS go to the download."""
     directory = resolve_weights(name_or_path, **hub_options(config_overrides))
+    # The class's own constructor arguments (AlbertModel's add_pooling_layer) go to it, as in transformers.
+    arguments = set(inspect.signature(cls.__init__).parameters) - {"self", "config"}
+    init = {k: config_overrides.pop(k) for k in list(config_overrides) if k in arguments}
     config = load_config(directory, config, config_overrides, cls.__name__)
     config.extra["_name_or_path"] = str(name_or_path)  # as transformers records it (model.name_or_path)
     state = load_state_dict(directory)
 
     with torch.device("meta"), _no_init():
-        model = cls(config)  # shapes only: no memory, no random numbers for weights the checkpoint replaces
+        model = cls(
+            config, **init
+        )  # shapes only: no memory, no random numbers for weights the checkpoint replaces
     expected = model.state_dict()
     state = _match_prefix(state, expected, model.base_model_prefix)
     tied = aliases(model)
@@ -517,6 +523,7 @@ def load_pretrained(
             "missing_keys": missing,
             "unexpected_keys": unexpected,
             "mismatched_keys": [k for k, _, _ in mismatched],
+            "error_msgs": [],  # (transformers' key; a tensor that cannot load raises here instead)
         }
     return model
 
@@ -722,10 +729,12 @@ def save_pretrained(
     *,
     safe_serialization: bool = True,
     max_shard_size: int | str = "5GB",
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write config.json and the weights, tied tensors once, each file replaced atomically. Weights larger
     than `max_shard_size` (bytes, or "500MB", "2GiB"... as transformers takes it) are written as safetensors
-    shards with an index, as transformers shards them."""
+    shards with an index, as transformers shards them. `state_dict`: these tensors instead of the model's
+    (as transformers takes them, e.g. gathered from a distributed model)."""
     if model.__dict__.get("_quantized"):
         raise ValueError(
             f"this model was quantised to {model.__dict__['_quantized']} for inference and cannot be saved; "
@@ -740,7 +749,7 @@ def save_pretrained(
     config.extra.pop("torch_dtype", None)
     config.save_pretrained(directory)
 
-    state = model.state_dict()
+    state = model.state_dict() if state_dict is None else dict(state_dict)
     for key in aliases(model):
         state.pop(key, None)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}

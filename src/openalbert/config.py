@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -87,8 +88,22 @@ class AlbertConfig:
             self.label2id = {str(k): int(v) for k, v in self.label2id.items()}
         self.validate()
 
+    def __getattr__(self, name: str) -> Any:
+        # Keys this class does not model (`architectures`, `tie_word_embeddings`, a custom one) read as
+        # attributes, as transformers' configs keep them.
+        extra = self.__dict__.get("extra")
+        if extra is not None and name in extra and not name.startswith("__"):
+            return extra[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
     def __setattr__(self, name: str, value: Any) -> None:
-        # As in transformers, setting num_labels after construction regenerates the label maps.
+        # As in transformers, setting num_labels after construction regenerates the label maps, and setting
+        # id2label sets num_labels (transformers derives it from id2label).
+        if name == "id2label" and isinstance(value, Mapping) and "num_labels" in self.__dict__:
+            value = {int(k): str(v) for k, v in value.items()}
+            super().__setattr__(name, value)
+            super().__setattr__("num_labels", len(value))
+            return
         super().__setattr__(name, value)
         if (
             name == "num_labels"
@@ -251,7 +266,11 @@ class AlbertConfig:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / CONFIG_NAME
-        target.write_text(self.to_json_string(), encoding="utf-8")
+        data = self.to_dict()
+        data.pop(
+            "_name_or_path", None
+        )  # where it was loaded from: not written, as transformers leaves it out
+        target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return target
 
 

@@ -72,12 +72,13 @@ class AlbertMLMHead(nn.Module):
 
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.embedding_size)
-        self.activation = ACT2FN[config.hidden_act]
+        # The checkpoint names the output bias `predictions.bias`; the decoder uses that same tensor. Made in
+        # transformers' order, so parameters (and an optimizer's state by index) come in its order.
         self.LayerNorm = nn.LayerNorm(config.embedding_size, eps=config.layer_norm_eps)
-        self.decoder = Linear(config.embedding_size, config.vocab_size)
-        # The checkpoint names the output bias `predictions.bias`; the decoder uses that same tensor.
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.dense = Linear(config.hidden_size, config.embedding_size)
+        self.decoder = Linear(config.embedding_size, config.vocab_size)
+        self.activation = ACT2FN[config.hidden_act]
         self.decoder.bias = self.bias
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -148,6 +149,8 @@ class _MaskedLMBase(AlbertPreTrainedModel):
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.predictions.decoder = value
+        if value.bias is not None:  # the head's bias is the decoder's (predictions.bias in a checkpoint)
+            self.predictions.bias = value.bias
 
     def tie_weights(self) -> None:
         super().tie_weights()

@@ -56,6 +56,24 @@ class ModelOutput:
     def __contains__(self, key: object) -> bool:
         return key in self.keys()
 
+    # The rest of the dict reading transformers' ModelOutput (an OrderedDict) allows, over the same keys.
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def values(self) -> list[Any]:
+        return [getattr(self, k) for k in self.keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, getattr(self, k)) for k in self.keys()]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.keys() else default
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(f"{type(self).__name__} has no field {key!r}")
+        setattr(self, key, value)
+
 
 @dataclass
 class BaseModelOutputWithPooling(ModelOutput):
@@ -449,11 +467,12 @@ class AlbertLayer(nn.Module):
 
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
+        # Made in transformers' order, so parameters (and an optimizer's state by index) come in its order.
+        self.full_layer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attention = AlbertAttention(config)
         self.ffn = Linear(config.hidden_size, config.intermediate_size)
         self.ffn_output = Linear(config.intermediate_size, config.hidden_size)
         self.hidden_act = config.hidden_act
-        self.full_layer_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         # The original applies dropout to the feed-forward output; transformers defines it but skips it.
         # It is the identity in eval mode and for every v2 checkpoint (dropout 0), so parity holds.
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -825,13 +844,22 @@ class AlbertPreTrainedModel(nn.Module):
         *,
         safe_serialization: bool = True,
         max_shard_size: int | str = "5GB",
+        state_dict: dict[str, torch.Tensor] | None = None,
+        is_main_process: bool = True,
     ) -> Path:
         """Write config.json and model.safetensors (tied weights once, sharded above `max_shard_size`) that
-        transformers loads."""
+        transformers loads. As in transformers, `state_dict` is written instead of the model's, and a process
+        other than the main one (`is_main_process=False`, in distributed training) writes nothing."""
         from openalbert.checkpoint import save_pretrained
 
+        if not is_main_process:
+            return Path(directory)
         return save_pretrained(
-            self, directory, safe_serialization=safe_serialization, max_shard_size=max_shard_size
+            self,
+            directory,
+            safe_serialization=safe_serialization,
+            max_shard_size=max_shard_size,
+            state_dict=state_dict,
         )
 
 
@@ -894,8 +922,9 @@ class AlbertModel(AlbertPreTrainedModel):
             queries_at,
         )
         pooled = self.pooler_activation(self.pooler(hidden[:, 0])) if self.pooler is not None else None
-        out = BaseModelOutputWithPooling(hidden, pooled, all_hidden, all_attentions)
-        return out.to_tuple() if return_dict is False else out
+        if return_dict is False:  # the pooler's place is kept when there is none, as in transformers
+            return (hidden, pooled, *(x for x in (all_hidden, all_attentions) if x is not None))
+        return BaseModelOutputWithPooling(hidden, pooled, all_hidden, all_attentions)
 
     def _can_unpad(
         self,
