@@ -5,7 +5,9 @@ within 1e-5. Multiple-choice, which transformers has no pipeline for, is checked
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -228,6 +230,70 @@ def test_text_classification_top_k_and_return_all_scores(
     assert we_warned == they_warned
 
 
+def test_a_configs_return_all_scores_is_the_default(models, tmp_path) -> None:
+    # An older checkpoint's config.json may hold return_all_scores; transformers takes it for a call without.
+    directory = tmp_path / "all-scores"
+    shutil.copytree(models["AlbertForSequenceClassification"], directory)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps(config | {"return_all_scores": True}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # return_all_scores is deprecated
+        theirs = transformers.pipeline("text-classification", model=str(directory), device="cpu")("I love it")
+        ours = pipeline("text-classification", model=directory)("I love it")
+    assert len(ours[0]) == 3
+    assert_matches(ours, theirs)
+
+
+def test_text_classification_takes_the_tokenizer_options_transformers_forwards(models, reference) -> None:
+    directory = models["AlbertForSequenceClassification"]
+    ours, theirs = (
+        pipeline("text-classification", model=directory),
+        reference("text-classification", directory),
+    )
+    texts = [
+        "I love it, and so does everyone I know",
+        {"text": "I do not", "text_pair": "but they really do"},
+    ]
+    for options in (
+        {"truncation": True},
+        {"truncation": True, "max_length": 6},
+        {"max_length": 7},
+        {"padding": True},
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # transformers: max_length without truncation
+            assert_matches(ours(texts, **options), theirs(texts, **options))
+    with pytest.raises(ValueError, match="pass truncation=True"):
+        ours("word " * 600, truncation=False)
+
+
+def test_a_transformers_model_object_is_named_as_such(models) -> None:
+    theirs = transformers.AlbertForSequenceClassification.from_pretrained(
+        models["AlbertForSequenceClassification"]
+    )
+    with pytest.raises(
+        TypeError, match="got transformers.models.albert.*pass openalbert's class or a checkpoint"
+    ):
+        pipeline("text-classification", model=theirs, tokenizer=models["AlbertForSequenceClassification"])
+
+
+def test_fill_mask_takes_a_number_as_a_target_word(models) -> None:
+    # `openalbert run --param targets=1990` reads the value as JSON: the number 1990
+    fill = pipeline("fill-mask", model=models["AlbertForMaskedLM"])
+    assert fill(MASKED, targets=1990) == fill(MASKED, targets="1990")
+    assert fill(MASKED, targets=[1990, "year"]) == fill(MASKED, targets=["1990", "year"])
+
+
+def test_text_from_numpy_and_pandas_is_text(models, reference) -> None:
+    # numpy.str_ (what a pandas column or a numpy array of strings holds) is a str
+    directory = models["AlbertForSequenceClassification"]
+    text = np.str_("I love it")
+    assert_matches(
+        pipeline("text-classification", model=directory)(text),
+        reference("text-classification", directory)(text),
+    )
+
+
 # ---- token classification ---------------------------------------------------------------------------------
 
 
@@ -256,6 +322,11 @@ def test_token_classification_list_and_ignore_labels(models, reference) -> None:
     assert_matches(ours(texts), theirs(texts, aggregation_strategy="simple"))
     assert_matches(
         ours(texts, ignore_labels=[]), theirs(texts, aggregation_strategy="simple", ignore_labels=[])
+    )
+    # one label as a str, as `openalbert run --param ignore_labels=PER` gives it: that label, not its letters
+    assert any(e["entity_group"] == "PER" for e in ours(texts)[0])
+    assert_matches(
+        ours(texts, ignore_labels="PER"), theirs(texts, aggregation_strategy="simple", ignore_labels=["PER"])
     )
 
 
@@ -302,6 +373,8 @@ def test_question_answering_input_forms(models, reference) -> None:
     )
     with pytest.raises(KeyError, match="context"):
         ours({"question": "Who?"})
+    # two strings: question, context
+    assert_matches(ours(QUESTION, CONTEXT), theirs(QUESTION, CONTEXT, max_seq_len=64, doc_stride=16))
 
 
 # ---- feature extraction ---------------------------------------------------------------------------------
@@ -332,6 +405,12 @@ def test_feature_extraction(models, reference) -> None:
     with torch.no_grad():
         expected = reference_model(**enc).pooler_output[0]
     torch.testing.assert_close(torch.tensor(pooled(NER_TEXT, pooling="pooler")), expected, atol=1e-5, rtol=0)
+    # the tokenizer options transformers takes in tokenize_kwargs
+    for options in ({"truncation": True}, {"truncation": True, "max_length": 6}, {"padding": True}):
+        a, b = ours(NER_TEXT, tokenize_kwargs=options), theirs(NER_TEXT, tokenize_kwargs=options)
+        torch.testing.assert_close(torch.tensor(a), torch.tensor(b), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="truncation given twice"):
+        ours(NER_TEXT, truncation=True, tokenize_kwargs={"truncation": True})
 
 
 # ---- multiple choice -------------------------------------------------------------------------------------
@@ -533,7 +612,7 @@ def test_tf_and_flax_models_give_every_pipeline_pytorchs_answers(models, framewo
         match="device=, dtype=, quantization=, cuda_graphs= and fallback_margin= apply to PyTorch models",
     ):
         pipeline("fill-mask", model=mlm, tokenizer=models["AlbertForMaskedLM"], dtype="bfloat16")
-    with pytest.raises(TypeError, match=f"needs a {prefix}AlbertForSequenceClassification"):
+    with pytest.raises(TypeError, match=f"needs openalbert's {prefix}AlbertForSequenceClassification"):
         pipeline("text-classification", model=mlm, tokenizer=models["AlbertForMaskedLM"])
     with pytest.raises(ValueError, match="framework must be one of"):
         pipeline("fill-mask", model=models["AlbertForMaskedLM"], framework="jax")

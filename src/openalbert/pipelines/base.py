@@ -139,7 +139,13 @@ class Pipeline:
         framework = framework_of(inner)
         wanted = FRAMEWORKS[framework] + self.model_class.__name__
         if not (isinstance(inner, self.model_class) if framework == "pt" else type(inner).__name__ == wanted):
-            raise TypeError(f"the {self.task} pipeline needs a {wanted}, got {type(inner).__name__}")
+            got = f"{type(inner).__module__}.{type(inner).__name__}"
+            hint = (
+                "; pass openalbert's class or a checkpoint directory"
+                if got.startswith("transformers.")
+                else ""
+            )
+            raise TypeError(f"the {self.task} pipeline needs openalbert's {wanted}, got {got}{hint}")
         if tokenizer is None:
             raise ValueError(f"the {self.task} pipeline needs a tokenizer; pass tokenizer=")
         if framework != "pt":

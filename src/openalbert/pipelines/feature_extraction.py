@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from openalbert.modeling import AlbertModel
-from openalbert.pipelines.base import Feature, Pipeline, as_bool
+from openalbert.pipelines.base import Feature, Pipeline, as_bool, is_int
 
 POOLINGS = (None, "cls", "mean", "pooler")
 # transformers hands truncation= to its tokenizer, which also takes a strategy name; on one text each of
@@ -31,7 +31,11 @@ class FeatureExtractionPipeline(Pipeline):
     head_description = "encoder"
 
     def _check_params(
-        self, pooling: str | None = None, truncation: bool = True, return_tensors: bool = False
+        self,
+        pooling: str | None = None,
+        truncation: bool | str | None = None,
+        return_tensors: bool = False,
+        tokenize_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -42,18 +46,34 @@ class FeatureExtractionPipeline(Pipeline):
                 raise ValueError(
                     "this checkpoint has no trained pooler (pooler.* weights); use pooling='cls' or 'mean'"
                 )
+        # tokenize_kwargs: what transformers hands its tokenizer; truncation, max_length (cut shorter) and
+        # padding (no effect on the results) are taken.
+        tokenize_kwargs = dict(tokenize_kwargs or {})
+        unknown = sorted(set(tokenize_kwargs) - {"truncation", "max_length", "padding"})
+        if unknown:
+            raise TypeError(f"tokenize_kwargs takes truncation, max_length and padding here, not {unknown}")
+        if "truncation" in tokenize_kwargs:
+            if truncation is not None:
+                raise ValueError("truncation given twice: as a parameter and in tokenize_kwargs")
+            truncation = tokenize_kwargs["truncation"]
         if isinstance(truncation, str) and truncation in TRUNCATION_STRATEGIES:
             truncation = TRUNCATION_STRATEGIES[truncation]
+        limit, max_length = self._max_length(), tokenize_kwargs.get("max_length")
+        if max_length is not None:
+            if not is_int(max_length) or max_length < 2:
+                raise ValueError(f"max_length must be an int >= 2 (the special tokens), got {max_length!r}")
+            limit = min(limit, max_length)
         return {
             "pooling": pooling,
             "truncation": as_bool("truncation", truncation, True),
+            "max_length": limit,
             "return_tensors": as_bool("return_tensors", return_tensors, False),
         }
 
     def _preprocess(self, text: str, params: dict[str, Any]) -> list[Feature]:
         ((ids, _),) = self._encode([text])
         if params["truncation"]:
-            ids = ids[: self._max_length() - 2]
+            ids = ids[: params["max_length"] - 2]
         return [self._build(ids)]
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:

@@ -33,8 +33,10 @@ class FillMaskPipeline(Pipeline):
         return {"top_k": top_k, "target_ids": None if targets is None else self._target_ids(targets)}
 
     def _target_ids(self, targets: str | list[str]) -> list[int]:
-        if isinstance(targets, str):
-            targets = [targets]
+        if isinstance(targets, (str, int, float)) and not isinstance(targets, bool):
+            targets = [targets]  # type: ignore[list-item]
+        # a number is its digits: `openalbert run --param targets=1990` reads 1990 as JSON
+        targets = [str(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else t for t in targets]
         vocab = self.tokenizer.get_vocab()
         ids: list[int] = []
         for target in targets:

@@ -35,14 +35,19 @@ class QuestionAnsweringPipeline(Pipeline):
 
     def __call__(
         self,
-        inputs: Any = None,
-        *,
+        *args: Any,
         question: str | list[str] | None = None,
         context: str | list[str] | None = None,
         batch_size: int | None = None,
         **params: Any,
     ) -> Any:
-        """Answer one question (or a list); see the class docstring for the accepted input forms."""
+        """Answer one question (or a list); see the class docstring for the accepted input forms, and
+        `pipe(question, context)` with two strings, as transformers takes them."""
+        if len(args) == 2 and all(isinstance(a, str) for a in args):
+            args = ({"question": args[0], "context": args[1]},)
+        if len(args) > 1:
+            raise TypeError("pass one input (a dict, a list of dicts) or two strings: question, context")
+        inputs = args[0] if args else None
         if inputs is None:
             inputs = _pairs(question, context)
         elif question is not None or context is not None:

@@ -24,6 +24,11 @@ RETURN_ALL_SCORES_DEPRECATED = (
 )
 
 
+# truncation strategies transformers' tokenizer takes, and whether each cuts a text or a pair here (both
+# sequences of a pair are cut by the longer first, as "longest_first")
+TRUNCATIONS = {"longest_first": True, "do_not_truncate": False}
+
+
 class TextClassificationPipeline(Pipeline):
     """`pipe(text)` -> `[{"label", "score"}]`; `pipe(text, top_k=k)` -> the k best, `top_k=None` -> all.
 
@@ -33,7 +38,9 @@ class TextClassificationPipeline(Pipeline):
     gives every label in label order, `False` the best label, as in transformers 4.57.1. A pair is passed
     as `{"text": ..., "text_pair": ...}` (`text_pair` None: a single text). Scores are softmax over the
     labels, sigmoid for one label or multi-label models, raw logits for regression, unless
-    `function_to_apply` says.
+    `function_to_apply` says. The tokenizer options transformers forwards are taken: `truncation`
+    (inputs are cut to the model's length unless it is False, which raises on a longer one),
+    `max_length` (cuts shorter) and `padding` (no effect on the results).
     """
 
     task = "text-classification"
@@ -45,9 +52,15 @@ class TextClassificationPipeline(Pipeline):
         top_k: int | None = _UNSET,
         function_to_apply: str | None = None,
         return_all_scores: bool | None = None,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        padding: Any = None,
     ) -> dict[str, Any]:
         # "legacy": transformers' old output, a dict for top_k=1 and every label unsorted for top_k=None;
-        # any top_k given wins over return_all_scores and gives the sorted list.
+        # any top_k given wins over return_all_scores and gives the sorted list. An older checkpoint's
+        # config.json may set return_all_scores: the default of a call that does not.
+        if return_all_scores is None and isinstance(self.config.extra.get("return_all_scores"), bool):
+            return_all_scores = self.config.extra["return_all_scores"]
         every = as_bool("return_all_scores", return_all_scores, False)
         if top_k is not _UNSET:
             if top_k is not None and (not is_int(top_k) or top_k < 1):
@@ -64,10 +77,29 @@ class TextClassificationPipeline(Pipeline):
                 raise ValueError(
                     f"function_to_apply must be one of {sorted(FUNCTIONS)}, got {function_to_apply!r}"
                 )
+        # transformers hands these to its tokenizer. Here an input is always cut to what the model takes,
+        # unless truncation=False, which raises on a longer one; max_length cuts shorter (and implies
+        # truncation, as in the tokenizer); padding changes no result (a batch is padded as it needs).
+        if isinstance(truncation, str):
+            if truncation not in TRUNCATIONS:
+                raise ValueError(
+                    f"truncation must be a bool or one of {sorted(TRUNCATIONS)}, got {truncation!r}"
+                )
+            truncation = TRUNCATIONS[truncation]
+        cut = as_bool("truncation", truncation, True)
+        limit = self._max_length()
+        if max_length is not None:
+            if not is_int(max_length) or max_length < 3:
+                raise ValueError(
+                    f"max_length must be an int >= 3 (the special tokens and one more), got {max_length!r}"
+                )
+            cut, limit = truncation is not False, min(limit, max_length)
         return {
             "top_k": top_k,
             "legacy": legacy,
             "function_to_apply": function_to_apply or self._default_function(),
+            "truncation": cut,
+            "max_length": limit,
         }
 
     def _merge_params(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +156,13 @@ class TextClassificationPipeline(Pipeline):
             [item["text"], item["text_pair"]] if pair else [item["text"] if isinstance(item, dict) else item]
         )
         encoded = [ids for ids, _ in self._encode(texts)]
-        first, second = truncate_pair(encoded[0], encoded[1] if pair else None, self._max_length() - 2 - pair)
+        room = params["max_length"] - 2 - pair
+        if not params["truncation"] and sum(map(len, encoded)) > room:
+            raise ValueError(
+                f"an input of {sum(map(len, encoded)) + 2 + pair} tokens is longer than the model's "
+                f"{params['max_length']}; pass truncation=True to cut it"
+            )
+        first, second = truncate_pair(encoded[0], encoded[1] if pair else None, room)
         return [self._build(first, second)]
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:

@@ -75,6 +75,8 @@ class TokenClassificationPipeline(Pipeline):
         split = as_bool("is_split_into_words", is_split_into_words, False)
         if delimiter is not None and not isinstance(delimiter, str):
             raise TypeError(f"delimiter must be a str, got {type(delimiter).__name__}")
+        if isinstance(ignore_labels, str):  # one label (`--param ignore_labels=PER`), not its letters
+            ignore_labels = [ignore_labels]
         return {
             "strategy": strategy,
             "ignore_labels": ["O"] if ignore_labels is None else list(ignore_labels),
