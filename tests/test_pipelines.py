@@ -267,6 +267,15 @@ def test_text_classification_takes_the_tokenizer_options_transformers_forwards(m
         ours("word " * 600, truncation=False)
 
 
+def test_pipeline_object_api_as_transformers(models, tmp_path) -> None:
+    clf = pipeline("text-classification", model=models["AlbertForSequenceClassification"])
+    assert clf.framework == "pt" and clf.predict("I love it") == clf("I love it")
+    clf.save_pretrained(tmp_path / "saved")
+    assert pipeline("text-classification", model=tmp_path / "saved")("I love it") == clf("I love it")
+    theirs = transformers.pipeline("text-classification", model=str(tmp_path / "saved"), device="cpu")
+    assert_matches(clf(["I love it"]), theirs(["I love it"]))
+
+
 def test_a_transformers_model_object_is_named_as_such(models) -> None:
     theirs = transformers.AlbertForSequenceClassification.from_pretrained(
         models["AlbertForSequenceClassification"]

@@ -176,6 +176,21 @@ class Pipeline:
         # call that adds no parameter reuses them (and repeats none of their warnings, as in transformers).
         self._defaults = self.check_params(**params)
 
+    @property
+    def framework(self) -> str:
+        """The model's framework: "pt", "tf" or "flax"."""
+        return framework_of(self.model.model if isinstance(self.model, ForeignModel) else self.model)
+
+    def predict(self, inputs: Any, **params: Any) -> Any:
+        """The pipeline's call (transformers' scikit-learn-style name)."""
+        return self(inputs, **params)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write the model and its tokenizer into one directory, which `pipeline(task, model=dir)` loads."""
+        model = self.model.model if isinstance(self.model, ForeignModel) else self.model
+        model.save_pretrained(save_directory)
+        self.tokenizer.save_pretrained(save_directory)
+
     # ---- loading ---------------------------------------------------------------------------------------------
 
     @classmethod
