@@ -131,6 +131,20 @@ def test_files_in_and_out_stream_in_order(models, tmp_path: Path) -> None:
         assert len(doc) == 1 and doc[0]["sequence"].startswith(f"sentence {i} has a")
 
 
+def test_the_output_may_not_be_the_input(models, tmp_path: Path, capsys, monkeypatch) -> None:
+    # the output file is emptied when opened: writing over the input would lose both
+    source = tmp_path / "same.txt"
+    source.write_text("Hello [MASK]!\n", encoding="utf-8")
+    (tmp_path / "link.txt").symlink_to(source)
+    for target in (source, tmp_path / "link.txt"):
+        done = in_process(
+            "run", "--task", "fill-mask", "--model", str(models["AlbertForMaskedLM"]),
+            "--input", str(source), "--output", str(target), capsys=capsys, monkeypatch=monkeypatch,
+        )  # fmt: skip
+        assert done.returncode == 2 and "is the input file" in done.stderr
+        assert source.read_text(encoding="utf-8") == "Hello [MASK]!\n"
+
+
 def test_question_answering_json_lines(models, capsys, monkeypatch) -> None:
     model = models["AlbertForQuestionAnswering"]
     inputs = [

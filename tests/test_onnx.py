@@ -184,6 +184,15 @@ def test_cli_writes_a_self_contained_folder(tmp_path: Path) -> None:
     assert_matches(got, want, enc["attention_mask"], atol=1e-4)
 
 
+def test_export_into_the_models_own_directory(tmp_path: Path) -> None:
+    from openalbert.fast.onnx import export_onnx_dir
+
+    model = openalbert.AlbertForSequenceClassification(openalbert.AlbertConfig(**TINY)).eval()
+    model.save_pretrained(tmp_path)
+    assert export_onnx_dir(tmp_path, tmp_path) == tmp_path
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "config.json").is_file()
+
+
 def test_cli_unknown_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from openalbert.cli import main
 

@@ -124,6 +124,18 @@ def test_vocabulary_and_length_mismatches_are_clear_errors(real_data, tmp_path):
     assert resolve_config(None, "albert-base-v2", None, 16000, 64).vocab_size == 16000
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         pretrain(tmp_path, tmp_path / "d", tiny_config(), max_steps=1)
+    # evaluation data the model cannot take is refused before training, not after it
+    from openalbert.pretraining.data import prepare_pretraining_data
+    from openalbert.tokenizer import AlbertTokenizer
+
+    long_eval = tmp_path / "eval-128"
+    prepare_pretraining_data([LICENSES / n for n in HELDOUT_TEXTS], AlbertTokenizer.from_pretrained(spiece_or_skip().parent),
+                             long_eval, max_seq_length=128, dupe_factor=1, seed=1, progress=False)  # fmt: skip
+    with pytest.raises(
+        ValueError, match="holds examples of 128 tokens, more than the model's max_position_embeddings"
+    ):
+        pretrain(train_dir, tmp_path / "e", tiny_config(), max_steps=1, eval_dir=long_eval)
+    assert not (tmp_path / "e" / "metrics.jsonl").exists()
 
 
 def test_raw_corpus_is_prepared_into_the_run_directory(tmp_path, monkeypatch):

@@ -397,6 +397,24 @@ def test_config_errors(tmp_path):
         train(tiny_objective(), data, run_config(tmp_path, warmup_steps=7))
     with pytest.raises(ValueError, match="map-style"):
         train(tiny_objective(), iter([]), run_config(tmp_path))
+    with pytest.raises(ValueError, match="max_grad_norm must be >= 0"):  # it would flip every gradient
+        train(tiny_objective(), data, run_config(tmp_path, max_grad_norm=-1.0))
+
+
+def test_the_last_checkpoint_is_saved_before_the_last_evaluation(tmp_path):
+    # an evaluation that fails at the end of a run loses no training: the run resumes from its last step
+    def failing(module):
+        raise RuntimeError("evaluation failed")
+
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        train(
+            tiny_objective(),
+            SyntheticPretraining(),
+            run_config(out, max_steps=3, save_every=0),
+            evaluate=failing,
+        )
+    assert (out / "checkpoints" / "step-00000003").is_dir()
 
 
 # ---- several processes -----------------------------------------------------------------------------------------

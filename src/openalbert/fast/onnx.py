@@ -223,8 +223,10 @@ def export_onnx_dir(
     output_dir.mkdir(parents=True, exist_ok=True)
     export_onnx(cls.from_pretrained(source), output_dir / ONNX_NAME, opset=opset, max_length=max_length)
     for name in (CONFIG_NAME, *TOKENIZER_FILES):
-        if (source / name).is_file():
-            shutil.copyfile(source / name, output_dir / name)
+        target = output_dir / name
+        # (exported into the model's own directory, its files are already there)
+        if (source / name).is_file() and not (target.exists() and os.path.samefile(source / name, target)):
+            shutil.copyfile(source / name, target)
     if int8:
         quantize_onnx_int8(
             output_dir / ONNX_NAME, output_dir / ONNX_INT8_NAME, config=config, reduce_range=reduce_range

@@ -44,6 +44,9 @@ def run_stream(
     file or longer than one chunk. Returns the number of bad lines.
     """
     cls = pipeline_class(task)
+    if input_path is not None and output_path is not None and _same_file(input_path, output_path):
+        # the output is opened for writing (emptied) before the input is read: both would be lost
+        raise ValueError(f"--output {output_path} is the input file; write the answers to another file")
     source = _open_input(input_path)
     try:
         pipe = pipeline(
@@ -182,3 +185,11 @@ class _Output:
     def __exit__(self, *exc: object) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (a link to it included); False where either does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

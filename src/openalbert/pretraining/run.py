@@ -306,9 +306,15 @@ def pretrain(
     train_data = PretrainingDataset(data_dir)
     _check_data_ids(train_data, model_config.vocab_size, data_dir)
     eval_data = None
-    if eval_dir is not None:
+    if eval_dir is not None:  # checked now, not after training has run
         eval_data = PretrainingDataset(eval_dir)
         _check_data_ids(eval_data, model_config.vocab_size, Path(eval_dir))
+        eval_len = int(eval_data.manifest["max_seq_length"])
+        if eval_len > model_config.max_position_embeddings:
+            raise ValueError(
+                f"{eval_dir} holds examples of {eval_len} tokens, more than the model's max_position_embeddings "
+                f"({model_config.max_position_embeddings}); prepare it with a --max-seq-length that fits"
+            )
         if int(eval_data.manifest["vocab_size"]) != data_vocab:
             raise ValueError(f"{eval_dir} uses a different vocabulary from {data_dir}")
 

@@ -119,6 +119,9 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.max_grad_norm is not None and not self.max_grad_norm >= 0:  # (NaN too)
+            # clipping to a negative norm flips every gradient: the loss then climbs without a word
+            raise ValueError(f"max_grad_norm must be >= 0 (0 or None: no clipping), got {self.max_grad_norm}")
 
 
 @dataclass
@@ -1031,14 +1034,14 @@ class Trainer:
         if self.step < self.max_steps and not result.early_stopped:
             result.interrupted = True  # by a signal or by stop_after: resumable, no final export
         finished = not result.interrupted and not result.early_stopped
+        if saved_at != self.step:  # before the last evaluation: one that fails then loses no training
+            result.last_checkpoint = self.save_checkpoint()
         if (
             finished
             and (self.eval_dataset is not None or self.custom_evaluate is not None)
             and (not cfg.eval_every or self.step % cfg.eval_every)
         ):
             self._maybe_evaluate(force=True)
-        if saved_at != self.step:
-            result.last_checkpoint = self.save_checkpoint()
         if not result.interrupted:
             best_dir = self.output_dir / BEST_DIR
             source = best_dir if cfg.best_metric and best_dir.is_dir() else result.last_checkpoint
