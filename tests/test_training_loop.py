@@ -237,6 +237,17 @@ def test_resuming_with_another_schedule_says_so(tmp_path):
         train(tiny_objective(), SyntheticPretraining(), run_config(out, max_steps=8, resume=True))
 
 
+def test_resuming_with_a_model_of_another_shape_says_so(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_objective(), SyntheticPretraining(), run_config(out, stop_after=3))
+    wider = tiny_objective()
+    config = wider.model.config
+    config.intermediate_size = 48
+    wider = PretrainingObjective(AlbertForPreTraining(config))
+    with pytest.raises(ValueError, match=r"of a model of another shape .*resume with the model and config"):
+        train(wider, SyntheticPretraining(), run_config(out, resume=True))
+
+
 def test_stop_after_pauses_on_the_same_schedule(tmp_path):
     data = SyntheticPretraining()
     train(tiny_objective(), data, run_config(tmp_path / "full"))

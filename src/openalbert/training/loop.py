@@ -439,8 +439,14 @@ def load_module(module: nn.Module, directory: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"no model.safetensors in checkpoint {directory}")
     state = load_file(str(path))
-    result = module.load_state_dict(state, strict=False)
     params = module.state_dict(keep_vars=True)
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(params[k].shape)}" for k, v in state.items() if k in params and v.shape != params[k].shape]  # fmt: skip
+    if wrong:  # resumed with another --model or --config
+        raise ValueError(
+            f"checkpoint {directory} is of a model of another shape (checkpoint vs model: {', '.join(wrong[:2])}); "
+            "resume with the model and config the run started with"
+        )
+    result = module.load_state_dict(state, strict=False)
     loaded_ptrs = {params[k].data_ptr() for k in state if k in params}
     untied = [k for k in result.missing_keys if params[k].data_ptr() not in loaded_ptrs]
     if untied or result.unexpected_keys:
