@@ -294,6 +294,20 @@ def test_text_pair_null_is_a_single_text(models, capsys, monkeypatch) -> None:
     assert_close(json.loads(done.stdout), pipeline("text-classification", model=model)({"text": "I love it"}))
 
 
+def test_a_fine_tuning_file_runs_as_it_is(models, capsys, monkeypatch) -> None:
+    # a labelled line of the JSONL that finetune reads: the label is not part of the input
+    model = models["AlbertForSequenceClassification"]
+    done = in_process(
+        "run", "--task", "text-classification", "--model", str(model),
+        stdin='{"text": "I love it", "label": 1}\n{"text": "a", "text_pair": "b", "label": 0}\n',
+        capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pipe = pipeline("text-classification", model=model)
+    got = [json.loads(line) for line in done.stdout.splitlines()]
+    assert_close(got, [pipe({"text": "I love it"}), pipe({"text": "a", "text_pair": "b"})])
+
+
 @pytest.mark.parametrize("word, value", [("no", False), ("off", False), ("yes", True), ("ON", True)])
 def test_boolean_params_are_words(models, capsys, monkeypatch, word: str, value: bool) -> None:
     # A bare string is no boolean: bool("no") is True, which turned the impossible answer on.

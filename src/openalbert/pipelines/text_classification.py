@@ -147,7 +147,8 @@ class TextClassificationPipeline(Pipeline):
             except json.JSONDecodeError:
                 return line
             if isinstance(value, dict) and "text" in value:
-                return value
+                # a line of a fine-tuning file reads as its input: its label (or id) is not the model's
+                return {k: v for k, v in value.items() if k in ("text", "text_pair")}
         return line
 
     def _preprocess(self, item: Any, params: dict[str, Any]) -> list[Feature]:
