@@ -306,6 +306,22 @@ def test_squad_v2_answers_and_abstains(pretrained, data_cache, tmp_path):
     assert metrics["eval_no_answer_f1"] >= 20.0 and metrics["eval_has_answer_f1"] >= 10.0, result.history
 
 
+def test_question_answering_defaults_fit_a_short_max_length(pretrained, data_cache, tmp_path):
+    # doc_stride defaults to half of max_length where 128 would not fit the windows
+    files = fetch("question-answering", data_cache)
+
+    def head(path: Path, articles: int) -> Path:  # the first articles of a SQuAD file
+        data = json.loads(path.read_text(encoding="utf-8"))
+        out = tmp_path / path.name
+        out.write_text(json.dumps(data | {"data": data["data"][:articles]}), encoding="utf-8")
+        return out
+
+    train, validation = head(files["train"], 24), head(files["validation"], 8)
+    finetune("question-answering", pretrained, train, validation, tmp_path / "qa", epochs=1, batch_size=8,
+             max_length=64, **RUN)  # fmt: skip
+    assert results(tmp_path / "qa")["doc_stride"] == 32
+
+
 def test_multiple_choice_end_to_end(pretrained, data_cache, tmp_path):
     files = fetch("multiple-choice", data_cache)
     train = lines_head(files["train"], 160, tmp_path / "train.jsonl")

@@ -394,7 +394,11 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="token-classification: every sub-word carries its word's tag (default: only the first)",
     )
-    p.add_argument("--doc-stride", type=int, default=128, help="question-answering: tokens shared by windows")
+    p.add_argument(
+        "--doc-stride",
+        type=int,
+        help="question-answering: tokens shared by windows (default 128, or half of --max-length if less)",
+    )
     p.add_argument("--max-question-length", type=int, default=64, help="question-answering: question tokens")
     p.add_argument("--max-answer-length", type=int, default=30, help="question-answering: answer tokens")
     p.add_argument("--metric", help="validation metric choosing the best checkpoint (default: the task's)")

@@ -447,7 +447,7 @@ def finetune(
     problem_type: str | None = None,
     label_separator: str = ",",
     label_all_tokens: bool = False,
-    doc_stride: int = 128,
+    doc_stride: int | None = None,
     max_question_length: int = 64,
     max_answer_length: int = 30,
     metric: str | None = None,
@@ -474,7 +474,8 @@ def finetune(
     token-classification (CoNLL or JSONL tokens/tags), question-answering (SQuAD v1/v2 JSON or JSONL),
     multiple-choice (JSONL context/question/choices/label). Evaluates after every epoch; stops early
     after `early_stopping_patience` evaluations without improvement. `max_length` defaults to 128
-    (384 for question-answering). Raises DataError (a ValueError) naming the file and line of bad input
+    (384 for question-answering), capped by the model's positions; `doc_stride` to 128, or half of
+    `max_length` where that is less. Raises DataError (a ValueError) naming the file and line of bad input
     before training starts.
     """
     from openalbert import AlbertConfig
@@ -497,6 +498,8 @@ def finetune(
             f"max_length must be in [8, {config.max_position_embeddings}] (the model's max_position_embeddings), "
             f"got {max_length}"
         )
+    if doc_stride is None:  # (a default of 128 would not fit the windows of a model with fewer positions)
+        doc_stride = min(128, max_length // 2)
     tokenizer_dir = None
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
         tokenizer_dir = model_dir if tokenizer is None else Path(tokenizer)
