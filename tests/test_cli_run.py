@@ -52,6 +52,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "AlbertForQuestionAnswering",
         "AlbertForSequenceClassification",
         "AlbertForMultipleChoice",
+        "AlbertForTokenClassification",
     )
     for head in heads:
         torch.manual_seed(0)
@@ -294,6 +295,19 @@ def test_text_pair_null_is_a_single_text(models, capsys, monkeypatch) -> None:
     assert_close(json.loads(done.stdout), pipeline("text-classification", model=model)({"text": "I love it"}))
 
 
+def test_pre_split_words_and_dash_for_stdin_and_stdout(models, capsys, monkeypatch) -> None:
+    # is_split_into_words takes a JSON array of words a line; "-" names stdin and stdout
+    model = models["AlbertForTokenClassification"]
+    words = ["John", "lives", "in", "Berlin"]
+    done = in_process(
+        "run", "--task", "token-classification", "--model", str(model), "--param", "is_split_into_words=true",
+        "--input", "-", "--output", "-", stdin=json.dumps(words) + "\n", capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    expected = pipeline("token-classification", model=model)(words, is_split_into_words=True)
+    assert_close([json.loads(done.stdout)], expected)  # (a list of words alone is a batch of one there)
+
+
 def test_a_fine_tuning_file_runs_as_it_is(models, capsys, monkeypatch) -> None:
     # a labelled line of the JSONL that finetune reads: the label is not part of the input
     model = models["AlbertForSequenceClassification"]
@@ -321,7 +335,7 @@ def test_boolean_params_are_words(models, capsys, monkeypatch, word: str, value:
     assert done.returncode == 0, done.stderr
     qa = pipeline("question-answering", model=model)
     expected = qa(item, top_k=30, handle_impossible_answer=value)
-    assert_close(json.loads(done.stdout), expected)
+    assert_close([json.loads(done.stdout)], expected)  # (a list of words alone is a batch of one there)
     # the impossible answer: empty, at 0, scored from [CLS]
     assert any(a["answer"] == "" and a["end"] == 0 and a["score"] > 0 for a in expected) == value
 

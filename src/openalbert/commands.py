@@ -274,8 +274,10 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--top-k", type=int, help="answers per input (fill-mask, classification, QA, choice)")
     p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
-    p.add_argument("--input", help="read from this file instead of stdin (UTF-8; a leading BOM is ignored)")
-    p.add_argument("--output", help="write to this file instead of stdout")
+    p.add_argument(
+        "--input", help="read from this file instead of stdin (UTF-8; a leading BOM is ignored; -: stdin)"
+    )
+    p.add_argument("--output", help="write to this file instead of stdout (-: stdout)")
     p.add_argument(
         "--skip-bad-lines",
         action="store_true",
@@ -319,8 +321,8 @@ def _run(args: argparse.Namespace) -> int:
     bad = run_stream(
         args.task,
         args.model,
-        input_path=args.input,
-        output_path=args.output,
+        input_path=None if args.input == "-" else args.input,  # "-": stdin / stdout, as usual
+        output_path=None if args.output == "-" else args.output,
         device=args.device,
         dtype=args.dtype,
         batch_size=args.batch_size,

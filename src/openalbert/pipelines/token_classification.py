@@ -3,6 +3,7 @@ spans in the original text, as transformers' TokenClassificationPipeline gives t
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from typing import Any
@@ -97,10 +98,23 @@ class TokenClassificationPipeline(Pipeline):
             return list(item)  # words (is_split_into_words)
         return super()._check_input(item)
 
+    @classmethod
+    def parse_line(cls, line: str) -> Any:
+        # A line holding a JSON array of strings is a list of words (for is_split_into_words); anything else
+        # is plain text.
+        if line.startswith("["):
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                return line
+            if isinstance(value, list) and all(isinstance(w, str) for w in value):
+                return value
+        return line
+
     def _preprocess(self, item: str | list[str], params: dict[str, Any]) -> list[Feature]:
         if params["split"] != isinstance(item, list):
             raise TypeError(
-                "with is_split_into_words an input is a list of words"
+                "with is_split_into_words an input is a list of words (in openalbert run: a JSON array a line)"
                 if params["split"]
                 else "a list of words needs is_split_into_words=True"
             )
