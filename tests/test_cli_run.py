@@ -335,7 +335,7 @@ def test_boolean_params_are_words(models, capsys, monkeypatch, word: str, value:
     assert done.returncode == 0, done.stderr
     qa = pipeline("question-answering", model=model)
     expected = qa(item, top_k=30, handle_impossible_answer=value)
-    assert_close([json.loads(done.stdout)], expected)  # (a list of words alone is a batch of one there)
+    assert_close(json.loads(done.stdout), expected)
     # the impossible answer: empty, at 0, scored from [CLS]
     assert any(a["answer"] == "" and a["end"] == 0 and a["score"] > 0 for a in expected) == value
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import json
 import logging
 import math
 import os
@@ -505,6 +506,17 @@ def top_two_gap(logits: torch.Tensor) -> float:
         return math.inf
     best = logits.float().topk(2, dim=-1).values
     return float((best[..., 0] - best[..., 1]).min())
+
+
+def json_line(line: str, opener: str) -> Any:
+    """The JSON value of an `openalbert run` line that starts with `opener` ("{", "["), or None where it
+    holds none (the line is then plain text)."""
+    if not line.startswith(opener):
+        return None
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 def truncate_pair(

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from typing import Any
 
 import torch
 
 from openalbert.heads import AlbertForSequenceClassification
-from openalbert.pipelines.base import Feature, Pipeline, as_bool, is_int, top_two_gap, truncate_pair
+from openalbert.pipelines.base import (
+    Feature,
+    Pipeline,
+    as_bool,
+    is_int,
+    json_line,
+    top_two_gap,
+    truncate_pair,
+)
 
 FUNCTIONS = {
     "softmax": lambda logits: logits.softmax(-1),
@@ -141,14 +148,10 @@ class TextClassificationPipeline(Pipeline):
     @classmethod
     def parse_line(cls, line: str) -> Any:
         # A line holding a JSON object with "text" is a (possibly paired) input; anything else is plain text.
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                return line
-            if isinstance(value, dict) and "text" in value:
-                # a line of a fine-tuning file reads as its input: its label (or id) is not the model's
-                return {k: v for k, v in value.items() if k in ("text", "text_pair")}
+        value = json_line(line, "{")
+        if isinstance(value, dict) and "text" in value:
+            # a line of a fine-tuning file reads as its input: its label (or id) is not the model's
+            return {k: v for k, v in value.items() if k in ("text", "text_pair")}
         return line
 
     def _preprocess(self, item: Any, params: dict[str, Any]) -> list[Feature]:

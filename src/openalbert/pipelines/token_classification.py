@@ -3,7 +3,6 @@ spans in the original text, as transformers' TokenClassificationPipeline gives t
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from typing import Any
@@ -11,7 +10,15 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForTokenClassification
-from openalbert.pipelines.base import Feature, Pipeline, as_bool, is_int, tokens_to_string, top_two_gap
+from openalbert.pipelines.base import (
+    Feature,
+    Pipeline,
+    as_bool,
+    is_int,
+    json_line,
+    tokens_to_string,
+    top_two_gap,
+)
 from openalbert.tokenizer import stride_windows
 
 logger = logging.getLogger(__name__)
@@ -102,14 +109,8 @@ class TokenClassificationPipeline(Pipeline):
     def parse_line(cls, line: str) -> Any:
         # A line holding a JSON array of strings is a list of words (for is_split_into_words); anything else
         # is plain text.
-        if line.startswith("["):
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                return line
-            if isinstance(value, list) and all(isinstance(w, str) for w in value):
-                return value
-        return line
+        value = json_line(line, "[")
+        return value if isinstance(value, list) and all(isinstance(w, str) for w in value) else line
 
     def _preprocess(self, item: str | list[str], params: dict[str, Any]) -> list[Feature]:
         if params["split"] != isinstance(item, list):
