@@ -295,6 +295,29 @@ def test_text_pair_null_is_a_single_text(models, capsys, monkeypatch) -> None:
     assert_close(json.loads(done.stdout), pipeline("text-classification", model=model)({"text": "I love it"}))
 
 
+def test_a_multiple_choice_fine_tuning_line_runs_as_it_is(models, capsys, monkeypatch) -> None:
+    # {context, question, choices, label}, as finetune reads it: the prompt is context and question
+    model = models["AlbertForMultipleChoice"]
+    line = {
+        "context": "It rained.",
+        "question": "What got wet?",
+        "choices": ["The street", "The moon"],
+        "label": 0,
+    }
+    done = in_process(
+        "run", "--task", "multiple-choice", "--model", str(model),
+        stdin=json.dumps(line) + "\n" + json.dumps(line | {"context": ""}) + "\n", capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    choose = pipeline("multiple-choice", model=model)
+    got = [json.loads(row) for row in done.stdout.splitlines()]
+    expected = [
+        choose({"prompt": "It rained. What got wet?", "choices": line["choices"]}),
+        choose({"prompt": "What got wet?", "choices": line["choices"]}),
+    ]
+    assert_close(got, expected)
+
+
 def test_pre_split_words_and_dash_for_stdin_and_stdout(models, capsys, monkeypatch) -> None:
     # is_split_into_words takes a JSON array of words a line; "-" names stdin and stdout
     model = models["AlbertForTokenClassification"]

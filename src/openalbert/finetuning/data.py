@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from openalbert.pipelines.base import truncate_pair
+from openalbert.pipelines.multiple_choice import choice_prompt
 from openalbert.tokenizer import stride_windows
 
 TASKS = ("text-classification", "token-classification", "question-answering", "multiple-choice")
@@ -687,7 +688,7 @@ def read_multiple_choice(path: str | Path) -> list[ChoiceExample]:
                 f"{where}: {len(choices)} choices where the first item has {len(examples[0].choices)}; "
                 "every item needs the same number"
             )
-        prompt = f"{context} {question}".strip() if context.strip() else question
+        prompt = choice_prompt(question, context)
         examples.append(ChoiceExample(prompt, list(choices), int(label), where))
     return examples
 

@@ -67,7 +67,14 @@ class MultipleChoicePipeline(Pipeline):
 
     @classmethod
     def parse_line(cls, line: str) -> Any:
-        return json.loads(line)
+        value = json.loads(line)
+        if isinstance(value, dict) and "question" in value and "prompt" not in value:
+            # a line of a fine-tuning file ({context, question, choices, label}): its prompt as training made it
+            return {
+                "prompt": choice_prompt(value["question"], value.get("context")),
+                "choices": value.get("choices"),
+            }
+        return value
 
     def _preprocess(self, item: dict[str, Any], params: dict[str, Any]) -> list[Feature]:
         encoded = [ids for ids, _ in self._encode([item["prompt"], *item["choices"]])]
@@ -92,3 +99,11 @@ class MultipleChoicePipeline(Pipeline):
         ]
         ranked.sort(key=lambda d: d["score"], reverse=True)
         return ranked if params["top_k"] is None else ranked[: params["top_k"]]
+
+
+def choice_prompt(question: Any, context: Any = None) -> Any:
+    """The prompt of a multiple-choice example: its context and question joined by a space (the question
+    alone without a context), as fine-tuning builds it."""
+    if isinstance(context, str) and context.strip() and isinstance(question, str):
+        return f"{context} {question}".strip()
+    return question
