@@ -408,6 +408,10 @@ def test_config_errors(tmp_path):
         train(tiny_objective(), data, run_config(tmp_path, warmup_steps=7))
     with pytest.raises(ValueError, match="map-style"):
         train(tiny_objective(), iter([]), run_config(tmp_path))
+    with pytest.raises(
+        ValueError, match="resume continues the run in output_dir and overwrite starts it over"
+    ):
+        train(tiny_objective(), data, run_config(tmp_path, resume=True, overwrite=True))
     with pytest.raises(ValueError, match="max_grad_norm must be >= 0"):  # it would flip every gradient
         train(tiny_objective(), data, run_config(tmp_path, max_grad_norm=-1.0))
 

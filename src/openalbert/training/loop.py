@@ -119,6 +119,10 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.resume not in (False, None) and self.overwrite:
+            raise ValueError(
+                "resume continues the run in output_dir and overwrite starts it over: pass one of them"
+            )
         if self.max_grad_norm is not None and not self.max_grad_norm >= 0:  # (NaN too)
             # clipping to a negative norm flips every gradient: the loss then climbs without a word
             raise ValueError(f"max_grad_norm must be >= 0 (0 or None: no clipping), got {self.max_grad_norm}")
