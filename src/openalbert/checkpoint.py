@@ -220,19 +220,22 @@ def load_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
             return read(directory / single)
         if (directory / index).is_file():
             return _read_shards(directory / index, read)
-    tf = [directory / TF2_WEIGHTS_NAME] if (directory / TF2_WEIGHTS_NAME).is_file() else None
-    if tf is None and (directory / TF2_WEIGHTS_INDEX_NAME).is_file():
-        tf = shard_files(directory / TF2_WEIGHTS_INDEX_NAME)
-    if tf is not None:
+    tf = _weight_files(directory, TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME)
+    if tf:
         return {k: torch.from_numpy(v) for k, v in read_tf_h5(*tf).items()}
-    flax = [directory / FLAX_WEIGHTS_NAME] if (directory / FLAX_WEIGHTS_NAME).is_file() else None
-    if flax is None and (directory / FLAX_WEIGHTS_INDEX_NAME).is_file():
-        flax = shard_files(directory / FLAX_WEIGHTS_INDEX_NAME)
-    if flax is not None:
+    flax = _weight_files(directory, FLAX_WEIGHTS_NAME, FLAX_WEIGHTS_INDEX_NAME)
+    if flax:
         from openalbert.modeling_flax import read_flax_msgpack  # needs JAX and Flax: the flax extra
 
         return {k: torch.from_numpy(v) for path in flax for k, v in read_flax_msgpack(path).items()}
     raise FileNotFoundError(f"no weights in {directory}: expected one of {', '.join(WEIGHT_FILES)}")
+
+
+def _weight_files(directory: Path, single: str, index: str) -> list[Path]:
+    """The one weights file `single`, or else the shards `index` lists; none where neither is there."""
+    if (directory / single).is_file():
+        return [directory / single]
+    return shard_files(directory / index) if (directory / index).is_file() else []
 
 
 def shard_files(index: Path) -> list[Path]:
@@ -464,9 +467,8 @@ def load_pretrained(
     state = load_state_dict(directory)
 
     with torch.device("meta"), _no_init():
-        model = cls(
-            config, **init
-        )  # shapes only: no memory, no random numbers for weights the checkpoint replaces
+        # shapes only: no memory, no random numbers for weights the checkpoint replaces
+        model = cls(config, **init)
     expected = model.state_dict()
     state = _match_prefix(state, expected, model.base_model_prefix)
     tied = aliases(model)

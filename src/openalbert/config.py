@@ -228,7 +228,11 @@ class AlbertConfig:
         return out
 
     def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        """The config.json text: `to_dict` without `_name_or_path` (where the config was loaded from), which
+        transformers leaves out of what it writes too."""
+        data = self.to_dict()
+        data.pop("_name_or_path", None)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> AlbertConfig:
@@ -266,11 +270,7 @@ class AlbertConfig:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / CONFIG_NAME
-        data = self.to_dict()
-        data.pop(
-            "_name_or_path", None
-        )  # where it was loaded from: not written, as transformers leaves it out
-        target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        target.write_text(self.to_json_string(), encoding="utf-8")
         return target
 
 

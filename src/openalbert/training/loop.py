@@ -444,7 +444,11 @@ def load_module(module: nn.Module, directory: Path) -> None:
         raise FileNotFoundError(f"no model.safetensors in checkpoint {directory}")
     state = load_file(str(path))
     params = module.state_dict(keep_vars=True)
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(params[k].shape)}" for k, v in state.items() if k in params and v.shape != params[k].shape]  # fmt: skip
+    wrong = [
+        f"{k} {tuple(v.shape)} vs {tuple(params[k].shape)}"
+        for k, v in state.items()
+        if k in params and v.shape != params[k].shape
+    ]
     if wrong:  # resumed with another --model or --config
         raise ValueError(
             f"checkpoint {directory} is of a model of another shape (checkpoint vs model: {', '.join(wrong[:2])}); "
