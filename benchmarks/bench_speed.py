@@ -24,7 +24,8 @@ on the embedded default model (trained; the random benchmark weights have nothin
 --device cuda runs the same harness on a GPU: models and batches are moved there once (untimed), every
 timer waits for the GPU (torch.cuda.synchronize) at start and stop, fp32 is real fp32 (TF32 off), the
 CPU-only rows (ONNX Runtime, int8) are skipped with a note, fp16 rows join the bf16 ones, the variable
-workload has 1024 sequences, and the training step also runs at 64 x 128. Every timed row then gets
+workload has 1024 sequences, and the training step also runs at 64 x 128, with whole steps replayed from
+CUDA graphs as rows of their own (openalbert.fast.cuda_graph_train_step). Every timed row then gets
 useful tokens/s, the model TFLOP/s they imply (albert_flops, training_flops) and its model FLOPs
 utilisation (MFU): against the GEMM peak measured on the GPU for the row's precision, and against the
 datasheet's dense peak where the GPU is one the harness knows (mfu_vs_spec).
@@ -151,6 +152,8 @@ CUDA_ONLY = (
     "openalbert fp16 unpadded",
     "openalbert bf16 graphs",
     "openalbert fp16 graphs",
+    "openalbert fp32 graphs",
+    "openalbert bf16 autocast graphs",
 )
 
 # Datasheet dense peaks (no sparsity), TFLOP/s, of the SXM H100 and H200 (one chip; the H200 has more and
@@ -759,7 +762,11 @@ TRAIN_VARIANTS: dict[str, tuple[str, Callable[[Context], Any], bool]] = {
         lambda c: PretrainingObjective(_MLM.from_pretrained(c.model_dir)),
         True,
     ),
+    # the whole step (forward, backward, AdamW) replayed from a CUDA graph: openalbert.fast.cuda_graph_train_step
+    "openalbert fp32 graphs": ("fp32", lambda c: _MLM.from_pretrained(c.model_dir), False),
+    "openalbert bf16 autocast graphs": ("bf16 autocast", lambda c: _MLM.from_pretrained(c.model_dir), True),
 }
+TRAIN_GRAPHS = ("openalbert fp32 graphs", "openalbert bf16 autocast graphs")
 
 
 @dataclass
@@ -1304,12 +1311,24 @@ def run_training(
     # Gates: loss and gradients of a first step at every shape, before any weight moves.
     gates = {workload: _train_gates(models, batch, labels) for workload, (batch, labels) in data.items()}
 
+    graphed = {
+        name: _fast("cuda_graph_train_step")(
+            model, optimizer, autocast=torch.bfloat16 if autocast else None, warmup=2
+        )
+        for name, (model, optimizer, autocast, _) in models.items()
+        if name in TRAIN_GRAPHS
+    }
     rows = []
     for workload, (batch, labels) in data.items():
         steps = {
-            name: functools.partial(_step, model, optimizer, batch, labels, autocast)
+            name: functools.partial(graphed[name], **batch.tensors, labels=labels)
+            if name in graphed
+            else functools.partial(_step, model, optimizer, batch, labels, autocast)
             for name, (model, optimizer, autocast, _) in models.items()
         }
+        for name in graphed:  # the steps before the capture, and the capture, stay out of the timing
+            for _ in range(graphed[name].warmup + 1):
+                steps[name]()
         _log(f"workload {workload}: masked-LM step, forward + backward + AdamW")
         step_s = {name: rounds.warm(step, _seconds(step)) for name, step in steps.items()}
         repeats = rounds.timed(max(step_s.values()))
@@ -1866,7 +1885,7 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         if not args.no_training:
             train_rows, training = run_training(
                 _without_emulated_bf16(
-                    _chosen(list(TRAIN_VARIANTS), args.systems), args.systems, device, notes
+                    _chosen(rows_for(TRAIN_VARIANTS, device.type), args.systems), args.systems, device, notes
                 ),
                 ctx,
                 config.vocab_size,

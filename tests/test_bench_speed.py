@@ -146,7 +146,7 @@ def test_tiny_quick_run_writes_every_workload_system_and_gate(tmp_path, capsys):
     assert {r["workload"] for r in rows if r["workload"].startswith("train")} == {"train-mlm-8x128"}
     assert "gates_by_workload" not in result["training"]
     training = [r for r in rows if r["workload"] == "train-mlm-8x128"]
-    assert {r["system"] for r in training} == set(bench_speed.TRAIN_VARIANTS)
+    assert {r["system"] for r in training} == set(bench_speed.rows_for(bench_speed.TRAIN_VARIANTS, "cpu"))
     for r in training:
         assert r["median"] > 0 and r["gate"]["grad_cosine"] > 0.99, r
     fp32 = {r["system"]: r["gate"] for r in training if r["precision"] == "fp32"}
@@ -363,6 +363,10 @@ def test_rows_and_defaults_follow_the_device(tmp_path):
         "openalbert bf16 graphs",
         "openalbert fp16 graphs",
     }
+    train_cpu = bench_speed.rows_for(bench_speed.TRAIN_VARIANTS, "cpu")
+    assert set(bench_speed.rows_for(bench_speed.TRAIN_VARIANTS, "cuda")) - set(train_cpu) == set(
+        bench_speed.TRAIN_GRAPHS
+    )
     fill_cuda = bench_speed.rows_for(bench_speed.FILL_MASK_VARIANTS, "cuda")
     assert {"transformers fp16", "openalbert fp16"} <= set(fill_cuda)
     assert not {"transformers fp16", "openalbert fp16"} & set(
@@ -454,7 +458,11 @@ def test_tiny_quick_run_on_cuda(tmp_path):
     assert result["settings"]["float32_matmul_precision"] == "highest"
     systems = result["systems"]
     assert all(systems[n]["status"] == "skipped" for n in bench_speed.CPU_ONLY)
-    assert all(systems[n]["status"] == "ok" for n in (*ALWAYS, *bench_speed.CUDA_ONLY))
+    inference_only = [n for n in bench_speed.CUDA_ONLY if n in bench_speed.INFERENCE_VARIANTS]
+    assert all(systems[n]["status"] == "ok" for n in (*ALWAYS, *inference_only))
+    trained = result["training"]["systems"]
+    assert all(trained[n]["status"] == "ok" for n in bench_speed.TRAIN_GRAPHS)
+    assert all(result["training"]["gates"][n]["pass"] for n in bench_speed.TRAIN_GRAPHS)
     assert all(result["gates"]["hidden_state"][n]["pass"] for n in ALWAYS)
     workloads = {r["workload"] for r in result["measurements"]}
     assert {"var1024", "train-mlm-8x128", "train-mlm-64x128"} <= workloads

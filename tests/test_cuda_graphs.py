@@ -1,13 +1,17 @@
-"""CUDA graphs (openalbert.fast.cuda_graphs): replayed forwards equal the model's own at the real positions."""
+"""CUDA graphs (openalbert.fast.cuda_graphs): replayed forwards equal the model's own at the real positions;
+replayed training steps equal the same steps run as usual."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 import torch
 from tests.conftest import TINY
 
 import openalbert
-from openalbert.fast import cuda_graphs
+from openalbert.fast import cuda_graph_train_step, cuda_graphs
+from openalbert.training.optim import Lamb
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -80,3 +84,102 @@ def test_outputs_are_copies_and_other_calls_run_the_model():
     bad["input_ids"][0, 3] = TINY["vocab_size"]
     with pytest.raises(ValueError, match="input_ids holds 99"):
         fast(**bad)
+
+
+# ---- training steps ----------------------------------------------------------------------------------------
+
+
+def test_a_training_step_needs_a_capturable_optimizer_and_a_gpu_model():
+    model = openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY))
+    for optimizer in (torch.optim.SGD(model.parameters(), lr=0.1), Lamb(model.parameters())):
+        with pytest.raises(ValueError, match="cannot step inside a CUDA graph"):
+            cuda_graph_train_step(model, optimizer)
+    with pytest.raises(ValueError, match="need a model on a CUDA device"):
+        cuda_graph_train_step(model, torch.optim.AdamW(model.parameters()))
+
+
+def _training_pair(head: str = "AlbertForMaskedLM", dropout: float = 0.0, lr: float = 1e-3, **overrides):
+    """Two equal models on the GPU with fused AdamW and a decaying schedule: one for the graphed steps,
+    one for steps run as usual."""
+    pairs = []
+    for _ in range(2):
+        config = {
+            "hidden_dropout_prob": dropout,
+            "attention_probs_dropout_prob": dropout,
+            "classifier_dropout_prob": dropout,
+        } | overrides
+        model = _model(head, **config).train()
+        model.set_attn_implementation("sdpa")  # the graphs' path: both run the same kernels
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 / (1 + s))
+        pairs.append((model, optimizer, schedule))
+    return pairs
+
+
+def _labelled(B: int, T: int, seed: int, head: str = "AlbertForMaskedLM") -> dict[str, torch.Tensor]:
+    batch = _batch(B, T, seed)
+    if head == "AlbertForMaskedLM":
+        labels = batch["input_ids"].clone()
+        labels[:, ::3] = -100
+        labels[batch["attention_mask"] == 0] = -100  # padding: its outputs differ between attention paths
+    else:
+        labels = torch.arange(B, device="cuda") % 3
+    return batch | {"labels": labels}
+
+
+def _usual_step(model, optimizer, batch, autocast, max_grad_norm):
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast("cuda", dtype=autocast) if autocast else contextlib.nullcontext():
+        loss = model(**batch).loss
+    loss.backward()
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return loss.detach()
+
+
+@cuda
+@pytest.mark.parametrize(
+    ("head", "autocast", "tolerance"),
+    [
+        ("AlbertForMaskedLM", None, 1e-5),
+        ("AlbertForMaskedLM", torch.bfloat16, 1e-3),
+        ("AlbertForSequenceClassification", None, 1e-5),
+    ],
+)
+def test_graphed_training_steps_equal_the_usual_steps(head, autocast, tolerance):
+    (graphed, g_opt, g_sched), (usual, u_opt, u_sched) = _training_pair(head)
+    step = cuda_graph_train_step(graphed, g_opt, autocast=autocast, max_grad_norm=0.5, warmup=2, max_graphs=1)
+    # shape (3, 16) is captured after two steps; (2, 24) stays eager beyond max_graphs
+    shapes = [(3, 16)] * 4 + [(2, 24)] * 3 + [(3, 16)] * 2
+    for i, (B, T) in enumerate(shapes):
+        batch = _labelled(B, T, seed=i, head=head)
+        got = step(**batch)
+        assert float(step.lrs[0]) == pytest.approx(
+            1e-3 / (1 + i)
+        )  # the schedule's rate, where graphs read it
+        expected = _usual_step(usual, u_opt, batch, autocast, 0.5)
+        torch.testing.assert_close(got, expected, atol=tolerance, rtol=0)
+        g_sched.step()
+        u_sched.step()
+    assert list(step.graphs) == [
+        (
+            ("attention_mask", (3, 16), torch.int64),
+            ("input_ids", (3, 16), torch.int64),
+            ("labels", (3, 16) if head == "AlbertForMaskedLM" else (3,), torch.int64),
+            ("token_type_ids", (3, 16), torch.int64),
+        )
+    ]
+    for (name, a), b in zip(graphed.named_parameters(), usual.parameters()):
+        torch.testing.assert_close(a, b, atol=tolerance, rtol=0, msg=name)
+    assert step.last_grad_norm is not None and float(step.last_grad_norm) > 0
+
+
+@cuda
+def test_dropout_draws_new_masks_on_every_replay():
+    (model, optimizer, _), _ = _training_pair(dropout=0.3, lr=0.0)  # lr 0: only dropout changes the loss
+    step = cuda_graph_train_step(model, optimizer, warmup=1)
+    batch = _labelled(2, 16, seed=0)
+    losses = [float(step(**batch)) for _ in range(4)]  # eager, capture + replay, replay, replay
+    assert len(step.graphs) == 1
+    assert len(set(losses[1:])) == 3, losses

@@ -1,4 +1,5 @@
-"""CUDA graphs for GPU inference: each batch shape's forward is captured once and then replayed.
+"""CUDA graphs on a GPU: each batch shape's forward (inference) or training step is captured once and then
+replayed.
 
 At batch 1 and small batches an ALBERT forward on a GPU is bound by kernel launches, not by the tensor
 cores: a few hundred kernels of microseconds each, every one launched from Python. A CUDA graph records
@@ -8,11 +9,16 @@ own (padding is masked out of attention), and are returned at the inputs' length
 
     fast = cuda_graphs(AlbertModel.from_pretrained(d, dtype="float16", device="cuda"))
     out = fast(input_ids=ids, attention_mask=mask)   # the model's output, its tensors copied out
+
+A training step (forward with the model's loss, backward, clipping, optimizer step) is bound by launches
+too at the batch sizes ALBERT is fine-tuned at: `CUDAGraphTrainStep` replays the whole step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import warnings
 from typing import Any
 
 import torch
@@ -115,3 +121,157 @@ def _cut(out: Any, T: int) -> Any:
 def cuda_graphs(model: torch.nn.Module, **kwargs: Any) -> CUDAGraphModel:
     """`model` (any openalbert class, on a CUDA device) replayed from CUDA graphs: `CUDAGraphModel`."""
     return CUDAGraphModel(model, **kwargs)
+
+
+class CUDAGraphTrainStep:
+    """One training step of a model on a GPU, replayed from a CUDA graph: the forward with the model's own
+    loss (from `labels`), the backward, gradient clipping (`max_grad_norm`) and the optimizer step.
+
+        step = CUDAGraphTrainStep(model, torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True),
+                                  autocast=torch.bfloat16, max_grad_norm=1.0)
+        for batch in loader:
+            loss = step(**batch)   # on the GPU; float(loss) waits for the step
+            scheduler.step()       # schedules work: the graph reads the learning rate from a tensor
+
+    Every call is one optimizer step on its batch. The first `warmup` calls of each input shape run as
+    usual (on a side stream, as capture wants); the next one captures the step and replays it, and so do
+    all later calls of that shape. Shapes beyond `max_graphs` always run as usual. Each graph keeps its
+    own memory (activations and gradients of its shape).
+
+    The optimizer must be able to step inside a graph (`capturable`, as Adam and AdamW have); it is set
+    here while the optimizer has no state. Learning rates become 0-d tensors on the GPU; other
+    hyperparameters are read once, at capture. The model's attention is set to "sdpa", as for inference
+    graphs, and a loss that reads values back to the host (boolean indexing, `.item()`) cannot be captured.
+    After a replay, the parameters' `.grad` hold the captured shape's gradients, and are overwritten by
+    the next step: there is no gradient accumulation across calls. `last_grad_norm` is the last step's
+    total gradient norm before clipping (with `max_grad_norm`; a graph's own tensor until the next call).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        autocast: torch.dtype | None = None,
+        max_grad_norm: float | None = None,
+        warmup: int = 3,
+        max_graphs: int = 4,
+    ) -> None:
+        for group in optimizer.param_groups:
+            if "capturable" not in group:
+                raise ValueError(
+                    f"{type(optimizer).__name__} cannot step inside a CUDA graph (it has no capturable "
+                    "option); use torch.optim.AdamW(..., fused=True) or Adam"
+                )
+            if not group["capturable"] and optimizer.state and not group.get("fused"):
+                raise ValueError(
+                    f"{type(optimizer).__name__} has already stepped outside a graph, so its state lives on "
+                    "the host; create it with capturable=True"
+                )
+        params = list(model.parameters())
+        if not params or params[0].device.type != "cuda":
+            raise ValueError("CUDA graphs need a model on a CUDA device: from_pretrained(..., device='cuda')")
+        if max_grad_norm is not None and max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm}")
+        if warmup < 1:  # the optimizer's state must exist before capture, or every replay would reset it
+            raise ValueError(f"warmup must be >= 1 (steps before the capture), got {warmup}")
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation("sdpa")
+        elif hasattr(getattr(model, "model", None), "set_attn_implementation"):  # an objective around a model
+            model.model.set_attn_implementation("sdpa")
+        device = params[0].device
+        self.lrs = []  # the tensors the graphs read the learning rates from
+        for group in optimizer.param_groups:
+            group["capturable"] = True
+            lr = group["lr"]
+            group["lr"] = lr if torch.is_tensor(lr) else torch.tensor(float(lr), device=device)
+            self.lrs.append(group["lr"])
+        self.model, self.optimizer, self.params = model, optimizer, params
+        self.autocast, self.max_grad_norm = autocast, max_grad_norm
+        self.warmup, self.max_graphs = warmup, max_graphs
+        self.side = torch.cuda.Stream(device)  # where the steps before a capture run, as capture wants
+        self.calls: dict[tuple, int] = {}
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor, Any]] = {}
+        self.last_grad_norm: torch.Tensor | None = None
+
+    def __call__(self, **inputs: torch.Tensor) -> torch.Tensor:
+        for name, value in inputs.items():
+            if not torch.is_tensor(value):
+                raise TypeError(
+                    f"a graphed training step takes tensors only; {name} is {type(value).__name__}"
+                )
+        self._refresh_learning_rates()
+        key = tuple((name, tuple(v.shape), v.dtype) for name, v in sorted(inputs.items()))
+        if key in self.graphs:
+            graph, static, loss, norm = self.graphs[key]
+            for name, value in inputs.items():
+                static[name].copy_(value, non_blocking=True)
+            graph.replay()
+            self.last_grad_norm = norm
+            return loss.clone()  # the next replay overwrites the graph's own
+        self.calls[key] = self.calls.get(key, 0) + 1
+        if self.calls[key] <= self.warmup or len(self.graphs) >= self.max_graphs:
+            return self._eager(inputs)
+        self.graphs[key] = self._capture(inputs)
+        return self(**inputs)
+
+    def _refresh_learning_rates(self) -> None:
+        """A scheduler that assigned a number instead of filling the tensor: the graph reads the tensor."""
+        for group, lr in zip(self.optimizer.param_groups, self.lrs):
+            if group["lr"] is not lr:
+                lr.fill_(float(group["lr"]))
+                group["lr"] = lr
+
+    def _context(self) -> contextlib.AbstractContextManager:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        # no cast cache: cached casts made during capture would not outlive it
+        return torch.autocast("cuda", dtype=self.autocast, cache_enabled=False)
+
+    def _step(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with self._context():
+            out = self.model(**inputs)
+        loss = out["loss"] if isinstance(out, dict) else out.loss
+        if loss is None:
+            raise ValueError(f"{type(self.model).__name__} returned no loss: pass labels")
+        loss.backward()
+        norm = None
+        if self.max_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm, foreach=True)
+        self.optimizer.step()
+        return loss.detach(), norm
+
+    def _eager(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        current = torch.cuda.current_stream(self.params[0].device)
+        self.side.wait_stream(current)
+        with torch.cuda.stream(self.side), warnings.catch_warnings():
+            # capturable=True outside a graph is what these steps are for
+            warnings.filterwarnings("ignore", message=".*capturable=True.*")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss, self.last_grad_norm = self._step(inputs)
+        current.wait_stream(self.side)
+        return loss
+
+    def _capture(
+        self, inputs: dict[str, torch.Tensor]
+    ) -> tuple[torch.cuda.CUDAGraph, dict, torch.Tensor, Any]:
+        static = {name: value.clone() for name, value in inputs.items()}
+        self.optimizer.zero_grad(set_to_none=True)  # the graph's backward makes the gradients in its memory
+        torch.cuda.synchronize(self.params[0].device)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                loss, norm = self._step(static)
+        except RuntimeError as e:
+            raise RuntimeError(
+                f"the training step of {type(self.model).__name__} could not be captured as a CUDA graph; a "
+                f"step that reads values back to the host (boolean indexing, .item()) cannot be: {e}"
+            ) from e
+        return graph, static, loss, norm
+
+
+def cuda_graph_train_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, **kwargs: Any
+) -> CUDAGraphTrainStep:
+    """The training step of `model` and `optimizer` on a GPU, replayed from CUDA graphs:
+    `CUDAGraphTrainStep`."""
+    return CUDAGraphTrainStep(model, optimizer, **kwargs)
