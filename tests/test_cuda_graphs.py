@@ -91,16 +91,22 @@ def test_outputs_are_copies_and_other_calls_run_the_model():
 
 def test_a_training_step_needs_a_capturable_optimizer_and_a_gpu_model():
     model = openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY))
-    for optimizer in (torch.optim.SGD(model.parameters(), lr=0.1), Lamb(model.parameters())):
-        with pytest.raises(ValueError, match="cannot step inside a CUDA graph"):
+    with pytest.raises(ValueError, match="cannot step inside a CUDA graph"):
+        cuda_graph_train_step(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    for optimizer in (torch.optim.AdamW(model.parameters()), Lamb(model.parameters())):  # capturable ones
+        with pytest.raises(ValueError, match="need a model on a CUDA device"):
             cuda_graph_train_step(model, optimizer)
-    with pytest.raises(ValueError, match="need a model on a CUDA device"):
-        cuda_graph_train_step(model, torch.optim.AdamW(model.parameters()))
 
 
-def _training_pair(head: str = "AlbertForMaskedLM", dropout: float = 0.0, lr: float = 1e-3, **overrides):
-    """Two equal models on the GPU with fused AdamW and a decaying schedule: one for the graphed steps,
-    one for steps run as usual."""
+def _training_pair(
+    head: str = "AlbertForMaskedLM",
+    dropout: float = 0.0,
+    lr: float = 1e-3,
+    optimizer: str = "adamw",
+    **overrides,
+):
+    """Two equal models on the GPU with fused AdamW (or LAMB) and a decaying schedule: one for the graphed
+    steps, one for steps run as usual."""
     pairs = []
     for _ in range(2):
         config = {
@@ -110,9 +116,12 @@ def _training_pair(head: str = "AlbertForMaskedLM", dropout: float = 0.0, lr: fl
         } | overrides
         model = _model(head, **config).train()
         model.set_attn_implementation("sdpa")  # the graphs' path: both run the same kernels
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 / (1 + s))
-        pairs.append((model, optimizer, schedule))
+        if optimizer == "adamw":
+            opt = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
+        else:
+            opt = Lamb(model.parameters(), lr=lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 / (1 + s))
+        pairs.append((model, opt, schedule))
     return pairs
 
 
@@ -140,15 +149,16 @@ def _usual_step(model, optimizer, batch, autocast, max_grad_norm):
 
 @cuda
 @pytest.mark.parametrize(
-    ("head", "autocast", "tolerance"),
+    ("head", "autocast", "optimizer", "tolerance"),
     [
-        ("AlbertForMaskedLM", None, 1e-5),
-        ("AlbertForMaskedLM", torch.bfloat16, 1e-3),
-        ("AlbertForSequenceClassification", None, 1e-5),
+        ("AlbertForMaskedLM", None, "adamw", 1e-5),
+        ("AlbertForMaskedLM", torch.bfloat16, "adamw", 1e-3),
+        ("AlbertForMaskedLM", None, "lamb", 1e-5),
+        ("AlbertForSequenceClassification", None, "adamw", 1e-5),
     ],
 )
-def test_graphed_training_steps_equal_the_usual_steps(head, autocast, tolerance):
-    (graphed, g_opt, g_sched), (usual, u_opt, u_sched) = _training_pair(head)
+def test_graphed_training_steps_equal_the_usual_steps(head, autocast, optimizer, tolerance):
+    (graphed, g_opt, g_sched), (usual, u_opt, u_sched) = _training_pair(head, optimizer=optimizer)
     step = cuda_graph_train_step(graphed, g_opt, autocast=autocast, max_grad_norm=0.5, warmup=2, max_graphs=1)
     # shape (3, 16) is captured after two steps; (2, 24) stays eager beyond max_graphs
     shapes = [(3, 16)] * 4 + [(2, 24)] * 3 + [(3, 16)] * 2

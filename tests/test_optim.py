@@ -58,6 +58,33 @@ def test_lamb_matches_reference_over_several_steps():
         np.testing.assert_allclose(got, _lamb_reference(w0, grads, 0.05, wd, adapt), rtol=1e-10, atol=1e-12)
 
 
+def test_capturable_lamb_reads_a_learning_rate_tensor_and_keeps_its_state():
+    # CUDA graphs (openalbert.fast.cuda_graph_train_step) read the rate from a tensor, which schedules fill.
+    rng = np.random.default_rng(1)
+    w0 = rng.normal(size=(4, 3))
+    grads = [rng.normal(size=(4, 3)) for _ in range(4)]
+    lr = torch.tensor(0.05, dtype=torch.float64)
+    got = _run_lamb(w0, grads, lr=0.05, capturable=True)  # a number still works
+    np.testing.assert_allclose(got, _lamb_reference(w0, grads, 0.05, 0.01, True), rtol=1e-10, atol=1e-12)
+    p = nn.Parameter(torch.tensor(w0, dtype=torch.float64))
+    opt = Lamb([p], capturable=True)
+    opt.param_groups[0]["lr"] = lr
+    for g in grads:
+        p.grad = torch.tensor(g, dtype=torch.float64)
+        opt.step()
+    np.testing.assert_allclose(p.detach().numpy(), got, rtol=1e-12, atol=1e-14)
+    assert float(opt.state[p]["step"]) == 4 and opt.state[p]["step"].device == p.device
+    # A state saved before the option loads, and steps as before.
+    state = opt.state_dict()
+    for group in state["param_groups"]:
+        del group["capturable"]
+        group["lr"] = 0.05
+    again = Lamb([p])
+    again.load_state_dict(state)
+    assert again.param_groups[0]["capturable"] is False
+    again.step()
+
+
 def test_lamb_trust_ratio_is_one_for_zero_weights():
     g = np.array([0.5, -1.0, 2.0])
     got = _run_lamb(np.zeros(3), [g], lr=0.1, weight_decay=0.01)

@@ -197,3 +197,16 @@ def test_cli_sigint_saves_and_resume_finishes(real_data, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"step {stopped_at + 2}:" in done.stdout
     assert [r["step"] for r in _rows(out)] == list(range(1, stopped_at + 3))
+
+
+def test_cli_cuda_graphs_need_a_cuda_device(real_data, tmp_path):
+    train_dir, _ = real_data
+    tiny_config().save_pretrained(tmp_path)
+    args = ["--data", str(train_dir), "--output", str(tmp_path / "run"), "--config", str(tmp_path / "config.json"),
+            "--device", "cpu", "--cuda-graphs", "--max-steps", "2", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(_cli(*args), env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "openalbert pretrain: error: cuda_graphs needs a CUDA device; this run trains on cpu"
+    ], done.stderr

@@ -137,11 +137,13 @@ def test_objective_equals_the_model_loss_and_counts_accuracy():
     assert int(sop_den) == 6
 
 
+@pytest.mark.parametrize("max_predictions", [None, 4, 9])
 @pytest.mark.parametrize("head", ["pretraining", "masked-lm"])
 @pytest.mark.parametrize("positions", ["absolute", "relative_key"])
-def test_objective_gradients_equal_the_model_loss_gradients(positions, head):
+def test_objective_gradients_equal_the_model_loss_gradients(positions, head, max_predictions):
     # The objective runs the last layer at [CLS] and the masked positions only (queries_at); the model's
     # loss runs it everywhere. Padded rows (unpadded on the CPU) and a row with no masked token included.
+    # With max_predictions (4 masked tokens a row here) at a fixed number of positions, for CUDA graphs.
     objective = tiny_objective(positions=positions).train()
     data = SyntheticPretraining(n=6)
     batch = {k: torch.stack([data[i][k] for i in range(6)]) for k in data[0]}
@@ -149,6 +151,7 @@ def test_objective_gradients_equal_the_model_loss_gradients(positions, head):
         torch.manual_seed(0)
         objective = PretrainingObjective(AlbertForMaskedLM(objective.model.config)).train()
         del batch["sentence_order_label"]
+    objective.max_predictions = max_predictions
     batch["attention_mask"][1, 12:] = 0
     batch["attention_mask"][4, 9:] = 0
     batch["labels"][1, 12:] = -100
@@ -159,11 +162,27 @@ def test_objective_gradients_equal_the_model_loss_gradients(positions, head):
         loss.backward()
         return {k: p.grad.clone() for k, p in objective.model.named_parameters() if p.grad is not None}
 
-    ours = grads(objective(**batch).loss)
+    out = objective(**batch)
+    ours = grads(out.loss)
     ref = grads(objective.model(**batch).loss)
     assert ours.keys() == ref.keys()
     for k in ref:
         torch.testing.assert_close(ours[k], ref[k], rtol=1e-4, atol=1e-6, msg=k)
+    objective.max_predictions = None
+    for name, (num, den) in objective(**batch).metrics.items():  # the same sums and counts
+        torch.testing.assert_close(out.metrics[name][0], num, rtol=1e-5, atol=1e-5, msg=name)
+        assert int(out.metrics[name][1]) == int(den), name
+
+
+def test_objective_refuses_more_masked_tokens_than_max_predictions():
+    objective = tiny_objective()
+    data = SyntheticPretraining(n=2)  # 4 masked tokens a row
+    batch = {k: torch.stack([data[i][k] for i in range(2)]) for k in data[0]}
+    objective.max_predictions = 3
+    with pytest.raises(ValueError, match="4 masked tokens, more than max_predictions \\(3\\)"):
+        objective(**batch)
+    with pytest.raises(ValueError, match="max_predictions must be >= 1"):
+        PretrainingObjective(objective.model, max_predictions=0)
 
 
 def test_objective_refuses_sop_labels_for_a_model_without_the_head():
@@ -414,6 +433,37 @@ def test_config_errors(tmp_path):
         train(tiny_objective(), data, run_config(tmp_path, resume=True, overwrite=True))
     with pytest.raises(ValueError, match="max_grad_norm must be >= 0"):  # it would flip every gradient
         train(tiny_objective(), data, run_config(tmp_path, max_grad_norm=-1.0))
+    with pytest.raises(
+        ValueError, match="cuda_graphs replays one whole step a batch, so grad_accum must be 1"
+    ):
+        train(tiny_objective(), data, run_config(tmp_path, cuda_graphs=True, grad_accum=2))
+    with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device; this run trains on cpu"):
+        train(tiny_objective(), data, run_config(tmp_path, cuda_graphs=True))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize(("optimizer", "bf16"), [("lamb", False), ("adamw", False), ("lamb", True)])
+def test_steps_replayed_from_cuda_graphs_equal_the_usual_steps(tmp_path, optimizer, bf16):
+    # Pretraining's objective at a fixed number of positions (4 masked tokens a row), a schedule with
+    # warm-up, clipping and periodic checkpoints; the graphs start at step 4 (3 steps before the capture).
+    runs = {}
+    for graphs in (False, True):
+        out = tmp_path / f"graphs-{graphs}"
+        objective = tiny_objective()
+        objective.max_predictions = 4
+        config = run_config(out, device="cuda", optimizer=optimizer, bf16=bf16, cuda_graphs=graphs,
+                            max_steps=8, save_every=4, max_grad_norm=0.5)  # fmt: skip
+        runs[graphs] = train(objective, SyntheticPretraining(), config), read_metrics(out), final_weights(out)
+    (usual, usual_rows, usual_weights), (graphed, graphed_rows, graphed_weights) = runs[False], runs[True]
+    tolerance = 2e-3 if bf16 else 1e-5
+    assert graphed.step == usual.step == 8
+    for a, b in zip(usual_rows, graphed_rows, strict=True):
+        for key in ("loss", "mlm_loss", "mlm_accuracy", "sop_loss", "grad_norm", "lr"):
+            assert b[key] == pytest.approx(a[key], abs=tolerance), (a["step"], key)
+    for name in usual_weights:
+        torch.testing.assert_close(
+            graphed_weights[name], usual_weights[name], atol=tolerance, rtol=0, msg=name
+        )
 
 
 def test_the_last_checkpoint_is_saved_before_the_last_evaluation(tmp_path):

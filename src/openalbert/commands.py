@@ -172,6 +172,11 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the global gradient norm (0: off)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU or CUDA)")
+    p.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="on a GPU: replay each step from a CUDA graph (one process, --grad-accum 1)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--save-every", type=int, default=1000, help="checkpoint every N steps (and at the end)")
     p.add_argument("--keep-last", type=int, default=3, help="checkpoints to keep")
@@ -217,6 +222,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm or None,
         bf16=args.bf16,
+        cuda_graphs=args.cuda_graphs,
         device=args.device,
         save_every=args.save_every,
         keep_last=args.keep_last,

@@ -143,8 +143,9 @@ class CUDAGraphTrainStep:
     hyperparameters are read once, at capture. The model's attention is set to "sdpa", as for inference
     graphs, and a loss that reads values back to the host (boolean indexing, `.item()`) cannot be captured.
     After a replay, the parameters' `.grad` hold the captured shape's gradients, and are overwritten by
-    the next step: there is no gradient accumulation across calls. `last_grad_norm` is the last step's
-    total gradient norm before clipping (with `max_grad_norm`; a graph's own tensor until the next call).
+    the next step: there is no gradient accumulation across calls. `last_output` (the model's output) and
+    `last_grad_norm` (the total gradient norm before clipping) are the last step's: after a replay, the
+    graph's own tensors, which the next call overwrites.
     """
 
     def __init__(
@@ -160,14 +161,14 @@ class CUDAGraphTrainStep:
             if "capturable" not in group:
                 raise ValueError(
                     f"{type(optimizer).__name__} cannot step inside a CUDA graph (it has no capturable "
-                    "option); use torch.optim.AdamW(..., fused=True) or Adam"
+                    "option); use torch.optim.AdamW(..., fused=True), Adam or openalbert's Lamb"
                 )
             if not group["capturable"] and optimizer.state and not group.get("fused"):
                 raise ValueError(
                     f"{type(optimizer).__name__} has already stepped outside a graph, so its state lives on "
                     "the host; create it with capturable=True"
                 )
-        params = list(model.parameters())
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         if not params or params[0].device.type != "cuda":
             raise ValueError("CUDA graphs need a model on a CUDA device: from_pretrained(..., device='cuda')")
         if max_grad_norm is not None and max_grad_norm <= 0:
@@ -192,6 +193,7 @@ class CUDAGraphTrainStep:
         self.calls: dict[tuple, int] = {}
         self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor, Any]] = {}
         self.last_grad_norm: torch.Tensor | None = None
+        self.last_output: Any = None
 
     def __call__(self, **inputs: torch.Tensor) -> torch.Tensor:
         for name, value in inputs.items():
@@ -202,12 +204,12 @@ class CUDAGraphTrainStep:
         self._refresh_learning_rates()
         key = tuple((name, tuple(v.shape), v.dtype) for name, v in sorted(inputs.items()))
         if key in self.graphs:
-            graph, static, loss, norm = self.graphs[key]
+            graph, static, out, norm = self.graphs[key]
             for name, value in inputs.items():
                 static[name].copy_(value, non_blocking=True)
             graph.replay()
-            self.last_grad_norm = norm
-            return loss.clone()  # the next replay overwrites the graph's own
+            self.last_output, self.last_grad_norm = out, norm
+            return _loss_of(out).detach().clone()  # the next replay overwrites the graph's own
         self.calls[key] = self.calls.get(key, 0) + 1
         if self.calls[key] <= self.warmup or len(self.graphs) >= self.max_graphs:
             return self._eager(inputs)
@@ -227,18 +229,20 @@ class CUDAGraphTrainStep:
         # no cast cache: cached casts made during capture would not outlive it
         return torch.autocast("cuda", dtype=self.autocast, cache_enabled=False)
 
-    def _step(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _step(self, inputs: dict[str, torch.Tensor]) -> tuple[Any, torch.Tensor]:
+        """Forward, backward, clipping and the optimizer step; the model's output and the gradient norm."""
         with self._context():
             out = self.model(**inputs)
-        loss = out["loss"] if isinstance(out, dict) else out.loss
+        loss = _loss_of(out)
         if loss is None:
             raise ValueError(f"{type(self.model).__name__} returned no loss: pass labels")
         loss.backward()
-        norm = None
         if self.max_grad_norm is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm, foreach=True)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         self.optimizer.step()
-        return loss.detach(), norm
+        return out, norm
 
     def _eager(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         current = torch.cuda.current_stream(self.params[0].device)
@@ -247,9 +251,9 @@ class CUDAGraphTrainStep:
             # capturable=True outside a graph is what these steps are for
             warnings.filterwarnings("ignore", message=".*capturable=True.*")
             self.optimizer.zero_grad(set_to_none=True)
-            loss, self.last_grad_norm = self._step(inputs)
+            self.last_output, self.last_grad_norm = self._step(inputs)
         current.wait_stream(self.side)
-        return loss
+        return _loss_of(self.last_output).detach()
 
     def _capture(
         self, inputs: dict[str, torch.Tensor]
@@ -260,13 +264,17 @@ class CUDAGraphTrainStep:
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
-                loss, norm = self._step(static)
+                out, norm = self._step(static)
         except RuntimeError as e:
             raise RuntimeError(
                 f"the training step of {type(self.model).__name__} could not be captured as a CUDA graph; a "
                 f"step that reads values back to the host (boolean indexing, .item()) cannot be: {e}"
             ) from e
-        return graph, static, loss, norm
+        return graph, static, out, norm
+
+
+def _loss_of(out: Any) -> torch.Tensor | None:
+    return out["loss"] if isinstance(out, dict) else out.loss
 
 
 def cuda_graph_train_step(

@@ -49,11 +49,18 @@ class PretrainingObjective(nn.Module):
     projection only at the masked ones, about 15% of the tokens. It also reports MLM/SOP losses and
     accuracies. A model without the `albert` and `predictions` submodules (and `sop_classifier` for SOP)
     gets its own forward.
+
+    With `max_predictions` (at most that many masked tokens a sequence: the prepared data's
+    max_predictions_per_seq) the last layer runs at a fixed number of positions, so the loss reads nothing
+    back to the host and the step can be replayed from a CUDA graph (`TrainConfig.cuda_graphs`).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, max_predictions: int | None = None) -> None:
         super().__init__()
+        if max_predictions is not None and max_predictions < 1:
+            raise ValueError(f"max_predictions must be >= 1, got {max_predictions}")
         self.model = model
+        self.max_predictions = max_predictions
 
     def forward(
         self,
@@ -67,17 +74,24 @@ class PretrainingObjective(nn.Module):
         model = self.model
         with_sop = sentence_order_label is not None
         mask = labels != -100  # (B, T)
-        targets = labels[mask]  # (M,)
         inputs = dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         needed = ("albert", "predictions") + (("sop_classifier",) if with_sop else ())
         if all(hasattr(model, n) for n in needed):
             # The losses read the last layer at [CLS] and the masked positions only, so it runs only there.
-            queries, picked = _loss_queries(mask)  # (B, R), (B, R) bool
+            queries, picked = _loss_queries(mask, self.max_predictions)  # (B, R), (B, R) bool
             out = model.albert(**inputs, queries_at=queries, return_dict=True, **kwargs)
-            # Boolean indexing syncs with a GPU once per micro-batch; on the CPU it is free.
-            mlm_logits = model.predictions(out.last_hidden_state[picked])  # (M, V), in labels[mask] order
+            fixed = self.max_predictions is not None
+            if fixed:  # every row is projected; [CLS] and fillers get no target
+                mlm_logits = model.predictions(out.last_hidden_state).flatten(0, 1)  # (B * R, V)
+                targets = labels.gather(1, queries).where(picked, -100).flatten()  # (B * R,)
+            else:
+                # Boolean indexing syncs with a GPU once per micro-batch; on the CPU it is free.
+                mlm_logits = model.predictions(out.last_hidden_state[picked])  # (M, V), in labels[mask] order
+                targets = labels[mask]  # (M,)
             sop_logits = model.sop_classifier(out.pooler_output) if with_sop else None  # (B, 2)
         else:
+            fixed = False
+            targets = labels[mask]  # (M,)
             out = model(**inputs, return_dict=True, **kwargs)
             if with_sop and getattr(out, "sop_logits", None) is None:
                 raise ValueError(
@@ -88,7 +102,10 @@ class PretrainingObjective(nn.Module):
             mlm_logits = (out.logits if mlm_logits is None else mlm_logits)[mask]
             sop_logits = out.sop_logits if with_sop else None
         count = mask.sum()
-        mlm_sum = cpu_kernels.cross_entropy_sum(mlm_logits, targets)  # F.cross_entropy's, fused on the CPU
+        if fixed:
+            mlm_sum = F.cross_entropy(mlm_logits, targets, ignore_index=-100, reduction="sum")
+        else:  # F.cross_entropy's, fused on the CPU
+            mlm_sum = cpu_kernels.cross_entropy_sum(mlm_logits, targets)
         # clamp: a batch with no masked token contributes 0 instead of NaN.
         loss = mlm_sum / count.clamp(min=1)
         with torch.no_grad():
@@ -97,7 +114,8 @@ class PretrainingObjective(nn.Module):
         metrics = {"mlm_loss": (mlm_sum.detach(), count), "mlm_accuracy": (mlm_correct, count)}
         if with_sop:
             sop_targets = sentence_order_label.view(-1)  # (B,)
-            batch = torch.tensor(sop_targets.numel(), device=sop_targets.device)
+            # (a fill, not a copy from the host: it can be captured in a CUDA graph)
+            batch = torch.full((), sop_targets.numel(), device=sop_targets.device)
             sop_sum = F.cross_entropy(sop_logits.view(-1, 2), sop_targets, reduction="sum")
             loss = loss + sop_sum / batch
             with torch.no_grad():
@@ -106,11 +124,21 @@ class PretrainingObjective(nn.Module):
         return PretrainingOutput(loss=loss, metrics=metrics)
 
 
-def _loss_queries(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _loss_queries(mask: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T) masked positions -> the positions the losses read, (B, R): [CLS] (0) first, then each
-    sequence's masked positions in order, then fillers (position 0 again); and (B, R) which are masked."""
+    sequence's masked positions in order, then fillers (position 0 again); and (B, R) which are masked.
+    R is 1 + the most masked positions of a sequence, or 1 + `width` where given (no host sync then;
+    more masked positions than that are an error, checked where a value can be read back)."""
     counts = mask.sum(dim=1)  # (B,)
-    width = int(counts.max()) if mask.numel() else 0
+    if width is None:
+        width = int(counts.max()) if mask.numel() else 0
+    else:
+        width = min(width, mask.shape[1])
+        capturing = mask.is_cuda and torch.cuda.is_current_stream_capturing()
+        if mask.numel() and not capturing and int(counts.max()) > width:
+            raise ValueError(
+                f"a sequence has {int(counts.max())} masked tokens, more than max_predictions ({width})"
+            )
     masked_first = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :width]  # (B, width)
     picked = torch.arange(width, device=mask.device) < counts[:, None]
     queries = torch.cat([torch.zeros_like(masked_first[:, :1]), masked_first.where(picked, 0)], dim=1)
@@ -231,6 +259,7 @@ def pretrain(
     weight_decay: float = 0.01,
     max_grad_norm: float | None = 1.0,
     bf16: bool = False,
+    cuda_graphs: bool = False,
     device: str = "auto",
     save_every: int = 1000,
     keep_last: int = 3,
@@ -253,7 +282,9 @@ def pretrain(
     `corpus` (raw text files) instead of `data_dir` to prepare examples into `output_dir/data` first,
     with `tokenizer` and `seq_len`. `learning_rate` defaults to 1.76e-3 for LAMB and 5e-4 for AdamW;
     `warmup_steps` to 2.5% of `max_steps`, as in ALBERT. `stop_after` pauses the run at that step with a
-    checkpoint, on the `max_steps` schedule (resume to continue). Returns the loop's TrainResult.
+    checkpoint, on the `max_steps` schedule (resume to continue). `cuda_graphs` replays each step from a
+    CUDA graph on a GPU (the loss then runs at the data's max_predictions_per_seq positions a sequence).
+    Returns the loop's TrainResult.
     """
     from openalbert import AlbertForPreTraining
     from openalbert.pretraining.data import PretrainingDataset
@@ -324,7 +355,9 @@ def pretrain(
         model = AlbertForPreTraining.from_pretrained(init_from)
     else:
         model = AlbertForPreTraining(model_config)
-    objective = PretrainingObjective(model)
+    # CUDA graphs need a loss of fixed shapes: the prepared examples mask at most this many tokens each.
+    max_predictions = int(manifest["max_predictions_per_seq"]) if cuda_graphs else None
+    objective = PretrainingObjective(model, max_predictions=max_predictions)
 
     if learning_rate is None:
         learning_rate = DEFAULT_LEARNING_RATES.get(optimizer, 1e-3)
@@ -342,6 +375,7 @@ def pretrain(
         optimizer=optimizer,
         max_grad_norm=max_grad_norm,
         bf16=bf16,
+        cuda_graphs=cuda_graphs,
         device=device,
         seed=seed,
         log_every=log_every,

@@ -2,8 +2,8 @@
 
 Model-agnostic: it trains any `nn.Module` whose `forward(**batch)` returns an object with `.loss`; an
 optional `.metrics` dict of `(sum, count)` tensor pairs is accumulated and logged as `sum / count`.
-It handles gradient accumulation, clipping, bf16 autocast, LAMB/AdamW with a linear schedule,
-DistributedDataParallel or FSDP2 under `torchrun`, atomic HF-format checkpoints with everything
+It handles gradient accumulation, clipping, bf16 autocast, LAMB/AdamW with a linear schedule, steps
+replayed from CUDA graphs (`cuda_graphs`), DistributedDataParallel or FSDP2 under `torchrun`, atomic HF-format checkpoints with everything
 needed for an exact resume, SIGINT/SIGTERM (finish the step, save, return), metrics in JSONL, a tqdm
 bar, periodic evaluation, the best checkpoint by a metric, early stopping, and a PNG of the curves.
 
@@ -78,6 +78,9 @@ class TrainConfig:
     eps: float = 1e-6
     max_grad_norm: float | None = 1.0
     bf16: bool = False
+    # On a GPU, replay each step from a CUDA graph (openalbert.fast.cuda_graph_train_step): batches of one
+    # shape (pretraining's) then cost one launch a step instead of hundreds; one process, grad_accum 1.
+    cuda_graphs: bool = False
     device: str = "auto"
     seed: int = 0
     drop_last: bool = True
@@ -122,6 +125,11 @@ class TrainConfig:
         if self.resume not in (False, None) and self.overwrite:
             raise ValueError(
                 "resume continues the run in output_dir and overwrite starts it over: pass one of them"
+            )
+        if self.cuda_graphs and self.grad_accum != 1:
+            raise ValueError(
+                f"cuda_graphs replays one whole step a batch, so grad_accum must be 1 (got {self.grad_accum}); "
+                "raise batch_size instead"
             )
         if self.max_grad_norm is not None and not self.max_grad_norm >= 0:  # (NaN too)
             # clipping to a negative norm flips every gradient: the loss then climbs without a word
@@ -604,9 +612,27 @@ class Trainer:
         torch.manual_seed(seed)
         if resume_dir is not None:
             self._load_trainer_state(resume_dir)
+        self.graphed = self._graphed_step() if cfg.cuda_graphs else None
         self.metrics_path = self.output_dir / METRICS_FILE
         if env.is_main:
             self._trim_metrics()
+
+    def _graphed_step(self) -> Any:
+        """The step replayed from CUDA graphs, after the optimizer's state is loaded (cuda_graphs)."""
+        from openalbert.fast.cuda_graphs import CUDAGraphTrainStep
+
+        if self.env.device.type != "cuda":
+            raise ValueError(f"cuda_graphs needs a CUDA device; this run trains on {self.env.device.type}")
+        if self.env.distributed:
+            raise ValueError(
+                "cuda_graphs runs in one process; train without torchrun, or without cuda_graphs"
+            )
+        return CUDAGraphTrainStep(
+            self.wrapped,
+            self.optimizer,
+            autocast=torch.bfloat16 if self.config.bf16 else None,
+            max_grad_norm=self.config.max_grad_norm or None,
+        )
 
     def _find_resume_dir(self) -> Path | None:
         cfg = self.config
@@ -706,7 +732,10 @@ class Trainer:
 
     def _optimizer_state(self) -> dict[str, Any]:
         if not self.fsdp:
-            return self.optimizer.state_dict()
+            state = self.optimizer.state_dict()
+            for group in state["param_groups"]:  # CUDA graphs read it from a tensor; saved as a number
+                group["lr"] = float(group["lr"])
+            return state
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -866,31 +895,42 @@ class Trainer:
             return contextlib.nullcontext()
         return self.wrapped.no_sync()
 
+    def _next_batch(self, window: dict[str, Any]) -> dict[str, torch.Tensor]:
+        batch = self._to_device(_fetch(self.train_dataset, self.sampler.next_batch(), self.collate_fn))
+        mask = batch.get("attention_mask")
+        window["tokens"] += mask.sum() if mask is not None else next(iter(batch.values())).numel()
+        window["micro"] += 1
+        return batch
+
     def _train_step(self, window: dict[str, Any]) -> None:
         cfg = self.config
-        for micro in range(cfg.grad_accum):
-            batch = self._to_device(_fetch(self.train_dataset, self.sampler.next_batch(), self.collate_fn))
-            mask = batch.get("attention_mask")
-            window["tokens"] += mask.sum() if mask is not None else next(iter(batch.values())).numel()
-            with self._micro_context(micro == cfg.grad_accum - 1):
-                with self._autocast():
-                    out = self.wrapped(**batch)
-                loss = out.loss
-                (loss / cfg.grad_accum).backward()
-            window["loss"] += loss.detach().double()
-            window["micro"] += 1
-            self._accumulate(window["sums"], out)
-        if cfg.max_grad_norm:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        if self.graphed is not None:
+            # Forward, backward, clipping and the optimizer step in one replay; its loss, metrics and
+            # gradient norm are the graph's own tensors, added here before the next replay overwrites them.
+            window["loss"] += self.graphed(**self._next_batch(window)).double()
+            self._accumulate(window["sums"], self.graphed.last_output)
+            norm = self.graphed.last_grad_norm
         else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
-        if hasattr(norm, "full_tensor"):
-            norm = norm.full_tensor()  # FSDP: a DTensor
+            for micro in range(cfg.grad_accum):
+                batch = self._next_batch(window)
+                with self._micro_context(micro == cfg.grad_accum - 1):
+                    with self._autocast():
+                        out = self.wrapped(**batch)
+                    loss = out.loss
+                    (loss / cfg.grad_accum).backward()
+                window["loss"] += loss.detach().double()
+                self._accumulate(window["sums"], out)
+            if cfg.max_grad_norm:
+                norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+            else:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+            if hasattr(norm, "full_tensor"):
+                norm = norm.full_tensor()  # FSDP: a DTensor
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         window["grad_norm"] += norm.detach().double()
         window["steps"] += 1
-        self.optimizer.step()
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
 
     def _new_window(self) -> dict[str, Any]:
@@ -928,7 +968,7 @@ class Trainer:
             row[name] = values[3 + 2 * i] / den if den else float("nan")
         if not math.isfinite(row["loss"]):
             self._diverged(f"the training loss is {row['loss']}")
-        row["lr"] = lr
+        row["lr"] = float(lr)  # (a tensor where CUDA graphs read it)
         row["grad_norm"] = values[1] / env.world_size / window["steps"]
         row["tokens_per_s"] = values[2] / max(now - window["t0"], 1e-9)
         row["elapsed"] = round(self.elapsed_before + now - self.start_time, 3)

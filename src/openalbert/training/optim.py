@@ -33,7 +33,9 @@ class Lamb(torch.optim.Optimizer):
     """LAMB as in ALBERT's pretraining: un-corrected Adam moments, decoupled decay, per-tensor trust ratio.
 
     Per parameter group: `lr`, `betas`, `eps`, `weight_decay` and `layer_adaptation` (apply the trust
-    ratio; ALBERT turned it off for exactly the tensors it excluded from weight decay).
+    ratio; ALBERT turned it off for exactly the tensors it excluded from weight decay). With `capturable`
+    (as torch's optimizers have it) the step count lives on the parameters' device and `lr` may be a 0-d
+    tensor there, so that the step can be replayed from a CUDA graph (openalbert.fast.cuda_graph_train_step).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class Lamb(torch.optim.Optimizer):
         eps: float = 1e-6,
         weight_decay: float = 0.01,
         layer_adaptation: bool = True,
+        capturable: bool = False,
     ) -> None:
         if lr < 0.0:
             raise ValueError(f"Lamb: learning rate must be >= 0, got {lr}")
@@ -54,9 +57,19 @@ class Lamb(torch.optim.Optimizer):
         if weight_decay < 0.0:
             raise ValueError(f"Lamb: weight_decay must be >= 0, got {weight_decay}")
         defaults = dict(
-            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, layer_adaptation=layer_adaptation
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            layer_adaptation=layer_adaptation,
+            capturable=capturable,
         )
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("capturable", False)  # optimizer states saved before the option
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: ANN001 - torch's Optimizer.step signature
@@ -76,7 +89,8 @@ class Lamb(torch.optim.Optimizer):
                     raise RuntimeError("Lamb does not support sparse gradients")
                 state = self.state[p]
                 if not state:
-                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    device = p.device if group["capturable"] else "cpu"
+                    state["step"] = torch.zeros((), dtype=torch.float32, device=device)
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
@@ -92,7 +106,9 @@ class Lamb(torch.optim.Optimizer):
                     u_norm = torch.linalg.vector_norm(update)
                     # torch.where keeps this on the device: no host sync per parameter.
                     ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
-                    p.add_(update * ratio, alpha=-lr)
+                    update = update * ratio
+                if torch.is_tensor(lr):
+                    p.sub_(update * lr)
                 else:
                     p.add_(update, alpha=-lr)
         return loss
