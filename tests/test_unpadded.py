@@ -70,7 +70,7 @@ def test_left_padding_and_attention_maps_take_the_padded_path():
     assert maps[0].shape == (2, TINY["num_attention_heads"], 5, 5)
 
 
-def test_auto_skips_padding_except_for_half_precision_on_a_gpu():
+def test_auto_skips_padding_except_for_half_precision_on_a_gpu(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     rule = {
         (d.type, t): modeling.unpads_by_default(d, t)
@@ -85,6 +85,13 @@ def test_auto_skips_padding_except_for_half_precision_on_a_gpu():
         ("cuda", torch.bfloat16): False,
         ("cuda", torch.float16): False,
     }
+    # fp32 weights under half-precision autocast on a GPU (training) compute in half precision: padded too.
+    # (CUDA's autocast state, read on a machine that may have no GPU.)
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda device="cuda": device == "cuda")
+    monkeypatch.setattr(torch, "get_autocast_dtype", lambda device: torch.bfloat16)
+    assert not modeling.unpads_by_default(cuda, torch.float32)
+    assert modeling.unpads_by_default(cpu, torch.float32)
+    monkeypatch.undo()
     model = _model()
     assert model.albert.encoder.attn_implementation == "auto"  # the default
     batch = _batch(RIGHT_PADDING)

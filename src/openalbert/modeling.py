@@ -128,11 +128,16 @@ ATTN_IMPLEMENTATIONS = ("auto", "unpadded", "sdpa", "eager")
 
 
 def unpads_by_default(device: torch.device, dtype: torch.dtype) -> bool:
-    """What "auto" attention does with a padded batch: skip the padding, except for half-precision
-    weights on a GPU. There the GEMMs are so fast that the unpadded path's extra launches and host sync
-    cost more than the padding saves (H200, variable-length workload: padded 473k useful tokens/s in bf16
-    against 209k unpadded; in fp32 unpadded wins, 134k against 91k; benchmarks/RESULTS.md)."""
-    return device.type != "cuda" or dtype not in (torch.float16, torch.bfloat16)
+    """What "auto" attention does with a padded batch: skip the padding, except for half precision on a
+    GPU (half-precision weights, or fp32 weights under half-precision autocast, as in training). There the
+    GEMMs are so fast that the unpadded path's extra launches and host syncs cost more than the padding
+    saves (H200, variable-length workload: padded 473k useful tokens/s in bf16 against 209k unpadded; in
+    fp32 unpadded wins, 134k against 91k; benchmarks/RESULTS.md)."""
+    if device.type != "cuda":
+        return True
+    if torch.is_autocast_enabled("cuda"):
+        dtype = torch.get_autocast_dtype("cuda")
+    return dtype not in (torch.float16, torch.bfloat16)
 
 
 @dataclass
