@@ -113,3 +113,49 @@ def test_config_errors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ValueError, match="'bert'"):
         AlbertConfig.from_pretrained(tmp_path)
+
+
+def test_unmodelled_keywords_and_attributes_are_kept_as_transformers_keeps_them(tmp_path):
+    kwargs = dict(hidden_size=64, num_attention_heads=4, architectures=["AlbertForMaskedLM"], my_key=1)
+    ours, theirs = AlbertConfig(**kwargs), transformers.AlbertConfig(**kwargs)
+    assert ours.my_key == theirs.my_key == 1 and ours.architectures == ["AlbertForMaskedLM"]
+    for config in (ours, theirs):
+        config.later = "set after construction"
+        config.update({"from_update": 2.5, "hidden_dropout_prob": 0.2})
+    ours.save_pretrained(tmp_path / "ours")
+    theirs.save_pretrained(tmp_path / "theirs")
+    written = json.loads((tmp_path / "ours" / "config.json").read_text())
+    expected = json.loads((tmp_path / "theirs" / "config.json").read_text())
+    for key in ("my_key", "architectures", "later", "from_update", "hidden_dropout_prob", "hidden_size"):
+        assert written[key] == expected[key], key
+    again = AlbertConfig.from_pretrained(tmp_path / "ours")
+    assert (again.later, again.from_update, again.hidden_dropout_prob) == ("set after construction", 2.5, 0.2)
+    assert ours.to_diff_dict().keys() == theirs.to_diff_dict().keys() - {"transformers_version"}
+    labelled = dict(num_labels=3, problem_type="single_label_classification")
+    assert AlbertConfig(**labelled).to_diff_dict().keys() == transformers.AlbertConfig(
+        **labelled
+    ).to_diff_dict().keys() - {"transformers_version"}
+
+
+def test_update_from_string_reads_each_value_as_its_attributes_type():
+    update = "hidden_size=48,hidden_act=relu,output_attentions=true,layer_norm_eps=1e-5,classifier_dropout_prob=0.5"
+    ours, theirs = AlbertConfig(), transformers.AlbertConfig()
+    ours.update_from_string(update)
+    theirs.update_from_string(update)
+    for key in (
+        "hidden_size",
+        "hidden_act",
+        "output_attentions",
+        "layer_norm_eps",
+        "classifier_dropout_prob",
+    ):
+        assert getattr(ours, key) == getattr(theirs, key) and type(getattr(ours, key)) is type(
+            getattr(theirs, key)
+        )
+    for config in (ours, theirs):
+        with pytest.raises(ValueError, match="key nope isn't in the original config dict"):
+            config.update_from_string("nope=1")
+        with pytest.raises(ValueError, match="invalid literal for int"):
+            config.update_from_string("hidden_size=abc")
+    with pytest.raises(ValueError, match="can't derive true or false from maybe"):
+        ours.update_from_string("output_attentions=maybe")

@@ -513,6 +513,35 @@ def test_batching_by_length_keeps_order_and_results(models) -> None:
     assert_matches(many(texts), [one(t) for t in texts])
 
 
+def test_a_generator_or_dataset_gives_an_iterator_read_a_batch_at_a_time(models, reference) -> None:
+    texts = [MASKED, TWO_MASKS, "Paris is the [MASK] of France.", "The [MASK] sat on the mat.", "[MASK] is here."]
+    pulled: list[str] = []
+
+    def source():
+        for text in texts:
+            pulled.append(text)
+            yield text
+
+    pipe = pipeline("fill-mask", model=models["AlbertForMaskedLM"], batch_size=2)
+    results = pipe(source(), top_k=2)
+    assert not isinstance(results, list) and pulled == []  # nothing is read before a result is asked for
+    first = next(results)
+    assert len(pulled) == 2  # one batch
+    rest = list(results)
+    theirs = reference("fill-mask", models["AlbertForMaskedLM"])
+    assert_matches([first, *rest], list(theirs((t for t in texts), top_k=2)))
+    assert_matches([first, *rest], [pipe(t, top_k=2) for t in texts])
+
+    class Texts(torch.utils.data.Dataset):  # as transformers' KeyDataset over a datasets.Dataset
+        def __len__(self) -> int:
+            return len(texts)
+
+        def __getitem__(self, i: int) -> str:
+            return texts[i]
+
+    assert_matches(list(pipe(Texts(), top_k=2)), [first, *rest])
+
+
 def test_dtype_and_device(models) -> None:
     fill = pipeline("fill-mask", model=models["AlbertForMaskedLM"], device="cpu", dtype="bfloat16")
     assert fill.model.dtype == torch.bfloat16 and fill.device.type == "cpu"

@@ -319,6 +319,24 @@ def test_a_tuple_of_texts_is_a_batch(tok, slow):
     assert tok([("hello world", "second text")]) == slow([("hello world", "second text")]).data
 
 
+def test_an_encoding_converts_to_tensors_as_transformers(tok, slow):
+    texts = ["hello world", "a second, longer text"]
+    ours, theirs = tok(texts, padding=True), slow(texts, padding=True)
+    assert ours.is_fast is theirs.is_fast is False
+    assert ours.convert_to_tensors(None) is ours and ours == theirs.data  # None leaves the lists
+    for kind in ("pt", "np"):
+        a = tok(texts, padding=True).convert_to_tensors(kind)
+        b = slow(texts, padding=True).convert_to_tensors(kind)
+        for key in b:
+            assert type(a[key]) is type(b[key]) and a[key].dtype == b[key].dtype, (kind, key)
+            assert a[key].tolist() == b[key].tolist(), (kind, key)
+    one = tok("hello world").convert_to_tensors("pt", prepend_batch_axis=True)
+    assert (
+        one["input_ids"].shape
+        == slow("hello world").convert_to_tensors("pt", prepend_batch_axis=True)["input_ids"].shape
+    )
+
+
 @pytest.mark.parametrize(
     "settings", [{"do_lower_case": False}, {"keep_accents": True}, {"remove_space": False}], ids=str
 )

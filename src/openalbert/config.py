@@ -9,6 +9,7 @@ written back, so loading and saving a hub config loses nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -97,6 +98,11 @@ class AlbertConfig:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
+        # A key this class does not model goes to `extra`, so that config.json keeps it, as transformers'
+        # configs keep every attribute set on them.
+        if name not in _FIELDS and not name.startswith("_") and "extra" in self.__dict__:
+            self.extra[name] = value
+            return
         # As in transformers, setting num_labels after construction regenerates the label maps, and setting
         # id2label sets num_labels (transformers derives it from id2label).
         if name == "id2label" and isinstance(value, Mapping) and "num_labels" in self.__dict__:
@@ -179,13 +185,32 @@ class AlbertConfig:
         )
 
     def update(self, values: dict[str, Any]) -> None:
-        """Set fields from a dict, as transformers' `PretrainedConfig.update`; an unknown key is a TypeError."""
-        unknown = sorted(k for k in values if not hasattr(self, k))
-        if unknown:
-            raise TypeError(f"AlbertConfig has no fields {unknown}")
+        """Set attributes from a dict, as transformers' `PretrainedConfig.update` (unmodelled keys go to
+        `extra`), then validate."""
         for key, value in values.items():
             setattr(self, key, value)
         self.validate()
+
+    def update_from_string(self, update: str) -> None:
+        """Set existing attributes from "key=value,key=value" (as transformers' `update_from_string`): each
+        value is read as the type of the attribute's current value (bool from "true"/"false"/"1"/"0")."""
+        values: dict[str, Any] = {}
+        for pair in update.split(","):
+            key, _, text = pair.partition("=")
+            if key not in _FIELDS and key not in self.extra:
+                raise ValueError(f"key {key} isn't in the original config dict")
+            old = getattr(self, key)
+            if isinstance(old, bool):
+                if text.lower() not in ("true", "1", "false", "0"):
+                    raise ValueError(f"can't derive true or false from {text} (key {key})")
+                values[key] = text.lower() in ("true", "1")
+            elif isinstance(old, (int, float)):
+                values[key] = type(old)(text)
+            elif old is None or isinstance(old, str):
+                values[key] = text
+            else:
+                raise TypeError(f"can't set {key} of type {type(old).__name__} from a string")
+        self.update(values)
 
     # ---- presets -----------------------------------------------------------------------------------
 
@@ -225,6 +250,17 @@ class AlbertConfig:
                 value = {str(k): v for k, v in value.items()}
             out[f.name] = value
         out["model_type"] = "albert"
+        return out
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        """`to_dict` without the task settings left at transformers' defaults (two labels named LABEL_0 and
+        LABEL_1, no problem_type): what transformers' `to_diff_dict` gives for an ALBERT config, whose own
+        keys it always keeps."""
+        out = self.to_dict()
+        if self.id2label == {0: "LABEL_0", 1: "LABEL_1"}:
+            del out["id2label"], out["label2id"]
+        if self.problem_type is None:
+            del out["problem_type"]
         return out
 
     def to_json_string(self) -> str:
@@ -275,6 +311,22 @@ class AlbertConfig:
 
 
 # Written to config.json only when they differ from the default, as transformers writes them.
+def _unknown_keywords_to_extra(init: Any) -> Any:
+    """The dataclass constructor, taking keywords it does not know into `extra` (transformers' configs take
+    any keyword as an attribute: `AlbertConfig(architectures=[...], tie_word_embeddings=True)`)."""
+
+    @functools.wraps(init)
+    def __init__(self: AlbertConfig, *args: Any, **kwargs: Any) -> None:
+        unknown = {k: kwargs.pop(k) for k in [k for k in kwargs if k not in _FIELDS]}
+        init(self, *args, **kwargs)
+        self.extra.update(unknown)
+
+    return __init__
+
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(AlbertConfig))
+AlbertConfig.__init__ = _unknown_keywords_to_extra(AlbertConfig.__init__)
+
 _WRITTEN_WHEN_SET = ("output_hidden_states", "output_attentions", "return_dict", "pruned_heads")
 
 

@@ -253,6 +253,20 @@ class BatchEncoding(dict):
         return dict(self)
 
     @property
+    def is_fast(self) -> bool:
+        """False, as the tokenizer's `is_fast` (its token-to-text mappings are here all the same)."""
+        return False
+
+    def convert_to_tensors(
+        self, tensor_type: str | None = None, prepend_batch_axis: bool = False
+    ) -> BatchEncoding:
+        """Make the rows 'pt', 'np', 'tf' or 'jax' arrays in place (None leaves them); returns self."""
+        if tensor_type is not None:
+            kind = getattr(tensor_type, "value", tensor_type)  # transformers' TensorType enum too
+            self.update(_to_tensors(dict(self), kind, prepend_batch_axis))
+        return self
+
+    @property
     def n_sequences(self) -> int | None:
         """2 for an encoding of text pairs, 1 for single texts, None when unknown (not made by __call__)."""
         if self._layout is None:

@@ -201,6 +201,8 @@ class CUDAGraphTrainStep:
                 raise TypeError(
                     f"a graphed training step takes tensors only; {name} is {type(value).__name__}"
                 )
+        device = self.params[0].device
+        inputs = {name: value.to(device, non_blocking=True) for name, value in inputs.items()}
         self._refresh_learning_rates()
         key = tuple((name, tuple(v.shape), v.dtype) for name, v in sorted(inputs.items()))
         if key in self.graphs:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -230,8 +231,11 @@ class Pipeline:
     # ---- running ---------------------------------------------------------------------------------------------
 
     def __call__(self, inputs: Any, *, batch_size: int | None = None, **params: Any) -> Any:
-        """Run one input or a list; the output mirrors transformers' pipeline for the same task."""
+        """Run one input or a list; the output mirrors transformers' pipeline for the same task. A generator
+        (any one-pass iterator) or a torch Dataset of inputs gives an iterator of results, as there."""
         checked = self._call_params(params)
+        if isinstance(inputs, (Iterator, torch.utils.data.Dataset)):
+            return self._stream(inputs, checked, params, batch_size)
         items, single = self._as_items(inputs)
         results = self._run(items, checked, batch_size, "raise", False)
         return self._format(inputs, results, single, params)
@@ -252,6 +256,16 @@ class Pipeline:
         """
         checked = self._call_params(params)
         return self._run_checked(list(inputs), checked, params, batch_size, errors, progress)
+
+    def _stream(
+        self, inputs: Any, checked: dict[str, Any], call_params: dict[str, Any], batch_size: int | None
+    ) -> Iterator[Any]:
+        """Each input's result, as `pipe(input)` gives it, computed one batch of inputs at a time: an
+        endless or lazy source is read only as far as its results are taken."""
+        size = _check_batch_size(self.batch_size if batch_size is None else batch_size)
+        source = iter(inputs)
+        while chunk := list(itertools.islice(source, size)):
+            yield from self._run_checked(chunk, checked, call_params, batch_size)
 
     def _call_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """The checked parameters of a call: the pipeline's defaults with the call's `params` on top."""
@@ -426,8 +440,6 @@ class Pipeline:
 
     def _as_items(self, inputs: Any) -> tuple[list[Any], bool]:
         """Split the call's input into a list of items and whether it was a single one."""
-        if isinstance(inputs, types.GeneratorType):
-            inputs = list(inputs)
         if isinstance(inputs, (list, tuple)):
             if not inputs:
                 raise ValueError(f"the {self.task} pipeline got an empty list of inputs")
