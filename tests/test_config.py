@@ -159,3 +159,42 @@ def test_update_from_string_reads_each_value_as_its_attributes_type():
             config.update_from_string("hidden_size=abc")
     with pytest.raises(ValueError, match="can't derive true or false from maybe"):
         ours.update_from_string("output_attentions=maybe")
+
+
+def test_extra_stays_apart_from_fields_properties_and_other_configs(tmp_path):
+    import dataclasses
+
+    config = AlbertConfig(my_key=1)
+    copy = dataclasses.replace(config, hidden_dropout_prob=0.3)
+    copy.other = 2
+    assert "other" not in config.extra and copy.my_key == 1  # a copy's extra is its own
+    given = {"a": 1}
+    AlbertConfig(extra=given, b=2)
+    assert given == {"a": 1}
+    with pytest.raises(AttributeError):
+        config.head_dim = 10  # a property is no key of config.json
+    config._private = 1
+    assert "_private" not in config.to_dict()
+
+    @dataclasses.dataclass
+    class WithMore(AlbertConfig):
+        more: int = 1
+
+    assert WithMore(more=5).more == 5 and "more" not in WithMore(more=5).extra
+    # a failed update leaves the config as it was
+    with pytest.raises(ValueError, match="divisible"):
+        config.update({"hidden_dropout_prob": 0.5, "hidden_size": 30})
+    assert (config.hidden_dropout_prob, config.hidden_size) == (0.0, 768)
+    with pytest.raises(TypeError, match="only int, float, bool or str values"):
+        AlbertConfig(classifier_dropout_prob=None).update_from_string("classifier_dropout_prob=0.2")
+
+
+def test_from_pretrained_sets_only_what_the_config_has(tmp_path):
+    AlbertConfig(hidden_size=64, num_attention_heads=4, my_key=1).save_pretrained(tmp_path)
+    transformers.AlbertConfig(hidden_size=64, num_attention_heads=4, my_key=1).save_pretrained(tmp_path / "t")
+    kwargs = dict(hidden_size=128, my_key=2, not_a_key=3, return_unused_kwargs=True)
+    ours, unused = AlbertConfig.from_pretrained(tmp_path, **kwargs)
+    theirs, their_unused = transformers.AlbertConfig.from_pretrained(tmp_path / "t", **kwargs)
+    assert unused == their_unused == {"not_a_key": 3}
+    assert (ours.hidden_size, ours.my_key) == (theirs.hidden_size, theirs.my_key) == (128, 2)
+    assert "not_a_key" not in AlbertConfig.from_pretrained(tmp_path, not_a_key=3).to_dict()

@@ -93,6 +93,8 @@ def test_a_training_step_needs_a_capturable_optimizer_and_a_gpu_model():
     model = openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY))
     with pytest.raises(ValueError, match="cannot step inside a CUDA graph"):
         cuda_graph_train_step(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="fp16 autocast needs loss scaling"):
+        cuda_graph_train_step(model, torch.optim.AdamW(model.parameters()), autocast=torch.float16)
     for optimizer in (torch.optim.AdamW(model.parameters()), Lamb(model.parameters())):  # capturable ones
         with pytest.raises(ValueError, match="need a model on a CUDA device"):
             cuda_graph_train_step(model, optimizer)

@@ -514,7 +514,13 @@ def test_batching_by_length_keeps_order_and_results(models) -> None:
 
 
 def test_a_generator_or_dataset_gives_an_iterator_read_a_batch_at_a_time(models, reference) -> None:
-    texts = [MASKED, TWO_MASKS, "Paris is the [MASK] of France.", "The [MASK] sat on the mat.", "[MASK] is here."]
+    texts = [
+        MASKED,
+        TWO_MASKS,
+        "Paris is the [MASK] of France.",
+        "The [MASK] sat on the mat.",
+        "[MASK] is here.",
+    ]
     pulled: list[str] = []
 
     def source():
@@ -533,13 +539,27 @@ def test_a_generator_or_dataset_gives_an_iterator_read_a_batch_at_a_time(models,
     assert_matches([first, *rest], [pipe(t, top_k=2) for t in texts])
 
     class Texts(torch.utils.data.Dataset):  # as transformers' KeyDataset over a datasets.Dataset
+        def __init__(self, texts: list[str]) -> None:
+            self.texts = dict(enumerate(texts))  # read by index up to its length, not until an IndexError
+
         def __len__(self) -> int:
-            return len(texts)
+            return len(self.texts)
 
         def __getitem__(self, i: int) -> str:
-            return texts[i]
+            return self.texts[i]
 
-    assert_matches(list(pipe(Texts(), top_k=2)), [first, *rest])
+    assert_matches(list(pipe(Texts(texts), top_k=2)), [first, *rest])
+    # Each item's result is an element of pipe(list): text-classification's lone-string list is not added.
+    for task, head, inputs in (
+        ("text-classification", "AlbertForSequenceClassification", [MASKED, NER_TEXT, "Hi"]),
+        ("token-classification", "AlbertForTokenClassification", [NER_TEXT, "I live in Berlin"]),
+    ):
+        ours = pipeline(task, model=models[head], batch_size=2)
+        expected = list(reference(task, models[head])(t for t in inputs))
+        assert_matches(list(ours(t for t in inputs)), expected)
+        assert_matches(list(ours(Texts(inputs))), expected)
+    with pytest.raises(ValueError, match="batch_size"):  # when called, not at the first result
+        pipe(source(), batch_size=0)
 
 
 def test_dtype_and_device(models) -> None:

@@ -466,6 +466,28 @@ def test_steps_replayed_from_cuda_graphs_equal_the_usual_steps(tmp_path, optimiz
         )
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("optimizer", ["lamb", "adamw"])
+def test_a_run_resumes_with_or_without_cuda_graphs(tmp_path, optimizer):
+    # Checkpoints keep the learning rate as a number and the optimizer not capturable, as an eager run
+    # writes them: an eager run continues with graphs, and a graphed run continues without them.
+    def run(out, graphs, max_steps, stop_after=None, resume=False):
+        objective = tiny_objective()
+        objective.max_predictions = 4
+        config = run_config(out, device="cuda", optimizer=optimizer, cuda_graphs=graphs, max_steps=max_steps,
+                            stop_after=stop_after, resume=resume, save_every=4)  # fmt: skip
+        return train(objective, SyntheticPretraining(), config)
+
+    run(tmp_path / "straight", False, 8)
+    for first, second in ((False, True), (True, False)):
+        out = tmp_path / f"{first}-{second}"
+        run(out, first, 8, stop_after=4)
+        run(out, second, 8, resume=True)
+        a, b = final_weights(tmp_path / "straight"), final_weights(out)
+        for name in a:
+            torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=0, msg=(first, second, name))
+
+
 def test_the_last_checkpoint_is_saved_before_the_last_evaluation(tmp_path):
     # an evaluation that fails at the end of a run loses no training: the run resumes from its last step
     def failing(module):

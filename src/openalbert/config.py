@@ -8,6 +8,7 @@ written back, so loading and saving a hub config loses nothing.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -99,9 +100,10 @@ class AlbertConfig:
 
     def __setattr__(self, name: str, value: Any) -> None:
         # A key this class does not model goes to `extra`, so that config.json keeps it, as transformers'
-        # configs keep every attribute set on them.
-        if name not in _FIELDS and not name.startswith("_") and "extra" in self.__dict__:
-            self.extra[name] = value
+        # configs keep every attribute set on them. (Fields, properties and private names do not.)
+        extra = self.__dict__.get("extra")
+        if extra is not None and (name in extra or _unmodelled(type(self), name)):
+            extra[name] = value
             return
         # As in transformers, setting num_labels after construction regenerates the label maps, and setting
         # id2label sets num_labels (transformers derives it from id2label).
@@ -186,10 +188,16 @@ class AlbertConfig:
 
     def update(self, values: dict[str, Any]) -> None:
         """Set attributes from a dict, as transformers' `PretrainedConfig.update` (unmodelled keys go to
-        `extra`), then validate."""
-        for key, value in values.items():
-            setattr(self, key, value)
-        self.validate()
+        `extra`), then validate; a ValueError leaves the config as it was."""
+        before = {k: copy.copy(v) for k, v in self.__dict__.items()}
+        try:
+            for key, value in values.items():
+                setattr(self, key, value)
+            self.validate()
+        except (ValueError, TypeError):
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
 
     def update_from_string(self, update: str) -> None:
         """Set existing attributes from "key=value,key=value" (as transformers' `update_from_string`): each
@@ -197,7 +205,7 @@ class AlbertConfig:
         values: dict[str, Any] = {}
         for pair in update.split(","):
             key, _, text = pair.partition("=")
-            if key not in _FIELDS and key not in self.extra:
+            if key not in self.__dataclass_fields__ and key not in self.extra:
                 raise ValueError(f"key {key} isn't in the original config dict")
             old = getattr(self, key)
             if isinstance(old, bool):
@@ -206,10 +214,12 @@ class AlbertConfig:
                 values[key] = text.lower() in ("true", "1")
             elif isinstance(old, (int, float)):
                 values[key] = type(old)(text)
-            elif old is None or isinstance(old, str):
+            elif isinstance(old, str):
                 values[key] = text
-            else:
-                raise TypeError(f"can't set {key} of type {type(old).__name__} from a string")
+            else:  # None too: its type is unknown
+                raise TypeError(
+                    f"only int, float, bool or str values can be updated from a string, got {old!r} for key {key}"
+                )
         self.update(values)
 
     # ---- presets -----------------------------------------------------------------------------------
@@ -285,9 +295,13 @@ class AlbertConfig:
         return cls.from_dict(data)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **overrides: Any) -> AlbertConfig:
-        """Read config.json from a directory, a config file or a hub id; keyword arguments set fields, except
-        transformers' hub options (`revision`, `cache_dir`, `subfolder`...: `checkpoint.HUB_OPTIONS`)."""
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike, return_unused_kwargs: bool = False, **overrides: Any
+    ) -> AlbertConfig | tuple[AlbertConfig, dict[str, Any]]:
+        """Read config.json from a directory, a config file or a hub id. Keyword arguments set the config's
+        attributes; transformers' hub options (`revision`, `cache_dir`, `subfolder`...:
+        `checkpoint.HUB_OPTIONS`) are read as such, and any other keyword is unused, as in transformers
+        (returned with the config by `return_unused_kwargs=True`)."""
         from openalbert.checkpoint import hub_options, resolve_path
 
         hub = hub_options(overrides)
@@ -296,10 +310,12 @@ class AlbertConfig:
             config = cls.from_json_file(path)
         else:
             config = cls.from_json_file(resolve_path(name_or_path, [CONFIG_NAME], **hub) / CONFIG_NAME)
+        unused = {k: v for k, v in overrides.items() if not hasattr(config, k)}
         for key, value in overrides.items():
-            setattr(config, key, value)
+            if key not in unused:
+                setattr(config, key, value)
         config.validate()
-        return config
+        return (config, unused) if return_unused_kwargs else config
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write config.json into `directory` (created if needed) and return its path."""
@@ -310,23 +326,30 @@ class AlbertConfig:
         return target
 
 
-# Written to config.json only when they differ from the default, as transformers writes them.
+def _unmodelled(cls: type, name: str) -> bool:
+    """Whether `name` is a key that `cls` does not model: no field, property or method, not private."""
+    return name not in cls.__dataclass_fields__ and not hasattr(cls, name) and not name.startswith("_")
+
+
 def _unknown_keywords_to_extra(init: Any) -> Any:
     """The dataclass constructor, taking keywords it does not know into `extra` (transformers' configs take
     any keyword as an attribute: `AlbertConfig(architectures=[...], tie_word_embeddings=True)`)."""
 
     @functools.wraps(init)
     def __init__(self: AlbertConfig, *args: Any, **kwargs: Any) -> None:
-        unknown = {k: kwargs.pop(k) for k in [k for k in kwargs if k not in _FIELDS]}
-        init(self, *args, **kwargs)
+        fields = type(self).__dataclass_fields__
+        unknown = {name: value for name, value in kwargs.items() if name not in fields}
+        known = {name: value for name, value in kwargs.items() if name in fields}
+        known["extra"] = dict(known.get("extra") or {})  # the caller's dict (or a copy's) stays its own
+        init(self, *args, **known)
         self.extra.update(unknown)
 
     return __init__
 
 
-_FIELDS = frozenset(f.name for f in dataclasses.fields(AlbertConfig))
 AlbertConfig.__init__ = _unknown_keywords_to_extra(AlbertConfig.__init__)
 
+# Written to config.json only when they differ from the default, as transformers writes them.
 _WRITTEN_WHEN_SET = ("output_hidden_states", "output_attentions", "return_dict", "pruned_heads")
 
 

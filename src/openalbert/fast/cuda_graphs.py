@@ -138,14 +138,17 @@ class CUDAGraphTrainStep:
     all later calls of that shape. Shapes beyond `max_graphs` always run as usual. Each graph keeps its
     own memory (activations and gradients of its shape).
 
-    The optimizer must be able to step inside a graph (`capturable`, as Adam and AdamW have); it is set
-    here while the optimizer has no state. Learning rates become 0-d tensors on the GPU; other
-    hyperparameters are read once, at capture. The model's attention is set to "sdpa", as for inference
-    graphs, and a loss that reads values back to the host (boolean indexing, `.item()`) cannot be captured.
-    After a replay, the parameters' `.grad` hold the captured shape's gradients, and are overwritten by
-    the next step: there is no gradient accumulation across calls. `last_output` (the model's output) and
-    `last_grad_norm` (the total gradient norm before clipping) are the last step's: after a replay, the
-    graph's own tensors, which the next call overwrites.
+    The optimizer must be able to step inside a graph (`capturable`: Adam, AdamW, openalbert's Lamb); it
+    is set here, and the step counts of steps taken before (a resumed run) move to the GPU. Learning rates
+    become 0-d tensors on the GPU; other hyperparameters are read once, at capture. The model's attention
+    is set to "sdpa", as for inference graphs, and a loss that reads values back to the host (boolean
+    indexing, `.item()`) cannot be captured. bf16 autocast works; fp16 would need loss scaling.
+
+    The gradients live in each graph's memory and are overwritten by its next replay: the parameters'
+    `.grad` are not kept up to date (after a second shape has run they point elsewhere), and there is no
+    gradient accumulation across calls. `last_output` (the model's output) and `last_grad_norm` (the total
+    gradient norm before clipping) are the last step's: after a replay, the graph's own tensors, which the
+    next call overwrites.
     """
 
     def __init__(
@@ -163,11 +166,10 @@ class CUDAGraphTrainStep:
                     f"{type(optimizer).__name__} cannot step inside a CUDA graph (it has no capturable "
                     "option); use torch.optim.AdamW(..., fused=True), Adam or openalbert's Lamb"
                 )
-            if not group["capturable"] and optimizer.state and not group.get("fused"):
-                raise ValueError(
-                    f"{type(optimizer).__name__} has already stepped outside a graph, so its state lives on "
-                    "the host; create it with capturable=True"
-                )
+        if autocast == torch.float16:
+            raise ValueError(
+                "fp16 autocast needs loss scaling, which a graphed step does not do; use bfloat16"
+            )
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if not params or params[0].device.type != "cuda":
             raise ValueError("CUDA graphs need a model on a CUDA device: from_pretrained(..., device='cuda')")
@@ -184,14 +186,18 @@ class CUDAGraphTrainStep:
         for group in optimizer.param_groups:
             group["capturable"] = True
             lr = group["lr"]
-            group["lr"] = lr if torch.is_tensor(lr) else torch.tensor(float(lr), device=device)
+            group["lr"] = lr.to(device) if torch.is_tensor(lr) else torch.tensor(float(lr), device=device)
             self.lrs.append(group["lr"])
+        for state in optimizer.state.values():  # steps taken before (a resumed run): the count moves over
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(device)
         self.model, self.optimizer, self.params = model, optimizer, params
         self.autocast, self.max_grad_norm = autocast, max_grad_norm
         self.warmup, self.max_graphs = warmup, max_graphs
         self.side = torch.cuda.Stream(device)  # where the steps before a capture run, as capture wants
         self.calls: dict[tuple, int] = {}
-        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], torch.Tensor, Any]] = {}
+        # input shapes -> (graph, its input buffers, the model's output, the gradient norm)
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], Any, torch.Tensor]] = {}
         self.last_grad_norm: torch.Tensor | None = None
         self.last_output: Any = None
 

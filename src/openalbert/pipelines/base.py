@@ -235,7 +235,9 @@ class Pipeline:
         (any one-pass iterator) or a torch Dataset of inputs gives an iterator of results, as there."""
         checked = self._call_params(params)
         if isinstance(inputs, (Iterator, torch.utils.data.Dataset)):
-            return self._stream(inputs, checked, params, batch_size)
+            return self._stream(
+                inputs, checked, _check_batch_size(self.batch_size if batch_size is None else batch_size)
+            )
         items, single = self._as_items(inputs)
         results = self._run(items, checked, batch_size, "raise", False)
         return self._format(inputs, results, single, params)
@@ -257,15 +259,16 @@ class Pipeline:
         checked = self._call_params(params)
         return self._run_checked(list(inputs), checked, params, batch_size, errors, progress)
 
-    def _stream(
-        self, inputs: Any, checked: dict[str, Any], call_params: dict[str, Any], batch_size: int | None
-    ) -> Iterator[Any]:
-        """Each input's result, as `pipe(input)` gives it, computed one batch of inputs at a time: an
-        endless or lazy source is read only as far as its results are taken."""
-        size = _check_batch_size(self.batch_size if batch_size is None else batch_size)
-        source = iter(inputs)
-        while chunk := list(itertools.islice(source, size)):
-            yield from self._run_checked(chunk, checked, call_params, batch_size)
+    def _stream(self, inputs: Any, checked: dict[str, Any], batch_size: int) -> Iterator[Any]:
+        """Each input's result as an element of `pipe(list)` (transformers' iterators yield no single-input
+        wrapping), computed one batch of inputs at a time: a lazy or endless source is read only as far as
+        its results are taken. A Dataset with a length is read by index up to it."""
+        if isinstance(inputs, torch.utils.data.Dataset) and hasattr(inputs, "__len__"):
+            source = (inputs[i] for i in range(len(inputs)))
+        else:
+            source = iter(inputs)
+        while chunk := list(itertools.islice(source, batch_size)):
+            yield from self._run(chunk, checked, batch_size, "raise", False)
 
     def _call_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """The checked parameters of a call: the pipeline's defaults with the call's `params` on top."""

@@ -733,8 +733,12 @@ class Trainer:
     def _optimizer_state(self) -> dict[str, Any]:
         if not self.fsdp:
             state = self.optimizer.state_dict()
-            for group in state["param_groups"]:  # CUDA graphs read it from a tensor; saved as a number
+            for group in state["param_groups"]:
+                # As an eager run saves it, so that a run resumes with or without CUDA graphs (which read
+                # the rate from a tensor and make the optimizer capturable), on a GPU or not.
                 group["lr"] = float(group["lr"])
+                if "capturable" in group:
+                    group["capturable"] = False
             return state
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
@@ -945,7 +949,7 @@ class Trainer:
             "t0": time.perf_counter(),
         }
 
-    def _log_row(self, window: dict[str, Any], lr: float) -> dict[str, Any]:
+    def _log_row(self, window: dict[str, Any], lr: float | torch.Tensor) -> dict[str, Any]:
         """Reduce the window over ranks with one collective and one host transfer; return the JSONL row."""
         env = self.env
         names = list(window["sums"])
