@@ -426,6 +426,39 @@ def test_bad_input_is_reported_before_training(pretrained, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"max_length must be in \[8, \d+\]"):
         finetune("text-classification", pretrained, good, good, tmp_path / "x", max_length=100_000)
     assert not (tmp_path / "x").exists()
+    # The model fine-tuned from, or a directory with other files in it, is not written over.
+    with pytest.raises(ValueError, match="holds the model being fine-tuned"):
+        finetune("text-classification", pretrained, good, good, pretrained, max_length=64)
+    with pytest.raises(
+        ValueError, match="exists and is not empty; write to a new directory, or pass overwrite"
+    ):
+        finetune("text-classification", pretrained, good, good, tmp_path, max_length=64)
+    # Integer tags (datasets' ClassLabel ids) cannot be scored as entities without their names.
+    (tmp_path / "ids.conll").write_text("Paris 1\nis 0\nnice 0\n\nBerlin 1\ntoo 0\n")
+    with pytest.raises(DataError, match=r"ids.conll: the tags are integers .*--label-names O,B-PER"):
+        finetune(
+            "token-classification", pretrained, tmp_path / "ids.conll", tmp_path / "ids.conll", tmp_path / "y"
+        )
+    assert not (tmp_path / "y").exists()
+
+
+def test_integer_tags_take_their_names_and_every_example_is_trained(pretrained, tmp_path):
+    sentences = [
+        ["Paris", "is", "nice"],
+        ["New", "York", "too"],
+        ["I", "saw", "Rome"],
+        ["Hi"],
+        ["Oslo", "Bergen"],
+    ]
+    tags = [[1, 0, 0], [1, 2, 0], [0, 0, 1], [0], [1, 1]]
+    rows = [json.dumps({"tokens": w, "ner_tags": t}) for w, t in zip(sentences, tags)]
+    (tmp_path / "ids.jsonl").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    result = finetune("token-classification", pretrained, tmp_path / "ids.jsonl", tmp_path / "ids.jsonl", out,
+                      label_names=["O", "B-LOC", "I-LOC"], epochs=1, batch_size=4, max_length=32, **RUN)  # fmt: skip
+    assert openalbert.AlbertConfig.from_pretrained(out).id2label == {0: "O", 1: "B-LOC", 2: "I-LOC"}
+    assert "LOC" in result.metrics["eval_per_type"]
+    assert result.train.step == 2  # five examples in batches of four: the fifth is not dropped
 
 
 # ---- data parallel (slow) -------------------------------------------------------------------------------------

@@ -64,6 +64,19 @@ def test_tables_in_every_format_give_the_same_examples(tmp_path):
     assert D.read_text_classification(tmp_path / "d.jsonl").where(1) == f"{tmp_path / 'd.jsonl'}, line 3"
 
 
+def test_both_texts_of_a_known_pair_layout_are_read(tmp_path):
+    # QNLI (question, sentence) and BoolQ (question, passage): before, one of the two texts was left out.
+    for first, second in (("question", "sentence"), ("question", "passage"), ("premise", "hypothesis")):
+        path = write(tmp_path / f"{second}.csv", f"idx,{second},{first},label\n0,the text,the question,1\n")
+        data = D.read_text_classification(path)
+        assert data.columns == (first, second, "label") and (data.texts, data.pairs) == (
+            ["the question"],
+            ["the text"],
+        ), (first, second)
+    single = D.read_text_classification(write(tmp_path / "one.csv", "sentence,label\nhello,1\n"))
+    assert single.columns == ("sentence", None, "label")
+
+
 def test_label_types_and_label_maps(tmp_path):
     ints = D.read_text_classification(write(tmp_path / "i.csv", "text,label\na,1\nb,0\nc,10\nd,2\n"))
     assert not ints.is_float and ints.labels == ["1", "0", "10", "2"]

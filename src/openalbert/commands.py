@@ -403,6 +403,11 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
         help="token-classification: every sub-word carries its word's tag (default: only the first)",
     )
     p.add_argument(
+        "--label-names",
+        help="token-classification: the tags' names in id order, comma-separated (O,B-PER,I-PER,...), for "
+        "integer tags as datasets exports them",
+    )
+    p.add_argument(
         "--doc-stride",
         type=int,
         help="question-answering: tokens shared by windows (default 128, or half of --max-length if less)",
@@ -454,6 +459,7 @@ def _finetune(args: argparse.Namespace) -> int:
         problem_type=args.problem_type,
         label_separator=args.label_separator,
         label_all_tokens=args.label_all_tokens,
+        label_names=args.label_names.split(",") if args.label_names else None,
         doc_stride=args.doc_stride,
         max_question_length=args.max_question_length,
         max_answer_length=args.max_answer_length,

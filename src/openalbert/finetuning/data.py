@@ -13,6 +13,7 @@ training.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -32,6 +33,17 @@ ALIGNMENTS = ("first", "all")
 # Column names tried, in order, when the caller does not name the text columns.
 TEXT_COLUMNS = ("text", "sentence", "sentence1", "premise", "question", "question1", "content", "review")
 PAIR_COLUMNS = ("text_pair", "sentence2", "hypothesis", "question2", "answer")
+# Two-text layouts of common data sets (GLUE's QNLI, SuperGLUE's BoolQ, SNLI...), as (first, second): found
+# before single columns, so that neither text of a pair is left out.
+TEXT_PAIRS = (
+    ("sentence1", "sentence2"),
+    ("premise", "hypothesis"),
+    ("question1", "question2"),
+    ("question", "sentence"),
+    ("question", "passage"),
+    ("text", "text_pair"),
+    ("question", "answer"),
+)
 
 
 class DataError(ValueError):
@@ -188,6 +200,8 @@ def read_text_classification(
     columns = [str(c) for c in frame.columns]
     if label_column not in columns:
         raise DataError(f"{table.path}: no label column {label_column!r}; the columns are {columns}")
+    if text_column is None and text_pair_column is None:
+        text_column, text_pair_column = next((p for p in TEXT_PAIRS if set(p) <= set(columns)), (None, None))
     text = _pick_column(columns, text_column, TEXT_COLUMNS, "text", table.path)
     if text is None:
         raise DataError(
@@ -435,6 +449,34 @@ def tag_map(sentences: TaggedSentences) -> dict[str, int]:
         return 2, tag, ""
 
     return {t: i for i, t in enumerate(sorted(found, key=key))}
+
+
+def refuse_integer_tags(sentences: TaggedSentences) -> None:
+    """Raise DataError where every tag is an integer (`datasets`' ClassLabel ids): which one is "O" and which
+    start entities is not in the file, so entity scores would be wrong."""
+    found = {t for tags in sentences.tags for t in tags}
+    if found and all(t.lstrip("-").isdigit() for t in found):
+        raise DataError(
+            f"{sentences.path}: the tags are integers ({', '.join(sorted(found, key=int)[:5])}...); give their "
+            "names in id order with label_names (--label-names O,B-PER,I-PER,...) so entities can be scored"
+        )
+
+
+def named_tags(sentences: TaggedSentences, names: Sequence[str]) -> TaggedSentences:
+    """`sentences` with integer tags replaced by `names[tag]`; tags that are names already stay."""
+    known = set(names)
+
+    def name(tag: str, i: int) -> str:
+        if tag in known:
+            return tag
+        if tag.isdigit() and int(tag) < len(names):
+            return names[int(tag)]
+        raise DataError(
+            f"{sentences.where(i)}: tag {tag!r} is neither one of the label names nor an id of one"
+        )
+
+    tags = [[name(t, i) for t in row] for i, row in enumerate(sentences.tags)]
+    return dataclasses.replace(sentences, tags=tags)
 
 
 def check_tags(sentences: TaggedSentences, label2id: dict[str, int]) -> None:

@@ -26,7 +26,14 @@ from torch import nn
 
 from openalbert.finetuning import data as D
 from openalbert.finetuning import metrics as M
-from openalbert.training.loop import METRICS_FILE, TrainConfig, TrainResult, read_metrics, train
+from openalbert.training.loop import (
+    METRICS_FILE,
+    TrainConfig,
+    TrainResult,
+    latest_checkpoint,
+    read_metrics,
+    train,
+)
 
 # Longest input per task when the caller does not say (QA contexts are long; the others are sentences).
 DEFAULT_MAX_LENGTH = {"question-answering": 384}
@@ -268,11 +275,16 @@ def _multi_label(
 
 def _token_classification(
     train_path: Path, validation_path: Path, tokenizer: Any, max_length: int, collate: Callable, batch_size: int,
-    bf16: bool, label_all_tokens: bool,
+    bf16: bool, label_all_tokens: bool, label_names: Sequence[str] | None = None,
 ) -> _Task:  # fmt: skip
     train_data = D.read_token_classification(train_path)
     val_data = D.read_token_classification(validation_path)
-    label2id = D.tag_map(train_data)
+    if label_names:
+        train_data, val_data = D.named_tags(train_data, label_names), D.named_tags(val_data, label_names)
+        label2id = {name: i for i, name in enumerate(label_names)}  # the given order: the data's ids
+    else:
+        D.refuse_integer_tags(train_data)
+        label2id = D.tag_map(train_data)
     D.check_tags(val_data, label2id)
     id2label = {i: t for t, i in label2id.items()}
     train_features = D.token_features(train_data, tokenizer, label2id, max_length, label_all_tokens).features
@@ -447,6 +459,7 @@ def finetune(
     problem_type: str | None = None,
     label_separator: str = ",",
     label_all_tokens: bool = False,
+    label_names: Sequence[str] | None = None,
     doc_stride: int | None = None,
     max_question_length: int = 64,
     max_answer_length: int = 30,
@@ -475,8 +488,10 @@ def finetune(
     multiple-choice (JSONL context/question/choices/label). Evaluates after every epoch; stops early
     after `early_stopping_patience` evaluations without improvement. `max_length` defaults to 128
     (384 for question-answering), capped by the model's positions; `doc_stride` to 128, or half of
-    `max_length` where that is less. Raises DataError (a ValueError) naming the file and line of bad input
-    before training starts.
+    `max_length` where that is less. Token-classification tags that are integers (as `datasets` exports
+    them) need their names, in id order, in `label_names` ("O", "B-PER", ...), so that entities can be
+    scored. An existing, non-empty `output_dir` is refused unless `resume` or `overwrite`. Raises DataError
+    (a ValueError) naming the file and line of bad input before training starts.
     """
     from openalbert import AlbertConfig
     from openalbert.checkpoint import resolve_path
@@ -491,6 +506,14 @@ def finetune(
     if batch_size < 1 or grad_accum < 1:
         raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch_size} and {grad_accum}")
     model_dir = resolve_path(model)
+    out = Path(output_dir)
+    if out.resolve() == Path(model_dir).resolve():
+        raise ValueError(f"the output directory {out} holds the model being fine-tuned; write to another one")
+    if out.is_dir() and any(out.iterdir()) and not (resume or overwrite) and latest_checkpoint(out) is None:
+        raise ValueError(
+            f"{out} exists and is not empty; write to a new directory, or pass overwrite (--overwrite) to write "
+            "into it"
+        )
     config = AlbertConfig.from_pretrained(model_dir)
     max_length = max_length or min(DEFAULT_MAX_LENGTH.get(task, 128), config.max_position_embeddings)
     if not 8 <= max_length <= config.max_position_embeddings:
@@ -519,7 +542,7 @@ def finetune(
                                     text_pair_column, label_column, problem_type, label_separator)  # fmt: skip
     elif task == "token-classification":
         spec = _token_classification(
-            train_path, val_path, tok, max_length, collate, eval_bs, bf16, label_all_tokens
+            train_path, val_path, tok, max_length, collate, eval_bs, bf16, label_all_tokens, label_names
         )
     elif task == "question-answering":
         spec = _question_answering(train_path, val_path, tok, max_length, eval_bs, bf16, doc_stride,
@@ -535,12 +558,8 @@ def finetune(
     metric_key = f"eval_{metric}"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_train = len(spec.train_features)
-    batches_per_epoch = n_train // world // batch_size
-    if batches_per_epoch < 1:
-        raise ValueError(
-            f"{train_path} gives {n_train} training examples, fewer than one batch of {batch_size} x {world} "
-            "processes; lower batch_size"
-        )
+    # Every example every epoch: the last batch may be smaller (as transformers' Trainer), not dropped.
+    batches_per_epoch = math.ceil(math.ceil(n_train / world) / batch_size)
     steps_per_epoch = max(1, batches_per_epoch // grad_accum)
     total_steps = max(1, math.ceil(epochs * batches_per_epoch / grad_accum))
 
@@ -575,6 +594,7 @@ def finetune(
         bf16=bf16,
         device=device,
         seed=seed,
+        drop_last=False,
         log_every=min(log_every, steps_per_epoch),
         save_every=steps_per_epoch,
         keep_last=1,
@@ -601,7 +621,6 @@ def finetune(
     finally:
         writer.close()
 
-    out = Path(output_dir)
     metrics_file = out / METRICS_FILE
     if metrics_file.is_file():
         # Every evaluation of the run, also those before a resume (this process saw only the later ones):
