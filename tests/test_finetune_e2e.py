@@ -442,6 +442,40 @@ def test_bad_input_is_reported_before_training(pretrained, tmp_path, capsys):
     assert not (tmp_path / "y").exists()
 
 
+def test_question_answering_options_are_checked_before_training(pretrained, tmp_path):
+    def squad(context: str) -> dict:
+        qa = {
+            "id": "1",
+            "question": "Where?",
+            "answers": [{"text": "France", "answer_start": context.index("France")}],
+        }
+        return {"data": [{"title": "t", "paragraphs": [{"context": context, "qas": [qa]}]}]}
+
+    (tmp_path / "short.json").write_text(json.dumps(squad("Paris is in France.")))
+    (tmp_path / "long.json").write_text(json.dumps(squad("Paris is in France. " + "It is a city. " * 40)))
+    short, long = tmp_path / "short.json", tmp_path / "long.json"
+    cases = [
+        (dict(max_answer_length=0), short, "max_question_length and max_answer_length must be >= 1"),
+        (
+            dict(metric="no_answer_f1"),
+            short,
+            "metric 'no_answer_f1' needs unanswerable questions, and .* has none",
+        ),
+        (
+            dict(max_length=64, doc_stride=60),
+            long,
+            r"doc_stride \(60\) must be smaller than the context room",
+        ),
+    ]
+    for options, validation, message in cases:
+        out = tmp_path / "out"
+        with pytest.raises(ValueError, match=message):
+            finetune(
+                "question-answering", pretrained, short, validation, out, **{"max_length": 64, **options}
+            )
+        assert not out.exists(), options  # nothing was trained or written
+
+
 def test_integer_tags_take_their_names_and_every_example_is_trained(pretrained, tmp_path):
     sentences = [
         ["Paris", "is", "nice"],

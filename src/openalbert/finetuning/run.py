@@ -322,6 +322,8 @@ def _question_answering(
     train_examples = D.read_squad(train_path)
     val_examples = D.read_squad(validation_path)
     train_features = D.qa_features(train_examples, tokenizer, max_length, doc_stride, max_question_length)
+    # The validation windows are the pipeline's: made here too, so that their checks fail before training.
+    D.qa_features(val_examples, tokenizer, max_length, doc_stride, max_question_length)
     impossible = any(ex.is_impossible for ex in train_examples + val_examples)
 
     def evaluate(model: nn.Module) -> dict[str, Any]:
@@ -357,7 +359,9 @@ def _question_answering(
         "problem_type": None,
     }
     summary = {"train_examples": len(train_examples), "train_windows": len(train_features),
-               "validation_examples": len(val_examples), "version_2": impossible, "doc_stride": doc_stride}  # fmt: skip
+               "validation_examples": len(val_examples), "version_2": impossible, "doc_stride": doc_stride,
+               "validation_answerable": sum(not ex.is_impossible for ex in val_examples),
+               "validation_unanswerable": sum(ex.is_impossible for ex in val_examples)}  # fmt: skip
     return _Task(_model_class("AlbertForQuestionAnswering"), train_features, config, evaluate, "f1", summary)
 
 
@@ -505,6 +509,11 @@ def finetune(
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
     if batch_size < 1 or grad_accum < 1:
         raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch_size} and {grad_accum}")
+    if task == "question-answering" and min(max_question_length, max_answer_length) < 1:
+        raise ValueError(
+            f"max_question_length and max_answer_length must be >= 1, got {max_question_length} and "
+            f"{max_answer_length}"
+        )
     model_dir = resolve_path(model)
     out = Path(output_dir)
     if out.resolve() == Path(model_dir).resolve():
@@ -555,6 +564,12 @@ def finetune(
     known = METRICS[kind.get(spec.summary.get("problem_type"), task)]
     if metric not in known:
         raise ValueError(f"metric {metric!r} is not reported for {task}; choose one of {', '.join(known)}")
+    kinds = {"has_answer": "validation_answerable", "no_answer": "validation_unanswerable"}
+    for prefix, count in kinds.items():
+        if metric.startswith(prefix) and not spec.summary.get(count):
+            raise ValueError(
+                f"metric {metric!r} needs {count.split('_')[1]} questions, and {val_path} has none"
+            )
     metric_key = f"eval_{metric}"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_train = len(spec.train_features)
