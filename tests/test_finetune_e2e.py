@@ -476,6 +476,25 @@ def test_question_answering_options_are_checked_before_training(pretrained, tmp_
         assert not out.exists(), options  # nothing was trained or written
 
 
+def test_a_fine_tuned_model_keeps_its_label_ids(pretrained, tmp_path):
+    # Labels that are the model's own (here in non-alphabetical order) keep their ids, so its head still
+    # means what it meant: transformers' example scripts do the same.
+    classifier = openalbert.AlbertForSequenceClassification.from_pretrained(
+        pretrained, id2label={0: "pos", 1: "neg"}
+    )
+    classifier.save_pretrained(tmp_path / "tuned")
+    openalbert.AlbertTokenizer.from_pretrained(pretrained).save_pretrained(tmp_path / "tuned")
+    (tmp_path / "data.csv").write_text("text,label\ngreat,pos\nawful,neg\nfine,pos\nbad,neg\n")
+    out = tmp_path / "again"
+    result = finetune("text-classification", tmp_path / "tuned", tmp_path / "data.csv", tmp_path / "data.csv",
+                      out, epochs=1, learning_rate=1e-9, batch_size=4, max_length=16, **RUN)  # fmt: skip
+    assert openalbert.AlbertConfig.from_pretrained(out).id2label == {0: "pos", 1: "neg"}
+    assert results(out)["labels"] == ["pos", "neg"] and result.best is not None
+    before = classifier.classifier.weight
+    after = openalbert.AlbertForSequenceClassification.from_pretrained(out).classifier.weight
+    torch.testing.assert_close(after, before, atol=1e-6, rtol=0)  # the head was kept, not made anew
+
+
 def test_integer_tags_take_their_names_and_every_example_is_trained(pretrained, tmp_path):
     sentences = [
         ["Paris", "is", "nice"],

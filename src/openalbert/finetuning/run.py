@@ -156,7 +156,7 @@ def _prefixed(metrics: dict[str, Any]) -> dict[str, Any]:
 def _text_classification(
     train_path: Path, validation_path: Path, tokenizer: Any, max_length: int, collate: Callable, batch_size: int,
     bf16: bool, text_column: str | None, text_pair_column: str | None, label_column: str, problem_type: str | None,
-    label_separator: str = ",",
+    label_separator: str = ",", model_labels: dict[str, int] | None = None,
 ) -> _Task:  # fmt: skip
     columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
     # Names joined in a text label column are split only where multi-label is asked for.
@@ -198,7 +198,7 @@ def _text_classification(
     else:
         train_data.labels = [D.label_name(v) for v in train_data.labels]
         val_data.labels = [D.label_name(v) for v in val_data.labels]
-        label2id = D.build_label_map(train_data.labels)
+        label2id = _same_labels(D.build_label_map(train_data.labels), model_labels)
         if len(label2id) < 2:
             raise D.DataError(
                 f"{train_data.path}: every example has the label {train_data.labels[0]!r}; need two or more"
@@ -276,6 +276,7 @@ def _multi_label(
 def _token_classification(
     train_path: Path, validation_path: Path, tokenizer: Any, max_length: int, collate: Callable, batch_size: int,
     bf16: bool, label_all_tokens: bool, label_names: Sequence[str] | None = None,
+    model_labels: dict[str, int] | None = None,
 ) -> _Task:  # fmt: skip
     train_data = D.read_token_classification(train_path)
     val_data = D.read_token_classification(validation_path)
@@ -284,7 +285,7 @@ def _token_classification(
         label2id = {name: i for i, name in enumerate(label_names)}  # the given order: the data's ids
     else:
         D.refuse_integer_tags(train_data)
-        label2id = D.tag_map(train_data)
+        label2id = _same_labels(D.tag_map(train_data), model_labels)
     D.check_tags(val_data, label2id)
     id2label = {i: t for t, i in label2id.items()}
     train_features = D.token_features(train_data, tokenizer, label2id, max_length, label_all_tokens).features
@@ -313,6 +314,14 @@ def _token_classification(
     return _Task(
         _model_class("AlbertForTokenClassification"), train_features, config, evaluate, "f1", summary
     )
+
+
+def _same_labels(label2id: dict[str, int], model_labels: dict[str, int] | None) -> dict[str, int]:
+    """The model's own label ids where it was fine-tuned on the same labels (its head is then kept as it
+    is, as transformers' example scripts do); otherwise `label2id`."""
+    if model_labels and set(model_labels) == set(label2id):
+        return dict(sorted(model_labels.items(), key=lambda item: item[1]))
+    return label2id
 
 
 def _question_answering(
@@ -546,12 +555,26 @@ def finetune(
     train_path, val_path = Path(train_file), Path(validation_file)
     eval_bs = eval_batch_size or batch_size
     collate = D.pad_collate(tok.pad_token_id)
+    # A model fine-tuned before keeps its label ids for the same labels (not transformers' default names).
+    # (From id2label, which setting it keeps current, where label2id can be left stale, in transformers too.)
+    ids = {name: i for i, name in config.id2label.items()}
+    model_labels = ids if ids != {f"LABEL_{i}": i for i in range(len(ids))} else None
     if task == "text-classification":
         spec = _text_classification(train_path, val_path, tok, max_length, collate, eval_bs, bf16, text_column,
-                                    text_pair_column, label_column, problem_type, label_separator)  # fmt: skip
+                                    text_pair_column, label_column, problem_type, label_separator,
+                                    model_labels)  # fmt: skip
     elif task == "token-classification":
         spec = _token_classification(
-            train_path, val_path, tok, max_length, collate, eval_bs, bf16, label_all_tokens, label_names
+            train_path,
+            val_path,
+            tok,
+            max_length,
+            collate,
+            eval_bs,
+            bf16,
+            label_all_tokens,
+            label_names,
+            model_labels,
         )
     elif task == "question-answering":
         spec = _question_answering(train_path, val_path, tok, max_length, eval_bs, bf16, doc_stride,
