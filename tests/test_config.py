@@ -198,3 +198,16 @@ def test_from_pretrained_sets_only_what_the_config_has(tmp_path):
     assert unused == their_unused == {"not_a_key": 3}
     assert (ours.hidden_size, ours.my_key) == (theirs.hidden_size, theirs.my_key) == (128, 2)
     assert "not_a_key" not in AlbertConfig.from_pretrained(tmp_path, not_a_key=3).to_dict()
+
+
+def test_from_pretrained_takes_a_config_path_or_transformers_config(tmp_path):
+    kwargs = dict(vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=37)  # fmt: skip
+    theirs = transformers.AlbertConfig(**kwargs)
+    openalbert.AlbertModel(AlbertConfig(**kwargs)).save_pretrained(tmp_path)
+    for config in (tmp_path / "config.json", str(tmp_path), theirs):
+        loaded = openalbert.AlbertForMaskedLM.from_pretrained(tmp_path, config=config)
+        assert isinstance(loaded.config, AlbertConfig) and loaded.config.intermediate_size == 37, config
+    for make in (openalbert.AlbertModel, openalbert.AlbertForMaskedLM):  # a constructor says how to convert
+        with pytest.raises(TypeError, match="config must be an openalbert.AlbertConfig, got transformers"):
+            make(theirs)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from openalbert import cpu_kernels
-from openalbert.config import CONFIG_NAME, AlbertConfig
+from openalbert.config import CONFIG_NAME, AlbertConfig, as_albert_config
 
 if TYPE_CHECKING:
     from openalbert.modeling import AlbertPreTrainedModel
@@ -596,10 +596,9 @@ def load_config(
 ) -> AlbertConfig:
     """The model's configuration: `config`, or the directory's config.json, with `overrides` (keyword
     arguments of `caller`'s from_pretrained) set and the whole validated."""
-    if config is None:
-        config = AlbertConfig.from_json_file(directory / CONFIG_NAME)
-    elif not isinstance(config, AlbertConfig) and getattr(config, "model_type", None) == "albert":
-        config = AlbertConfig.from_dict(config.to_dict())  # transformers' AlbertConfig, as its users pass it
+    config = (
+        AlbertConfig.from_json_file(directory / CONFIG_NAME) if config is None else as_albert_config(config)
+    )
     for key, value in overrides.items():
         if key in FORMAT_FLAGS:
             continue  # every class reads every format (load_state_dict): code that names one still runs

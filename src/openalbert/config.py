@@ -326,6 +326,30 @@ class AlbertConfig:
         return target
 
 
+def as_albert_config(config: Any) -> AlbertConfig:
+    """`config` as an AlbertConfig: itself, a config.json file or a directory holding one, or a config of
+    another library whose model_type is "albert" (transformers' AlbertConfig, as its users pass it)."""
+    if isinstance(config, AlbertConfig):
+        return config
+    if isinstance(config, (str, os.PathLike)):
+        return AlbertConfig.from_pretrained(config)
+    if getattr(config, "model_type", None) == "albert" and hasattr(config, "to_dict"):
+        return AlbertConfig.from_dict(config.to_dict())
+    raise TypeError(
+        f"config must be an AlbertConfig, a config.json path or transformers' AlbertConfig, got {config!r}"
+    )
+
+
+def check_albert_config(config: Any) -> None:
+    """A model constructor's check: TypeError, saying how to convert it, for any other config."""
+    if not isinstance(config, AlbertConfig):
+        kind = f"{type(config).__module__}.{type(config).__qualname__}"
+        raise TypeError(
+            f"config must be an openalbert.AlbertConfig, got {kind}; a transformers AlbertConfig converts with "
+            "openalbert.AlbertConfig.from_dict(config.to_dict()) (from_pretrained(config=...) converts it)"
+        )
+
+
 def _unmodelled(cls: type, name: str) -> bool:
     """Whether `name` is a key that `cls` does not model: no field, property or method, not private."""
     return name not in cls.__dataclass_fields__ and not hasattr(cls, name) and not name.startswith("_")

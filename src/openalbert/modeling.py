@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from openalbert import linear, packed_attention
-from openalbert.config import AlbertConfig
+from openalbert.config import AlbertConfig, check_albert_config
 from openalbert.linear import Linear
 
 # ---- outputs -----------------------------------------------------------------------------------------
@@ -607,12 +607,7 @@ class AlbertPreTrainedModel(nn.Module):
 
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
-        if not isinstance(config, AlbertConfig):
-            kind = f"{type(config).__module__}.{type(config).__qualname__}"
-            raise TypeError(
-                f"config must be an openalbert.AlbertConfig, got {kind}; a transformers AlbertConfig converts "
-                "with openalbert.AlbertConfig.from_dict(config.to_dict())"
-            )
+        check_albert_config(config)
         config.validate()
         self.config = config
 

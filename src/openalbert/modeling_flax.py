@@ -47,7 +47,7 @@ from openalbert.checkpoint import (
     save_numpy_state,
     untied_decoder_refused,
 )
-from openalbert.config import AlbertConfig
+from openalbert.config import AlbertConfig, check_albert_config
 from openalbert.modeling import ModelOutput, check_id_range, check_length
 
 logger = logging.getLogger(__name__)
@@ -570,6 +570,7 @@ class FlaxAlbertPreTrainedModel:
         dtype: jnp.dtype = jnp.float32,
         _do_init: bool = True,
     ) -> None:
+        check_albert_config(config)
         config.validate()
         self.config, self.dtype = config, dtype
         self.module = self.module_class(config=config, dtype=dtype)

@@ -43,7 +43,7 @@ from openalbert.checkpoint import (
     save_numpy_state,
     untied_decoder_refused,
 )
-from openalbert.config import AlbertConfig
+from openalbert.config import AlbertConfig, check_albert_config
 from openalbert.heads import (
     AlbertForPreTrainingOutput,
     MaskedLMOutput,
@@ -496,6 +496,7 @@ class TFAlbertPreTrainedModel(keras.Model):
     def __init__(self, config: AlbertConfig, **kwargs: Any) -> None:
         kwargs.setdefault("name", _snake(type(self).__name__))
         super().__init__(**kwargs)
+        check_albert_config(config)
         config.validate()
         self.config = config
         self.albert = TFAlbertMainLayer(config, add_pooling_layer=self.pooling, name="albert")
