@@ -214,6 +214,30 @@ def test_keras_fit_lowers_the_masked_lm_loss_and_dropout_follows_training():
     np.testing.assert_array_equal(model(**batch).logits, model(**batch).logits)
 
 
+def test_keras_fit_scales_the_loss_for_a_loss_scale_optimizer():
+    # mixed_float16 training wraps the optimizer in a LossScaleOptimizer, which unscales the gradients: the
+    # loss must be scaled, or every update is 32768 times too small. In fp32 the scaling changes nothing.
+    keras = modeling_tf.keras
+    config = framework_config(num_hidden_layers=2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    batch = framework_inputs("AlbertForMaskedLM")
+    models = [modeling_tf.TFAlbertForMaskedLM(config) for _ in range(2)]
+    for model in models:
+        model(**batch)
+    models[1].set_weights(models[0].get_weights())
+    before = models[0].get_weights()
+    optimizers = (
+        keras.optimizers.SGD(0.1),
+        keras.mixed_precision.LossScaleOptimizer(keras.optimizers.SGD(0.1)),
+    )
+    for model, optimizer in zip(models, optimizers):
+        model.compile(optimizer=optimizer)
+        model.fit(batch, {"labels": batch["input_ids"]}, batch_size=B, epochs=1, verbose=0, shuffle=False)
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(models[0].get_weights(), before))
+    assert moved > 1e-4
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
 def test_keras_compile_metrics_loss_and_sample_weights_as_transformers_tf_models_take_them():
     model = modeling_tf.TFAlbertForSequenceClassification(framework_config())
     batch, labels = framework_inputs("AlbertModel"), np.array([0, 1, 1], dtype=np.int32)

@@ -632,10 +632,22 @@ class TFAlbertPreTrainedModel(keras.Model):
         super().compile(optimizer, None if self._internal_loss else loss, *args, **kwargs)
 
     def train_step(self, data: Any) -> dict[str, Any]:
+        optimizer = self.optimizer
         with tf.GradientTape() as tape:
             loss, x, y, y_pred, weight = self._loss_of(data, training=True)
+            # A loss-scale optimizer (mixed_float16) needs the loss scaled: Keras 3's unscales the gradients
+            # in apply_gradients, tf-keras's is asked to below. Other optimizers scale by 1.
+            if hasattr(optimizer, "scale_loss"):
+                scaled = optimizer.scale_loss(loss)
+            elif hasattr(optimizer, "get_scaled_loss"):
+                scaled = optimizer.get_scaled_loss(loss)
+            else:
+                scaled = loss
         variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        gradients = tape.gradient(scaled, variables)
+        if hasattr(optimizer, "get_unscaled_gradients"):
+            gradients = optimizer.get_unscaled_gradients(gradients)
+        optimizer.apply_gradients(zip(gradients, variables))
         return self._report(loss, x, y, y_pred, weight)
 
     def test_step(self, data: Any) -> dict[str, Any]:
