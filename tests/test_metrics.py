@@ -66,6 +66,12 @@ def test_against_scikit_learn_and_scipy():
             sklearn_metrics.f1_score(y, p, average="macro", zero_division=0)
         )
         assert matthews_corrcoef(p, y) == pytest.approx(sklearn_metrics.matthews_corrcoef(y, p))
+        # every training label given, one of which never occurs here: scikit-learn's macro over those that do
+        with_unseen = classification_metrics(p, y, labels=[*range(k), 99])
+        assert with_unseen["f1_macro"] == pytest.approx(
+            sklearn_metrics.f1_score(y, p, average="macro", zero_division=0)
+        )
+        assert 99 in with_unseen["f1_per_class"]
         labels = sorted(set(y) | set(p))
         f1s = sklearn_metrics.f1_score(y, p, average=None, labels=labels, zero_division=0)
         assert [v["f1"] for v in f1_per_class(p, y).values()] == pytest.approx(list(f1s))

@@ -127,11 +127,14 @@ def spearman(predictions: Sequence[float], references: Sequence[float]) -> float
 def classification_metrics(
     predictions: Sequence[Hashable], references: Sequence[Hashable], labels: Sequence[Hashable] | None = None
 ) -> dict[str, Any]:
-    """accuracy, f1_macro, matthews and `f1_per_class` ({label: {precision, recall, f1, support}})."""
+    """accuracy, f1_macro, matthews and `f1_per_class` ({label: {precision, recall, f1, support}}).
+    f1_macro averages the classes that occur in the predictions or the references, as scikit-learn does;
+    the per-class report has every label."""
     per_class = f1_per_class(predictions, references, labels)
+    present = [v["f1"] for label, v in per_class.items() if label in set(predictions) | set(references)]
     return {
         "accuracy": accuracy(predictions, references),
-        "f1_macro": sum(v["f1"] for v in per_class.values()) / len(per_class),
+        "f1_macro": sum(present) / len(present) if present else 0.0,
         "matthews": matthews_corrcoef(predictions, references),
         "f1_per_class": per_class,
     }
