@@ -265,7 +265,7 @@ class CUDAGraphTrainStep:
 
     def _capture(
         self, inputs: dict[str, torch.Tensor]
-    ) -> tuple[torch.cuda.CUDAGraph, dict, torch.Tensor, Any]:
+    ) -> tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], Any, torch.Tensor]:
         static = {name: value.clone() for name, value in inputs.items()}
         self.optimizer.zero_grad(set_to_none=True)  # the graph's backward makes the gradients in its memory
         torch.cuda.synchronize(self.params[0].device)

@@ -131,7 +131,8 @@ def classification_metrics(
     f1_macro averages the classes that occur in the predictions or the references, as scikit-learn does;
     the per-class report has every label."""
     per_class = f1_per_class(predictions, references, labels)
-    present = [v["f1"] for label, v in per_class.items() if label in set(predictions) | set(references)]
+    occurring = set(predictions) | set(references)
+    present = [v["f1"] for label, v in per_class.items() if label in occurring]
     return {
         "accuracy": accuracy(predictions, references),
         "f1_macro": sum(present) / len(present) if present else 0.0,

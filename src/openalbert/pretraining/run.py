@@ -135,10 +135,9 @@ def _loss_queries(mask: torch.Tensor, width: int | None = None) -> tuple[torch.T
     else:
         width = min(width, mask.shape[1])
         capturing = mask.is_cuda and torch.cuda.is_current_stream_capturing()
-        if mask.numel() and not capturing and int(counts.max()) > width:
-            raise ValueError(
-                f"a sequence has {int(counts.max())} masked tokens, more than max_predictions ({width})"
-            )
+        most = int(counts.max()) if mask.numel() and not capturing else 0
+        if most > width:
+            raise ValueError(f"a sequence has {most} masked tokens, more than max_predictions ({width})")
     masked_first = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :width]  # (B, width)
     picked = torch.arange(width, device=mask.device) < counts[:, None]
     queries = torch.cat([torch.zeros_like(masked_first[:, :1]), masked_first.where(picked, 0)], dim=1)

@@ -3,9 +3,10 @@
 Model-agnostic: it trains any `nn.Module` whose `forward(**batch)` returns an object with `.loss`; an
 optional `.metrics` dict of `(sum, count)` tensor pairs is accumulated and logged as `sum / count`.
 It handles gradient accumulation, clipping, bf16 autocast, LAMB/AdamW with a linear schedule, steps
-replayed from CUDA graphs (`cuda_graphs`), DistributedDataParallel or FSDP2 under `torchrun`, atomic HF-format checkpoints with everything
-needed for an exact resume, SIGINT/SIGTERM (finish the step, save, return), metrics in JSONL, a tqdm
-bar, periodic evaluation, the best checkpoint by a metric, early stopping, and a PNG of the curves.
+replayed from CUDA graphs (`cuda_graphs`), DistributedDataParallel or FSDP2 under `torchrun`, atomic
+HF-format checkpoints with everything needed for an exact resume, SIGINT/SIGTERM (finish the step, save,
+return), metrics in JSONL, a tqdm bar, periodic evaluation, the best checkpoint by a metric, early
+stopping, and a PNG of the curves.
 
 Layout of `output_dir`: `checkpoints/step-NNNNNNNN/` (model files + `trainer_state.pt`), `best/` when a
 best metric is tracked, `metrics.jsonl`, `curves.png`, and the final model files at the top level.
