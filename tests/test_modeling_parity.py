@@ -238,6 +238,57 @@ def test_outputs_read_as_transformers_dicts(tmp_path):
     torch.testing.assert_close(a[1], b[1] * 2, atol=1e-5, rtol=0)
 
 
+def test_outputs_are_ordered_dicts_that_rebuild_from_their_pairs(tmp_path):
+    import copy
+    import pickle
+    from collections import OrderedDict
+
+    from transformers.trainer_pt_utils import nested_detach
+
+    ref = build_reference("AlbertForMaskedLM", tmp_path)
+    ours = openalbert.AlbertForMaskedLM.from_pretrained(tmp_path)
+    batch = inputs("AlbertForMaskedLM")
+    with torch.no_grad():
+        a, b = ours(**batch), ref(**batch)
+    assert isinstance(a, OrderedDict) and isinstance(b, OrderedDict) and list(dict(a)) == list(dict(b))
+    # what tf.nest, dm-tree, DataParallel and transformers' Trainer do to carry an output through
+    for rebuilt in (type(a)((k, v) for k, v in a.items()), type(a)(dict(a)), nested_detach(a)):
+        assert type(rebuilt) is type(a) and list(rebuilt.keys()) == list(a.keys())
+        assert rebuilt.loss is not None and rebuilt.hidden_states is None and rebuilt[1] is rebuilt.logits
+    with pytest.raises(TypeError, match="no field 'scores'"):
+        type(a)([("scores", a.logits)])
+    for copied in (pickle.loads(pickle.dumps(a)), copy.deepcopy(a)):
+        assert list(copied.keys()) == list(a.keys())
+        torch.testing.assert_close(copied.logits, a.logits)
+    # a field set after the fact joins the dict in field order; a None one leaves it
+    a.hidden_states = (a.logits,)
+    assert list(a.keys()) == ["loss", "logits", "hidden_states"] and a[2] == (a.logits,)
+    a["loss"] = None
+    assert list(a.keys()) == ["logits", "hidden_states"] and a[0] is a.logits
+    with pytest.raises(TypeError, match="set them by name"):
+        a.pop("logits")
+
+
+@pytest.mark.parametrize(
+    "head", ["AlbertForMaskedLM", "AlbertForQuestionAnswering", "AlbertForMultipleChoice"]
+)
+def test_torch_export_and_compile_trace_a_padded_batch_in_one_graph(head):
+    torch.manual_seed(0)
+    model = getattr(openalbert, head)(openalbert.AlbertConfig(**TINY)).eval()
+    batch = inputs(head)
+    with torch.no_grad():
+        # "auto" skips the padding in eager mode; a traced graph's shapes cannot depend on the mask, so
+        # there it computes every position, as "sdpa" does
+        model.set_attn_implementation("sdpa")
+        expected = model(**batch)
+        model.set_attn_implementation("auto")
+        exported = torch.export.export(model, (), batch).module()(**batch)
+        compiled = torch.compile(model, fullgraph=True, backend="eager")(**batch)
+    for got in (exported, compiled):
+        assert type(got) is type(expected) and list(got.keys()) == list(expected.keys())
+        assert_same(got, expected)
+
+
 def test_a_new_output_embedding_brings_its_bias(tmp_path):
     model = openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY))
     decoder = torch.nn.Linear(TINY["embedding_size"], TINY["vocab_size"])

@@ -458,6 +458,76 @@ def test_keras_save_and_load_model_round_trip(tmp_path, head):
     assert not np.allclose(fresh(**batch).logits, expected)
 
 
+def test_resize_token_embeddings_and_the_embedding_api_of_transformers_tf_classes(tmp_path):
+    import transformers
+
+    api = ("num_parameters", "get_input_embeddings", "set_input_embeddings", "get_output_embeddings",
+           "get_lm_head", "get_bias", "set_bias", "resize_token_embeddings")  # fmt: skip
+    assert all(hasattr(transformers.TFAlbertForMaskedLM, name) for name in api)
+    torch.manual_seed(0)
+    openalbert.AlbertForMaskedLM(framework_config()).save_pretrained(tmp_path / "pt")
+    model = modeling_tf.TFAlbertForMaskedLM.from_pretrained(tmp_path / "pt")
+    V, E = TINY["vocab_size"], TINY["embedding_size"]
+    batch = framework_inputs("AlbertForMaskedLM")
+    before, n, count = model(**batch).logits.numpy(), model.num_parameters(), len(model.trainable_variables)
+    assert n == model.count_params() and model.get_lm_head() is model.predictions
+    assert model.get_output_embeddings() is model.get_input_embeddings()
+    table = model.resize_token_embeddings(V + 5)
+    assert tuple(table.shape) == (V + 5, E) and model.config.vocab_size == V + 5
+    assert model.get_input_embeddings().weight is table and tuple(model.get_bias()["bias"].shape) == (V + 5,)
+    # the old variables are gone from the model, not kept beside the new ones
+    assert model.num_parameters() == n + 5 * (E + 1) and len(model.trainable_variables) == count
+    after = model(**batch).logits.numpy()
+    np.testing.assert_allclose(after[..., :V], before, atol=1e-5, rtol=0)
+    # what it saves is the PyTorch class's resized model; it trains once compiled again
+    model.save_pretrained(tmp_path / "resized")
+    pt = openalbert.AlbertForMaskedLM.from_pretrained(tmp_path / "resized")
+    with torch.no_grad():
+        theirs = pt(**{k: torch.tensor(v) for k, v in batch.items()}).logits.numpy()
+    real = batch["attention_mask"].astype(bool)  # (PyTorch skips the padding)
+    np.testing.assert_allclose(theirs[real], after[real], atol=1e-5, rtol=0)
+    new_row = table.numpy()[V + 2]
+    model.compile(optimizer="adam")
+    new_ids = np.full_like(batch["input_ids"], V + 2)  # the new token, in and out
+    model.fit({**batch, "input_ids": new_ids, "labels": new_ids}, epochs=1, verbose=0)
+    assert not np.allclose(model.get_input_embeddings().weight.numpy()[V + 2], new_row)
+    # a smaller vocabulary keeps the first rows; a head without a masked-LM head has no bias
+    trained = model(**batch).logits.numpy()
+    model.resize_token_embeddings(V - 3)
+    np.testing.assert_allclose(model(**batch).logits.numpy(), trained[..., : V - 3], atol=1e-5, rtol=0)
+    classifier = modeling_tf.TFAlbertForSequenceClassification(framework_config())
+    assert classifier.get_lm_head() is None and classifier.get_bias() is None
+    assert tuple(classifier.resize_token_embeddings(V + 1).shape) == (V + 1, E)
+    with pytest.raises(ValueError, match="shape \\(rows, 16\\)"):
+        classifier.set_input_embeddings(np.zeros((4, 3), np.float32))
+
+
+def test_tf_function_keras_callbacks_and_keras_2_saving_carry_the_outputs(tmp_path):
+    # Outputs are mappings, which tf.function, tf.nest and Keras rebuild; a plain dataclass failed all three.
+    from transformers.keras_callbacks import KerasMetricCallback
+
+    head = "AlbertForSequenceClassification"
+    model = getattr(modeling_tf, f"TF{head}")(framework_config())
+    batch = framework_inputs(head)
+    expected = model(**batch)
+    traced = tf.function(model)(batch)
+    assert type(traced) is type(expected) and list(traced.keys()) == ["logits"]
+    np.testing.assert_allclose(traced.logits, expected.logits, atol=1e-5, rtol=0)
+    labels = _labels(head)["labels"]
+    seen = []
+    callback = KerasMetricCallback(
+        lambda p: seen.append(p) or {"accuracy": float((p[0].argmax(-1) == p[1]).mean())},
+        eval_dataset=tf.data.Dataset.from_tensor_slices((batch, labels)).batch(2),
+    )
+    model.compile(optimizer="adam")
+    history = model.fit(batch, labels, batch_size=2, epochs=1, callbacks=[callback], verbose=0)
+    assert seen[0][0].shape == (B, 2) and "accuracy" in history.history
+    if not modeling_tf._KERAS_3:  # Keras 3 saves only .keras files (tested above)
+        model.save(tmp_path / "saved")
+        loaded = tf.keras.models.load_model(tmp_path / "saved")
+        np.testing.assert_allclose(loaded(batch)["logits"], model(batch).logits, atol=1e-5, rtol=0)
+
+
 @pytest.mark.skipif(os.environ.get("TF_USE_LEGACY_KERAS") == "1", reason="this run is the Keras 2 one")
 def test_the_tf_classes_pass_these_tests_under_keras_2_too():
     # README promises Keras 2 (tf-keras, what transformers 4.57.1's TF classes run on) as well as Keras 3;

@@ -12,9 +12,11 @@ nn.Linear with the activation and residual add fused in, and the CPU's fast GEMM
 
 from __future__ import annotations
 
+import functools
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,49 +32,98 @@ from openalbert.linear import Linear
 # ---- outputs -----------------------------------------------------------------------------------------
 
 
-class ModelOutput:
-    """The base of the output dataclasses (PyTorch's here, Flax's in modeling_flax), read like transformers'
-    ModelOutput: `out.logits`, `out["logits"]`, `out[0]`.
+class ModelOutput(OrderedDict):
+    """The base of the output dataclasses (PyTorch's and TensorFlow's here, Flax's in modeling_flax): like
+    transformers' ModelOutput, an ordered dict of the fields that are not None, so `out.logits`,
+    `out["logits"]`, `out[0]`, `dict(out)` and `**out` all work.
 
-    Integer indexing and `to_tuple()` skip fields that are None, as transformers does.
+    Being a mapping is what lets other code carry an output through: tf.function, Keras 2's saving and
+    tf.nest, DataParallel's gather and transformers' Trainer rebuild it as `type(out)(pairs)`, so the first
+    field also takes a dict or (name, value) pairs; torch.export and torch.compile flatten it through the
+    pytree registration below. Integer indexing and `to_tuple()` skip fields that are None.
     """
 
-    def to_tuple(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        torch.utils._pytree.register_pytree_node(
+            cls,
+            _flatten_output,
+            functools.partial(_unflatten_output, cls),
+            serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
+            flatten_with_keys_fn=_flatten_output_with_keys,
+        )
 
-    def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+    def __post_init__(self) -> None:
+        names = [f.name for f in fields(self)]
+        first = getattr(self, names[0])
+        if all(getattr(self, name) is None for name in names[1:]) and (pairs := _as_pairs(first)) is not None:
+            object.__setattr__(self, names[0], None)  # (object's: Flax's outputs are frozen dataclasses)
+            for key, value in pairs:
+                if key not in names:
+                    raise TypeError(f"{type(self).__name__} has no field {key!r}; its fields are {names}")
+                object.__setattr__(self, key, value)
+        self._sync()
+
+    def _sync(self) -> None:
+        """Make the dict's entries the fields that are not None, in field order."""
+        OrderedDict.clear(self)
+        for f in fields(self):
+            if (value := getattr(self, f.name)) is not None:
+                OrderedDict.__setitem__(self, f.name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in self.__dataclass_fields__:
+            self._sync()
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(f"{type(self).__name__} has no field {key!r}")
+        setattr(self, key, value)
 
     def __getitem__(self, key: str | int | slice) -> Any:
         if isinstance(key, str):
-            if key not in self.keys():
-                raise KeyError(key)
-            return getattr(self, key)
+            return OrderedDict.__getitem__(self, key)
         return self.to_tuple()[key]
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(self.values())
 
-    def __contains__(self, key: object) -> bool:
-        return key in self.keys()
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt from its fields (pickle, copy, deepcopy), not from dict entries set one by one
+        return type(self), tuple(getattr(self, f.name) for f in fields(self))
 
-    # The rest of the dict reading transformers' ModelOutput (an OrderedDict) allows, over the same keys.
-    def __len__(self) -> int:
-        return len(self.keys())
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(f"a {type(self).__name__} holds its fields: set them by name, e.g. out.logits = ...")
 
-    def values(self) -> list[Any]:
-        return [getattr(self, k) for k in self.keys()]
+    __delitem__ = pop = popitem = setdefault = update = clear = _refuse
 
-    def items(self) -> list[tuple[str, Any]]:
-        return [(k, getattr(self, k)) for k in self.keys()]
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in self.keys() else default
+def _as_pairs(value: Any) -> list[tuple[str, Any]] | None:
+    """The (name, value) pairs an output is rebuilt from, when its first field holds them (else None)."""
+    if value is None or hasattr(value, "shape"):  # a tensor or array: the field's own value
+        return None
+    if isinstance(value, Mapping):
+        return list(value.items())
+    if isinstance(value, Iterator):  # tf.nest and dm-tree rebuild a mapping from a generator of pairs
+        value = list(value)
+    elif not isinstance(value, (list, tuple)):
+        return None
+    if all(isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) for p in value):
+        return [tuple(p) for p in value]
+    return None
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key not in {f.name for f in fields(self)}:
-            raise KeyError(f"{type(self).__name__} has no field {key!r}")
-        setattr(self, key, value)
+
+def _flatten_output(out: ModelOutput) -> tuple[list[Any], list[str]]:
+    return list(out.values()), list(out.keys())
+
+
+def _flatten_output_with_keys(out: ModelOutput) -> tuple[list[tuple[Any, Any]], list[str]]:
+    return [(torch.utils._pytree.MappingKey(k), v) for k, v in out.items()], list(out.keys())
+
+
+def _unflatten_output(cls: type[ModelOutput], values: Iterable[Any], keys: list[str]) -> ModelOutput:
+    return cls(**dict(zip(keys, values)))
 
 
 @dataclass
@@ -132,7 +183,10 @@ def unpads_by_default(device: torch.device, dtype: torch.dtype) -> bool:
     GPU (half-precision weights, or fp32 weights under half-precision autocast, as in training). There the
     GEMMs are so fast that the unpadded path's extra launches and host syncs cost more than the padding
     saves (H200, variable-length workload: padded 473k useful tokens/s in bf16 against 209k unpadded; in
-    fp32 unpadded wins, 134k against 91k; benchmarks/RESULTS.md)."""
+    fp32 unpadded wins, 134k against 91k; benchmarks/RESULTS.md). Nor under torch.compile or torch.export:
+    where the real tokens are is a value, and a traced graph's shapes may not depend on values."""
+    if torch.compiler.is_compiling():
+        return False
     if device.type != "cuda":
         return True
     if torch.is_autocast_enabled("cuda"):
@@ -1056,9 +1110,11 @@ def _around_the_mean(table: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 def _capturing(t: torch.Tensor) -> bool:
-    """Whether a CUDA graph is being captured (openalbert.fast.cuda_graphs): then no value may be read back
-    to the host, so the value checks (done before the capture's inputs are filled) and shortcuts are skipped."""
-    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+    """Whether no value may be read back to the host: a CUDA graph is being captured
+    (openalbert.fast.cuda_graphs, whose value checks run before its inputs are filled), or torch.compile or
+    torch.export is tracing, where a read breaks the graph or fails. The value checks and shortcuts are
+    skipped then."""
+    return torch.compiler.is_compiling() or (t.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
 def _key_mask(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

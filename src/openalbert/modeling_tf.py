@@ -169,6 +169,30 @@ class _Embedding(_Module):
     def call(self, ids: tf.Tensor) -> tf.Tensor:
         return tf.gather(self.table, ids)
 
+    def set_table(self, value: Any) -> None:
+        """Replace the table (a variable or an array of shape (rows, size)) with a new variable holding it."""
+        _replace_weight(self, self.variable_name, value)
+
+
+def _replace_weight(layer: _Module, attr: str, value: Any, std: float | None = None) -> Any:
+    """Give `layer.attr` a new variable of `value`'s shape holding it (an int: that many rows of the old
+    variable, cut or grown by rows drawn like the first ones, N(0, std) truncated, or zeros without std).
+    The old variable is untracked first, so that the model's weights, count and optimizer see only the new."""
+    old = getattr(layer, attr)
+    if isinstance(value, int):
+        rows = old.numpy()[:value]
+        grown = (
+            keras.initializers.TruncatedNormal(stddev=std) if std is not None else keras.initializers.Zeros()
+        )
+        extra = np.asarray(grown((value - len(rows), *old.shape[1:]), dtype="float32"))
+        value = np.concatenate([rows, extra.astype(rows.dtype)]) if len(extra) else rows
+    value = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float32)
+    delattr(layer, attr)
+    new = layer.add_weight(name=attr, shape=value.shape, initializer="zeros", trainable=True)
+    new.assign(value)
+    setattr(layer, attr, new)
+    return new
+
 
 # ---- the encoder -------------------------------------------------------------------------------------------
 
@@ -524,6 +548,61 @@ class TFAlbertPreTrainedModel(keras.Model):
 
     def head_init(self) -> None:
         """The head's layers (none for the bare model)."""
+
+    # ---- transformers' TF model API over the embeddings ----
+
+    def num_parameters(self, only_trainable: bool = False) -> int:
+        weights = self.trainable_weights if only_trainable else self.weights  # (not Keras' dropout seeds)
+        return int(sum(np.prod(w.shape) for w in weights))
+
+    def get_input_embeddings(self) -> _Embedding:
+        """The word-embedding layer; its table is `.weight`, (vocab_size, embedding_size)."""
+        return self.albert.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: Any) -> None:
+        """A new word-embedding table (a variable or an array of shape (rows, embedding_size)); the masked-LM
+        head decodes with it too, and `config.vocab_size` follows its rows."""
+        if tuple(value.shape[1:]) != (self.config.embedding_size,):
+            raise ValueError(
+                f"the embedding table must have shape (rows, {self.config.embedding_size}), got {tuple(value.shape)}"
+            )
+        self.get_input_embeddings().set_table(value)
+        self.config.vocab_size = int(value.shape[0])
+
+    def get_lm_head(self) -> TFAlbertMLMHead | None:
+        """The masked-LM head (for the heads that predict tokens), else None."""
+        return getattr(self, "predictions", None)
+
+    def get_output_embeddings(self) -> _Embedding | None:
+        """The table the masked-LM head decodes with: the input embeddings, tied."""
+        return self.get_input_embeddings() if self.get_lm_head() is not None else None
+
+    def get_bias(self) -> dict[str, Any] | None:
+        head = self.get_lm_head()
+        return None if head is None else {"bias": head.bias}
+
+    def set_bias(self, value: Mapping[str, Any]) -> None:
+        head = self.get_lm_head()
+        if head is None:
+            raise ValueError(f"{type(self).__name__} has no masked-LM head and so no output bias")
+        _replace_weight(head, "bias", value["bias"])
+        self.config.vocab_size = int(value["bias"].shape[0])
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None) -> Any:
+        """Grow or cut the vocabulary to `new_num_tokens` rows: the first rows are kept, new ones drawn as
+        the model initialises them (the masked-LM bias grows by zeros). Returns the embedding variable.
+        Compile the model again before `fit`: its optimizer held the old variables."""
+        if new_num_tokens is not None and new_num_tokens != self.config.vocab_size:
+            if new_num_tokens < 1:
+                raise ValueError(f"new_num_tokens must be >= 1, got {new_num_tokens}")
+            embeddings = self.get_input_embeddings()
+            _replace_weight(
+                embeddings, embeddings.variable_name, new_num_tokens, self.config.initializer_range
+            )
+            if (head := self.get_lm_head()) is not None:
+                _replace_weight(head, "bias", new_num_tokens)
+            self.config.vocab_size = new_num_tokens
+        return self.get_input_embeddings().table
 
     def head(self, out: BaseModelOutputWithPooling, labels: dict[str, Any], training: bool) -> Any:
         return out
