@@ -510,10 +510,13 @@ def test_errors(tok: AlbertTokenizer, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape(str(corrupt))):
         AlbertTokenizer(corrupt)
     for bad in (3, None, b"bytes"):
-        with pytest.raises(TypeError, match=type(bad).__name__):
-            tok(bad)  # type: ignore[arg-type]
+        if bad is not None:  # (no text at all: a ValueError, as in transformers)
+            with pytest.raises(TypeError, match=type(bad).__name__):
+                tok(bad)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match=type(bad).__name__):
             tok(["fine", bad])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="give the text"):
+        tok(None)
     with pytest.raises(ValueError, match="surrogate"):
         tok("bad \ud83d half")
     with pytest.raises(ValueError, match="surrogate"):
@@ -641,3 +644,43 @@ def test_tensors_for_tensorflow_and_jax(tok):
     assert enc["input_ids"].numpy().tolist() == tok(["one", "two three"], padding=True)["input_ids"]
     enc = tok("one two", return_tensors="jax")
     assert isinstance(enc["input_ids"], type(jnp.zeros(1))) and enc["input_ids"].shape == (1, 4)
+
+
+def test_text_targets_as_labels(tok, slow):
+    # transformers' text_target / text_pair_target (seq2seq-style labels); before, a TypeError
+    calls = [
+        {"text_target": "hello world"},
+        {"text": "a b", "text_target": "c d e"},
+        {"text": ["a", "b c"], "text_target": ["x y", "z"], "padding": True},
+        {"text": "q", "text_pair": "p", "text_target": "t", "text_pair_target": "u v"},
+    ]
+    for call in calls:
+        assert tok(**call).data == slow(**call).data, call
+    ours = tok(["a", "b c"], text_target=["x y z", "w"], padding=True, return_tensors="pt")
+    theirs = slow(["a", "b c"], text_target=["x y z", "w"], padding=True, return_tensors="pt")
+    assert torch.equal(ours["labels"], theirs["labels"]) and torch.equal(
+        ours["input_ids"], theirs["input_ids"]
+    )
+    with pytest.raises(ValueError, match="text_target"):
+        tok()
+
+
+def test_subword_regularisation_through_sp_model_kwargs(vocab, tmp_path):
+    # transformers' sp_model_kwargs: SentencePiece samples a segmentation per call (Kudo 2018); before, refused
+    options = {"enable_sampling": True, "alpha": 0.1, "nbest_size": -1}
+    sampled = AlbertTokenizer(vocab, sp_model_kwargs=options)
+    text = "unbelievably tokenization"
+    rows = {tuple(sampled(text)["input_ids"]) for _ in range(40)}
+    assert len(rows) > 1 and {sampled.decode(r, skip_special_tokens=True) for r in rows} == {text}
+    assert AlbertTokenizer(vocab, sp_model_kwargs={"enable_sampling": False})(text) == AlbertTokenizer(vocab)(
+        text
+    )
+    assert (
+        sampled.sp_model.get_piece_size()
+        == transformers.AlbertTokenizer(str(vocab)).sp_model.get_piece_size()
+    )
+    sampled.save_pretrained(tmp_path)  # kept in tokenizer_config.json, as transformers keeps it
+    assert transformers.AlbertTokenizer.from_pretrained(tmp_path).sp_model_kwargs == options
+    assert AlbertTokenizer.from_pretrained(tmp_path).sp_model_kwargs == options
+    with pytest.raises(ValueError, match="not SentencePiece's encoding options"):
+        AlbertTokenizer(vocab, sp_model_kwargs={"sampling": True})

@@ -429,16 +429,20 @@ class AlbertTokenizer:
         num_threads: int | None = None,
         padding_side: str = "right",
         truncation_side: str = "right",
+        sp_model_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        # SentencePiece's encoding options, e.g. {"enable_sampling": True, "alpha": 0.1, "nbest_size": -1} for
+        # subword regularisation in training, as transformers takes them
+        self.sp_model_kwargs = dict(sp_model_kwargs or {})
         if isinstance(vocab_file, bytes):  # a serialised model, e.g. rebuilt from tokenizer.json
             path, self.vocab_file = Path("<model proto>"), None
-            self._sp = _load_sentencepiece(vocab_file, "the given model proto")
+            self._sp = _load_sentencepiece(vocab_file, "the given model proto", self.sp_model_kwargs)
         else:
             path = Path(vocab_file)
             if not path.is_file():
                 raise FileNotFoundError(f"SentencePiece model {path} does not exist")
             self.vocab_file = path
-            self._sp = _load_sentencepiece(path.read_bytes(), str(path))
+            self._sp = _load_sentencepiece(path.read_bytes(), str(path), self.sp_model_kwargs)
         self.name_or_path = ""  # from_pretrained's argument, as transformers keeps it
         self.do_lower_case = do_lower_case
         self.remove_space = remove_space
@@ -484,6 +488,11 @@ class AlbertTokenizer:
             self._has_offset_mapping = True
         except (ValueError, TypeError, AttributeError):
             self._has_offset_mapping = False
+
+    @property
+    def sp_model(self) -> spm.SentencePieceProcessor:
+        """The SentencePiece processor, as transformers' slow tokenizer names it."""
+        return self._sp
 
     def _index_specials(self) -> None:
         specials = self._specials
@@ -676,6 +685,7 @@ class AlbertTokenizer:
             "pad_token": self.pad_token,
             "remove_space": self.remove_space,
             "sep_token": self.sep_token,
+            "sp_model_kwargs": self.sp_model_kwargs,
             "tokenizer_class": "AlbertTokenizer",
             "unk_token": self.unk_token,
         }  # fmt: skip
@@ -1376,6 +1386,29 @@ class AlbertTokenizer:
     # ---- the transformers call surface ------------------------------------------------------------------------
 
     def __call__(
+        self,
+        text: str | Sequence[str] | Sequence[tuple[str, str]] | Sequence[Sequence[str]] | None = None,
+        text_pair: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
+        text_target: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
+        text_pair_target: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        """Encode a text, a pair, or a batch of them (see `_encode`, whose options it takes), as transformers
+        does; `text_target` (and `text_pair_target`) are encoded the same way and given as `labels`, or alone
+        when there is no `text`."""
+        if text is None and text_target is None:
+            raise ValueError("give the text to encode: text=..., or text_target=... for labels alone")
+        encoded = self._encode(text, text_pair, *args, **kwargs) if text is not None else None
+        if text_target is None:
+            return encoded  # type: ignore[return-value]
+        targets = self._encode(text_target, text_pair_target, *args, **kwargs)
+        if encoded is None:
+            return targets
+        encoded["labels"] = targets["input_ids"]
+        return encoded
+
+    def _encode(
         self,
         text: str | Sequence[str] | Sequence[tuple[str, str]] | Sequence[Sequence[str]] | None = None,
         text_pair: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
@@ -2149,8 +2182,15 @@ def _check_surrogates(text: str) -> None:
         )
 
 
-def _load_sentencepiece(model: bytes, where: str) -> spm.SentencePieceProcessor:
-    sp = spm.SentencePieceProcessor()
+def _load_sentencepiece(
+    model: bytes, where: str, options: dict[str, Any] | None = None
+) -> spm.SentencePieceProcessor:
+    try:
+        sp = spm.SentencePieceProcessor(**(options or {}))
+    except TypeError as e:
+        raise ValueError(
+            f"sp_model_kwargs {options} are not SentencePiece's encoding options ({e})"
+        ) from None
     try:
         sp.LoadFromSerializedProto(model)
     except (RuntimeError, OSError, ValueError) as e:
@@ -2177,6 +2217,8 @@ def _read_settings(directory: Path) -> dict[str, Any]:
         for key in ("padding_side", "truncation_side"):
             if data.get(key) in ("left", "right"):
                 settings[key] = data[key]
+        if isinstance(data.get("sp_model_kwargs"), dict):
+            settings["sp_model_kwargs"] = data["sp_model_kwargs"]
         max_len = data.get("model_max_length")
         if isinstance(max_len, int) and max_len > 0:  # (1e30: no limit, as written by transformers)
             settings["model_max_length"] = max_len
