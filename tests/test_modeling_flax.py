@@ -125,6 +125,24 @@ def test_save_pretrained_is_read_by_pytorch_and_transformers(tmp_path):
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, again.params, model.params))
 
 
+def test_save_pretrained_shards_and_writes_a_bin_that_transformers_flax_reads(tmp_path):
+    # transformers' save_pretrained options; before, refused
+    transformers = pytest.importorskip("transformers")
+    model = modeling_flax.FlaxAlbertForMaskedLM(framework_config(), seed=5)
+    model.save_pretrained(tmp_path / "shards", max_shard_size="20KB")
+    assert len(list((tmp_path / "shards").glob("model-*-of-*.safetensors"))) > 1
+    assert (tmp_path / "shards" / "model.safetensors.index.json").is_file()
+    model.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["config.json", "pytorch_model.bin"]
+    batch = framework_inputs("AlbertForMaskedLM")
+    expected = np.asarray(model(**batch).logits)
+    for directory in ("shards", "bin"):
+        again = modeling_flax.FlaxAlbertForMaskedLM.from_pretrained(tmp_path / directory)
+        np.testing.assert_array_equal(np.asarray(again(**batch).logits), expected, err_msg=directory)
+    theirs = transformers.FlaxAlbertForMaskedLM.from_pretrained(tmp_path / "bin", from_pt=True)
+    np.testing.assert_allclose(np.asarray(theirs(**batch).logits), expected, atol=1e-5, rtol=0)
+
+
 def test_a_head_reads_a_bare_checkpoint_and_reports_its_fresh_weights(tmp_path, caplog):
     modeling_flax.FlaxAlbertModel(framework_config(), seed=4).save_pretrained(tmp_path)
     with caplog.at_level(logging.WARNING, logger="openalbert.modeling_flax"):

@@ -180,6 +180,28 @@ def test_save_pretrained_is_read_by_pytorch_and_transformers_tf(tmp_path):
         np.testing.assert_array_equal(again.state_dict()[name], array, err_msg=name)
 
 
+def test_save_pretrained_shards_and_writes_a_bin_that_transformers_tf_reads(tmp_path):
+    # transformers' save_pretrained options; before, refused. Its TF from_pretrained(from_pt=True) reads the
+    # pytorch_model.bin that safe_serialization=False writes (not model.safetensors, see above).
+    import transformers
+
+    model = modeling_tf.TFAlbertForMaskedLM(framework_config())
+    model.predictions.bias.assign(tf.random.normal((TINY["vocab_size"],)))
+    model.save_pretrained(tmp_path / "shards", max_shard_size="20KB")
+    shards = sorted(p.name for p in (tmp_path / "shards").glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "shards" / "model.safetensors.index.json").is_file()
+    assert not (tmp_path / "shards" / "model.safetensors").exists()
+    model.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["config.json", "pytorch_model.bin"]
+    batch = framework_inputs("AlbertForMaskedLM")
+    expected = model(**batch).logits.numpy()
+    for directory in ("shards", "bin"):
+        again = modeling_tf.TFAlbertForMaskedLM.from_pretrained(tmp_path / directory)
+        np.testing.assert_array_equal(again(**batch).logits.numpy(), expected, err_msg=directory)
+    theirs = transformers.TFAlbertForMaskedLM.from_pretrained(tmp_path / "bin", from_pt=True)
+    np.testing.assert_allclose(theirs(**batch).logits, expected, atol=1e-5, rtol=0)
+
+
 def test_a_head_reads_a_bare_checkpoint_and_reports_its_fresh_weights(tmp_path, caplog):
     modeling_tf.TFAlbertModel(framework_config()).save_pretrained(tmp_path)
     with caplog.at_level(logging.WARNING, logger="openalbert.modeling_tf"):

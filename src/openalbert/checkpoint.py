@@ -708,19 +708,25 @@ def _match_prefix(
 
 
 def save_numpy_state(
-    directory: str | os.PathLike, config: AlbertConfig, architecture: str, state: dict[str, np.ndarray]
+    directory: str | os.PathLike,
+    config: AlbertConfig,
+    architecture: str,
+    state: dict[str, np.ndarray],
+    *,
+    safe_serialization: bool = True,
+    max_shard_size: int | str = "5GB",
 ) -> Path:
-    """Write config.json and model.safetensors (replaced atomically) from a state dict of numpy arrays in
-    PyTorch's names: how the Flax and TF classes save, so that every class reads what they write."""
-    from safetensors.numpy import save_file
-
+    """Write config.json and the weights from a state dict of numpy arrays in PyTorch's names, as
+    `save_pretrained` writes a PyTorch model's: how the Flax and TF classes save, so that every class reads
+    what they write. `safe_serialization=False` writes pytorch_model.bin."""
+    limit = shard_bytes(max_shard_size)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config.extra["architectures"] = [architecture]
     config.save_pretrained(directory)
-    _write_atomically(
-        directory / SAFE_WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"})
-    )
+    # (copies: two names may hold one array, the TF head's decoder bias, which torch's writers refuse to share)
+    tensors = {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in state.items()}
+    write_weights(directory, tensors, safe_serialization, limit, max_shard_size)
     return directory
 
 
@@ -754,6 +760,15 @@ def save_pretrained(
     for key in aliases(model):
         state.pop(key, None)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    write_weights(directory, state, safe_serialization, limit, max_shard_size)
+    return directory
+
+
+def write_weights(
+    directory: Path, state: dict[str, torch.Tensor], safe_serialization: bool, limit: int, max_shard_size: Any
+) -> None:
+    """The weight files of a checkpoint: one file, or safetensors shards of at most `limit` bytes with their
+    index, as transformers shards them; weights of another layout left from before are removed."""
     shards = _split_shards(state, limit)
     if len(shards) > 1 and not safe_serialization:
         raise ValueError(f"sharded weights are written as safetensors; max_shard_size={max_shard_size!r} needs "
@@ -784,7 +799,6 @@ def save_pretrained(
     ]
     for name in set(stale) - keep:
         (directory / name).unlink(missing_ok=True)
-    return directory
 
 
 _SIZE_UNITS = {

@@ -697,13 +697,28 @@ class FlaxAlbertPreTrainedModel:
         model.params = params
         return (model, info) if output_loading_info else model
 
-    def save_pretrained(self, directory: str | os.PathLike, params: dict[str, Any] | None = None) -> Path:
+    def save_pretrained(
+        self,
+        directory: str | os.PathLike,
+        params: dict[str, Any] | None = None,
+        *,
+        safe_serialization: bool = True,
+        max_shard_size: int | str = "5GB",
+    ) -> Path:
         """Write config.json and model.safetensors in PyTorch's layout (transformers' names, the decoder
         tied), which the PyTorch classes, transformers and `from_pretrained` here all read; the model's
-        parameters, or `params`."""
+        parameters, or `params`. Safetensors shards with an index above `max_shard_size`, pytorch_model.bin
+        with `safe_serialization=False`."""
         params = self.params if params is None else params
-        state = {k: v.astype(np.float32) for k, v in to_state_dict(params).items()}
-        return save_numpy_state(directory, self.config, type(self).__name__.removeprefix("Flax"), state)
+        state = {k: np.asarray(v, dtype=np.float32) for k, v in to_state_dict(params).items()}
+        return save_numpy_state(
+            directory,
+            self.config,
+            type(self).__name__.removeprefix("Flax"),
+            state,
+            safe_serialization=safe_serialization,
+            max_shard_size=max_shard_size,
+        )
 
 
 def _cast(params: dict[str, Any], dtype: jnp.dtype, mask: Any | None) -> dict[str, Any]:

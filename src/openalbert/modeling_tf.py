@@ -864,23 +864,37 @@ class TFAlbertPreTrainedModel(keras.Model):
         return serve
 
     def save_pretrained(
-        self, directory: str | os.PathLike, saved_model: bool = False, version: int = 1
+        self,
+        directory: str | os.PathLike,
+        saved_model: bool = False,
+        version: int = 1,
+        *,
+        safe_serialization: bool = True,
+        max_shard_size: int | str = "5GB",
     ) -> Path:
         """Write config.json and model.safetensors in PyTorch's layout (transformers' names, the decoder
-        tied), which the PyTorch, Flax and TF classes here and transformers' classes all read; with
+        tied), which the PyTorch, Flax and TF classes here and transformers' classes all read; safetensors
+        shards with an index above `max_shard_size`, pytorch_model.bin with `safe_serialization=False`. With
         `saved_model=True` also a TF SavedModel with the `serving` signature in saved_model/<version>, as
         transformers' TF classes write it for TF Serving."""
         state = self.state_dict()
         if "predictions.bias" in state:  # the tied decoder bias, which transformers' TF classes read
             state["predictions.decoder.bias"] = state["predictions.bias"]
-        directory = save_numpy_state(directory, self.config, type(self).__name__.removeprefix("TF"), state)
+        directory = save_numpy_state(
+            directory,
+            self.config,
+            type(self).__name__.removeprefix("TF"),
+            state,
+            safe_serialization=safe_serialization,
+            max_shard_size=max_shard_size,
+        )
         if saved_model:
             path = directory / "saved_model" / str(version)
             serving = self.serving()
             root: Any = self
             if not _KERAS_3:
-                # Keras 2 saves a model with a trace of its call, which cannot return an output dataclass; TF
-                # Serving needs the signature and the weights alone.
+                # Keras 2 would also save traces of the model's call for every input shape it was called
+                # with; TF Serving needs the signature and the weights alone.
                 root = tf.Module()
                 root.weights_list, root.serve = list(self.variables), serving
             tf.saved_model.save(root, str(path), signatures={"serving_default": serving})
