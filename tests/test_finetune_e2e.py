@@ -514,6 +514,28 @@ def test_integer_tags_take_their_names_and_every_example_is_trained(pretrained, 
     assert result.train.step == 2  # five examples in batches of four: the fifth is not dropped
 
 
+def test_long_sentences_span_inputs_and_the_run_says_what_it_read_and_scored(pretrained, tmp_path, capsys):
+    # Before, the words past max_length were neither trained on nor scored (predicted "O"), and nothing was
+    # printed about the data or the evaluations.
+    words = ["the", "river", "runs", "from", "the", "hills", "near", "Oslo", "down", "to", "the", "sea", "by"]
+    words.append("Bergen")
+    tags = ["O"] * len(words)
+    tags[words.index("Oslo")] = tags[words.index("Bergen")] = "B-LOC"
+    rows = [{"tokens": words, "tags": tags}, {"tokens": ["Hi", "Rome"], "tags": ["O", "B-LOC"]}]
+    (tmp_path / "long.json").write_text(json.dumps(rows))  # a JSON array, as pandas' to_json writes it
+    out = tmp_path / "out"
+    result = finetune("token-classification", pretrained, tmp_path / "long.json", tmp_path / "long.json", out,
+                      epochs=2, batch_size=2, max_length=8, **(RUN | {"progress": True}))  # fmt: skip
+    record = json.loads((out / "eval_results.json").read_text())
+    assert record["train_examples"] == 2 and record["train_windows"] >= 4
+    assert record["validation_windows"] == record["train_windows"]
+    err = capsys.readouterr().err
+    assert f"token-classification: 2 training examples in {record['train_windows']} inputs" in err
+    assert "best model by eval_f1" in err
+    evaluations = [line for line in err.splitlines() if line.startswith("step ") and "eval_f1" in line]
+    assert len(evaluations) == len(result.history) == 2 and "(best so far)" in evaluations[0]
+
+
 # ---- data parallel (slow) -------------------------------------------------------------------------------------
 
 

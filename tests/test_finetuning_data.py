@@ -173,7 +173,7 @@ def test_labels_align_to_first_piece_or_all_pieces(tmp_path, tokenizer):
         expected += [label2id[tag]] + [-100] * (len(piece) - 1)
     assert feature["labels"] == [*expected, -100]
     starts = [1 + sum(len(p) for p in pieces[:i]) for i in range(len(words))]
-    assert first.word_positions == [starts]
+    assert first.word_positions == [[(0, p) for p in starts]]
     every = D.token_features(sentences, tokenizer, label2id, 64, label_all_tokens=True).features[0]
     # Every piece carries its word's tag, a B- tag continuing as I-.
     expected = [-100]
@@ -181,9 +181,21 @@ def test_labels_align_to_first_piece_or_all_pieces(tmp_path, tokenizer):
         rest = "I-fac" if tag == "B-fac" else tag
         expected += [label2id[tag]] + [label2id[rest]] * (len(piece) - 1)
     assert every["labels"] == [*expected, -100]
-    # Words past max_length have no position (they are scored as "O").
-    cut = D.token_features(sentences, tokenizer, label2id, 4)
-    assert len(cut.features[0]["input_ids"]) == 4 and cut.word_positions[0][-1] == -1
+    # A sentence longer than max_length goes on in further inputs, each starting at a whole word; before,
+    # the words past max_length were not trained on and were scored as "O".
+    budget = 2 + max(len(p) for p in pieces)
+    cut = D.token_features(sentences, tokenizer, label2id, budget)
+    assert len(cut.features) > 1 and all(len(f["input_ids"]) <= budget for f in cut.features)
+    assert [
+        tokenizer.convert_ids_to_tokens(cut.features[f]["input_ids"][p]) for f, p in cut.word_positions[0]
+    ] == [tokenizer.convert_ids_to_tokens(p[0]) for p in pieces]
+    labels = [x for f in cut.features for x in f["labels"] if x != -100]
+    assert (
+        labels == [label2id[t] for t in tags] and cut.features[-1]["input_ids"][-1] == tokenizer.sep_token_id
+    )
+    # a word longer than a whole input keeps its first pieces
+    tiny = D.token_features(sentences, tokenizer, label2id, 3)
+    assert all(len(f["input_ids"]) == 3 for f in tiny.features) and len(tiny.features) == len(words)
 
 
 # ---- question answering ------------------------------------------------------------------------------------
@@ -222,6 +234,50 @@ def test_squad_json_and_jsonl(tmp_path):
     assert examples[0].answers == [("Tachyspiza", CONTEXT.index("Tachyspiza"))] and examples[1].is_impossible
 
 
+def test_records_in_json_arrays_json_lines_named_json_and_parquet(tmp_path):
+    # What datasets' to_json (JSON lines, even in a .json file), pandas' to_json(orient="records") (an array)
+    # and to_parquet write; before, each gave an error about something else.
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow", reason="pyarrow is not installed")
+    hf = {"id": "x", "question": "What?", "context": CONTEXT,
+          "answers": {"text": ["Tachyspiza"], "answer_start": [CONTEXT.index("Tachyspiza")]}}  # fmt: skip
+    qa = [hf, {**hf, "id": "y", "answers": {"text": [], "answer_start": []}}]
+    ner = [{"tokens": ["Hi", "Bob"], "ner_tags": [0, 1]}, {"tokens": ["Yes"], "ner_tags": [0]}]
+    choice = [{"question": "Sky?", "choices": ["blue", "green"], "label": 0}]
+    for name, rows in (("qa", qa), ("ner", ner), ("choice", choice)):
+        write(tmp_path / f"{name}.array.json", json.dumps(rows, indent=1))
+        write(tmp_path / f"{name}.lines.json", "".join(json.dumps(r) + "\n" for r in rows))
+        pd.DataFrame(rows).to_parquet(tmp_path / f"{name}.parquet")
+    for kind in ("array.json", "lines.json", "parquet"):
+        examples = D.read_squad(tmp_path / f"qa.{kind}")
+        assert [(e.id, e.answers) for e in examples] == [
+            ("x", [("Tachyspiza", CONTEXT.index("Tachyspiza"))]),
+            ("y", []),
+        ], kind
+        tagged = D.read_token_classification(tmp_path / f"ner.{kind}")
+        assert tagged.words == [["Hi", "Bob"], ["Yes"]] and tagged.tags == [["0", "1"], ["0"]], kind
+        assert [(c.choices, c.label) for c in D.read_multiple_choice(tmp_path / f"choice.{kind}")] == [
+            (["blue", "green"], 0)
+        ], kind
+    with pytest.raises(D.DataError, match=r"b\.json \(row 1\): expected a JSON object, got list"):
+        D.read_token_classification(write(tmp_path / "b.json", '[{"tokens": ["a"], "tags": ["O"]}, []]'))
+    with pytest.raises(D.DataError, match=r"c\.json, line 2: not valid JSON"):
+        D.read_squad(write(tmp_path / "c.json", '[{"id": 1},\n ]'))
+
+
+def test_csv_cells_stay_the_text_they_are(tmp_path):
+    # pandas' type inference read "008" as 8 and "1.50" as 1.5, so the text the model saw was not the file's.
+    data = D.read_text_classification(write(tmp_path / "t.csv", "text,label\n008,a\n1.50,b\n1e3,a\n"))
+    assert data.texts == ["008", "1.50", "1e3"] and data.labels == ["a", "b", "a"]
+    pairs = D.read_text_classification(
+        write(tmp_path / "p.tsv", "sentence1\tsentence2\tlabel\n0.10\t007\t1\n")
+    )
+    assert (pairs.texts, pairs.pairs, pairs.labels, pairs.is_float) == (["0.10"], ["007"], ["1"], False)
+    # a label column of numbers with a decimal point or an exponent is still a regression target
+    scores = D.read_text_classification(write(tmp_path / "s.csv", "text,label\na,3\nb,1e-1\nc,2.5\n"))
+    assert scores.is_float and scores.labels == [3.0, 0.1, 2.5]
+
+
 def test_malformed_squad_records_are_named(tmp_path):
     good = {"id": "1", "question": "What is Accipiter?", "answers": [{"text": "genus", "answer_start": 15}]}
     cases = [
@@ -242,7 +298,9 @@ def test_malformed_squad_records_are_named(tmp_path):
     with pytest.raises(D.DataError, match=r"t\.json, line 2: not valid JSON"):
         D.read_squad(write(tmp_path / "t.json", '{"data":\n [,]}'))
     with pytest.raises(D.DataError, match='a JSON object with a "data" list'):
-        D.read_squad(write(tmp_path / "u.json", "[]"))
+        D.read_squad(write(tmp_path / "u.json", '{"version": "v2.0"}'))
+    with pytest.raises(D.DataError, match=r"w\.json holds no examples"):
+        D.read_squad(write(tmp_path / "w.json", " []"))
     with pytest.raises(D.DataError, match=r"v\.jsonl, line 1: 'context' is missing"):
         D.read_squad(write(tmp_path / "v.jsonl", '{"id": "1", "question": "Q?", "answers": []}\n'))
 
@@ -271,6 +329,15 @@ def test_question_answering_windows_match_transformers(tmp_path, tokenizer, hf_t
     assert all(f["start_positions"] == f["end_positions"] == 0 for f in features[windows:])
     with pytest.raises(ValueError, match="doc_stride"):
         D.qa_features(examples, tokenizer, max_length, 30)
+    # An answer no window holds whole (longer than the windows' overlap) is trained as unanswerable; before,
+    # without a word. Here the windows hold 19 context tokens and overlap by 1.
+    long = CONTEXT[at:]
+    lost = [D.QAExample("3", "What else?", CONTEXT, [(long, at)], "train.json, line 3"), examples[1]]
+    with pytest.warns(
+        UserWarning, match=r"1 of 1 answerable questions .* \(the first: train\.json, line 3\)"
+    ):
+        features = D.qa_features(lost, tokenizer, max_length, 1)
+    assert all(f["start_positions"] == 0 for f in features)
 
 
 # ---- multiple choice ----------------------------------------------------------------------------------------

@@ -335,6 +335,26 @@ def test_metrics_rows_and_periodic_eval(tmp_path):
     assert result.metrics["eval_loss"] == eval_rows[-1]["eval_loss"]
 
 
+def test_evaluations_and_checkpoints_at_the_end_of_each_epoch(tmp_path):
+    # 10 batches an epoch, 3 a step: epochs end within steps 4, 7 and 10. Fine-tuning evaluated every
+    # 10 // 3 = 3 steps instead (3, 6, 9 and 10), drifting away from the epochs.
+    out = tmp_path / "run"
+    steps = []
+    train(
+        tiny_objective(), SyntheticPretraining(n=80),
+        run_config(out, max_steps=None, num_epochs=3, grad_accum=3, eval_every="epoch", save_every="epoch",
+                   keep_last=5, log_every=1),
+        evaluate=lambda module: steps.append(len(steps)) or {"score": 1.0},
+    )  # fmt: skip
+    rows = read_metrics(out)
+    assert [r["step"] for r in rows if "score" in r] == [4, 7, 10] and len(steps) == 3
+    epochs = {r["step"]: r["epoch"] for r in rows if "loss" in r}
+    assert [epochs[s] for s in (3, 4, 6, 7, 10)] == [0.9, 1.2, 1.8, 2.1, 3.0]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"step-{s:08d}" for s in (4, 7, 10)]
+    with pytest.raises(ValueError, match="eval_every must be a number of steps >= 0 or 'epoch'"):
+        train(tiny_objective(), SyntheticPretraining(), run_config(tmp_path / "x", eval_every="weekly"))
+
+
 def test_best_checkpoint_and_early_stopping(tmp_path):
     out = tmp_path / "run"
     scores = iter([0.5, 0.7, 0.6, 0.6, 0.6])  # best at the second evaluation, then two without improvement

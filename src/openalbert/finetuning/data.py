@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,7 @@ class Table:
     path: Path
     frame: Any  # pandas.DataFrame
     lines: list[int] | None  # file line of each row, when the format has lines
+    as_written: bool = False  # CSV/TSV: every cell is the text in the file, nothing is parsed as a number
 
     def where(self, row: int) -> str:
         if self.lines is None:
@@ -120,13 +122,17 @@ def _bad_json_line(path: Path) -> str:
 
 
 def read_table(path: str | Path) -> Table:
-    """Read a CSV (header row), TSV (header row, no quoting), JSON-lines or Parquet file with pandas."""
+    """Read a CSV (header row), TSV (header row, no quoting), JSON-lines, JSON-array or Parquet file with
+    pandas. CSV and TSV cells stay the text they are ("008" is not the number 8); JSON and Parquet values
+    keep their types, as plain Python values (Parquet's arrays become lists)."""
     pd = _pandas()
 
     path = _check_file(path)
     kind = _table_format(path)
     try:
-        if kind == "jsonl":
+        if kind == "jsonl" and _starts_with(path, "["):
+            frame, lines = pd.DataFrame.from_records(_json_array(path)), None
+        elif kind == "jsonl":
             try:
                 frame = pd.read_json(path, lines=True, dtype=False)
             except ValueError:
@@ -136,18 +142,53 @@ def read_table(path: str | Path) -> Table:
                 raise DataError(_bad_json_line(path))
         elif kind == "parquet":
             frame, lines = pd.read_parquet(path), None
+            for column in frame.columns:  # (numeric columns hold no arrays: only object ones are mapped)
+                if frame[column].dtype == np.dtype(object):
+                    frame[column] = frame[column].map(_plain)
         else:
             # Only an empty cell is missing: a text "NA" or "null" is text. GLUE's TSVs are unquoted.
             options = {"sep": "\t", "quoting": csv.QUOTE_NONE} if kind == "tsv" else {}
-            frame = pd.read_csv(path, keep_default_na=False, na_values=[""], encoding="utf-8-sig", **options)
+            frame = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig", **options
+            )
             lines = [i + 2 for i in range(len(frame))]  # one record per line after the header
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ImportError) as e:
         raise DataError(f"{path}: cannot be read as {kind}: {e}") from None
     if len(frame) == 0:
         raise DataError(f"{path} holds no examples")
-    return Table(path, frame, lines)
+    return Table(path, frame, lines, as_written=kind in ("csv", "tsv"))
+
+
+def _starts_with(path: Path, char: str) -> bool:
+    """Whether the file's first character that is not white space is `char`."""
+    with open(path, encoding="utf-8-sig") as f:
+        while chunk := f.read(4096):
+            if stripped := chunk.lstrip():
+                return stripped[0] == char
+    return False
+
+
+def _json_array(path: Path) -> list[dict[str, Any]]:
+    """A JSON file holding one array of objects (transformers' and pandas' `to_json(orient="records")`)."""
+    try:
+        records = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataError(f"{path} (row {i}): expected a JSON object, got {type(record).__name__}")
+    return records
+
+
+def _plain(value: Any) -> Any:
+    """A Parquet cell as JSON would give it: numpy arrays as lists, numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
 
 
 def _missing(value: Any) -> bool:
@@ -209,6 +250,12 @@ def read_text_classification(
         )
     pair = _pick_column(columns, text_pair_column, PAIR_COLUMNS, "text-pair", table.path, exclude=[text])
     labels = frame[label_column]
+    if table.as_written and label_separator is None:
+        # A CSV's labels are class names as written, unless every one is a number and some has a decimal
+        # point or an exponent: then the task is regression, as pandas' type inference would decide.
+        numbers = _pandas().to_numeric(labels, errors="coerce")
+        if (numbers.notna() == labels.notna()).all() and _pandas().api.types.is_float_dtype(numbers.dtype):
+            labels = numbers
     is_multi = any(isinstance(v, (list, tuple, np.ndarray)) for v in labels)
     if label_separator is not None and not is_multi:
         labels = [
@@ -222,7 +269,7 @@ def read_text_classification(
             )
         if not is_multi and (_missing(value) or (isinstance(value, str) and not value.strip())):
             raise DataError(f"{where(i)}: the label ({label_column!r}) is missing")
-    is_float = not is_multi and _pandas().api.types.is_float_dtype(frame[label_column].dtype)
+    is_float = not is_multi and _pandas().api.types.is_float_dtype(getattr(labels, "dtype", None))
     if is_multi:
         out_labels: list[Any] = [tuple(label_name(v) for v in value) for value in labels]
     else:
@@ -406,7 +453,8 @@ def read_conll(path: str | Path) -> TaggedSentences:
 def read_token_jsonl(
     path: str | Path, tokens_key: str = "tokens", tags_key: str | None = None
 ) -> TaggedSentences:
-    """Read JSON lines with a list of words (`tokens`) and a list of tags (`tags`, `ner_tags` or `labels`)."""
+    """Read records (JSON lines, a JSON array or Parquet) with a list of words (`tokens`) and a list of tags
+    (`tags`, `ner_tags` or `labels`)."""
     table = read_table(path)
     columns = [str(c) for c in table.frame.columns]
     if tokens_key not in columns:
@@ -431,8 +479,9 @@ def read_token_jsonl(
 
 
 def read_token_classification(path: str | Path) -> TaggedSentences:
-    """CoNLL text (.conll, .txt, .tsv, .bio, ...) or JSON lines (.jsonl, .json), by the file name."""
-    if Path(path).name.lower().endswith((".jsonl", ".json", ".ndjson")):
+    """CoNLL text (.conll, .txt, .tsv, .bio, ...), or records of words and tags in JSON lines, a JSON array
+    (.jsonl, .json) or Parquet (.parquet), by the file name."""
+    if Path(path).name.lower().endswith((".jsonl", ".json", ".ndjson", ".parquet", ".pq")):
         return read_token_jsonl(path)
     return read_conll(path)
 
@@ -492,10 +541,11 @@ def check_tags(sentences: TaggedSentences, label2id: dict[str, int]) -> None:
 
 @dataclass
 class TokenFeatures:
-    """Model inputs, and for each the first-piece position of each word (-1 past the truncation)."""
+    """Model inputs (a sentence longer than max_length spans several), and for each sentence where each of
+    its words was put: (feature index, position of its first piece)."""
 
     features: list[Feature]
-    word_positions: list[list[int]] = field(default_factory=list)
+    word_positions: list[list[tuple[int, int]]] = field(default_factory=list)
 
 
 def token_features(
@@ -506,7 +556,11 @@ def token_features(
     label_all_tokens: bool = False,
 ) -> TokenFeatures:
     """Word-level tags -> piece-level labels: the first piece of a word carries its tag, the others -100,
-    or with `label_all_tokens` the same tag (the I- form of a B- tag, when the data has one)."""
+    or with `label_all_tokens` the same tag (the I- form of a B- tag, when the data has one).
+
+    A sentence longer than `max_length` pieces goes on in a further input from the word that did not fit,
+    so every word is trained on and scored (only a single word longer than a whole input loses its last
+    pieces)."""
     flat = [w for words in sentences.words for w in words]
     pieces = _encode(tokenizer, flat)
     unk = tokenizer.unk_token_id
@@ -514,25 +568,28 @@ def token_features(
     out = TokenFeatures([])
     k = 0
     budget = max_length - 2
+
+    def close(ids: list[int], labels: list[int]) -> None:
+        full, types = _pair_ids(tokenizer, ids, None)
+        out.features.append({"input_ids": full, "token_type_ids": types, "labels": [-100, *labels, -100]})
+
     for tags in sentences.tags:
         ids: list[int] = []
         labels: list[int] = []
-        positions: list[int] = []
+        positions: list[tuple[int, int]] = []
         for tag in tags:
             # A word SentencePiece drops entirely (a lone control character) still needs a position.
-            word_ids = pieces[k] or [unk]
+            word_ids = (pieces[k] or [unk])[:budget]
             k += 1
-            if len(ids) + 1 > budget:
-                positions.append(-1)
-                continue
-            word_ids = word_ids[: budget - len(ids)]
+            if ids and len(ids) + len(word_ids) > budget:
+                close(ids, labels)
+                ids, labels = [], []
             label = label2id[tag]
-            positions.append(len(ids) + 1)  # +1 for [CLS]
+            positions.append((len(out.features), len(ids) + 1))  # +1 for [CLS]
             rest = inside.get(label, label) if label_all_tokens else -100
             ids += word_ids
             labels += [label] + [rest] * (len(word_ids) - 1)
-        full, types = _pair_ids(tokenizer, ids, None)
-        out.features.append({"input_ids": full, "token_type_ids": types, "labels": [-100, *labels, -100]})
+        close(ids, labels)
         out.word_positions.append(positions)
     return out
 
@@ -606,23 +663,33 @@ def _qa_example(record: Any, where: str, context: str | None = None) -> QAExampl
 
 
 def read_squad(path: str | Path) -> list[QAExample]:
-    """Read SQuAD v1.1 / v2.0 JSON (`data[].paragraphs[].qas[]`) or JSON lines of
-    `{id, question, context, answers}` (answers as a list of {text, answer_start} or HF's dict of lists)."""
+    """Read SQuAD v1.1 / v2.0 JSON (`data[].paragraphs[].qas[]`), or records of
+    `{id, question, context, answers}` (answers as a list of {text, answer_start} or HF's dict of lists) in
+    JSON lines, a JSON array or Parquet: what `datasets`' `to_json` and `to_parquet` write."""
     path = _check_file(path)
-    if path.name.lower().endswith((".jsonl", ".ndjson")):
+    name = path.name.lower()
+    records = name.endswith((".jsonl", ".ndjson", ".parquet", ".pq")) or (
+        name.endswith(".json") and not _starts_with(path, "{")
+    )
+    if not records:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as e:
+            if e.msg != "Extra data":
+                raise DataError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+            records = True  # one object per line: JSON lines named .json, as datasets' to_json writes them
+    if records:
         table = read_table(path)
-        records = table.frame.to_dict("records")
         examples = []
-        for i, record in enumerate(records):
+        for i, record in enumerate(table.frame.to_dict("records")):
             record = {k: v for k, v in record.items() if not _missing(v)}
             examples.append(_qa_example(record, table.where(i)))
     else:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-            raise DataError(f'{path}: a SQuAD file is a JSON object with a "data" list of articles')
+            raise DataError(
+                f'{path}: a SQuAD file is a JSON object with a "data" list of articles (or give records of '
+                "id, question, context and answers as JSON lines, a JSON array or Parquet)"
+            )
         examples = []
         for a, article in enumerate(data["data"]):
             paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
@@ -659,7 +726,7 @@ def qa_features(
     whole answer, and an unanswerable question, point at [CLS] (index 0)."""
     questions = _encode(tokenizer, [ex.question for ex in examples])
     enc = tokenizer([ex.context for ex in examples], add_special_tokens=False, return_offsets_mapping=True)
-    features = []
+    features, lost = [], []
     for ex, question, context, offsets in zip(examples, questions, enc["input_ids"], enc["offset_mapping"]):
         question = question[:max_question_length]
         budget = max_length - len(question) - 3
@@ -671,6 +738,7 @@ def qa_features(
                 f"tokens = max_length {max_length} - question - 3); lower doc_stride"
             )
         first = len(question) + 2
+        found = False
         for lo, hi in stride_windows(len(context), budget, doc_stride):
             ids, types = _pair_ids(tokenizer, question, list(context[lo:hi]))
             start = end = 0
@@ -680,9 +748,20 @@ def qa_features(
                 inside = [t for t in range(lo, hi) if offsets[t][1] > char_start and offsets[t][0] < char_end]
                 if inside and offsets[lo][0] <= char_start and offsets[hi - 1][1] >= char_end:
                     start, end = first + inside[0] - lo, first + inside[-1] - lo
+                    found = True
             features.append(
                 {"input_ids": ids, "token_type_ids": types, "start_positions": start, "end_positions": end}
             )
+        if ex.answers and not found:
+            lost.append(ex.where)
+    if lost:
+        warnings.warn(
+            f"{len(lost)} of {sum(not ex.is_impossible for ex in examples)} answerable questions have no window "
+            f"that holds their whole answer (the first: {lost[0]}); they are trained as unanswerable. An answer "
+            f"longer than doc_stride ({doc_stride} tokens) can cross every window's edge: raise doc_stride or "
+            "max_length",
+            stacklevel=2,
+        )
     return features
 
 

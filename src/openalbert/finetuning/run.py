@@ -10,10 +10,12 @@ transformers load, beside `metrics.jsonl`, `curves.png` and `eval_results.json`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -121,9 +123,14 @@ def predict(
     keep: Callable[[Any, int, dict[str, Any]], Any],
     batch_size: int,
     bf16: bool = False,
+    progress: bool | None = None,
 ) -> list[Any]:
     """Run `model` over features (split over the ranks, batched by length) and return, in order,
-    `keep(output, row_in_batch, feature)` for each feature."""
+    `keep(output, row_in_batch, feature)` for each feature. `progress` shows a bar on the first rank (by
+    default where `finetune` was asked for progress)."""
+    from tqdm.auto import tqdm
+
+    progress = _PROGRESS.get() if progress is None else progress
     rank, world = _dist()
     device = next(model.parameters()).device
     mine = sorted(range(rank, len(features), world), key=lambda i: len(features[i]["input_ids"]))
@@ -131,8 +138,12 @@ def predict(
     model.eval()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     local = []
+    starts = range(0, len(mine), batch_size)
+    bar = tqdm(
+        starts, desc="evaluate", unit="batch", leave=False, file=sys.stderr, disable=not progress or rank
+    )
     try:
-        for start in range(0, len(mine), batch_size):
+        for start in bar:
             idx = mine[start : start + batch_size]
             batch = collate([features[i] for i in idx])
             inputs = {
@@ -147,6 +158,13 @@ def predict(
         model.train(was_training)
     merged = _gather(local)
     return [merged[i] for i in range(len(features))]
+
+
+# Whether evaluations inside `finetune` show a bar: set there, read by `predict`, so that the task builders
+# below need not pass it through.
+_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "openalbert_finetune_progress", default=False
+)
 
 
 def _prefixed(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +251,19 @@ def _text_classification(
     )
 
 
+def _describe(summary: dict[str, Any]) -> str:
+    """What was read, in words: examples (and the model inputs they became, where a long one spans several),
+    labels."""
+    parts = []
+    for split in ("train", "validation"):
+        n, windows = summary[f"{split}_examples"], summary.get(f"{split}_windows")
+        spans = f" in {windows:,} inputs" if windows not in (None, n) else ""
+        parts.append(f"{n:,} {'training' if split == 'train' else 'validation'} examples{spans}")
+    if "labels" in summary:
+        parts.append(f"{len(summary['labels'])} labels" if summary["labels"] else "regression")
+    return ", ".join(parts)
+
+
 def _label_config(label2id: dict[str, int], problem_type: str) -> dict[str, Any]:
     return {
         "id2label": {i: name for name, i in label2id.items()},
@@ -297,20 +328,21 @@ def _token_classification(
 
     def evaluate(model: nn.Module) -> dict[str, Any]:
         logits = predict(model, val.features, collate, keep, batch_size, bf16)
-        preds, losses = [], []
-        for lg, positions, feature in zip(logits, val.word_positions, val.features):
-            best = lg.argmax(-1).tolist()
-            # Words cut off by max_length are predicted "O".
-            preds.append([id2label[best[p]] if p >= 0 else "O" for p in positions])
-            losses.append(F.cross_entropy(lg, torch.tensor(feature["labels"]), reduction="sum"))
+        best = [lg.argmax(-1).tolist() for lg in logits]
+        preds = [[id2label[best[f][p]] for f, p in positions] for positions in val.word_positions]
+        losses = [
+            F.cross_entropy(lg, torch.tensor(feature["labels"]), reduction="sum")
+            for lg, feature in zip(logits, val.features)
+        ]
         n_labelled = sum(sum(1 for x in f["labels"] if x != -100) for f in val.features)
         result = M.entity_metrics(preds, val_data.tags)
         per_type = result.pop("per_type")
         return _prefixed({"loss": float(sum(losses)) / max(1, n_labelled), **result, "per_type": per_type})
 
     config = {"id2label": id2label, "label2id": dict(label2id), "problem_type": None}
-    summary = {"labels": list(label2id), "train_examples": len(train_features),
-               "validation_examples": len(val.features), "label_all_tokens": label_all_tokens}  # fmt: skip
+    summary = {"labels": list(label2id), "train_examples": len(train_data.words),
+               "train_windows": len(train_features), "validation_examples": len(val_data.words),
+               "validation_windows": len(val.features), "label_all_tokens": label_all_tokens}  # fmt: skip
     return _Task(
         _model_class("AlbertForTokenClassification"), train_features, config, evaluate, "f1", summary
     )
@@ -594,6 +626,8 @@ def finetune(
                 f"metric {metric!r} needs {count.split('_')[1]} questions, and {val_path} has none"
             )
     metric_key = f"eval_{metric}"
+    if progress and int(os.environ.get("RANK", "0")) == 0:
+        print(f"openalbert: {task}: {_describe(spec.summary)}; best model by {metric_key}", file=sys.stderr)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_train = len(spec.train_features)
     # Every example every epoch: the last batch may be smaller (as transformers' Trainer), not dropped.
@@ -615,7 +649,11 @@ def finetune(
     history: list[dict[str, Any]] = []
 
     def evaluate(module: nn.Module) -> dict[str, Any]:
-        result = spec.evaluate(module)
+        token = _PROGRESS.set(progress)
+        try:
+            result = spec.evaluate(module)
+        finally:
+            _PROGRESS.reset(token)
         history.append(result)
         return result
 
@@ -634,9 +672,9 @@ def finetune(
         seed=seed,
         drop_last=False,
         log_every=min(log_every, steps_per_epoch),
-        save_every=steps_per_epoch,
+        save_every="epoch",
         keep_last=1,
-        eval_every=steps_per_epoch,
+        eval_every="epoch",  # at the step that ends each epoch, also when grad_accum does not divide it
         best_metric=metric_key,
         greater_is_better=not metric_key.endswith(LOWER_IS_BETTER),
         early_stopping_patience=early_stopping_patience,

@@ -86,9 +86,9 @@ class TrainConfig:
     seed: int = 0
     drop_last: bool = True
     log_every: int = 1
-    save_every: int = 0
+    save_every: int | str = 0  # steps, or "epoch": after the step that ends each pass over the data
     keep_last: int = 3
-    eval_every: int = 0
+    eval_every: int | str = 0  # steps, or "epoch" (with grad_accum, steps do not divide epochs evenly)
     eval_batch_size: int | None = None
     best_metric: str | None = None
     greater_is_better: bool = True
@@ -114,9 +114,12 @@ class TrainConfig:
         for name in ("batch_size", "grad_accum", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("save_every", "eval_every", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("save_every", "eval_every"):
+            value = getattr(self, name)
+            if value != "epoch" and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a number of steps >= 0 or 'epoch', got {value!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.keep_last < 1:
             raise ValueError(f"keep_last must be >= 1, got {self.keep_last}")
         if self.optimizer not in OPTIMIZERS:
@@ -606,6 +609,7 @@ class Trainer:
         self.elapsed_before = 0.0
         self.best: float | None = None
         self.evals_without_improvement = 0
+        self.epoch_ended, self.evaluated_at = False, -1  # (the step of the last evaluation)
         # Training randomness (dropout) differs per rank; initialisation was done by the caller.
         seed = cfg.seed + env.rank
         random.seed(seed)
@@ -692,6 +696,9 @@ class Trainer:
         self.elapsed_before = float(state.get("elapsed", 0.0))
         self.best = state.get("best")
         self.evals_without_improvement = int(state.get("evals_without_improvement", 0))
+        every = self.config.eval_every  # (a checkpoint from before evaluated_at was kept: where it was due)
+        due = isinstance(every, int) and every and self.step % every == 0
+        self.evaluated_at = int(state.get("evaluated_at", self.step if due else -1))
         rngs = state["rng"]
         if len(rngs) == self.env.world_size:
             _set_rng_state(rngs[self.env.rank])
@@ -785,6 +792,7 @@ class Trainer:
                 "elapsed": self.elapsed_before + (time.perf_counter() - self.start_time),
                 "best": self.best,
                 "evals_without_improvement": self.evals_without_improvement,
+                "evaluated_at": self.evaluated_at,
                 "fsdp": self.fsdp,
                 "config": {
                     k: (str(v) if isinstance(v, Path) else v)
@@ -998,17 +1006,24 @@ class Trainer:
             flag.signum = int(t.item())
         return bool(t.item())
 
+    def _due(self, every: int | str) -> bool:
+        """Whether a periodic action (`every` steps, or "epoch") falls on this step."""
+        if every == "epoch":
+            return self.epoch_ended
+        return bool(every) and self.step % every == 0
+
     def _maybe_evaluate(self, force: bool = False) -> bool:
         """Evaluate when due; track the best snapshot; return True when early stopping triggers."""
         cfg = self.config
         has_eval = self.eval_dataset is not None or self.custom_evaluate is not None
-        due = cfg.eval_every and self.step % cfg.eval_every == 0
-        if not has_eval or not (due or force):
+        if not has_eval or not (self._due(cfg.eval_every) or force):
             return False
+        self.evaluated_at = self.step
         metrics = self.evaluate()
         self.last_eval = metrics
         self._append_metrics({"step": self.step, **metrics})
         if cfg.best_metric is None:
+            self._report(metrics, improved=False)
             return False
         if cfg.best_metric not in metrics:
             raise ValueError(
@@ -1019,6 +1034,7 @@ class Trainer:
         improved = math.isfinite(value) and (
             self.best is None or (value > self.best if cfg.greater_is_better else value < self.best)
         )
+        self._report(metrics, improved)
         if improved:
             self.best = value
             self.evals_without_improvement = 0
@@ -1029,6 +1045,19 @@ class Trainer:
             cfg.early_stopping_patience is not None
             and self.evals_without_improvement >= cfg.early_stopping_patience
         )
+
+    def _report(self, metrics: dict[str, Any], improved: bool) -> None:
+        """One line on stderr per evaluation, above the progress bar: its numbers (metrics.jsonl has them all)."""
+        if not (self.config.progress and self.env.is_main):
+            return
+        from tqdm.auto import tqdm
+
+        numbers = "  ".join(
+            f"{k} {v:.4f}"
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        )
+        tqdm.write(f"step {self.step}  {numbers}{'  (best so far)' if improved else ''}", file=sys.stderr)
 
     def run(self) -> TrainResult:
         """Train to `max_steps` (or a signal, or early stopping); see the module docstring for outputs."""
@@ -1068,7 +1097,10 @@ class Trainer:
         limit = self.max_steps if cfg.stop_after is None else min(cfg.stop_after, self.max_steps)
         with _StopOnSignal(enabled=True, verbose=env.is_main) as flag, bar:
             while self.step < limit:
+                before = self.sampler.epoch_progress
                 self._train_step(window)
+                # whether this step took the last batch of an epoch (for eval_every / save_every "epoch")
+                self.epoch_ended = math.floor(self.sampler.epoch_progress) > math.floor(before)
                 bar.update(1)
                 logged = self.step % cfg.log_every == 0 or self.step == self.max_steps
                 if logged:
@@ -1077,7 +1109,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}", refresh=False)
                     window = self._new_window()
                 stop_early = self._maybe_evaluate()
-                if cfg.save_every and self.step % cfg.save_every == 0:
+                if self._due(cfg.save_every):
                     result.last_checkpoint = self.save_checkpoint()
                     saved_at = self.step
                 if self._should_stop(flag, logged):
@@ -1098,7 +1130,7 @@ class Trainer:
         if (
             finished
             and (self.eval_dataset is not None or self.custom_evaluate is not None)
-            and (not cfg.eval_every or self.step % cfg.eval_every)
+            and self.evaluated_at != self.step
         ):
             self._maybe_evaluate(force=True)
         if not result.interrupted:
