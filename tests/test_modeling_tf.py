@@ -480,6 +480,39 @@ def test_keras_save_and_load_model_round_trip(tmp_path, head):
     assert not np.allclose(fresh(**batch).logits, expected)
 
 
+@pytest.mark.parametrize("head", HEADS)
+def test_variables_carry_the_layer_paths_of_transformers_tf_classes(head):
+    # Before, a variable was named "gamma:0" (Keras 2) or "LayerNorm/gamma" (Keras 3's path), so weight decay
+    # that leaves out "LayerNorm" and "bias" by name, as transformers' AdamWeightDecay does, decayed them too.
+    import transformers
+
+    theirs = getattr(transformers, f"TF{head}")(transformers.AlbertConfig(**TINY | {"num_labels": 2}))
+    theirs(theirs.dummy_inputs)
+    model = getattr(modeling_tf, f"TF{head}")(framework_config())
+    # (Keras numbers a model's name when the process made one of that name before: tf_albert_model_3/...)
+    expected = {
+        model.name + v.name.removesuffix(":0")[len(theirs.name) :] for v in theirs.trainable_variables
+    }
+    expected.discard(f"{model.name}/predictions/decoder/bias")  # (their copy of predictions/bias)
+
+    def names() -> set[str]:  # Keras 3 keeps the layer path in .path, Keras 2 in .name
+        return {
+            v.path if modeling_tf._KERAS_3 else v.name.removesuffix(":0") for v in model.trainable_variables
+        }
+
+    assert names() == expected
+    model.resize_token_embeddings(TINY["vocab_size"] + 3)  # new variables, made where the old ones were
+    assert names() == expected
+    if head == "AlbertForMaskedLM" and not modeling_tf._KERAS_3:
+        optimizer = transformers.AdamWeightDecay(
+            weight_decay_rate=0.01, exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"]
+        )
+        decayed = {
+            v.name.split("/")[-1] for v in model.trainable_variables if optimizer._do_use_weight_decay(v.name)
+        }
+        assert decayed == {"kernel:0", "weight:0", "embeddings:0"}
+
+
 def test_resize_token_embeddings_and_the_embedding_api_of_transformers_tf_classes(tmp_path):
     import transformers
 

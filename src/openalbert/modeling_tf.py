@@ -18,9 +18,12 @@ loading are a walk over the model, not a conversion of names. Requires `pip inst
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +90,16 @@ ACT2FN = {
 # ---- building blocks: each knows its weights by PyTorch name -------------------------------------------------
 
 
+def _scope(layer: keras.layers.Layer, name: str) -> Any:
+    """The name scope `layer` (named `name`) creates its weights and sub-layers in, so that variables carry
+    the model's layer path, as transformers' TF classes' do: "tf_albert_for_masked_lm/albert/embeddings/
+    LayerNorm/gamma:0" (Keras 2's name; Keras 3 keeps it in `variable.path`). Weight decay that excludes
+    "LayerNorm" and "bias" by name (transformers' AdamWeightDecay) then finds them."""
+    if _KERAS_3:  # (Keras 3's add_weight enters the layer's own scope again, unless it is this caller's)
+        return keras.name_scope(name, caller=layer)
+    return tf.name_scope(name)
+
+
 class _Module(keras.layers.Layer):
     """A layer whose sub-layers (`children`) and own variables (`params`: attribute -> PyTorch name) are named
     as in a PyTorch state dict; `named_variables` walks them."""
@@ -94,6 +107,25 @@ class _Module(keras.layers.Layer):
     children: tuple[str, ...] = ()
     params: dict[str, str] = {}
     transposed: frozenset[str] = frozenset()  # variables stored (in, out) where PyTorch has (out, in)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def scoped_init(self: _Module, *args: Any, **kw: Any) -> None:
+            if "name" not in kw or getattr(self, "_scoped", False):  # (a subclass's super().__init__)
+                init(self, *args, **kw)
+                return
+            object.__setattr__(self, "_scoped", True)
+            with _scope(self, kw["name"]):
+                init(self, *args, **kw)
+
+        # (Keras 3 reads the constructor's arguments from its signature, which the wrapper must not hide)
+        scoped_init.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
+        cls.__init__ = scoped_init
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # Built in __init__, and called with flags and lists that Keras' __call__ takes only from a model's
@@ -174,6 +206,21 @@ class _Embedding(_Module):
         _replace_weight(self, self.variable_name, value)
 
 
+@contextlib.contextmanager
+def _scope_of(layer: _Module, variable: Any) -> Iterator[None]:
+    """The name scope `variable` of `layer` was made in: a weight made here gets the same layer path."""
+    if not _KERAS_3:
+        parent = variable.name.rpartition("/")[0]
+        with tf.name_scope(parent + "/") if parent else contextlib.nullcontext():
+            yield
+        return
+    parts = variable.path.split("/")[:-1]
+    with contextlib.ExitStack() as stack:
+        for i, part in enumerate(parts):
+            stack.enter_context(keras.name_scope(part, caller=layer if i == len(parts) - 1 else None))
+        yield
+
+
 def _replace_weight(layer: _Module, attr: str, value: Any, std: float | None = None) -> Any:
     """Give `layer.attr` a new variable of `value`'s shape holding it (an int: that many rows of the old
     variable, cut or grown by rows drawn like the first ones, N(0, std) truncated, or zeros without std).
@@ -188,7 +235,8 @@ def _replace_weight(layer: _Module, attr: str, value: Any, std: float | None = N
         value = np.concatenate([rows, extra.astype(rows.dtype)]) if len(extra) else rows
     value = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float32)
     delattr(layer, attr)
-    new = layer.add_weight(name=attr, shape=value.shape, initializer="zeros", trainable=True)
+    with _scope_of(layer, old):
+        new = layer.add_weight(name=attr, shape=value.shape, initializer="zeros", trainable=True)
     new.assign(value)
     setattr(layer, attr, new)
     return new
@@ -523,8 +571,9 @@ class TFAlbertPreTrainedModel(keras.Model):
         check_albert_config(config)
         config.validate()
         self.config = config
-        self.albert = TFAlbertMainLayer(config, add_pooling_layer=self.pooling, name="albert")
-        self.head_init()
+        with _scope(self, self.name):
+            self.albert = TFAlbertMainLayer(config, add_pooling_layer=self.pooling, name="albert")
+            self.head_init()
         # The loss `fit` and `evaluate` report; set past Keras' tracking, which under Keras 2 would count its
         # two variables in count_params() and weights.
         object.__setattr__(self, "_loss_mean", keras.metrics.Mean(name="loss"))
