@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import openalbert
 from openalbert import AlbertConfig
@@ -208,6 +209,21 @@ def test_from_pretrained_takes_a_config_path_or_transformers_config(tmp_path):
     for config in (tmp_path / "config.json", str(tmp_path), theirs):
         loaded = openalbert.AlbertForMaskedLM.from_pretrained(tmp_path, config=config)
         assert isinstance(loaded.config, AlbertConfig) and loaded.config.intermediate_size == 37, config
-    for make in (openalbert.AlbertModel, openalbert.AlbertForMaskedLM):  # a constructor says how to convert
-        with pytest.raises(TypeError, match="config must be an openalbert.AlbertConfig, got transformers"):
-            make(theirs)
+    # A constructor converts it too, as transformers' users build models (before: a TypeError)
+    for make in (openalbert.AlbertModel, openalbert.AlbertForMaskedLM, openalbert.AlbertForQuestionAnswering):
+        torch.manual_seed(0)
+        built = make(theirs)
+        torch.manual_seed(0)
+        reference = make(AlbertConfig(**kwargs))
+        assert isinstance(built.config, AlbertConfig) and built.config.intermediate_size == 37
+        assert all(
+            torch.equal(a, b) for a, b in zip(built.state_dict().values(), reference.state_dict().values())
+        )
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("flax")
+    from openalbert import modeling_flax, modeling_tf
+
+    for model in (modeling_tf.TFAlbertForMaskedLM(theirs), modeling_flax.FlaxAlbertForMaskedLM(theirs)):
+        assert isinstance(model.config, AlbertConfig) and model.config.intermediate_size == 37
+    with pytest.raises(TypeError, match="config must be an openalbert.AlbertConfig, got builtins.dict"):
+        openalbert.AlbertModel(kwargs)

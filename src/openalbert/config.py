@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import inspect
 import json
 import os
 from collections.abc import Mapping
@@ -338,6 +339,23 @@ def as_albert_config(config: Any) -> AlbertConfig:
     raise TypeError(
         f"config must be an AlbertConfig, a config.json path or transformers' AlbertConfig, got {config!r}"
     )
+
+
+def converts_foreign_configs(init: Any) -> Any:
+    """Wrap a model class's constructor so that its `config` may also be transformers' AlbertConfig (as its
+    users write `AlbertForMaskedLM(config)`), converted to an AlbertConfig before the constructor reads it."""
+    if getattr(init, "_converts_configs", False):
+        return init
+
+    @functools.wraps(init)
+    def __init__(self: Any, config: Any, *args: Any, **kwargs: Any) -> None:
+        if not isinstance(config, AlbertConfig) and getattr(config, "model_type", None) == "albert":
+            config = as_albert_config(config)
+        init(self, config, *args, **kwargs)
+
+    __init__._converts_configs = True  # type: ignore[attr-defined]
+    __init__.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]  # (Keras 3 reads it)
+    return __init__
 
 
 def check_albert_config(config: Any) -> None:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from openalbert import linear, packed_attention
-from openalbert.config import AlbertConfig, check_albert_config
+from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs
 from openalbert.linear import Linear
 
 # ---- outputs -----------------------------------------------------------------------------------------
@@ -659,11 +659,17 @@ class AlbertPreTrainedModel(nn.Module):
     # Weights that are the same tensor as another and are therefore not written to disk.
     _tied_weights_keys: tuple[str, ...] = ()
 
+    @converts_foreign_configs
     def __init__(self, config: AlbertConfig) -> None:
         super().__init__()
         check_albert_config(config)
         config.validate()
         self.config = config
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:  # (each head reads its own config argument too)
+            cls.__init__ = converts_foreign_configs(cls.__init__)  # type: ignore[method-assign]
 
     def post_init(self) -> None:
         """Initialise every weight as the original does, tie the MLM decoder to the embeddings, and prune

@@ -47,7 +47,7 @@ from openalbert.checkpoint import (
     save_numpy_state,
     untied_decoder_refused,
 )
-from openalbert.config import AlbertConfig, check_albert_config
+from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs
 from openalbert.modeling import ModelOutput, check_id_range, check_length
 
 logger = logging.getLogger(__name__)
@@ -562,6 +562,7 @@ class FlaxAlbertPreTrainedModel:
     module_class: type[nn.Module] = FlaxAlbertModule
     base_model_prefix = "albert"
 
+    @converts_foreign_configs
     def __init__(
         self,
         config: AlbertConfig,

@@ -46,7 +46,7 @@ from openalbert.checkpoint import (
     save_numpy_state,
     untied_decoder_refused,
 )
-from openalbert.config import AlbertConfig, check_albert_config
+from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs
 from openalbert.heads import (
     AlbertForPreTrainingOutput,
     MaskedLMOutput,
@@ -565,6 +565,7 @@ class TFAlbertPreTrainedModel(keras.Model):
     head_children: tuple[str, ...] = ()  # the head's layers that hold weights
     state_prefix = "albert."  # where the encoder's weights sit in a state dict (the bare model's: at the top)
 
+    @converts_foreign_configs
     def __init__(self, config: AlbertConfig, **kwargs: Any) -> None:
         kwargs.setdefault("name", _snake(type(self).__name__))
         super().__init__(**kwargs)
