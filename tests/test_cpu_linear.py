@@ -259,11 +259,34 @@ def test_packed_weights_follow_writes_through_data(dtype, classifier):
 
     run()  # packs (where a kernel serves this dtype here)
     layer = (model.albert if classifier else model).encoder.albert_layer_groups[0].albert_layers[0]
-    for weight in (layer.attention.query.weight, layer.ffn.weight, layer.attention.value.bias):
-        weight.data += 0.05
-    fresh = cls(AlbertConfig(**TINY)).to(dtype).eval()
-    fresh.load_state_dict(model.state_dict())
+    # a whole tensor, one row, one column, one bias entry: before, 16 sampled values missed the last three
+    edits = (
+        lambda: layer.attention.query.weight.data.add_(0.05),
+        lambda: layer.ffn.weight.data[7].mul_(3.0),
+        lambda: layer.ffn_output.weight.data[:, 5].zero_(),
+        lambda: layer.attention.value.bias.data[3].add_(1.0),
+    )
+    for edit in edits:
+        edit()
+        fresh = cls(AlbertConfig(**TINY)).to(dtype).eval()
+        fresh.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            expected = fresh(ids)
+        expected = (expected.logits if classifier else expected.last_hidden_state).float()
+        torch.testing.assert_close(run(), expected, atol=1e-6, rtol=1e-6)
+
+
+def test_the_tied_decoder_follows_a_new_embedding_row_written_through_data():
+    # The masked-LM decoder multiplies by a packed copy of the word embeddings: a row set through .data
+    # (a new token's vector after resize_token_embeddings) must reach the logits, as in transformers.
+    model = openalbert.AlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL)
+    ids = torch.tensor([[2, 105, 4, 3]])
     with torch.no_grad():
-        expected = fresh(ids)
-    expected = (expected.logits if classifier else expected.last_hidden_state).float()
-    torch.testing.assert_close(run(), expected, atol=1e-6, rtol=1e-6)
+        before = model(ids).logits[0, 1, 105]
+    model.get_input_embeddings().weight.data[105] *= 3.0
+    fresh = openalbert.AlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL)
+    fresh.get_input_embeddings().weight.data[105] *= 3.0
+    with torch.no_grad():
+        got, expected = model(ids).logits, fresh(ids).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert abs(float(got[0, 1, 105] - before)) > 1.0

@@ -67,3 +67,46 @@ def test_mean_resizing_leaves_the_predictions_where_they_were(checkpoint):
     assert bare.resize_token_embeddings(V + 1).num_embeddings == V + 1 == bare.config.vocab_size
     with pytest.raises(ValueError, match="pad_to_multiple_of must be a positive int"):
         model.resize_token_embeddings(V, pad_to_multiple_of=0)
+
+
+def test_an_untied_decoder_is_resized_too(tmp_path):
+    # tie_word_embeddings=False (config.json): the decoder has rows of its own. Before, its weight kept the old
+    # size and the next forward pass failed inside oneDNN.
+    torch.manual_seed(0)
+    transformers.AlbertForMaskedLM(
+        transformers.AlbertConfig(**TINY, tie_word_embeddings=False)
+    ).save_pretrained(tmp_path / "untied")
+    model = openalbert.AlbertForMaskedLM.from_pretrained(tmp_path / "untied").eval()
+    ids = torch.randint(5, TINY["vocab_size"], (2, 7), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = model(ids).logits
+    decoder = model.get_output_embeddings().weight.detach().clone()
+    model.resize_token_embeddings(TINY["vocab_size"] + 4)
+    assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight
+    assert model.get_output_embeddings().weight.shape == (TINY["vocab_size"] + 4, TINY["embedding_size"])
+    assert torch.equal(model.get_output_embeddings().weight[: TINY["vocab_size"]], decoder)
+    with torch.no_grad():
+        after = model(ids).logits
+    torch.testing.assert_close(after[..., : TINY["vocab_size"]], before, atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path / "resized")
+    theirs = transformers.AlbertForMaskedLM.from_pretrained(tmp_path / "resized").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(ids).logits, after, atol=1e-5, rtol=1e-5)
+
+
+def test_a_config_given_to_from_pretrained_stays_the_callers(tmp_path):
+    # transformers copies it. Before, the overrides were written into it and two models loaded with it shared
+    # one config: resizing one changed the other's vocab_size, whose save then wrote an unreadable checkpoint.
+    openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY)).save_pretrained(tmp_path / "mlm")
+    config = openalbert.AlbertConfig.from_pretrained(tmp_path / "mlm")
+    one = openalbert.AlbertForMaskedLM.from_pretrained(
+        tmp_path / "mlm", config=config, output_hidden_states=True
+    )
+    two = openalbert.AlbertForMaskedLM.from_pretrained(tmp_path / "mlm", config=config)
+    assert one.config is not config and two.config is not one.config and not config.output_hidden_states
+    one.resize_token_embeddings(TINY["vocab_size"] + 5)
+    assert two.config.vocab_size == config.vocab_size == TINY["vocab_size"]
+    two.save_pretrained(tmp_path / "two")
+    assert (
+        openalbert.AlbertForMaskedLM.from_pretrained(tmp_path / "two").config.vocab_size == TINY["vocab_size"]
+    )

@@ -11,6 +11,7 @@ weights stored once, which transformers 4.x and 5.x load.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import json
@@ -596,8 +597,12 @@ def load_config(
 ) -> AlbertConfig:
     """The model's configuration: `config`, or the directory's config.json, with `overrides` (keyword
     arguments of `caller`'s from_pretrained) set and the whole validated."""
+    # (a config given is copied, as transformers copies it: the model's own, which the caller's overrides,
+    # resizing or pruning then leave alone, and which two models loaded with it do not share)
     config = (
-        AlbertConfig.from_json_file(directory / CONFIG_NAME) if config is None else as_albert_config(config)
+        AlbertConfig.from_json_file(directory / CONFIG_NAME)
+        if config is None
+        else copy.deepcopy(as_albert_config(config))
     )
     for key, value in overrides.items():
         if key in FORMAT_FLAGS:

@@ -12,6 +12,7 @@ half precision runs as fp32 GEMMs on the rounded operands (`emulated_half`, `Hal
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import torch
@@ -334,14 +335,33 @@ def new_pass() -> None:
     _PASS[0] += 1
 
 
-def _fingerprint(params: tuple[torch.Tensor, ...]) -> tuple[float, ...]:
-    """A sum of 16 sampled values of each tensor: what an in-place write through `.data`, which bumps no
-    version (PEFT's LoRA merge, weight surgery), changes."""
-    sums = []
-    for p in params:
-        flat = p.detach().reshape(-1)
-        sums.append(float(flat[:: max(1, flat.numel() // 16)].double().sum()))
-    return tuple(sums)
+_PROBES: dict[tuple[Any, ...], torch.Tensor] = {}
+
+
+def _probe(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Flat positions of a weight to compare: one in every row (at a column that moves from row to row) and
+    one in every column (at a moving row), so an edit of any whole row or column is seen, as are scaling and
+    replacing the whole tensor; up to 4096 spread positions of a vector. About rows + columns reads."""
+    key = (shape, device)
+    if key not in _PROBES:
+        if len(shape) == 2:
+            rows, cols = shape
+            r, c = torch.arange(rows), torch.arange(cols)
+            index = torch.cat([r * cols + (r * 7919) % cols, (c * 104729) % rows * cols + c])
+        else:
+            n = math.prod(shape)
+            index = torch.arange(0, n, max(1, n // 4096))
+        _PROBES[key] = index.to(device)
+    return _PROBES[key]
+
+
+def _fingerprint(params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The probed values of each tensor, as bytes: what an in-place write through `.data`, which bumps no
+    version (PEFT's LoRA merge, new rows after resize_token_embeddings, weight surgery), changes."""
+    return tuple(
+        p.detach().reshape(-1).index_select(0, _probe(tuple(p.shape), p.device)).view(torch.uint8)
+        for p in params
+    )
 
 
 def pack_cached(owner: nn.Module, packer: str, params: tuple[torch.Tensor, ...], build: Any) -> Any:
@@ -352,7 +372,7 @@ def pack_cached(owner: nn.Module, packer: str, params: tuple[torch.Tensor, ...],
     key = (packer, *((None if p.is_inference() else p._version, p.data_ptr(), p.dtype) for p in params))
     cache = owner.__dict__.get("_pack_cache")  # (key, packed, fingerprint, pass checked)
     if cache is not None and cache[0] == key and cache[3] != _PASS[0]:
-        same = _fingerprint(params) == cache[2]
+        same = all(torch.equal(a, b) for a, b in zip(_fingerprint(params), cache[2]))
         cache = (key, cache[1], cache[2], _PASS[0]) if same else None
     if cache is None or cache[0] != key:
         cache = (key, build(), _fingerprint(params), _PASS[0])
