@@ -776,7 +776,9 @@ class AlbertPreTrainedModel(nn.Module):
             head.bias = nn.Parameter(torch.cat([bias[:kept], bias.new_zeros(added)]))
             output.out_features = size
             self.tie_weights()
-            if output.weight.shape[0] != size:  # a decoder of its own (tie_word_embeddings=False): its rows too
+            if (
+                output.weight.shape[0] != size
+            ):  # a decoder of its own (tie_word_embeddings=False): its rows too
                 rows = torch.empty(size, output.in_features, device=bias.device, dtype=output.weight.dtype)
                 nn.init.normal_(rows, std=self.config.initializer_range)
                 with torch.no_grad():
