@@ -94,6 +94,18 @@ def test_export_leaves_the_model_as_it_was(tmp_path: Path) -> None:
     assert_matches(onnx_session(path, threads=1).run(ids, mask, types), want, mask, atol=1e-4)
 
 
+def test_a_model_that_returns_tuples_exports_its_named_outputs(tmp_path: Path) -> None:
+    # config.return_dict=False (from_pretrained(..., return_dict=False)); before, the export failed
+    model = openalbert.AlbertForQuestionAnswering(openalbert.AlbertConfig(**TINY, return_dict=False)).eval()
+    session = onnx_session(export_onnx(model, tmp_path / "model.onnx"), threads=1)
+    assert session.output_names == OUTPUTS["AlbertForQuestionAnswering"]
+    ids, mask, types = batch("AlbertForQuestionAnswering", 2, 9)
+    with torch.no_grad():
+        want = model(ids, mask, types, return_dict=True)
+    assert isinstance(model(ids, mask, types), tuple)
+    assert_matches(session.run(ids, mask, types), want, mask, atol=1e-4)
+
+
 @pytest.mark.parametrize("positions", ["absolute", "relative_key"])
 def test_int8_model_is_fused_quantised_and_close(tmp_path: Path, positions: str) -> None:
     import onnx

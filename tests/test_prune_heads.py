@@ -93,3 +93,23 @@ def test_flax_and_tf_name_a_pruned_checkpoint(cls, tmp_path):
     model.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"pruned attention heads \(config.pruned_heads = \{0: \[1\]\}\)"):
         getattr(openalbert, cls).from_pretrained(tmp_path)
+
+
+def test_a_head_mask_weighs_the_heads_left_after_pruning(tmp_path):
+    # as transformers' eager attention multiplies it; before, only a mask over the original heads was taken,
+    # which fails on the pruned layer
+    config = dict(TINY, num_hidden_groups=1, inner_group_num=1, num_attention_heads=4)
+    torch.manual_seed(0)
+    theirs = transformers.AlbertModel(transformers.AlbertConfig(**config)).eval()
+    theirs.prune_heads({0: [1, 2]})
+    theirs.save_pretrained(tmp_path)
+    theirs = transformers.AlbertModel.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    ours = openalbert.AlbertModel.from_pretrained(tmp_path).eval()
+    ids = torch.randint(5, TINY["vocab_size"], (2, 7), generator=torch.Generator().manual_seed(1))
+    for mask in (torch.tensor([1.0, 0.0]), torch.tensor([[1.0, 0.5]] * TINY["num_hidden_layers"])):
+        with torch.no_grad():
+            torch.testing.assert_close(
+                ours(ids, head_mask=mask).last_hidden_state, theirs(ids, head_mask=mask).last_hidden_state
+            )
+    with pytest.raises(ValueError, match=r"head_mask must have shape \(2,\) or \(4, 2\) \(the heads left"):
+        ours(ids, head_mask=torch.ones(4))

@@ -1161,11 +1161,17 @@ def _expand_head_mask(
     """(nh,) or (L, nh) head mask -> (L, 1, nh, 1, 1), one row per layer application."""
     if head_mask is None:
         return None
+    # One weight per head a layer has: with pruned heads (config.pruned_heads), the heads left, where every
+    # layer has as many left (transformers multiplies the mask onto the remaining heads too).
+    layers = config.num_hidden_groups * config.inner_group_num
+    left = {config.num_attention_heads - len(config.pruned_heads.get(i, ())) for i in range(layers)}
+    heads = left.pop() if len(left) == 1 else config.num_attention_heads
     if head_mask.dim() == 1:
         head_mask = head_mask[None].expand(config.num_hidden_layers, -1)
-    if head_mask.shape != (config.num_hidden_layers, config.num_attention_heads):
+    if head_mask.shape != (config.num_hidden_layers, heads) or left:
+        pruned = f" (the heads left after pruning {dict(config.pruned_heads)})" if config.pruned_heads else ""
         raise ValueError(
-            f"head_mask must have shape ({config.num_attention_heads},) or "
-            f"({config.num_hidden_layers}, {config.num_attention_heads}), got {tuple(head_mask.shape)}"
+            f"head_mask must have shape ({heads},) or ({config.num_hidden_layers}, {heads}){pruned}, got "
+            f"{tuple(head_mask.shape)}" + ("; the layers have different numbers of heads left" if left else "")
         )
     return head_mask.to(dtype)[:, None, :, None, None]

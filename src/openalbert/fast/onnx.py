@@ -172,7 +172,7 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     with _export_ready(model) as ready, torch.no_grad():
         args = _example_inputs(ready, seq_len)
-        out = ready(*args)
+        out = ready(*args, return_dict=True)  # (named outputs, whatever config.return_dict says)
         outputs = {name: out[name] for name in out if name not in _NOT_EXPORTED}
         with warnings.catch_warnings():
             # The trace freezes the Python-side input checks (expected). This exporter is deprecated in
