@@ -1172,6 +1172,7 @@ def _expand_head_mask(
         pruned = f" (the heads left after pruning {dict(config.pruned_heads)})" if config.pruned_heads else ""
         raise ValueError(
             f"head_mask must have shape ({heads},) or ({config.num_hidden_layers}, {heads}){pruned}, got "
-            f"{tuple(head_mask.shape)}" + ("; the layers have different numbers of heads left" if left else "")
+            f"{tuple(head_mask.shape)}"
+            + ("; the layers have different numbers of heads left" if left else "")
         )
     return head_mask.to(dtype)[:, None, :, None, None]
