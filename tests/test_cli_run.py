@@ -223,6 +223,19 @@ def test_json_lines_that_do_not_parse(models, capsys, monkeypatch) -> None:
             ["--task", "question-answering", "--model", "{QA}", "--param", "align_to_words=maybe"],
             "align_to_words must be a boolean (true/false, yes/no, on/off or 1/0), got 'maybe'",
         ),
+        # run's own settings (before: a traceback, or chunk_lines taken silently)
+        (
+            ["--task", "fill-mask", "--model", "{MLM}", "--param", "batch_size=4"],
+            "--param cannot set 'batch_size': it is openalbert run's own setting (see --batch-size in --help)",
+        ),
+        (
+            ["--task", "fill-mask", "--model", "{MLM}", "--param", "chunk_lines=-1"],
+            "--param cannot set 'chunk_lines'",
+        ),
+        (
+            ["--task", "fill-mask", "--model", "{MLM}", "--top-k", "2", "--param", "top_k=3"],
+            "top_k is given twice",
+        ),
     ],
     ids=[
         "unknown-task",
@@ -234,6 +247,9 @@ def test_json_lines_that_do_not_parse(models, capsys, monkeypatch) -> None:
         "return-tensors",
         "bool-top-k",
         "bool-word",
+        "own-setting",
+        "internal-setting",
+        "top-k-twice",
     ],
 )
 def test_errors_are_one_line(models, capsys, monkeypatch, args: list[str], message: str) -> None:

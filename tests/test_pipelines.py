@@ -149,6 +149,34 @@ def test_fill_mask(models, reference, inputs: Any, params: dict) -> None:
         assert_matches(ours(inputs, **params), theirs)
 
 
+def test_transformers_pipeline_options_a_slow_tokenizer_and_long_texts(models, reference) -> None:
+    # Before: pipeline() refused config, model_kwargs, revision, token, use_fast, trust_remote_code and
+    # binary_output; a call refused num_workers; transformers' slow tokenizer failed at the first call; and
+    # fill-mask had no tokenizer_kwargs, so a text past 512 tokens could not be cut.
+    directory = models["AlbertForMaskedLM"]
+    config = openalbert.AlbertConfig.from_pretrained(directory)
+    fill = pipeline("fill-mask", model=directory, config=config, model_kwargs={"attn_implementation": "sdpa"},
+                    revision="main", token=False, use_fast=True, trust_remote_code=False, binary_output=True)  # fmt: skip
+    assert fill.model.albert.encoder.attn_implementation == "sdpa" and fill.model.config is not config
+    assert fill.binary_output and fill.dtype == fill.torch_dtype == torch.float32
+    slow = transformers.AlbertTokenizer.from_pretrained(directory)
+    by_object = pipeline(
+        "fill-mask", model=openalbert.AlbertForMaskedLM.from_pretrained(directory), tokenizer=slow
+    )
+    long = MASKED + " word" * 600
+    options = {"tokenizer_kwargs": {"truncation": True, "max_length": 64}}
+    with warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        theirs = reference("fill-mask", directory)
+        assert_matches(fill(MASKED, num_workers=2), theirs(MASKED))
+        assert_matches(by_object(MASKED), theirs(MASKED))
+        assert_matches(fill(long, **options), theirs(long, **options))
+    with pytest.raises(ValueError, match="apply to a model loaded by name"):
+        pipeline(
+            "fill-mask", model=by_object.model, tokenizer=slow, model_kwargs={"attn_implementation": "sdpa"}
+        )
+
+
 def test_fill_mask_without_a_mask(models) -> None:
     fill = pipeline("fill-mask", model=models["AlbertForMaskedLM"])
     with pytest.raises(ValueError, match=r"no \[MASK\] in the input 'no mask here'"):

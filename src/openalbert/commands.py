@@ -307,22 +307,32 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     _run_arguments,
 )
 def _run(args: argparse.Namespace) -> int:
+    import inspect
     import json
     import sys
 
     from openalbert.cli import CLIError
     from openalbert.pipelines.stream import run_stream
 
+    # what `run` sets itself (its own options and run_stream's arguments) is not a pipeline parameter
+    reserved = set(inspect.signature(run_stream).parameters) - {"params"}
     params = {}
     for item in args.param:
         key, sep, value = item.partition("=")
         if not sep or not key.isidentifier():
             raise CLIError(f"--param takes KEY=VALUE, got {item!r}")
+        if key in reserved:
+            option = f"--{key.replace('_', '-')}" if key not in ("model", "task") else f"--{key}"
+            raise CLIError(
+                f"--param cannot set {key!r}: it is openalbert run's own setting (see {option} in --help)"
+            )
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:
             params[key] = value
     if args.top_k is not None:
+        if "top_k" in params:
+            raise CLIError("top_k is given twice (--top-k and --param top_k=...); give one")
         params["top_k"] = args.top_k
     bad = run_stream(
         args.task,

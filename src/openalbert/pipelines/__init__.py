@@ -53,6 +53,14 @@ def pipeline(
     framework: str | None = None,
     torch_dtype: torch.dtype | str | None = None,
     device_map: Any = None,
+    *,
+    config: Any = None,
+    model_kwargs: dict[str, Any] | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    use_fast: bool | None = None,
+    trust_remote_code: bool | None = None,
+    binary_output: bool = False,
     **kwargs: Any,
 ) -> Pipeline:
     """Build the pipeline for `task` from a model name, directory or model object.
@@ -63,8 +71,16 @@ def pipeline(
     every call. `framework` ("pt", "tf" or "flax") says which classes load a model named by path or hub id
     (default PyTorch); a model object's own framework is used as it is. `torch_dtype` and `device_map` are
     dtype and device by transformers' names (`checkpoint.placement`).
+
+    As in transformers, a model loaded by name takes `config` and `model_kwargs` (its from_pretrained's
+    keywords, e.g. {"attn_implementation": "sdpa"}), and the hub's `revision` and `token`. `use_fast` and
+    `trust_remote_code` change nothing (one tokenizer: the slow one's ids, with offsets; no remote code);
+    `binary_output` is kept as the pipeline's attribute.
     """
+    del use_fast, trust_remote_code
     cls = pipeline_class(task)
+    hub = {k: v for k, v in (("revision", revision), ("token", token)) if v is not None}
+    loading = dict(model_kwargs or {}) | ({"config": config} if config is not None else {})
     dtype, device = placement(dtype, device, torch_dtype=torch_dtype, device_map=device_map)
     device = as_device(device)  # a device this machine lacks is reported as such, before any loading
     if model is None:
@@ -75,8 +91,15 @@ def pipeline(
             )
         model = DEFAULT_MODEL
     if isinstance(model, (str, os.PathLike)):
-        return cls.from_pretrained(
-            model, tokenizer, device=device, dtype=dtype, framework=framework or "pt", **kwargs
+        pipe = cls.from_pretrained(
+            model, tokenizer, device=device, dtype=dtype, framework=framework or "pt", hub=hub, loading=loading,
+            **kwargs,
+        )  # fmt: skip
+        pipe.binary_output = binary_output
+        return pipe
+    if loading or hub:
+        raise ValueError(
+            "config=, model_kwargs=, revision= and token= apply to a model loaded by name; this one is built"
         )
     if tokenizer is None:
         raise ValueError(
@@ -84,7 +107,9 @@ def pipeline(
         )
     if isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = load_tokenizer(tokenizer)
-    return cls(model, tokenizer, device=device, dtype=dtype, **kwargs)
+    pipe = cls(model, tokenizer, device=device, dtype=dtype, **kwargs)
+    pipe.binary_output = binary_output
+    return pipe
 
 
 __all__ = [

@@ -84,6 +84,18 @@ class ForeignModel:
         return types.SimpleNamespace(**{k: _to_torch(cut_to_length(k, _to_numpy(out[k]), T)) for k in out})
 
 
+def _own_tokenizer(tokenizer: Any) -> Any:
+    """transformers' slow AlbertTokenizer, as its users pass it, as openalbert's (the same ids, and the
+    character offsets that the slow one cannot give): saved and read back, settings and added tokens kept."""
+    if type(tokenizer).__module__.startswith("transformers.") and not getattr(tokenizer, "is_fast", True):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as directory:
+            tokenizer.save_pretrained(directory)
+            return load_tokenizer(directory)
+    return tokenizer
+
+
 def _refuse_pytorch_options(framework: str, *options: Any) -> None:
     if any(option is not None and option is not False for option in options):
         raise ValueError(
@@ -150,6 +162,7 @@ class Pipeline:
             raise TypeError(f"the {self.task} pipeline needs openalbert's {wanted}, got {got}{hint}")
         if tokenizer is None:
             raise ValueError(f"the {self.task} pipeline needs a tokenizer; pass tokenizer=")
+        tokenizer = _own_tokenizer(tokenizer)
         if framework != "pt":
             _refuse_pytorch_options(framework, device, dtype, quantization, cuda_graphs, fallback_margin)
             model = model if isinstance(model, ForeignModel) else ForeignModel(model)
@@ -172,11 +185,19 @@ class Pipeline:
 
             self.model = CUDAGraphModel(self.model)
         self.tokenizer = tokenizer
+        self.binary_output = False  # (transformers' attribute, for its command line; kept, never read)
         self.batch_size = _check_batch_size(8 if batch_size is None else batch_size)
         self._params = params
         # Checked here, to fail at construction on a bad default rather than at the first call, and once: a
         # call that adds no parameter reuses them (and repeats none of their warnings, as in transformers).
         self._defaults = self.check_params(**params)
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The model's dtype (transformers' pipelines have it, also as `torch_dtype`)."""
+        return getattr(self.model, "dtype", None) if self.framework == "pt" else None
+
+    torch_dtype = dtype
 
     @property
     def framework(self) -> str:
@@ -204,16 +225,19 @@ class Pipeline:
         device: torch.device | str | int | None = None,
         dtype: torch.dtype | str | None = None,
         framework: str = "pt",
+        hub: dict[str, Any] | None = None,
+        loading: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Pipeline:
         """Load the checkpoint with this task's head (in `framework`: "pt", "tf" or "flax") and refuse it
-        when the head's weights are missing."""
-        directory = _model_directory(name_or_path)
+        when the head's weights are missing. `hub`: the download's options (revision, token); `loading`: more
+        keywords of the model's from_pretrained (config, attn_implementation...)."""
+        directory = _model_directory(name_or_path, **(hub or {}))
         # With fallback_margin the model is converted to `dtype` after its fp32 copy is taken from the checkpoint.
         fallback = kwargs.get("fallback_margin") is not None
         model = load_head(
-            cls, directory, device=device, dtype=None if fallback else dtype, framework=framework
-        )
+            cls, directory, device=device, dtype=None if fallback else dtype, framework=framework, **(loading or {})
+        )  # fmt: skip
         if fallback:
             kwargs["dtype"] = dtype
         if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
@@ -230,9 +254,13 @@ class Pipeline:
 
     # ---- running ---------------------------------------------------------------------------------------------
 
-    def __call__(self, inputs: Any, *, batch_size: int | None = None, **params: Any) -> Any:
+    def __call__(
+        self, inputs: Any, *, batch_size: int | None = None, num_workers: int | None = None, **params: Any
+    ) -> Any:
         """Run one input or a list; the output mirrors transformers' pipeline for the same task. A generator
-        (any one-pass iterator) or a torch Dataset of inputs gives an iterator of results, as there."""
+        (any one-pass iterator) or a torch Dataset of inputs gives an iterator of results, as there.
+        `num_workers` (transformers' DataLoader workers) changes nothing: inputs are prepared in this process."""
+        del num_workers
         checked = self._call_params(params)
         if isinstance(inputs, (Iterator, torch.utils.data.Dataset)):
             return self._stream(
@@ -594,7 +622,7 @@ def _check_batch_size(batch_size: int) -> int:
 # ---- loading -------------------------------------------------------------------------------------------
 
 
-def _model_directory(name_or_path: str | os.PathLike) -> Path:
+def _model_directory(name_or_path: str | os.PathLike, **hub: Any) -> Path:
     """Resolve a model name; say which files are missing when the embedded default model is incomplete."""
     if str(name_or_path) == DEFAULT_MODEL:
         needed = (CONFIG_NAME, "model.safetensors", "spiece.model")
@@ -605,7 +633,7 @@ def _model_directory(name_or_path: str | os.PathLike) -> Path:
                 f"from {DEFAULT_MODEL_DIR}; pass a model directory or hub id (--model)"
             )
         return DEFAULT_MODEL_DIR
-    return resolve_weights(name_or_path)
+    return resolve_weights(name_or_path, **hub)
 
 
 @contextlib.contextmanager
@@ -627,9 +655,10 @@ def load_head(
     device: torch.device | str | int | None = None,
     dtype: torch.dtype | str | None = None,
     framework: str = "pt",
+    **options: Any,
 ) -> AlbertPreTrainedModel | ForeignModel:
-    """Build the task's model from a checkpoint, in `framework`; ValueError if the checkpoint lacks the
-    task's head."""
+    """Build the task's model from a checkpoint, in `framework` (`options`: more keywords of its
+    from_pretrained); ValueError if the checkpoint lacks the task's head."""
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework must be one of {sorted(FRAMEWORKS)}, got {framework!r}")
     try:
@@ -637,7 +666,7 @@ def load_head(
             if framework == "pt":
                 cls = pipeline_class.model_class
                 model, info = cls.from_pretrained(
-                    directory, dtype=dtype, device=device, output_loading_info=True
+                    directory, dtype=dtype, device=device, output_loading_info=True, **options
                 )
             else:
                 _refuse_pytorch_options(framework, device, dtype)
@@ -645,7 +674,7 @@ def load_head(
 
                 module = importlib.import_module(_MODULES[framework])
                 cls = getattr(module, FRAMEWORKS[framework] + pipeline_class.model_class.__name__)
-                model, info = cls.from_pretrained(directory, output_loading_info=True)
+                model, info = cls.from_pretrained(directory, output_loading_info=True, **options)
     except ValueError as e:
         raise ValueError(f"{directory} cannot be used for {pipeline_class.task}: {e}") from None
     missing = [k for k in info["missing_keys"] if not k.startswith(pipeline_class.optional_weights)]

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForMaskedLM
-from openalbert.pipelines.base import Feature, Pipeline, is_int, top_two_gap
+from openalbert.pipelines.base import Feature, Pipeline, as_bool, is_int, top_two_gap
 
 logger = logging.getLogger("openalbert")
 
@@ -25,12 +25,32 @@ class FillMaskPipeline(Pipeline):
     model_class = AlbertForMaskedLM
     head_description = "masked-LM head (predictions.*)"
 
-    def _check_params(self, top_k: int = 5, targets: str | list[str] | None = None) -> dict[str, Any]:
+    def _check_params(
+        self,
+        top_k: int = 5,
+        targets: str | list[str] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         if not is_int(top_k) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         if self.tokenizer.mask_token_id is None:
             raise ValueError("the tokenizer defines no mask token, so fill-mask cannot run")
-        return {"top_k": top_k, "target_ids": None if targets is None else self._target_ids(targets)}
+        # transformers' tokenizer_kwargs: truncation and max_length cut a long text (padding changes nothing)
+        tokenizer_kwargs = dict(tokenizer_kwargs or {})
+        unknown = sorted(set(tokenizer_kwargs) - {"truncation", "max_length", "padding"})
+        if unknown:
+            raise TypeError(f"tokenizer_kwargs takes truncation, max_length and padding here, not {unknown}")
+        limit, max_length = self._max_length(), tokenizer_kwargs.get("max_length")
+        if max_length is not None and (not is_int(max_length) or max_length < 3):
+            raise ValueError(
+                f"max_length must be an int >= 3 (a mask and the special tokens), got {max_length!r}"
+            )
+        truncation = as_bool("truncation", tokenizer_kwargs.get("truncation", False), False)
+        return {
+            "top_k": top_k,
+            "target_ids": None if targets is None else self._target_ids(targets),
+            "cut_to": min(limit, max_length or limit) if truncation else None,
+        }
 
     def _target_ids(self, targets: str | list[str]) -> list[int]:
         if isinstance(targets, (str, int, float)) and not isinstance(targets, bool):
@@ -61,6 +81,8 @@ class FillMaskPipeline(Pipeline):
 
     def _preprocess(self, text: str, params: dict[str, Any]) -> list[Feature]:
         ((ids, _),) = self._encode([text])
+        if params["cut_to"] is not None:
+            ids = ids[: params["cut_to"] - 2]
         feature = self._build(ids)
         mask_id = self.tokenizer.mask_token_id
         positions = [i for i, t in enumerate(feature.input_ids) if t == mask_id]
