@@ -183,8 +183,8 @@ def test_sharded_save_loads_here_and_in_transformers(saved, tmp_path, size):
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     with pytest.raises(ValueError, match="max_shard_size"):
         model.save_pretrained(out, max_shard_size="5 parsecs")
-    with pytest.raises(ValueError, match="safe_serialization=True"):
-        model.save_pretrained(out, max_shard_size="40KB", safe_serialization=False)
+    model.save_pretrained(out, max_shard_size="40KB", safe_serialization=False)  # torch.save shards instead
+    assert not (out / "model.safetensors").exists() and (out / "pytorch_model.bin.index.json").is_file()
 
 
 # ---- the hub options, on a local HF cache (no network) --------------------------------------------------------
@@ -301,3 +301,41 @@ def test_model_helpers_that_adapter_libraries_call(saved):
         assert not ours.get_input_embeddings()(torch.tensor([[1]])).requires_grad
     ours.gradient_checkpointing_disable()
     assert not ours.is_gradient_checkpointing
+
+
+def test_transformers_loading_and_saving_options_that_were_refused(tmp_path):
+    # config attributes of transformers' PretrainedConfig and loader arguments with no effect here: before,
+    # "unknown argument"; dtype "float64" and "auto" on weights whose config.json records no dtype
+    options = dict(tie_word_embeddings=False, torchscript=False, chunk_size_feed_forward=0, trust_remote_code=True,
+                   resume_download=None, _fast_init=True, offload_folder=str(tmp_path), proxies=None)  # fmt: skip
+    torch.manual_seed(0)
+    saved = tmp_path / "mlm"
+    transformers.AlbertForMaskedLM(transformers.AlbertConfig(**TINY)).save_pretrained(saved)
+    ours = AlbertForMaskedLM.from_pretrained(saved, **options)
+    theirs = transformers.AlbertForMaskedLM.from_pretrained(saved, tie_word_embeddings=False)
+    assert ours.config.extra["tie_word_embeddings"] is False and theirs.config.tie_word_embeddings is False
+    assert ours.predictions.decoder.weight is not ours.albert.embeddings.word_embeddings.weight
+    ids = torch.randint(5, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(3))
+    wide = AlbertForMaskedLM.from_pretrained(saved, dtype="float64")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            wide(ids).logits,
+            transformers.AlbertForMaskedLM.from_pretrained(saved, dtype=torch.float64)(ids).logits,
+        )
+    half = tmp_path / "half"
+    AlbertForMaskedLM.from_pretrained(saved, dtype="float16").save_pretrained(half)
+    config = json.loads((half / "config.json").read_text())
+    config.pop("dtype", None)
+    (half / "config.json").write_text(json.dumps(config))
+    assert AlbertForMaskedLM.from_pretrained(half, dtype="auto").dtype == torch.float16
+    assert transformers.AlbertForMaskedLM.from_pretrained(half, dtype="auto").dtype == torch.float16
+    # torch.save shards with their index, as transformers writes them (before: refused)
+    ours.save_pretrained(tmp_path / "bins", safe_serialization=False, max_shard_size="20KB")
+    names = sorted(p.name for p in (tmp_path / "bins").iterdir())
+    assert "pytorch_model.bin.index.json" in names and len([n for n in names if n.endswith(".bin")]) > 1
+    for again in (AlbertForMaskedLM.from_pretrained(tmp_path / "bins"),
+                  transformers.AlbertForMaskedLM.from_pretrained(tmp_path / "bins")):  # fmt: skip
+        with torch.no_grad():
+            torch.testing.assert_close(again.eval()(ids).logits, ours(ids).logits, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="does not upload models"):
+        ours.save_pretrained(tmp_path / "hub", push_to_hub=True)

@@ -83,6 +83,8 @@ DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
     "half": torch.float16,
+    "float64": torch.float64,
+    "double": torch.float64,
 }
 
 
@@ -91,7 +93,16 @@ DTYPES = {
 
 # transformers' from_pretrained arguments for the download from the hub (`use_auth_token` is token's old name).
 HUB_OPTIONS = frozenset(
-    {"cache_dir", "revision", "local_files_only", "token", "use_auth_token", "force_download", "subfolder"}
+    {
+        "cache_dir",
+        "revision",
+        "local_files_only",
+        "token",
+        "use_auth_token",
+        "force_download",
+        "subfolder",
+        "proxies",
+    }
 )
 
 
@@ -172,6 +183,7 @@ def _from_hub(
     token: str | bool | None = None,
     use_auth_token: str | bool | None = None,
     force_download: bool = False,
+    proxies: dict[str, str] | None = None,
 ) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -191,6 +203,7 @@ def _from_hub(
                     revision=revision,
                     token=token if token is not None else use_auth_token,
                     force_download=force_download,
+                    proxies=proxies,
                 )
             )
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as e:
@@ -517,6 +530,9 @@ def load_pretrained(
             unexpected,
         )
 
+    if dtype == "auto" and not (config.extra.get("dtype") or config.extra.get("torch_dtype")):
+        # (config.json records no dtype: the weights' own, as transformers reads "auto")
+        dtype = next((t.dtype for t in state.values() if t.is_floating_point()), torch.float32)
     model.to(device=as_device(device), dtype=as_dtype(dtype, config) or torch.float32)
     if model.dtype == torch.bfloat16 and not cpu_kernels.linear_available():  # it serves bf16 inference
         cpu_kernels.warn_if_emulated_bf16(model.device, "bf16 weights")
@@ -590,6 +606,21 @@ def _initialise(model: AlbertPreTrainedModel, missing: list[str]) -> None:
 
 # transformers' from_pretrained arguments that pick a weight format; accepted here and not needed.
 FORMAT_FLAGS = frozenset({"from_pt", "from_tf", "from_flax", "use_safetensors"})
+# transformers' from_pretrained arguments that change nothing here: no remote code, no offloading (the model
+# is read as the first forward pass touches it), the download resumes by itself.
+NO_EFFECT = frozenset(
+    {"trust_remote_code", "resume_download", "_fast_init", "offload_folder", "offload_state_dict"}
+)
+# Attributes of transformers' PretrainedConfig that AlbertConfig does not model, which from_pretrained also
+# sets as keywords; kept in config.extra (tie_word_embeddings=False unties the decoder).
+TRANSFORMERS_CONFIG_KEYS = frozenset(
+    {
+        "tie_word_embeddings", "torchscript", "chunk_size_feed_forward", "is_encoder_decoder", "is_decoder",
+        "cross_attention_hidden_size", "add_cross_attention", "tie_encoder_decoder", "finetuning_task",
+        "task_specific_params", "tokenizer_class", "prefix", "bos_token_id", "eos_token_id", "sep_token_id",
+        "decoder_start_token_id", "architectures",
+    }
+)  # fmt: skip
 
 
 def load_config(
@@ -605,9 +636,9 @@ def load_config(
         else copy.deepcopy(as_albert_config(config))
     )
     for key, value in overrides.items():
-        if key in FORMAT_FLAGS:
+        if key in FORMAT_FLAGS | NO_EFFECT:
             continue  # every class reads every format (load_state_dict): code that names one still runs
-        if not hasattr(config, key):
+        if not hasattr(config, key) and key not in TRANSFORMERS_CONFIG_KEYS:
             raise TypeError(f"{caller}.from_pretrained got an unknown argument {key!r}")
         setattr(config, key, value)
     config.validate()
@@ -731,7 +762,7 @@ def save_numpy_state(
     config.save_pretrained(directory)
     # (copies: two names may hold one array, the TF head's decoder bias, which torch's writers refuse to share)
     tensors = {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in state.items()}
-    write_weights(directory, tensors, safe_serialization, limit, max_shard_size)
+    write_weights(directory, tensors, safe_serialization, limit)
     return directory
 
 
@@ -765,24 +796,27 @@ def save_pretrained(
     for key in aliases(model):
         state.pop(key, None)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    write_weights(directory, state, safe_serialization, limit, max_shard_size)
+    write_weights(directory, state, safe_serialization, limit)
     return directory
 
 
 def write_weights(
-    directory: Path, state: dict[str, torch.Tensor], safe_serialization: bool, limit: int, max_shard_size: Any
+    directory: Path, state: dict[str, torch.Tensor], safe_serialization: bool, limit: int
 ) -> None:
-    """The weight files of a checkpoint: one file, or safetensors shards of at most `limit` bytes with their
-    index, as transformers shards them; weights of another layout left from before are removed."""
+    """The weight files of a checkpoint: one file, or shards of at most `limit` bytes with their index, as
+    transformers shards them (safetensors, or torch.save files with `safe_serialization=False`); weights of
+    another layout left from before are removed."""
     shards = _split_shards(state, limit)
-    if len(shards) > 1 and not safe_serialization:
-        raise ValueError(f"sharded weights are written as safetensors; max_shard_size={max_shard_size!r} needs "
-                         "safe_serialization=True")  # fmt: skip
+    single, index_name, stem, suffix = (
+        (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, "model", "safetensors")
+        if safe_serialization
+        else (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, "pytorch_model", "bin")
+    )
     if len(shards) == 1:
-        written = {SAFE_WEIGHTS_NAME if safe_serialization else PT_WEIGHTS_NAME: state}
+        written = {single: state}
     else:
         written = {
-            f"model-{i:05d}-of-{len(shards):05d}.safetensors": shard for i, shard in enumerate(shards, 1)
+            f"{stem}-{i:05d}-of-{len(shards):05d}.{suffix}": shard for i, shard in enumerate(shards, 1)
         }
     for name, tensors in written.items():
         _write_atomically(directory / name, lambda tmp, tensors=tensors: _save_tensors(tensors, tmp))
@@ -791,16 +825,16 @@ def write_weights(
             "metadata": {"total_size": sum(t.nbytes for t in state.values())},
             "weight_map": {key: name for name, tensors in written.items() for key in tensors},
         }
-        _write_atomically(
-            directory / SAFE_WEIGHTS_INDEX_NAME, lambda tmp: tmp.write_text(json.dumps(index, indent=2))
-        )
+        _write_atomically(directory / index_name, lambda tmp: tmp.write_text(json.dumps(index, indent=2)))
     # Stale weights of another layout would shadow or contradict what was just written.
-    keep = set(written) | ({SAFE_WEIGHTS_INDEX_NAME} if len(shards) > 1 else set())
+    keep = set(written) | ({index_name} if len(shards) > 1 else set())
     stale = [
         SAFE_WEIGHTS_NAME,
         PT_WEIGHTS_NAME,
         SAFE_WEIGHTS_INDEX_NAME,
+        PT_WEIGHTS_INDEX_NAME,
         *(p.name for p in directory.glob("model-*-of-*.safetensors")),
+        *(p.name for p in directory.glob("pytorch_model-*-of-*.bin")),
     ]
     for name in set(stale) - keep:
         (directory / name).unlink(missing_ok=True)
@@ -844,7 +878,7 @@ def _split_shards(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, 
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    if path.name.startswith(PT_WEIGHTS_NAME):
+    if path.name.startswith("pytorch_model"):  # (pytorch_model.bin and its shards, .tmp while written)
         torch.save(tensors, path)
     else:
         from safetensors.torch import save_file

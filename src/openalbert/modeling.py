@@ -916,12 +916,20 @@ class AlbertPreTrainedModel(nn.Module):
         max_shard_size: int | str = "5GB",
         state_dict: dict[str, torch.Tensor] | None = None,
         is_main_process: bool = True,
+        push_to_hub: bool = False,
     ) -> Path:
-        """Write config.json and model.safetensors (tied weights once, sharded above `max_shard_size`) that
-        transformers loads. As in transformers, `state_dict` is written instead of the model's, and a process
-        other than the main one (`is_main_process=False`, in distributed training) writes nothing."""
+        """Write config.json and model.safetensors (tied weights once, sharded above `max_shard_size`;
+        pytorch_model.bin, or its shards, with `safe_serialization=False`) that transformers loads. As in
+        transformers, `state_dict` is written instead of the model's, and a process other than the main one
+        (`is_main_process=False`, in distributed training) writes nothing. Nothing is uploaded
+        (`push_to_hub=True` says how to)."""
         from openalbert.checkpoint import save_pretrained
 
+        if push_to_hub:
+            raise ValueError(
+                "openalbert does not upload models; save, then huggingface_hub.upload_folder(folder_path=..., "
+                "repo_id=...)"
+            )
         if not is_main_process:
             return Path(directory)
         return save_pretrained(
