@@ -177,6 +177,33 @@ def test_transformers_pipeline_options_a_slow_tokenizer_and_long_texts(models, r
         )
 
 
+def test_older_spellings_and_tokenizer_options_of_transformers_pipelines(models, reference) -> None:
+    # Before, refused: QA's topk=, padding=, X= and data=; text-classification's truncation="only_first" /
+    # "only_second" and a ClassificationFunction member as function_to_apply.
+    from transformers.pipelines.text_classification import ClassificationFunction
+
+    qa = pipeline("question-answering", model=models["AlbertForQuestionAnswering"])
+    item = {"question": QUESTION, "context": CONTEXT}
+    classify = pipeline("text-classification", model=models["AlbertForSequenceClassification"])
+    long = " ".join(["word"] * 60)
+    with warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        theirs = reference("question-answering", models["AlbertForQuestionAnswering"])
+        window = {"max_seq_len": 64, "doc_stride": 16}
+        for args, options in (((item,), {"topk": 2}), ((item,), {"padding": True}), ((), {"X": item}),
+                              ((), {"data": item})):  # fmt: skip
+            assert_matches(qa(*args, **options, **window), theirs(*args, **options, **window), str(options))
+        theirs = reference("text-classification", models["AlbertForSequenceClassification"])
+        for text, options in (
+            ({"text": "a b", "text_pair": long}, {"truncation": "only_second", "max_length": 16}),
+            ({"text": long, "text_pair": "c d"}, {"truncation": "only_first", "max_length": 16}),
+            ("nice", {"function_to_apply": ClassificationFunction.SIGMOID}),
+        ):
+            assert_matches(classify(text, **options), theirs(text, **options), str(options))
+    with pytest.raises(ValueError, match="truncation='only_first' cannot fit this input"):
+        classify({"text": "a", "text_pair": long}, truncation="only_first", max_length=16)
+
+
 def test_fill_mask_without_a_mask(models) -> None:
     fill = pipeline("fill-mask", model=models["AlbertForMaskedLM"])
     with pytest.raises(ValueError, match=r"no \[MASK\] in the input 'no mask here'"):

@@ -47,6 +47,16 @@ class QuestionAnsweringPipeline(Pipeline):
             args = ({"question": args[0], "context": args[1]},)
         if len(args) > 1:
             raise TypeError("pass one input (a dict, a list of dicts) or two strings: question, context")
+        # transformers' older spellings: the input as X= or data=, top_k as topk=; padding changes nothing
+        legacy = [params.pop(name) for name in ("X", "data") if name in params]
+        if legacy and args:
+            raise ValueError("pass the inputs once: positionally, or as X= / data=")
+        args = args or tuple(legacy[:1])
+        if "topk" in params:
+            if "top_k" in params:
+                raise ValueError("top_k is given twice (top_k= and its old name topk=)")
+            params["top_k"] = params.pop("topk")
+        params.pop("padding", None)
         inputs = args[0] if args else None
         if inputs is None:
             inputs = _pairs(question, context)

@@ -33,7 +33,13 @@ RETURN_ALL_SCORES_DEPRECATED = (
 
 # truncation strategies transformers' tokenizer takes, and whether each cuts a text or a pair here (both
 # sequences of a pair are cut by the longer first, as "longest_first")
-TRUNCATIONS = {"longest_first": True, "do_not_truncate": False}
+# transformers' truncation strategies: which text of a pair is cut (longest_first: the longer, token by token)
+TRUNCATIONS = {
+    "longest_first": True,
+    "only_first": "only_first",
+    "only_second": "only_second",
+    "do_not_truncate": False,
+}
 
 
 class TextClassificationPipeline(Pipeline):
@@ -78,8 +84,8 @@ class TextClassificationPipeline(Pipeline):
                 # stacklevel: the caller of pipe(...) (through check_params and _call_params)
                 warnings.warn(RETURN_ALL_SCORES_DEPRECATED, UserWarning, stacklevel=5)
             top_k, legacy = (None if every else 1), True
-        if function_to_apply is not None:
-            function_to_apply = str(function_to_apply).lower()
+        if function_to_apply is not None:  # (a name, or transformers' ClassificationFunction member)
+            function_to_apply = str(getattr(function_to_apply, "value", function_to_apply)).lower()
             if function_to_apply not in FUNCTIONS:
                 raise ValueError(
                     f"function_to_apply must be one of {sorted(FUNCTIONS)}, got {function_to_apply!r}"
@@ -93,7 +99,8 @@ class TextClassificationPipeline(Pipeline):
                     f"truncation must be a bool or one of {sorted(TRUNCATIONS)}, got {truncation!r}"
                 )
             truncation = TRUNCATIONS[truncation]
-        cut = as_bool("truncation", truncation, True)
+        side = truncation if isinstance(truncation, str) else None  # only_first / only_second
+        cut = True if side else as_bool("truncation", truncation, True)
         limit = self._max_length()
         if max_length is not None:
             if not is_int(max_length) or max_length < 3:
@@ -106,6 +113,7 @@ class TextClassificationPipeline(Pipeline):
             "legacy": legacy,
             "function_to_apply": function_to_apply or self._default_function(),
             "truncation": cut,
+            "side": side,
             "max_length": limit,
         }
 
@@ -134,7 +142,7 @@ class TextClassificationPipeline(Pipeline):
 
     def _check_input(self, item: Any) -> Any:
         if isinstance(item, dict):
-            if set(item) - {"text", "text_pair"} or not isinstance(item.get("text"), str):
+            if not isinstance(item.get("text"), str):  # (other keys, a label say, are left alone)
                 raise ValueError(
                     'a text pair must be a dict {"text": str, "text_pair": str}, got keys '
                     + str(sorted(item))
@@ -166,7 +174,20 @@ class TextClassificationPipeline(Pipeline):
                 f"an input of {sum(map(len, encoded)) + 2 + pair} tokens is longer than the model's "
                 f"{params['max_length']}; pass truncation=True to cut it"
             )
-        first, second = truncate_pair(encoded[0], encoded[1] if pair else None, room)
+        first, second = encoded[0], encoded[1] if pair else None
+        side = params["side"] if pair else None  # (a single text is cut as any strategy cuts it)
+        if side:  # only one text of the pair is cut; the other must fit as it is
+            cut, kept = (0, 1) if side == "only_first" else (1, 0)
+            texts = [first, second]
+            if len(texts[kept]) >= room and sum(map(len, texts)) > room:
+                raise ValueError(
+                    f"truncation={side!r} cannot fit this input in {params['max_length']} tokens: the text it "
+                    f"leaves whole holds {len(texts[kept])}; use truncation='longest_first'"
+                )
+            texts[cut] = texts[cut][: max(room - len(texts[kept]), 0)]
+            first, second = texts
+        else:
+            first, second = truncate_pair(first, second, room)
         return [self._build(first, second)]
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
