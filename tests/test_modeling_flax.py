@@ -194,6 +194,18 @@ def test_bf16_computation_stays_close_to_fp32(tmp_path):
     assert bf16(**batch).last_hidden_state.dtype == jnp.bfloat16 and cosine.min() > 0.999
 
 
+def test_bf16_masked_lm_logits_come_out_in_the_dtype_transformers_gives():
+    # its head adds the fp32 bias to the bf16 product: fp32 logits (before: bf16, the bias cast down)
+    transformers = pytest.importorskip("transformers")
+    batch = framework_inputs("AlbertForMaskedLM")
+    for head in ("AlbertForMaskedLM", "AlbertForPreTraining", "AlbertForSequenceClassification"):
+        ours = getattr(modeling_flax, f"Flax{head}")(framework_config(), dtype=jnp.bfloat16)(**batch)
+        theirs = getattr(transformers, f"Flax{head}")(transformers.AlbertConfig(**TINY), dtype=jnp.bfloat16)(
+            **batch
+        )
+        assert ours[0].dtype == theirs[0].dtype, head
+
+
 def test_parameters_cast_to_half_precision_and_back():
     model = modeling_flax.FlaxAlbertModel(framework_config(), seed=8)
     leaves = jax.tree_util.tree_leaves

@@ -369,7 +369,9 @@ class FlaxAlbertMLMHead(nn.Module):
 
     def __call__(self, hidden: jax.Array, word_embeddings: jax.Array) -> jax.Array:
         hidden = self.LayerNorm(ACT2FN[self.config.hidden_act](self.dense(hidden)))
-        return hidden @ word_embeddings.T.astype(self.dtype) + self.bias.astype(self.dtype)  # (B, T, V)
+        # the product in the compute dtype; the fp32 bias added as it is, so the logits come out in fp32, as
+        # transformers' Flax head gives them (a softmax over 30k tokens wants the precision)
+        return hidden @ word_embeddings.T.astype(self.dtype) + self.bias  # (B, T, V)
 
 
 class FlaxAlbertSOPHead(nn.Module):
