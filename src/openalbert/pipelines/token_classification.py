@@ -76,7 +76,9 @@ class TokenClassificationPipeline(Pipeline):
                 raise ValueError(
                     f"stride must be an int in [0, {room}) (the tokens of a window), got {stride!r}"
                 )
-            if strategy == "none":
+            # (as in transformers: an explicit "none" is refused; left out, every window's tokens are given,
+            # overlapping ones merged)
+            if aggregation_strategy is not None and strategy == "none":
                 raise ValueError(
                     'stride tags a long text in windows whose entities are merged; that needs an aggregation_strategy other than "none"'
                 )
