@@ -470,7 +470,8 @@ def test_feature_extraction(models, reference) -> None:
         expected = reference_model(**enc).pooler_output[0]
     torch.testing.assert_close(torch.tensor(pooled(NER_TEXT, pooling="pooler")), expected, atol=1e-5, rtol=0)
     # the tokenizer options transformers takes in tokenize_kwargs
-    for options in ({"truncation": True}, {"truncation": True, "max_length": 6}, {"padding": True}):
+    for options in ({"truncation": True}, {"truncation": True, "max_length": 6}, {"padding": True},
+                    {"add_special_tokens": False}):  # fmt: skip
         a, b = ours(NER_TEXT, tokenize_kwargs=options), theirs(NER_TEXT, tokenize_kwargs=options)
         torch.testing.assert_close(torch.tensor(a), torch.tensor(b), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="truncation given twice"):

@@ -46,12 +46,15 @@ class FeatureExtractionPipeline(Pipeline):
                 raise ValueError(
                     "this checkpoint has no trained pooler (pooler.* weights); use pooling='cls' or 'mean'"
                 )
-        # tokenize_kwargs: what transformers hands its tokenizer; truncation, max_length (cut shorter) and
-        # padding (no effect on the results) are taken.
+        # tokenize_kwargs: what transformers hands its tokenizer; truncation, max_length (cut shorter),
+        # add_special_tokens (False: the text's own tokens, no [CLS] and [SEP]) and padding (no effect on the
+        # results) are taken.
         tokenize_kwargs = dict(tokenize_kwargs or {})
-        unknown = sorted(set(tokenize_kwargs) - {"truncation", "max_length", "padding"})
+        unknown = sorted(set(tokenize_kwargs) - {"truncation", "max_length", "padding", "add_special_tokens"})
         if unknown:
-            raise TypeError(f"tokenize_kwargs takes truncation, max_length and padding here, not {unknown}")
+            raise TypeError(
+                f"tokenize_kwargs takes truncation, max_length, add_special_tokens and padding here, not {unknown}"
+            )
         if "truncation" in tokenize_kwargs:
             if truncation is not None:
                 raise ValueError("truncation given twice: as a parameter and in tokenize_kwargs")
@@ -68,12 +71,20 @@ class FeatureExtractionPipeline(Pipeline):
             "truncation": as_bool("truncation", truncation, True),
             "max_length": limit,
             "return_tensors": as_bool("return_tensors", return_tensors, False),
+            "specials": as_bool("add_special_tokens", tokenize_kwargs.get("add_special_tokens", True), True),
         }
 
     def _preprocess(self, text: str, params: dict[str, Any]) -> list[Feature]:
         ((ids, _),) = self._encode([text])
+        specials = params["specials"]
         if params["truncation"]:
-            ids = ids[: params["max_length"] - 2]
+            ids = ids[: params["max_length"] - 2 * specials]
+        if not specials:
+            if not ids:
+                raise ValueError(
+                    f"{text!r} holds no tokens, and add_special_tokens=False leaves nothing to run"
+                )
+            return [Feature(ids, [0] * len(ids), {})]
         return [self._build(ids)]
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
