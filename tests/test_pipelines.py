@@ -204,6 +204,17 @@ def test_older_spellings_and_tokenizer_options_of_transformers_pipelines(models,
         classify({"text": "a", "text_pair": long}, truncation="only_first", max_length=16)
 
 
+def test_a_special_token_in_a_context_is_a_word_of_its_own(models, reference) -> None:
+    # as in transformers' fast tokenizer's words; before, [MASK] was widened into the word before it
+    qa = pipeline("question-answering", model=models["AlbertForQuestionAnswering"])
+    options = {"question": "who", "context": "Felix [MASK] lives here", "top_k": 3, "max_answer_len": 1}
+    with warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        assert_matches(
+            qa(**options), reference("question-answering", models["AlbertForQuestionAnswering"])(**options)
+        )
+
+
 def test_fill_mask_without_a_mask(models) -> None:
     fill = pipeline("fill-mask", model=models["AlbertForMaskedLM"])
     with pytest.raises(ValueError, match=r"no \[MASK\] in the input 'no mask here'"):

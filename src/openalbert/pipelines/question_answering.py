@@ -159,14 +159,17 @@ class QuestionAnsweringPipeline(Pipeline):
         return features
 
     def _word_ids(self, ids: list[int]) -> list[int]:
-        """Word index of each context token: a word starts at a '▁' piece and at a user-defined symbol.
+        """Word index of each context token: a word starts at a '▁' piece and at a user-defined symbol, and
+        a special or added token ([MASK] written in the text) is a word of its own.
 
         This reproduces the words of transformers' fast ALBERT tokenizer, which splits the text around
-        the vocabulary's user-defined symbols ( ) " - . – £ € as well as at spaces.
+        the vocabulary's user-defined symbols ( ) " - . – £ € and its added tokens as well as at spaces.
         """
         symbols = self.__dict__.get("_symbols")
         if symbols is None:
-            symbols = self._symbols = _user_defined_ids(self.tokenizer)
+            tok = self.tokenizer
+            added = set(tok.all_special_ids) | set(tok.get_added_vocab().values())
+            symbols = self._symbols = _user_defined_ids(tok) | added
         pieces = self.tokenizer.convert_ids_to_tokens(ids)
         words, current, after_symbol = [], -1, False
         for token_id, piece in zip(ids, pieces):
