@@ -684,3 +684,16 @@ def test_subword_regularisation_through_sp_model_kwargs(vocab, tmp_path):
     assert AlbertTokenizer.from_pretrained(tmp_path).sp_model_kwargs == options
     with pytest.raises(ValueError, match="not SentencePiece's encoding options"):
         AlbertTokenizer(vocab, sp_model_kwargs={"sampling": True})
+
+
+def test_split_special_tokens_reads_them_as_text(vocab, tmp_path):
+    # transformers' split_special_tokens: "[MASK]" written in a text is tokenised as text (before, refused)
+    ours = AlbertTokenizer(vocab, split_special_tokens=True)
+    theirs = transformers.AlbertTokenizer(str(vocab), split_special_tokens=True)
+    for text in ("Hello [MASK] world [SEP] x", "[CLS][MASK]<pad>", "no specials"):
+        assert ours(text).data == theirs(text).data, text
+        assert ours(text, return_offsets_mapping=True)["input_ids"] == theirs(text)["input_ids"], text
+    assert AlbertTokenizer(vocab)("a [MASK]")["input_ids"] != ours("a [MASK]")["input_ids"]
+    ours.save_pretrained(tmp_path)
+    assert AlbertTokenizer.from_pretrained(tmp_path).split_special_tokens
+    assert transformers.AlbertTokenizer.from_pretrained(tmp_path).split_special_tokens

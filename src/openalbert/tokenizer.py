@@ -430,10 +430,13 @@ class AlbertTokenizer:
         padding_side: str = "right",
         truncation_side: str = "right",
         sp_model_kwargs: dict[str, Any] | None = None,
+        split_special_tokens: bool = False,
     ) -> None:
         # SentencePiece's encoding options, e.g. {"enable_sampling": True, "alpha": 0.1, "nbest_size": -1} for
         # subword regularisation in training, as transformers takes them
         self.sp_model_kwargs = dict(sp_model_kwargs or {})
+        # transformers' option: special and added tokens written in a text are read as text, not matched
+        self.split_special_tokens = bool(split_special_tokens)
         if isinstance(vocab_file, bytes):  # a serialised model, e.g. rebuilt from tokenizer.json
             path, self.vocab_file = Path("<model proto>"), None
             self._sp = _load_sentencepiece(vocab_file, "the given model proto", self.sp_model_kwargs)
@@ -511,6 +514,8 @@ class AlbertTokenizer:
         alternatives = sorted(specials, key=len, reverse=True)
         self._special_re = re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
         self._special_starts = frozenset(s[0] for s in specials)
+        if self.split_special_tokens:  # nothing is matched whole: every text goes to SentencePiece as it is
+            self._special_re, self._special_starts = re.compile("((?!))"), frozenset()
 
     def add_tokens(self, new_tokens: str | Sequence[str], special_tokens: bool = False) -> int:
         """Add tokens that are matched whole in the text before SentencePiece runs, as transformers' (slow)
@@ -686,6 +691,7 @@ class AlbertTokenizer:
             "remove_space": self.remove_space,
             "sep_token": self.sep_token,
             "sp_model_kwargs": self.sp_model_kwargs,
+            "split_special_tokens": self.split_special_tokens,
             "tokenizer_class": "AlbertTokenizer",
             "unk_token": self.unk_token,
         }  # fmt: skip
@@ -2217,6 +2223,8 @@ def _read_settings(directory: Path) -> dict[str, Any]:
         for key in ("padding_side", "truncation_side"):
             if data.get(key) in ("left", "right"):
                 settings[key] = data[key]
+        if isinstance(data.get("split_special_tokens"), bool):
+            settings["split_special_tokens"] = data["split_special_tokens"]
         if isinstance(data.get("sp_model_kwargs"), dict):
             settings["sp_model_kwargs"] = data["sp_model_kwargs"]
         max_len = data.get("model_max_length")
