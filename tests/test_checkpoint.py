@@ -450,3 +450,17 @@ def test_a_loaded_model_saves_over_its_own_checkpoint(mlm_dir):
     with torch.no_grad():
         torch.testing.assert_close(loaded.predictions.bias, model.predictions.bias + 1.0)
     same_logits(loaded, AlbertForMaskedLM.from_pretrained(path))
+
+
+def test_saved_weights_are_readable_as_the_umask_allows(tmp_path):
+    # safetensors writes its file 0600; other users of a shared model directory could not read the weights
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        openalbert.AlbertModel(AlbertConfig(**TINY)).save_pretrained(tmp_path / "m")
+        openalbert.AlbertModel(AlbertConfig(**TINY)).save_pretrained(tmp_path / "s", max_shard_size="20KB")
+    finally:
+        os.umask(previous)
+    files = [p for p in (tmp_path / "m").iterdir()] + [p for p in (tmp_path / "s").iterdir()]
+    assert len(files) > 3 and {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}

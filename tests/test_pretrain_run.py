@@ -136,6 +136,8 @@ def test_vocabulary_and_length_mismatches_are_clear_errors(real_data, tmp_path):
     ):
         pretrain(train_dir, tmp_path / "e", tiny_config(), max_steps=1, eval_dir=long_eval)
     assert not (tmp_path / "e" / "metrics.jsonl").exists()
+    with pytest.raises(ValueError, match=r"eval_every \(--eval-every\) evaluates on held-out examples"):
+        pretrain(train_dir, tmp_path / "f", tiny_config(), max_steps=1, eval_every=1)  # (before: ignored)
 
 
 def test_raw_corpus_is_prepared_into_the_run_directory(tmp_path, monkeypatch):
@@ -152,6 +154,26 @@ def test_raw_corpus_is_prepared_into_the_run_directory(tmp_path, monkeypatch):
     assert manifest["max_seq_length"] == 64 and manifest["num_examples"] > 8
     with pytest.raises(ValueError, match="needs a tokenizer"):
         pretrain(None, tmp_path / "x", tiny_config(), corpus=[LICENSES / "GPL-3"], max_steps=1)
+    # resumed, the run reuses its examples: from the same text and options only (before, silently the old ones)
+    options = dict(tokenizer=spiece_or_skip().parent, seq_len=64, batch_size=4, device="cpu", progress=False)
+    (tmp_path / "more.txt").write_text((LICENSES / "GPL-3").read_text())
+    other = [LICENSES / "GPL-3", tmp_path / "more.txt"]
+    for corpus, dupe in ((other, 1), ([LICENSES / "GPL-3"], 2)):
+        with pytest.raises(ValueError, match="were prepared with (files|dupe_factor)"):
+            pretrain(
+                None, out, tiny_config(), corpus=corpus, dupe_factor=dupe, max_steps=3, resume=True, **options
+            )
+    again = pretrain(
+        None,
+        out,
+        tiny_config(),
+        corpus=[LICENSES / "GPL-3"],
+        dupe_factor=1,
+        max_steps=3,
+        resume=True,
+        **options,
+    )
+    assert again.step == 3
 
 
 def _cli(*args: str) -> list[str]:

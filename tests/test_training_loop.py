@@ -252,8 +252,50 @@ def test_resume_after_sigint_reproduces_the_uninterrupted_run(tmp_path):
 def test_resuming_with_another_schedule_says_so(tmp_path):
     out = tmp_path / "run"
     train(tiny_objective(), SyntheticPretraining(), run_config(out, stop_after=3))
-    with pytest.warns(UserWarning, match=r"max_steps 8 instead of 6: the learning-rate schedule from step 3"):
+    with pytest.warns(
+        UserWarning, match=r"max_steps 8 instead of 6: the learning-rate schedule and weight decay"
+    ):
         train(tiny_objective(), SyntheticPretraining(), run_config(out, max_steps=8, resume=True))
+
+
+def test_resuming_with_a_new_learning_rate_and_weight_decay_uses_them(tmp_path):
+    # Before, the warning said so while the optimizer's and scheduler's saved state put the old values back.
+    out, fresh = tmp_path / "run", tmp_path / "fresh"
+    train(tiny_objective(), SyntheticPretraining(), run_config(out, stop_after=3, log_every=1))
+    new = dict(learning_rate=1e-2, weight_decay=0.5, log_every=1)
+    with pytest.warns(
+        UserWarning, match=r"learning_rate 0.01 instead of 0.003, weight_decay 0.5 instead of 0.01"
+    ):
+        train(tiny_objective(), SyntheticPretraining(), run_config(out, resume=True, **new))
+    train(tiny_objective(), SyntheticPretraining(), run_config(fresh, **new))
+    lrs = {r["step"]: r["lr"] for r in read_metrics(out)}
+    expected = {r["step"]: r["lr"] for r in read_metrics(fresh)}
+    assert [lrs[s] for s in (4, 5, 6)] == pytest.approx([expected[s] for s in (4, 5, 6)])
+    state = torch.load(out / "checkpoints" / "step-00000006" / "trainer_state.pt", weights_only=True)
+    assert {g["weight_decay"] for g in state["optimizer"]["param_groups"]} == {0.0, 0.5}
+    with pytest.raises(ValueError, match="was trained with lamb; resume it with that optimizer"):
+        train(
+            tiny_objective(),
+            SyntheticPretraining(),
+            run_config(out, resume=True, max_steps=9, optimizer="adamw"),
+        )
+
+
+def test_resuming_a_finished_run_or_past_its_steps(tmp_path, capsys):
+    # Before: a traceback from the final export (a finished run), or a run that stopped "at step 6, checkpoint
+    # None" when max_steps or stop_after was not past the checkpoint.
+    out = tmp_path / "run"
+    train(tiny_objective(), SyntheticPretraining(), run_config(out))
+    weights = final_weights(out)
+    again = train(tiny_objective(seed=5), SyntheticPretraining(), run_config(out, resume=True, progress=True))
+    assert again.step == 6 and not again.interrupted and "nothing left to train" in capsys.readouterr().err
+    assert all(torch.equal(weights[k], v) for k, v in final_weights(out).items())
+    with pytest.raises(ValueError, match="is at step 6, past this run's 4 steps"):
+        train(tiny_objective(), SyntheticPretraining(), run_config(out, resume=True, max_steps=4))
+    with pytest.raises(ValueError, match=r"stop_after \(5\) is not past the checkpoint's step 6"):
+        train(
+            tiny_objective(), SyntheticPretraining(), run_config(out, resume=True, max_steps=9, stop_after=5)
+        )
 
 
 def test_resuming_with_a_model_of_another_shape_says_so(tmp_path):

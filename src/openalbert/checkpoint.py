@@ -886,8 +886,16 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         save_file(tensors, path, metadata={"format": "pt"})
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_atomically(target: Path, write: Any) -> None:
-    """`write(tmp)` then rename tmp to `target`, so a reader never sees half a file."""
+    """`write(tmp)` then rename tmp to `target`, so a reader never sees half a file. The file gets the
+    permissions the umask gives a new file (safetensors' writer makes it private, 0600)."""
     tmp = target.with_name(target.name + ".tmp")
     write(tmp)
+    os.chmod(tmp, 0o666 & ~current_umask())
     os.replace(tmp, target)

@@ -147,6 +147,29 @@ def _loss_queries(mask: torch.Tensor, width: int | None = None) -> tuple[torch.T
 # ---- checks and builders -------------------------------------------------------------------------------
 
 
+def _check_same_preparation(
+    data_dir: Path, corpus: Sequence[str | os.PathLike], dupe_factor: int, seed: int, seq_len: int | None
+) -> None:
+    """ValueError when a resumed run names other corpus files or preparation options than its examples were
+    made with."""
+    manifest = _read_data_manifest(data_dir)
+    made = {
+        "files": sorted(str(Path(f["path"]).resolve()) for f in manifest.get("corpus_files", [])),
+        "dupe_factor": manifest.get("options", {}).get("dupe_factor"),
+        "seed": manifest.get("options", {}).get("seed"),
+        "seq_len": manifest.get("max_seq_length"),
+    }
+    asked = {"files": sorted(str(Path(f).resolve()) for f in corpus), "dupe_factor": dupe_factor, "seed": seed,
+             "seq_len": seq_len}  # fmt: skip
+    differ = [k for k in made if None not in (made[k], asked[k]) and made[k] != asked[k]]
+    if differ:
+        shown = ", ".join(f"{k} {made[k]} (now {asked[k]})" for k in differ)
+        raise ValueError(
+            f"this run's examples in {data_dir} were prepared with {shown}; resume with the same corpus and "
+            "options, or start a new run (a new --output) to train on other text"
+        )
+
+
 def _read_data_manifest(data_dir: Path) -> dict[str, Any]:
     from openalbert.pretraining.data import read_manifest
 
@@ -311,8 +334,11 @@ def pretrain(
                 "directory as data_dir (--data)"
             )
         data_dir = output_dir / "data"
-        # Preparation is deterministic, so a resumed run reuses the examples it made the first time.
-        if not (resume and (data_dir / "manifest.json").is_file()):
+        # Preparation is deterministic, so a resumed run reuses the examples it made the first time; from the
+        # same files and options (other ones would silently train on the old examples).
+        if resume and (data_dir / "manifest.json").is_file():
+            _check_same_preparation(data_dir, corpus, dupe_factor, seed, seq_len)
+        else:
             from openalbert.pretraining.data import prepare_pretraining_data
 
             prepare_pretraining_data(
@@ -335,6 +361,8 @@ def pretrain(
 
     train_data = PretrainingDataset(data_dir)
     _check_data_ids(train_data, model_config.vocab_size, data_dir)
+    if eval_every and eval_dir is None:  # (it was ignored without a word)
+        raise ValueError("eval_every (--eval-every) evaluates on held-out examples: give them (--eval-data)")
     eval_data = None
     if eval_dir is not None:  # checked now, not after training has run
         eval_data = PretrainingDataset(eval_dir)

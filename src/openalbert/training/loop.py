@@ -39,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from openalbert.checkpoint import as_device
+from openalbert.checkpoint import as_device, current_umask
 from openalbert.training.optim import OPTIMIZERS, build_optimizer, linear_schedule
 
 TRAINER_STATE = "trainer_state.pt"
@@ -349,12 +349,6 @@ def _fsync_tree(root: Path) -> None:
     _fsync_dir(root)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
         fd = os.open(path, os.O_RDONLY)
@@ -372,7 +366,7 @@ def write_dir_atomically(final: Path, write: Callable[[Path], None]) -> Path:
     old: Path | None = None
     try:
         os.chmod(
-            tmp, 0o777 & ~_umask()
+            tmp, 0o777 & ~current_umask()
         )  # mkdtemp makes it private; a snapshot should read like any directory
         write(tmp)
         _fsync_tree(tmp)
@@ -615,8 +609,19 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
+        self.resumed_from = resume_dir
         if resume_dir is not None:
             self._load_trainer_state(resume_dir)
+            if self.step > self.max_steps:
+                raise ValueError(
+                    f"{resume_dir} is at step {self.step}, past this run's {self.max_steps} steps; give more steps "
+                    "(max_steps / num_epochs) to train on from it"
+                )
+            if cfg.stop_after is not None and cfg.stop_after <= self.step < self.max_steps:
+                raise ValueError(
+                    f"stop_after ({cfg.stop_after}) is not past the checkpoint's step {self.step}; give a later "
+                    "step, or leave it out to train to the end"
+                )
         self.graphed = self._graphed_step() if cfg.cuda_graphs else None
         self.metrics_path = self.output_dir / METRICS_FILE
         if env.is_main:
@@ -670,6 +675,18 @@ class Trainer:
         if bool(state.get("fsdp", False)) != self.fsdp:
             how = "with" if state.get("fsdp") else "without"
             raise ValueError(f"{directory} was written {how} FSDP; resume it the same way")
+        saved = state.get("config") or {}
+        if saved.get("optimizer", self.config.optimizer) != self.config.optimizer:
+            raise ValueError(
+                f"{directory} was trained with {saved['optimizer']}; resume it with that optimizer "
+                f"(--optimizer {saved['optimizer']}), or start a new run to train with {self.config.optimizer}"
+            )
+        # This run's hyper-parameters, which loading the optimizer's and scheduler's state would put back to
+        # the checkpoint's: the peak learning rate (the scheduler's base), weight decay, betas and eps.
+        base_lrs = list(self.scheduler.base_lrs)
+        hyper = [
+            {k: g[k] for k in ("weight_decay", "betas", "eps") if k in g} for g in self.optimizer.param_groups
+        ]
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
@@ -681,16 +698,24 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.step = int(state["step"])
-        saved = state.get("config") or {}
+        self.scheduler.base_lrs = base_lrs
+        for i, (group, values) in enumerate(zip(self.optimizer.param_groups, hyper)):
+            group.update(values)
+            group["initial_lr"] = base_lrs[i]
+            lr = base_lrs[i] * self.scheduler.lr_lambdas[i](self.scheduler.last_epoch)
+            if isinstance(group["lr"], torch.Tensor):  # (a capturable optimizer's lr lives on the device)
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
         changed = [
             f"{name} {getattr(self.config, name)} instead of {saved[name]}"
-            for name in ("max_steps", "num_epochs", "warmup_steps", "learning_rate")
+            for name in ("max_steps", "num_epochs", "warmup_steps", "learning_rate", "weight_decay")
             if name in saved and saved[name] != getattr(self.config, name)
         ]
         if changed:  # the schedule is a function of these, not part of the saved state
             warnings.warn(
-                f"resuming with {', '.join(changed)}: the learning-rate schedule from step {self.step} on "
-                "follows the new values",
+                f"resuming with {', '.join(changed)}: the learning-rate schedule and weight decay from step "
+                f"{self.step} on follow the new values",
                 stacklevel=2,
             )
         self.elapsed_before = float(state.get("elapsed", 0.0))
@@ -1080,7 +1105,10 @@ class Trainer:
 
         self.start_time = time.perf_counter()
         self.last_eval: dict[str, float] = {}
-        result = TrainResult(step=self.step, output_dir=self.output_dir)
+        # (a resumed run that already reached its last step trains nothing and exports its checkpoint again)
+        result = TrainResult(step=self.step, output_dir=self.output_dir, last_checkpoint=self.resumed_from)
+        if self.resumed_from is not None and self.step == self.max_steps and env.is_main and cfg.progress:
+            print(f"openalbert: the run finished at step {self.step}; nothing left to train", file=sys.stderr)
         bar = tqdm(
             total=self.max_steps,
             initial=self.step,
