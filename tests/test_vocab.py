@@ -117,3 +117,6 @@ def test_errors(training_text: Path, tmp_path: Path) -> None:
     empty.write_text("\n  \n")
     with pytest.raises(ValueError, match="empty"):
         train_tokenizer([empty], tmp_path / "out", vocab_size=100, progress=False)
+    # a directory is named as such, as pretrain names it (before: "training text not found: ['dir']")
+    with pytest.raises(ValueError, match="is a directory; pass the text files in it"):
+        train_tokenizer([tmp_path], tmp_path / "out", vocab_size=100, progress=False)

@@ -75,10 +75,9 @@ def train_tokenizer(
     """
     import sentencepiece as spm
 
-    files = [Path(f) for f in files]
-    missing = [str(f) for f in files if not f.is_file()]
-    if not files or missing:
-        raise FileNotFoundError(f"training text not found: {missing or 'no files given'}")
+    if not files:
+        raise FileNotFoundError("training text not found: no files given")
+    files = [check_corpus_file(f) for f in files]  # (a directory, a missing or a binary file, named)
     reserved = 2 + len(CONTROL_SYMBOLS) + len(user_defined_symbols)
     if vocab_size <= reserved:
         raise ValueError(f"vocab_size {vocab_size} must exceed the {reserved} reserved pieces")
