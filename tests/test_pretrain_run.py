@@ -138,6 +138,9 @@ def test_vocabulary_and_length_mismatches_are_clear_errors(real_data, tmp_path):
     assert not (tmp_path / "e" / "metrics.jsonl").exists()
     with pytest.raises(ValueError, match=r"eval_every \(--eval-every\) evaluates on held-out examples"):
         pretrain(train_dir, tmp_path / "f", tiny_config(), max_steps=1, eval_every=1)  # (before: ignored)
+    (tmp_path / "a.txt").write_text("text")
+    with pytest.raises(ValueError, match="a.txt is a file; give a directory"):  # (before: "[Errno 17]")
+        pretrain(train_dir, tmp_path / "a.txt", tiny_config(), max_steps=1)
 
 
 def test_raw_corpus_is_prepared_into_the_run_directory(tmp_path, monkeypatch):

@@ -312,6 +312,8 @@ def pretrain(
     from openalbert.pretraining.data import PretrainingDataset
 
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"the output {output_dir} is a file; give a directory for the run (--output)")
     tok = None
     tokenizer_path = Path(tokenizer) if tokenizer is not None else None
     if tokenizer_path is not None:
