@@ -511,11 +511,12 @@ class AlbertTokenizer:
             if i not in self._special_ids or (t.content in additional and i >= len(self._pieces))
         )
         # Longest first, so that the leftmost match is also the longest (as transformers' trie does).
-        alternatives = sorted(specials, key=len, reverse=True)
-        self._special_re = re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
-        self._special_starts = frozenset(s[0] for s in specials)
         if self.split_special_tokens:  # nothing is matched whole: every text goes to SentencePiece as it is
             self._special_re, self._special_starts = re.compile("((?!))"), frozenset()
+        else:
+            alternatives = sorted(specials, key=len, reverse=True)
+            self._special_re = re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
+            self._special_starts = frozenset(s[0] for s in specials)
 
     def add_tokens(self, new_tokens: str | Sequence[str], special_tokens: bool = False) -> int:
         """Add tokens that are matched whole in the text before SentencePiece runs, as transformers' (slow)
@@ -2217,14 +2218,19 @@ def _read_settings(directory: Path) -> dict[str, Any]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not valid JSON ({e})") from None
-        for key in ("do_lower_case", "remove_space", "keep_accents", "clean_up_tokenization_spaces"):
+        flags = (
+            "do_lower_case",
+            "remove_space",
+            "keep_accents",
+            "clean_up_tokenization_spaces",
+            "split_special_tokens",
+        )
+        for key in flags:
             if isinstance(data.get(key), bool):
                 settings[key] = data[key]
         for key in ("padding_side", "truncation_side"):
             if data.get(key) in ("left", "right"):
                 settings[key] = data[key]
-        if isinstance(data.get("split_special_tokens"), bool):
-            settings["split_special_tokens"] = data["split_special_tokens"]
         if isinstance(data.get("sp_model_kwargs"), dict):
             settings["sp_model_kwargs"] = data["sp_model_kwargs"]
         max_len = data.get("model_max_length")
