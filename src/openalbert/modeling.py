@@ -762,11 +762,8 @@ class AlbertPreTrainedModel(nn.Module):
             size, old.embedding_dim, old.padding_idx, device=old.weight.device, dtype=old.weight.dtype
         )
         self._init_weights(new)
+        _keep_rows(new.weight, old.weight, mean_resizing)
         kept, added = min(size, old.num_embeddings), max(size - old.num_embeddings, 0)
-        with torch.no_grad():
-            new.weight[:kept] = old.weight[:kept]
-            if added and mean_resizing:
-                new.weight[-added:] = _around_the_mean(old.weight, added).to(new.weight.dtype)
         self.set_input_embeddings(new)
         self.config.vocab_size = size
         output = self.get_output_embeddings()
@@ -776,15 +773,11 @@ class AlbertPreTrainedModel(nn.Module):
             head.bias = nn.Parameter(torch.cat([bias[:kept], bias.new_zeros(added)]))
             output.out_features = size
             self.tie_weights()
-            if (
-                output.weight.shape[0] != size
-            ):  # a decoder of its own (tie_word_embeddings=False): its rows too
+            # a decoder of its own (tie_word_embeddings=False) is resized as the embedding was
+            if output.weight.shape[0] != size:
                 rows = torch.empty(size, output.in_features, device=bias.device, dtype=output.weight.dtype)
                 nn.init.normal_(rows, std=self.config.initializer_range)
-                with torch.no_grad():
-                    rows[:kept] = output.weight[:kept]
-                    if added and mean_resizing:
-                        rows[-added:] = _around_the_mean(output.weight, added).to(rows.dtype)
+                _keep_rows(rows, output.weight, mean_resizing)
                 output.weight = nn.Parameter(rows)
         return new
 
@@ -1119,6 +1112,16 @@ def cut_to_length(name: str, x: Any, T: int) -> Any:
     return x[:, :T]
 
 
+def _keep_rows(new: torch.Tensor, old: torch.Tensor, mean_resizing: bool) -> None:
+    """Fill the freshly initialised table `new` (the new vocabulary size) with `old`'s first rows; the rows
+    it adds, with mean resizing, are drawn around the mean of `old`'s (else they keep their initialisation)."""
+    kept, added = min(len(new), len(old)), max(len(new) - len(old), 0)
+    with torch.no_grad():
+        new[:kept] = old[:kept]
+        if added and mean_resizing:
+            new[-added:] = _around_the_mean(old, added).to(new.dtype)
+
+
 def _around_the_mean(table: torch.Tensor, rows: int) -> torch.Tensor:
     """`rows` samples of N(mean, 1e-9 covariance) of a table's rows (transformers' mean resizing): the mean
     row, and only the mean where that covariance is not positive definite."""
@@ -1173,14 +1176,15 @@ def _expand_head_mask(
     # layer has as many left (transformers multiplies the mask onto the remaining heads too).
     layers = config.num_hidden_groups * config.inner_group_num
     left = {config.num_attention_heads - len(config.pruned_heads.get(i, ())) for i in range(layers)}
-    heads = left.pop() if len(left) == 1 else config.num_attention_heads
+    uneven = len(left) > 1
+    heads = config.num_attention_heads if uneven else left.pop()
     if head_mask.dim() == 1:
         head_mask = head_mask[None].expand(config.num_hidden_layers, -1)
-    if head_mask.shape != (config.num_hidden_layers, heads) or left:
+    if head_mask.shape != (config.num_hidden_layers, heads) or uneven:
         pruned = f" (the heads left after pruning {dict(config.pruned_heads)})" if config.pruned_heads else ""
         raise ValueError(
             f"head_mask must have shape ({heads},) or ({config.num_hidden_layers}, {heads}){pruned}, got "
             f"{tuple(head_mask.shape)}"
-            + ("; the layers have different numbers of heads left" if left else "")
+            + ("; the layers have different numbers of heads left" if uneven else "")
         )
     return head_mask.to(dtype)[:, None, :, None, None]
