@@ -562,14 +562,43 @@ def json_line(line: str, opener: str) -> Any:
         return None
 
 
+def tokenizer_options(options: dict[str, Any] | None, name: str, allowed: Sequence[str]) -> dict[str, Any]:
+    """transformers' tokenizer keywords that a pipeline takes (in `name`: tokenize_kwargs, tokenizer_kwargs):
+    the `allowed` ones, a TypeError naming any other."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        listed = ", ".join(allowed[:-1]) + f" and {allowed[-1]}"
+        raise TypeError(f"{name} takes {listed} here, not {unknown}")
+    return options
+
+
+def check_max_length(max_length: Any, minimum: int, why: str) -> None:
+    """A ValueError for a max_length that is not an int of at least `minimum` (`why`: what must fit)."""
+    if max_length is not None and (not is_int(max_length) or max_length < minimum):
+        raise ValueError(f"max_length must be an int >= {minimum} ({why}), got {max_length!r}")
+
+
 def truncate_pair(
-    first: list[Any], second: list[Any] | None, budget: int
+    first: list[Any], second: list[Any] | None, budget: int, mode: str = "longest_first"
 ) -> tuple[list[Any], list[Any] | None]:
-    """Cut tokens off the end of the longer sequence (the second on a tie) until both fit in `budget`."""
+    """Cut tokens off the end of the longer sequence (the second on a tie) until both fit in `budget`, as
+    transformers' "longest_first"; with "only_first" or "only_second", off that sequence of a pair alone (a
+    ValueError when the other leaves it no room)."""
     if budget < 0:
         raise ValueError(f"max_length is too small to hold the special tokens (budget {budget})")
     if second is None:
         return first[:budget], None
+    if mode in ("only_first", "only_second"):
+        texts = [first, second]
+        cut, kept = (0, 1) if mode == "only_first" else (1, 0)
+        if len(texts[kept]) >= budget and len(first) + len(second) > budget:
+            raise ValueError(
+                f"truncation={mode!r} cannot fit this input: the text it leaves whole holds {len(texts[kept])} "
+                f"tokens, where the pair has room for {budget}; use truncation='longest_first'"
+            )
+        texts[cut] = texts[cut][: budget - len(texts[kept])]
+        return texts[0], texts[1]
     n1, n2 = len(first), len(second)
     while n1 + n2 > budget:
         if n1 > n2:

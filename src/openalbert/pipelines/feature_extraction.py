@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from openalbert.modeling import AlbertModel
-from openalbert.pipelines.base import Feature, Pipeline, as_bool, is_int
+from openalbert.pipelines.base import Feature, Pipeline, as_bool, check_max_length, tokenizer_options
 
 POOLINGS = (None, "cls", "mean", "pooler")
 # transformers hands truncation= to its tokenizer, which also takes a strategy name; on one text each of
@@ -49,12 +49,8 @@ class FeatureExtractionPipeline(Pipeline):
         # tokenize_kwargs: what transformers hands its tokenizer; truncation, max_length (cut shorter),
         # add_special_tokens (False: the text's own tokens, no [CLS] and [SEP]) and padding (no effect on the
         # results) are taken.
-        tokenize_kwargs = dict(tokenize_kwargs or {})
-        unknown = sorted(set(tokenize_kwargs) - {"truncation", "max_length", "padding", "add_special_tokens"})
-        if unknown:
-            raise TypeError(
-                f"tokenize_kwargs takes truncation, max_length, add_special_tokens and padding here, not {unknown}"
-            )
+        allowed = ("truncation", "max_length", "add_special_tokens", "padding")
+        tokenize_kwargs = tokenizer_options(tokenize_kwargs, "tokenize_kwargs", allowed)
         if "truncation" in tokenize_kwargs:
             if truncation is not None:
                 raise ValueError("truncation given twice: as a parameter and in tokenize_kwargs")
@@ -63,8 +59,7 @@ class FeatureExtractionPipeline(Pipeline):
             truncation = TRUNCATION_STRATEGIES[truncation]
         limit, max_length = self._max_length(), tokenize_kwargs.get("max_length")
         if max_length is not None:
-            if not is_int(max_length) or max_length < 2:
-                raise ValueError(f"max_length must be an int >= 2 (the special tokens), got {max_length!r}")
+            check_max_length(max_length, 2, "the special tokens")
             limit = min(limit, max_length)
         return {
             "pooling": pooling,

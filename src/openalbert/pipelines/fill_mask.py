@@ -8,7 +8,15 @@ from typing import Any
 import torch
 
 from openalbert.heads import AlbertForMaskedLM
-from openalbert.pipelines.base import Feature, Pipeline, as_bool, is_int, top_two_gap
+from openalbert.pipelines.base import (
+    Feature,
+    Pipeline,
+    as_bool,
+    check_max_length,
+    is_int,
+    tokenizer_options,
+    top_two_gap,
+)
 
 logger = logging.getLogger("openalbert")
 
@@ -36,15 +44,11 @@ class FillMaskPipeline(Pipeline):
         if self.tokenizer.mask_token_id is None:
             raise ValueError("the tokenizer defines no mask token, so fill-mask cannot run")
         # transformers' tokenizer_kwargs: truncation and max_length cut a long text (padding changes nothing)
-        tokenizer_kwargs = dict(tokenizer_kwargs or {})
-        unknown = sorted(set(tokenizer_kwargs) - {"truncation", "max_length", "padding"})
-        if unknown:
-            raise TypeError(f"tokenizer_kwargs takes truncation, max_length and padding here, not {unknown}")
+        tokenizer_kwargs = tokenizer_options(
+            tokenizer_kwargs, "tokenizer_kwargs", ("truncation", "max_length", "padding")
+        )
         limit, max_length = self._max_length(), tokenizer_kwargs.get("max_length")
-        if max_length is not None and (not is_int(max_length) or max_length < 3):
-            raise ValueError(
-                f"max_length must be an int >= 3 (a mask and the special tokens), got {max_length!r}"
-            )
+        check_max_length(max_length, 3, "a mask and the special tokens")
         truncation = as_bool("truncation", tokenizer_kwargs.get("truncation", False), False)
         return {
             "top_k": top_k,

@@ -12,6 +12,7 @@ from openalbert.pipelines.base import (
     Feature,
     Pipeline,
     as_bool,
+    check_max_length,
     is_int,
     json_line,
     top_two_gap,
@@ -103,10 +104,7 @@ class TextClassificationPipeline(Pipeline):
         cut = True if side else as_bool("truncation", truncation, True)
         limit = self._max_length()
         if max_length is not None:
-            if not is_int(max_length) or max_length < 3:
-                raise ValueError(
-                    f"max_length must be an int >= 3 (the special tokens and one more), got {max_length!r}"
-                )
+            check_max_length(max_length, 3, "the special tokens and one more")
             cut, limit = truncation is not False, min(limit, max_length)
         return {
             "top_k": top_k,
@@ -174,20 +172,9 @@ class TextClassificationPipeline(Pipeline):
                 f"an input of {sum(map(len, encoded)) + 2 + pair} tokens is longer than the model's "
                 f"{params['max_length']}; pass truncation=True to cut it"
             )
-        first, second = encoded[0], encoded[1] if pair else None
-        side = params["side"] if pair else None  # (a single text is cut as any strategy cuts it)
-        if side:  # only one text of the pair is cut; the other must fit as it is
-            cut, kept = (0, 1) if side == "only_first" else (1, 0)
-            texts = [first, second]
-            if len(texts[kept]) >= room and sum(map(len, texts)) > room:
-                raise ValueError(
-                    f"truncation={side!r} cannot fit this input in {params['max_length']} tokens: the text it "
-                    f"leaves whole holds {len(texts[kept])}; use truncation='longest_first'"
-                )
-            texts[cut] = texts[cut][: max(room - len(texts[kept]), 0)]
-            first, second = texts
-        else:
-            first, second = truncate_pair(first, second, room)
+        first, second = truncate_pair(
+            encoded[0], encoded[1] if pair else None, room, params["side"] or "longest_first"
+        )
         return [self._build(first, second)]
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
