@@ -148,20 +148,22 @@ def _loss_queries(mask: torch.Tensor, width: int | None = None) -> tuple[torch.T
 
 
 def _check_same_preparation(
-    data_dir: Path, corpus: Sequence[str | os.PathLike], dupe_factor: int, seed: int, seq_len: int | None
+    data_dir: Path, corpus: Sequence[str | os.PathLike], dupe_factor: int, seed: int
 ) -> None:
     """ValueError when a resumed run names other corpus files or preparation options than its examples were
-    made with."""
+    made with (its sequence length is checked against the examples as any run's is)."""
     manifest = _read_data_manifest(data_dir)
     made = {
         "files": sorted(str(Path(f["path"]).resolve()) for f in manifest.get("corpus_files", [])),
         "dupe_factor": manifest.get("options", {}).get("dupe_factor"),
         "seed": manifest.get("options", {}).get("seed"),
-        "seq_len": manifest.get("max_seq_length"),
     }
-    asked = {"files": sorted(str(Path(f).resolve()) for f in corpus), "dupe_factor": dupe_factor, "seed": seed,
-             "seq_len": seq_len}  # fmt: skip
-    differ = [k for k in made if None not in (made[k], asked[k]) and made[k] != asked[k]]
+    asked = {
+        "files": sorted(str(Path(f).resolve()) for f in corpus),
+        "dupe_factor": dupe_factor,
+        "seed": seed,
+    }
+    differ = [k for k in made if made[k] is not None and made[k] != asked[k]]
     if differ:
         shown = ", ".join(f"{k} {made[k]} (now {asked[k]})" for k in differ)
         raise ValueError(
@@ -339,7 +341,7 @@ def pretrain(
         # Preparation is deterministic, so a resumed run reuses the examples it made the first time; from the
         # same files and options (other ones would silently train on the old examples).
         if resume and (data_dir / "manifest.json").is_file():
-            _check_same_preparation(data_dir, corpus, dupe_factor, seed, seq_len)
+            _check_same_preparation(data_dir, corpus, dupe_factor, seed)
         else:
             from openalbert.pretraining.data import prepare_pretraining_data
 
