@@ -338,6 +338,10 @@ def test_question_answering_windows_match_transformers(tmp_path, tokenizer, hf_t
     ):
         features = D.qa_features(lost, tokenizer, max_length, 1)
     assert all(f["start_positions"] == 0 for f in features)
+    # Validation windows are not trained on: the warning says what the loss means there.
+    with pytest.warns(UserWarning, match="the pipeline can only answer them cut short") as caught:
+        D.qa_features(lost, tokenizer, max_length, 1, training=False)
+    assert "trained as unanswerable" not in str(caught[0].message)
 
 
 # ---- multiple choice ----------------------------------------------------------------------------------------

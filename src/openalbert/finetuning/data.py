@@ -720,10 +720,13 @@ def qa_features(
     max_length: int,
     doc_stride: int,
     max_question_length: int = 64,
+    training: bool = True,
 ) -> list[Feature]:
     """Windows of `max_length` tokens over each context (consecutive windows sharing `doc_stride` context
     tokens, as the pipeline cuts them) with the answer's first and last token; a window without the
-    whole answer, and an unanswerable question, point at [CLS] (index 0)."""
+    whole answer, and an unanswerable question, point at [CLS] (index 0). Warns about answerable
+    questions that no window holds whole: trained as unanswerable (`training`), or, in validation data,
+    answers the pipeline can only find cut short."""
     questions = _encode(tokenizer, [ex.question for ex in examples])
     enc = tokenizer([ex.context for ex in examples], add_special_tokens=False, return_offsets_mapping=True)
     features, lost = [], []
@@ -755,9 +758,12 @@ def qa_features(
         if ex.answers and not found:
             lost.append(ex.where)
     if lost:
+        fate = (
+            "they are trained as unanswerable" if training else "the pipeline can only answer them cut short"
+        )
         warnings.warn(
             f"{len(lost)} of {sum(not ex.is_impossible for ex in examples)} answerable questions have no window "
-            f"that holds their whole answer (the first: {lost[0]}); they are trained as unanswerable. An answer "
+            f"that holds their whole answer (the first: {lost[0]}); {fate}. An answer "
             f"longer than doc_stride ({doc_stride} tokens) can cross every window's edge: raise doc_stride or "
             "max_length",
             stacklevel=2,

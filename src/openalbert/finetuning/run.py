@@ -364,7 +364,7 @@ def _question_answering(
     val_examples = D.read_squad(validation_path)
     train_features = D.qa_features(train_examples, tokenizer, max_length, doc_stride, max_question_length)
     # The validation windows are the pipeline's: made here too, so that their checks fail before training.
-    D.qa_features(val_examples, tokenizer, max_length, doc_stride, max_question_length)
+    D.qa_features(val_examples, tokenizer, max_length, doc_stride, max_question_length, training=False)
     impossible = any(ex.is_impossible for ex in train_examples + val_examples)
 
     def evaluate(model: nn.Module) -> dict[str, Any]:
