@@ -464,3 +464,32 @@ def test_saved_weights_are_readable_as_the_umask_allows(tmp_path):
         os.umask(previous)
     files = [p for p in (tmp_path / "m").iterdir()] + [p for p in (tmp_path / "s").iterdir()]
     assert len(files) > 3 and {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
+
+
+def test_numpy_states_are_written_without_needless_copies(tmp_path, monkeypatch):
+    # The TF and Flax classes save through save_numpy_state: read-only arrays (jax's) and one array under
+    # two names (the TF decoder bias) are written as given, and only the shared one is copied.
+    import warnings
+
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from openalbert import checkpoint
+
+    weight = np.arange(12, dtype=np.float32).reshape(3, 4)
+    weight.flags.writeable = False
+    bias = np.ones(4, dtype=np.float32)
+    strided = np.arange(8, dtype=np.float32)[::2]
+    written = {}
+    real = checkpoint.write_weights
+    monkeypatch.setattr(checkpoint, "write_weights", lambda d, t, *a: (written.update(t), real(d, t, *a)))
+    state = {"a.weight": weight, "b.bias": bias, "c.bias": bias, "d": strided}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        checkpoint.save_numpy_state(tmp_path, AlbertConfig(**TINY), "AlbertModel", state)
+    assert np.shares_memory(written["a.weight"].numpy(), weight)
+    assert np.shares_memory(written["b.bias"].numpy(), bias)
+    assert not np.shares_memory(written["c.bias"].numpy(), bias)
+    loaded = load_file(tmp_path / "model.safetensors")
+    for key, value in state.items():
+        assert np.array_equal(loaded[key].numpy(), value)

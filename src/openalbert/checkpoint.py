@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -760,8 +761,17 @@ def save_numpy_state(
     directory.mkdir(parents=True, exist_ok=True)
     config.extra["architectures"] = [architecture]
     config.save_pretrained(directory)
-    # (copies: two names may hold one array, the TF head's decoder bias, which torch's writers refuse to share)
-    tensors = {k: torch.from_numpy(np.array(v, copy=True, order="C")) for k, v in state.items()}
+    tensors, held = {}, set()
+    for key, value in state.items():
+        array = np.asarray(value)
+        # A copy only where needed: an array a name before holds too (the TF head's decoder bias, which
+        # torch's writers refuse to share) or a strided view; the writers only read the rest.
+        if array.ctypes.data in held or not array.flags.c_contiguous:
+            array = np.array(array, copy=True, order="C")
+        held.add(array.ctypes.data)
+        with warnings.catch_warnings():  # read-only arrays (jax's) are only read here
+            warnings.filterwarnings("ignore", message=".*not writ", category=UserWarning)
+            tensors[key] = torch.from_numpy(array)
     write_weights(directory, tensors, safe_serialization, limit)
     return directory
 
