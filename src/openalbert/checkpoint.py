@@ -631,11 +631,12 @@ def load_config(
     arguments of `caller`'s from_pretrained) set and the whole validated."""
     # (a config given is copied, as transformers copies it: the model's own, which the caller's overrides,
     # resizing or pruning then leave alone, and which two models loaded with it do not share)
-    config = (
-        AlbertConfig.from_json_file(directory / CONFIG_NAME)
-        if config is None
-        else copy.deepcopy(as_albert_config(config))
-    )
+    if config is None:
+        config = AlbertConfig.from_json_file(directory / CONFIG_NAME)
+    elif isinstance(config, AlbertConfig):
+        config = copy.deepcopy(config)
+    else:
+        config = as_albert_config(config)  # made anew from the other object
     for key, value in overrides.items():
         if key in FORMAT_FLAGS | NO_EFFECT:
             continue  # every class reads every format (load_state_dict): code that names one still runs
