@@ -493,3 +493,49 @@ def test_numpy_states_are_written_without_needless_copies(tmp_path, monkeypatch)
     loaded = load_file(tmp_path / "model.safetensors")
     for key, value in state.items():
         assert np.array_equal(loaded[key].numpy(), value)
+
+
+def test_weight_variants_as_transformers_names_them(mlm_dir, tmp_path, monkeypatch):
+    # save_pretrained(variant=) writes beside the plain weights without touching them; from_pretrained(variant=)
+    # reads them, from us or from transformers, single or sharded, and from a hub repo asked for them alone.
+    transformers = pytest.importorskip("transformers")
+    _, model = mlm_dir
+    model.save_pretrained(tmp_path)
+    model.half().save_pretrained(tmp_path, variant="fp16", max_shard_size="20KB")
+    model.float()
+    assert (tmp_path / "model.safetensors").is_file()
+    assert (tmp_path / "model.safetensors.index.fp16.json").is_file()
+    assert len(list(tmp_path.glob("model.fp16-*-of-*.safetensors"))) > 1
+    theirs = transformers.AlbertForMaskedLM.from_pretrained(tmp_path, variant="fp16")
+    rounded = model.half().float()
+    same_logits(rounded, AlbertForMaskedLM.from_pretrained(tmp_path, variant="fp16"))
+    same_logits(rounded, theirs)
+    assert AlbertForMaskedLM.from_pretrained(tmp_path, variant="fp16", dtype="auto").dtype == torch.float16
+    model = AlbertForMaskedLM.from_pretrained(tmp_path)
+    # The same variant saved again as one file replaces its shards; the plain weights stay.
+    model.save_pretrained(tmp_path, variant="fp16")
+    assert sorted(p.name for p in tmp_path.glob("model*")) == ["model.fp16.safetensors", "model.safetensors"]
+    theirs.float().save_pretrained(tmp_path / "t", variant="v2", safe_serialization=False)
+    assert (tmp_path / "t" / "pytorch_model.v2.bin").is_file()
+    same_logits(rounded, AlbertForMaskedLM.from_pretrained(tmp_path / "t", variant="v2"))
+    with pytest.raises(
+        FileNotFoundError, match=r"variant 'fp16'.*model\.fp16\.safetensors.*holds pytorch_model\.v2\.bin$"
+    ):
+        AlbertForMaskedLM.from_pretrained(tmp_path / "t", variant="fp16")
+    with pytest.raises(FileNotFoundError, match=r"'v3'.*holds model\.fp16\.safetensors, model\.safetensors$"):
+        AlbertForMaskedLM.from_pretrained(tmp_path, variant="v3")
+
+    asked = []
+
+    def from_hub(repo_id: str, patterns: list[str], **hub: object) -> Path:
+        asked.append(list(patterns))
+        out = tmp_path / "fetched" / str(len(asked))
+        out.mkdir(parents=True)
+        for f in tmp_path.iterdir():
+            if f.is_file() and any(fnmatch.fnmatch(f.name, p) for p in patterns):
+                shutil.copy(f, out / f.name)
+        return out
+
+    monkeypatch.setattr(checkpoint, "_from_hub", from_hub)
+    same_logits(model, AlbertForMaskedLM.from_pretrained("someone/repo", variant="fp16"))
+    assert len(asked) == 1 and "model.fp16.safetensors" in asked[0] and "model.safetensors" not in asked[0]

@@ -44,6 +44,26 @@ TF2_WEIGHTS_INDEX_NAME = "tf_model.h5.index.json"  # and their shards' index
 FLAX_WEIGHTS_NAME = "flax_model.msgpack"  # what transformers' Flax classes save
 FLAX_WEIGHTS_INDEX_NAME = "flax_model.msgpack.index.json"
 
+
+def variant_name(name: str, variant: str | None) -> str:
+    """transformers' name of a weights file of a `variant` ("fp16"): model.fp16.safetensors,
+    model.safetensors.index.fp16.json, pytorch_model.fp16.bin; the name itself without one."""
+    if variant is None:
+        return name
+    if not variant or "/" in variant or variant.startswith("."):
+        raise ValueError(
+            f"variant {variant!r} cannot name a weights file (as in model.<variant>.safetensors)"
+        )
+    stem, ext = name.rsplit(".", 1)
+    return f"{stem}.{variant}.{ext}"
+
+
+def _shard_glob(single: str) -> str:
+    """The pattern of a weights file's shards: model.fp16.safetensors -> model.fp16-*-of-*.safetensors."""
+    stem, ext = single.rsplit(".", 1)
+    return f"{stem}-*-of-*.{ext}"
+
+
 # The small English model that ships inside the package (see default_model/README.md).
 DEFAULT_MODEL = "openalbert/albert-small-en"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
@@ -51,11 +71,10 @@ DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 # What a model directory may hold; the only files fetched from the hub. The weights in other formats are
 # fetched only for a repo without safetensors (`resolve_weights`), as transformers does: most repos hold the
 # same weights two to four times.
+_SAFE_FILES = [SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, "model-*.safetensors"]
 MODEL_FILES = [
     CONFIG_NAME,
-    SAFE_WEIGHTS_NAME,
-    SAFE_WEIGHTS_INDEX_NAME,
-    "model-*.safetensors",
+    *_SAFE_FILES,
     "spiece.model",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -151,15 +170,37 @@ _OTHER_WEIGHTS = (
 )
 
 
-def resolve_weights(name_or_path: str | os.PathLike, **hub: Any) -> Path:
+def resolve_weights(name_or_path: str | os.PathLike, variant: str | None = None, **hub: Any) -> Path:
     """`resolve_path`, and for a hub repo without safetensors weights, its PyTorch `.bin` weights, or else its
-    TF or Flax weights: every class reads all of them (`load_state_dict`)."""
-    directory = resolve_path(name_or_path, **hub)
-    for files in _OTHER_WEIGHTS:
-        if any((directory / name).is_file() for name in WEIGHT_FILES):
+    TF or Flax weights: every class reads all of them (`load_state_dict`). With a `variant`, the weights
+    of that name (`variant_name`), safetensors or else `.bin`, as transformers fetches them."""
+    if variant is None:
+        files, others, present = MODEL_FILES, _OTHER_WEIGHTS, WEIGHT_FILES
+    else:
+        safe, pt = _variant_files(variant)
+        files = [name for name in MODEL_FILES if name not in _SAFE_FILES] + safe
+        others, present = ([CONFIG_NAME, *pt],), [*safe[:2], *pt[:2]]
+    directory = resolve_path(name_or_path, files, **hub)
+    for files in others:
+        if any((directory / name).is_file() for name in present):
             break
         directory = resolve_path(name_or_path, files, **hub)
     return directory
+
+
+def _variant_files(variant: str) -> tuple[list[str], list[str]]:
+    """A variant's safetensors names and its `.bin` names: the file, the shards' index, the shards."""
+    return [
+        [
+            variant_name(single, variant),
+            variant_name(index, variant),
+            _shard_glob(variant_name(single, variant)),
+        ]
+        for single, index in (
+            (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME),
+            (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME),
+        )
+    ]
 
 
 def _hub_cache_dir() -> Path:
@@ -224,17 +265,31 @@ def _from_hub(
 # ---- reading weights --------------------------------------------------------------------------------------------
 
 
-def load_state_dict(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read all weights of a model directory onto the CPU, whatever the file format."""
+def load_state_dict(directory: str | os.PathLike, variant: str | None = None) -> dict[str, torch.Tensor]:
+    """Read all weights of a model directory onto the CPU, whatever the file format; with a `variant`, the
+    safetensors or `.bin` weights of that name (model.<variant>.safetensors...), as transformers reads them."""
     directory = Path(directory)
     for single, index, read in (
         (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, _read_safetensors),
         (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, _read_torch),
     ):
+        single, index = variant_name(single, variant), variant_name(index, variant)
         if (directory / single).is_file():
             return read(directory / single)
         if (directory / index).is_file():
             return _read_shards(directory / index, read)
+    if variant is not None:
+        expected = ", ".join(name for names in _variant_files(variant) for name in names[:2])
+        held = sorted(
+            p.name
+            for pattern in ("model*.safetensors*", "pytorch_model*.bin*", *WEIGHT_FILES[4:])
+            for p in directory.glob(pattern)
+            if not re.search(r"-\d{5}-of-\d{5}\.", p.name)  # shards: their index is named
+        )
+        raise FileNotFoundError(
+            f"no weights of variant {variant!r} in {directory}: expected one of {expected}"
+            + (f"; it holds {', '.join(held)}" if held else "")
+        )
     tf = _weight_files(directory, TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME)
     if tf:
         return {k: torch.from_numpy(v) for k, v in read_tf_h5(*tf).items()}
@@ -473,13 +528,14 @@ def load_pretrained(
 ) -> Any:
     """Build `cls` from a checkpoint; weights the checkpoint lacks are initialised and reported. Keyword
     arguments that name a config field override it; HUB_OPTIONS go to the download."""
-    directory = resolve_weights(name_or_path, **hub_options(config_overrides))
+    variant = config_overrides.pop("variant", None)
+    directory = resolve_weights(name_or_path, variant, **hub_options(config_overrides))
     # The class's own constructor arguments (AlbertModel's add_pooling_layer) go to it, as in transformers.
     arguments = set(inspect.signature(cls.__init__).parameters) - {"self", "config"}
     init = {k: config_overrides.pop(k) for k in list(config_overrides) if k in arguments}
     config = load_config(directory, config, config_overrides, cls.__name__)
     config.extra["_name_or_path"] = str(name_or_path)  # as transformers records it (model.name_or_path)
-    state = load_state_dict(directory)
+    state = load_state_dict(directory, variant)
 
     with torch.device("meta"), _no_init():
         # shapes only: no memory, no random numbers for weights the checkpoint replaces
@@ -784,11 +840,14 @@ def save_pretrained(
     safe_serialization: bool = True,
     max_shard_size: int | str = "5GB",
     state_dict: dict[str, torch.Tensor] | None = None,
+    variant: str | None = None,
+    save_function: Any = None,
 ) -> Path:
     """Write config.json and the weights, tied tensors once, each file replaced atomically. Weights larger
     than `max_shard_size` (bytes, or "500MB", "2GiB"... as transformers takes it) are written as safetensors
     shards with an index, as transformers shards them. `state_dict`: these tensors instead of the model's
-    (as transformers takes them, e.g. gathered from a distributed model)."""
+    (as transformers takes them, e.g. gathered from a distributed model); `variant` and `save_function` as
+    `write_weights` takes them."""
     if model.__dict__.get("_quantized"):
         raise ValueError(
             f"this model was quantised to {model.__dict__['_quantized']} for inference and cannot be saved; "
@@ -807,30 +866,40 @@ def save_pretrained(
     for key in aliases(model):
         state.pop(key, None)
     state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    write_weights(directory, state, safe_serialization, limit)
+    write_weights(directory, state, safe_serialization, limit, variant, save_function)
     return directory
 
 
 def write_weights(
-    directory: Path, state: dict[str, torch.Tensor], safe_serialization: bool, limit: int
+    directory: Path,
+    state: dict[str, torch.Tensor],
+    safe_serialization: bool,
+    limit: int,
+    variant: str | None = None,
+    save_function: Any = None,
 ) -> None:
     """The weight files of a checkpoint: one file, or shards of at most `limit` bytes with their index, as
-    transformers shards them (safetensors, or torch.save files with `safe_serialization=False`); weights of
-    another layout left from before are removed."""
+    transformers shards them (safetensors, or torch.save files with `safe_serialization=False`, written by
+    `save_function` where one is given), named for a `variant` (`variant_name`); weights of another layout
+    left from before, of the same variant, are removed."""
     shards = _split_shards(state, limit)
-    single, index_name, stem, suffix = (
-        (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, "model", "safetensors")
+    single, index_name = (
+        (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
         if safe_serialization
-        else (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, "pytorch_model", "bin")
+        else (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME)
     )
+    single, index_name = variant_name(single, variant), variant_name(index_name, variant)
     if len(shards) == 1:
         written = {single: state}
     else:
+        stem, suffix = single.rsplit(".", 1)
         written = {
             f"{stem}-{i:05d}-of-{len(shards):05d}.{suffix}": shard for i, shard in enumerate(shards, 1)
         }
     for name, tensors in written.items():
-        _write_atomically(directory / name, lambda tmp, tensors=tensors: _save_tensors(tensors, tmp))
+        _write_atomically(
+            directory / name, lambda tmp, tensors=tensors: _save_tensors(tensors, tmp, save_function)
+        )
     if len(shards) > 1:
         index = {
             "metadata": {"total_size": sum(t.nbytes for t in state.values())},
@@ -839,14 +908,11 @@ def write_weights(
         _write_atomically(directory / index_name, lambda tmp: tmp.write_text(json.dumps(index, indent=2)))
     # Stale weights of another layout would shadow or contradict what was just written.
     keep = set(written) | ({index_name} if len(shards) > 1 else set())
-    stale = [
-        SAFE_WEIGHTS_NAME,
-        PT_WEIGHTS_NAME,
-        SAFE_WEIGHTS_INDEX_NAME,
-        PT_WEIGHTS_INDEX_NAME,
-        *(p.name for p in directory.glob("model-*-of-*.safetensors")),
-        *(p.name for p in directory.glob("pytorch_model-*-of-*.bin")),
+    names = [
+        variant_name(name, variant)
+        for name in (SAFE_WEIGHTS_NAME, PT_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_INDEX_NAME)
     ]
+    stale = [*names, *(p.name for name in names[:2] for p in directory.glob(_shard_glob(name)))]
     for name in set(stale) - keep:
         (directory / name).unlink(missing_ok=True)
 
@@ -888,9 +954,9 @@ def _split_shards(state: dict[str, torch.Tensor], limit: int) -> list[dict[str, 
     return shards
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, save_function: Any = None) -> None:
     if path.name.startswith("pytorch_model"):  # (pytorch_model.bin and its shards, .tmp while written)
-        torch.save(tensors, path)
+        (save_function or torch.save)(tensors, path)
     else:
         from safetensors.torch import save_file
 

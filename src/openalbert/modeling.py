@@ -882,6 +882,7 @@ class AlbertPreTrainedModel(nn.Module):
         in the shared layer, for CPU inference (`openalbert.fast.quantize`). As in transformers, other
         keyword arguments set config fields (`output_hidden_states=True`, `num_labels=5`) or go to the hub
         download (`revision`, `cache_dir`, `local_files_only`, `token`, `subfolder`, `force_download`);
+        `variant="fp16"` reads model.fp16.safetensors (or pytorch_model.fp16.bin) as transformers does;
         `torch_dtype` and `device_map` are dtype and device by transformers' names (`checkpoint.placement`);
         `low_cpu_mem_usage` is accepted and always on: the model is built without memory or random
         initialisation and takes the checkpoint's tensors; only weights the checkpoint lacks are initialised.
@@ -910,12 +911,16 @@ class AlbertPreTrainedModel(nn.Module):
         state_dict: dict[str, torch.Tensor] | None = None,
         is_main_process: bool = True,
         push_to_hub: bool = False,
+        variant: str | None = None,
+        save_function: Any = None,
     ) -> Path:
         """Write config.json and model.safetensors (tied weights once, sharded above `max_shard_size`;
         pytorch_model.bin, or its shards, with `safe_serialization=False`) that transformers loads. As in
-        transformers, `state_dict` is written instead of the model's, and a process other than the main one
-        (`is_main_process=False`, in distributed training) writes nothing. Nothing is uploaded
-        (`push_to_hub=True` says how to)."""
+        transformers, `state_dict` is written instead of the model's, a process other than the main one
+        (`is_main_process=False`, in distributed training) writes nothing, a `variant` ("fp16") names the
+        weights model.fp16.safetensors (from_pretrained(variant="fp16") reads them), and `save_function`
+        writes the `.bin` files in torch.save's place. Nothing is uploaded (`push_to_hub=True` says how
+        to)."""
         from openalbert.checkpoint import save_pretrained
 
         if push_to_hub:
@@ -931,6 +936,8 @@ class AlbertPreTrainedModel(nn.Module):
             safe_serialization=safe_serialization,
             max_shard_size=max_shard_size,
             state_dict=state_dict,
+            variant=variant,
+            save_function=save_function,
         )
 
 

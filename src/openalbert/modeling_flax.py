@@ -680,11 +680,12 @@ class FlaxAlbertPreTrainedModel:
         Parameters stay fp32; `dtype` is the computation's. With `_do_init=False`, as in transformers, the
         model keeps no parameters and they come back beside it: `model, params = ...from_pretrained(...)`
         (then the loading info third), to pass as `params=`."""
-        directory = resolve_weights(name_or_path, **hub_options(config_overrides))
+        variant = config_overrides.pop("variant", None)
+        directory = resolve_weights(name_or_path, variant, **hub_options(config_overrides))
         config = load_config(directory, config, config_overrides, cls.__name__)
         refuse_pruned(config, cls.__name__)
         model = cls(config, seed=seed, dtype=dtype)
-        state = {k: v.float().numpy() for k, v in load_state_dict(directory).items()}
+        state = {k: v.float().numpy() for k, v in load_state_dict(directory, variant).items()}
         state, info = merge_checkpoint(
             cls.__name__,
             directory,
