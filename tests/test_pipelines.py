@@ -405,6 +405,43 @@ def test_token_classification_list_and_ignore_labels(models, reference) -> None:
     )
 
 
+def test_token_classification_offset_mapping(models, reference) -> None:
+    # Spans given with offset_mapping replace the tokenizer's, as in transformers (here shifted by one, as for
+    # a text the user cut a prefix from); a batch gives one list of spans per input.
+    directory = models["AlbertForTokenClassification"]
+    tokenizer = transformers.AlbertTokenizerFast.from_pretrained(directory)
+    texts = ["John Smith lives in Paris", "I live in Berlin"]
+    spans = [
+        [
+            (a + 1, b + 1) if b else (a, b)
+            for a, b in tokenizer(t, return_offsets_mapping=True)["offset_mapping"]
+        ]
+        for t in texts
+    ]
+    ours = pipeline("token-classification", model=directory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for strategy in ("none", "simple"):
+            theirs = reference("token-classification", directory)(
+                texts[0], offset_mapping=spans[0], aggregation_strategy=strategy
+            )
+            result = ours(texts[0], offset_mapping=spans[0], aggregation_strategy=strategy)
+            assert_matches(result, theirs)
+            assert result and all(e["start"] > 0 for e in result)
+        # (transformers gives every input of a batch the first input's spans; each gets its own here)
+        batch = ours(texts, offset_mapping=spans)
+        assert_matches(batch, [ours(text, offset_mapping=s) for text, s in zip(texts, spans)])
+        assert batch[1] != ours(texts[1])
+    with pytest.raises(ValueError, match="holds 3 spans; tokenizer.text. gives 7 tokens"):
+        ours(texts[0], offset_mapping=spans[0][:3])
+    with pytest.raises(ValueError, match="the spans of 1 inputs for 2 inputs"):
+        ours(texts, offset_mapping=spans[0])
+    with pytest.raises(TypeError, match="list of .start, end. character spans"):
+        ours(texts[0], offset_mapping="0-4")
+    with pytest.raises(ValueError, match="has its own"):
+        ours(["John", "Smith"], is_split_into_words=True, offset_mapping=spans[0])
+
+
 # ---- question answering -----------------------------------------------------------------------------------
 
 

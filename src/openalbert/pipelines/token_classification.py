@@ -37,7 +37,9 @@ class TokenClassificationPipeline(Pipeline):
 
     As in transformers: `stride` tags a text longer than the model takes in overlapping windows (where
     entities overlap, the longest is kept); `is_split_into_words` takes a list of words, joined with
-    `delimiter` for the spans; `grouped_entities` / `ignore_subwords` are read as the strategy they meant.
+    `delimiter` for the spans; `grouped_entities` / `ignore_subwords` are read as the strategy they meant;
+    `offset_mapping` gives a text's character spans (for each input of a batch, a list of (start, end) per
+    token of `tokenizer(text)`, special tokens included) in place of the tokenizer's.
     """
 
     task = "token-classification"
@@ -53,6 +55,7 @@ class TokenClassificationPipeline(Pipeline):
         delimiter: str | None = None,
         grouped_entities: bool | None = None,
         ignore_subwords: bool | None = None,
+        offset_mapping: list[tuple[int, int]] | None = None,
     ) -> dict[str, Any]:
         if grouped_entities is not None or ignore_subwords is not None:  # transformers' older options
             grouped, subwords = (
@@ -87,16 +90,37 @@ class TokenClassificationPipeline(Pipeline):
             raise TypeError(f"delimiter must be a str, got {type(delimiter).__name__}")
         if isinstance(ignore_labels, str):  # one label (`--param ignore_labels=PER`), not its letters
             ignore_labels = [ignore_labels]
+        if offset_mapping is not None and not _is_spans(offset_mapping):
+            raise TypeError(
+                f"offset_mapping must be a list of (start, end) character spans, got {offset_mapping!r}"
+            )
+        if offset_mapping is not None and split:
+            raise ValueError(
+                "offset_mapping gives a text's spans; a list of words (is_split_into_words) has its own"
+            )
         return {
             "strategy": strategy,
             "ignore_labels": ["O"] if ignore_labels is None else list(ignore_labels),
             "stride": stride,
             "split": split,
             "delimiter": " " if delimiter is None else delimiter,
+            "offsets": None if offset_mapping is None else [tuple(span) for span in offset_mapping],
         }
 
     def __call__(self, inputs: Any, *, batch_size: int | None = None, **params: Any) -> Any:
         split = self._merge_params(params).get("is_split_into_words")
+        spans = params.get("offset_mapping")
+        if spans and isinstance(inputs, (list, tuple)) and not as_bool("is_split_into_words", split, False):
+            # a batch: one list of spans per input, each input run with its own
+            spans = [spans] if _is_spans(spans) else spans
+            if len(spans) != len(inputs):
+                raise ValueError(
+                    f"offset_mapping holds the spans of {len(spans)} inputs for {len(inputs)} inputs"
+                )
+            return [
+                self(x, batch_size=batch_size, **{**params, "offset_mapping": s})
+                for x, s in zip(inputs, spans)
+            ]
         if _is_words(inputs) and inputs and as_bool("is_split_into_words", split, False):
             # one text's words; transformers answers it as a batch of one
             return super().__call__([list(inputs)], batch_size=batch_size, **params)
@@ -126,6 +150,14 @@ class TokenClassificationPipeline(Pipeline):
         else:
             text, ((ids, offsets),) = item, self._encode([item])
         room = self._max_length() - 2
+        if params["offsets"] is not None:
+            given = params["offsets"][1:-1]  # (without the special tokens' spans)
+            if len(given) != len(ids) and not (params["stride"] is None and len(given) == room < len(ids)):
+                raise ValueError(
+                    f"offset_mapping holds {len(params['offsets'])} spans; tokenizer(text) gives {len(ids) + 2} "
+                    "tokens for this input, [CLS] and [SEP] included"
+                )
+            offsets = given
         if params["stride"] is None and len(ids) > room:
             logger.warning(
                 "a text of %d tokens is cut to the model's %d; pass stride= to tag all of it in windows",
@@ -261,6 +293,13 @@ def _split_tag(label: str) -> tuple[bool, str]:
     if label.startswith(("B-", "I-")):
         return label.startswith("B-"), label[2:]
     return False, label
+
+
+def _is_spans(value: Any) -> bool:
+    """Whether `value` is one input's character spans: a list of (start, end) pairs of ints."""
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(span, (list, tuple)) and len(span) == 2 and all(is_int(i) for i in span) for span in value
+    )
 
 
 def _is_words(item: Any) -> bool:
