@@ -625,8 +625,35 @@ def test_transformers_v4_call_names_and_limits(tok, slow, tmp_path):
     assert (
         tok.batch_encode_plus(["one", "two three"]).data == slow.batch_encode_plus(["one", "two three"]).data
     )
-    with pytest.raises(TypeError, match="batch_encode_plus"):
-        tok.encode_plus(["one", "two"])
+    # As transformers' slow tokenizer reads them, one input's tokens or ids (encode(tokenize(x)) == encode(x)),
+    # not a batch; anything else is an error that is both the TypeError and transformers' ValueError.
+    tokens = slow.tokenize("Hello, world: 9,9!")
+    ids = slow.convert_tokens_to_ids(tokens)
+    for args, kwargs in [
+        ((tokens,), {}),
+        ((ids, tokens[:2]), {"truncation": "only_first", "max_length": 6}),
+        ((ids,), {"padding": "max_length", "max_length": 16, "padding_side": "left", "stride": 1}),
+        (("Hello", ids), {"return_special_tokens_mask": True, "return_length": True}),
+    ]:
+        assert tok.encode(*args, **kwargs) == slow.encode(*args, **kwargs)
+        assert tok.encode_plus(*args, **kwargs).data == slow.encode_plus(*args, **kwargs).data
+        assert (
+            tok.encode(*args, **kwargs)
+            == tok.prepare_for_model(*(tok._as_ids(a, "") for a in args), **kwargs)["input_ids"]
+        )
+    assert tok.encode(tokens) == tok.encode("Hello, world: 9,9!")
+    torch.testing.assert_close(
+        tok.prepare_for_model(ids, return_tensors="pt")["input_ids"],
+        slow.prepare_for_model(ids, return_tensors="pt")["input_ids"],
+    )
+    for bad in (5, [None], [1.5], [["one"], ["two"]]):
+        with pytest.raises(TypeError, match="batch_encode_plus") as caught:
+            tok.encode_plus(bad)
+        assert isinstance(caught.value, ValueError)
+        with pytest.raises(ValueError):
+            slow.encode_plus(bad)
+    with pytest.raises(NotImplementedError, match="offsets"):
+        tok.encode_plus(tokens, return_offsets_mapping=True)
     assert (tok.max_len_single_sentence, tok.max_len_sentences_pair) == (510, 509)
     assert (slow.max_len_single_sentence, slow.max_len_sentences_pair) == (510, 509)
     assert tok.get_added_vocab() == slow.get_added_vocab()
@@ -697,3 +724,26 @@ def test_split_special_tokens_reads_them_as_text(vocab, tmp_path):
     ours.save_pretrained(tmp_path)
     assert AlbertTokenizer.from_pretrained(tmp_path).split_special_tokens
     assert transformers.AlbertTokenizer.from_pretrained(tmp_path).split_special_tokens
+    # ... and per call, either way, leaving the tokenizer's own setting alone
+    plain, slow = AlbertTokenizer(vocab), transformers.AlbertTokenizer(str(vocab))
+    text = "Hello [MASK] world"
+    for split in (True, False):
+        for t, s in ((plain, slow), (ours, theirs)):
+            assert t(text, split_special_tokens=split).data == s(text, split_special_tokens=split).data
+            assert t.encode(text, split_special_tokens=split) == s.encode(text, split_special_tokens=split)
+            assert t.tokenize(text, split_special_tokens=split) == s.tokenize(
+                text, split_special_tokens=split
+            )
+    assert ours.split_special_tokens and not plain.split_special_tokens
+    assert plain("a [MASK]")["input_ids"] != ours("a [MASK]")["input_ids"]
+
+
+def test_tokenize_with_special_tokens_as_the_fast_tokenizer(vocab):
+    ours, fast = AlbertTokenizer(vocab), transformers.AlbertTokenizerFast(vocab_file=str(vocab))
+    for kwargs in (
+        {"add_special_tokens": True},
+        {"pair": "and more"},
+        {"pair": "b", "add_special_tokens": True},
+    ):
+        assert ours.tokenize("Hello there", **kwargs) == fast.tokenize("Hello there", **kwargs), kwargs
+    assert ours.tokenize("Hello there") == fast.tokenize("Hello there")

@@ -15,6 +15,7 @@ a literal `[MASK]` covers the whitespace it swallows), so code written against o
 from __future__ import annotations
 
 import base64
+import copy
 import inspect
 import json
 import os
@@ -915,7 +916,7 @@ class AlbertTokenizer:
     def _split(self, text: str) -> list[str | SpecialToken]:
         """Split out special tokens (after the per-character lower-casing) and normalise the rest."""
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, not {type(text).__name__}")
+            raise TokenizerInputError(f"text must be a str, not {type(text).__name__}")
         text = str(text)  # a str subclass (numpy.str_, from pandas or numpy arrays) as a plain str
         if not text.isascii():
             _check_surrogates(text)
@@ -966,8 +967,23 @@ class AlbertTokenizer:
             sub = sub[1:] if len(sub[0]) == 1 else [sub[0][1:]] + sub[1:]
         return sub + [piece[-1]]
 
-    def tokenize(self, text: str) -> list[str]:
-        """The pieces of `text` (no [CLS]/[SEP]); unknown text appears as itself, as SentencePiece returns it."""
+    def tokenize(
+        self,
+        text: str,
+        pair: str | None = None,
+        add_special_tokens: bool = False,
+        split_special_tokens: bool | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """The pieces of `text` (no [CLS]/[SEP]); unknown text appears as itself, as SentencePiece returns it.
+        As transformers' fast tokenizer: with a `pair` or `add_special_tokens`, the tokens of the encoded
+        input, special tokens included; other options go to the encoding."""
+        if split_special_tokens is not None and bool(split_special_tokens) != self.split_special_tokens:
+            other = self._with_split_specials(bool(split_special_tokens))
+            return other.tokenize(text, pair, add_special_tokens, **kwargs)
+        if pair is not None or add_special_tokens or kwargs:
+            ids = self(text, pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
+            return self.convert_ids_to_tokens(ids)  # type: ignore[return-value]
         out: list[str] = []
         for part in self._split(text):
             if isinstance(part, SpecialToken):
@@ -1031,7 +1047,7 @@ class AlbertTokenizer:
     def _split_aligned(self, text: str) -> list[_Segment | tuple[SpecialToken, int, int]]:
         """Like `_split`, keeping for each normalised character the index of its source character."""
         if not isinstance(text, str):
-            raise TypeError(f"text must be a str, not {type(text).__name__}")
+            raise TokenizerInputError(f"text must be a str, not {type(text).__name__}")
         text = str(text)  # a str subclass (numpy.str_, from pandas or numpy arrays) as a plain str
         if not text.isascii():
             _check_surrogates(text)
@@ -1435,6 +1451,8 @@ class AlbertTokenizer:
         return_offsets_mapping: bool = False,
         return_length: bool = False,
         verbose: bool = True,
+        split_special_tokens: bool | None = None,
+        _ids_given: bool = False,
     ) -> BatchEncoding:
         """Encode a text, a pair, or a batch of texts or pairs into model inputs, as transformers does.
 
@@ -1443,8 +1461,24 @@ class AlbertTokenizer:
         too long for max_length becomes several rows, windows sharing `stride` tokens cut as transformers'
         fast tokenizer cuts them, and overflow_to_sample_mapping names the input of each row.
         is_split_into_words takes lists of words (one list, or a batch of them) instead of texts.
+        `split_special_tokens` overrides the tokenizer's setting for this call.
         """
-        firsts, seconds, batched = _parse_inputs(text, text_pair, is_split_into_words)
+        if split_special_tokens is not None and bool(split_special_tokens) != self.split_special_tokens:
+            return self._with_split_specials(bool(split_special_tokens)).__call__(
+                text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+                max_length=max_length, stride=stride, is_split_into_words=is_split_into_words,
+                pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side, return_tensors=return_tensors,
+                return_token_type_ids=return_token_type_ids, return_attention_mask=return_attention_mask,
+                return_overflowing_tokens=return_overflowing_tokens,
+                return_special_tokens_mask=return_special_tokens_mask, return_offsets_mapping=return_offsets_mapping,
+                return_length=return_length, verbose=verbose,
+            )  # fmt: skip
+        if _ids_given:  # token ids already made (prepare_for_model, encode_plus of tokens): one input
+            if return_offsets_mapping:
+                raise NotImplementedError("token ids have no character offsets: encode the text instead")
+            firsts, seconds, batched = [text], None if text_pair is None else [text_pair], False
+        else:
+            firsts, seconds, batched = _parse_inputs(text, text_pair, is_split_into_words)
         pad_mode, trunc_mode, max_length = self._strategies(
             padding, truncation, max_length, pad_to_multiple_of
         )
@@ -1452,7 +1486,12 @@ class AlbertTokenizer:
         if not isinstance(stride, int) or stride < 0:
             raise ValueError(f"stride must be an integer >= 0, got {stride!r}")
         texts = [firsts] if seconds is None else [firsts, seconds]
-        encoded = [self._encode_batch(t, is_split_into_words, return_offsets_mapping) for t in texts]
+        encoded = [
+            (t, None, None)
+            if _ids_given
+            else self._encode_batch(t, is_split_into_words, return_offsets_mapping)
+            for t in texts
+        ]
         ids = [e[0] for e in encoded]
         offsets = [e[1] for e in encoded] if return_offsets_mapping else None
         words = [e[2] for e in encoded] if is_split_into_words else None
@@ -1493,8 +1532,18 @@ class AlbertTokenizer:
             data = _to_tensors(
                 data, return_tensors, prepend_batch_axis=not batched and not return_overflowing_tokens
             )
+        if _ids_given:  # no text to find words and spans in, as transformers' slow tokenizer has none
+            return BatchEncoding(data)
         layout = _Layout(self, texts, ids, offsets, words, rows, add_special_tokens, left_padded)  # type: ignore[arg-type]
         return BatchEncoding(data, layout)
+
+    def _with_split_specials(self, split: bool) -> AlbertTokenizer:
+        """This tokenizer with `split_special_tokens` set otherwise (a shallow copy sharing the vocabulary),
+        for one call that overrides it."""
+        other = copy.copy(self)
+        other.split_special_tokens = split
+        other._index_specials()
+        return other
 
     def _encode_batch(
         self, texts: Sequence[Any], split_words: bool, with_offsets: bool
@@ -1694,34 +1743,73 @@ class AlbertTokenizer:
 
     def encode(
         self,
-        text: str,
-        text_pair: str | None = None,
+        text: str | Sequence[str] | Sequence[int],
+        text_pair: str | Sequence[str] | Sequence[int] | None = None,
         add_special_tokens: bool = True,
         padding: bool | str = False,
         truncation: bool | str | None = None,
         max_length: int | None = None,
+        stride: int = 0,
+        padding_side: str | None = None,
         return_tensors: str | None = None,
+        **kwargs: Any,
     ) -> list[int] | Any:
-        """The input ids of one text or pair."""
-        return self(
-            text,
-            text_pair,
-            add_special_tokens=add_special_tokens,
-            padding=padding,
-            truncation=truncation,
-            max_length=max_length,
-            return_tensors=return_tensors,
-            return_token_type_ids=False,
-            return_attention_mask=False,
-        )["input_ids"]
+        """The input ids of one text or pair; as in `encode_plus`, a text may also be its tokens or ids."""
+        kwargs |= {"return_token_type_ids": False, "return_attention_mask": False}
+        return self.encode_plus(
+            text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
+            max_length=max_length, stride=stride, padding_side=padding_side, return_tensors=return_tensors,
+            **kwargs,
+        )["input_ids"]  # fmt: skip
 
     def encode_plus(self, text: Any, text_pair: Any = None, **kwargs: Any) -> BatchEncoding:
-        """One text or pair, as `__call__` encodes it (transformers v4's older name)."""
-        if not isinstance(text, str) and not kwargs.get("is_split_into_words"):
-            raise TypeError(
-                f"encode_plus takes one text (a str), not {type(text).__name__}: see batch_encode_plus"
-            )
-        return self(text, text_pair, **kwargs)
+        """One text or pair, as `__call__` encodes it (transformers v4's older name). As transformers' slow
+        tokenizer reads them here, a list of str is the text's tokens (what `tokenize` gives; with
+        is_split_into_words, its words) and a list of ints its ids: `encode(tokenize(x)) == encode(x)`."""
+        if kwargs.get("is_split_into_words") or (isinstance(text, str) and not isinstance(text_pair, list)):
+            return self(text, text_pair, **kwargs)
+        ids = self._as_ids(text, "text")
+        pair = None if text_pair is None else self._as_ids(text_pair, "text_pair")
+        return self.prepare_for_model(ids, pair, prepend_batch_axis=True, **kwargs)
+
+    def _as_ids(self, value: Any, name: str) -> list[int]:
+        """A text, its tokens or its ids as ids (no special tokens added)."""
+        if isinstance(value, str):
+            return self._encode_texts([value])[0]
+        if isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value):
+            return self.convert_tokens_to_ids(list(value))  # type: ignore[return-value]
+        if isinstance(value, (list, tuple)) and all(is_int_like(i) for i in value):
+            return [int(i) for i in value]
+        raise TokenizerInputError(
+            f"{name} must be a str, a list of tokens (str) or a list of token ids (int), got {value!r:.80}: "
+            "see batch_encode_plus for a batch"
+        )
+
+    def prepare_for_model(
+        self,
+        ids: Sequence[int],
+        pair_ids: Sequence[int] | None = None,
+        prepend_batch_axis: bool = False,
+        **kwargs: Any,
+    ) -> BatchEncoding:
+        """Model inputs from token ids already made, as transformers' prepare_for_model: special tokens,
+        truncation, padding and the other options of `__call__` (no offsets: there is no text). Tensors keep
+        no batch axis unless `prepend_batch_axis`. Overflowing windows are rows, as `__call__` gives them."""
+        for ignored in ("is_split_into_words", "split_special_tokens"):  # (the ids are made)
+            kwargs.pop(ignored, None)
+        kind = kwargs.pop("return_tensors", None)
+        encoded = self._encode(
+            self._as_ids(list(ids), "ids"),
+            None if pair_ids is None else self._as_ids(list(pair_ids), "pair_ids"),
+            _ids_given=True,
+            **kwargs,
+        )
+        if kind is None:
+            return encoded
+        rows = bool(kwargs.get("return_overflowing_tokens"))
+        return BatchEncoding(
+            _to_tensors(dict(encoded), kind, prepend_batch_axis=prepend_batch_axis and not rows)
+        )
 
     def batch_encode_plus(self, batch_text_or_text_pairs: Sequence[Any], **kwargs: Any) -> BatchEncoding:
         """A batch of texts or (text, pair) tuples, as `__call__` encodes it (transformers v4's older name)."""
@@ -1988,15 +2076,19 @@ def _overflow_windows(
 def _parse_inputs(text: Any, text_pair: Any, split_words: bool) -> tuple[list[Any], list[Any] | None, bool]:
     """(first texts, second texts or None, whether the input was a batch) from __call__'s text arguments."""
     if text is None:
-        raise TypeError("text must be a str, a list of str, or a list of (str, str) pairs, not NoneType")
+        raise TokenizerInputError(
+            "text must be a str, a list of str, or a list of (str, str) pairs, not NoneType"
+        )
     if split_words:
         return _parse_words(text, text_pair)
     if isinstance(text, str):
         if text_pair is not None and not isinstance(text_pair, str):
-            raise TypeError(f"text_pair must be a str when text is a str, not {type(text_pair).__name__}")
+            raise TokenizerInputError(
+                f"text_pair must be a str when text is a str, not {type(text_pair).__name__}"
+            )
         return [text], None if text_pair is None else [text_pair], False
     if not isinstance(text, (list, tuple)):
-        raise TypeError(f"text must be a str or a list of str, not {type(text).__name__}")
+        raise TokenizerInputError(f"text must be a str or a list of str, not {type(text).__name__}")
     firsts = list(text)
     if text_pair is not None:
         if isinstance(text_pair, str) or len(text_pair) != len(firsts):
@@ -2017,13 +2109,13 @@ def _parse_words(text: Any, text_pair: Any) -> tuple[list[Any], list[Any] | None
 
     def lists(value: Any, name: str) -> tuple[list[list[Any]], bool]:
         if not isinstance(value, (list, tuple)):
-            raise TypeError(
+            raise TokenizerInputError(
                 f"with is_split_into_words=True, {name} must be a list of words or a list of such lists, "
                 f"not {type(value).__name__}"
             )
         batched = bool(value) and isinstance(value[0], (list, tuple))
         if batched and not all(isinstance(words, (list, tuple)) for words in value):
-            raise TypeError(f"{name} mixes lists of words with other values")
+            raise TokenizerInputError(f"{name} mixes lists of words with other values")
         return ([list(words) for words in value] if batched else [list(value)]), batched
 
     firsts, batched = lists(text, "text")
@@ -2080,6 +2172,15 @@ def _lay_out(
             row += values[1][r.sample][r.b[0] : r.b[1]] + sep
         out.append(row)
     return out
+
+
+class TokenizerInputError(TypeError, ValueError):
+    """An input of the wrong kind: a TypeError, and the ValueError that transformers raises for it, so that
+    code catching either catches it."""
+
+
+def is_int_like(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _id_list(ids: Any) -> list[int]:
