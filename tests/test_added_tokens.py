@@ -143,3 +143,69 @@ def test_a_model_resized_to_the_added_tokens_fills_masks_with_them(tmp_path):
     out = fill("The zorblax is a [MASK].", targets=["zorblax", "cat"])
     assert {r["token_str"] for r in out} == {"zorblax", "cat"}
     assert fill.model.config.vocab_size == len(fill.tokenizer) == 30001
+
+
+def test_added_token_settings_and_constructor_specials_as_transformers(tmp_path):
+    # transformers' AddedToken settings: special=True makes an additional special token; normalized=False
+    # keeps the case (matched as written); single_word matches between spaces only; all kept when saved.
+    spiece = spiece_or_skip()
+    AddedToken = transformers.AddedToken
+    theirs, ours = transformers.AlbertTokenizer(vocab_file=str(spiece)), AlbertTokenizer(spiece)
+    fast = transformers.AlbertTokenizerFast(vocab_file=str(spiece))
+    for tok in (theirs, ours, fast):
+        tok.add_tokens([AddedToken("<ent>", special=True), AddedToken("NewWord", normalized=False)])
+        tok.add_tokens([AddedToken("qz", single_word=True)])
+    assert ours.all_special_tokens == theirs.all_special_tokens and "<ent>" in ours.all_special_tokens
+    ids = theirs.encode("x <ent> y")
+    assert ours.encode("x <ent> y") == ids
+    assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True) == "x y"
+    assert ours.get_special_tokens_mask(
+        ids, already_has_special_tokens=True
+    ) == theirs.get_special_tokens_mask(ids, already_has_special_tokens=True)
+    assert ours.convert_ids_to_tokens(30001) == theirs.convert_ids_to_tokens(30001) == "NewWord"
+    # Matched as written, as the fast tokenizer matches it (the slow one lower-cases the text first and never
+    # finds it); the lower-cased word is ordinary text in all three.
+    assert 30001 in ours.encode("hello NewWord there") and 30001 in fast.encode("hello NewWord there")
+    assert ours.encode("newword") == theirs.encode("newword") == fast.encode("newword")
+    assert ours.decode([30001]) == theirs.decode([30001]) == "NewWord"
+    # single_word: not inside "aqzb" (the slow tokenizer's split leaves "b" a word of its own: the fast one's
+    # ids are the ones to match there)
+    assert ours.encode("aqzb qz") == [i for i in fast.encode("aqzb qz") if i != 13]
+    assert ours.encode("aqzb qz").count(30002) == 1 and ours.encode("qz") == theirs.encode("qz")
+    for saved_by in (ours, theirs):
+        saved_by.save_pretrained(tmp_path / type(saved_by).__module__)
+        loaded = AlbertTokenizer.from_pretrained(tmp_path / type(saved_by).__module__)
+        for text in ("x <ent> y", "hello NewWord there", "aqzb qz"):
+            assert loaded.encode(text) == ours.encode(text), (saved_by, text)
+        assert "<ent>" in loaded.all_special_tokens
+    # The list it returns is a copy; setting it registers new tokens.
+    ours.additional_special_tokens.append("<zz>")
+    assert "<zz>" not in ours.all_special_tokens
+    ours.additional_special_tokens = ["<ent>", "<zz>"]
+    assert ours.encode("<zz>") == [2, len(ours) - 1, 3]
+
+
+def test_constructor_special_tokens_as_transformers():
+    spiece = spiece_or_skip()
+    AddedToken = transformers.AddedToken
+    kwargs = dict(
+        pad_token="[PAD]",
+        bos_token="<s>",
+        additional_special_tokens=["<x>", "[CLS]"],
+        mask_token=AddedToken("[MASK]", lstrip=False),
+        legacy=False,  # an option transformers' tokenizers take and that changes nothing here
+    )
+    theirs, ours = transformers.AlbertTokenizer(str(spiece), **kwargs), AlbertTokenizer(spiece, **kwargs)
+    assert ours.get_added_vocab() == theirs.get_added_vocab()
+    assert ours.all_special_tokens == theirs.all_special_tokens
+    assert ours.additional_special_tokens == theirs.additional_special_tokens == ["<x>", "[CLS]"]
+    assert (len(ours), ours.pad_token_id, ours.bos_token_id) == (
+        len(theirs),
+        theirs.pad_token_id,
+        theirs.bos_token_id,
+    )
+    for text in ("a <x> b [MASK] <s> c", "a[MASK]"):
+        assert ours.encode(text) == theirs.encode(text), text
+        ids = theirs.encode(text)
+        assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
+    assert ours.init_kwargs["legacy"] is False

@@ -138,6 +138,20 @@ class SpecialToken:
     rstrip: bool = False
     # False for a token added by add_tokens(special_tokens=False): never skipped in decoding
     special: bool = True
+    # matched only between spaces (or the text's ends), as transformers' AddedToken(single_word=True)
+    single_word: bool = False
+    # transformers' AddedToken.normalized; None: what it defaults to (not special)
+    normalized: bool | None = None
+
+    @property
+    def is_normalized(self) -> bool:
+        return not self.special if self.normalized is None else self.normalized
+
+    @property
+    def pattern(self) -> str:
+        """The regular expression that finds the token in a text."""
+        escaped = re.escape(self.content)
+        return f"(?<![^ ]){escaped}(?![^ ])" if self.single_word else escaped
 
 
 class CharSpan(NamedTuple):
@@ -418,13 +432,13 @@ class AlbertTokenizer:
         remove_space: bool = True,
         keep_accents: bool = False,
         model_max_length: int = VERY_LARGE_INTEGER,
-        unk_token: str = "<unk>",
-        sep_token: str = "[SEP]",
-        pad_token: str = "<pad>",
-        cls_token: str = "[CLS]",
-        mask_token: str = "[MASK]",
-        bos_token: str = "[CLS]",
-        eos_token: str = "[SEP]",
+        unk_token: str | Any = "<unk>",
+        sep_token: str | Any = "[SEP]",
+        pad_token: str | Any = "<pad>",
+        cls_token: str | Any = "[CLS]",
+        mask_token: str | Any = "[MASK]",
+        bos_token: str | Any = "[CLS]",
+        eos_token: str | Any = "[SEP]",
         mask_lstrip: bool = True,
         clean_up_tokenization_spaces: bool = False,
         num_threads: int | None = None,
@@ -432,7 +446,15 @@ class AlbertTokenizer:
         truncation_side: str = "right",
         sp_model_kwargs: dict[str, Any] | None = None,
         split_special_tokens: bool = False,
+        additional_special_tokens: Sequence[str | Any] | None = None,
+        **kwargs: Any,
     ) -> None:
+        """The named special tokens may be transformers AddedTokens (their lstrip/rstrip... kept) and may be
+        new to the vocabulary: they then get the ids after it, in transformers' order (bos, eos, unk, sep,
+        pad, cls, mask, then `additional_special_tokens`). Other keyword arguments that transformers'
+        tokenizer takes are kept in `init_kwargs` and change nothing."""
+        self.init_kwargs = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
+        self.init_kwargs |= kwargs
         # SentencePiece's encoding options, e.g. {"enable_sampling": True, "alpha": 0.1, "nbest_size": -1} for
         # subword regularisation in training, as transformers takes them
         self.sp_model_kwargs = dict(sp_model_kwargs or {})
@@ -457,26 +479,32 @@ class AlbertTokenizer:
         self.truncation_side = _side(truncation_side, "truncation_side")
         self._warned_long = False
         self.num_threads = num_threads if num_threads is not None else min(os.cpu_count() or 1, 8)
-        self.unk_token, self.sep_token, self.pad_token = unk_token, sep_token, pad_token
-        self.cls_token, self.mask_token = cls_token, mask_token
-        self.bos_token, self.eos_token = bos_token, eos_token
+        given = dict(unk_token=unk_token, sep_token=sep_token, pad_token=pad_token, cls_token=cls_token,
+                     mask_token=mask_token, bos_token=bos_token, eos_token=eos_token)  # fmt: skip
+        for name, value in given.items():
+            content = getattr(value, "content", value)  # a transformers AddedToken, too
+            if not isinstance(content, str) or not content:
+                raise TypeError(f"{name} must be a non-empty str, got {content!r}")
+            setattr(self, name, content)
 
         n = self._sp.get_piece_size()
         self._pieces = [self._sp.id_to_piece(i) for i in range(n)]
         self._piece_ids = {p: i for i, p in enumerate(self._pieces)}
-        specials: dict[str, SpecialToken] = {}
-        for name in ("cls_token", "sep_token", "unk_token", "pad_token", "mask_token"):
-            content = getattr(self, name)
-            if content not in self._piece_ids:
-                raise ValueError(f"{name} {content!r} is not a piece of the SentencePiece model {path}")
-            lstrip = mask_lstrip and name == "mask_token"
-            specials[content] = SpecialToken(content, self._piece_ids[content], lstrip=lstrip)
-        self._specials = specials
+        self._specials: dict[str, SpecialToken] = {}
         self._added: dict[int, SpecialToken] = {}  # add_tokens(): new ids past the SentencePiece model's, and
         self._added_ids: dict[str, int] = {}  # pieces registered as unsplittable, by content
         # Special tokens beyond the named ones, as transformers lists them (add_special_tokens, add_tokens).
-        self.additional_special_tokens: list[str] = []
-        self._index_specials()
+        self._additional: list[str] = []
+        for name in _NAMED_SPECIALS:
+            content, value = getattr(self, name), given[name]
+            if content in self._specials:
+                continue
+            settings = {"lstrip": mask_lstrip and name == "mask_token"} | _token_settings(value)
+            if content in self._piece_ids:
+                self._specials[content] = SpecialToken(content, self._piece_ids[content], **settings)
+            else:  # new to the vocabulary, as transformers adds it
+                self._register(SpecialToken(content, len(self), **settings))
+        self.additional_special_tokens = list(additional_special_tokens or [])  # (indexes the specials)
         # What SentencePiece's normaliser does to a character (see _char_kind), cached.
         self._kinds: dict[str, int] = {c: 0 for c in map(chr, range(0x21, 0x7F))} | {" ": 1}
         self._kind_table = _KindTable(self._char_kind)
@@ -501,7 +529,7 @@ class AlbertTokenizer:
     def _index_specials(self) -> None:
         specials = self._specials
         # What decoding skips: the named special tokens and the additional ones (transformers' all_special_ids).
-        self._special_by_id = {specials[c].id: specials[c] for c in self.all_special_tokens}
+        self._special_by_id = {specials[c].id: specials[c] for c in self.all_special_tokens if c in specials}
         self._special_ids = frozenset(self._special_by_id)
         # Added tokens that decoding sets apart, space-separated from the text around them, as transformers
         # decodes them: not the named special tokens, nor additional ones from the vocabulary.
@@ -516,7 +544,7 @@ class AlbertTokenizer:
             self._special_re, self._special_starts = re.compile("((?!))"), frozenset()
         else:
             alternatives = sorted(specials, key=len, reverse=True)
-            self._special_re = re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
+            self._special_re = re.compile("(" + "|".join(specials[s].pattern for s in alternatives) + ")")
             self._special_starts = frozenset(s[0] for s in specials)
 
     def add_tokens(self, new_tokens: str | Sequence[str], special_tokens: bool = False) -> int:
@@ -526,18 +554,19 @@ class AlbertTokenizer:
         in the vocabulary kept at its id but no longer split. Returns how many new ids were made."""
         made = 0
         for token in [new_tokens] if isinstance(new_tokens, str) else new_tokens:
-            content = getattr(token, "content", token)  # a transformers AddedToken, too
+            content = getattr(token, "content", token)  # a transformers AddedToken, too, with its settings
             if not isinstance(content, str):
                 raise TypeError(f"a token to add must be a str, got {type(content).__name__}")
             if not content or content in self._specials:  # (as given: "[CLS]" is not added again as "[cls]")
                 continue
-            if not special_tokens and self.do_lower_case:
+            special = special_tokens or bool(getattr(token, "special", False))
+            if not special and getattr(token, "normalized", True) and self.do_lower_case:
                 content = content.lower()
                 if content in self._specials:
                     continue
-            made += self._add_content(content, special_tokens)
-            if special_tokens and content not in self.additional_special_tokens:
-                self.additional_special_tokens.append(content)
+            made += self._add_content(content, special, token)
+            if special and content not in self.additional_special_tokens:
+                self._additional.append(content)
         self._index_specials()
         return made
 
@@ -570,10 +599,18 @@ class AlbertTokenizer:
         self._index_specials()
         return made
 
-    def _add_content(self, content: str, special: bool) -> int:
-        """Match `content` whole: at its piece's id, or at the next free id; 1 when an id was made."""
+    def _add_content(self, content: str, special: bool, given: Any = None) -> int:
+        """Match `content` whole: at its piece's id, or at the next free id; 1 when an id was made. `given`:
+        a transformers AddedToken whose lstrip, rstrip, single_word and normalized settings it takes."""
         token_id = self._piece_ids.get(content)
-        self._register(SpecialToken(content, len(self) if token_id is None else token_id, special=special))
+        self._register(
+            SpecialToken(
+                content,
+                len(self) if token_id is None else token_id,
+                special=special,
+                **_token_settings(given),
+            )
+        )
         return int(token_id is None)
 
     def _register(self, token: SpecialToken) -> None:
@@ -584,10 +621,12 @@ class AlbertTokenizer:
         """The tokens added to a saved tokenizer: tokenizer_config.json's added_tokens_decoder (or the older
         added_tokens.json), at their saved ids."""
         entries: dict[int, tuple[str, bool]] = {}
+        settings: dict[int, dict[str, Any]] = {}
         config, legacy = directory / TOKENIZER_CONFIG_NAME, directory / ADDED_TOKENS_NAME
         if config.is_file():
             decoder = json.loads(config.read_text(encoding="utf-8")).get("added_tokens_decoder") or {}
             entries = {int(i): (e["content"], bool(e.get("special", False))) for i, e in decoder.items()}
+            settings = {int(i): _token_settings(e) for i, e in decoder.items()}
         if legacy.is_file() and not any(i >= len(self._pieces) for i in entries):
             try:
                 added = json.loads(legacy.read_text(encoding="utf-8"))
@@ -606,7 +645,7 @@ class AlbertTokenizer:
                 raise ValueError(
                     f"{directory}: added token {content!r} has id {token_id}, but the next free id is {len(self)}"
                 )
-            self._register(SpecialToken(content, token_id, special=special))
+            self._register(SpecialToken(content, token_id, special=special, **settings.get(token_id, {})))
         self._index_specials()
 
     # ---- construction and saving ---------------------------------------------------------------------------
@@ -676,8 +715,8 @@ class AlbertTokenizer:
         mask = self._specials[self.mask_token]
 
         def token_entry(t: SpecialToken) -> dict[str, Any]:
-            return {"content": t.content, "lstrip": t.lstrip, "normalized": not t.special, "rstrip": t.rstrip,
-                    "single_word": False, "special": t.special}  # fmt: skip
+            return {"content": t.content, "lstrip": t.lstrip, "normalized": t.is_normalized, "rstrip": t.rstrip,
+                    "single_word": t.single_word, "special": t.special}  # fmt: skip
 
         config = {
             "added_tokens_decoder": {str(t.id): token_entry(t) for t in sorted(self._specials.values(), key=lambda t: t.id)},
@@ -840,13 +879,28 @@ class AlbertTokenizer:
         return 0
 
     @property
+    def additional_special_tokens(self) -> list[str]:
+        """The special tokens beyond the named ones (a copy: set the attribute, or add_special_tokens)."""
+        return list(self._additional)
+
+    @additional_special_tokens.setter
+    def additional_special_tokens(self, tokens: Sequence[str | Any]) -> None:
+        contents = [getattr(t, "content", t) for t in tokens]
+        for token, content in zip(tokens, contents):
+            if content not in self._specials:
+                self._add_content(content, True, token)
+        self._additional = list(dict.fromkeys(contents))
+        self._index_specials()
+
+    @property
     def all_special_tokens(self) -> list[str]:
-        named = [self.cls_token, self.sep_token, self.unk_token, self.pad_token, self.mask_token]
-        return list(dict.fromkeys(named + self.additional_special_tokens))
+        """The special tokens in transformers' order: bos, eos, unk, sep, pad, cls, mask, additional."""
+        named = [getattr(self, name) for name in _NAMED_SPECIALS]
+        return list(dict.fromkeys(named + self._additional))
 
     @property
     def all_special_ids(self) -> list[int]:
-        return [self._specials[t].id for t in self.all_special_tokens]
+        return [self.convert_tokens_to_ids(t) for t in self.all_special_tokens]  # type: ignore[misc]
 
     @property
     def special_tokens_map(self) -> dict[str, str | list[str]]:
@@ -2181,6 +2235,16 @@ class TokenizerInputError(TypeError, ValueError):
 
 def is_int_like(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _token_settings(token: Any) -> dict[str, Any]:
+    """The matching settings of a transformers AddedToken, or of its saved entry (a dict), that a
+    SpecialToken keeps; none for a plain str."""
+    get = token.get if isinstance(token, dict) else (lambda key, default=None: getattr(token, key, default))
+    if token is None or isinstance(token, str):
+        return {}
+    return {"lstrip": bool(get("lstrip", False)), "rstrip": bool(get("rstrip", False)),
+            "single_word": bool(get("single_word", False)), "normalized": get("normalized")}  # fmt: skip
 
 
 def _id_list(ids: Any) -> list[int]:
