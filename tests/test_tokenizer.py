@@ -747,3 +747,53 @@ def test_tokenize_with_special_tokens_as_the_fast_tokenizer(vocab):
     ):
         assert ours.tokenize("Hello there", **kwargs) == fast.tokenize("Hello there", **kwargs), kwargs
     assert ours.tokenize("Hello there") == fast.tokenize("Hello there")
+
+
+def test_truncate_sequences_and_slow_tokenizer_helpers(vocab, slow):
+    ours = AlbertTokenizer(vocab)
+    rng = random.Random(0)
+    for _ in range(300):
+        ids = list(range(10, 10 + rng.randint(0, 9)))
+        pair = None if rng.random() < 0.3 else list(range(50, 50 + rng.randint(0, 9)))
+        args = (ids, pair, rng.randint(0, 12), rng.choice(["longest_first", "only_first", "only_second"]))
+        stride = rng.randint(0, 4)
+        for side in ("right", "left"):
+            ours.truncation_side = slow.truncation_side = side
+            assert ours.truncate_sequences(*args, stride=stride) == slow.truncate_sequences(
+                *args, stride=stride
+            ), (args, side)
+    slow.truncation_side = "right"
+    # the padded length, as the fast tokenizer gives it (the slow one gives a batch's unpadded lengths)
+    fast = transformers.AlbertTokenizerFast(vocab_file=str(vocab))
+    for texts in ("a", ["a b c", "a"]):
+        kwargs = dict(padding="max_length", max_length=8, return_length=True)
+        assert (
+            ours(texts, **kwargs)["length"] == fast(texts, **kwargs)["length"]
+            or [ours(texts, **kwargs)["length"]] == fast(texts, **kwargs)["length"]
+        )
+    # rows of different lengths as an object array, as transformers gives them; torch still refuses them
+    ragged = ours(["a b c", "a"], return_tensors="np")["input_ids"]
+    assert ragged.dtype == object and [r.tolist() for r in ragged] == slow(["a b c", "a"])["input_ids"]
+    with pytest.raises(ValueError, match="different lengths"):
+        ours(["a b c", "a"], return_tensors="pt")
+    ours.add_tokens(["<new>"], special_tokens=True)
+    slow_copy = transformers.AlbertTokenizer(vocab_file=str(vocab))
+    slow_copy.add_tokens(["<new>"], special_tokens=True)
+    ids = slow_copy.encode("hi <new> there")
+    for spaces in (True, False):
+        assert ours.decode(ids, spaces_between_special_tokens=spaces) == slow_copy.decode(
+            ids, spaces_between_special_tokens=spaces
+        )
+    assert ours.additional_special_tokens_ids == slow_copy.additional_special_tokens_ids == [30000]
+    assert {i: t.content for i, t in ours.added_tokens_decoder.items()} == {
+        i: t.content for i, t in slow_copy.added_tokens_decoder.items()
+    }
+    assert [t.content for t in ours.all_special_tokens_extended] == [
+        str(t) for t in slow_copy.all_special_tokens_extended
+    ]
+    assert ours.special_tokens_map_extended["mask_token"].lstrip
+    assert ours("hi").encodings is None
+    with ours.as_target_tokenizer():
+        assert ours.encode("hi") == slow.encode("hi")
+    with pytest.raises(ValueError, match="chat template"):
+        ours.apply_chat_template([{"role": "user", "content": "hi"}])

@@ -15,6 +15,7 @@ a literal `[MASK]` covers the whitespace it swallows), so code written against o
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import inspect
 import json
@@ -23,7 +24,7 @@ import re
 import struct
 import sys
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from itertools import accumulate
@@ -255,6 +256,12 @@ class BatchEncoding(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    @property
+    def encodings(self) -> None:
+        """None, as a slow tokenizer's: there are no `tokenizers` Encodings (word_ids() and the other
+        methods work from the layout instead)."""
+        return None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"data": dict(self), "layout": self._layout}
@@ -1561,13 +1568,14 @@ class AlbertTokenizer:
             token_types=return_token_type_ids is not False,
             attention=return_attention_mask is not False,
             special_mask=return_special_tokens_mask,
-            length=return_length,
         )
         input_ids = data["input_ids"]
         target = _pad_target([len(r) for r in input_ids], pad_mode, max_length, pad_to_multiple_of)
         if target is not None:
             keys = _PADDED_KEYS + ("offset_mapping",)
             self._pad_rows(data, target, left_padded, keys)
+        if return_length:  # the padded length, as transformers' fast tokenizer gives it
+            data["length"] = [len(r) for r in data["input_ids"]]
         if return_overflowing_tokens:  # one row per window, so the output keeps its batch axis
             data["overflow_to_sample_mapping"] = [r.sample for r in rows]
         elif not batched:
@@ -1663,7 +1671,6 @@ class AlbertTokenizer:
         token_types: bool,
         attention: bool,
         special_mask: bool,
-        length: bool,
     ) -> dict[str, list[Any]]:
         """The model inputs of each row: [CLS] A [SEP] (B [SEP]) from the row's ranges of the texts' ids."""
         specials = 1 if add_special_tokens else 0
@@ -1686,8 +1693,6 @@ class AlbertTokenizer:
         if offsets is not None:
             none = [(0, 0)] if specials else []
             data["offset_mapping"] = _lay_out(rows, offsets, none, none)
-        if length:
-            data["length"] = [len(r) for r in data["input_ids"]]
         return data
 
     def _pad_rows(self, data: dict[str, Any], target: int, left: bool, keys: Sequence[str]) -> None:
@@ -1881,6 +1886,79 @@ class AlbertTokenizer:
         """model_max_length less [CLS] and two [SEP]."""
         return self.model_max_length - self.num_special_tokens_to_add(pair=True)
 
+    @property
+    def added_tokens_decoder(self) -> dict[int, SpecialToken]:
+        """The tokens matched whole before SentencePiece, by id (transformers gives AddedTokens, with the same
+        content, special, lstrip, rstrip, single_word and normalized)."""
+        return {t.id: t for t in sorted(self._specials.values(), key=lambda t: t.id)}
+
+    @property
+    def additional_special_tokens_ids(self) -> list[int]:
+        return [self._specials[t].id for t in self._additional]
+
+    @property
+    def all_special_tokens_extended(self) -> list[SpecialToken]:
+        """`all_special_tokens` with their settings."""
+        return [self._specials[t] for t in self.all_special_tokens if t in self._specials]
+
+    @property
+    def special_tokens_map_extended(self) -> dict[str, Any]:
+        """`special_tokens_map` with each token's settings."""
+        named: dict[str, Any] = {
+            n: self._specials.get(getattr(self, n), getattr(self, n)) for n in _NAMED_SPECIALS
+        }
+        extra = [self._specials[t] for t in self._additional]
+        return named | ({"additional_special_tokens": extra} if extra else {})
+
+    chat_template = None
+
+    def apply_chat_template(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError(
+            "ALBERT's tokenizer has no chat template (tokenizer.chat_template is None): it is not a chat model"
+        )
+
+    @contextlib.contextmanager
+    def as_target_tokenizer(self) -> Iterator[None]:
+        """transformers' older way to encode labels: the same tokenizer (use text_target= instead)."""
+        yield
+
+    def truncate_sequences(
+        self,
+        ids: list[int],
+        pair_ids: list[int] | None = None,
+        num_tokens_to_remove: int = 0,
+        truncation_strategy: str = "longest_first",
+        stride: int = 0,
+    ) -> tuple[list[int], list[int] | None, list[int]]:
+        """Remove `num_tokens_to_remove` ids as transformers' slow tokenizer does: the kept ids, the kept pair ids
+        and the removed ones (with `stride` ids before them; none for a pair cut "longest_first")."""
+        mode = str(getattr(truncation_strategy, "value", truncation_strategy))
+        if mode not in ("longest_first", "only_first", "only_second"):
+            raise ValueError(
+                f"truncation_strategy must be longest_first, only_first or only_second, got {mode!r}"
+            )
+        if num_tokens_to_remove <= 0:
+            return ids, pair_ids, []
+        keep_a, keep_b = _truncate(
+            len(ids), None if pair_ids is None else len(pair_ids), num_tokens_to_remove, mode
+        )
+        left = self.truncation_side == "left"
+        cut_a, cut_b = _kept(len(ids), keep_a, left), _kept(len(pair_ids or []), keep_b or 0, left)
+        overflow: list[int] = []
+        source = {
+            "only_first": ids,
+            "only_second": pair_ids,
+            "longest_first": ids if pair_ids is None else None,
+        }[mode]  # (what the removed ids come from; a pair cut longest_first gives none)
+        if source is not None and len(source) > num_tokens_to_remove:
+            window = min(len(source), stride + num_tokens_to_remove)
+            overflow = list(source[:window] if left else source[-window:])
+        return (
+            list(ids[cut_a[0] : cut_a[1]]),
+            None if pair_ids is None else list(pair_ids[cut_b[0] : cut_b[1]]),
+            overflow,
+        )
+
     def get_added_vocab(self) -> dict[str, int]:
         """The tokens matched whole before SentencePiece (special and added ones), as transformers lists them."""
         return self.added_tokens_encoder
@@ -1934,8 +2012,12 @@ class AlbertTokenizer:
         token_ids: int | Iterable[int] | Any,
         skip_special_tokens: bool = False,
         clean_up_tokenization_spaces: bool | None = None,
+        spaces_between_special_tokens: bool = True,
+        **kwargs: Any,
     ) -> str:
-        """Text of a sequence of ids; special tokens are written as themselves unless skipped."""
+        """Text of a sequence of ids; special tokens are written as themselves unless skipped. As in transformers'
+        slow tokenizer, `spaces_between_special_tokens=False` joins added tokens to the text without spaces;
+        other keyword arguments are taken and change nothing."""
         ids = [int(token_ids)] if isinstance(token_ids, (int, np.integer)) else _id_list(token_ids)
         n = len(self)
         for i in ids:
@@ -1955,7 +2037,7 @@ class AlbertTokenizer:
                 run.append(i)
         if run:
             texts.append(self._decode_run(run))
-        text = " ".join(texts)
+        text = (" " if spaces_between_special_tokens else "").join(texts)
         clean = (
             self.clean_up_tokenization_spaces
             if clean_up_tokenization_spaces is None
@@ -1991,9 +2073,12 @@ class AlbertTokenizer:
         sequences: Iterable[Iterable[int]] | Any,
         skip_special_tokens: bool = False,
         clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
     ) -> list[str]:
         """`decode` applied to each sequence."""
-        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences]
+        return [
+            self.decode(s, skip_special_tokens, clean_up_tokenization_spaces, **kwargs) for s in sequences
+        ]
 
     def __repr__(self) -> str:
         return (
@@ -2276,6 +2361,11 @@ def _to_tensors(data: dict[str, Any], kind: str, prepend_batch_axis: bool) -> di
             and isinstance(rows[0], (list, tuple))
             and len({len(r) for r in rows}) > 1
         ):
+            if kind == "np":  # an object array of rows, as transformers gives it
+                ragged = np.empty(len(rows), dtype=object)
+                ragged[:] = [np.asarray(r, dtype=np.int64 if key in _INT_KEYS else None) for r in rows]
+                out[key] = ragged
+                continue
             raise ValueError(
                 f"cannot make a tensor of {key}: its rows have different lengths; pass padding=True (and "
                 "truncation=True) to make them equal"
