@@ -123,6 +123,12 @@ def test_save_pretrained_is_read_by_pytorch_and_transformers(tmp_path):
         np.testing.assert_allclose(got.sop_logits, expected.sop_logits.numpy(), atol=1e-5, rtol=0)
     again = modeling_flax.FlaxAlbertForPreTraining.from_pretrained(tmp_path)
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, again.params, model.params))
+    # The decoder's bias is saved under its own name too, as the TF classes save it: transformers' TF classes
+    # (from_pt=True) read it there, and left it at zero before.
+    from safetensors.numpy import load_file
+
+    saved = load_file(tmp_path / "model.safetensors")
+    np.testing.assert_array_equal(saved["predictions.decoder.bias"], saved["predictions.bias"])
 
 
 def test_save_pretrained_shards_and_writes_a_bin_that_transformers_flax_reads(tmp_path):

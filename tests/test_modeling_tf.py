@@ -355,6 +355,26 @@ def test_an_answer_outside_the_window_adds_no_loss():
     np.testing.assert_allclose(outside[[0, 2]], inside[[0, 2]], rtol=1e-6)
 
 
+def test_regression_over_several_labels_is_squared_error_as_in_pytorch(tmp_path):
+    # problem_type="regression" with num_labels 2: the PyTorch classes' mean squared error (per example here,
+    # as the TF losses are); it was the multi-label loss, silently.
+    torch.manual_seed(0)
+    config = framework_config()
+    config.num_labels, config.problem_type = 2, "regression"
+    torch_model = openalbert.AlbertForSequenceClassification(config).eval()
+    torch_model.save_pretrained(tmp_path)
+    tf_model = modeling_tf.TFAlbertForSequenceClassification.from_pretrained(tmp_path)
+    batch = framework_inputs("AlbertForSequenceClassification")
+    labels = np.random.RandomState(0).randn(B, 2).astype(np.float32)
+    got = tf_model(batch, labels=labels).loss.numpy()
+    with torch.no_grad():
+        expected = torch_model(
+            **{k: torch.tensor(v) for k, v in batch.items()}, labels=torch.tensor(labels)
+        ).loss
+    assert got.shape == (B,)
+    np.testing.assert_allclose(got.mean(), float(expected), rtol=1e-5)
+
+
 def test_inputs_a_user_can_get_wrong_raise_named_errors():
     model = modeling_tf.TFAlbertModel(framework_config())
     with pytest.raises(ValueError, match=r"input_ids holds 99, outside the valid range \[0, 98\]"):

@@ -818,11 +818,13 @@ def save_numpy_state(
     directory.mkdir(parents=True, exist_ok=True)
     config.extra["architectures"] = [architecture]
     config.save_pretrained(directory)
+    if "predictions.bias" in state:  # the decoder's bias under its name too: transformers' TF classes read it
+        state = state | {"predictions.decoder.bias": state["predictions.bias"]}
     tensors, held = {}, set()
     for key, value in state.items():
         array = np.asarray(value)
-        # A copy only where needed: an array a name before holds too (the TF head's decoder bias, which
-        # torch's writers refuse to share) or a strided view; the writers only read the rest.
+        # A copy only where needed: an array a name before holds too (the decoder bias, which torch's writers
+        # refuse to share) or a strided view; the writers only read the rest.
         if array.ctypes.data in held or not array.flags.c_contiguous:
             array = np.array(array, copy=True, order="C")
         held.add(array.ctypes.data)

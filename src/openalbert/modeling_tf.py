@@ -929,8 +929,6 @@ class TFAlbertPreTrainedModel(keras.Model):
         `saved_model=True` also a TF SavedModel with the `serving` signature in saved_model/<version>, as
         transformers' TF classes write it for TF Serving."""
         state = self.state_dict()
-        if "predictions.bias" in state:  # the tied decoder bias, which transformers' TF classes read
-            state["predictions.decoder.bias"] = state["predictions.bias"]
         directory = save_numpy_state(
             directory,
             self.config,
@@ -1032,8 +1030,9 @@ class TFAlbertForSequenceClassification(TFAlbertPreTrainedModel):
         if "labels" in labels:
             y = tf.convert_to_tensor(labels["labels"])
             logits32 = tf.cast(logits, tf.float32)
-            if self.config.num_labels == 1:  # regression: squared error per example
-                loss = tf.reduce_mean(tf.square(logits32 - tf.reshape(tf.cast(y, tf.float32), (-1, 1))), -1)
+            n = self.config.num_labels
+            if n == 1 or self.config.problem_type == "regression":  # squared error per example
+                loss = tf.reduce_mean(tf.square(logits32 - tf.reshape(tf.cast(y, tf.float32), (-1, n))), -1)
             elif self.config.problem_type == "multi_label_classification" or (
                 y.shape.rank == 2 and y.dtype.is_floating
             ):  # transformers' TF classes have no multi-label loss; PyTorch's: BCE, here per example
