@@ -345,3 +345,14 @@ def test_hub_ids_from_the_offline_cache_flax_only_repos_too(tmp_path, monkeypatc
     assert from_pytorch(**framework_inputs("AlbertForMaskedLM")).logits.shape == (B, T, TINY["vocab_size"])
     with pytest.raises(FileNotFoundError, match="'someone/absent' was not found"):
         modeling_flax.FlaxAlbertForMaskedLM.from_pretrained("someone/absent")
+
+
+def test_multiple_choice_drops_out_at_the_hidden_rate_as_transformers_flax():
+    # transformers' Flax (and TF) multiple-choice head uses hidden_dropout_prob, its PyTorch one the classifier's
+    only_classifier = framework_config(
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.5
+    )
+    batch = framework_inputs("AlbertForMultipleChoice")
+    model = modeling_flax.FlaxAlbertForMultipleChoice(only_classifier, seed=0)
+    trained = model(**batch, train=True, dropout_rng=jax.random.PRNGKey(0)).logits
+    np.testing.assert_array_equal(np.asarray(trained), np.asarray(model(**batch).logits))

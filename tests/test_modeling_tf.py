@@ -620,3 +620,17 @@ def test_the_tf_classes_pass_these_tests_under_keras_2_too():
         timeout=900,
     )
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+def test_multiple_choice_drops_out_at_the_hidden_rate_as_transformers_tf():
+    # transformers' TF (and Flax) multiple-choice head uses hidden_dropout_prob, its PyTorch one the classifier's
+    only_classifier = framework_config(
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout_prob=0.5
+    )
+    batch = framework_inputs("AlbertForMultipleChoice")
+    model = modeling_tf.TFAlbertForMultipleChoice(only_classifier)
+    np.testing.assert_array_equal(model(batch, training=True).logits, model(batch, training=False).logits)
+    model = modeling_tf.TFAlbertForMultipleChoice(
+        framework_config(hidden_dropout_prob=0.5, classifier_dropout_prob=0.0)
+    )
+    assert model.dropout.rate == 0.5

@@ -451,7 +451,8 @@ class FlaxAlbertForMaskedLMModule(_HeadModule):
 
 class FlaxAlbertForSequenceClassificationModule(_HeadModule):
     def head_setup(self) -> None:
-        self.dropout = nn.Dropout(self.config.classifier_dropout_prob or 0.0)
+        p = self.config.classifier_dropout_prob
+        self.dropout = nn.Dropout(self.config.hidden_dropout_prob if p is None else p)
         self.classifier = _dense(self.config, self.config.num_labels, self.dtype)
 
     def head(self, inputs: tuple[jax.Array, ...], deterministic: bool, *flags: bool) -> Any:
@@ -495,7 +496,9 @@ class FlaxAlbertForQuestionAnsweringModule(_HeadModule):
 
 class FlaxAlbertForMultipleChoiceModule(_HeadModule):
     def head_setup(self) -> None:
-        self.dropout = nn.Dropout(self.config.classifier_dropout_prob or 0.0)
+        # (transformers' TF and Flax classes drop out at the hidden rate here, its PyTorch class at the
+        # classifier's: each framework trains as transformers' does)
+        self.dropout = nn.Dropout(self.config.hidden_dropout_prob)
         self.classifier = _dense(self.config, 1, self.dtype)
 
     def head(self, inputs: tuple[jax.Array, ...], deterministic: bool, *flags: bool) -> Any:

@@ -1099,7 +1099,9 @@ class TFAlbertForMultipleChoice(TFAlbertPreTrainedModel):
 
     def head_init(self) -> None:
         cfg = self.config
-        self.dropout = keras.layers.Dropout(cfg.classifier_dropout_prob or 0.0)
+        # (transformers' TF and Flax classes drop out at the hidden rate here, its PyTorch class at the
+        # classifier's: each framework trains as transformers' does)
+        self.dropout = keras.layers.Dropout(cfg.hidden_dropout_prob)
         self.classifier = _Dense(cfg.hidden_size, 1, cfg.initializer_range, name="classifier")
 
     def head_call(
