@@ -356,3 +356,21 @@ def test_multiple_choice_drops_out_at_the_hidden_rate_as_transformers_flax():
     model = modeling_flax.FlaxAlbertForMultipleChoice(only_classifier, seed=0)
     trained = model(**batch, train=True, dropout_rng=jax.random.PRNGKey(0)).logits
     np.testing.assert_array_equal(np.asarray(trained), np.asarray(model(**batch).logits))
+
+
+def test_init_weights_fills_what_params_lack_as_transformers_flax_classes():
+    transformers = pytest.importorskip("transformers")
+    model = modeling_flax.FlaxAlbertForSequenceClassification(framework_config(), seed=1)
+    theirs = transformers.FlaxAlbertForSequenceClassification(transformers.AlbertConfig(**TINY, num_labels=2))
+    assert model.required_params == theirs.required_params
+    shapes = jax.tree_util.tree_map(lambda leaf: leaf.shape, model.params_shape_tree)
+    assert shapes == jax.tree_util.tree_map(lambda leaf: leaf.shape, model.params)
+    partial = {k: v for k, v in model.params.items() if k != "classifier"}
+    filled = model.init_weights(model.key, model.input_shape, partial)
+    assert set(flatten_dict(filled)) == model.required_params
+    np.testing.assert_array_equal(
+        filled["albert"]["embeddings"]["word_embeddings"]["embedding"],
+        model.params["albert"]["embeddings"]["word_embeddings"]["embedding"],
+    )
+    with pytest.raises(NotImplementedError, match="upload_folder"):
+        model.push_to_hub("someone/model")

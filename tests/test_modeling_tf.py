@@ -634,3 +634,47 @@ def test_multiple_choice_drops_out_at_the_hidden_rate_as_transformers_tf():
         framework_config(hidden_dropout_prob=0.5, classifier_dropout_prob=0.0)
     )
     assert model.dropout.rate == 0.5
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_transformers_tf_model_api_around_the_call(head):
+    # hf_compute_loss (the call's own loss, from labels and logits), input_signature, dummy_inputs,
+    # serving_output and main_input_name, as transformers' TF classes have them
+    transformers = pytest.importorskip("transformers")
+    model = getattr(modeling_tf, f"TF{head}")(framework_config())
+    theirs = getattr(transformers, f"TF{head}")(transformers.AlbertConfig(**TINY, num_labels=2))
+    assert model.main_input_name == theirs.main_input_name == "input_ids"
+    for name, spec in theirs.input_signature.items():
+        if name in model.input_signature:
+            assert model.input_signature[name].shape.as_list() == spec.shape.as_list(), name
+    for name, dummy in model.dummy_inputs.items():
+        assert dummy.shape == theirs.dummy_inputs[name].shape and dummy.dtype == tf.int32, name
+    batch = framework_inputs(head)
+    labels = {
+        "AlbertForPreTraining": {"labels": batch["input_ids"], "sentence_order_label": np.array([0, 1, 0])},
+        "AlbertForMaskedLM": {"labels": np.where(batch["attention_mask"] > 0, batch["input_ids"], -100)},
+        "AlbertForSequenceClassification": {"labels": np.array([0, 1, 1])},
+        "AlbertForTokenClassification": {"labels": np.where(batch["attention_mask"] > 0, 1, -100)},
+        "AlbertForQuestionAnswering": {
+            "start_positions": np.array([1, 2, 3]),
+            "end_positions": np.array([2, 2, 4]),
+        },
+        "AlbertForMultipleChoice": {"labels": np.array([0, 1, 0])},
+    }.get(head)
+    if labels is None:
+        with pytest.raises(NotImplementedError, match="no loss"):
+            model.hf_compute_loss(None, None)
+    else:
+        out = model(batch | labels)
+        if head == "AlbertForQuestionAnswering":
+            given = {"start_position": labels["start_positions"], "end_position": labels["end_positions"]}
+            loss = model.hf_compute_loss(given, (out.start_logits, out.end_logits))
+        elif head == "AlbertForPreTraining":
+            loss = model.hf_compute_loss(labels, (out.prediction_logits, out.sop_logits))
+        else:
+            loss = model.hf_compute_loss(labels["labels"], out.logits)
+        np.testing.assert_allclose(loss.numpy(), out.loss.numpy(), rtol=1e-6)
+    served = model.serving_output(model(batch, output_hidden_states=True))
+    assert served.hidden_states is None  # the config does not ask for them
+    with pytest.raises(NotImplementedError, match="upload_folder"):
+        model.push_to_hub("someone/model")

@@ -580,7 +580,9 @@ class FlaxAlbertPreTrainedModel:
         config.validate()
         self.config, self.dtype = config, dtype
         self.module = self.module_class(config=config, dtype=dtype)
-        self._params = self.init_weights(jax.random.PRNGKey(seed), input_shape) if _do_init else None
+        # (transformers' names: what init_weights is given in its _do_init=False recipe)
+        self.key, self.input_shape = jax.random.PRNGKey(seed), input_shape
+        self._params = self.init_weights(self.key, input_shape) if _do_init else None
         self._apply = jax.jit(self.module.apply, static_argnums=(5, 6, 7))
 
     @property
@@ -606,12 +608,34 @@ class FlaxAlbertPreTrainedModel:
         """As `to_bf16`, back to fp32."""
         return _cast(params, jnp.float32, mask)
 
-    def init_weights(self, rng: jax.Array, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    def init_weights(
+        self, rng: jax.Array, input_shape: tuple[int, ...], params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Random parameters, as the PyTorch classes initialise them (normal(initializer_range), LayerNorm
-        ones and zeros, biases zero)."""
+        ones and zeros, biases zero); with `params`, those, and random ones only where they lack some (as
+        transformers fills a model loaded with _do_init=False)."""
         inputs = _filled(jnp.zeros(input_shape, dtype="i4"), None, None, None)
         params_rng, dropout_rng = jax.random.split(rng)
-        return self.module.init({"params": params_rng, "dropout": dropout_rng}, *inputs, True)["params"]
+        fresh = self.module.init({"params": params_rng, "dropout": dropout_rng}, *inputs, True)["params"]
+        if params is None:
+            return fresh
+        return unflatten_dict(flatten_dict(fresh) | flatten_dict(params))
+
+    @property
+    def params_shape_tree(self) -> dict[str, Any]:
+        """The parameters' shapes and dtypes (jax.ShapeDtypeStruct leaves), computed without making them."""
+        return jax.eval_shape(lambda key: self.init_weights(key, self.input_shape), self.key)
+
+    @property
+    def required_params(self) -> set[tuple[str, ...]]:
+        """The paths of every parameter the model needs."""
+        return set(flatten_dict(self.params_shape_tree))
+
+    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(
+            "openalbert does not upload models; save_pretrained(dir), then "
+            "huggingface_hub.upload_folder(folder_path=dir, repo_id=...)"
+        )
 
     def __call__(
         self,

@@ -599,6 +599,48 @@ class TFAlbertPreTrainedModel(keras.Model):
     def head_init(self) -> None:
         """The head's layers (none for the bare model)."""
 
+    # ---- transformers' TFPreTrainedModel API around the call ----
+
+    main_input_name = "input_ids"
+
+    @property
+    def input_signature(self) -> dict[str, tf.TensorSpec]:
+        """The int32 inputs a saved model is served with: (batch, length), or (batch, choices, length) for
+        multiple choice."""
+        shape = (None, None, None) if isinstance(self, TFAlbertForMultipleChoice) else (None, None)
+        names = ("input_ids", "attention_mask", "token_type_ids")
+        return {name: tf.TensorSpec(shape, tf.int32, name=name) for name in names}
+
+    @property
+    def dummy_inputs(self) -> dict[str, tf.Tensor]:
+        """Small inputs of `input_signature`'s shapes (batch 1, other axes 2), as transformers makes them."""
+        dummies = {}
+        for name, spec in self.input_signature.items():
+            shape = [1] + [2 if dim is None else dim for dim in spec.shape[1:]]
+            dummies[name] = (tf.zeros if name == "token_type_ids" else tf.ones)(shape, spec.dtype)
+        return dummies
+
+    def serving_output(self, output: Any) -> Any:
+        """`output` as a served model returns it: hidden states and attention maps stacked into one tensor each
+        where the config asks for them, None where it does not."""
+        for flag, name in (("output_hidden_states", "hidden_states"), ("output_attentions", "attentions")):
+            value = getattr(output, name, None)
+            if not getattr(self.config, flag):
+                setattr(output, name, None)
+            elif value is not None:
+                setattr(output, name, tf.convert_to_tensor(value))
+        return output
+
+    def hf_compute_loss(self, labels: Any, logits: Any) -> tf.Tensor:
+        """The head's loss of `labels` and `logits`, as the call computes it (transformers' TF loss mixins)."""
+        raise NotImplementedError(f"{type(self).__name__} has no loss of its own")
+
+    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(
+            "openalbert does not upload models; save_pretrained(dir), then "
+            "huggingface_hub.upload_folder(folder_path=dir, repo_id=...)"
+        )
+
     # ---- transformers' TF model API over the embeddings ----
 
     def num_parameters(self, only_trainable: bool = False) -> int:
@@ -903,11 +945,8 @@ class TFAlbertPreTrainedModel(keras.Model):
         """A tf.function for TF Serving, as transformers' TF models have one: a dict of int32 `input_ids`,
         `attention_mask` and `token_type_ids` ((batch, length), or (batch, choices, length) for multiple
         choice) to a dict of the output's tensors."""
-        shape = (None, None, None) if isinstance(self, TFAlbertForMultipleChoice) else (None, None)
-        names = ("input_ids", "attention_mask", "token_type_ids")
-        signature = {name: tf.TensorSpec(shape, tf.int32, name=name) for name in names}
 
-        @tf.function(input_signature=[signature])
+        @tf.function(input_signature=[self.input_signature])
         def serve(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
             out = self(inputs, training=False)
             return {name: getattr(out, name) for name in out}
@@ -995,10 +1034,13 @@ class TFAlbertForPreTraining(TFAlbertPreTrainedModel):
         loss = None
         # As in transformers, the loss needs both label kinds; -100 marks tokens that are not predicted.
         if "labels" in labels and "sentence_order_label" in labels:
-            loss = _masked_mean_ce(labels["labels"], logits) + _masked_mean_ce(
-                labels["sentence_order_label"], sop
-            )
+            loss = self.hf_compute_loss(labels, (logits, sop))
         return TFAlbertForPreTrainingOutput(loss, logits, sop, out.hidden_states, out.attentions)
+
+    def hf_compute_loss(self, labels: Mapping[str, Any], logits: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+        return _masked_mean_ce(labels["labels"], logits[0]) + _masked_mean_ce(
+            labels["sentence_order_label"], logits[1]
+        )
 
 
 class TFAlbertForMaskedLM(TFAlbertPreTrainedModel):
@@ -1012,8 +1054,11 @@ class TFAlbertForMaskedLM(TFAlbertPreTrainedModel):
 
     def head(self, out: BaseModelOutputWithPooling, labels: dict[str, Any], training: bool) -> Any:
         logits = self.predictions(out.last_hidden_state)
-        loss = _masked_mean_ce(labels["labels"], logits) if "labels" in labels else None
+        loss = self.hf_compute_loss(labels["labels"], logits) if "labels" in labels else None
         return TFMaskedLMOutput(loss, logits, out.hidden_states, out.attentions)
+
+    def hf_compute_loss(self, labels: Any, logits: tf.Tensor) -> tf.Tensor:
+        return _masked_mean_ce(labels, logits)
 
 
 class TFAlbertForSequenceClassification(TFAlbertPreTrainedModel):
@@ -1026,21 +1071,25 @@ class TFAlbertForSequenceClassification(TFAlbertPreTrainedModel):
 
     def head(self, out: BaseModelOutputWithPooling, labels: dict[str, Any], training: bool) -> Any:
         logits = self.classifier(self.dropout(out.pooler_output, training=training))
-        loss = None
-        if "labels" in labels:
-            y = tf.convert_to_tensor(labels["labels"])
-            logits32 = tf.cast(logits, tf.float32)
-            n = self.config.num_labels
-            if n == 1 or self.config.problem_type == "regression":  # squared error per example
-                loss = tf.reduce_mean(tf.square(logits32 - tf.reshape(tf.cast(y, tf.float32), (-1, n))), -1)
-            elif self.config.problem_type == "multi_label_classification" or (
-                y.shape.rank == 2 and y.dtype.is_floating
-            ):  # transformers' TF classes have no multi-label loss; PyTorch's: BCE, here per example
-                per_label = tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(y, tf.float32), logits32)
-                loss = tf.reduce_mean(per_label, -1)
-            else:
-                loss = _sparse_ce(tf.reshape(y, (-1,)), logits)
+        loss = self.hf_compute_loss(labels["labels"], logits) if "labels" in labels else None
         return TFSequenceClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+
+    def hf_compute_loss(self, labels: Any, logits: tf.Tensor) -> tf.Tensor:
+        """Per example: the squared error (regression), the multi-label loss of PyTorch's classes (BCE; float
+        multi-hot labels), else the cross-entropy."""
+        y = tf.convert_to_tensor(labels)
+        logits32 = tf.cast(logits, tf.float32)
+        n = self.config.num_labels
+        if n == 1 or self.config.problem_type == "regression":
+            return tf.reduce_mean(tf.square(logits32 - tf.reshape(tf.cast(y, tf.float32), (-1, n))), -1)
+        if self.config.problem_type == "multi_label_classification" or (
+            y.shape.rank == 2 and y.dtype.is_floating
+        ):
+            # (transformers' TF classes have no multi-label loss)
+            return tf.reduce_mean(
+                tf.nn.sigmoid_cross_entropy_with_logits(tf.cast(y, tf.float32), logits32), -1
+            )
+        return _sparse_ce(tf.reshape(y, (-1,)), logits)
 
 
 class TFAlbertForTokenClassification(TFAlbertPreTrainedModel):
@@ -1059,11 +1108,12 @@ class TFAlbertForTokenClassification(TFAlbertPreTrainedModel):
 
     def head(self, out: BaseModelOutputWithPooling, labels: dict[str, Any], training: bool) -> Any:
         logits = self.classifier(self.dropout(out.last_hidden_state, training=training))
-        loss = None
-        if "labels" in labels:
-            y = tf.cast(tf.convert_to_tensor(labels["labels"]), tf.int32)
-            loss = _masked_mean_ce(y, logits, keep=y >= 0)
+        loss = self.hf_compute_loss(labels["labels"], logits) if "labels" in labels else None
         return TFTokenClassifierOutput(loss, logits, out.hidden_states, out.attentions)
+
+    def hf_compute_loss(self, labels: Any, logits: tf.Tensor) -> tf.Tensor:
+        y = tf.cast(tf.convert_to_tensor(labels), tf.int32)
+        return _masked_mean_ce(y, logits, keep=y >= 0)
 
 
 class TFAlbertForQuestionAnswering(TFAlbertPreTrainedModel):
@@ -1080,18 +1130,24 @@ class TFAlbertForQuestionAnswering(TFAlbertPreTrainedModel):
         start, end = logits[..., 0], logits[..., 1]
         loss = None
         if "start_positions" in labels and "end_positions" in labels:
-            T = tf.shape(start)[1]
-
-            def part(positions: Any, logits: tf.Tensor) -> tf.Tensor:
-                # A position outside the window (an answer cut off by truncation) adds nothing, as the
-                # PyTorch classes ignore it; transformers' TF loss has no such case and fails on it.
-                positions = tf.reshape(_int(positions), (-1,))
-                inside = (positions >= 0) & (positions < T)
-                losses = _sparse_ce(tf.clip_by_value(positions, 0, T - 1), logits)
-                return tf.where(inside, losses, tf.zeros_like(losses))
-
-            loss = (part(labels["start_positions"], start) + part(labels["end_positions"], end)) / 2.0
+            positions = {"start_position": labels["start_positions"], "end_position": labels["end_positions"]}
+            loss = self.hf_compute_loss(positions, (start, end))
         return TFQuestionAnsweringModelOutput(loss, start, end, out.hidden_states, out.attentions)
+
+    def hf_compute_loss(self, labels: Mapping[str, Any], logits: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+        """Per example, the mean of the start and end cross-entropies; `labels` by transformers' names
+        (start_position, end_position)."""
+        T = tf.shape(logits[0])[1]
+
+        def part(positions: Any, logits: tf.Tensor) -> tf.Tensor:
+            # A position outside the window (an answer cut off by truncation) adds nothing, as the PyTorch
+            # classes ignore it; transformers' TF loss has no such case and fails on it.
+            positions = tf.reshape(_int(positions), (-1,))
+            inside = (positions >= 0) & (positions < T)
+            losses = _sparse_ce(tf.clip_by_value(positions, 0, T - 1), logits)
+            return tf.where(inside, losses, tf.zeros_like(losses))
+
+        return (part(labels["start_position"], logits[0]) + part(labels["end_position"], logits[1])) / 2.0
 
 
 class TFAlbertForMultipleChoice(TFAlbertPreTrainedModel):
@@ -1123,5 +1179,8 @@ class TFAlbertForMultipleChoice(TFAlbertPreTrainedModel):
             *flat, head_mask, embeds, output_attentions, output_hidden_states, training=training
         )
         logits = tf.reshape(self.classifier(self.dropout(out.pooler_output, training=training)), (-1, C))
-        loss = _sparse_ce(tf.reshape(_int(labels["labels"]), (-1,)), logits) if "labels" in labels else None
+        loss = self.hf_compute_loss(labels["labels"], logits) if "labels" in labels else None
         return TFMultipleChoiceModelOutput(loss, logits, out.hidden_states, out.attentions)
+
+    def hf_compute_loss(self, labels: Any, logits: tf.Tensor) -> tf.Tensor:
+        return _sparse_ce(tf.reshape(_int(labels), (-1,)), logits)
