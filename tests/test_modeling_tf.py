@@ -21,6 +21,7 @@ from tests.conftest import (
     framework_config,
     framework_inputs,
     output_pairs,
+    spiece_or_skip,
 )
 
 import openalbert
@@ -678,3 +679,44 @@ def test_transformers_tf_model_api_around_the_call(head):
     assert served.hidden_states is None  # the config does not ask for them
     with pytest.raises(NotImplementedError, match="upload_folder"):
         model.push_to_hub("someone/model")
+
+
+def test_prepare_tf_dataset_batches_as_transformers_and_fit_trains_on_it():
+    datasets = pytest.importorskip("datasets")
+    transformers = pytest.importorskip("transformers")
+    spiece = spiece_or_skip()
+    rng = np.random.RandomState(0)
+    rows = [list(rng.randint(5, 99, rng.randint(3, 9))) for _ in range(10)]
+    data = datasets.Dataset.from_dict(
+        {
+            "input_ids": rows,
+            "token_type_ids": [[0] * len(r) for r in rows],
+            "label": [i % 2 for i in range(10)],
+            "text": ["unused"] * 10,
+        }  # fmt: skip
+    )
+    model = modeling_tf.TFAlbertForSequenceClassification(framework_config())
+    theirs = transformers.TFAlbertForSequenceClassification(transformers.AlbertConfig(**TINY, num_labels=2))
+    ours_tok, their_tok = openalbert.AlbertTokenizer(spiece), transformers.AlbertTokenizer(str(spiece))
+    got = model.prepare_tf_dataset(data, batch_size=4, shuffle=False, tokenizer=ours_tok)
+    expected = theirs.prepare_tf_dataset(data, batch_size=4, shuffle=False, tokenizer=their_tok)
+    assert len(got) == len(expected) == 3  # the last short batch kept without shuffling
+    for (x, y), (ex, ey) in zip(got, expected):
+        assert sorted(x) == sorted(ex) == ["attention_mask", "input_ids", "token_type_ids"]
+        for key in x:
+            np.testing.assert_array_equal(x[key], ex[key])
+        np.testing.assert_array_equal(y, ey)
+    shuffled = model.prepare_tf_dataset(data, batch_size=4, tokenizer=ours_tok)
+    assert len(shuffled) == 2  # shuffling drops the last short batch, as in transformers
+    model.compile(optimizer=modeling_tf.keras.optimizers.Adam(1e-3))
+    history = model.fit(shuffled, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    # token labels are padded with -100 to the batch's width
+    tagged = datasets.Dataset.from_dict({"input_ids": rows[:4], "labels": [[1] * len(r) for r in rows[:4]]})
+    model = modeling_tf.TFAlbertForTokenClassification(framework_config())
+    ((x, y),) = list(model.prepare_tf_dataset(tagged, batch_size=4, shuffle=False, tokenizer=ours_tok))
+    np.testing.assert_array_equal(y.numpy() == -100, x["attention_mask"].numpy() == 0)
+    with pytest.raises(ValueError, match="pass tokenizer="):
+        list(model.prepare_tf_dataset(tagged, batch_size=4, shuffle=False))
+    with pytest.raises(TypeError, match="datasets.Dataset"):
+        model.prepare_tf_dataset({"input_ids": rows})

@@ -23,7 +23,7 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -635,6 +635,48 @@ class TFAlbertPreTrainedModel(keras.Model):
         """The head's loss of `labels` and `logits`, as the call computes it (transformers' TF loss mixins)."""
         raise NotImplementedError(f"{type(self).__name__} has no loss of its own")
 
+    def prepare_tf_dataset(
+        self,
+        dataset: Any,
+        batch_size: int = 8,
+        shuffle: bool = True,
+        tokenizer: Any = None,
+        collate_fn: Callable[..., dict[str, Any]] | None = None,
+        collate_fn_args: dict[str, Any] | None = None,
+        drop_remainder: bool | None = None,
+        prefetch: bool = True,
+    ) -> tf.data.Dataset:
+        """A `datasets.Dataset` as the tf.data.Dataset that `fit` takes, as transformers makes it: the columns
+        the call reads as inputs, the head's label columns ("label" and "label_ids" read as "labels") as
+        labels, the others dropped; batches padded by `tokenizer` (label lists to the same width with -100),
+        or stacked as they are without one; the last short batch dropped when shuffling, unless told."""
+        if not hasattr(dataset, "to_tf_dataset"):
+            raise TypeError(
+                f"prepare_tf_dataset takes a datasets.Dataset (pip install datasets), not {type(dataset).__name__}"
+            )
+        renamed = {"label": "labels", "label_ids": "labels"}
+        wanted = set(_CALL_ORDER) | set(self.label_names)
+        dataset = dataset.remove_columns([c for c in dataset.column_names if renamed.get(c, c) not in wanted])
+        if not any(c in _CALL_ORDER for c in dataset.column_names):
+            raise ValueError(f"the dataset has no input column ({', '.join(_CALL_ORDER)})")
+        if collate_fn is None:
+            collate_fn, collate_fn_args = _collate, {"tokenizer": tokenizer}
+        collate_fn_args = collate_fn_args or {}
+        # The columns of a batch as the collation makes them (padding adds attention_mask)
+        sample = collate_fn([dataset[i] for i in range(min(2, len(dataset)))], **collate_fn_args)
+        inputs = [c for c in sample if c in _CALL_ORDER]
+        labels = [c for c in sample if c in self.label_names]
+        return dataset.to_tf_dataset(
+            columns=inputs[0] if len(inputs) == 1 else inputs,
+            label_cols=(labels[0] if len(labels) == 1 else labels) or None,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_remainder=shuffle if drop_remainder is None else drop_remainder,
+            collate_fn=collate_fn,
+            collate_fn_args=collate_fn_args,
+            prefetch=prefetch,
+        )
+
     def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(
             "openalbert does not upload models; save_pretrained(dir), then "
@@ -1001,6 +1043,38 @@ def _snake(name: str) -> str:
 
 # The order of the call's inputs, for a list of them as the first argument (transformers' TF classes).
 _CALL_ORDER = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "head_mask", "inputs_embeds")
+
+
+def _collate(features: list[dict[str, Any]], tokenizer: Any = None) -> dict[str, np.ndarray]:
+    """A batch of dataset rows as numpy arrays (prepare_tf_dataset's default): "label"/"label_ids" named
+    "labels"; with a tokenizer, the token inputs padded by it and label lists padded to their width with
+    -100; without one, rows stacked as they are."""
+    renamed = {"label": "labels", "label_ids": "labels"}
+    features = [{renamed.get(k, k): v for k, v in f.items()} for f in features]
+    batch: dict[str, np.ndarray] = {}
+    if tokenizer is not None:
+        padded = [
+            {k: v for k, v in f.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            for f in features
+        ]
+        batch = dict(tokenizer.pad(padded, padding=True, return_tensors="np"))
+        width = batch["input_ids"].shape[-1]
+        left = getattr(tokenizer, "padding_side", "right") == "left"
+        for f in features:
+            if isinstance(f.get("labels"), (list, tuple, np.ndarray)) and len(f["labels"]) < width:
+                fill = [-100] * (width - len(f["labels"]))
+                f["labels"] = fill + list(f["labels"]) if left else list(f["labels"]) + fill
+    for key in features[0]:
+        if key not in batch:
+            try:
+                batch[key] = np.array([f[key] for f in features])
+            except ValueError:
+                raise ValueError(
+                    f"the rows' {key} have different lengths: pass tokenizer= to pad them"
+                ) from None
+            if batch[key].dtype == object:
+                raise ValueError(f"the rows' {key} have different lengths: pass tokenizer= to pad them")
+    return batch
 
 
 def _is_ids(x: Any) -> bool:
