@@ -181,26 +181,54 @@ def test_save_pretrained_is_read_by_pytorch_and_transformers_tf(tmp_path):
         np.testing.assert_array_equal(again.state_dict()[name], array, err_msg=name)
 
 
-def test_save_pretrained_shards_and_writes_a_bin_that_transformers_tf_reads(tmp_path):
-    # transformers' save_pretrained options; before, refused. Its TF from_pretrained(from_pt=True) reads the
-    # pytorch_model.bin that safe_serialization=False writes (not model.safetensors, see above).
-    import transformers
-
+def test_save_pretrained_shards_safetensors(tmp_path):
+    # transformers' save_pretrained options; before, refused
     model = modeling_tf.TFAlbertForMaskedLM(framework_config())
     model.predictions.bias.assign(tf.random.normal((TINY["vocab_size"],)))
     model.save_pretrained(tmp_path / "shards", max_shard_size="20KB")
     shards = sorted(p.name for p in (tmp_path / "shards").glob("model-*-of-*.safetensors"))
     assert len(shards) > 1 and (tmp_path / "shards" / "model.safetensors.index.json").is_file()
     assert not (tmp_path / "shards" / "model.safetensors").exists()
-    model.save_pretrained(tmp_path / "bin", safe_serialization=False)
-    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["config.json", "pytorch_model.bin"]
     batch = framework_inputs("AlbertForMaskedLM")
-    expected = model(**batch).logits.numpy()
-    for directory in ("shards", "bin"):
-        again = modeling_tf.TFAlbertForMaskedLM.from_pretrained(tmp_path / directory)
-        np.testing.assert_array_equal(again(**batch).logits.numpy(), expected, err_msg=directory)
-    theirs = transformers.TFAlbertForMaskedLM.from_pretrained(tmp_path / "bin", from_pt=True)
-    np.testing.assert_allclose(theirs(**batch).logits, expected, atol=1e-5, rtol=0)
+    again = modeling_tf.TFAlbertForMaskedLM.from_pretrained(tmp_path / "shards")
+    np.testing.assert_array_equal(again(**batch).logits.numpy(), model(**batch).logits.numpy())
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_safe_serialization_false_writes_the_tf_model_h5_transformers_tf_classes_read(tmp_path, head):
+    # As transformers' TF classes save by default: tf_model.h5 (or its shards), which they read without
+    # from_pt (their TF from_pretrained cannot read model.safetensors with safetensors >= 0.8); it was
+    # pytorch_model.bin before. Every class here reads it too, and weights of another layout are removed.
+    import transformers
+
+    model = getattr(modeling_tf, f"TF{head}")(framework_config())
+    if hasattr(model, "predictions"):
+        model.predictions.bias.assign(tf.random.normal((TINY["vocab_size"],)))
+    batch = framework_inputs(head)
+    expected = model(batch)
+    first = [k for k in expected if k != "loss"][0]
+    for size, files in (("5GB", ["config.json", "tf_model.h5"]), ("20KB", None)):
+        directory = tmp_path / size
+        model.save_pretrained(directory)  # a safetensors save first: replaced by the h5 below
+        model.save_pretrained(directory, safe_serialization=False, max_shard_size=size)
+        names = sorted(p.name for p in directory.iterdir())
+        if files is not None:
+            assert names == files
+        else:
+            assert "tf_model.h5.index.json" in names and len(names) > 3 and "model.safetensors" not in names
+        theirs, info = getattr(transformers, f"TF{head}").from_pretrained(directory, output_loading_info=True)
+        assert not info["missing_keys"] and not info["mismatched_keys"], info
+        assert all(k.startswith("dropout") for k in info["unexpected_keys"]), info  # (Keras' own layer names)
+        np.testing.assert_allclose(theirs(batch)[first], expected[first], atol=1e-5, rtol=0, err_msg=size)
+        again = getattr(modeling_tf, f"TF{head}").from_pretrained(directory)
+        np.testing.assert_array_equal(again(batch)[first].numpy(), expected[first].numpy(), err_msg=size)
+    # (sdpa: every position computed, padding too, as the TF classes compute them)
+    torch_model = (
+        getattr(openalbert, head).from_pretrained(tmp_path / "20KB", attn_implementation="sdpa").eval()
+    )
+    with torch.no_grad():
+        got = torch_model(**{k: torch.tensor(v) for k, v in batch.items()})[first]
+    np.testing.assert_allclose(got.numpy(), expected[first].numpy(), atol=1e-5, rtol=0)
 
 
 def test_a_head_reads_a_bare_checkpoint_and_reports_its_fresh_weights(tmp_path, caplog):

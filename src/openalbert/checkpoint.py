@@ -908,15 +908,78 @@ def write_weights(
             "weight_map": {key: name for name, tensors in written.items() for key in tensors},
         }
         _write_atomically(directory / index_name, lambda tmp: tmp.write_text(json.dumps(index, indent=2)))
-    # Stale weights of another layout would shadow or contradict what was just written.
-    keep = set(written) | ({index_name} if len(shards) > 1 else set())
+    _remove_stale(directory, set(written) | ({index_name} if len(shards) > 1 else set()), variant)
+
+
+def _remove_stale(directory: Path, keep: set[str], variant: str | None = None, tf: bool = False) -> None:
+    """Remove the PyTorch weights (of the same variant), and with `tf` the TF ones, other than the files
+    `keep`: read before or beside what was just written, they would shadow or contradict it. (TF weights
+    are read after these, so a PyTorch save leaves them.)"""
     names = [
         variant_name(name, variant)
         for name in (SAFE_WEIGHTS_NAME, PT_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_INDEX_NAME)
     ]
-    stale = [*names, *(p.name for name in names[:2] for p in directory.glob(_shard_glob(name)))]
+    if tf:
+        names += [TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME]
+    singles = [name for name in names if not name.endswith(".json")]
+    stale = [*names, *(p.name for name in singles for p in directory.glob(_shard_glob(name)))]
     for name in set(stale) - keep:
         (directory / name).unlink(missing_ok=True)
+
+
+def write_tf_h5(
+    directory: Path, layers: list[tuple[str, list[tuple[str, np.ndarray]]]], model_name: str, limit: int
+) -> None:
+    """tf_model.h5 as transformers' TF classes save it (Keras' HDF5 weights: a group per top-level layer with
+    its `weight_names`, each weight at its full name), or shards of at most `limit` bytes (tf_model-00001-
+    of-0000N.h5, each weight at its name without the model's, with tf_model.h5.index.json), from `layers`:
+    (layer name, [(weight name, array)]). Weights of another layout are removed. Needs h5py."""
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("writing tf_model.h5 needs h5py: pip install h5py (or 'openalbert[tf]')") from None
+
+    def names(values: list[str]) -> np.ndarray:
+        return np.array([v.encode("utf8") for v in values])
+
+    weights = {
+        name: array for _, pairs in layers for name, array in pairs
+    }  # (a weight two layers hold: once)
+    shards = _split_shards(weights, limit)  # type: ignore[arg-type]
+    if len(shards) == 1:
+
+        def write(tmp: Path) -> None:
+            with h5py.File(tmp, "w") as f:
+                f.attrs["backend"], f.attrs["keras_version"] = "tensorflow", "2.15.0"
+                f.attrs["layer_names"] = names([layer for layer, _ in layers])
+                for layer, pairs in layers:
+                    group = f.create_group(layer)
+                    group.attrs["weight_names"] = names([name for name, _ in pairs])
+                    for name, array in pairs:
+                        group.create_dataset(name, data=array)
+
+        _write_atomically(directory / TF2_WEIGHTS_NAME, write)
+        _remove_stale(directory, {TF2_WEIGHTS_NAME}, tf=True)
+        return
+    files = {f"tf_model-{i:05d}-of-{len(shards):05d}.h5": shard for i, shard in enumerate(shards, 1)}
+    for file, shard in files.items():
+
+        def write_shard(tmp: Path, shard: dict[str, np.ndarray] = shard) -> None:
+            inner = {name.removeprefix(f"{model_name}/"): array for name, array in sorted(shard.items())}
+            with h5py.File(tmp, "w") as f:
+                for name, array in inner.items():
+                    f.create_dataset(name, data=array)
+                f.attrs["layer_names"] = names(list(inner))
+
+        _write_atomically(directory / file, write_shard)
+    index = {
+        "metadata": {"total_size": sum(a.nbytes for a in weights.values())},
+        "weight_map": {name: file for file, shard in files.items() for name in shard},
+    }
+    _write_atomically(
+        directory / TF2_WEIGHTS_INDEX_NAME, lambda tmp: tmp.write_text(json.dumps(index, indent=2))
+    )
+    _remove_stale(directory, {*files, TF2_WEIGHTS_INDEX_NAME}, tf=True)
 
 
 _SIZE_UNITS = {

@@ -44,7 +44,9 @@ from openalbert.checkpoint import (
     refuse_pruned,
     resolve_weights,
     save_numpy_state,
+    shard_bytes,
     untied_decoder_refused,
+    write_tf_h5,
 )
 from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs
 from openalbert.heads import (
@@ -1006,18 +1008,24 @@ class TFAlbertPreTrainedModel(keras.Model):
     ) -> Path:
         """Write config.json and model.safetensors in PyTorch's layout (transformers' names, the decoder
         tied), which the PyTorch, Flax and TF classes here and transformers' classes all read; safetensors
-        shards with an index above `max_shard_size`, pytorch_model.bin with `safe_serialization=False`. With
-        `saved_model=True` also a TF SavedModel with the `serving` signature in saved_model/<version>, as
-        transformers' TF classes write it for TF Serving."""
-        state = self.state_dict()
-        directory = save_numpy_state(
-            directory,
-            self.config,
-            type(self).__name__.removeprefix("TF"),
-            state,
-            safe_serialization=safe_serialization,
-            max_shard_size=max_shard_size,
-        )
+        shards with an index above `max_shard_size`. With `safe_serialization=False`, tf_model.h5 (or its
+        shards) as transformers' TF classes write it, which they read without from_pt (and the classes here
+        too). With `saved_model=True` also a TF SavedModel with the `serving` signature in
+        saved_model/<version>, as transformers' TF classes write it for TF Serving."""
+        if safe_serialization:
+            directory = save_numpy_state(
+                directory,
+                self.config,
+                type(self).__name__.removeprefix("TF"),
+                self.state_dict(),
+                max_shard_size=max_shard_size,
+            )
+        else:
+            directory = Path(directory)
+            directory.mkdir(parents=True, exist_ok=True)
+            self.config.extra["architectures"] = [type(self).__name__.removeprefix("TF")]
+            self.config.save_pretrained(directory)
+            write_tf_h5(directory, self._h5_layers(), self.name, shard_bytes(max_shard_size))
         if saved_model:
             path = directory / "saved_model" / str(version)
             serving = self.serving()
@@ -1029,6 +1037,23 @@ class TFAlbertPreTrainedModel(keras.Model):
                 root.weights_list, root.serve = list(self.variables), serving
             tf.saved_model.save(root, str(path), signatures={"serving_default": serving})
         return directory
+
+    def _h5_layers(self) -> list[tuple[str, list[tuple[str, np.ndarray]]]]:
+        """The weights by top-level layer, by their full names, as Keras' HDF5 format (and transformers' TF
+        classes) store them: the masked-LM head also holds the embeddings it decodes with, and its bias
+        again as the decoder's (which transformers' TF head computes with)."""
+
+        def name(weight: Any) -> str:
+            return getattr(weight, "path", None) or weight.name.removesuffix(":0")
+
+        layers = []
+        for layer in self.layers:
+            pairs = [(name(w) + ":0", w.numpy()) for w in layer.weights]
+            if isinstance(layer, TFAlbertMLMHead):
+                pairs.insert(1, (f"{self.name}/predictions/decoder/bias:0", layer.bias.numpy()))
+                pairs += [(n, a) for n, a in dict(layers)["albert"] if f"{self.name}/albert/embeddings/" in n]
+            layers.append((layer.name, pairs))
+        return layers
 
 
 def _snake(name: str) -> str:
