@@ -325,12 +325,17 @@ def test_text_classification_takes_the_tokenizer_options_transformers_forwards(m
         {"truncation": True, "max_length": 6},
         {"max_length": 7},
         {"padding": True},
+        {"add_special_tokens": False},
+        {"return_token_type_ids": False},
+        {"add_special_tokens": False, "return_token_type_ids": False, "truncation": True, "max_length": 5},
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # transformers: max_length without truncation
             assert_matches(ours(texts, **options), theirs(texts, **options))
     with pytest.raises(ValueError, match="pass truncation=True"):
         ours("word " * 600, truncation=False)
+    with pytest.raises(ValueError, match="no tokens"):
+        ours("", add_special_tokens=False)
 
 
 def test_pipeline_object_api_as_transformers(models, tmp_path) -> None:

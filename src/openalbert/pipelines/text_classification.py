@@ -69,6 +69,8 @@ class TextClassificationPipeline(Pipeline):
         truncation: bool | str | None = None,
         max_length: int | None = None,
         padding: Any = None,
+        add_special_tokens: bool | None = None,
+        return_token_type_ids: bool | None = None,
     ) -> dict[str, Any]:
         # "legacy": transformers' old output, a dict for top_k=1 and every label unsorted for top_k=None;
         # any top_k given wins over return_all_scores and gives the sorted list. An older checkpoint's
@@ -113,6 +115,10 @@ class TextClassificationPipeline(Pipeline):
             "truncation": cut,
             "side": side,
             "max_length": limit,
+            # (tokenizer keywords too: without special tokens the input is the texts' tokens alone, segment
+            # ids 0 then 1 as the fast tokenizer gives them; without token type ids every segment id is 0)
+            "specials": as_bool("add_special_tokens", add_special_tokens, True),
+            "types": as_bool("return_token_type_ids", return_token_type_ids, True),
         }
 
     def _merge_params(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -166,16 +172,25 @@ class TextClassificationPipeline(Pipeline):
             [item["text"], item["text_pair"]] if pair else [item["text"] if isinstance(item, dict) else item]
         )
         encoded = [ids for ids, _ in self._encode(texts)]
-        room = params["max_length"] - 2 - pair
+        specials = (2 + pair) if params["specials"] else 0
+        room = params["max_length"] - specials
         if not params["truncation"] and sum(map(len, encoded)) > room:
             raise ValueError(
-                f"an input of {sum(map(len, encoded)) + 2 + pair} tokens is longer than the model's "
+                f"an input of {sum(map(len, encoded)) + specials} tokens is longer than the model's "
                 f"{params['max_length']}; pass truncation=True to cut it"
             )
         first, second = truncate_pair(
             encoded[0], encoded[1] if pair else None, room, params["side"] or "longest_first"
         )
-        return [self._build(first, second)]
+        if params["specials"]:
+            feature = self._build(first, second)
+        else:
+            feature = Feature(first + (second or []), [0] * len(first) + [1] * len(second or []))
+            if not feature.input_ids:
+                raise ValueError("this input has no tokens, and add_special_tokens=False adds none")
+        if not params["types"]:
+            feature.token_type_ids = [0] * len(feature.input_ids)
+        return [feature]
 
     def _forward(self, model: Any, batch: dict[str, torch.Tensor], features: list[Feature]) -> list[Any]:
         return list(model(**batch, return_dict=True).logits.float().cpu())
