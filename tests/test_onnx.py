@@ -205,6 +205,21 @@ def test_export_into_the_models_own_directory(tmp_path: Path) -> None:
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "config.json").is_file()
 
 
+def test_export_over_an_earlier_one_leaves_none_of_its_files(tmp_path: Path) -> None:
+    # An earlier export's int8 model and tokenizer files were left beside the new model.onnx.
+    from openalbert.fast.onnx import export_onnx_dir
+
+    first, second = tmp_path / "mlm", tmp_path / "cls"
+    openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY)).save_pretrained(first)
+    (first / "spiece.model").write_bytes(b"an earlier tokenizer")
+    openalbert.AlbertForSequenceClassification(openalbert.AlbertConfig(**TINY)).save_pretrained(second)
+    out = tmp_path / "out"
+    export_onnx_dir(first, out, int8=True)
+    assert {"model_int8.onnx", "spiece.model"} <= {p.name for p in out.iterdir()}
+    export_onnx_dir(second, out)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.onnx"]
+
+
 def test_cli_unknown_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from openalbert.cli import main
 
@@ -212,6 +227,10 @@ def test_cli_unknown_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("openalbert export: error:") and err.count("\n") == 1
+    code = main(
+        ["export", "onnx", str(tmp_path / "absent"), "--output", str(tmp_path / "out"), "--reduce-range"]
+    )
+    assert code == 2 and "add --int8" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("quantised", ["model", "base"])

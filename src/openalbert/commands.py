@@ -524,6 +524,8 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
 def _export(args: argparse.Namespace) -> int:
     from openalbert.cli import CLIError
 
+    if args.reduce_range is not None and not args.int8:
+        raise CLIError("--reduce-range applies to the int8 model: add --int8")
     try:
         from openalbert.fast.onnx import export_onnx_dir
 

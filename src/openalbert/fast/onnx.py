@@ -222,15 +222,19 @@ def export_onnx_dir(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     export_onnx(cls.from_pretrained(source), output_dir / ONNX_NAME, opset=opset, max_length=max_length)
+    own = output_dir.resolve() == source.resolve()  # (exported into the model's own directory)
     for name in (CONFIG_NAME, *TOKENIZER_FILES):
         target = output_dir / name
-        # (exported into the model's own directory, its files are already there)
         if (source / name).is_file() and not (target.exists() and os.path.samefile(source / name, target)):
             shutil.copyfile(source / name, target)
+        elif not own and not (source / name).is_file():
+            target.unlink(missing_ok=True)  # an earlier export's, of another model
     if int8:
         quantize_onnx_int8(
             output_dir / ONNX_NAME, output_dir / ONNX_INT8_NAME, config=config, reduce_range=reduce_range
         )
+    else:  # an earlier export's int8 model would not be this model's
+        (output_dir / ONNX_INT8_NAME).unlink(missing_ok=True)
     return output_dir
 
 
