@@ -104,8 +104,19 @@ def test_cli(training_text: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
         "--vocab-size",
         "200000",
     ]
+    # a directory that holds a tokenizer is refused (its vocabulary was silently replaced), unless told
     assert main(too_big) == 2
+    assert "already holds a tokenizer" in capsys.readouterr().err
+    assert main([*too_big, "--overwrite"]) == 2
     assert "Vocabulary size too high" in capsys.readouterr().err
+    tok = AlbertTokenizer.from_pretrained(out)
+    tok.add_tokens(["NewWord"])
+    tok.save_pretrained(out)
+    assert (out / "added_tokens.json").is_file()
+    replace = ["train-tokenizer", "--input", str(training_text), "--output", str(out), "--vocab-size", "1100"]
+    assert main([*replace, "--overwrite"]) == 0
+    # the earlier tokenizer's added tokens are gone with it (they made the directory unreadable)
+    assert not (out / "added_tokens.json").exists() and len(AlbertTokenizer.from_pretrained(out)) == 1100
 
 
 def test_errors(training_text: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ def _train_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-accents", action="store_true", help="do not strip accents")
     p.add_argument("--character-coverage", type=float, default=0.99995)
     p.add_argument("--input-sentence-size", type=int, default=10_000_000, help="lines sampled for training")
+    p.add_argument("--overwrite", action="store_true", help="replace a tokenizer already in --output")
 
 
 @command(
@@ -38,6 +39,7 @@ def _train_tokenizer(args: argparse.Namespace) -> int:
         keep_accents=args.keep_accents,
         character_coverage=args.character_coverage,
         input_sentence_size=args.input_sentence_size,
+        overwrite=args.overwrite,
     )
     print(f"{args.output}\t{tok.vocab_size} pieces")
     return 0

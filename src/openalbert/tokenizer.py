@@ -766,11 +766,15 @@ class AlbertTokenizer:
             written.append(out / ADDED_TOKENS_NAME)
             text = json.dumps(new_ids, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
             written[-1].write_text(text, encoding="utf-8")
+        else:  # an earlier tokenizer's, saved in this directory: its tokens are not this one's
+            (out / ADDED_TOKENS_NAME).unlink(missing_ok=True)
         written[1].write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         written[2].write_text(json.dumps(special_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if write_tokenizer_json:
             written.append(out / TOKENIZER_JSON_NAME)
             self.to_tokenizers().save(str(written[-1]))
+        else:  # (transformers' fast tokenizer would read an earlier one)
+            (out / TOKENIZER_JSON_NAME).unlink(missing_ok=True)
         return written
 
     def to_tokenizers(self) -> Any:

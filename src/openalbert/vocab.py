@@ -67,11 +67,13 @@ def train_tokenizer(
     input_sentence_size: int = 10_000_000,
     num_threads: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> AlbertTokenizer:
     """Train a unigram SentencePiece vocabulary with ALBERT's settings and save a tokenizer directory.
 
     `output_dir` receives spiece.model, tokenizer_config.json and special_tokens_map.json (and
-    tokenizer.json), which AlbertTokenizer and transformers' AlbertTokenizer both load.
+    tokenizer.json), which AlbertTokenizer and transformers' AlbertTokenizer both load. A directory that
+    already holds a vocabulary (a model trained with it may depend on it) is replaced only with `overwrite`.
     """
     import sentencepiece as spm
 
@@ -81,6 +83,11 @@ def train_tokenizer(
     reserved = 2 + len(CONTROL_SYMBOLS) + len(user_defined_symbols)
     if vocab_size <= reserved:
         raise ValueError(f"vocab_size {vocab_size} must exceed the {reserved} reserved pieces")
+    if not overwrite and (Path(output_dir) / "spiece.model").exists():
+        raise FileExistsError(
+            f"{output_dir} already holds a tokenizer (spiece.model); pass overwrite=True (--overwrite) to "
+            "replace it, or choose another directory"
+        )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output_dir) as tmp:
