@@ -287,7 +287,7 @@ def test_resuming_a_finished_run_or_past_its_steps(tmp_path, capsys):
     out = tmp_path / "run"
     train(tiny_objective(), SyntheticPretraining(), run_config(out))
     weights = final_weights(out)
-    again = train(tiny_objective(seed=5), SyntheticPretraining(), run_config(out, resume=True, progress=True))
+    again = train(tiny_objective(seed=5), SyntheticPretraining(), run_config(out, resume=True))
     assert again.step == 6 and not again.interrupted and "nothing left to train" in capsys.readouterr().err
     assert all(torch.equal(weights[k], v) for k, v in final_weights(out).items())
     with pytest.raises(ValueError, match="is at step 6, past this run's 4 steps"):

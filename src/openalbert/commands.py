@@ -190,7 +190,11 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fsdp", action="store_true", help="under torchrun: shard with FSDP2 instead of DDP")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (the lines on what was read, each evaluation and a resumption still print)",
+    )
 
 
 @command(
@@ -439,7 +443,11 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="start over in an --output that has checkpoints")
     p.add_argument("--log-every", type=int, default=10, help="steps per metrics.jsonl row")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (the lines on what was read, each evaluation and a resumption still print)",
+    )
 
 
 @command(

@@ -626,7 +626,7 @@ def finetune(
                 f"metric {metric!r} needs {count.split('_')[1]} questions, and {val_path} has none"
             )
     metric_key = f"eval_{metric}"
-    if progress and int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # (with or without the progress bars)
         print(f"openalbert: {task}: {_describe(spec.summary)}; best model by {metric_key}", file=sys.stderr)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_train = len(spec.train_features)

@@ -731,7 +731,7 @@ class Trainer:
             warnings.warn(
                 "resuming with a different number of processes: random streams restart", stacklevel=2
             )
-        if self.env.is_main and self.config.progress:
+        if self.env.is_main:  # (a line of its own, with or without the progress bar)
             print(f"openalbert: resumed from {directory} at step {self.step}", file=sys.stderr)
 
     def _trim_metrics(self) -> None:
@@ -1072,8 +1072,9 @@ class Trainer:
         )
 
     def _report(self, metrics: dict[str, Any], improved: bool) -> None:
-        """One line on stderr per evaluation, above the progress bar: its numbers (metrics.jsonl has them all)."""
-        if not (self.config.progress and self.env.is_main):
+        """One line on stderr per evaluation (above the progress bar, if any): its numbers (metrics.jsonl has
+        them all)."""
+        if not self.env.is_main:
             return
         from tqdm.auto import tqdm
 
@@ -1107,7 +1108,7 @@ class Trainer:
         self.last_eval: dict[str, float] = {}
         # (a resumed run that already reached its last step trains nothing and exports its checkpoint again)
         result = TrainResult(step=self.step, output_dir=self.output_dir, last_checkpoint=self.resumed_from)
-        if self.resumed_from is not None and self.step == self.max_steps and env.is_main and cfg.progress:
+        if self.resumed_from is not None and self.step == self.max_steps and env.is_main:
             print(f"openalbert: the run finished at step {self.step}; nothing left to train", file=sys.stderr)
         bar = tqdm(
             total=self.max_steps,
