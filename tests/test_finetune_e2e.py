@@ -476,7 +476,7 @@ def test_question_answering_options_are_checked_before_training(pretrained, tmp_
         assert not out.exists(), options  # nothing was trained or written
 
 
-def test_a_fine_tuned_model_keeps_its_label_ids(pretrained, tmp_path):
+def test_a_fine_tuned_model_keeps_its_label_ids(pretrained, tmp_path, capsys):
     # Labels that are the model's own (here in non-alphabetical order) keep their ids, so its head still
     # means what it meant: transformers' example scripts do the same.
     classifier = openalbert.AlbertForSequenceClassification.from_pretrained(
@@ -493,6 +493,16 @@ def test_a_fine_tuned_model_keeps_its_label_ids(pretrained, tmp_path):
     before = classifier.classifier.weight
     after = openalbert.AlbertForSequenceClassification.from_pretrained(out).classifier.weight
     torch.testing.assert_close(after, before, atol=1e-6, rtol=0)  # the head was kept, not made anew
+    assert results(out)["newly_initialised"] == []
+    # A label the head has no row for: the head starts afresh, and the run says so (before, silently, and
+    # eval_results.json listed nothing as newly initialised)
+    (tmp_path / "three.csv").write_text("text,label\ngreat,pos\nawful,neg\nfine,meh\nbad,neg\n")
+    finetune("text-classification", tmp_path / "tuned", tmp_path / "three.csv", tmp_path / "three.csv",
+             tmp_path / "three", epochs=1, batch_size=4, max_length=16, **RUN)  # fmt: skip
+    assert results(tmp_path / "three")["newly_initialised"] == ["classifier.bias", "classifier.weight"]
+    assert (
+        "classifier.bias, classifier.weight do not fit this task's head (3 labels)" in capsys.readouterr().err
+    )
 
 
 def test_integer_tags_take_their_names_and_every_example_is_trained(pretrained, tmp_path):

@@ -645,6 +645,13 @@ def finetune(
         net, info = spec.model_class.from_pretrained(
             model_dir, config=head_config, ignore_mismatched_sizes=True, output_loading_info=True
         )
+    if info["mismatched_keys"] and int(os.environ.get("RANK", "0")) == 0:
+        # a head of another shape (another label set) is not fine-tuned further: it starts afresh
+        print(
+            f"openalbert: {model_dir}'s {', '.join(info['mismatched_keys'])} do not fit this task's head "
+            f"({head_config.num_labels} labels): initialised afresh",
+            file=sys.stderr,
+        )
 
     history: list[dict[str, Any]] = []
 
@@ -718,7 +725,7 @@ def finetune(
             "evaluations": history,
             "steps": result.step,
             "early_stopped": result.early_stopped,
-            "newly_initialised": info["missing_keys"],
+            "newly_initialised": sorted(info["missing_keys"] + info["mismatched_keys"]),
             **spec.summary,
         }
         (out / RESULTS_FILE).write_text(json.dumps(record, indent=2) + "\n")
