@@ -6,7 +6,10 @@ No logic lives here beyond argument parsing and turning a user error into one li
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import warnings
 from collections.abc import Callable
 
 from openalbert import __version__
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return 2
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         return args._run(args)
     except KeyboardInterrupt:
@@ -59,9 +64,29 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except (CLIError, ValueError, FileNotFoundError, OSError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = (
+            e.args[0] if isinstance(e, KeyError) and e.args else _os_error(e) if isinstance(e, OSError) else e
+        )
         print(f"openalbert {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = shown
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], *args: object, **kwargs: object
+) -> str:
+    """A warning as the command line prints it: one line, without the library's source path and line."""
+    return f"openalbert: warning: {message}\n"
+
+
+def _os_error(e: OSError) -> str:
+    """An error from the file system, worded for a user: the path first, without Python's [Errno n]."""
+    if e.errno is None or e.filename is None:
+        return str(e)
+    if e.errno == errno.EEXIST and os.path.isfile(e.filename):
+        return f"{e.filename} is a file; a directory was expected there"
+    return f"{e.filename}: {e.strerror}"
 
 
 def _load_commands() -> None:

@@ -247,8 +247,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     elif result.interrupted:
         print(f"stopped at step {result.step}; checkpoint {result.last_checkpoint}; rerun with --resume")
     else:
-        loss = "n/a" if result.last_loss is None else f"{result.last_loss:.4f}"
-        print(f"step {result.step}: loss {loss}; model and metrics in {result.output_dir}")
+        # (no loss when the resumed run had finished and trained nothing: metrics.jsonl holds its losses)
+        loss = "trained no further" if result.last_loss is None else f"loss {result.last_loss:.4f}"
+        print(f"step {result.step}: {loss}; model and metrics in {result.output_dir}")
     return result.exit_code
 
 

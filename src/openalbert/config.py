@@ -284,6 +284,8 @@ class AlbertConfig:
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> AlbertConfig:
         path = Path(path)
+        if path.name == CONFIG_NAME and path.parent.is_dir() and not path.exists():
+            raise FileNotFoundError(f"{path.parent} holds no {CONFIG_NAME}: it is not a model directory")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import warnings
@@ -65,8 +66,25 @@ def _pandas() -> Any:
     return pandas
 
 
+def _names_undecodable_files(read: Callable[..., Any]) -> Callable[..., Any]:
+    """`read(path, ...)` with a file that is not UTF-8 named in a DataError (Python's message names none)."""
+
+    @functools.wraps(read)
+    def wrapper(path: str | Path, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(path, *args, **kwargs)
+        except UnicodeDecodeError as e:
+            raise DataError(
+                f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} cannot be read); save it as UTF-8"
+            ) from None
+
+    return wrapper
+
+
 def _check_file(path: str | Path) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"data file {path} is a directory; pass the file in it")
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} does not exist")
     if path.stat().st_size == 0:
@@ -121,6 +139,7 @@ def _bad_json_line(path: Path) -> str:
     return f"{path}: cannot be read as JSON lines"
 
 
+@_names_undecodable_files
 def read_table(path: str | Path) -> Table:
     """Read a CSV (header row), TSV (header row, no quoting), JSON-lines, JSON-array or Parquet file with
     pandas. CSV and TSV cells stay the text they are ("008" is not the number 8); JSON and Parquet values
@@ -397,6 +416,7 @@ class TaggedSentences:
         return len(self.words)
 
 
+@_names_undecodable_files
 def read_conll(path: str | Path) -> TaggedSentences:
     """Read CoNLL-style text: one `token TAB tag` per line (the tag in the last column; spaces separate
     columns when no tab is present), a blank line between sentences, `-DOCSTART-` lines skipped."""
@@ -450,6 +470,7 @@ def read_conll(path: str | Path) -> TaggedSentences:
     return TaggedSentences(path, words, tags, lines)
 
 
+@_names_undecodable_files
 def read_token_jsonl(
     path: str | Path, tokens_key: str = "tokens", tags_key: str | None = None
 ) -> TaggedSentences:
@@ -478,6 +499,7 @@ def read_token_jsonl(
     return TaggedSentences(table.path, words, tags, list(table.lines or range(1, len(words) + 1)))
 
 
+@_names_undecodable_files
 def read_token_classification(path: str | Path) -> TaggedSentences:
     """CoNLL text (.conll, .txt, .tsv, .bio, ...), or records of words and tags in JSON lines, a JSON array
     (.jsonl, .json) or Parquet (.parquet), by the file name."""
@@ -662,6 +684,7 @@ def _qa_example(record: Any, where: str, context: str | None = None) -> QAExampl
     return QAExample(str(qid), record["question"], context, _qa_answers(record, where, context), where)
 
 
+@_names_undecodable_files
 def read_squad(path: str | Path) -> list[QAExample]:
     """Read SQuAD v1.1 / v2.0 JSON (`data[].paragraphs[].qas[]`), or records of
     `{id, question, context, answers}` (answers as a list of {text, answer_start} or HF's dict of lists) in
@@ -784,6 +807,7 @@ class ChoiceExample:
     where: str
 
 
+@_names_undecodable_files
 def read_multiple_choice(path: str | Path) -> list[ChoiceExample]:
     """Read JSON lines (or a table with a list column) of {context (optional), question, choices, label};
     label is the index of the right choice or its text. Every item needs the same number of choices."""

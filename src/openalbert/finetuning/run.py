@@ -565,7 +565,8 @@ def finetune(
             "into it"
         )
     config = AlbertConfig.from_pretrained(model_dir)
-    max_length = max_length or min(DEFAULT_MAX_LENGTH.get(task, 128), config.max_position_embeddings)
+    if max_length is None:
+        max_length = min(DEFAULT_MAX_LENGTH.get(task, 128), config.max_position_embeddings)
     if not 8 <= max_length <= config.max_position_embeddings:
         raise ValueError(
             f"max_length must be in [8, {config.max_position_embeddings}] (the model's max_position_embeddings), "

@@ -741,6 +741,11 @@ def prepare_pretraining_data(
 def read_manifest(data_dir: str | Path) -> dict[str, Any]:
     """The manifest of a directory written by `prepare_pretraining_data`, checked for format."""
     path = Path(data_dir) / MANIFEST_NAME
+    if Path(data_dir).is_file():
+        raise NotADirectoryError(
+            f"{data_dir} is a file, not prepared examples: pass raw text as --corpus (pretrain prepares it), "
+            "or run `openalbert prepare-data` on it first"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `openalbert prepare-data` to create {data_dir}")
     manifest = json.loads(path.read_text())

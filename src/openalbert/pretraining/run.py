@@ -201,6 +201,8 @@ def resolve_config(
         overrides = {"vocab_size": vocab_size} if vocab_size is not None else {}
         config = AlbertConfig.from_preset(preset or DEFAULT_PRESET, **overrides)
     elif isinstance(config, (str, Path)):
+        if str(config).endswith(".json") and not Path(config).is_file():  # (not a hub id either)
+            raise FileNotFoundError(f"config file {config} does not exist")
         config = AlbertConfig.from_pretrained(config)
     if vocab_size is not None and config.vocab_size != vocab_size:
         raise ValueError(
