@@ -1484,7 +1484,12 @@ class AlbertTokenizer:
     ) -> BatchEncoding:
         """Encode a text, a pair, or a batch of them (see `_encode`, whose options it takes), as transformers
         does; `text_target` (and `text_pair_target`) are encoded the same way and given as `labels`, or alone
-        when there is no `text`."""
+        when there is no `text`. `split_special_tokens=` overrides the tokenizer's setting for this call."""
+        split = kwargs.pop("split_special_tokens", None)
+        if split is not None and bool(split) != self.split_special_tokens:
+            return self._with_split_specials(bool(split))(
+                text, text_pair, text_target, text_pair_target, *args, **kwargs
+            )
         if text is None and text_target is None:
             raise ValueError("give the text to encode: text=..., or text_target=... for labels alone")
         encoded = self._encode(text, text_pair, *args, **kwargs) if text is not None else None
@@ -1516,7 +1521,6 @@ class AlbertTokenizer:
         return_offsets_mapping: bool = False,
         return_length: bool = False,
         verbose: bool = True,
-        split_special_tokens: bool | None = None,
         _ids_given: bool = False,
     ) -> BatchEncoding:
         """Encode a text, a pair, or a batch of texts or pairs into model inputs, as transformers does.
@@ -1526,18 +1530,7 @@ class AlbertTokenizer:
         too long for max_length becomes several rows, windows sharing `stride` tokens cut as transformers'
         fast tokenizer cuts them, and overflow_to_sample_mapping names the input of each row.
         is_split_into_words takes lists of words (one list, or a batch of them) instead of texts.
-        `split_special_tokens` overrides the tokenizer's setting for this call.
         """
-        if split_special_tokens is not None and bool(split_special_tokens) != self.split_special_tokens:
-            return self._with_split_specials(bool(split_special_tokens)).__call__(
-                text, text_pair, add_special_tokens=add_special_tokens, padding=padding, truncation=truncation,
-                max_length=max_length, stride=stride, is_split_into_words=is_split_into_words,
-                pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side, return_tensors=return_tensors,
-                return_token_type_ids=return_token_type_ids, return_attention_mask=return_attention_mask,
-                return_overflowing_tokens=return_overflowing_tokens,
-                return_special_tokens_mask=return_special_tokens_mask, return_offsets_mapping=return_offsets_mapping,
-                return_length=return_length, verbose=verbose,
-            )  # fmt: skip
         if _ids_given:  # token ids already made (prepare_for_model, encode_plus of tokens): one input
             if return_offsets_mapping:
                 raise NotImplementedError("token ids have no character offsets: encode the text instead")
