@@ -801,6 +801,15 @@ def _match_prefix(
 # ---- saving ------------------------------------------------------------------------------------------------------
 
 
+def write_config(directory: str | os.PathLike, config: AlbertConfig, architecture: str) -> Path:
+    """Make `directory` and write config.json there, naming the model class as transformers does."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config.extra["architectures"] = [architecture]
+    config.save_pretrained(directory)
+    return directory
+
+
 def save_numpy_state(
     directory: str | os.PathLike,
     config: AlbertConfig,
@@ -814,10 +823,7 @@ def save_numpy_state(
     `save_pretrained` writes a PyTorch model's: how the Flax and TF classes save, so that every class reads
     what they write. `safe_serialization=False` writes pytorch_model.bin."""
     limit = shard_bytes(max_shard_size)
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config.extra["architectures"] = [architecture]
-    config.save_pretrained(directory)
+    directory = write_config(directory, config, architecture)
     if "predictions.bias" in state:  # the decoder's bias under its name too: transformers' TF classes read it
         state = state | {"predictions.decoder.bias": state["predictions.bias"]}
     tensors, held = {}, set()

@@ -46,6 +46,7 @@ from openalbert.checkpoint import (
     save_numpy_state,
     shard_bytes,
     untied_decoder_refused,
+    write_config,
     write_tf_h5,
 )
 from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs
@@ -1021,10 +1022,7 @@ class TFAlbertPreTrainedModel(keras.Model):
                 max_shard_size=max_shard_size,
             )
         else:
-            directory = Path(directory)
-            directory.mkdir(parents=True, exist_ok=True)
-            self.config.extra["architectures"] = [type(self).__name__.removeprefix("TF")]
-            self.config.save_pretrained(directory)
+            directory = write_config(directory, self.config, type(self).__name__.removeprefix("TF"))
             write_tf_h5(directory, self._h5_layers(), self.name, shard_bytes(max_shard_size))
         if saved_model:
             path = directory / "saved_model" / str(version)
