@@ -133,6 +133,10 @@ def test_build_optimizer():
     lamb = build_optimizer(model, "lamb", lr=1e-3)
     assert isinstance(lamb, Lamb)
     assert [g["layer_adaptation"] for g in lamb.param_groups] == [True, False]
+    # The trust ratio follows what a tensor is, not the rate: with weight_decay=0 the weights keep it, as in
+    # ALBERT's optimizer (it was off for every tensor, which made LAMB Adam)
+    no_decay = build_optimizer(model, "lamb", lr=1e-3, weight_decay=0.0)
+    assert [g["layer_adaptation"] for g in no_decay.param_groups] == [True, False]
     adamw = build_optimizer(model, "adamw", lr=1e-4)
     assert isinstance(adamw, torch.optim.AdamW)
     assert [g["weight_decay"] for g in adamw.param_groups] == [0.01, 0.0]

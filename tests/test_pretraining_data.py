@@ -114,7 +114,12 @@ def _load(data_dir: Path) -> dict[str, np.ndarray]:
 
 
 def _is_start(piece: str) -> bool:
-    return piece.startswith("▁")
+    # google-research/albert's _is_start_piece_sp, restated: "▁" or "<" first, one punctuation mark, or any
+    # character beyond English letters and that punctuation (digits, other scripts)
+    punctuation = set('!"#$%&()*+,-./:;?@[\\]^_`{|}~')
+    if piece[0] in "▁<" or piece in punctuation:
+        return True
+    return any(c.lower() not in punctuation and not ("a" <= c.lower() <= "z") for c in piece)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -204,6 +209,13 @@ def test_whole_words_are_masked_together(prepared, tokenizer):
             if p + 1 < len(ids) and ids[p + 1] not in specials and not _is_start(pieces[p + 1]):
                 assert masked[i, p + 1], (i, p, pieces[p - 1 : p + 3])
     assert checked > 100  # multi-piece words were indeed masked
+    # A comma after a word is a word of its own, as in the original (it was masked only with the word before
+    # it): some are masked while that word is not.
+    comma = tokenizer.convert_tokens_to_ids(",")
+    assert any(
+        original[i, p] == comma and not masked[i, p - 1] and original[i, p - 1] not in specials
+        for i, p in zip(*np.nonzero(masked))
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -169,7 +169,12 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="examples per process and micro-batch")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--optimizer", choices=["lamb", "adamw"], default="lamb")
-    p.add_argument("--learning-rate", "--lr", type=float, help="peak rate (default 1.76e-3 LAMB, 5e-4 AdamW)")
+    p.add_argument(
+        "--learning-rate",
+        "--lr",
+        type=float,
+        help="peak rate (default 1.76e-3 LAMB, ALBERT's at its batch of 4096; 5e-4 AdamW)",
+    )
     p.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 2.5%% of --max-steps)")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the global gradient norm (0: off)")

@@ -15,8 +15,10 @@ to a whole address); a chunk holding a single sentence is cut in two at a word b
 pairing it with a random document, which would make no sense for sentence order; a sentence longer
 than half a segment is cut at word boundaries so no text is thrown away by truncation; n-grams never
 cross from A into B; the masked share is counted on the text tokens, not [CLS]/[SEP]; random
-replacements never draw a special token. A word is a piece starting with "▁" and the pieces after it
-that do not; with whole_word_mask off (the original's --do_whole_word_mask=False), every piece is one.
+replacements never draw a special token. A word is, as in the original, a piece that starts one (it
+begins with "▁" or "<", is one punctuation mark, or holds anything but English letters and punctuation:
+digits, other scripts) and the pieces after it that do not; with whole_word_mask off (the original's
+--do_whole_word_mask=False), every piece is one.
 
 The corpus is streamed: documents are read, sentence-split (with a cache, since splitting is the slow
 step), tokenized and grouped into input shards of bounded size; each input shard becomes one output
@@ -68,7 +70,9 @@ class PieceTokenizer(Protocol):
 
 @dataclass(frozen=True)
 class ExampleOptions:
-    """How pairs are built and masked; the defaults are those of the ALBERT paper's data generation."""
+    """How pairs are built and masked; the defaults are those of the original's data generation, except
+    max_seq_length: 128 (at which 20 predictions are 15% of the tokens) where the original and the paper use
+    512 (where the 20 predictions are about 4%)."""
 
     max_seq_length: int = 128
     short_seq_prob: float = 0.1
@@ -309,14 +313,35 @@ class _Tokens:
         if unk is not None:
             specials.add(int(unk))
         self.ids = _Ids(cls_id, sep_id, pad_id, mask_id, int(tokenizer.vocab_size), frozenset(specials))
+        self._starts: dict[str, bool] = {}  # starts_word of each piece seen
         if max(specials) >= self.ids.vocab_size:
             raise ValueError(f"tokenizer has a special id >= its vocab_size {self.ids.vocab_size}")
 
     def encode(self, sentence: str) -> tuple[np.ndarray, np.ndarray]:
         pieces = self.tokenizer.tokenize(sentence)
         ids = np.asarray(self.tokenizer.convert_tokens_to_ids(pieces), dtype=np.int32)
-        starts = np.fromiter((p.startswith("▁") for p in pieces), dtype=bool, count=len(pieces))
+        known = self._starts
+        for p in pieces:
+            if p not in known:
+                known[p] = starts_word(p)
+        starts = np.fromiter((known[p] for p in pieces), dtype=bool, count=len(pieces))
         return ids, starts
+
+
+# The original's word rule (create_pretraining_data.py, _is_start_piece_sp): the pieces that start a word.
+_PUNCTUATION = frozenset('!"#$%&()*+,-./:;?@[\\]^_`{|}~')
+_CONTINUING = frozenset("abcdefghijklmnopqrstuvwxyz") | _PUNCTUATION
+
+
+def starts_word(piece: str) -> bool:
+    """Whether a SentencePiece piece starts a word for whole-word masking: it begins with "▁" (or "<"), is
+    one punctuation mark, or holds a character other than English letters and punctuation (a digit,
+    another script), each of which the original treats as a word of its own."""
+    return (
+        piece.startswith(("▁", "<"))
+        or piece in _PUNCTUATION
+        or not all(c.lower() in _CONTINUING for c in piece)
+    )
 
 
 def _cut_long_sentence(

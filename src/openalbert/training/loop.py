@@ -685,7 +685,8 @@ class Trainer:
         # the checkpoint's: the peak learning rate (the scheduler's base), weight decay, betas and eps.
         base_lrs = list(self.scheduler.base_lrs)
         hyper = [
-            {k: g[k] for k in ("weight_decay", "betas", "eps") if k in g} for g in self.optimizer.param_groups
+            {k: g[k] for k in ("weight_decay", "betas", "eps", "layer_adaptation") if k in g}
+            for g in self.optimizer.param_groups
         ]
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict

@@ -118,7 +118,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Split `model`'s trainable parameters into a decayed group and a no-decay group.
 
     No decay for every parameter of a normalisation module (by type: LayerNorm, RMSNorm, ...) and for
-    every parameter registered under the name `bias`. Tied parameters appear once.
+    every parameter registered under the name `bias`. Tied parameters appear once. Each group says which
+    it is (`decays`), whatever the rate.
     """
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
@@ -130,7 +131,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
                 continue
             seen.add(id(p))
             (no_decay if is_norm or name == "bias" else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "decays": True},
+        {"params": no_decay, "weight_decay": 0.0, "decays": False},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -146,8 +150,9 @@ def build_optimizer(
     groups = param_groups(model, weight_decay)
     if name == "lamb":
         for g in groups:
-            # As ALBERT: tensors excluded from decay (LayerNorm, biases) also skip the trust ratio.
-            g["layer_adaptation"] = g["weight_decay"] > 0
+            # As ALBERT: tensors excluded from decay (LayerNorm, biases) also skip the trust ratio, by what
+            # they are, whatever the rate (weight_decay=0 kept it for the others in the original, too).
+            g["layer_adaptation"] = g["decays"]
         return Lamb(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     if name == "adamw":
         params = [p for g in groups for p in g["params"]]
