@@ -598,8 +598,9 @@ def _torchrun(tmp_path: Path, out: Path, mode: str, positions: str = "absolute")
         ("ddp", "absolute"),
         # relative positions leave the absolute table unread: DDP must not wait for its gradient
         ("ddp", "relative_key"),
-        pytest.param("fsdp", "absolute", marks=pytest.mark.slow),
-        pytest.param("fsdp", "relative_key", marks=pytest.mark.slow),
+        # (FSDP2 on gloo: seconds each, in the default run since its checkpoint broke unseen while slow-marked)
+        ("fsdp", "absolute"),
+        ("fsdp", "relative_key"),
     ],
 )
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, mode, positions):

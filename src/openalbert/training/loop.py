@@ -789,7 +789,9 @@ class Trainer:
         """Before anything is written: weights that went inf or NaN between two logged steps are no model."""
         bad = torch.zeros((), device=self.env.device)
         for p in self.params:
-            bad += (~torch.isfinite(p.detach())).any()
+            # (under FSDP a parameter is a DTensor: each rank checks its own shard, and the sum tells all)
+            local = p.detach().to_local() if hasattr(p, "to_local") else p.detach()
+            bad += (~torch.isfinite(local)).any()
         if self.env.distributed:
             dist.all_reduce(bad)
         if bad.item():
