@@ -90,6 +90,15 @@ def test_short_run_lowers_mlm_loss_and_writes_a_model_transformers_loads(real_da
         a, b = ours(**batch), theirs(**batch)
     torch.testing.assert_close(a.prediction_logits, b.prediction_logits, atol=1e-4, rtol=1e-4)
 
+    # Continuing from that model brings its tokenizer along; a run with none at all says what it lacks
+    # (before, its models silently had no tokenizer files, and `openalbert run` could not use them).
+    more = pretrain(train_dir, tmp_path / "more", init_from=out, max_steps=1, batch_size=4, device="cpu",
+                    save_every=0, progress=False)  # fmt: skip
+    assert (more.output_dir / "spiece.model").is_file()
+    with pytest.warns(UserWarning, match="no tokenizer given"):
+        pretrain(train_dir, tmp_path / "bare", tiny_config(), max_steps=1, batch_size=4, device="cpu",
+                 save_every=0, progress=False)  # fmt: skip
+
 
 @pytest.mark.slow
 def test_longer_run_learns_real_text(real_data, tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,6 +321,14 @@ def pretrain(
         raise ValueError(f"the output {output_dir} is a file; give a directory for the run (--output)")
     tok = None
     tokenizer_path = Path(tokenizer) if tokenizer is not None else None
+    if tokenizer_path is None and init_from is not None and (Path(init_from) / "spiece.model").is_file():
+        tokenizer_path = Path(init_from)  # (the model continued from brings its tokenizer)
+    if tokenizer_path is None:
+        warnings.warn(
+            f"no tokenizer given: the models saved in {output_dir} will have no tokenizer files, which pipelines "
+            "and fine-tuning need; pass the one the data was made with (tokenizer=, --tokenizer)",
+            stacklevel=2,
+        )
     if tokenizer_path is not None:
         from openalbert.tokenizer import AlbertTokenizer
 
