@@ -224,6 +224,7 @@ class _SnapshotWriter:
     def __init__(self, tokenizer: Any | None, tokenizer_source: Path | None, output_dir: Path) -> None:
         self.tokenizer, self.tokenizer_source, self.output_dir = tokenizer, tokenizer_source, output_dir
         self._files: Path | None = None
+        self._warned = False
 
     def _tokenizer_files(self) -> Path:
         if self._files is None:
@@ -241,6 +242,13 @@ class _SnapshotWriter:
         if self.tokenizer is not None:
             for f in self._tokenizer_files().iterdir():
                 shutil.copy2(f, directory / f.name)
+        elif not self._warned:  # (at the first snapshot: a run refused before training warns of nothing)
+            self._warned = True
+            warnings.warn(
+                f"no tokenizer given: the models saved in {self.output_dir} have no tokenizer files, which "
+                "pipelines and fine-tuning need; pass the one the data was made with (tokenizer=, --tokenizer)",
+                stacklevel=2,
+            )
 
     def close(self) -> None:
         if self._files is not None:
@@ -323,12 +331,6 @@ def pretrain(
     tokenizer_path = Path(tokenizer) if tokenizer is not None else None
     if tokenizer_path is None and init_from is not None and (Path(init_from) / "spiece.model").is_file():
         tokenizer_path = Path(init_from)  # (the model continued from brings its tokenizer)
-    if tokenizer_path is None:
-        warnings.warn(
-            f"no tokenizer given: the models saved in {output_dir} will have no tokenizer files, which pipelines "
-            "and fine-tuning need; pass the one the data was made with (tokenizer=, --tokenizer)",
-            stacklevel=2,
-        )
     if tokenizer_path is not None:
         from openalbert.tokenizer import AlbertTokenizer
 
