@@ -897,24 +897,32 @@ def write_weights(
         else (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME)
     )
     single, index_name = variant_name(single, variant), variant_name(index_name, variant)
-    if len(shards) == 1:
-        written = {single: state}
-    else:
-        stem, suffix = single.rsplit(".", 1)
-        written = {
-            f"{stem}-{i:05d}-of-{len(shards):05d}.{suffix}": shard for i, shard in enumerate(shards, 1)
-        }
+    written = _shard_names(single, shards)
     for name, tensors in written.items():
         _write_atomically(
             directory / name, lambda tmp, tensors=tensors: _save_tensors(tensors, tmp, save_function)
         )
     if len(shards) > 1:
-        index = {
-            "metadata": {"total_size": sum(t.nbytes for t in state.values())},
-            "weight_map": {key: name for name, tensors in written.items() for key in tensors},
-        }
-        _write_atomically(directory / index_name, lambda tmp: tmp.write_text(json.dumps(index, indent=2)))
+        _write_index(directory / index_name, written)
     _remove_stale(directory, set(written) | ({index_name} if len(shards) > 1 else set()), variant)
+
+
+def _shard_names(single: str, shards: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The file of each shard, named as transformers names them: `single` itself for one shard, else
+    model-00001-of-00003.safetensors, tf_model-00001-of-00003.h5..."""
+    if len(shards) == 1:
+        return {single: shards[0]}
+    stem, suffix = single.rsplit(".", 1)
+    return {f"{stem}-{i:05d}-of-{len(shards):05d}.{suffix}": shard for i, shard in enumerate(shards, 1)}
+
+
+def _write_index(path: Path, files: dict[str, dict[str, Any]]) -> None:
+    """The index of sharded weights, as transformers writes it: their total size and each weight's file."""
+    index = {
+        "metadata": {"total_size": sum(t.nbytes for shard in files.values() for t in shard.values())},
+        "weight_map": {key: name for name, shard in files.items() for key in shard},
+    }
+    _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(index, indent=2)))
 
 
 def _remove_stale(directory: Path, keep: set[str], variant: str | None = None, tf: bool = False) -> None:
@@ -948,9 +956,8 @@ def write_tf_h5(
     def names(values: list[str]) -> np.ndarray:
         return np.array([v.encode("utf8") for v in values])
 
-    weights = {
-        name: array for _, pairs in layers for name, array in pairs
-    }  # (a weight two layers hold: once)
+    # (a weight two layers hold, once)
+    weights = {name: array for _, pairs in layers for name, array in pairs}
     shards = _split_shards(weights, limit)  # type: ignore[arg-type]
     if len(shards) == 1:
 
@@ -967,7 +974,7 @@ def write_tf_h5(
         _write_atomically(directory / TF2_WEIGHTS_NAME, write)
         _remove_stale(directory, {TF2_WEIGHTS_NAME}, tf=True)
         return
-    files = {f"tf_model-{i:05d}-of-{len(shards):05d}.h5": shard for i, shard in enumerate(shards, 1)}
+    files = _shard_names(TF2_WEIGHTS_NAME, shards)
     for file, shard in files.items():
 
         def write_shard(tmp: Path, shard: dict[str, np.ndarray] = shard) -> None:
@@ -978,13 +985,7 @@ def write_tf_h5(
                 f.attrs["layer_names"] = names(list(inner))
 
         _write_atomically(directory / file, write_shard)
-    index = {
-        "metadata": {"total_size": sum(a.nbytes for a in weights.values())},
-        "weight_map": {name: file for file, shard in files.items() for name in shard},
-    }
-    _write_atomically(
-        directory / TF2_WEIGHTS_INDEX_NAME, lambda tmp: tmp.write_text(json.dumps(index, indent=2))
-    )
+    _write_index(directory / TF2_WEIGHTS_INDEX_NAME, files)
     _remove_stale(directory, {*files, TF2_WEIGHTS_INDEX_NAME}, tf=True)
 
 
