@@ -921,13 +921,10 @@ class AlbertPreTrainedModel(nn.Module):
         weights model.fp16.safetensors (from_pretrained(variant="fp16") reads them), and `save_function`
         writes the `.bin` files in torch.save's place. Nothing is uploaded (`push_to_hub=True` says how
         to)."""
-        from openalbert.checkpoint import save_pretrained
+        from openalbert.checkpoint import NO_UPLOAD, save_pretrained
 
         if push_to_hub:
-            raise ValueError(
-                "openalbert does not upload models; save, then huggingface_hub.upload_folder(folder_path=..., "
-                "repo_id=...)"
-            )
+            raise ValueError(NO_UPLOAD)
         if not is_main_process:
             return Path(directory)
         return save_pretrained(

@@ -37,6 +37,7 @@ except ImportError as e:
 
 from openalbert.checkpoint import (
     _IGNORED_KEYS,
+    NO_UPLOAD,
     TIED_DECODER,
     hub_options,
     load_config,
@@ -632,10 +633,7 @@ class FlaxAlbertPreTrainedModel:
         return set(flatten_dict(self.params_shape_tree))
 
     def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError(
-            "openalbert does not upload models; save_pretrained(dir), then "
-            "huggingface_hub.upload_folder(folder_path=dir, repo_id=...)"
-        )
+        raise NotImplementedError(NO_UPLOAD)
 
     def __call__(
         self,

@@ -37,6 +37,7 @@ except ImportError as e:
     ) from e
 
 from openalbert.checkpoint import (
+    NO_UPLOAD,
     hub_options,
     load_config,
     load_state_dict,
@@ -657,9 +658,10 @@ class TFAlbertPreTrainedModel(keras.Model):
             raise TypeError(
                 f"prepare_tf_dataset takes a datasets.Dataset (pip install datasets), not {type(dataset).__name__}"
             )
-        renamed = {"label": "labels", "label_ids": "labels"}
         wanted = set(_CALL_ORDER) | set(self.label_names)
-        dataset = dataset.remove_columns([c for c in dataset.column_names if renamed.get(c, c) not in wanted])
+        dataset = dataset.remove_columns(
+            [c for c in dataset.column_names if _LABEL_COLUMNS.get(c, c) not in wanted]
+        )
         if not any(c in _CALL_ORDER for c in dataset.column_names):
             raise ValueError(f"the dataset has no input column ({', '.join(_CALL_ORDER)})")
         if collate_fn is None:
@@ -681,10 +683,7 @@ class TFAlbertPreTrainedModel(keras.Model):
         )
 
     def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError(
-            "openalbert does not upload models; save_pretrained(dir), then "
-            "huggingface_hub.upload_folder(folder_path=dir, repo_id=...)"
-        )
+        raise NotImplementedError(NO_UPLOAD)
 
     # ---- transformers' TF model API over the embeddings ----
 
@@ -1068,12 +1067,15 @@ def _snake(name: str) -> str:
 _CALL_ORDER = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "head_mask", "inputs_embeds")
 
 
+# Dataset columns read as the heads' `labels`, as transformers' data collators rename them.
+_LABEL_COLUMNS = {"label": "labels", "label_ids": "labels"}
+
+
 def _collate(features: list[dict[str, Any]], tokenizer: Any = None) -> dict[str, np.ndarray]:
     """A batch of dataset rows as numpy arrays (prepare_tf_dataset's default): "label"/"label_ids" named
     "labels"; with a tokenizer, the token inputs padded by it and label lists padded to their width with
     -100; without one, rows stacked as they are."""
-    renamed = {"label": "labels", "label_ids": "labels"}
-    features = [{renamed.get(k, k): v for k, v in f.items()} for f in features]
+    features = [{_LABEL_COLUMNS.get(k, k): v for k, v in f.items()} for f in features]
     batch: dict[str, np.ndarray] = {}
     if tokenizer is not None:
         padded = [
@@ -1091,11 +1093,10 @@ def _collate(features: list[dict[str, Any]], tokenizer: Any = None) -> dict[str,
         if key not in batch:
             try:
                 batch[key] = np.array([f[key] for f in features])
+                ragged = batch[key].dtype == object  # (numpy before 1.24 makes ragged rows objects)
             except ValueError:
-                raise ValueError(
-                    f"the rows' {key} have different lengths: pass tokenizer= to pad them"
-                ) from None
-            if batch[key].dtype == object:
+                ragged = True
+            if ragged:
                 raise ValueError(f"the rows' {key} have different lengths: pass tokenizer= to pad them")
     return batch
 
