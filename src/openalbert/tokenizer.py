@@ -486,13 +486,9 @@ class AlbertTokenizer:
         self.truncation_side = _side(truncation_side, "truncation_side")
         self._warned_long = False
         self.num_threads = num_threads if num_threads is not None else min(os.cpu_count() or 1, 8)
-        given = dict(unk_token=unk_token, sep_token=sep_token, pad_token=pad_token, cls_token=cls_token,
-                     mask_token=mask_token, bos_token=bos_token, eos_token=eos_token)  # fmt: skip
+        given = {name: self.init_kwargs[name] for name in _NAMED_SPECIALS}
         for name, value in given.items():
-            content = getattr(value, "content", value)  # a transformers AddedToken, too
-            if not isinstance(content, str) or not content:
-                raise TypeError(f"{name} must be a non-empty str, got {content!r}")
-            setattr(self, name, content)
+            setattr(self, name, _special_content(name, value))
 
         n = self._sp.get_piece_size()
         self._pieces = [self._sp.id_to_piece(i) for i in range(n)]
@@ -592,9 +588,7 @@ class AlbertTokenizer:
                 made += self.add_tokens(contents, special_tokens=True)
                 self.additional_special_tokens = before + [c for c in contents if c not in before]
             elif key in _NAMED_SPECIALS:
-                content = getattr(value, "content", value)
-                if not isinstance(content, str) or not content:
-                    raise TypeError(f"{key} must be a non-empty str, got {content!r}")
+                content = _special_content(key, value)
                 if content not in self._specials:
                     made += self._add_content(content, special=True)
                 setattr(self, key, content)
@@ -1834,7 +1828,7 @@ class AlbertTokenizer:
             return self._encode_texts([value])[0]
         if isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value):
             return self.convert_tokens_to_ids(list(value))  # type: ignore[return-value]
-        if isinstance(value, (list, tuple)) and all(is_int_like(i) for i in value):
+        if isinstance(value, (list, tuple)) and all(_is_int_like(i) for i in value):
             return [int(i) for i in value]
         raise TokenizerInputError(
             f"{name} must be a str, a list of tokens (str) or a list of token ids (int), got {value!r:.80}: "
@@ -2315,8 +2309,16 @@ class TokenizerInputError(TypeError, ValueError):
     code catching either catches it."""
 
 
-def is_int_like(value: Any) -> bool:
+def _is_int_like(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _special_content(name: str, value: Any) -> str:
+    """The text of a named special token given as a str or a transformers AddedToken."""
+    content = getattr(value, "content", value)
+    if not isinstance(content, str) or not content:
+        raise TypeError(f"{name} must be a non-empty str, got {content!r}")
+    return content
 
 
 def _token_settings(token: Any) -> dict[str, Any]:
