@@ -105,6 +105,12 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+def _first_process() -> bool:
+    """Whether this process reports and writes: the only one, or rank 0 under torchrun (read from the
+    environment, as the process group exists only while the loop trains)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _gather(local: list[tuple[int, Any]]) -> dict[int, Any]:
     """Merge (index, value) pairs computed on every rank."""
     _, world = _dist()
@@ -627,7 +633,7 @@ def finetune(
                 f"metric {metric!r} needs {count.split('_')[1]} questions, and {val_path} has none"
             )
     metric_key = f"eval_{metric}"
-    if int(os.environ.get("RANK", "0")) == 0:  # (with or without the progress bars)
+    if _first_process():  # (with or without the progress bars)
         print(f"openalbert: {task}: {_describe(spec.summary)}; best model by {metric_key}", file=sys.stderr)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     n_train = len(spec.train_features)
@@ -646,7 +652,7 @@ def finetune(
         net, info = spec.model_class.from_pretrained(
             model_dir, config=head_config, ignore_mismatched_sizes=True, output_loading_info=True
         )
-    if info["mismatched_keys"] and int(os.environ.get("RANK", "0")) == 0:
+    if info["mismatched_keys"] and _first_process():
         # a head of another shape (another label set) is not fine-tuned further: it starts afresh
         print(
             f"openalbert: {model_dir}'s {', '.join(info['mismatched_keys'])} do not fit this task's head "
@@ -716,7 +722,7 @@ def finetune(
     ]
     best_eval = (max if greater else min)(scored, key=lambda h: h[metric_key]) if scored else {}
     # The loop has left the process group by now: RANK tells which process writes.
-    if int(os.environ.get("RANK", "0")) == 0 and not result.interrupted:
+    if _first_process() and not result.interrupted:
         record = {
             "task": task,
             "model": str(model),

@@ -522,14 +522,18 @@ class Pipeline:
             for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"])
         ]
 
-    def _build(self, first: list[int], second: list[int] | None = None, **meta: Any) -> Feature:
-        """[CLS] first [SEP] (second [SEP]), segment ids 0 then 1, as ALBERT was trained."""
-        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        ids = [cls, *first, sep]
+    def _build(
+        self, first: list[int], second: list[int] | None = None, *, special_tokens: bool = True, **meta: Any
+    ) -> Feature:
+        """[CLS] first [SEP] (second [SEP]), segment ids 0 then 1, as ALBERT was trained; without
+        `special_tokens`, first (second) alone, as the fast tokenizer gives them."""
+        tok = self.tokenizer
+        cls, sep = ([tok.cls_token_id], [tok.sep_token_id]) if special_tokens else ([], [])
+        ids = [*cls, *first, *sep]
         types = [0] * len(ids)
         if second is not None:
-            ids += [*second, sep]
-            types += [1] * (len(second) + 1)
+            ids += [*second, *sep]
+            types += [1] * (len(second) + len(sep))
         return Feature(ids, types, meta)
 
     def _max_length(self) -> int:

@@ -182,12 +182,9 @@ class TextClassificationPipeline(Pipeline):
         first, second = truncate_pair(
             encoded[0], encoded[1] if pair else None, room, params["side"] or "longest_first"
         )
-        if params["specials"]:
-            feature = self._build(first, second)
-        else:
-            feature = Feature(first + (second or []), [0] * len(first) + [1] * len(second or []))
-            if not feature.input_ids:
-                raise ValueError("this input has no tokens, and add_special_tokens=False adds none")
+        feature = self._build(first, second, special_tokens=params["specials"])
+        if not feature.input_ids:
+            raise ValueError("this input has no tokens, and add_special_tokens=False adds none")
         if not params["types"]:
             feature.token_type_ids = [0] * len(feature.input_ids)
         return [feature]
