@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from openalbert.training.optim import Lamb, build_optimizer, linear_schedule, param_groups
+from openalbert.training.optim import (
+    Lamb,
+    build_optimizer,
+    build_schedule,
+    linear_schedule,
+    param_groups,
+    polynomial_schedule,
+)
 
 
 def _lamb_reference(w, grads, lr, wd, adapt, beta1=0.9, beta2=0.999, eps=1e-6):
@@ -181,3 +188,40 @@ def test_linear_schedule_without_warmup_and_errors():
         linear_schedule(opt, 5, 4)
     with pytest.raises(ValueError, match="total_steps"):
         linear_schedule(opt, 0, 0)
+
+
+def _albert_rate(step: int, peak: float, warmup: int, total: int, power: float) -> float:
+    """google-research/albert create_optimizer: tf polynomial_decay (end 0, no cycle) then the warm-up blend."""
+    decayed = (peak - 0.0) * (1 - min(step, total) / total) ** power
+    return peak * step / warmup if step < warmup else decayed
+
+
+@pytest.mark.parametrize("power", [1.0, 0.5, 2.0])
+def test_polynomial_schedule_is_the_original_albert_one(power):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.76e-3)
+    sched = build_schedule(opt, "polynomial", warmup_steps=3, total_steps=12, power=power)
+    lrs = []
+    for _ in range(13):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [_albert_rate(s, 1.76e-3, 3, 12, power) for s in range(13)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12, atol=0)
+    assert lrs[0] == 0.0 and lrs[3] == pytest.approx(1.76e-3 * 0.75**power) and lrs[12] == 0.0
+    # Unlike the linear schedule, the decay is counted from step 0: warm-up ends below the peak.
+    linear = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.76e-3)
+    linear_sched = build_schedule(linear, "linear", 3, 12)
+    for _ in range(3):
+        linear.step()
+        linear_sched.step()
+    assert linear.param_groups[0]["lr"] == pytest.approx(1.76e-3)
+
+
+def test_schedule_errors():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule 'cosine'"):
+        build_schedule(opt, "cosine", 0, 4)
+    with pytest.raises(ValueError, match="power must be > 0"):
+        polynomial_schedule(opt, 0, 4, power=0)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        polynomial_schedule(opt, 5, 4)

@@ -73,7 +73,9 @@ def test_short_run_lowers_mlm_loss_and_writes_a_model_transformers_loads(real_da
     rows = [r for r in _rows(out) if "loss" in r]
     first, last = _mean(rows[:5], "mlm_loss"), _mean(rows[-5:], "mlm_loss")
     assert first > 9.5  # about ln(30000) = 10.3 at initialisation
-    assert last < first - 1.5, (first, last)
+    # (1.5 with the linear schedule; the default, ALBERT's polynomial one, decays from step 0 and trains
+    # this short run about 10% less: 1.49 then.)
+    assert last < first - 1.3, (first, last)
     assert result.metrics["eval_mlm_loss"] < first - 1.0
     for name in ("config.json", "model.safetensors", "spiece.model", "tokenizer_config.json", "curves.png"):
         assert (out / name).is_file(), name

@@ -258,6 +258,16 @@ def test_resuming_with_another_schedule_says_so(tmp_path):
         train(tiny_objective(), SyntheticPretraining(), run_config(out, max_steps=8, resume=True))
 
 
+def test_the_polynomial_schedule_runs_and_resuming_with_another_says_so(tmp_path):
+    out = tmp_path / "run"
+    poly = dict(lr_schedule="polynomial", poly_power=2.0, warmup_steps=2, log_every=1)
+    train(tiny_objective(), SyntheticPretraining(), run_config(out, stop_after=3, **poly))
+    lrs = [r["lr"] for r in read_metrics(out)]  # (a row's lr is the next step's, as transformers logs it)
+    assert lrs == pytest.approx([3e-3 / 2, 3e-3 * (1 - 2 / 6) ** 2, 3e-3 * (1 - 3 / 6) ** 2])
+    with pytest.warns(UserWarning, match=r"lr_schedule linear instead of polynomial, poly_power 1.0 instead"):
+        train(tiny_objective(), SyntheticPretraining(), run_config(out, resume=True, warmup_steps=2))
+
+
 def test_resuming_with_a_new_learning_rate_and_weight_decay_uses_them(tmp_path):
     # Before, the warning said so while the optimizer's and scheduler's saved state put the old values back.
     out, fresh = tmp_path / "run", tmp_path / "fresh"

@@ -148,6 +148,19 @@ def _prepare_data(args: argparse.Namespace) -> int:
 # --- pretraining -----------------------------------------------------------------------------------
 
 
+def _schedule_arguments(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--lr-schedule",
+        choices=["polynomial", "linear"],
+        default=default,
+        help=f"after warm-up: polynomial is the original ALBERT's decay (1 - step/total)^power from step 0, "
+        f"linear transformers' decay over the steps after warm-up (default {default})",
+    )
+    p.add_argument(
+        "--poly-power", type=float, default=1.0, help="the polynomial schedule's power (default 1: linear)"
+    )
+
+
 def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="examples prepared by `openalbert prepare-data` (a manifest.json dir)")
@@ -176,6 +189,7 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
         help="peak rate (default 1.76e-3 LAMB, ALBERT's at its batch of 4096; 5e-4 AdamW)",
     )
     p.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 2.5%% of --max-steps)")
+    _schedule_arguments(p, "polynomial")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the global gradient norm (0: off)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU or CUDA)")
@@ -229,6 +243,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         grad_accum=args.grad_accum,
         learning_rate=args.learning_rate,
         warmup_steps=args.warmup_steps,
+        lr_schedule=args.lr_schedule,
+        poly_power=args.poly_power,
         optimizer=args.optimizer,
         weight_decay=args.weight_decay,
         max_grad_norm=args.max_grad_norm or None,
@@ -440,6 +456,7 @@ def _finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--early-stopping-patience", type=int, help="stop after N evaluations without improvement")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--warmup-ratio", type=float, default=0.1, help="share of the steps spent warming up")
+    _schedule_arguments(p, "linear")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--optimizer", choices=["adamw", "lamb"], default="adamw")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="clip the global gradient norm (0: off)")
@@ -493,6 +510,8 @@ def _finetune(args: argparse.Namespace) -> int:
         early_stopping_patience=args.early_stopping_patience,
         grad_accum=args.grad_accum,
         warmup_ratio=args.warmup_ratio,
+        lr_schedule=args.lr_schedule,
+        poly_power=args.poly_power,
         weight_decay=args.weight_decay,
         optimizer=args.optimizer,
         max_grad_norm=args.max_grad_norm or None,

@@ -290,6 +290,8 @@ def pretrain(
     grad_accum: int = 1,
     learning_rate: float | None = None,
     warmup_steps: int | None = None,
+    lr_schedule: str = "polynomial",
+    poly_power: float = 1.0,
     optimizer: str = "lamb",
     weight_decay: float = 0.01,
     max_grad_norm: float | None = 1.0,
@@ -316,7 +318,8 @@ def pretrain(
     vocab_size set from the tokenizer/data), or `init_from` (a model directory to continue). Give
     `corpus` (raw text files) instead of `data_dir` to prepare examples into `output_dir/data` first,
     with `tokenizer` and `seq_len`. `learning_rate` defaults to 1.76e-3 for LAMB and 5e-4 for AdamW;
-    `warmup_steps` to 2.5% of `max_steps`, as in ALBERT. `stop_after` pauses the run at that step with a
+    `warmup_steps` to 2.5% of `max_steps`, as in ALBERT; `lr_schedule` "polynomial" is the original's
+    decay from step 0 (`poly_power` 1: linear), "linear" transformers' decay after warm-up. `stop_after` pauses the run at that step with a
     checkpoint, on the `max_steps` schedule (resume to continue). `cuda_graphs` replays each step from a
     CUDA graph on a GPU (the loss then runs at the data's max_predictions_per_seq positions a sequence).
     Returns the loop's TrainResult.
@@ -415,6 +418,8 @@ def pretrain(
         grad_accum=grad_accum,
         learning_rate=learning_rate,
         warmup_steps=warmup_steps,
+        lr_schedule=lr_schedule,
+        poly_power=poly_power,
         weight_decay=weight_decay,
         optimizer=optimizer,
         max_grad_norm=max_grad_norm,

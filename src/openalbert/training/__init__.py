@@ -13,7 +13,14 @@ from openalbert.training.loop import (
     steps_per_epoch,
     train,
 )
-from openalbert.training.optim import Lamb, build_optimizer, linear_schedule, param_groups
+from openalbert.training.optim import (
+    Lamb,
+    build_optimizer,
+    build_schedule,
+    linear_schedule,
+    param_groups,
+    polynomial_schedule,
+)
 
 __all__ = [
     "Lamb",
@@ -22,12 +29,14 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "build_optimizer",
+    "build_schedule",
     "default_collate",
     "latest_checkpoint",
     "linear_schedule",
     "list_checkpoints",
     "param_groups",
     "plot_curves",
+    "polynomial_schedule",
     "setup_distributed",
     "steps_per_epoch",
     "train",

@@ -40,7 +40,7 @@ import torch.distributed as dist
 from torch import nn
 
 from openalbert.checkpoint import as_device, current_umask
-from openalbert.training.optim import OPTIMIZERS, build_optimizer, linear_schedule
+from openalbert.training.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_schedule
 
 TRAINER_STATE = "trainer_state.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -73,6 +73,10 @@ class TrainConfig:
     grad_accum: int = 1
     learning_rate: float = 1e-3
     warmup_steps: int = 0
+    # "linear" (transformers') or "polynomial" (the original ALBERT code's, decaying from step 0 with power
+    # `poly_power`); see openalbert.training.optim.
+    lr_schedule: str = "linear"
+    poly_power: float = 1.0
     weight_decay: float = 0.01
     optimizer: str = "lamb"
     betas: tuple[float, float] = (0.9, 0.999)
@@ -122,6 +126,10 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.keep_last < 1:
             raise ValueError(f"keep_last must be >= 1, got {self.keep_last}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {SCHEDULES}")
+        if self.poly_power <= 0:
+            raise ValueError(f"poly_power must be > 0, got {self.poly_power}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.learning_rate <= 0:
@@ -596,7 +604,9 @@ class Trainer:
         self.optimizer = build_optimizer(
             model, cfg.optimizer, cfg.learning_rate, cfg.weight_decay, cfg.betas, cfg.eps
         )
-        self.scheduler = linear_schedule(self.optimizer, cfg.warmup_steps, self.max_steps)
+        self.scheduler = build_schedule(
+            self.optimizer, cfg.lr_schedule, cfg.warmup_steps, self.max_steps, cfg.poly_power
+        )
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
 
         self.step = 0
@@ -708,9 +718,11 @@ class Trainer:
                 group["lr"].fill_(lr)
             else:
                 group["lr"] = lr
+        saved = {"lr_schedule": "linear", "poly_power": 1.0, **saved}  # (checkpoints from before the options)
+        schedule = ("max_steps", "num_epochs", "warmup_steps", "learning_rate", "lr_schedule", "poly_power")
         changed = [
             f"{name} {getattr(self.config, name)} instead of {saved[name]}"
-            for name in ("max_steps", "num_epochs", "warmup_steps", "learning_rate", "weight_decay")
+            for name in (*schedule, "weight_decay")
             if name in saved and saved[name] != getattr(self.config, name)
         ]
         if changed:  # the schedule is a function of these, not part of the saved state

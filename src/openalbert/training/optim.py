@@ -3,7 +3,9 @@
 LAMB follows You et al. 2019 ("Large Batch Optimization for Deep Learning", arXiv:1904.00962) as ALBERT
 used it (google-research/albert `lamb_optimizer.py`): Adam moments without bias correction, decoupled
 weight decay added to the update, and a layer-wise trust ratio ||w|| / ||update||. AdamW is torch's.
-The schedule is ALBERT's linear warm-up then linear decay to zero, as a resumable `LambdaLR`.
+Two learning-rate schedules, each a resumable `LambdaLR`: "linear" (transformers' warm-up then decay to
+zero over the steps after warm-up) and "polynomial" (the original ALBERT code's: warm-up, then
+`(1 - step / total) ** power` counted from step 0, so the decay has already begun when warm-up ends).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 OPTIMIZERS = ("lamb", "adamw")
+SCHEDULES = ("linear", "polynomial")
 
 # Parameters of these modules are scales and shifts, not features: decaying them towards 0 only hurts.
 NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
@@ -170,16 +173,20 @@ def build_optimizer(
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 
+def _check_steps(warmup_steps: int, total_steps: int) -> None:
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
+
+
 def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
     """Linear warm-up to the peak learning rate over `warmup_steps`, then linear decay to 0 at `total_steps`.
 
     Optimizer step `s` (0-based) uses `lr * (s + 1) / warmup_steps` during warm-up, so no step is wasted
     at lr 0, then `lr * (total_steps - s) / (total_steps - warmup_steps)`.
     """
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"warmup_steps must be in [0, total_steps={total_steps}], got {warmup_steps}")
+    _check_steps(warmup_steps, total_steps)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -187,3 +194,34 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_s
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return LambdaLR(optimizer, factor)
+
+
+def polynomial_schedule(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, power: float = 1.0
+) -> LambdaLR:
+    """The original ALBERT schedule (google-research/albert `create_optimizer`, `poly_power`).
+
+    Optimizer step `s` (0-based, the original's global step) uses `lr * s / warmup_steps` during
+    warm-up (the first step at rate 0, as there), then `lr * (1 - s / total_steps) ** power`.
+    """
+    _check_steps(warmup_steps, total_steps)
+    if power <= 0:
+        raise ValueError(f"power must be > 0, got {power}")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / warmup_steps
+        return max(0.0, 1.0 - min(step, total_steps) / total_steps) ** power
+
+    return LambdaLR(optimizer, factor)
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer, name: str, warmup_steps: int, total_steps: int, power: float = 1.0
+) -> LambdaLR:
+    """The schedule called `name` (one of SCHEDULES); `power` is the polynomial schedule's."""
+    if name == "linear":
+        return linear_schedule(optimizer, warmup_steps, total_steps)
+    if name == "polynomial":
+        return polynomial_schedule(optimizer, warmup_steps, total_steps, power)
+    raise ValueError(f"unknown learning-rate schedule {name!r}; choose one of {SCHEDULES}")
