@@ -466,6 +466,30 @@ def test_masking_respects_budget_and_segments():
         assert all(ids[p] not in (0, 1, 2, 3) for p in positions)  # no special token drawn
 
 
+def test_an_ngram_at_the_segment_end_is_cut_as_in_the_original():
+    # google-research/albert draws n from all sizes (p(n) ∝ 1/n) and then takes the words that are left: a
+    # segment of two words masks both together when its first word comes first and n >= 2 is drawn.
+    options = ExampleOptions(max_seq_length=16, max_predictions_per_seq=10, masked_lm_prob=0.99)
+    rng = random.Random(0)
+    trials, both = 4000, 0
+    for _ in range(trials):
+        ids, starts = [2, 100, 101, 3], [True, True, True, True]
+        _, _, sizes, drawn, _ = mask_whole_word_ngrams(
+            ids,
+            starts,
+            [(1, 3)],
+            options,
+            rng,
+            mask_id=4,
+            vocab_size=200,
+            special_ids=frozenset({0, 1, 2, 3, 4}),
+        )
+        both += sizes == [2]
+        assert all(1 <= n <= 3 for n in drawn)
+    expected = 0.5 * (1 / 2 + 1 / 3) / (1 + 1 / 2 + 1 / 3)  # 0.227; 0.167 when n was drawn from 1..2 only
+    assert abs(both / trials - expected) < 0.025, both / trials
+
+
 def test_piece_masking_splits_words_and_whole_word_masking_never_does():
     rng = random.Random(0)
     n = 120

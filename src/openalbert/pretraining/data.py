@@ -432,7 +432,7 @@ def mask_whole_word_ngrams(
 
     `segments` are the [start, end) spans of the text segments; a word starts at a piece flagged in
     `starts` or at the start of a segment, and an n-gram never leaves its segment. Returns (positions,
-    labels, sizes of the n-grams masked, sizes drawn before any fallback, kinds) with kinds 0 = [MASK],
+    labels, sizes of the n-grams masked, sizes drawn before any cut or fallback, kinds) with kinds 0 = [MASK],
     1 = random token, 2 = kept. The masked sizes lean to 1 more than the drawn ones (p(n) ∝ 1/n)
     because, as in the original, a long n-gram that overlaps an earlier one is dropped and one that
     overflows the budget falls back to a shorter one.
@@ -461,10 +461,11 @@ def mask_whole_word_ngrams(
     for w in order:
         if len(chosen) >= budget:
             break
-        available = min(options.max_ngram, segment_end[w] - w)
-        n = rng.choices(sizes[:available], cum_weights=cum_weights[:available])[0]
-        if available == options.max_ngram:  # draws not cut short by the segment end
-            drawn.append(n)
+        n = rng.choices(sizes, cum_weights=cum_weights)[0]
+        drawn.append(n)
+        # As in the original, the size is drawn from all of them and the n-gram then cut at the end of the
+        # words (here: of its segment), so a word near the end is masked longer more often than 1/n says.
+        n = min(n, segment_end[w] - w)
         # As in the original, an n-gram that overflows the budget falls back to a shorter one.
         while n > 0 and len(chosen) + sum(len(words[k]) for k in range(w, w + n)) > budget:
             n -= 1
