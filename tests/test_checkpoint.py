@@ -466,6 +466,20 @@ def test_saved_weights_are_readable_as_the_umask_allows(tmp_path):
     assert len(files) > 3 and {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
 
 
+def test_the_umask_is_read_without_setting_it(monkeypatch):
+    # Setting the umask to read it gave a file another thread created in that instant other permissions.
+    status = Path("/proc/self/status")
+    if not status.is_file() or "Umask:" not in status.read_text():
+        pytest.skip("this system does not show the umask in /proc")
+    previous = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", lambda mask: pytest.fail("os.umask was called"))
+        assert checkpoint.current_umask() == 0o027
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
+
+
 def test_numpy_states_are_written_without_needless_copies(tmp_path, monkeypatch):
     # The TF and Flax classes save through save_numpy_state: read-only arrays (jax's) and one array under
     # two names (the TF decoder bias) are written as given, and only the shared one is copied.

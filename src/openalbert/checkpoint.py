@@ -1043,6 +1043,15 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, save_function: A
 
 
 def current_umask() -> int:
+    """The process's umask, read from /proc where it shows it (Linux 4.7+): setting it to read it, the
+    portable way, leaves an instant in which a file another thread creates gets the wrong permissions."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

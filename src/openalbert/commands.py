@@ -83,7 +83,12 @@ def _prepare_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", required=True, help="a directory holding the tokenizer (spiece.model)")
     p.add_argument("--output", required=True, help="directory for the example shards and manifest.json")
     p.add_argument("--max-seq-length", type=int, default=128)
-    p.add_argument("--dupe-factor", type=int, default=5, help="differently masked passes over the corpus")
+    p.add_argument(
+        "--dupe-factor",
+        type=int,
+        default=5,
+        help="differently masked passes over the corpus (the original: 40)",
+    )
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--shard-size", type=int, default=100_000, help="examples per shard, about")
     p.add_argument("--masked-lm-prob", type=float, default=0.15)
@@ -174,7 +179,12 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--init-from", help="a model directory to continue pretraining from")
     p.add_argument("--tokenizer", help="tokenizer dir or spiece.model, copied into every snapshot")
     p.add_argument("--seq-len", type=int, help="tokens per example (with --corpus; checked against --data)")
-    p.add_argument("--dupe-factor", type=int, default=5, help="with --corpus: masked passes over the text")
+    p.add_argument(
+        "--dupe-factor",
+        type=int,
+        default=5,
+        help="with --corpus: masked passes over the text (the original: 40)",
+    )
     p.add_argument("--max-steps", type=int, default=10_000)
     p.add_argument(
         "--stop-after", type=int, help="stop at this step with a checkpoint, keeping the --max-steps schedule"
