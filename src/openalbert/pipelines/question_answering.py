@@ -144,7 +144,7 @@ class QuestionAnsweringPipeline(Pipeline):
                 f"doc_stride ({stride}) must be smaller than the context room of each window ({budget} tokens "
                 f"= max_seq_len {params['max_seq_len']} - question - 3); lower doc_stride"
             )
-        words = self._word_ids(context)
+        words = self._word_ids(context, offsets, item["context"])
         features = []
         for lo, hi in stride_windows(len(context), budget, stride):
             features.append(
@@ -158,22 +158,27 @@ class QuestionAnsweringPipeline(Pipeline):
             )
         return features
 
-    def _word_ids(self, ids: list[int]) -> list[int]:
+    def _word_ids(self, ids: list[int], offsets: list[tuple[int, int]], text: str) -> list[int]:
         """Word index of each context token: a word starts at a '▁' piece and at a user-defined symbol, and
         a special or added token ([MASK] written in the text) is a word of its own.
 
         This reproduces the words of transformers' fast ALBERT tokenizer, which splits the text around
         the vocabulary's user-defined symbols ( ) " - . – £ € and its added tokens as well as at spaces.
+        An unknown piece stands for characters of the text (l’Opéra: l <unk> oper a) and stays in its
+        word, unless the text spells the unknown token itself.
         """
         symbols = self.__dict__.get("_symbols")
         if symbols is None:
             tok = self.tokenizer
             added = set(tok.all_special_ids) | set(tok.get_added_vocab().values())
             symbols = self._symbols = _user_defined_ids(tok) | added
-        pieces = self.tokenizer.convert_ids_to_tokens(ids)
+        tok = self.tokenizer
+        pieces = tok.convert_ids_to_tokens(ids)
         words, current, after_symbol = [], -1, False
-        for token_id, piece in zip(ids, pieces):
+        for token_id, piece, (start, end) in zip(ids, pieces, offsets):
             is_symbol = token_id in symbols
+            if token_id == tok.unk_token_id and text[start:end] != tok.unk_token:
+                is_symbol = False
             if current < 0 or piece.startswith("\u2581") or is_symbol or after_symbol:
                 current += 1
             words.append(current)
