@@ -217,7 +217,7 @@ def test_json_lines_that_do_not_parse(models, capsys, monkeypatch) -> None:
         ),
         (
             ["--task", "fill-mask", "--model", "{MLM}", "--param", "top_k=true"],
-            "top_k must be a positive integer, got True",
+            "top_k must be an integer >= 0, got True",
         ),
         (
             ["--task", "question-answering", "--model", "{QA}", "--param", "align_to_words=maybe"],

@@ -18,7 +18,7 @@ import torch
 from tests.conftest import TINY_GENUINE_VOCAB, spiece_or_skip
 
 import openalbert
-from openalbert.pipelines import pipeline
+from openalbert.pipelines import PipelineException, pipeline
 
 transformers = pytest.importorskip("transformers")
 pytestmark = [
@@ -138,6 +138,9 @@ def test_texts_tokenize_alike(models: dict[str, Path]) -> None:
         (TWO_MASKS, {"targets": ["paris", "capital"], "top_k": 1}),
         ([MASKED, "Hello [MASK]!", TWO_MASKS], {"top_k": 2}),
         ([MASKED], {}),
+        (MASKED, {"top_k": None}),  # transformers' default
+        (TWO_MASKS, {"top_k": 0}),
+        ([], {}),
     ],
 )
 def test_fill_mask(models, reference, inputs: Any, params: dict) -> None:
@@ -231,6 +234,9 @@ def test_fill_mask_without_a_mask(models) -> None:
     fill = pipeline("fill-mask", model=models["AlbertForMaskedLM"])
     with pytest.raises(ValueError, match=r"no \[MASK\] in the input 'no mask here'"):
         fill("no mask here")
+    with pytest.raises(PipelineException) as caught:  # transformers' class for it, and a ValueError
+        fill("no mask here")
+    assert (caught.value.task, caught.value.model) == ("fill-mask", "albert")
     results = fill.run(["a [MASK] b", "no mask here", "c [MASK]"], errors="return", top_k=1)
     assert isinstance(results[1], ValueError)
     assert [r[0]["token"] for r in (results[0], results[2])] == [fill("a [MASK] b")[0]["token"]] + [
@@ -249,6 +255,7 @@ def test_fill_mask_without_a_mask(models) -> None:
         {"top_k": None},
         {"top_k": 1, "function_to_apply": "sigmoid"},
         {"function_to_apply": "none"},
+        {"top_k": 0},
     ],
 )
 @pytest.mark.parametrize(
@@ -258,8 +265,9 @@ def test_fill_mask_without_a_mask(models) -> None:
         ["I love it", "meh", "this is a longer sentence than the others"],
         {"text": "I do", "text_pair": "so do I"},
         {"text": "I do", "text_pair": None},  # a single text, as transformers reads it
+        [],
     ],
-    ids=["one", "list", "pair", "pair-none"],
+    ids=["one", "list", "pair", "pair-none", "none"],
 )
 def test_text_classification(models, reference, inputs: Any, params: dict) -> None:
     directory = models["AlbertForSequenceClassification"]
@@ -504,6 +512,14 @@ def test_question_answering_input_forms(models, reference) -> None:
         ours({"question": "Who?"})
     # two strings: question, context
     assert_matches(ours(QUESTION, CONTEXT), theirs(QUESTION, CONTEXT, max_seq_len=64, doc_stride=16))
+    # transformers' SquadExamples, made by its create_sample; ours makes the dicts
+    samples = theirs.create_sample(questions, [CONTEXT, CONTEXT])
+    assert_matches(ours(samples), theirs(samples, max_seq_len=64, doc_stride=16))
+    assert ours.create_sample(questions, CONTEXT) == [{"question": q, "context": CONTEXT} for q in questions]
+    assert ours([]) == theirs([]) == []
+    # None is the default of top_k, max_answer_len and max_question_len, as there
+    defaults = {"top_k": None, "max_answer_len": None, "max_question_len": None}
+    assert_matches(ours(pairs[1], **defaults), theirs(pairs[1], max_seq_len=64, doc_stride=16, **defaults))
 
 
 # ---- feature extraction ---------------------------------------------------------------------------------
@@ -536,7 +552,8 @@ def test_feature_extraction(models, reference) -> None:
     torch.testing.assert_close(torch.tensor(pooled(NER_TEXT, pooling="pooler")), expected, atol=1e-5, rtol=0)
     # the tokenizer options transformers takes in tokenize_kwargs
     for options in ({"truncation": True}, {"truncation": True, "max_length": 6}, {"padding": True},
-                    {"add_special_tokens": False}):  # fmt: skip
+                    {"add_special_tokens": False}, {"return_token_type_ids": False},
+                    {"return_attention_mask": False, "max_length": 8, "truncation": True}):  # fmt: skip
         a, b = ours(NER_TEXT, tokenize_kwargs=options), theirs(NER_TEXT, tokenize_kwargs=options)
         torch.testing.assert_close(torch.tensor(a), torch.tensor(b), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="truncation given twice"):
@@ -710,8 +727,8 @@ def test_model_object_and_errors(models) -> None:
         pipeline("question-answering", model=models["AlbertForMaskedLM"])
     with pytest.raises(ValueError, match="cannot be used for multiple-choice"):
         pipeline("multiple-choice", model=models["AlbertForSequenceClassification"])
-    with pytest.raises(ValueError, match="top_k must be a positive integer"):
-        fill(MASKED, top_k=0)
+    with pytest.raises(ValueError, match="top_k must be an integer >= 0"):
+        fill(MASKED, top_k=-1)
     with pytest.raises(TypeError, match="unknown parameters"):
         fill(MASKED, aggregation_strategy="simple")
     with pytest.raises(ValueError, match="needs a model"):

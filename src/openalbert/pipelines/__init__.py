@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from openalbert.checkpoint import DEFAULT_MODEL, as_device, placement
-from openalbert.pipelines.base import Feature, Pipeline, load_head, load_tokenizer
+from openalbert.pipelines.base import Feature, Pipeline, PipelineException, load_head, load_tokenizer
 from openalbert.pipelines.feature_extraction import FeatureExtractionPipeline
 from openalbert.pipelines.fill_mask import FillMaskPipeline
 from openalbert.pipelines.multiple_choice import MultipleChoicePipeline
@@ -120,6 +120,7 @@ __all__ = [
     "FillMaskPipeline",
     "MultipleChoicePipeline",
     "Pipeline",
+    "PipelineException",
     "QuestionAnsweringPipeline",
     "TextClassificationPipeline",
     "TokenClassificationPipeline",

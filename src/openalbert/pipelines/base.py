@@ -45,6 +45,15 @@ FRAMEWORKS = {"pt": "", "tf": "TF", "flax": "Flax"}  # framework -> class-name p
 _MODULES = {"tf": "openalbert.modeling_tf", "flax": "openalbert.modeling_flax"}
 
 
+class PipelineException(ValueError):
+    """An input a pipeline cannot handle (fill-mask's text without a mask): transformers' class of the same
+    name, with its `task` and `model`, and a ValueError."""
+
+    def __init__(self, task: str, model: str, reason: str) -> None:
+        super().__init__(reason)
+        self.task, self.model = task, model
+
+
 def framework_of(model: Any) -> str:
     """The framework of an openalbert model object: "tf", "flax" or "pt" (PyTorch)."""
     module = type(model).__module__
@@ -267,6 +276,8 @@ class Pipeline:
                 inputs, checked, _check_batch_size(self.batch_size if batch_size is None else batch_size)
             )
         items, single = self._as_items(inputs)
+        if not items:
+            return []  # (an empty list of inputs, as transformers answers it)
         results = self._run(items, checked, batch_size, "raise", False)
         return self._format(inputs, results, single, params)
 
@@ -472,8 +483,6 @@ class Pipeline:
     def _as_items(self, inputs: Any) -> tuple[list[Any], bool]:
         """Split the call's input into a list of items and whether it was a single one."""
         if isinstance(inputs, (list, tuple)):
-            if not inputs:
-                raise ValueError(f"the {self.task} pipeline got an empty list of inputs")
             return list(inputs), False
         return [inputs], True
 

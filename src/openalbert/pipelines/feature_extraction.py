@@ -47,9 +47,16 @@ class FeatureExtractionPipeline(Pipeline):
                     "this checkpoint has no trained pooler (pooler.* weights); use pooling='cls' or 'mean'"
                 )
         # tokenize_kwargs: what transformers hands its tokenizer; truncation, max_length (cut shorter),
-        # add_special_tokens (False: the text's own tokens, no [CLS] and [SEP]) and padding (no effect on the
-        # results) are taken.
-        allowed = ("truncation", "max_length", "add_special_tokens", "padding")
+        # add_special_tokens (False: the text's own tokens, no [CLS] and [SEP]) are taken; padding and
+        # return_token_type_ids / return_attention_mask change nothing for one text of one segment.
+        allowed = (
+            "truncation",
+            "max_length",
+            "add_special_tokens",
+            "padding",
+            "return_token_type_ids",
+            "return_attention_mask",
+        )
         tokenize_kwargs = tokenizer_options(tokenize_kwargs, "tokenize_kwargs", allowed)
         if "truncation" in tokenize_kwargs:
             if truncation is not None:

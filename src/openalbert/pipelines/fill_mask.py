@@ -11,6 +11,7 @@ from openalbert.heads import AlbertForMaskedLM
 from openalbert.pipelines.base import (
     Feature,
     Pipeline,
+    PipelineException,
     as_bool,
     check_max_length,
     is_int,
@@ -35,12 +36,13 @@ class FillMaskPipeline(Pipeline):
 
     def _check_params(
         self,
-        top_k: int = 5,
+        top_k: int | None = None,
         targets: str | list[str] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        if not is_int(top_k) or top_k < 1:
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        top_k = 5 if top_k is None else top_k  # (None is the default, as in transformers)
+        if not is_int(top_k) or top_k < 0:
+            raise ValueError(f"top_k must be an integer >= 0, got {top_k!r}")
         if self.tokenizer.mask_token_id is None:
             raise ValueError("the tokenizer defines no mask token, so fill-mask cannot run")
         # transformers' tokenizer_kwargs: truncation and max_length cut a long text (padding changes nothing)
@@ -92,9 +94,8 @@ class FillMaskPipeline(Pipeline):
         positions = [i for i, t in enumerate(feature.input_ids) if t == mask_id]
         if not positions:
             shown = text if len(text) <= 80 else text[:77] + "..."
-            raise ValueError(
-                f"no {self.tokenizer.mask_token} in the input {shown!r}; fill-mask needs at least one"
-            )
+            reason = f"no {self.tokenizer.mask_token} in the input {shown!r}; fill-mask needs at least one"
+            raise PipelineException(self.task, "albert", reason)
         feature.meta["positions"] = positions
         return [feature]
 

@@ -66,14 +66,18 @@ class QuestionAnsweringPipeline(Pipeline):
 
     def _check_params(
         self,
-        top_k: int = 1,
+        top_k: int | None = None,
         doc_stride: int | None = None,
-        max_answer_len: int = 15,
+        max_answer_len: int | None = None,
         max_seq_len: int | None = None,
-        max_question_len: int = 64,
+        max_question_len: int | None = None,
         handle_impossible_answer: bool = False,
         align_to_words: bool = True,
     ) -> dict[str, Any]:
+        # None is each one's default, as in transformers
+        top_k = 1 if top_k is None else top_k
+        max_answer_len = 15 if max_answer_len is None else max_answer_len
+        max_question_len = 64 if max_question_len is None else max_question_len
         for name, value in (
             ("top_k", top_k),
             ("max_answer_len", max_answer_len),
@@ -107,7 +111,20 @@ class QuestionAnsweringPipeline(Pipeline):
             return [inputs], True
         return super()._as_items(inputs)
 
+    @staticmethod
+    def create_sample(
+        question: str | list[str], context: str | list[str]
+    ) -> dict[str, str] | list[dict[str, str]]:
+        """One input (or a list, for lists) of the pipeline: transformers' helper, which makes SquadExamples;
+        here the dicts {"question", "context"} that the pipeline takes."""
+        return _pairs(question, context)
+
     def _check_input(self, item: Any) -> dict[str, str]:
+        if not isinstance(item, dict) and hasattr(item, "question_text") and hasattr(item, "context_text"):
+            item = {
+                "question": item.question_text,
+                "context": item.context_text,
+            }  # transformers' SquadExample
         if not isinstance(item, dict):
             raise TypeError(
                 f'a question-answering input is a dict {{"question", "context"}}, got {type(item).__name__}'

@@ -79,8 +79,8 @@ class TextClassificationPipeline(Pipeline):
             return_all_scores = self.config.extra["return_all_scores"]
         every = as_bool("return_all_scores", return_all_scores, False)
         if top_k is not _UNSET:
-            if top_k is not None and (not is_int(top_k) or top_k < 1):
-                raise ValueError(f"top_k must be a positive integer or None (all labels), got {top_k!r}")
+            if top_k is not None and (not is_int(top_k) or top_k < 0):
+                raise ValueError(f"top_k must be an integer >= 0 or None (all labels), got {top_k!r}")
             legacy = False
         else:
             if return_all_scores is not None:
