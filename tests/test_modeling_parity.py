@@ -9,6 +9,7 @@ import torch
 from tests.conftest import HEADS, TINY
 
 import openalbert
+from openalbert import linear
 
 transformers = pytest.importorskip("transformers")
 
@@ -365,3 +366,24 @@ def test_training_mode_gradients_match(tmp_path, head):
     # No labelled position: NaN, as transformers gives.
     batch["labels"] = torch.full_like(batch["labels"], -100)
     assert torch.isnan(ours(**batch).loss) and torch.isnan(ref(**batch).loss)
+
+
+def test_every_activation_transformers_has_reads_and_runs(tmp_path):
+    # transformers' ACT2FN names but prelu and xielu (weights of their own): a checkpoint with any of them
+    # was refused before.
+    from transformers.activations import ACT2FN
+
+    from openalbert import config as config_module
+
+    x = torch.linspace(-12, 12, 2001)
+    for name in config_module.ACTIVATIONS:
+        torch.testing.assert_close(linear.ACT2FN[name](x), ACT2FN[name](x), atol=2e-6, rtol=1e-5, msg=name)
+    ref = build_reference("AlbertModel", tmp_path, hidden_act="gelu_10")
+    ours = openalbert.AlbertModel.from_pretrained(tmp_path, strict=True)
+    batch = inputs("AlbertModel", 2, None)
+    batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    ours.set_attn_implementation("sdpa")
+    with torch.no_grad():
+        assert_same(ours(**batch), ref(**batch))
+    with pytest.raises(ValueError, match="hidden_act 'prelu' is not supported"):
+        openalbert.AlbertConfig(hidden_act="prelu")

@@ -748,3 +748,15 @@ def test_prepare_tf_dataset_batches_as_transformers_and_fit_trains_on_it():
         list(model.prepare_tf_dataset(tagged, batch_size=4, shuffle=False))
     with pytest.raises(TypeError, match="datasets.Dataset"):
         model.prepare_tf_dataset({"input_ids": rows})
+
+
+def test_every_activation_is_transformers_one():
+    import transformers.activations
+
+    from openalbert import config as config_module
+
+    x = torch.linspace(-12, 12, 2001)
+    for name in config_module.ACTIVATIONS:
+        expected = transformers.activations.ACT2FN[name](x)
+        got = torch.as_tensor(np.asarray(modeling_tf.ACT2FN.__getitem__(name)(tf.constant(x.numpy()))))
+        torch.testing.assert_close(got, expected, atol=2e-6, rtol=1e-5, msg=name)

@@ -34,7 +34,15 @@ ACTIVATIONS = (
     "sigmoid",
     "mish",
     "linear",
-)
+    "gelu_python",
+    "gelu_accurate",
+    "gelu_python_tanh",
+    "gelu_10",
+    "relu6",
+    "relu2",
+    "leaky_relu",
+    "laplace",
+)  # transformers' ACT2FN but prelu and xielu, which carry weights of their own
 POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 

@@ -32,6 +32,22 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _gelu_10(x: torch.Tensor) -> torch.Tensor:  # transformers' ClippedGELUActivation(-10, 10)
+    return torch.clip(F.gelu(x), -10.0, 10.0)
+
+
+def _relu2(x: torch.Tensor) -> torch.Tensor:
+    return torch.square(F.relu(x))
+
+
+def _leaky_relu(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.01)
+
+
+def _laplace(x: torch.Tensor) -> torch.Tensor:  # MEGA's: the normal CDF at mean 0.707107, sd 0.282095
+    return 0.5 * (1.0 + torch.erf((x - 0.707107) / (0.282095 * math.sqrt(2.0))))
+
+
 ACT2FN: dict[str, Any] = {
     "gelu": F.gelu,
     "gelu_new": cpu_kernels.gelu_tanh,
@@ -45,6 +61,14 @@ ACT2FN: dict[str, Any] = {
     "sigmoid": torch.sigmoid,
     "mish": F.mish,
     "linear": _identity,
+    "gelu_python": F.gelu,  # (the erf GELU written out, in transformers)
+    "gelu_accurate": cpu_kernels.gelu_tanh,  # (the tanh GELU written out)
+    "gelu_python_tanh": cpu_kernels.gelu_tanh,
+    "gelu_10": _gelu_10,
+    "relu6": F.relu6,
+    "relu2": _relu2,
+    "leaky_relu": _leaky_relu,
+    "laplace": _laplace,
 }
 
 

@@ -67,6 +67,14 @@ ACT2FN: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),
     "linear": lambda x: x,
+    "gelu_python": functools.partial(jax.nn.gelu, approximate=False),
+    "gelu_accurate": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_python_tanh": functools.partial(jax.nn.gelu, approximate=True),
+    "gelu_10": lambda x: jnp.clip(jax.nn.gelu(x, approximate=False), -10.0, 10.0),
+    "relu6": jax.nn.relu6,
+    "relu2": lambda x: jnp.square(jax.nn.relu(x)),
+    "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.01),
+    "laplace": lambda x: 0.5 * (1.0 + jax.lax.erf((x - 0.707107) / (0.282095 * math.sqrt(2.0)))),
 }
 
 

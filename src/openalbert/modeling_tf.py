@@ -88,6 +88,14 @@ ACT2FN = {
     "sigmoid": tf.sigmoid,
     "mish": lambda x: x * tf.tanh(tf.math.softplus(x)),
     "linear": lambda x: x,
+    "gelu_python": lambda x: tf.nn.gelu(x, approximate=False),
+    "gelu_accurate": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_python_tanh": lambda x: tf.nn.gelu(x, approximate=True),
+    "gelu_10": lambda x: tf.clip_by_value(tf.nn.gelu(x, approximate=False), -10.0, 10.0),
+    "relu6": tf.nn.relu6,
+    "relu2": lambda x: tf.square(tf.nn.relu(x)),
+    "leaky_relu": lambda x: tf.nn.leaky_relu(x, alpha=0.01),
+    "laplace": lambda x: 0.5 * (1.0 + tf.math.erf((x - 0.707107) / (0.282095 * 2.0**0.5))),
 }
 
 
