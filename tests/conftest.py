@@ -98,6 +98,19 @@ def assert_reheads(model, directory: Path) -> None:
     assert two(**framework_inputs("AlbertModel")).logits.shape == (B, 2)
 
 
+def assert_activations_match(act2fn: dict, to_native) -> None:
+    """Each of openalbert's activations (config.ACTIVATIONS) in `act2fn`, run on `to_native(x)`, against
+    transformers' ACT2FN of the same name over [-12, 12]."""
+    from transformers.activations import ACT2FN
+
+    from openalbert.config import ACTIVATIONS
+
+    x = torch.linspace(-12, 12, 2001)
+    for name in ACTIVATIONS:
+        got = torch.as_tensor(np.asarray(act2fn[name](to_native(x.numpy()))))
+        torch.testing.assert_close(got, ACT2FN[name](x), atol=2e-6, rtol=1e-5, msg=name)
+
+
 def output_pairs(expected, got) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(field, expected array, array) for every field `got` has, hidden states and attentions one by one."""
     pairs = []

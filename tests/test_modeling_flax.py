@@ -14,6 +14,7 @@ from tests.conftest import (
     TINY,
     B,
     T,
+    assert_activations_match,
     assert_reheads,
     framework_config,
     framework_inputs,
@@ -377,12 +378,4 @@ def test_init_weights_fills_what_params_lack_as_transformers_flax_classes():
 
 
 def test_every_activation_is_transformers_one():
-    import transformers.activations
-
-    from openalbert import config as config_module
-
-    x = torch.linspace(-12, 12, 2001)
-    for name in config_module.ACTIVATIONS:
-        expected = transformers.activations.ACT2FN[name](x)
-        got = torch.as_tensor(np.asarray(modeling_flax.ACT2FN.__getitem__(name)(jnp.asarray(x.numpy()))))
-        torch.testing.assert_close(got, expected, atol=2e-6, rtol=1e-5, msg=name)
+    assert_activations_match(modeling_flax.ACT2FN, jnp.asarray)

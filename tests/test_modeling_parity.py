@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from tests.conftest import HEADS, TINY
+from tests.conftest import HEADS, TINY, assert_activations_match
 
 import openalbert
 from openalbert import linear
@@ -371,13 +371,7 @@ def test_training_mode_gradients_match(tmp_path, head):
 def test_every_activation_transformers_has_reads_and_runs(tmp_path):
     # transformers' ACT2FN names but prelu and xielu (weights of their own): a checkpoint with any of them
     # was refused before.
-    from transformers.activations import ACT2FN
-
-    from openalbert import config as config_module
-
-    x = torch.linspace(-12, 12, 2001)
-    for name in config_module.ACTIVATIONS:
-        torch.testing.assert_close(linear.ACT2FN[name](x), ACT2FN[name](x), atol=2e-6, rtol=1e-5, msg=name)
+    assert_activations_match(linear.ACT2FN, torch.as_tensor)
     ref = build_reference("AlbertModel", tmp_path, hidden_act="gelu_10")
     ours = openalbert.AlbertModel.from_pretrained(tmp_path, strict=True)
     batch = inputs("AlbertModel", 2, None)

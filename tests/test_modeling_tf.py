@@ -17,6 +17,7 @@ from tests.conftest import (
     B,
     N,
     T,
+    assert_activations_match,
     assert_reheads,
     framework_config,
     framework_inputs,
@@ -751,12 +752,4 @@ def test_prepare_tf_dataset_batches_as_transformers_and_fit_trains_on_it():
 
 
 def test_every_activation_is_transformers_one():
-    import transformers.activations
-
-    from openalbert import config as config_module
-
-    x = torch.linspace(-12, 12, 2001)
-    for name in config_module.ACTIVATIONS:
-        expected = transformers.activations.ACT2FN[name](x)
-        got = torch.as_tensor(np.asarray(modeling_tf.ACT2FN.__getitem__(name)(tf.constant(x.numpy()))))
-        torch.testing.assert_close(got, expected, atol=2e-6, rtol=1e-5, msg=name)
+    assert_activations_match(modeling_tf.ACT2FN, tf.constant)
