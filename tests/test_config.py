@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from tests.conftest import TINY
 
 import openalbert
 from openalbert import AlbertConfig
@@ -227,3 +228,47 @@ def test_from_pretrained_takes_a_config_path_or_transformers_config(tmp_path):
         assert isinstance(model.config, AlbertConfig) and model.config.intermediate_size == 37
     with pytest.raises(TypeError, match="config must be an openalbert.AlbertConfig, got builtins.dict"):
         openalbert.AlbertModel(kwargs)
+
+
+def test_transformers_config_attributes_read_their_defaults_until_set(tmp_path):
+    # Before: AttributeError for tie_word_embeddings, is_decoder, name_or_path, dtype, attribute_map...
+    from openalbert.config import PRETRAINED_DEFAULTS
+
+    ours, theirs = AlbertConfig(), transformers.AlbertConfig()
+    for name in [*PRETRAINED_DEFAULTS, "torch_dtype", "name_or_path", "attribute_map"]:
+        assert getattr(ours, name) == getattr(theirs, name), name
+    ours.tie_word_embeddings = False
+    ours.save_pretrained(tmp_path)
+    loaded = AlbertConfig.from_pretrained(tmp_path)
+    assert (
+        loaded.tie_word_embeddings is False
+        and transformers.AlbertConfig.from_pretrained(tmp_path).tie_word_embeddings is False
+    )
+    # a model's config records where it was loaded from; a config's own from_pretrained does not
+    openalbert.AlbertModel(AlbertConfig(**TINY)).save_pretrained(tmp_path / "m")
+    model_config = openalbert.AlbertModel.from_pretrained(tmp_path / "m").config
+    theirs_path = transformers.AlbertModel.from_pretrained(tmp_path / "m").config.name_or_path
+    assert model_config.name_or_path == theirs_path == str(tmp_path / "m")
+    assert loaded.name_or_path == transformers.AlbertConfig.from_pretrained(tmp_path).name_or_path == ""
+
+
+def test_from_dict_and_to_json_as_transformers(tmp_path):
+    data = AlbertConfig(num_labels=3).to_dict()
+    config, unused = AlbertConfig.from_dict(data, return_unused_kwargs=True, hidden_dropout_prob=0.3, foo=1)
+    expected = transformers.AlbertConfig.from_dict(
+        data, return_unused_kwargs=True, hidden_dropout_prob=0.3, foo=1
+    )
+    assert unused == expected[1] == {"foo": 1}
+    assert (
+        config.hidden_dropout_prob == 0.3
+        and "foo" not in config.extra
+        and "return_unused_kwargs" not in config.extra
+    )
+    assert isinstance(AlbertConfig.from_dict(data, foo=1), AlbertConfig)
+    # use_diff=False writes the task settings left at their defaults too; to_json_file writes either
+    plain = AlbertConfig()
+    assert "id2label" not in json.loads(plain.to_json_string())
+    assert json.loads(plain.to_json_string(use_diff=False))["id2label"] == {"0": "LABEL_0", "1": "LABEL_1"}
+    plain.to_json_file(tmp_path / "c.json", use_diff=False)
+    assert json.loads((tmp_path / "c.json").read_text()) == json.loads(plain.to_json_string(use_diff=False))
+    assert transformers.AlbertConfig.from_json_file(tmp_path / "c.json").hidden_size == 768

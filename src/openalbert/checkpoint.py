@@ -668,16 +668,6 @@ FORMAT_FLAGS = frozenset({"from_pt", "from_tf", "from_flax", "use_safetensors"})
 NO_EFFECT = frozenset(
     {"trust_remote_code", "resume_download", "_fast_init", "offload_folder", "offload_state_dict"}
 )
-# Attributes of transformers' PretrainedConfig that AlbertConfig does not model, which from_pretrained also
-# sets as keywords; kept in config.extra (tie_word_embeddings=False unties the decoder).
-TRANSFORMERS_CONFIG_KEYS = frozenset(
-    {
-        "tie_word_embeddings", "torchscript", "chunk_size_feed_forward", "is_encoder_decoder", "is_decoder",
-        "cross_attention_hidden_size", "add_cross_attention", "tie_encoder_decoder", "finetuning_task",
-        "task_specific_params", "tokenizer_class", "prefix", "bos_token_id", "eos_token_id", "sep_token_id",
-        "decoder_start_token_id", "architectures",
-    }
-)  # fmt: skip
 
 
 def load_config(
@@ -696,7 +686,7 @@ def load_config(
     for key, value in overrides.items():
         if key in FORMAT_FLAGS | NO_EFFECT:
             continue  # every class reads every format (load_state_dict): code that names one still runs
-        if not hasattr(config, key) and key not in TRANSFORMERS_CONFIG_KEYS:
+        if not hasattr(config, key):
             raise TypeError(f"{caller}.from_pretrained got an unknown argument {key!r}")
         setattr(config, key, value)
     config.validate()

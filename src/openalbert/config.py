@@ -43,6 +43,26 @@ ACTIVATIONS = (
     "leaky_relu",
     "laplace",
 )  # transformers' ACT2FN but prelu and xielu, which carry weights of their own
+# transformers' PretrainedConfig attributes that ALBERT leaves at their defaults: they read as these until
+# set (then kept in `extra`, and written to config.json, as transformers writes them).
+PRETRAINED_DEFAULTS: dict[str, Any] = {
+    "tie_word_embeddings": True,
+    "is_encoder_decoder": False,
+    "is_decoder": False,
+    "add_cross_attention": False,
+    "tie_encoder_decoder": False,
+    "cross_attention_hidden_size": None,
+    "chunk_size_feed_forward": 0,
+    "torchscript": False,
+    "architectures": None,
+    "finetuning_task": None,
+    "task_specific_params": None,
+    "tokenizer_class": None,
+    "prefix": None,
+    "sep_token_id": None,
+    "decoder_start_token_id": None,
+    "dtype": None,
+}
 POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
@@ -85,6 +105,7 @@ class AlbertConfig:
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     model_type: ClassVar[str] = "albert"
+    attribute_map: ClassVar[dict[str, str]] = {}  # (transformers' alias table; ALBERT's names are its own)
 
     def __post_init__(self) -> None:
         self.pruned_heads = {int(k): sorted(int(h) for h in v) for k, v in (self.pruned_heads or {}).items()}
@@ -103,8 +124,15 @@ class AlbertConfig:
         # Keys this class does not model (`architectures`, `tie_word_embeddings`, a custom one) read as
         # attributes, as transformers' configs keep them.
         extra = self.__dict__.get("extra")
-        if extra is not None and name in extra and not name.startswith("__"):
-            return extra[name]
+        if extra is not None and not name.startswith("__"):
+            if name in extra:
+                return extra[name]
+            if name == "name_or_path":  # where it was loaded from, as transformers records it
+                return extra.get("_name_or_path", "")
+            if name == "torch_dtype":  # transformers' older name of dtype
+                return extra.get("dtype")
+            if name in PRETRAINED_DEFAULTS:
+                return copy.deepcopy(PRETRAINED_DEFAULTS[name])
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -244,15 +272,29 @@ class AlbertConfig:
     # ---- dict / json -------------------------------------------------------------------------------
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> AlbertConfig:
-        """Build from a config.json dict; keys this class does not model go to `extra`."""
-        data = {**data, **overrides}
+    def from_dict(
+        cls, data: dict[str, Any], return_unused_kwargs: bool = False, **kwargs: Any
+    ) -> AlbertConfig | tuple[AlbertConfig, dict[str, Any]]:
+        """Build from a config.json dict; keys this class does not model go to `extra`. As in transformers,
+        `kwargs` set the attributes the config has, and the others are unused (returned with the config by
+        `return_unused_kwargs=True`)."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names and k != "extra"}
         if "id2label" in known and known["id2label"] is not None:
             known.pop("num_labels", None)
-        return cls(**known, extra=extra)
+        config = cls(**known, extra=extra)
+        unused = config._set_known(kwargs)
+        return (config, unused) if return_unused_kwargs else config
+
+    def _set_known(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Set each of `values` the config has as an attribute (validated after); return the others."""
+        unused = {k: v for k, v in values.items() if not hasattr(self, k)}
+        for key, value in values.items():
+            if key not in unused:
+                setattr(self, key, value)
+        self.validate()
+        return unused
 
     def to_dict(self) -> dict[str, Any]:
         """The config.json dict, readable by transformers' AlbertConfig."""
@@ -282,12 +324,16 @@ class AlbertConfig:
             del out["problem_type"]
         return out
 
-    def to_json_string(self) -> str:
-        """The config.json text: `to_dict` without `_name_or_path` (where the config was loaded from), which
-        transformers leaves out of what it writes too."""
-        data = self.to_dict()
+    def to_json_string(self, use_diff: bool = True) -> str:
+        """The config.json text: `to_diff_dict` (`to_dict` with `use_diff=False`) without `_name_or_path`
+        (where the config was loaded from), which transformers leaves out of what it writes too."""
+        data = self.to_diff_dict() if use_diff else self.to_dict()
         data.pop("_name_or_path", None)
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path: str | os.PathLike, use_diff: bool = True) -> None:
+        """Write `to_json_string(use_diff)` to `path`."""
+        Path(path).write_text(self.to_json_string(use_diff), encoding="utf-8")
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> AlbertConfig:
@@ -321,11 +367,7 @@ class AlbertConfig:
             config = cls.from_json_file(path)
         else:
             config = cls.from_json_file(resolve_path(name_or_path, [CONFIG_NAME], **hub) / CONFIG_NAME)
-        unused = {k: v for k, v in overrides.items() if not hasattr(config, k)}
-        for key, value in overrides.items():
-            if key not in unused:
-                setattr(config, key, value)
-        config.validate()
+        unused = config._set_known(overrides)
         return (config, unused) if return_unused_kwargs else config
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
