@@ -339,3 +339,50 @@ def test_transformers_loading_and_saving_options_that_were_refused(tmp_path):
             torch.testing.assert_close(again.eval()(ids).logits, ours(ids).logits, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="does not upload models"):
         ours.save_pretrained(tmp_path / "hub", push_to_hub=True)
+
+
+def test_use_safetensors_picks_the_weights_as_transformers(tmp_path, monkeypatch):
+    # A directory with model.safetensors (weights A) and pytorch_model.bin (weights B): use_safetensors=False
+    # read A before, silently.
+    both = tmp_path / "both"
+    a = AlbertModel(AlbertConfig(**TINY)).eval()
+    a.save_pretrained(both)
+    b = AlbertModel(AlbertConfig(**TINY)).eval()
+    torch.save(b.state_dict(), both / "pytorch_model.bin")
+    ids = batch()["input_ids"]  # (no padding: transformers computes it, we leave it at zero)
+
+    def hidden(model) -> torch.Tensor:
+        with torch.no_grad():
+            return model(ids).last_hidden_state
+
+    for options, source in (({}, a), ({"use_safetensors": False}, b), ({"use_safetensors": True}, a)):
+        ours = AlbertModel.from_pretrained(both, **options)
+        theirs = transformers.AlbertModel.from_pretrained(both, **options)
+        torch.testing.assert_close(hidden(ours), hidden(source), atol=1e-5, rtol=0)
+        torch.testing.assert_close(hidden(ours), hidden(theirs), atol=1e-5, rtol=0)
+    bin_only = tmp_path / "bin"
+    b.save_pretrained(bin_only, safe_serialization=False)
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"expected one of model.safetensors, model.safetensors.index.json \(it holds pytorch_model.bin",
+    ):
+        AlbertModel.from_pretrained(bin_only, use_safetensors=True)
+    # from the HF cache too: the .bin is what is asked for
+    cache = tmp_path / "hub"
+    _snapshot(cache, "someone/both", "c" * 40, a, ref="main")
+    torch.save(
+        b.state_dict(), cache / "models--someone--both" / "snapshots" / ("c" * 40) / "pytorch_model.bin"
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ours = AlbertModel.from_pretrained("someone/both", cache_dir=cache, use_safetensors=False)
+    torch.testing.assert_close(hidden(ours), hidden(b), atol=1e-5, rtol=0)
+
+
+def test_format_flags_order_the_formats_read():
+    from openalbert.checkpoint import weight_formats
+
+    assert weight_formats({}) == ("safetensors", "pt", "tf", "flax")
+    assert weight_formats({"from_tf": True}) == ("tf", "safetensors", "pt", "flax")
+    assert weight_formats({"from_flax": True, "use_safetensors": False}) == ("flax", "pt", "tf")
+    options = {"use_safetensors": True, "from_pt": True, "revision": "main"}
+    assert weight_formats(options) == ("safetensors",) and options == {"revision": "main"}

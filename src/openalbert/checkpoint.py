@@ -162,45 +162,60 @@ def resolve_path(name_or_path: str | os.PathLike, filenames: Iterable[str] = MOD
     return _from_hub(name, patterns, **hub) / subfolder
 
 
-# What a hub repo without safetensors weights is asked for next, in this order.
-_OTHER_WEIGHTS = (
-    [CONFIG_NAME, PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, "pytorch_model-*.bin"],
-    [CONFIG_NAME, TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME, "tf_model-*.h5"]
-    + [FLAX_WEIGHTS_NAME, FLAX_WEIGHTS_INDEX_NAME, "flax_model-*.msgpack"],
-)
+# The weight formats, in the order a directory's are read by default: name -> (file, index of shards, the shards'
+# pattern). A variant ("fp16") names safetensors and .bin files only, as in transformers.
+WEIGHT_FORMATS: dict[str, tuple[str, str, str]] = {
+    "safetensors": (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, "model-*.safetensors"),
+    "pt": (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, "pytorch_model-*.bin"),
+    "tf": (TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME, "tf_model-*.h5"),
+    "flax": (FLAX_WEIGHTS_NAME, FLAX_WEIGHTS_INDEX_NAME, "flax_model-*.msgpack"),
+}
+_VARIANT_FORMATS = ("safetensors", "pt")
 
 
-def resolve_weights(name_or_path: str | os.PathLike, variant: str | None = None, **hub: Any) -> Path:
-    """`resolve_path`, and for a hub repo without safetensors weights, its PyTorch `.bin` weights, or else its
-    TF or Flax weights: every class reads all of them (`load_state_dict`). With a `variant`, the weights
-    of that name (`variant_name`), safetensors or else `.bin`, as transformers fetches them."""
-    if variant is None:
-        files, others, present = MODEL_FILES, _OTHER_WEIGHTS, WEIGHT_FILES
+def weight_formats(options: dict[str, Any]) -> tuple[str, ...]:
+    """The formats to read, in order, by transformers' from_pretrained flags (taken out of `options`): every
+    class reads every format, safetensors first; `from_tf`/`from_flax` put that format first,
+    `use_safetensors=False` skips safetensors and `use_safetensors=True` reads nothing else."""
+    use_safetensors = options.pop("use_safetensors", None)
+    first = [name for name in ("tf", "flax") if options.pop(f"from_{name}", False)]
+    options.pop("from_pt", None)
+    if use_safetensors:
+        rest = ["safetensors"]
     else:
-        safe, pt = _variant_files(variant)
-        files = [name for name in MODEL_FILES if name not in _SAFE_FILES] + safe
-        others, present = ([CONFIG_NAME, *pt],), [*safe[:2], *pt[:2]]
-    directory = resolve_path(name_or_path, files, **hub)
-    for files in others:
-        if any((directory / name).is_file() for name in present):
+        rest = [name for name in WEIGHT_FORMATS if name != "safetensors" or use_safetensors is None]
+    return tuple(dict.fromkeys(first + rest))
+
+
+def _format_files(name: str, variant: str | None) -> tuple[str, str, str]:
+    """A format's file, index and shard pattern, of `variant` where one is given."""
+    single, index, shards = WEIGHT_FORMATS[name]
+    if variant is None:
+        return single, index, shards
+    single = variant_name(single, variant)
+    return single, variant_name(index, variant), _shard_glob(single)
+
+
+def resolve_weights(
+    name_or_path: str | os.PathLike,
+    variant: str | None = None,
+    formats: tuple[str, ...] = tuple(WEIGHT_FORMATS),
+    **hub: Any,
+) -> Path:
+    """`resolve_path` for the config, the tokenizer files and the weights of the first of `formats` (see
+    `weight_formats`) a hub repo has, asked for in that order: every class reads all of them
+    (`load_state_dict`). With a `variant`, the safetensors or else `.bin` weights of that name
+    (`variant_name`), as transformers fetches them."""
+    if variant is not None:
+        formats = tuple(f for f in formats if f in _VARIANT_FORMATS)
+    groups = [list(_format_files(f, variant)) for f in formats]
+    tokenizer_files = [name for name in MODEL_FILES if name != CONFIG_NAME and name not in _SAFE_FILES]
+    directory = resolve_path(name_or_path, [CONFIG_NAME, *groups[0], *tokenizer_files], **hub)
+    for k in range(1, len(groups)):
+        if any((directory / name).is_file() for group in groups[:k] for name in group[:2]):
             break
-        directory = resolve_path(name_or_path, files, **hub)
+        directory = resolve_path(name_or_path, [CONFIG_NAME, *groups[k]], **hub)
     return directory
-
-
-def _variant_files(variant: str) -> tuple[list[str], list[str]]:
-    """A variant's safetensors names and its `.bin` names: the file, the shards' index, the shards."""
-    return [
-        [
-            variant_name(single, variant),
-            variant_name(index, variant),
-            _shard_glob(variant_name(single, variant)),
-        ]
-        for single, index in (
-            (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME),
-            (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME),
-        )
-    ]
 
 
 def _hub_cache_dir() -> Path:
@@ -265,21 +280,22 @@ def _from_hub(
 # ---- reading weights --------------------------------------------------------------------------------------------
 
 
-def load_state_dict(directory: str | os.PathLike, variant: str | None = None) -> dict[str, torch.Tensor]:
-    """Read all weights of a model directory onto the CPU, whatever the file format; with a `variant`, the
-    safetensors or `.bin` weights of that name (model.<variant>.safetensors...), as transformers reads them."""
+def load_state_dict(
+    directory: str | os.PathLike, variant: str | None = None, formats: tuple[str, ...] = tuple(WEIGHT_FORMATS)
+) -> dict[str, torch.Tensor]:
+    """Read all weights of a model directory onto the CPU, from the first of `formats` it holds (every
+    format by default, safetensors first; see `weight_formats`); with a `variant`, the safetensors or `.bin`
+    weights of that name (model.<variant>.safetensors...), as transformers reads them."""
     directory = Path(directory)
-    for single, index, read in (
-        (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, _read_safetensors),
-        (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, _read_torch),
-    ):
-        single, index = variant_name(single, variant), variant_name(index, variant)
-        if (directory / single).is_file():
-            return read(directory / single)
-        if (directory / index).is_file():
-            return _read_shards(directory / index, read)
     if variant is not None:
-        expected = ", ".join(name for names in _variant_files(variant) for name in names[:2])
+        formats = tuple(f for f in formats if f in _VARIANT_FORMATS)
+    for name in formats:
+        single, index, _ = _format_files(name, variant)
+        files = _weight_files(directory, single, index)
+        if files:
+            return _READERS[name](files)
+    expected = ", ".join(name for f in formats for name in _format_files(f, variant)[:2])
+    if variant is not None:
         held = sorted(
             p.name
             for pattern in ("model*.safetensors*", "pytorch_model*.bin*", *WEIGHT_FILES[4:])
@@ -290,15 +306,30 @@ def load_state_dict(directory: str | os.PathLike, variant: str | None = None) ->
             f"no weights of variant {variant!r} in {directory}: expected one of {expected}"
             + (f"; it holds {', '.join(held)}" if held else "")
         )
-    tf = _weight_files(directory, TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME)
-    if tf:
-        return {k: torch.from_numpy(v) for k, v in read_tf_h5(*tf).items()}
-    flax = _weight_files(directory, FLAX_WEIGHTS_NAME, FLAX_WEIGHTS_INDEX_NAME)
-    if flax:
-        from openalbert.modeling_flax import read_flax_msgpack  # needs JAX and Flax: the flax extra
+    others = [name for name in WEIGHT_FILES if (directory / name).is_file()]
+    raise FileNotFoundError(
+        f"no weights in {directory}: expected one of {expected}"
+        + (
+            f" (it holds {', '.join(others)}, which use_safetensors/from_tf/from_flax leave out)"
+            if others
+            else ""
+        )
+    )
 
-        return {k: torch.from_numpy(v) for path in flax for k, v in read_flax_msgpack(path).items()}
-    raise FileNotFoundError(f"no weights in {directory}: expected one of {', '.join(WEIGHT_FILES)}")
+
+def _read_tf(files: list[Path]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in read_tf_h5(*files).items()}
+
+
+def _read_flax(files: list[Path]) -> dict[str, torch.Tensor]:
+    from openalbert.modeling_flax import read_flax_msgpack  # needs JAX and Flax: the flax extra
+
+    return {k: torch.from_numpy(v) for path in files for k, v in read_flax_msgpack(path).items()}
+
+
+def _read_each(read: Any) -> Any:
+    """A reader of one file made a reader of a file's shards (or the one file), merged."""
+    return lambda files: {k: v for path in files for k, v in read(path).items()}
 
 
 def _weight_files(directory: Path, single: str, index: str) -> list[Path]:
@@ -319,14 +350,6 @@ def shard_files(index: Path) -> list[Path]:
         if not shard.is_file():
             raise FileNotFoundError(f"{index} lists shard {shard.name}, which is missing from {index.parent}")
     return shards
-
-
-def _read_shards(index: Path, read: Any) -> dict[str, torch.Tensor]:
-    """The weights of every shard an index lists."""
-    state: dict[str, torch.Tensor] = {}
-    for shard in shard_files(index):
-        state.update(read(shard))
-    return state
 
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
@@ -430,6 +453,14 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
+_READERS = {
+    "safetensors": _read_each(_read_safetensors),
+    "pt": _read_each(_read_torch),
+    "tf": _read_tf,
+    "flax": _read_flax,
+}
+
+
 def as_dtype(dtype: torch.dtype | str | None, config: AlbertConfig | None = None) -> torch.dtype | None:
     """Accept torch dtypes and their names; 'auto' means the dtype recorded in config.json."""
     if dtype is None or isinstance(dtype, torch.dtype):
@@ -528,14 +559,14 @@ def load_pretrained(
 ) -> Any:
     """Build `cls` from a checkpoint; weights the checkpoint lacks are initialised and reported. Keyword
     arguments that name a config field override it; HUB_OPTIONS go to the download."""
-    variant = config_overrides.pop("variant", None)
-    directory = resolve_weights(name_or_path, variant, **hub_options(config_overrides))
+    variant, formats = config_overrides.pop("variant", None), weight_formats(config_overrides)
+    directory = resolve_weights(name_or_path, variant, formats, **hub_options(config_overrides))
     # The class's own constructor arguments (AlbertModel's add_pooling_layer) go to it, as in transformers.
     arguments = set(inspect.signature(cls.__init__).parameters) - {"self", "config"}
     init = {k: config_overrides.pop(k) for k in list(config_overrides) if k in arguments}
     config = load_config(directory, config, config_overrides, cls.__name__)
     config.extra["_name_or_path"] = str(name_or_path)  # as transformers records it (model.name_or_path)
-    state = load_state_dict(directory, variant)
+    state = load_state_dict(directory, variant, formats)
 
     with torch.device("meta"), _no_init():
         # shapes only: no memory, no random numbers for weights the checkpoint replaces
@@ -661,8 +692,6 @@ def _initialise(model: AlbertPreTrainedModel, missing: list[str]) -> None:
         model._init_weights(module)
 
 
-# transformers' from_pretrained arguments that pick a weight format; accepted here and not needed.
-FORMAT_FLAGS = frozenset({"from_pt", "from_tf", "from_flax", "use_safetensors"})
 # transformers' from_pretrained arguments that change nothing here: no remote code, no offloading (the model
 # is read as the first forward pass touches it), the download resumes by itself.
 NO_EFFECT = frozenset(
@@ -684,8 +713,8 @@ def load_config(
     else:
         config = as_albert_config(config)  # made anew from the other object
     for key, value in overrides.items():
-        if key in FORMAT_FLAGS | NO_EFFECT:
-            continue  # every class reads every format (load_state_dict): code that names one still runs
+        if key in NO_EFFECT:
+            continue
         if not hasattr(config, key):
             raise TypeError(f"{caller}.from_pretrained got an unknown argument {key!r}")
         setattr(config, key, value)

@@ -47,6 +47,7 @@ from openalbert.checkpoint import (
     resolve_weights,
     save_numpy_state,
     untied_decoder_refused,
+    weight_formats,
 )
 from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs
 from openalbert.modeling import ModelOutput, check_id_range, check_length
@@ -713,12 +714,12 @@ class FlaxAlbertPreTrainedModel:
         Parameters stay fp32; `dtype` is the computation's. With `_do_init=False`, as in transformers, the
         model keeps no parameters and they come back beside it: `model, params = ...from_pretrained(...)`
         (then the loading info third), to pass as `params=`."""
-        variant = config_overrides.pop("variant", None)
-        directory = resolve_weights(name_or_path, variant, **hub_options(config_overrides))
+        variant, formats = config_overrides.pop("variant", None), weight_formats(config_overrides)
+        directory = resolve_weights(name_or_path, variant, formats, **hub_options(config_overrides))
         config = load_config(directory, config, config_overrides, cls.__name__)
         refuse_pruned(config, cls.__name__)
         model = cls(config, seed=seed, dtype=dtype)
-        state = {k: v.float().numpy() for k, v in load_state_dict(directory, variant).items()}
+        state = {k: v.float().numpy() for k, v in load_state_dict(directory, variant, formats).items()}
         state, info = merge_checkpoint(
             cls.__name__,
             directory,

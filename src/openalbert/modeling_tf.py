@@ -47,6 +47,7 @@ from openalbert.checkpoint import (
     save_numpy_state,
     shard_bytes,
     untied_decoder_refused,
+    weight_formats,
     write_config,
     write_tf_h5,
 )
@@ -981,12 +982,12 @@ class TFAlbertPreTrainedModel(keras.Model):
         the PyTorch classes or transformers saved, or the tf_model.h5 of transformers' TF classes. Weights the
         checkpoint lacks (a fresh head) are initialised and reported, as in PyTorch (`output_loading_info=True`
         also returns them by name)."""
-        variant = config_overrides.pop("variant", None)
-        directory = resolve_weights(name_or_path, variant, **hub_options(config_overrides))
+        variant, formats = config_overrides.pop("variant", None), weight_formats(config_overrides)
+        directory = resolve_weights(name_or_path, variant, formats, **hub_options(config_overrides))
         config = load_config(directory, config, config_overrides, cls.__name__)
         refuse_pruned(config, cls.__name__)
         model = cls(config)
-        state = {k: v.float().numpy() for k, v in load_state_dict(directory, variant).items()}
+        state = {k: v.float().numpy() for k, v in load_state_dict(directory, variant, formats).items()}
         state, info = merge_checkpoint(
             cls.__name__, directory, state, model.state_dict(), cls.base_model_prefix, ignore_mismatched_sizes
         )
