@@ -386,3 +386,40 @@ def test_format_flags_order_the_formats_read():
     assert weight_formats({"from_flax": True, "use_safetensors": False}) == ("flax", "pt", "tf")
     options = {"use_safetensors": True, "from_pt": True, "revision": "main"}
     assert weight_formats(options) == ("safetensors",) and options == {"revision": "main"}
+
+
+@pytest.mark.parametrize(
+    "head", ["AlbertForMaskedLM", "AlbertForPreTraining", "AlbertForSequenceClassification"]
+)
+def test_loading_info_names_what_transformers_names(tmp_path, head):
+    # A tied name is missing with the weight it names: predictions.decoder.bias was left out.
+    transformers.AlbertModel(transformers.AlbertConfig(**TINY)).save_pretrained(tmp_path)
+    _, theirs = getattr(transformers, head).from_pretrained(tmp_path, output_loading_info=True)
+    _, ours = getattr(openalbert, head).from_pretrained(tmp_path, output_loading_info=True)
+    for key in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        assert sorted(ours[key]) == sorted(theirs[key]), key
+
+
+def test_state_dict_gives_the_weights(saved):
+    # transformers' from_pretrained(None, config=, state_dict=); with a path (as older transformers took it),
+    # the path's config and these weights
+    source = AlbertForSequenceClassification.from_pretrained(saved)
+    state = {k: v + 0.01 for k, v in source.state_dict().items()}
+    ids = batch()["input_ids"]
+    their_config = transformers.AlbertConfig.from_pretrained(saved)
+    expected = transformers.AlbertForSequenceClassification.from_pretrained(
+        None, config=their_config, state_dict=state
+    ).eval()
+    with torch.no_grad():
+        want = expected(ids).logits
+        for model in (
+            AlbertForSequenceClassification.from_pretrained(saved, state_dict=state),
+            AlbertForSequenceClassification.from_pretrained(None, config=source.config, state_dict=state),
+        ):
+            torch.testing.assert_close(model(ids).logits, want, atol=1e-5, rtol=0)
+    model.classifier.weight.data.zero_()
+    assert state["classifier.weight"].abs().sum() > 0  # the caller's tensors are copied, not taken
+    with pytest.raises(
+        ValueError, match=r"from_pretrained\(None\) needs the weights as state_dict= and config="
+    ):
+        AlbertForSequenceClassification.from_pretrained(None, state_dict=state)

@@ -547,7 +547,7 @@ def placement(
 
 def load_pretrained(
     cls: type[AlbertPreTrainedModel],
-    name_or_path: str | os.PathLike,
+    name_or_path: str | os.PathLike | None,
     *,
     config: AlbertConfig | None = None,
     dtype: torch.dtype | str | None = None,
@@ -560,13 +560,30 @@ def load_pretrained(
     """Build `cls` from a checkpoint; weights the checkpoint lacks are initialised and reported. Keyword
     arguments that name a config field override it; HUB_OPTIONS go to the download."""
     variant, formats = config_overrides.pop("variant", None), weight_formats(config_overrides)
-    directory = resolve_weights(name_or_path, variant, formats, **hub_options(config_overrides))
+    # transformers' state_dict=: these weights instead of the directory's (whose config is still read), or
+    # with name_or_path None, these weights and config= alone.
+    given = config_overrides.pop("state_dict", None)
+    hub = hub_options(config_overrides)
+    if name_or_path is None:
+        if given is None or config is None:
+            raise ValueError(
+                f"{cls.__name__}.from_pretrained(None) needs the weights as state_dict= and config="
+            )
+        directory = None
+    else:
+        directory = resolve_weights(name_or_path, variant, formats, **hub)
     # The class's own constructor arguments (AlbertModel's add_pooling_layer) go to it, as in transformers.
     arguments = set(inspect.signature(cls.__init__).parameters) - {"self", "config"}
     init = {k: config_overrides.pop(k) for k in list(config_overrides) if k in arguments}
     config = load_config(directory, config, config_overrides, cls.__name__)
-    config.extra["_name_or_path"] = str(name_or_path)  # as transformers records it (model.name_or_path)
-    state = load_state_dict(directory, variant, formats)
+    if name_or_path is not None:
+        config.extra["_name_or_path"] = str(name_or_path)  # as transformers records it (model.name_or_path)
+    if given is not None:
+        # copied, as transformers copies them into the model: the caller's dict stays its own
+        state = {k: v.detach().to("cpu", copy=True) for k, v in given.items()}
+    else:
+        state = load_state_dict(directory, variant, formats)
+    where = directory if given is None else "the state_dict given"  # (for the messages below)
 
     with torch.device("meta"), _no_init():
         # shapes only: no memory, no random numbers for weights the checkpoint replaces
@@ -583,7 +600,7 @@ def load_pretrained(
     if mismatched and not ignore_mismatched_sizes:
         listed = ", ".join(f"{k} {got} vs {want}" for k, got, want in mismatched)
         raise ValueError(
-            f"weights in {directory} have other shapes than the model expects (checkpoint vs model): {listed}. "
+            f"weights in {where} have other shapes than the model expects (checkpoint vs model): {listed}. "
             "A different num_labels or vocab_size? Pass ignore_mismatched_sizes=True to re-initialise them"
         )
     for k, _, _ in mismatched:
@@ -594,8 +611,7 @@ def load_pretrained(
     missing = sorted(k for k in expected if k not in state and k not in tied and k not in resized)
     if strict and (missing or unexpected):
         raise ValueError(
-            f"checkpoint {directory} does not match {cls.__name__}: missing {missing}, "
-            f"unexpected {unexpected}"
+            f"checkpoint {where} does not match {cls.__name__}: missing {missing}, unexpected {unexpected}"
         )
     _initialise(model, missing + resized)
     model.load_state_dict(
@@ -605,7 +621,9 @@ def load_pretrained(
     unset = [k for k, t in model.state_dict().items() if t.is_meta]  # neither loaded nor initialised
     if unset:
         raise RuntimeError(f"{cls.__name__}: weights left unset: {unset}")
-    report_missing(cls.__name__, directory, missing + resized)
+    # As in transformers, a tied name is missing with the weight it names (predictions.decoder.bias).
+    missing = sorted(missing + [k for k, source in tied.items() if source in missing])
+    report_missing(cls.__name__, where, missing + resized)
     if unexpected:
         # Another ALBERT head's weights (a pretraining checkpoint read as a masked LM) are expected to go
         # unused; anything else is worth a warning.
@@ -613,7 +631,7 @@ def load_pretrained(
         logger.log(
             logging.INFO if known else logging.WARNING,
             "Some weights of the checkpoint at %s were not used by %s: %s",
-            directory,
+            where,
             cls.__name__,
             unexpected,
         )
@@ -700,7 +718,7 @@ NO_EFFECT = frozenset(
 
 
 def load_config(
-    directory: Path, config: AlbertConfig | None, overrides: dict[str, Any], caller: str
+    directory: Path | None, config: AlbertConfig | None, overrides: dict[str, Any], caller: str
 ) -> AlbertConfig:
     """The model's configuration: `config`, or the directory's config.json, with `overrides` (keyword
     arguments of `caller`'s from_pretrained) set and the whole validated."""
@@ -731,7 +749,7 @@ def refuse_pruned(config: AlbertConfig, caller: str) -> None:
         )
 
 
-def report_missing(caller: str, directory: Path, missing: list[str]) -> None:
+def report_missing(caller: str, directory: Path | str, missing: list[str]) -> None:
     """Warn that the weights `missing` from the checkpoint were initialised (a head not yet trained)."""
     if missing:
         logger.warning(
@@ -757,11 +775,18 @@ def untied_decoder_refused(config: AlbertConfig, framework: str) -> None:
         )
 
 
-def aliases(model: torch.nn.Module) -> set[str]:
-    """The names under which the model holds a parameter it holds under an earlier name too: the MLM decoder's
-    weight (unless tie_word_embeddings is false) and bias. A checkpoint stores each such tensor once."""
-    first = {name for name, _ in model.named_parameters()}
-    return {name for name, _ in model.named_parameters(remove_duplicate=False)} - first
+def aliases(model: torch.nn.Module) -> dict[str, str]:
+    """The names under which the model holds a parameter it holds under an earlier name too, each with that
+    name: the MLM decoder's weight (unless tie_word_embeddings is false) and bias. A checkpoint stores each
+    such tensor once."""
+    first: dict[int, str] = {}
+    tied = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            tied[name] = first[id(p)]
+        else:
+            first[id(p)] = name
+    return tied
 
 
 def merge_checkpoint(

@@ -863,7 +863,7 @@ class AlbertPreTrainedModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike,
+        name_or_path: str | os.PathLike | None,
         *,
         config: AlbertConfig | None = None,
         dtype: torch.dtype | str | None = None,
@@ -883,6 +883,7 @@ class AlbertPreTrainedModel(nn.Module):
         keyword arguments set config fields (`output_hidden_states=True`, `num_labels=5`) or go to the hub
         download (`revision`, `cache_dir`, `local_files_only`, `token`, `subfolder`, `force_download`);
         `variant="fp16"` reads model.fp16.safetensors (or pytorch_model.fp16.bin) as transformers does;
+        `state_dict=` gives the weights instead (with `name_or_path` None, with `config=`);
         `torch_dtype` and `device_map` are dtype and device by transformers' names (`checkpoint.placement`);
         `low_cpu_mem_usage` is accepted and always on: the model is built without memory or random
         initialisation and takes the checkpoint's tensors; only weights the checkpoint lacks are initialised.
