@@ -381,3 +381,32 @@ def test_every_activation_transformers_has_reads_and_runs(tmp_path):
         assert_same(ours(**batch), ref(**batch))
     with pytest.raises(ValueError, match="hidden_act 'prelu' is not supported"):
         openalbert.AlbertConfig(hidden_act="prelu")
+
+
+def test_transformers_model_helpers_give_the_same_results():
+    # can_generate, init_weights, dummy_inputs, config_class and the ModuleUtilsMixin mask helpers were missing
+    config = transformers.AlbertConfig(**TINY)
+    theirs = transformers.AlbertForMaskedLM(config).eval()
+    ours = openalbert.AlbertForMaskedLM(openalbert.AlbertConfig(**TINY)).eval()
+    assert ours.can_generate() is theirs.can_generate() is False
+    assert ours.config_class is openalbert.AlbertConfig
+    assert torch.equal(ours.dummy_inputs["input_ids"], theirs.dummy_inputs["input_ids"])
+    g = torch.Generator().manual_seed(0)
+    for mask in (torch.randint(0, 2, (3, 7), generator=g), torch.randint(0, 2, (3, 7, 7), generator=g)):
+        torch.testing.assert_close(
+            ours.get_extended_attention_mask(mask, (3, 7)), theirs.get_extended_attention_mask(mask, (3, 7))
+        )
+        torch.testing.assert_close(ours.invert_attention_mask(mask), theirs.invert_attention_mask(mask))
+    layers, heads = TINY["num_hidden_layers"], TINY["num_attention_heads"]
+    for head_mask in (torch.rand(heads, generator=g), torch.rand(layers, heads, generator=g), None):
+        for chunked in (False, True):
+            a = ours.get_head_mask(head_mask, layers, chunked)
+            b = theirs.get_head_mask(head_mask, layers, chunked)
+            assert a == b if head_mask is None else torch.equal(a, b)
+    before = ours.predictions.dense.weight.clone()
+    ours.init_weights()
+    assert not torch.equal(ours.predictions.dense.weight, before)
+    assert ours.predictions.decoder.weight is ours.albert.embeddings.word_embeddings.weight
+    ids = torch.tensor([[5, 6, 0, 0]])
+    with pytest.warns(UserWarning, match="padding and no attention_mask"):
+        ours.warn_if_padding_and_no_attention_mask(ids, None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -819,6 +820,76 @@ class AlbertPreTrainedModel(nn.Module):
         hook = self.__dict__.pop("_require_grads_hook", None)
         if hook is not None:
             hook.remove()
+
+    # ---- transformers' PreTrainedModel helpers, for code written against them ----------------------------
+
+    config_class = AlbertConfig
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        return False  # an encoder: no generate()
+
+    def init_weights(self) -> None:
+        """Initialise every weight afresh and tie the MLM decoder, as transformers' `init_weights`."""
+        self.apply(self._init_weights)
+        self.tie_weights()
+
+    @property
+    def dummy_inputs(self) -> dict[str, torch.Tensor]:
+        """transformers' dummy batch (its DUMMY_INPUTS) for tracing and tests."""
+        return {"input_ids": torch.tensor([[7, 6, 0, 0, 1], [1, 2, 3, 0, 0], [0, 0, 0, 4, 5]])}
+
+    def get_extended_attention_mask(
+        self,
+        attention_mask: torch.Tensor,
+        input_shape: tuple[int, ...],
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """A (B, T) or (B, T, T) mask of 1 = attend as the additive mask transformers' eager attention adds to
+        the scores: (B, 1, 1, T) or (B, 1, T, T), 0 where attended and the dtype's minimum elsewhere."""
+        del input_shape, device  # (an encoder: no causal mask to build)
+        if attention_mask.dim() not in (2, 3):
+            raise ValueError(
+                f"attention_mask must be (B, T) or (B, T, T), got shape {tuple(attention_mask.shape)}"
+            )
+        dtype = dtype or self.dtype
+        mask = attention_mask[:, None] if attention_mask.dim() == 3 else attention_mask[:, None, None]
+        return (1.0 - mask.to(dtype)) * torch.finfo(dtype).min
+
+    def invert_attention_mask(self, encoder_attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.get_extended_attention_mask(encoder_attention_mask, tuple(encoder_attention_mask.shape))
+
+    def get_head_mask(
+        self, head_mask: torch.Tensor | None, num_hidden_layers: int, is_attention_chunked: bool = False
+    ) -> torch.Tensor | list[None]:
+        """transformers' head mask per layer: (layers, B, heads, 1, 1) from a (heads,) or (layers, heads)
+        mask of 1 = keep, or [None] * layers without one."""
+        if head_mask is None:
+            return [None] * num_hidden_layers
+        if head_mask.dim() == 1:
+            head_mask = head_mask[None, None, :, None, None].expand(num_hidden_layers, -1, -1, -1, -1)
+        elif head_mask.dim() == 2:
+            head_mask = head_mask[:, None, :, None, None]
+        if head_mask.dim() != 5:
+            raise ValueError(f"head_mask must be (heads,), (layers, heads) or 5-D, got {head_mask.dim()}-D")
+        head_mask = head_mask.to(self.dtype)
+        return head_mask.unsqueeze(-1) if is_attention_chunked else head_mask
+
+    def warn_if_padding_and_no_attention_mask(
+        self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None
+    ) -> None:
+        """Warn, once, where padding is attended because no attention mask was given."""
+        pad = self.config.pad_token_id
+        if input_ids is None or attention_mask is not None or pad is None or self.__dict__.get("_warned_pad"):
+            return
+        if (input_ids[:, [-1, 0]] == pad).any():
+            self.__dict__["_warned_pad"] = True
+            warnings.warn(
+                "the input_ids hold padding and no attention_mask was given: the padding is attended; pass "
+                "the attention_mask the tokenizer returns",
+                stacklevel=2,
+            )
 
     def get_memory_footprint(self, return_buffers: bool = True) -> int:
         """Bytes of the parameters (and buffers), tied weights once."""
