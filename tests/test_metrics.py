@@ -128,6 +128,12 @@ def test_entities_against_seqeval():
     assert m["f1"] == pytest.approx(seqeval.f1_score(gold, pred))
     assert m["precision"] == pytest.approx(seqeval.precision_score(gold, pred))
     assert m["recall"] == pytest.approx(seqeval.recall_score(gold, pred))
+    # tags without a type (chunking, keyphrases: B I O); a bare B read as the type "B" split B I I in two
+    assert get_entities(["B", "I", "I", "O", "B"]) == [("_", 0, 2), ("_", 4, 4)]
+    for tags in (["O", "B", "I"], ["O", "B", "I", "E", "S"]):
+        gold = [[rng.choice(tags) for _ in range(rng.randint(1, 12))] for _ in range(300)]
+        pred = [[t if rng.random() < 0.7 else rng.choice(tags) for t in s] for s in gold]
+        assert entity_metrics(pred, gold)["f1"] == pytest.approx(seqeval.f1_score(gold, pred)), tags
 
 
 def test_squad_normalisation_and_scores():

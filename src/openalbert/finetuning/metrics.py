@@ -177,11 +177,14 @@ def regression_metrics(predictions: Sequence[float], references: Sequence[float]
 
 
 def _split_tag(tag: str) -> tuple[str, str]:
-    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', ''); a tag without a prefix ('PER') is an inside tag."""
+    """'B-PER' -> ('B', 'PER'); 'O' -> ('O', ''); a bare prefix ('B', 'I': chunking and keyphrase tags) is
+    that prefix of an entity of no type, which seqeval calls '_'; another tag ('PER') is an inside tag."""
     if tag == "O" or not tag:
         return "O", ""
     if len(tag) > 2 and tag[1] in "-_" and tag[0] in "BIES":
         return tag[0], tag[2:]
+    if tag in ("B", "I", "E", "S"):
+        return tag, "_"
     return "I", tag
 
 
