@@ -143,6 +143,12 @@ def test_conll_and_jsonl_token_files(tmp_path):
     assert s.lines == [3, 7] and s.where(1).endswith("a.conll, line 7")
     spaced = D.read_conll(write(tmp_path / "b.txt", "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"))
     assert spaced.words == [["EU", "rejects"]] and spaced.tags == [["B-ORG", "O"]]
+    # a break line of spaces (or of tabs) in a file of that separator: the whole file was refused
+    for sep in (" ", "\t"):
+        blank = sep * 3
+        text = f"EU{sep}B-ORG\nrejects{sep}O\n{blank}\nIt{sep}O\n{blank}\n"
+        broken = D.read_conll(write(tmp_path / "g.conll", text))
+        assert broken.words == [["EU", "rejects"], ["It"]] and broken.lines == [1, 4]
     jsonl = D.read_token_classification(
         write(tmp_path / "c.jsonl", '{"tokens": ["Hi", "Bob"], "ner_tags": ["O", "B-PER"]}\n')
     )
@@ -339,7 +345,7 @@ def test_question_answering_windows_match_transformers(tmp_path, tokenizer, hf_t
         features = D.qa_features(lost, tokenizer, max_length, 1)
     assert all(f["start_positions"] == 0 for f in features)
     # Validation windows are not trained on: the warning says what the loss means there.
-    with pytest.warns(UserWarning, match="the pipeline can only answer them cut short") as caught:
+    with pytest.warns(UserWarning, match="they can only be answered cut short") as caught:
         D.qa_features(lost, tokenizer, max_length, 1, training=False)
     assert "trained as unanswerable" not in str(caught[0].message)
 
@@ -395,3 +401,69 @@ def test_pad_collate_pads_ids_masks_and_labels():
     assert batch["labels"].tolist() == [[-100, 1, -100], [-100, -100, -100]]
     regression = collate([{"input_ids": [2], "token_type_ids": [0], "labels": 0.5}])
     assert regression["labels"].dtype == torch.float32
+
+
+# ---- question answering: answers from logits as transformers' run_qa.py reads them -------------------------
+
+QA_CONTEXT = "kappa unbelievably tau"
+# [CLS] q ? [SEP] ▁kappa ▁un believ ably ▁tau [SEP]: the context's pieces and their character spans
+QA_OFFSETS = [None, None, None, None, (0, 5), (6, 8), (8, 14), (14, 18), (19, 22), None]
+
+
+def _window(scores: dict[int, tuple[float, float]], null: float = -9.0) -> tuple[dict, tuple]:
+    start, end = torch.full((len(QA_OFFSETS),), -9.0), torch.full((len(QA_OFFSETS),), -9.0)
+    start[0] = end[0] = null
+    for position, (s, e) in scores.items():
+        start[position], end[position] = s, e
+    return {"example": 0, "offsets": QA_OFFSETS}, (start.numpy(), end.numpy())
+
+
+def _answer(windows: list, version_2: bool = False, max_answer_length: int = 30) -> str:
+    example = D.QAExample("q", "q?", QA_CONTEXT, [], "here")
+    features, logits = zip(*windows)
+    return D.qa_predictions([example], features, logits, max_answer_length, version_2)["q"]
+
+
+def test_qa_answers_are_the_best_logit_sum_over_windows_as_run_qa():
+    # The pipeline widened spans to words, summed spans of equal text and normalised each window apart;
+    # run_qa scores a span start + end logit, across windows.
+    spread = {4: (3.0, 3.0), 5: (2.6, 2.6), 6: (2.6, 2.6), 7: (2.6, 2.6)}
+    assert _answer([_window(spread)]) == "kappa"  # 6 against 5.2 for every piece of "unbelievably"
+    assert _answer([_window({4: (5.0, -9.0), 8: (-9.0, 5.0)})]) == "kappa unbelievably tau"
+    assert (
+        _answer([_window({4: (5.0, -9.0), 8: (-9.0, 5.0)})], max_answer_length=4) != "kappa unbelievably tau"
+    )
+    assert (
+        _answer([_window({8: (5.0, -9.0), 4: (-9.0, 5.0)}), _window({6: (1.0, 1.0)})]) == "believ"
+    )  # no end
+    # two windows: the best span of either, whatever the other window's spans
+    assert _answer([_window({4: (5.0, 5.0), 8: (4.9, 4.9)}), _window({8: (4.0, 4.0)})]) == "kappa"
+    assert _answer([_window({4: (3.0, 3.0), 6: (2.9, 2.9)}), _window({8: (4.0, 4.0)})]) == "tau"
+
+
+def test_qa_null_answer_is_the_lowest_cls_score_against_the_best_span():
+    # version 2: the null score is the lowest window's [CLS] start + end (9 here), against the best span (8)
+    windows = [_window({5: (4.0, 4.0)}, null=5.0), _window({4: (3.0, 3.0)}, null=4.5)]
+    assert _answer(windows, version_2=True) == ""
+    windows = [_window({5: (4.6, 4.6)}, null=5.0), _window({4: (3.0, 3.0)}, null=4.5)]
+    assert _answer(windows, version_2=True) == "un"  # 9.2 > 9
+    assert _answer(windows, version_2=False) == "un"
+
+
+def test_multiple_choice_validation_may_offer_another_number_of_choices(tmp_path):
+    # The model scores any number of choices; a validation file of 3 against training's 2 was refused.
+    import openalbert
+    from openalbert.finetuning.run import finetune
+
+    def items(n_choices: int, n: int) -> str:
+        rows = [{"question": f"Which is {c}?", "choices": [f"{c}", "x", "y"][:n_choices], "label": 0}
+                for c in ("red", "blue", "green", "cold")[:n]]  # fmt: skip
+        return "".join(json.dumps(r) + "\n" for r in rows)
+
+    train, validation = (
+        write(tmp_path / "train.jsonl", items(2, 4)),
+        write(tmp_path / "val.jsonl", items(3, 3)),
+    )
+    result = finetune("multiple-choice", openalbert.DEFAULT_MODEL, train, validation, tmp_path / "out", epochs=1,
+                      batch_size=2, max_length=16, progress=False)  # fmt: skip
+    assert 0.0 <= result.metrics["eval_accuracy"] <= 1.0

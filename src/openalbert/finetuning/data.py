@@ -12,9 +12,11 @@ training.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import functools
+import io
 import json
 import math
 import warnings
@@ -423,12 +425,14 @@ def read_conll(path: str | Path) -> TaggedSentences:
     pd = _pandas()
 
     path = _check_file(path)
+    # A line of only spaces or tabs is a sentence break too, as datasets' CoNLL loaders read it.
     with open(path, encoding="utf-8") as f:
-        first = next((line for line in f if line.strip()), "")
+        text = "".join(line if line.strip() else "\n" for line in f)
+    first = next((line for line in text.splitlines() if line.strip()), "")
     sep = "\t" if "\t" in first else " "
     try:
-        frame = pd.read_csv(path, sep=sep, header=None, quoting=csv.QUOTE_NONE, skip_blank_lines=False,
-                            keep_default_na=False, dtype=str, engine="python", encoding="utf-8")  # fmt: skip
+        frame = pd.read_csv(io.StringIO(text), sep=sep, header=None, quoting=csv.QUOTE_NONE, skip_blank_lines=False,
+                            keep_default_na=False, dtype=str, engine="python")  # fmt: skip
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except pd.errors.ParserError as e:
@@ -747,13 +751,15 @@ def qa_features(
 ) -> list[Feature]:
     """Windows of `max_length` tokens over each context (consecutive windows sharing `doc_stride` context
     tokens, as the pipeline cuts them) with the answer's first and last token; a window without the
-    whole answer, and an unanswerable question, point at [CLS] (index 0). Warns about answerable
-    questions that no window holds whole: trained as unanswerable (`training`), or, in validation data,
-    answers the pipeline can only find cut short."""
+    whole answer, and an unanswerable question, point at [CLS] (index 0). Without `training`, each window
+    also has its example's index (`example`) and each token's character span in the context, None outside
+    it (`offsets`), for `qa_predictions`. Warns about answerable questions that no window holds whole:
+    trained as unanswerable (`training`), or, in validation data, answers no window can give whole."""
     questions = _encode(tokenizer, [ex.question for ex in examples])
     enc = tokenizer([ex.context for ex in examples], add_special_tokens=False, return_offsets_mapping=True)
     features, lost = [], []
-    for ex, question, context, offsets in zip(examples, questions, enc["input_ids"], enc["offset_mapping"]):
+    rows = zip(examples, questions, enc["input_ids"], enc["offset_mapping"])
+    for k, (ex, question, context, offsets) in enumerate(rows):
         question = question[:max_question_length]
         budget = max_length - len(question) - 3
         if budget < 1:
@@ -775,15 +781,20 @@ def qa_features(
                 if inside and offsets[lo][0] <= char_start and offsets[hi - 1][1] >= char_end:
                     start, end = first + inside[0] - lo, first + inside[-1] - lo
                     found = True
-            features.append(
-                {"input_ids": ids, "token_type_ids": types, "start_positions": start, "end_positions": end}
-            )
+            feature = {
+                "input_ids": ids,
+                "token_type_ids": types,
+                "start_positions": start,
+                "end_positions": end,
+            }
+            if not training:  # what `qa_predictions` reads an answer with: the context's spans, by token
+                feature["example"] = k
+                feature["offsets"] = [None] * first + [tuple(o) for o in offsets[lo:hi]] + [None]
+            features.append(feature)
         if ex.answers and not found:
             lost.append(ex.where)
     if lost:
-        fate = (
-            "they are trained as unanswerable" if training else "the pipeline can only answer them cut short"
-        )
+        fate = "they are trained as unanswerable" if training else "they can only be answered cut short"
         warnings.warn(
             f"{len(lost)} of {sum(not ex.is_impossible for ex in examples)} answerable questions have no window "
             f"that holds their whole answer (the first: {lost[0]}); {fate}. An answer "
@@ -792,6 +803,47 @@ def qa_features(
             stacklevel=2,
         )
     return features
+
+
+def qa_predictions(
+    examples: Sequence[QAExample],
+    features: Sequence[Feature],
+    logits: Sequence[tuple[np.ndarray, np.ndarray]],
+    max_answer_length: int,
+    version_2: bool,
+    n_best: int = 20,
+) -> dict[str, str]:
+    """Each example's answer (by id) from its windows' (start, end) logits, as transformers' run_qa.py reads
+    them (`postprocess_qa_predictions`): in each window the `n_best` best starts and ends make the spans that
+    lie in the context, end not before start, at most `max_answer_length` tokens, scored start + end logit;
+    the best span of all windows is the answer. With `version_2` the lowest [CLS] score of the windows is
+    the null answer, "" where it beats the best span."""
+    windows: dict[int, list[tuple[Feature, np.ndarray, np.ndarray]]] = collections.defaultdict(list)
+    for feature, (start, end) in zip(features, logits):
+        windows[feature["example"]].append((feature, np.asarray(start), np.asarray(end)))
+    answers = {}
+    for k, ex in enumerate(examples):
+        null: float | None = None
+        spans: list[tuple[float, str]] = []
+        for feature, start, end in windows[k]:
+            offsets = feature["offsets"]
+            score = float(start[0] + end[0])
+            null = score if null is None else min(null, score)
+            for s in np.argsort(start)[::-1][:n_best]:
+                for e in np.argsort(end)[::-1][:n_best]:
+                    if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > max_answer_length:
+                        continue
+                    spans.append((float(start[s] + end[e]), ex.context[offsets[s][0] : offsets[e][1]]))
+        # run_qa's ranking: the n_best spans (and the null answer among them where it ranks), best first
+        ranked = sorted(spans + ([(null, "")] if version_2 else []), key=lambda x: x[0], reverse=True)[
+            :n_best
+        ]
+        best = next(((score, text) for score, text in ranked if text), (0.0, "empty"))  # (its stand-in)
+        if version_2:
+            answers[ex.id] = "" if null is not None and null - best[0] > 0.0 else best[1]
+        else:
+            answers[ex.id] = best[1]
+    return answers
 
 
 # ---- multiple choice -----------------------------------------------------------------------------------

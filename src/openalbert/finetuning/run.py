@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -369,32 +370,26 @@ def _question_answering(
     train_examples = D.read_squad(train_path)
     val_examples = D.read_squad(validation_path)
     train_features = D.qa_features(train_examples, tokenizer, max_length, doc_stride, max_question_length)
-    # The validation windows are the pipeline's: made here too, so that their checks fail before training.
-    D.qa_features(val_examples, tokenizer, max_length, doc_stride, max_question_length, training=False)
+    # The validation windows are the pipeline's; answers are read from them as transformers' run_qa.py reads
+    # them (D.qa_predictions), so that the scores compare with its.
+    val_features = D.qa_features(
+        val_examples, tokenizer, max_length, doc_stride, max_question_length, training=False
+    )
     impossible = any(ex.is_impossible for ex in train_examples + val_examples)
+    collate = D.pad_collate(tokenizer.pad_token_id)
+
+    def inputs(features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return collate(
+            [{"input_ids": f["input_ids"], "token_type_ids": f["token_type_ids"]} for f in features]
+        )
+
+    def keep(out: Any, row: int, feature: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        n = len(feature["input_ids"])
+        return out.start_logits[row, :n].float().cpu().numpy(), out.end_logits[row, :n].float().cpu().numpy()
 
     def evaluate(model: nn.Module) -> dict[str, Any]:
-        from openalbert.pipelines.question_answering import QuestionAnsweringPipeline
-
-        rank, world = _dist()
-        was_training = model.training
-        pipe = QuestionAnsweringPipeline(
-            model, tokenizer, batch_size=batch_size, max_seq_len=max_length, doc_stride=doc_stride,
-            max_question_len=max_question_length, max_answer_len=max_answer_length,
-            handle_impossible_answer=impossible,
-        )  # fmt: skip
-        mine = list(range(rank, len(val_examples), world))
-        autocast = (
-            torch.autocast(model.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        )
-        try:
-            with autocast:
-                answers = pipe.run([{"question": val_examples[i].question, "context": val_examples[i].context}
-                                    for i in mine])  # fmt: skip
-        finally:
-            model.train(was_training)
-        merged = _gather([(i, a["answer"]) for i, a in zip(mine, answers)])
-        predictions = {ex.id: merged[i] for i, ex in enumerate(val_examples)}
+        logits = predict(model, val_features, inputs, keep, batch_size, bf16)
+        predictions = D.qa_predictions(val_examples, val_features, logits, max_answer_length, impossible)
         references = {ex.id: [text for text, _ in ex.answers] for ex in val_examples}
         result = M.squad_metrics(predictions, references)
         result.pop("total")
@@ -417,12 +412,7 @@ def _multiple_choice(
     bf16: bool,
 ) -> _Task:  # fmt: skip
     train_examples = D.read_multiple_choice(train_path)
-    val_examples = D.read_multiple_choice(validation_path)
-    if len(val_examples[0].choices) != len(train_examples[0].choices):
-        raise D.DataError(
-            f"{val_examples[0].where}: {len(val_examples[0].choices)} choices per item, but the training items "
-            f"have {len(train_examples[0].choices)}"
-        )
+    val_examples = D.read_multiple_choice(validation_path)  # (the model scores any number of choices)
     train_features = D.choice_features(train_examples, tokenizer, max_length)
     val_features = D.choice_features(val_examples, tokenizer, max_length)
 
