@@ -407,6 +407,11 @@ def test_transformers_model_helpers_give_the_same_results():
     ours.init_weights()
     assert not torch.equal(ours.predictions.dense.weight, before)
     assert ours.predictions.decoder.weight is ours.albert.embeddings.word_embeddings.weight
+    for model in (ours, theirs):
+        model.prune_heads({0: [1]})
+    attention = [m.albert.encoder.albert_layer_groups[0].albert_layers[0].attention for m in (ours, theirs)]
+    for name in ("num_attention_heads", "attention_head_size", "all_head_size"):
+        assert getattr(attention[0], name) == getattr(attention[1], name), name
     ids = torch.tensor([[5, 6, 0, 0]])
     with pytest.warns(UserWarning, match="padding and no attention_mask"):
         ours.warn_if_padding_and_no_attention_mask(ids, None)

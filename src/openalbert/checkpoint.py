@@ -362,16 +362,7 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
 
 
 # The weight files a directory may hold, in the order they are read.
-WEIGHT_FILES = (
-    SAFE_WEIGHTS_NAME,
-    SAFE_WEIGHTS_INDEX_NAME,
-    PT_WEIGHTS_NAME,
-    PT_WEIGHTS_INDEX_NAME,
-    TF2_WEIGHTS_NAME,
-    TF2_WEIGHTS_INDEX_NAME,
-    FLAX_WEIGHTS_NAME,
-    FLAX_WEIGHTS_INDEX_NAME,
-)
+WEIGHT_FILES = tuple(name for single, index, _ in WEIGHT_FORMATS.values() for name in (single, index))
 
 # transformers' TF weight names -> PyTorch's: the last part by what it is (whether the array is transposed),
 # list items "albert_layers_._0" as "albert_layers.0".

@@ -290,6 +290,19 @@ class AlbertAttention(nn.Module):
             # One vector per signed distance -(P-1)..(P-1), shared by all heads (Shaw et al., 2018).
             self.distance_embedding = nn.Embedding(2 * config.max_position_embeddings - 1, self.head_dim)
 
+    # transformers' names of these sizes, which head-analysis tools read
+    @property
+    def num_attention_heads(self) -> int:
+        return self.num_heads
+
+    @property
+    def attention_head_size(self) -> int:
+        return self.head_dim
+
+    @property
+    def all_head_size(self) -> int:
+        return self.num_heads * self.head_dim
+
     def forward(
         self,
         hidden_states: torch.Tensor,
