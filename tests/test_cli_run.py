@@ -225,6 +225,10 @@ def test_json_lines_that_do_not_parse(models, capsys, monkeypatch) -> None:
         ),
         # run's own settings (before: a traceback, or chunk_lines taken silently)
         (
+            ["--task", "fill-mask", "--model", "{MLM}", "--param", "quantization=int8"],
+            "--param cannot set 'quantization': it is openalbert run's own setting (see --quantize in --help)",
+        ),
+        (
             ["--task", "fill-mask", "--model", "{MLM}", "--param", "batch_size=4"],
             "--param cannot set 'batch_size': it is openalbert run's own setting (see --batch-size in --help)",
         ),
@@ -247,6 +251,7 @@ def test_json_lines_that_do_not_parse(models, capsys, monkeypatch) -> None:
         "return-tensors",
         "bool-top-k",
         "bool-word",
+        "own-setting-named-otherwise",
         "own-setting",
         "internal-setting",
         "top-k-twice",

@@ -221,6 +221,19 @@ def test_refusals(heads):
     for bad in (-1, "0.2", True):
         with pytest.raises(ValueError, match="a number >= 0"):
             pipeline("fill-mask", quantization="int8", fallback_margin=bad)
+    # An int8 model has no fp32 weights to rerun with (its "fp32" copy was int8, silently).
+    int8 = openalbert.AlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL, quantization="int8")
+    tok = openalbert.AlbertTokenizer.from_pretrained(openalbert.DEFAULT_MODEL)
+    with pytest.raises(ValueError, match="this model is int8 already"):
+        pipeline("fill-mask", model=int8, tokenizer=tok, dtype="bfloat16", fallback_margin=0.2)
+
+
+def test_int8_asked_of_the_loading_quantises_after_the_fp32_copy():
+    pipe = pipeline("fill-mask", model_kwargs={"quantization": "int8"}, dtype="bfloat16", fallback_margin=0.2)
+    assert pipe.model.__dict__.get("_quantized") == "int8" and not pipe.fallback_model.__dict__.get(
+        "_quantized"
+    )
+    assert pipe.fallback_model.dtype == torch.float32
 
 
 def test_cli_takes_the_margin():

@@ -192,3 +192,18 @@ def test_quantize_finds_the_model_outlier_channel_with_random_ids():
         got = model(ids).last_hidden_state
     cos = torch.nn.functional.cosine_similarity(got.flatten(1), ref.flatten(1), dim=-1)
     assert cos.min() > 0.999
+
+
+def test_an_int8_model_refuses_to_train():
+    # Its int8 GEMMs pass no gradient: a training loop trained the head alone, with only torch's warning.
+    model = openalbert.AlbertForMaskedLM.from_pretrained(openalbert.DEFAULT_MODEL, quantization="int8")
+    ids = torch.tensor([[2, 48, 4, 9, 3]])
+    with torch.no_grad():
+        expected = model(ids).logits
+    model.train()
+    with pytest.raises(RuntimeError, match="int8-quantised model is for inference"):
+        model(ids, labels=ids)
+    with torch.no_grad():  # (dropout sampling without gradients still runs)
+        model(ids)
+    model.eval()
+    torch.testing.assert_close(model(ids).logits, expected)  # (inference with autograd on, as before)

@@ -337,6 +337,10 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+# run_stream's arguments whose option is named otherwise
+_RUN_OPTIONS = {"quantization": "--quantize"}
+
+
 @command(
     "run",
     "Run a task pipeline on one input per line, one JSON result per line on stdout, in order. Text tasks: "
@@ -360,7 +364,7 @@ def _run(args: argparse.Namespace) -> int:
         if not sep or not key.isidentifier():
             raise CLIError(f"--param takes KEY=VALUE, got {item!r}")
         if key in reserved:
-            option = f"--{key.replace('_', '-')}" if key not in ("model", "task") else f"--{key}"
+            option = _RUN_OPTIONS.get(key, f"--{key.replace('_', '-')}")
             raise CLIError(
                 f"--param cannot set {key!r}: it is openalbert run's own setting (see {option} in --help)"
             )

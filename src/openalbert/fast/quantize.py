@@ -62,6 +62,11 @@ class Int8Linear(nn.Module):
     def forward(
         self, x: torch.Tensor, activation: str | None = None, residual: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if self.training and torch.is_grad_enabled() and x.requires_grad:
+            raise RuntimeError(
+                "an int8-quantised model is for inference: its int8 GEMMs pass no gradient, so the encoder "
+                "would not train; train the fp32 model (from_pretrained without quantization) and quantise after"
+            )
         shape, dtype = x.shape, x.dtype
         x = x.reshape(-1, shape[-1]).float()
         if self._split is not None:  # each outlier channel as copies of an equal share of it

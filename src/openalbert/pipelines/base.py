@@ -244,6 +244,10 @@ class Pipeline:
         directory = _model_directory(name_or_path, **(hub or {}))
         # With fallback_margin the model is converted to `dtype` after its fp32 copy is taken from the checkpoint.
         fallback = kwargs.get("fallback_margin") is not None
+        if fallback and (loading or {}).get("quantization") is not None:
+            # (the pipeline quantises after taking the fp32 copy that reruns near ties)
+            loading = dict(loading)  # type: ignore[arg-type]
+            kwargs["quantization"] = loading.pop("quantization")
         model = load_head(
             cls, directory, device=device, dtype=None if fallback else dtype, framework=framework, **(loading or {})
         )  # fmt: skip
@@ -414,11 +418,17 @@ class Pipeline:
             )
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
             raise ValueError(f"fallback_margin must be a number >= 0 (a logit gap), got {margin!r}")
+        if model.__dict__.get("_quantized"):
+            raise ValueError(
+                "fallback_margin reruns near ties on an fp32 copy of the model, and this model is int8 already: "
+                "pass the fp32 model (or checkpoint) with quantization='int8', and the pipeline quantises it"
+            )
         reduced = quantization is not None or (dtype or model.dtype) in (torch.bfloat16, torch.float16)
         if not reduced:
             raise ValueError(
                 "fallback_margin reruns a reduced-precision model's near ties in fp32; this model runs in fp32: "
-                "add quantization='int8' or dtype='bfloat16'/'float16'"
+                "add quantization='int8' or dtype='bfloat16'/'float16' (openalbert run: --quantize int8, --dtype "
+                "bfloat16)"
             )
 
     def _forward_sorted(self, model: Any, rows: list[Feature], batch_size: int, progress: bool) -> list[Any]:
