@@ -194,6 +194,10 @@ def test_cli_writes_a_self_contained_folder(tmp_path: Path) -> None:
         enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]
     )
     assert_matches(got, want, enc["attention_mask"], atol=1e-4)
+    with pytest.raises(
+        FileNotFoundError, match=r"it holds an ONNX export \(model.onnx\), which ONNX Runtime runs"
+    ):
+        openalbert.AlbertForSequenceClassification.from_pretrained(out)
 
 
 def test_export_into_the_models_own_directory(tmp_path: Path) -> None:

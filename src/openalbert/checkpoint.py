@@ -307,6 +307,11 @@ def load_state_dict(
             + (f"; it holds {', '.join(held)}" if held else "")
         )
     others = [name for name in WEIGHT_FILES if (directory / name).is_file()]
+    if not others and (directory / "model.onnx").is_file():
+        raise FileNotFoundError(
+            f"no weights in {directory}: it holds an ONNX export (model.onnx), which ONNX Runtime runs; load "
+            "the model it was exported from"
+        )
     raise FileNotFoundError(
         f"no weights in {directory}: expected one of {expected}"
         + (
