@@ -379,3 +379,20 @@ def test_init_weights_fills_what_params_lack_as_transformers_flax_classes():
 
 def test_every_activation_is_transformers_one():
     assert_activations_match(modeling_flax.ACT2FN, jnp.asarray)
+
+
+def test_a_save_over_transformers_flax_weights_replaces_them(tmp_path):
+    # transformers' Flax classes read flax_model.msgpack first: left beside the new model.safetensors, it
+    # gave them the old weights, silently.
+    transformers = pytest.importorskip("transformers")
+    transformers.FlaxAlbertForMaskedLM(transformers.AlbertConfig(**TINY)).save_pretrained(tmp_path)
+    assert (tmp_path / "flax_model.msgpack").is_file()
+    model = modeling_flax.FlaxAlbertForMaskedLM(framework_config(), seed=5)
+    model.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    again = transformers.FlaxAlbertForMaskedLM.from_pretrained(tmp_path, from_pt=True)
+    batch = framework_inputs("AlbertForMaskedLM")
+    real = batch["attention_mask"].astype(bool)
+    np.testing.assert_allclose(
+        np.asarray(again(**batch).logits)[real], np.asarray(model(**batch).logits)[real], atol=1e-5, rtol=0
+    )

@@ -753,3 +753,13 @@ def test_prepare_tf_dataset_batches_as_transformers_and_fit_trains_on_it():
 
 def test_every_activation_is_transformers_one():
     assert_activations_match(modeling_tf.ACT2FN, tf.constant)
+
+
+def test_a_save_over_transformers_tf_weights_replaces_them(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.TFAlbertForMaskedLM(transformers.AlbertConfig(**TINY))
+    theirs(theirs.dummy_inputs)
+    theirs.save_pretrained(tmp_path)
+    assert (tmp_path / "tf_model.h5").is_file()
+    modeling_tf.TFAlbertForMaskedLM(framework_config()).save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]

@@ -865,10 +865,13 @@ def save_numpy_state(
     *,
     safe_serialization: bool = True,
     max_shard_size: int | str = "5GB",
+    replaces: str | None = None,
 ) -> Path:
     """Write config.json and the weights from a state dict of numpy arrays in PyTorch's names, as
     `save_pretrained` writes a PyTorch model's: how the Flax and TF classes save, so that every class reads
-    what they write. `safe_serialization=False` writes pytorch_model.bin."""
+    what they write. `safe_serialization=False` writes pytorch_model.bin. `replaces` ("tf", "flax"): the
+    saving class's own format, whose weights left from before are removed (read first, they would give
+    the old weights)."""
     limit = shard_bytes(max_shard_size)
     directory = write_config(directory, config, architecture)
     if "predictions.bias" in state:  # the decoder's bias under its name too: transformers' TF classes read it
@@ -884,7 +887,7 @@ def save_numpy_state(
         with warnings.catch_warnings():  # read-only arrays (jax's) are only read here
             warnings.filterwarnings("ignore", message=".*not writ", category=UserWarning)
             tensors[key] = torch.from_numpy(array)
-    write_weights(directory, tensors, safe_serialization, limit)
+    write_weights(directory, tensors, safe_serialization, limit, replaces=(replaces,) if replaces else ())
     return directory
 
 
@@ -932,11 +935,12 @@ def write_weights(
     limit: int,
     variant: str | None = None,
     save_function: Any = None,
+    replaces: tuple[str, ...] = (),
 ) -> None:
     """The weight files of a checkpoint: one file, or shards of at most `limit` bytes with their index, as
     transformers shards them (safetensors, or torch.save files with `safe_serialization=False`, written by
     `save_function` where one is given), named for a `variant` (`variant_name`); weights of another layout
-    left from before, of the same variant, are removed."""
+    left from before, of the same variant, are removed, and those of the formats `replaces` names."""
     shards = _split_shards(state, limit)
     single, index_name = (
         (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
@@ -951,7 +955,8 @@ def write_weights(
         )
     if len(shards) > 1:
         _write_index(directory / index_name, written)
-    _remove_stale(directory, set(written) | ({index_name} if len(shards) > 1 else set()), variant)
+    keep = set(written) | ({index_name} if len(shards) > 1 else set())
+    _remove_stale(directory, keep, variant, (*_VARIANT_FORMATS, *replaces))
 
 
 def _shard_names(single: str, shards: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -972,18 +977,17 @@ def _write_index(path: Path, files: dict[str, dict[str, Any]]) -> None:
     _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(index, indent=2)))
 
 
-def _remove_stale(directory: Path, keep: set[str], variant: str | None = None, tf: bool = False) -> None:
-    """Remove the PyTorch weights (of the same variant), and with `tf` the TF ones, other than the files
-    `keep`: read before or beside what was just written, they would shadow or contradict it. (TF weights
-    are read after these, so a PyTorch save leaves them.)"""
-    names = [
-        variant_name(name, variant)
-        for name in (SAFE_WEIGHTS_NAME, PT_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, PT_WEIGHTS_INDEX_NAME)
-    ]
-    if tf:
-        names += [TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME]
-    singles = [name for name in names if not name.endswith(".json")]
-    stale = [*names, *(p.name for name in singles for p in directory.glob(_shard_glob(name)))]
+def _remove_stale(
+    directory: Path, keep: set[str], variant: str | None = None, formats: tuple[str, ...] = _VARIANT_FORMATS
+) -> None:
+    """Remove the weights of `formats` (safetensors and .bin of the same variant by default) other than the
+    files `keep`: read before or beside what was just written, they would shadow or contradict it. (A
+    PyTorch save leaves TF and Flax weights, which these classes read after its; the TF and Flax classes'
+    saves remove their own format's, which transformers' TF and Flax classes read first.)"""
+    stale = []
+    for name in formats:
+        single, index, shards = _format_files(name, variant if name in _VARIANT_FORMATS else None)
+        stale += [single, index, *(p.name for p in directory.glob(shards))]
     for name in set(stale) - keep:
         (directory / name).unlink(missing_ok=True)
 
@@ -1019,7 +1023,7 @@ def write_tf_h5(
                         group.create_dataset(name, data=array)
 
         _write_atomically(directory / TF2_WEIGHTS_NAME, write)
-        _remove_stale(directory, {TF2_WEIGHTS_NAME}, tf=True)
+        _remove_stale(directory, {TF2_WEIGHTS_NAME}, formats=(*_VARIANT_FORMATS, "tf"))
         return
     files = _shard_names(TF2_WEIGHTS_NAME, shards)
     for file, shard in files.items():
@@ -1033,7 +1037,7 @@ def write_tf_h5(
 
         _write_atomically(directory / file, write_shard)
     _write_index(directory / TF2_WEIGHTS_INDEX_NAME, files)
-    _remove_stale(directory, {*files, TF2_WEIGHTS_INDEX_NAME}, tf=True)
+    _remove_stale(directory, {*files, TF2_WEIGHTS_INDEX_NAME}, formats=(*_VARIANT_FORMATS, "tf"))
 
 
 _SIZE_UNITS = {

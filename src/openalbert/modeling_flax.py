@@ -756,6 +756,7 @@ class FlaxAlbertPreTrainedModel:
             state,
             safe_serialization=safe_serialization,
             max_shard_size=max_shard_size,
+            replaces="flax",
         )
 
 

@@ -1028,6 +1028,7 @@ class TFAlbertPreTrainedModel(keras.Model):
                 type(self).__name__.removeprefix("TF"),
                 self.state_dict(),
                 max_shard_size=max_shard_size,
+                replaces="tf",
             )
         else:
             directory = write_config(directory, self.config, type(self).__name__.removeprefix("TF"))
