@@ -272,3 +272,14 @@ def test_from_dict_and_to_json_as_transformers(tmp_path):
     plain.to_json_file(tmp_path / "c.json", use_diff=False)
     assert json.loads((tmp_path / "c.json").read_text()) == json.loads(plain.to_json_string(use_diff=False))
     assert transformers.AlbertConfig.from_json_file(tmp_path / "c.json").hidden_size == 768
+
+
+def test_a_config_json_without_the_sizes_reads_transformers_defaults(tmp_path):
+    # A hand-written config.json without num_attention_heads built 12 heads here and 64 in transformers:
+    # the same weights loaded into two different models.
+    data = {"model_type": "albert", "vocab_size": 100, "embedding_size": 16, "num_hidden_layers": 1}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    ours, theirs = AlbertConfig.from_pretrained(tmp_path), transformers.AlbertConfig.from_pretrained(tmp_path)
+    for name in ("hidden_size", "num_attention_heads", "intermediate_size", "embedding_size", "vocab_size"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert AlbertConfig().hidden_size == 768  # (the class's own defaults stay albert-base-v2's)

@@ -1,7 +1,8 @@
 """AlbertConfig: the typed configuration of an ALBERT model, its named presets, and config.json in and out.
 
 Field names and meanings are those of transformers' AlbertConfig so that a `config.json` moves both
-ways unchanged. Defaults are albert-base-v2 (transformers defaults to xxlarge). Keys we do not model
+ways unchanged. Defaults are albert-base-v2 (transformers defaults to xxlarge, and a config.json that leaves
+out a size is read with transformers' default, as transformers reads it). Keys we do not model
 (from real hub configs: `architectures`, `down_scale_factor`, `gap_size`, ...) are kept in `extra` and
 written back, so loading and saving a hub config loses nothing.
 """
@@ -63,6 +64,8 @@ PRETRAINED_DEFAULTS: dict[str, Any] = {
     "decoder_start_token_id": None,
     "dtype": None,
 }
+# transformers' AlbertConfig defaults where they differ from ours (it defaults to albert-xxlarge's sizes).
+TRANSFORMERS_DEFAULTS = {"hidden_size": 4096, "num_attention_heads": 64, "intermediate_size": 16384}
 POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
@@ -279,6 +282,9 @@ class AlbertConfig:
         `kwargs` set the attributes the config has, and the others are unused (returned with the config by
         `return_unused_kwargs=True`)."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        # A key the dict leaves out takes transformers' default, so that a minimal config.json builds the model
+        # transformers builds from it (where ours differ: albert-base-v2's sizes against its xxlarge ones).
+        data = {**TRANSFORMERS_DEFAULTS, **data}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names and k != "extra"}
         if "id2label" in known and known["id2label"] is not None:
