@@ -496,7 +496,9 @@ def test_numpy_states_are_written_without_needless_copies(tmp_path, monkeypatch)
     strided = np.arange(8, dtype=np.float32)[::2]
     written = {}
     real = checkpoint.write_weights
-    monkeypatch.setattr(checkpoint, "write_weights", lambda d, t, *a: (written.update(t), real(d, t, *a)))
+    monkeypatch.setattr(
+        checkpoint, "write_weights", lambda d, t, *a, **k: (written.update(t), real(d, t, *a, **k))
+    )
     state = {"a.weight": weight, "b.bias": bias, "c.bias": bias, "d": strided}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
