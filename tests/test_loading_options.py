@@ -423,3 +423,39 @@ def test_state_dict_gives_the_weights(saved):
         ValueError, match=r"from_pretrained\(None\) needs the weights as state_dict= and config="
     ):
         AlbertForSequenceClassification.from_pretrained(None, state_dict=state)
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"HF_HUB_CACHE": "~/c/hub"},
+        {"HF_HUB_CACHE": "$CACHE_ROOT/hub"},
+        {"HF_HOME": "~/c"},
+        {"HUGGINGFACE_HUB_CACHE": "~/c/hub"},
+        {"TRANSFORMERS_CACHE": "~/c/hub", "HF_HUB_CACHE": "~/elsewhere"},  # (transformers' own comes first)
+        {"XDG_CACHE_HOME": "~/c"},
+    ],
+    ids=["tilde", "variable", "home", "legacy-hub", "transformers-cache", "xdg"],
+)
+def test_the_cache_is_found_where_transformers_finds_it(tmp_path, monkeypatch, variables):
+    # ~ and $VARS were not expanded, and the legacy variables were not read: nothing was found offline
+    root = tmp_path / "c"
+    xdg = "XDG_CACHE_HOME" in variables
+    _snapshot(
+        root / ("huggingface/hub" if xdg else "hub"),
+        "someone/albert",
+        "d" * 40,
+        AlbertModel(AlbertConfig(**TINY)),
+        ref="main",
+    )
+    for name in ("HF_HUB_CACHE", "HF_HOME", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE", "XDG_CACHE_HOME",
+                 "PYTORCH_TRANSFORMERS_CACHE", "PYTORCH_PRETRAINED_BERT_CACHE"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CACHE_ROOT", str(root))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert AlbertModel.from_pretrained("someone/albert").config.hidden_size == TINY["hidden_size"]
+    with pytest.raises(ValueError, match="force_download=True needs the hub"):
+        AlbertModel.from_pretrained("someone/albert", force_download=True)

@@ -218,17 +218,30 @@ def resolve_weights(
     return directory
 
 
+# Where transformers 4.x looks for the cache, first set first: its own (deprecated) variables, then the hub's.
+_CACHE_VARIABLES = (
+    "TRANSFORMERS_CACHE",
+    "PYTORCH_TRANSFORMERS_CACHE",
+    "PYTORCH_PRETRAINED_BERT_CACHE",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+)
+
+
 def _hub_cache_dir() -> Path:
-    # Read the environment at call time (huggingface_hub reads it once at import).
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface" / "hub"
+    """The HF cache as transformers finds it (read at call time: huggingface_hub reads it once at import):
+    _CACHE_VARIABLES, else HF_HOME/hub, else XDG_CACHE_HOME (~/.cache)/huggingface/hub; ~ and $VARS expanded."""
+    env = os.environ
+    path = next((env[name] for name in _CACHE_VARIABLES if env.get(name)), None)
+    if path is None:
+        home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+        path = os.path.join(home, "hub")
+    return Path(os.path.expandvars(os.path.expanduser(path)))
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or "0"
+    return value.upper() in ("1", "ON", "YES", "TRUE")
 
 
 def _from_hub(
@@ -247,6 +260,10 @@ def _from_hub(
 
     candidates = [repo_id] + ([LEGACY_HUB_IDS[repo_id]] if repo_id in LEGACY_HUB_IDS else [])
     offline = _offline() or local_files_only
+    if offline and force_download:
+        raise ValueError(
+            "force_download=True needs the hub, and HF_HUB_OFFLINE or local_files_only says not to use it"
+        )
     cache = Path(cache_dir).expanduser() if cache_dir is not None else _hub_cache_dir()
     errors = []
     for rid in candidates:
