@@ -459,3 +459,22 @@ def test_the_cache_is_found_where_transformers_finds_it(tmp_path, monkeypatch, v
     assert AlbertModel.from_pretrained("someone/albert").config.hidden_size == TINY["hidden_size"]
     with pytest.raises(ValueError, match="force_download=True needs the hub"):
         AlbertModel.from_pretrained("someone/albert", force_download=True)
+
+
+def test_transformers_keyword_names_and_push_to_hub(tmp_path):
+    from openalbert.checkpoint import NO_UPLOAD
+
+    model = AlbertModel(AlbertConfig(**TINY))
+    model.save_pretrained(save_directory=tmp_path / "m")
+    model.config.save_pretrained(save_directory=tmp_path / "c")
+    again = AlbertModel.from_pretrained(pretrained_model_name_or_path=tmp_path / "m")
+    assert (
+        AlbertConfig.from_pretrained(pretrained_model_name_or_path=tmp_path / "c").hidden_size
+        == TINY["hidden_size"]
+    )
+    assert again.config.hidden_size == TINY["hidden_size"]
+    for thing in (model, model.config):
+        with pytest.raises(NotImplementedError, match="does not upload"):
+            thing.push_to_hub("someone/albert")
+    with pytest.raises(NotImplementedError, match=NO_UPLOAD.split(";")[0]):
+        model.config.save_pretrained(tmp_path / "c", push_to_hub=True)

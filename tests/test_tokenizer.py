@@ -797,3 +797,27 @@ def test_truncate_sequences_and_slow_tokenizer_helpers(vocab, slow):
         assert ours.encode("hi") == slow.encode("hi")
     with pytest.raises(ValueError, match="chat template"):
         ours.apply_chat_template([{"role": "user", "content": "hi"}])
+
+
+def test_from_pretrained_overrides_and_model_input_names_as_transformers(vocab: Path, tmp_path: Path) -> None:
+    # A new named special token given to from_pretrained was refused; model_input_names was ignored, so
+    # token_type_ids went to a model that takes none.
+    directory = tmp_path / "tok"
+    transformers.AlbertTokenizer(vocab_file=str(vocab)).save_pretrained(directory)
+    theirs = transformers.AlbertTokenizer.from_pretrained(directory, pad_token="<newpad>")
+    ours = AlbertTokenizer.from_pretrained(pretrained_model_name_or_path=directory, pad_token="<newpad>")
+    assert (ours.pad_token_id, len(ours)) == (theirs.pad_token_id, len(theirs))
+    assert ours(["a b", "c"], padding=True)["input_ids"] == theirs(["a b", "c"], padding=True)["input_ids"]
+    names = ["input_ids", "attention_mask"]
+    theirs = transformers.AlbertTokenizer.from_pretrained(directory, model_input_names=names)
+    ours = AlbertTokenizer.from_pretrained(directory, model_input_names=names)
+    assert sorted(ours("a", "b")) == sorted(theirs("a", "b")) == sorted(names)
+    assert "token_type_ids" in ours("a", "b", return_token_type_ids=True)
+    ours.save_pretrained(tmp_path / "again", legacy_format=True)
+    assert not (tmp_path / "again" / "tokenizer.json").exists()
+    for cls in (AlbertTokenizer, transformers.AlbertTokenizer):
+        assert sorted(cls.from_pretrained(tmp_path / "again")("a", "b")) == sorted(names)
+    with pytest.raises(ValueError, match="filename_prefix='x'"):
+        ours.save_pretrained(tmp_path / "p", filename_prefix="x")
+    with pytest.raises(NotImplementedError, match="does not upload"):
+        ours.push_to_hub("someone/tok")

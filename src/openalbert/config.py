@@ -359,7 +359,10 @@ class AlbertConfig:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | os.PathLike, return_unused_kwargs: bool = False, **overrides: Any
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        return_unused_kwargs: bool = False,
+        **overrides: Any,
     ) -> AlbertConfig | tuple[AlbertConfig, dict[str, Any]]:
         """Read config.json from a directory, a config file or a hub id. Keyword arguments set the config's
         attributes; transformers' hub options (`revision`, `cache_dir`, `subfolder`...:
@@ -368,19 +371,28 @@ class AlbertConfig:
         from openalbert.checkpoint import hub_options, resolve_path
 
         hub = hub_options(overrides)
-        path = Path(name_or_path)
+        path = Path(pretrained_model_name_or_path)
         if path.is_file():
             config = cls.from_json_file(path)
         else:
-            config = cls.from_json_file(resolve_path(name_or_path, [CONFIG_NAME], **hub) / CONFIG_NAME)
+            config = cls.from_json_file(
+                resolve_path(pretrained_model_name_or_path, [CONFIG_NAME], **hub) / CONFIG_NAME
+            )
         unused = config._set_known(overrides)
         return (config, unused) if return_unused_kwargs else config
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write config.json into `directory` (created if needed) and return its path."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / CONFIG_NAME
+    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
+        from openalbert.checkpoint import NO_UPLOAD
+
+        raise NotImplementedError(NO_UPLOAD)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False) -> Path:
+        """Write config.json into `save_directory` (created if needed) and return its path."""
+        if push_to_hub:
+            self.push_to_hub()
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        target = save_directory / CONFIG_NAME
         target.write_text(self.to_json_string(), encoding="utf-8")
         return target
 

@@ -836,6 +836,11 @@ class AlbertPreTrainedModel(nn.Module):
 
     # ---- transformers' PreTrainedModel helpers, for code written against them ----------------------------
 
+    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
+        from openalbert.checkpoint import NO_UPLOAD
+
+        raise NotImplementedError(NO_UPLOAD)
+
     config_class = AlbertConfig
 
     @classmethod
@@ -947,7 +952,7 @@ class AlbertPreTrainedModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike | None,
+        pretrained_model_name_or_path: str | os.PathLike | None,
         *,
         config: AlbertConfig | None = None,
         dtype: torch.dtype | str | None = None,
@@ -976,7 +981,13 @@ class AlbertPreTrainedModel(nn.Module):
 
         dtype, device = placement(dtype, device, torch_dtype=torch_dtype, device_map=device_map)
         model = load_pretrained(
-            cls, name_or_path, config=config, dtype=dtype, device=device, strict=strict, **config_overrides
+            cls,
+            pretrained_model_name_or_path,
+            config=config,
+            dtype=dtype,
+            device=device,
+            strict=strict,
+            **config_overrides,
         )
         loaded = model[0] if isinstance(model, tuple) else model
         if attn_implementation is not None:
@@ -989,7 +1000,7 @@ class AlbertPreTrainedModel(nn.Module):
 
     def save_pretrained(
         self,
-        directory: str | os.PathLike,
+        save_directory: str | os.PathLike,
         *,
         safe_serialization: bool = True,
         max_shard_size: int | str = "5GB",
@@ -1011,10 +1022,10 @@ class AlbertPreTrainedModel(nn.Module):
         if push_to_hub:
             raise ValueError(NO_UPLOAD)
         if not is_main_process:
-            return Path(directory)
+            return Path(save_directory)
         return save_pretrained(
             self,
-            directory,
+            save_directory,
             safe_serialization=safe_serialization,
             max_shard_size=max_shard_size,
             state_dict=state_dict,

@@ -698,7 +698,7 @@ class FlaxAlbertPreTrainedModel:
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike,
+        pretrained_model_name_or_path: str | os.PathLike,
         *,
         config: AlbertConfig | None = None,
         dtype: jnp.dtype = jnp.float32,
@@ -715,7 +715,9 @@ class FlaxAlbertPreTrainedModel:
         model keeps no parameters and they come back beside it: `model, params = ...from_pretrained(...)`
         (then the loading info third), to pass as `params=`."""
         variant, formats = config_overrides.pop("variant", None), weight_formats(config_overrides)
-        directory = resolve_weights(name_or_path, variant, formats, **hub_options(config_overrides))
+        directory = resolve_weights(
+            pretrained_model_name_or_path, variant, formats, **hub_options(config_overrides)
+        )
         config = load_config(directory, config, config_overrides, cls.__name__)
         refuse_pruned(config, cls.__name__)
         model = cls(config, seed=seed, dtype=dtype)
@@ -737,7 +739,7 @@ class FlaxAlbertPreTrainedModel:
 
     def save_pretrained(
         self,
-        directory: str | os.PathLike,
+        save_directory: str | os.PathLike,
         params: dict[str, Any] | None = None,
         *,
         safe_serialization: bool = True,
@@ -750,7 +752,7 @@ class FlaxAlbertPreTrainedModel:
         params = self.params if params is None else params
         state = {k: np.asarray(v, dtype=np.float32) for k, v in to_state_dict(params).items()}
         return save_numpy_state(
-            directory,
+            save_directory,
             self.config,
             type(self).__name__.removeprefix("Flax"),
             state,

@@ -971,7 +971,7 @@ class TFAlbertPreTrainedModel(keras.Model):
     @classmethod
     def from_pretrained(
         cls,
-        name_or_path: str | os.PathLike,
+        pretrained_model_name_or_path: str | os.PathLike,
         *,
         config: AlbertConfig | None = None,
         output_loading_info: bool = False,
@@ -983,7 +983,9 @@ class TFAlbertPreTrainedModel(keras.Model):
         checkpoint lacks (a fresh head) are initialised and reported, as in PyTorch (`output_loading_info=True`
         also returns them by name)."""
         variant, formats = config_overrides.pop("variant", None), weight_formats(config_overrides)
-        directory = resolve_weights(name_or_path, variant, formats, **hub_options(config_overrides))
+        directory = resolve_weights(
+            pretrained_model_name_or_path, variant, formats, **hub_options(config_overrides)
+        )
         config = load_config(directory, config, config_overrides, cls.__name__)
         refuse_pruned(config, cls.__name__)
         model = cls(config)
@@ -1008,7 +1010,7 @@ class TFAlbertPreTrainedModel(keras.Model):
 
     def save_pretrained(
         self,
-        directory: str | os.PathLike,
+        save_directory: str | os.PathLike,
         saved_model: bool = False,
         version: int = 1,
         *,
@@ -1022,8 +1024,8 @@ class TFAlbertPreTrainedModel(keras.Model):
         too). With `saved_model=True` also a TF SavedModel with the `serving` signature in
         saved_model/<version>, as transformers' TF classes write it for TF Serving."""
         if safe_serialization:
-            directory = save_numpy_state(
-                directory,
+            save_directory = save_numpy_state(
+                save_directory,
                 self.config,
                 type(self).__name__.removeprefix("TF"),
                 self.state_dict(),
@@ -1031,10 +1033,10 @@ class TFAlbertPreTrainedModel(keras.Model):
                 replaces="tf",
             )
         else:
-            directory = write_config(directory, self.config, type(self).__name__.removeprefix("TF"))
-            write_tf_h5(directory, self._h5_layers(), self.name, shard_bytes(max_shard_size))
+            save_directory = write_config(save_directory, self.config, type(self).__name__.removeprefix("TF"))
+            write_tf_h5(save_directory, self._h5_layers(), self.name, shard_bytes(max_shard_size))
         if saved_model:
-            path = directory / "saved_model" / str(version)
+            path = save_directory / "saved_model" / str(version)
             serving = self.serving()
             root: Any = self
             if not _KERAS_3:
@@ -1043,7 +1045,7 @@ class TFAlbertPreTrainedModel(keras.Model):
                 root = tf.Module()
                 root.weights_list, root.serve = list(self.variables), serving
             tf.saved_model.save(root, str(path), signatures={"serving_default": serving})
-        return directory
+        return save_directory
 
     def _h5_layers(self) -> list[tuple[str, list[tuple[str, np.ndarray]]]]:
         """The weights by top-level layer, by their full names, as Keras' HDF5 format (and transformers' TF

@@ -477,6 +477,8 @@ class AlbertTokenizer:
             self.vocab_file = path
             self._sp = _load_sentencepiece(path.read_bytes(), str(path), self.sp_model_kwargs)
         self.name_or_path = ""  # from_pretrained's argument, as transformers keeps it
+        if kwargs.get("model_input_names") is not None:  # what a call returns unless it says
+            self.model_input_names = list(kwargs["model_input_names"])
         self.do_lower_case = do_lower_case
         self.remove_space = remove_space
         self.keep_accents = keep_accents
@@ -652,7 +654,9 @@ class AlbertTokenizer:
     # ---- construction and saving ---------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> AlbertTokenizer:
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> AlbertTokenizer:
         """Load from a directory (or hub id) holding spiece.model and optionally tokenizer_config.json.
 
         Without spiece.model, the SentencePiece model is rebuilt from a tokenizer.json that transformers
@@ -663,12 +667,12 @@ class AlbertTokenizer:
         from openalbert.checkpoint import hub_options, resolve_path
 
         hub = hub_options(kwargs)
-        path = Path(name_or_path).expanduser()
+        path = Path(pretrained_model_name_or_path).expanduser()
         if path.is_file():
             tokenizer = cls(path, **kwargs)
-            tokenizer.name_or_path = str(name_or_path)
+            tokenizer.name_or_path = str(pretrained_model_name_or_path)
             return tokenizer
-        path = resolve_path(name_or_path, filenames=TOKENIZER_FILES, **hub)
+        path = resolve_path(pretrained_model_name_or_path, filenames=TOKENIZER_FILES, **hub)
         vocab: Path | bytes = path / VOCAB_NAME
         settings = _read_settings(path)
         if not vocab.is_file():  # type: ignore[union-attr]
@@ -691,10 +695,11 @@ class AlbertTokenizer:
             custom = [k for k in custom if settings[k] != unk and sp.piece_to_id(settings[k]) == sp.unk_id()]
         later = {k: settings.pop(k) for k in custom}
         tokenizer = cls(vocab, **settings)
-        tokenizer.name_or_path = str(name_or_path)
+        tokenizer.name_or_path = str(pretrained_model_name_or_path)
         tokenizer._load_added(path)
         if later or additional is not None:
-            named = {k: v for k, v in later.items() if v not in tokenizer._specials}
+            # (one named by the directory must be among its added tokens; one given here may be new, and is added)
+            named = {k: v for k, v in later.items() if v not in tokenizer._specials and k not in kwargs}
             if named:
                 raise ValueError(f"{path}: special tokens {named} are neither pieces nor added tokens")
             tokenizer.add_special_tokens(
@@ -702,13 +707,34 @@ class AlbertTokenizer:
             )
         return tokenizer
 
+    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
+        from openalbert.checkpoint import NO_UPLOAD
+
+        raise NotImplementedError(NO_UPLOAD)
+
     def save_pretrained(
-        self, save_directory: str | os.PathLike, write_tokenizer_json: bool = True
+        self,
+        save_directory: str | os.PathLike,
+        write_tokenizer_json: bool = True,
+        legacy_format: bool | None = None,
+        filename_prefix: str | None = None,
+        push_to_hub: bool = False,
     ) -> list[Path]:
-        """Write spiece.model, tokenizer_config.json, special_tokens_map.json (and tokenizer.json).
+        """Write spiece.model, tokenizer_config.json, special_tokens_map.json (and tokenizer.json). As
+        transformers takes them: `legacy_format=True` writes no tokenizer.json, `filename_prefix` is refused
+        (the files must keep their names to be read), and `push_to_hub=True` says how to upload.
 
         transformers 4.57.1 loads the directory with AutoTokenizer, AlbertTokenizer and AlbertTokenizerFast.
         """
+        if push_to_hub:
+            self.push_to_hub()
+        if filename_prefix:
+            raise ValueError(
+                f"filename_prefix={filename_prefix!r}: files saved under other names are not read back by "
+                "from_pretrained; save into a directory of their own"
+            )
+        if legacy_format:
+            write_tokenizer_json = False
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         written = [out / VOCAB_NAME, out / TOKENIZER_CONFIG_NAME, out / SPECIAL_TOKENS_MAP_NAME]
@@ -740,6 +766,8 @@ class AlbertTokenizer:
         for side in ("padding_side", "truncation_side"):
             if getattr(self, side) != "right":
                 config[side] = getattr(self, side)
+        if self.model_input_names != type(self).model_input_names:
+            config["model_input_names"] = list(self.model_input_names)
         special_map = {
             "bos_token": self.bos_token,
             "cls_token": self.cls_token,
@@ -1556,8 +1584,8 @@ class AlbertTokenizer:
             ids,
             offsets,  # type: ignore[arg-type]
             add_special_tokens,
-            token_types=return_token_type_ids is not False,
-            attention=return_attention_mask is not False,
+            token_types=_wanted(return_token_type_ids, "token_type_ids", self.model_input_names),
+            attention=_wanted(return_attention_mask, "attention_mask", self.model_input_names),
             special_mask=return_special_tokens_mask,
         )
         input_ids = data["input_ids"]
@@ -1736,7 +1764,10 @@ class AlbertTokenizer:
             )
         pad_mode, _, max_length = self._strategies(padding, False, max_length, None)
         left = _side(padding_side or self.padding_side, "padding_side") == "left"
-        if return_attention_mask is not False and "attention_mask" not in data:
+        if (
+            _wanted(return_attention_mask, "attention_mask", self.model_input_names)
+            and "attention_mask" not in data
+        ):
             data["attention_mask"] = [[1] * len(r) for r in data["input_ids"]]
         target = _pad_target([len(r) for r in data["input_ids"]], pad_mode, max_length, pad_to_multiple_of)
         if target is not None:
@@ -2259,6 +2290,11 @@ def _parse_words(text: Any, text_pair: Any) -> tuple[list[Any], list[Any] | None
     return firsts, seconds, batched
 
 
+def _wanted(asked: bool | None, name: str, model_input_names: Sequence[str]) -> bool:
+    """Whether a call returns `name`: as it asks, else as the tokenizer's model_input_names say."""
+    return name in model_input_names if asked is None else bool(asked)
+
+
 def _side(value: str, name: str) -> str:
     if value not in ("left", "right"):
         raise ValueError(f"{name} must be 'left' or 'right', got {value!r}")
@@ -2487,6 +2523,9 @@ def _read_settings(directory: Path) -> dict[str, Any]:
                 settings[key] = data[key]
         if isinstance(data.get("sp_model_kwargs"), dict):
             settings["sp_model_kwargs"] = data["sp_model_kwargs"]
+        names = data.get("model_input_names")
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            settings["model_input_names"] = names
         max_len = data.get("model_max_length")
         if isinstance(max_len, int) and max_len > 0:  # (1e30: no limit, as written by transformers)
             settings["model_max_length"] = max_len
