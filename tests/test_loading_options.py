@@ -174,6 +174,7 @@ def test_sharded_save_loads_here_and_in_transformers(saved, tmp_path, size):
     assert index["metadata"]["total_size"] == sum(
         v.numel() * v.element_size() for k, v in model.state_dict().items()
     )
+    assert index["metadata"]["total_parameters"] == model.num_parameters()  # (as transformers counts them)
     again = AlbertForSequenceClassification.from_pretrained(out)
     theirs = transformers.AlbertForSequenceClassification.from_pretrained(out).eval()
     with torch.no_grad():

@@ -16,6 +16,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -986,9 +987,14 @@ def _shard_names(single: str, shards: list[dict[str, Any]]) -> dict[str, dict[st
 
 
 def _write_index(path: Path, files: dict[str, dict[str, Any]]) -> None:
-    """The index of sharded weights, as transformers writes it: their total size and each weight's file."""
+    """The index of sharded weights, as transformers writes it: their count and total size, and each weight's
+    file."""
+    tensors = [t for shard in files.values() for t in shard.values()]
     index = {
-        "metadata": {"total_size": sum(t.nbytes for shard in files.values() for t in shard.values())},
+        "metadata": {
+            "total_parameters": sum(math.prod(t.shape) for t in tensors),
+            "total_size": sum(t.nbytes for t in tensors),
+        },
         "weight_map": {key: name for name, shard in files.items() for key in shard},
     }
     _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(index, indent=2)))
