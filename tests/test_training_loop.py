@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -247,6 +248,32 @@ def test_resume_after_sigint_reproduces_the_uninterrupted_run(tmp_path):
     assert got == expected
     for name, tensor in final_weights(tmp_path / "full").items():
         assert torch.equal(tensor, final_weights(out)[name]), name
+
+
+@pytest.mark.parametrize("stop", ["stop_after", "checkpoint_then_crash"])
+def test_resume_logs_the_rows_of_the_uninterrupted_run_between_rows(tmp_path, stop):
+    # With log_every 4, a pause at step 3 logged a row of steps 1-3 and the resumed run's step-4 row held
+    # step 4 alone; a crash after a checkpoint mid-row lost steps 1-2 from metrics.jsonl.
+    data = SyntheticPretraining()
+    config = dict(log_every=4, max_steps=9)
+    train(tiny_objective(), data, run_config(tmp_path / "full", **config))
+    out = tmp_path / "split"
+    if stop == "stop_after":
+        first = train(tiny_objective(), data, run_config(out, stop_after=3, **config))
+        assert first.interrupted and read_metrics(out)[-1] == read_metrics(out)[-1] | {
+            "partial": True,
+            "step": 3,
+        }
+    else:
+        first = train(tiny_objective(), data, run_config(out, save_every=2, stop_after=3, **config))
+        (out / "checkpoints" / "step-00000003").rename(out / "gone")  # the run died after step 2's checkpoint
+        shutil.rmtree(out / "gone")
+    train(tiny_objective(), data, run_config(out, resume=True, **config))
+    keys = ("step", "loss", "mlm_loss", "sop_loss", "mlm_accuracy", "lr", "grad_norm")
+    expected = [{k: r[k] for k in keys} for r in read_metrics(tmp_path / "full")]
+    got = [{k: r[k] for k in keys} for r in read_metrics(out)]
+    assert [r["step"] for r in expected] == [4, 8, 9]
+    assert got == pytest.approx(expected, rel=1e-12)
 
 
 def test_resuming_with_another_schedule_says_so(tmp_path):

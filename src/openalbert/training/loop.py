@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -620,6 +621,7 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
         self.resumed_from = resume_dir
+        self._saved_window, self._has_window = None, False
         if resume_dir is not None:
             self._load_trainer_state(resume_dir)
             if self.step > self.max_steps:
@@ -732,6 +734,8 @@ class Trainer:
                 stacklevel=2,
             )
         self.elapsed_before = float(state.get("elapsed", 0.0))
+        self._saved_window = state.get("window")
+        self._has_window = "window" in state  # (checkpoints from before kept no window: their rows stay)
         self.best = state.get("best")
         self.evals_without_improvement = int(state.get("evals_without_improvement", 0))
         every = self.config.eval_every  # (a checkpoint from before evaluated_at was kept: where it was due)
@@ -756,7 +760,12 @@ class Trainer:
             path.unlink()
             return
         rows = path.read_text().splitlines()
-        kept = [r for r in rows if r.strip() and json.loads(r).get("step", 0) <= self.step]
+
+        def keep(row: dict[str, Any]) -> bool:
+            step = row.get("step", 0)
+            return step < self.step or (step == self.step and not (row.get("partial") and self._has_window))
+
+        kept = [r for r in rows if r.strip() and keep(json.loads(r))]
         if len(kept) != len(rows):
             path.write_text("".join(r + "\n" for r in kept))
 
@@ -820,11 +829,13 @@ class Trainer:
             rngs = [_rng_state()]
         module = self._gathered_model()
         optim_state = self._optimizer_state()
+        window = self._window_state()
         final = self.output_dir / CHECKPOINTS_DIR / f"step-{self.step:08d}"
         if env.is_main:
             state = {
                 "version": 1,
                 "step": self.step,
+                "window": window,
                 "optimizer": optim_state,
                 "scheduler": self.scheduler.state_dict(),
                 "sampler": self.sampler.state_dict(),
@@ -998,6 +1009,46 @@ class Trainer:
             "t0": time.perf_counter(),
         }
 
+    def _window_state(self) -> dict[str, Any] | None:
+        """The steps logged in no row yet, summed over the ranks (all must call), for a checkpoint: a run
+        resumed from it logs them in the row they belong to, as the uninterrupted run does."""
+        window = self.__dict__.get("window")
+        if window is None or not window["steps"]:
+            return None
+        names = list(window["sums"])
+        vec = torch.stack(
+            [window["loss"], window["grad_norm"], window["tokens"]]
+            + [t for n in names for t in window["sums"][n]]
+        )
+        if self.env.distributed:
+            dist.all_reduce(vec)
+        values = vec.cpu().tolist()
+        return {
+            "values": values,
+            "names": names,
+            "micro": window["micro"],
+            "steps": window["steps"],
+            "seconds": time.perf_counter() - window["t0"],
+        }
+
+    def _restored_window(self, saved: dict[str, Any] | None) -> dict[str, Any]:
+        """A window holding a checkpoint's unlogged steps (`_window_state`): on the first rank, as the sums of
+        all; zeros on the others, so that the next row's sum over the ranks counts them once."""
+        window = self._new_window()
+        if not saved:
+            return window
+        keep = self.env.is_main
+        values = [v if keep else 0.0 for v in saved["values"]]
+        as_tensor = functools.partial(torch.tensor, dtype=torch.float64, device=self.env.device)
+        window["loss"], window["grad_norm"], window["tokens"] = (as_tensor(v) for v in values[:3])
+        window["sums"] = {
+            name: [as_tensor(values[3 + 2 * i]), as_tensor(values[4 + 2 * i])]
+            for i, name in enumerate(saved["names"])
+        }
+        window["micro"], window["steps"] = saved["micro"], saved["steps"]
+        window["t0"] -= saved["seconds"]
+        return window
+
     def _log_row(self, window: dict[str, Any], lr: float | torch.Tensor) -> dict[str, Any]:
         """Reduce the window over ranks with one collective and one host transfer; return the JSONL row."""
         env = self.env
@@ -1135,7 +1186,8 @@ class Trainer:
             disable=not (cfg.progress and env.is_main),
         )
         self.wrapped.train()
-        window = self._new_window()
+        # (a resumed run picks up the steps its checkpoint took after the last row, to log them in theirs)
+        self.window = window = self._restored_window(self._saved_window)
         last_row: dict[str, Any] = {}
         saved_at = self.step if self.step else -1  # a resumed run starts from a saved checkpoint
         limit = self.max_steps if cfg.stop_after is None else min(cfg.stop_after, self.max_steps)
@@ -1151,7 +1203,7 @@ class Trainer:
                     last_row = self._log_row(window, self.scheduler.get_last_lr()[0])
                     self._append_metrics(last_row)
                     bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}", refresh=False)
-                    window = self._new_window()
+                    self.window = window = self._new_window()
                 stop_early = self._maybe_evaluate()
                 if self._due(cfg.save_every):
                     result.last_checkpoint = self.save_checkpoint()
@@ -1162,12 +1214,16 @@ class Trainer:
                 if stop_early:
                     result.early_stopped = True
                     break
-        if window["steps"]:
-            # Steps since the last row (a pause, a signal or early stopping between rows): log them too.
-            last_row = self._log_row(window, self.scheduler.get_last_lr()[0])
-            self._append_metrics(last_row)
         if self.step < self.max_steps and not result.early_stopped:
             result.interrupted = True  # by a signal or by stop_after: resumable, no final export
+        if window["steps"]:
+            # Steps since the last row (a pause, a signal or early stopping between rows): log them too. A
+            # pause's row is marked partial: its checkpoint keeps the steps, and a resumed run drops the row
+            # and logs them in the row they belong to.
+            last_row = self._log_row(window, self.scheduler.get_last_lr()[0])
+            if result.interrupted:
+                last_row["partial"] = True
+            self._append_metrics(last_row)
         finished = not result.interrupted and not result.early_stopped
         if saved_at != self.step:  # before the last evaluation: one that fails then loses no training
             result.last_checkpoint = self.save_checkpoint()
