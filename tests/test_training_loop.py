@@ -614,8 +614,8 @@ from openalbert.training import train
 
 out, fsdp, positions = Path(sys.argv[1]), sys.argv[2] == "fsdp", sys.argv[3]
 # 2 processes x 2 examples x 2 accumulated micro-batches = the single process's batch of 8.
-config = run_config(out, batch_size=2, grad_accum=2, max_steps=3, fsdp=fsdp)
-train(tiny_objective(positions=positions), SyntheticPretraining(), config)
+config = run_config(out, batch_size=2, grad_accum=2, max_steps=3, fsdp=fsdp, eval_batch_size=2)
+train(tiny_objective(positions=positions), SyntheticPretraining(), config, eval_dataset=SyntheticPretraining(n=7, seed=5))
 """
 
 
@@ -643,10 +643,17 @@ def _torchrun(tmp_path: Path, out: Path, mode: str, positions: str = "absolute")
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, mode, positions):
     _torchrun(tmp_path, tmp_path / "two", mode, positions)
     one_config = run_config(tmp_path / "one", batch_size=8, max_steps=3)
-    train(tiny_objective(positions=positions), SyntheticPretraining(), one_config)
+    held_out = SyntheticPretraining(n=7, seed=5)  # (an odd count: one process evaluates one example fewer)
+    train(tiny_objective(positions=positions), SyntheticPretraining(), one_config, eval_dataset=held_out)
     one, two = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
     assert one.keys() == two.keys()
     for name in one:
         torch.testing.assert_close(two[name], one[name], atol=1e-5, rtol=1e-4, msg=name)
-    losses = lambda out: [r["loss"] for r in read_metrics(out)]  # noqa: E731
+    losses = lambda out: [r["loss"] for r in read_metrics(out) if "loss" in r]  # noqa: E731
     np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)
+    # evaluation counts each example once (the repeat that evens out the processes' forwards counted too)
+    evals = lambda out: {k: v for r in read_metrics(out) for k, v in r.items() if k.startswith("eval_")}  # noqa: E731
+    one_eval, two_eval = evals(tmp_path / "one"), evals(tmp_path / "two")
+    assert one_eval.keys() == two_eval.keys() and "eval_mlm_accuracy" in one_eval
+    for key in one_eval:
+        assert two_eval[key] == pytest.approx(one_eval[key], rel=1e-4, abs=1e-6), key

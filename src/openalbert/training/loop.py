@@ -893,28 +893,29 @@ class Trainer:
         if self.custom_evaluate is not None:
             return self.custom_evaluate(self.model)
         env, cfg, ds = self.env, self.config, self.eval_dataset
-        # Pad by wrapping so every rank runs the same number of forwards (FSDP needs it).
+        # Every rank runs the same number of forwards (FSDP needs it): a rank with one example fewer runs the
+        # first example again in its place and counts nothing of that forward (its last batch lacks it, or is it).
         per_rank = math.ceil(len(ds) / env.world_size)
-        indices = np.resize(np.arange(len(ds)), per_rank * env.world_size)[
-            env.rank :: env.world_size
-        ].tolist()
+        positions = range(env.rank, per_rank * env.world_size, env.world_size)
         bs = cfg.eval_batch_size or cfg.batch_size
         # fully_shard works in place, so self.model is the FSDP module; DDP's wrapper is not needed here.
         module = self.model
         module.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=env.device)
+        counted = 0
         sums: dict[str, list[torch.Tensor]] = {}
-        for start in range(0, len(indices), bs):
-            idx = indices[start : start + bs]
-            batch = self._to_device(_fetch(ds, idx, self.collate_fn))
+        for start in range(0, len(positions), bs):
+            idx = [p for p in positions[start : start + bs] if p < len(ds)]
+            batch = self._to_device(_fetch(ds, idx or [0], self.collate_fn))
             with self._autocast():
                 out = module(**batch)
             loss_sum += out.loss.detach().double() * len(idx)
-            self._accumulate(sums, out)
+            counted += len(idx)
+            self._accumulate(sums, out, weight=1.0 if idx else 0.0)  # (every rank: the same metric names)
         module.train()
         names = list(sums)
         vec = torch.stack(
-            [loss_sum, torch.tensor(float(len(indices)), dtype=torch.float64, device=env.device)]
+            [loss_sum, torch.tensor(float(counted), dtype=torch.float64, device=env.device)]
             + [t for n in names for t in sums[n]]
         )
         if env.distributed:
@@ -939,9 +940,9 @@ class Trainer:
         return {k: v.to(self.env.device, non_blocking=True) for k, v in batch.items()}
 
     @staticmethod
-    def _accumulate(sums: dict[str, list[torch.Tensor]], out: Any) -> None:
+    def _accumulate(sums: dict[str, list[torch.Tensor]], out: Any, weight: float = 1.0) -> None:
         for name, (num, den) in (getattr(out, "metrics", None) or {}).items():
-            num, den = num.detach().double(), torch.as_tensor(den).detach().double()
+            num, den = num.detach().double() * weight, torch.as_tensor(den).detach().double() * weight
             if name in sums:
                 sums[name][0] += num
                 sums[name][1] += den
