@@ -657,3 +657,19 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, mode, posi
     assert one_eval.keys() == two_eval.keys() and "eval_mlm_accuracy" in one_eval
     for key in one_eval:
         assert two_eval[key] == pytest.approx(one_eval[key], rel=1e-4, abs=1e-6), key
+
+
+def test_resuming_from_an_older_checkpoint_replaces_the_later_ones(tmp_path):
+    # keep_last pruned by step: the new step-4 was removed at once (its path returned), and a later
+    # resume took the abandoned step-6 for the newest.
+    out = tmp_path / "run"
+    train(tiny_objective(), SyntheticPretraining(), run_config(out, save_every=2, keep_last=3))
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000002", "step-00000004", "step-00000006"]
+    with pytest.warns(UserWarning, match="the later checkpoints step-00000004, step-00000006 are removed"):
+        result = train(
+            tiny_objective(),
+            SyntheticPretraining(),
+            run_config(out, resume=out / "checkpoints" / "step-00000002", stop_after=4, keep_last=1),
+        )
+    assert result.last_checkpoint.is_dir() and result.last_checkpoint.name == "step-00000004"
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000004"]

@@ -395,6 +395,11 @@ def write_dir_atomically(final: Path, write: Callable[[Path], None]) -> Path:
     return final
 
 
+def _checkpoint_step(path: Path) -> int:
+    m = _CHECKPOINT_RE.match(path.name)
+    return int(m.group(1)) if m else -1
+
+
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
     """Complete checkpoints under `output_dir/checkpoints`, oldest first."""
     root = Path(output_dir) / CHECKPOINTS_DIR
@@ -680,6 +685,25 @@ class Trainer:
         path = Path(cfg.resume)
         if not (path / TRAINER_STATE).is_file():
             raise FileNotFoundError(f"{path} is not a checkpoint directory (no {TRAINER_STATE})")
+        # The run goes on from this step: checkpoints of later steps belong to the history it replaces (kept,
+        # they would be pruned before its own new ones, and a later resume would take them for its newest).
+        step = _checkpoint_step(path)
+        if step < 0:  # (a checkpoint directory renamed: its state says)
+            step = int(torch.load(path / TRAINER_STATE, map_location="cpu", weights_only=True)["step"])
+        later = [
+            p
+            for p in list_checkpoints(self.output_dir)
+            if _checkpoint_step(p) > step and p.resolve() != path.resolve()
+        ]
+        if later:
+            self.env.barrier()  # every rank has looked before rank 0 deletes
+            if self.env.is_main:
+                names = ", ".join(p.name for p in later)
+                warnings.warn(
+                    f"resuming from step {step}: the later checkpoints {names} are removed", stacklevel=3
+                )
+                for stale in later:
+                    shutil.rmtree(stale, ignore_errors=True)
         return path
 
     def _load_trainer_state(self, directory: Path) -> None:
