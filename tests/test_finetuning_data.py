@@ -467,3 +467,19 @@ def test_multiple_choice_validation_may_offer_another_number_of_choices(tmp_path
     result = finetune("multiple-choice", openalbert.DEFAULT_MODEL, train, validation, tmp_path / "out", epochs=1,
                       batch_size=2, max_length=16, progress=False)  # fmt: skip
     assert 0.0 <= result.metrics["eval_accuracy"] <= 1.0
+
+
+def test_resuming_a_fine_tuning_on_another_training_file_is_refused(tmp_path):
+    import openalbert
+    from openalbert.finetuning.run import finetune
+
+    rows = [("good film", "pos"), ("bad film", "neg"), ("great fun", "pos"), ("dull plot", "neg")]
+    train = write(tmp_path / "train.csv", "text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
+    validation = write(tmp_path / "val.csv", "text,label\nnice one,pos\nawful,neg\n")
+    options = dict(epochs=2, batch_size=2, max_length=16, progress=False)
+    finetune("text-classification", openalbert.DEFAULT_MODEL, train, validation, tmp_path / "out", **options)
+    flipped = "".join(f"{t},{'neg' if label == 'pos' else 'pos'}\n" for t, label in rows)
+    write(tmp_path / "train.csv", "text,label\n" + flipped)
+    with pytest.raises(ValueError, match="trained on other data"):
+        finetune("text-classification", openalbert.DEFAULT_MODEL, train, validation, tmp_path / "out",
+                 resume=True, **options)  # fmt: skip

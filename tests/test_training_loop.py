@@ -673,3 +673,16 @@ def test_resuming_from_an_older_checkpoint_replaces_the_later_ones(tmp_path):
         )
     assert result.last_checkpoint.is_dir() and result.last_checkpoint.name == "step-00000004"
     assert [p.name for p in list_checkpoints(out)] == ["step-00000004"]
+
+
+def test_resuming_on_other_data_is_refused_and_other_options_are_named(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_objective(), SyntheticPretraining(), run_config(out, stop_after=3, data_id="a", seed=1))
+    with pytest.raises(ValueError, match="was trained on other data than this run's"):
+        train(tiny_objective(), SyntheticPretraining(), run_config(out, resume=True, data_id="b", seed=1))
+    with pytest.warns(UserWarning) as caught:
+        train(tiny_objective(), SyntheticPretraining(),
+              run_config(out, resume=True, data_id="a", grad_accum=2, max_grad_norm=0.5, seed=2))  # fmt: skip
+    said = " | ".join(str(w.message) for w in caught)
+    assert "grad_accum 2 instead of 1, max_grad_norm 0.5 instead of 1.0" in said
+    assert "seed 2 is not used" in said

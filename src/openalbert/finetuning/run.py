@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import json
 import math
 import os
@@ -110,6 +111,14 @@ def _first_process() -> bool:
     """Whether this process reports and writes: the only one, or rank 0 under torchrun (read from the
     environment, as the process group exists only while the loop trains)."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def _features_digest(features: Sequence[dict[str, Any]]) -> str:
+    """What identifies the training features (a resume on other data or preparation is refused)."""
+    digest = hashlib.sha256()
+    for feature in features:
+        digest.update(json.dumps(feature, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
 
 
 def _gather(local: list[tuple[int, Any]]) -> dict[int, Any]:
@@ -690,6 +699,7 @@ def finetune(
         overwrite=overwrite,
         num_threads=num_threads,
         progress=progress,
+        data_id=_features_digest(spec.train_features),
     )
     writer = _ModelWriter(tok, tokenizer_dir)
     try:

@@ -11,6 +11,8 @@ and hands everything to `openalbert.training.train`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -171,6 +173,13 @@ def _check_same_preparation(
             f"this run's examples in {data_dir} were prepared with {shown}; resume with the same corpus and "
             "options, or start a new run (a new --output) to train on other text"
         )
+
+
+def _examples_digest(manifest: dict[str, Any]) -> str:
+    """What identifies prepared examples (a resume on others is refused): their shards, the options they were
+    made with and their counts, wherever the directory or its corpus now lies."""
+    made = {key: manifest.get(key) for key in ("shards", "options", "stats", "max_seq_length", "vocab_size")}
+    return hashlib.sha256(json.dumps(made, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _read_data_manifest(data_dir: Path) -> dict[str, Any]:
@@ -437,6 +446,7 @@ def pretrain(
         fsdp=fsdp,
         num_threads=num_threads,
         progress=progress,
+        data_id=_examples_digest(manifest),
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     writer = _SnapshotWriter(tok, tokenizer_path, output_dir)

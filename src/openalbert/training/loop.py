@@ -105,6 +105,8 @@ class TrainConfig:
     num_threads: int | None = None
     progress: bool = True
     plot: bool = True
+    # What identifies the training data (a digest of the examples or files): a resume with other data is refused.
+    data_id: str | None = None
 
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent value."""
@@ -712,6 +714,11 @@ class Trainer:
             how = "with" if state.get("fsdp") else "without"
             raise ValueError(f"{directory} was written {how} FSDP; resume it the same way")
         saved = state.get("config") or {}
+        if saved.get("data_id") and self.config.data_id and saved["data_id"] != self.config.data_id:
+            raise ValueError(
+                f"{directory} was trained on other data than this run's; resume with the data it was trained "
+                "on, or start a new run (a new output directory) to train on this"
+            )
         if saved.get("optimizer", self.config.optimizer) != self.config.optimizer:
             raise ValueError(
                 f"{directory} was trained with {saved['optimizer']}; resume it with that optimizer "
@@ -755,6 +762,22 @@ class Trainer:
             warnings.warn(
                 f"resuming with {', '.join(changed)}: the learning-rate schedule and weight decay from step "
                 f"{self.step} on follow the new values",
+                stacklevel=2,
+            )
+        others = [
+            f"{name} {getattr(self.config, name)} instead of {saved[name]}"
+            for name in ("grad_accum", "max_grad_norm", "bf16")  # (the sampler warns of another batch size)
+            if name in saved and saved[name] != getattr(self.config, name)
+        ]
+        if others:
+            warnings.warn(
+                f"resuming with {', '.join(others)}: the steps from {self.step} on train with the new values",
+                stacklevel=2,
+            )
+        if "seed" in saved and saved["seed"] != self.config.seed:
+            warnings.warn(
+                f"seed {self.config.seed} is not used: a resumed run goes on with the random streams of its "
+                f"checkpoint (seed {saved['seed']})",
                 stacklevel=2,
             )
         self.elapsed_before = float(state.get("elapsed", 0.0))
