@@ -335,6 +335,24 @@ def test_resuming_a_finished_run_or_past_its_steps(tmp_path, capsys):
         )
 
 
+def test_resuming_a_finished_run_evaluates_it_no_more(tmp_path):
+    # Its last checkpoint is written before its last evaluation: each resume evaluated (and logged) it again.
+    out = tmp_path / "run"
+    config = dict(max_steps=5, eval_every=2)
+    held_out = SyntheticPretraining(n=8, seed=3)
+    train(tiny_objective(), SyntheticPretraining(), run_config(out, **config), eval_dataset=held_out)
+    rows = read_metrics(out)
+    for _ in range(2):
+        train(
+            tiny_objective(),
+            SyntheticPretraining(),
+            run_config(out, resume=True, **config),
+            eval_dataset=held_out,
+        )
+    assert [r["step"] for r in read_metrics(out) if "eval_loss" in r] == [2, 4, 5]
+    assert read_metrics(out) == rows
+
+
 def test_resuming_with_a_model_of_another_shape_says_so(tmp_path):
     out = tmp_path / "run"
     train(tiny_objective(), SyntheticPretraining(), run_config(out, stop_after=3))

@@ -908,6 +908,19 @@ class Trainer:
         env.barrier()
         return final
 
+    def _record_evaluation(self, checkpoint: Path | None) -> None:
+        """Note in `checkpoint` (written before the run's last evaluation) that it was evaluated, and what
+        that found: resuming the finished run then evaluates it no more."""
+        if checkpoint is None or not self.env.is_main or not (checkpoint / TRAINER_STATE).is_file():
+            return
+        path = checkpoint / TRAINER_STATE
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state["evaluated_at"], state["best"] = self.evaluated_at, self.best
+        state["evals_without_improvement"] = self.evals_without_improvement
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
     def _save_snapshot(self, directory: Path) -> None:
         """Write model files only (no trainer state) to `directory`, atomically; all ranks call."""
         self._refuse_non_finite_weights()
@@ -1281,6 +1294,7 @@ class Trainer:
             and self.evaluated_at != self.step
         ):
             self._maybe_evaluate(force=True)
+            self._record_evaluation(result.last_checkpoint)
         if not result.interrupted:
             best_dir = self.output_dir / BEST_DIR
             source = best_dir if cfg.best_metric and best_dir.is_dir() else result.last_checkpoint
