@@ -704,3 +704,27 @@ def test_resuming_on_other_data_is_refused_and_other_options_are_named(tmp_path)
     said = " | ".join(str(w.message) for w in caught)
     assert "grad_accum 2 instead of 1, max_grad_norm 0.5 instead of 1.0" in said
     assert "seed 2 is not used" in said
+
+
+def test_a_damaged_checkpoint_or_a_cut_metrics_row_is_named(tmp_path):
+    # Before: a raw traceback for a damaged file, "Unterminated string" for a row cut by a crash.
+    out = tmp_path / "run"
+    train(tiny_objective(), SyntheticPretraining(), run_config(out, stop_after=3, save_every=1, keep_last=2))
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"step": 4, "loss": 1.2')  # a crash while the next row was written
+    newest = out / "checkpoints" / "step-00000003"
+    state = (newest / "trainer_state.pt").read_bytes()
+    (newest / "trainer_state.pt").write_bytes(state[: len(state) // 2])
+    with pytest.raises(ValueError, match=r"step-00000003 is damaged: its trainer_state.pt cannot be read"):
+        train(tiny_objective(), SyntheticPretraining(), run_config(out, resume=True))
+    (newest / "trainer_state.pt").write_bytes(state)
+    weights = (newest / "model.safetensors").read_bytes()
+    (newest / "model.safetensors").write_bytes(weights[:100])
+    with pytest.raises(
+        ValueError, match=r"is damaged: its model.safetensors cannot be read .*remove that checkpoint"
+    ):
+        train(tiny_objective(), SyntheticPretraining(), run_config(out, resume=True))
+    shutil.rmtree(newest)
+    with pytest.warns(UserWarning, match="its last row was cut short"):
+        result = train(tiny_objective(), SyntheticPretraining(), run_config(out, resume=True))
+    assert result.step == 6 and [r["step"] for r in read_metrics(out)] == [1, 2, 3, 4, 5, 6]

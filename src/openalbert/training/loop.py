@@ -21,6 +21,7 @@ import functools
 import json
 import math
 import os
+import pickle
 import random
 import re
 import shutil
@@ -453,6 +454,14 @@ def save_module(module: nn.Module, directory: Path) -> None:
         save_model(module, str(directory / "model.safetensors"))
 
 
+def _damaged(directory: Path, name: str, error: Exception) -> ValueError:
+    """The error for a checkpoint file that cannot be read (a disk fault, a copy cut short)."""
+    return ValueError(
+        f"checkpoint {directory} is damaged: its {name} cannot be read ({type(error).__name__}: {error}); "
+        "remove that checkpoint directory to resume from the one before it"
+    )
+
+
 def load_module(module: nn.Module, directory: Path) -> None:
     """Default snapshot reader: load `model.safetensors` into `module`.
 
@@ -464,7 +473,10 @@ def load_module(module: nn.Module, directory: Path) -> None:
     path = directory / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"no model.safetensors in checkpoint {directory}")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # (safetensors' own error type)
+        raise _damaged(directory, "model.safetensors", e) from None
     params = module.state_dict(keep_vars=True)
     wrong = [
         f"{k} {tuple(v.shape)} vs {tuple(params[k].shape)}"
@@ -709,7 +721,10 @@ class Trainer:
         return path
 
     def _load_trainer_state(self, directory: Path) -> None:
-        state = torch.load(directory / TRAINER_STATE, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(directory / TRAINER_STATE, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+            raise _damaged(directory, TRAINER_STATE, e) from None
         if bool(state.get("fsdp", False)) != self.fsdp:
             how = "with" if state.get("fsdp") else "without"
             raise ValueError(f"{directory} was written {how} FSDP; resume it the same way")
@@ -812,7 +827,20 @@ class Trainer:
             step = row.get("step", 0)
             return step < self.step or (step == self.step and not (row.get("partial") and self._has_window))
 
-        kept = [r for r in rows if r.strip() and keep(json.loads(r))]
+        kept = []
+        for n, line in enumerate(rows):
+            try:
+                row = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                # (a row cut short by a crash mid-write: only the last can be; the checkpoint has its steps)
+                if n != len(rows) - 1:
+                    raise ValueError(f"{path}, line {n + 1}, is not a JSON row; fix or remove it") from None
+                warnings.warn(
+                    f"{path}: its last row was cut short (a crash mid-write); it is dropped", stacklevel=3
+                )
+                continue
+            if row is not None and keep(row):
+                kept.append(line)
         if len(kept) != len(rows):
             path.write_text("".join(r + "\n" for r in kept))
 
