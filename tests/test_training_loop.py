@@ -467,6 +467,15 @@ def test_best_checkpoint_and_early_stopping(tmp_path):
         final_weights(out)["model.albert.embeddings.word_embeddings.weight"],
         load_file(str(out / "best" / "model.safetensors"))["model.albert.embeddings.word_embeddings.weight"],
     )
+    # A resume of the stopped run trains no further (it went on to max_steps, silently).
+    exported = final_weights(out)
+    again = train(
+        tiny_objective(), SyntheticPretraining(),
+        run_config(out, max_steps=10, eval_every=1, best_metric="score", early_stopping_patience=2, resume=True),
+        evaluate=lambda module: pytest.fail("evaluated again"),
+    )  # fmt: skip
+    assert again.early_stopped and again.step == 4 and not again.interrupted
+    assert all(torch.equal(v, final_weights(out)[k]) for k, v in exported.items())
 
 
 def test_a_nan_score_is_never_the_best(tmp_path):

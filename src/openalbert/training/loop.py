@@ -633,6 +633,7 @@ class Trainer:
         self.elapsed_before = 0.0
         self.best: float | None = None
         self.evals_without_improvement = 0
+        self.stopped_early = False  # (early stopping ended the run: a resume trains no further)
         self.epoch_ended, self.evaluated_at = False, -1  # (the step of the last evaluation)
         # Training randomness (dropout) differs per rank; initialisation was done by the caller.
         seed = cfg.seed + env.rank
@@ -800,6 +801,7 @@ class Trainer:
         self._has_window = "window" in state  # (checkpoints from before kept no window: their rows stay)
         self.best = state.get("best")
         self.evals_without_improvement = int(state.get("evals_without_improvement", 0))
+        self.stopped_early = bool(state.get("stopped_early", False))
         every = self.config.eval_every  # (a checkpoint from before evaluated_at was kept: where it was due)
         due = isinstance(every, int) and every and self.step % every == 0
         self.evaluated_at = int(state.get("evaluated_at", self.step if due else -1))
@@ -919,6 +921,7 @@ class Trainer:
                 "best": self.best,
                 "evals_without_improvement": self.evals_without_improvement,
                 "evaluated_at": self.evaluated_at,
+                "stopped_early": self.stopped_early,
                 "fsdp": self.fsdp,
                 "config": {
                     k: (str(v) if isinstance(v, Path) else v)
@@ -1265,6 +1268,12 @@ class Trainer:
         result = TrainResult(step=self.step, output_dir=self.output_dir, last_checkpoint=self.resumed_from)
         if self.resumed_from is not None and self.step == self.max_steps and env.is_main:
             print(f"openalbert: the run finished at step {self.step}; nothing left to train", file=sys.stderr)
+        if self.stopped_early and env.is_main:
+            print(
+                f"openalbert: the run stopped early at step {self.step} ({self.evals_without_improvement} "
+                "evaluations without improvement); nothing left to train",
+                file=sys.stderr,
+            )
         bar = tqdm(
             total=self.max_steps,
             initial=self.step,
@@ -1280,6 +1289,8 @@ class Trainer:
         last_row: dict[str, Any] = {}
         saved_at = self.step if self.step else -1  # a resumed run starts from a saved checkpoint
         limit = self.max_steps if cfg.stop_after is None else min(cfg.stop_after, self.max_steps)
+        if self.stopped_early:
+            limit, result.early_stopped = self.step, True
         with _StopOnSignal(enabled=True, verbose=env.is_main) as flag, bar:
             while self.step < limit:
                 before = self.sampler.epoch_progress
@@ -1294,6 +1305,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}", refresh=False)
                     self.window = window = self._new_window()
                 stop_early = self._maybe_evaluate()
+                self.stopped_early = stop_early  # (the checkpoint of this step records it)
                 if self._due(cfg.save_every):
                     result.last_checkpoint = self.save_checkpoint()
                     saved_at = self.step
