@@ -508,7 +508,9 @@ def test_divergence_stops_the_run_before_anything_non_finite_is_saved(tmp_path, 
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(torch.optim.AdamW, "step", step)
-        with pytest.raises(TrainingDiverged, match="training diverged by step"):
+        with pytest.raises(
+            TrainingDiverged, match=r"training diverged by step .*its last checkpoint \(step-00000002\)"
+        ):
             train(objective, SyntheticPretraining(), config)
     checkpoints = list_checkpoints(out)
     assert [c.name for c in checkpoints] == ["step-00000002"]

@@ -878,9 +878,15 @@ class Trainer:
         return get_optimizer_state_dict(self.wrapped, self.optimizer, options=opts)
 
     def _diverged(self, what: str) -> None:
+        last = latest_checkpoint(self.output_dir)
+        then = (
+            f"resume from its last checkpoint ({last.name}) in {self.output_dir}"
+            if last is not None
+            else "start again (no checkpoint was written before it)"
+        )
         raise TrainingDiverged(
             f"training diverged by step {self.step}: {what}. Nothing was saved from here on; lower the learning "
-            f"rate (or look for inf/NaN values in the data) and resume from the last checkpoint in {self.output_dir}"
+            f"rate (or look for inf/NaN values in the data) and {then}"
         )
 
     def _refuse_non_finite_weights(self) -> None:
