@@ -365,6 +365,8 @@ def test_pipeline_object_api_as_transformers(models, tmp_path) -> None:
     assert pipeline("text-classification", model=tmp_path / "saved")("I love it") == clf("I love it")
     theirs = transformers.pipeline("text-classification", model=str(tmp_path / "saved"), device="cpu")
     assert_matches(clf(["I love it"]), theirs(["I love it"]))
+    alias = pipeline("sentiment-analysis", model=tmp_path / "saved")
+    assert alias.task == transformers.pipeline("sentiment-analysis", model=str(tmp_path / "saved")).task
 
 
 def test_a_transformers_model_object_is_named_as_such(models) -> None:

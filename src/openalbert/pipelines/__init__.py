@@ -95,7 +95,7 @@ def pipeline(
             model, tokenizer, device=device, dtype=dtype, framework=framework or "pt", hub=hub, loading=loading,
             **kwargs,
         )  # fmt: skip
-        pipe.binary_output = binary_output
+        pipe.binary_output, pipe.task = binary_output, task  # (the name asked for, as transformers keeps it)
         return pipe
     if loading or hub:
         raise ValueError(
@@ -108,7 +108,7 @@ def pipeline(
     if isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = load_tokenizer(tokenizer)
     pipe = cls(model, tokenizer, device=device, dtype=dtype, **kwargs)
-    pipe.binary_output = binary_output
+    pipe.binary_output, pipe.task = binary_output, task
     return pipe
 
 
