@@ -151,3 +151,9 @@ def test_squad_normalisation_and_scores():
     assert m["no_answer_exact"] == 50.0 and m["has_answer_exact"] == 50.0 and m["total"] == 4
     with pytest.raises(ValueError, match="no prediction"):
         squad_metrics({}, {"q": ["x"]})
+    # v1.1 (no unanswerable question) keeps a gold answer that normalises to nothing ("the"), where v2.0
+    # drops it: the official scripts' rules. (v2.0's was used for both before: EM 0 here.)
+    v1 = squad_metrics({"q": "", "r": "a"}, {"q": ["the", "Eiffel tower"], "r": ["the"]})
+    assert (v1["exact_match"], v1["f1"]) == (100.0, 0.0)  # v1.1's F1: no word shared scores 0
+    v2 = squad_metrics({"q": "", "r": "a", "s": ""}, {"q": ["the", "Eiffel tower"], "r": ["the"], "s": []})
+    assert v2["exact_match"] == pytest.approx(100 * 2 / 3) and v2["f1"] == pytest.approx(100 * 2 / 3)

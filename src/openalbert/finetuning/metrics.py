@@ -266,10 +266,10 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def _answer_f1(prediction: str, gold: str) -> float:
+def _answer_f1(prediction: str, gold: str, version_2: bool = True) -> float:
     pred_words, gold_words = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    if not pred_words or not gold_words:
-        # No-answer on either side: full marks only when both are empty.
+    if version_2 and (not pred_words or not gold_words):
+        # No-answer on either side: full marks only when both are empty (v2.0; v1.1 scores no shared word 0).
         return float(pred_words == gold_words)
     common = collections.Counter(pred_words) & collections.Counter(gold_words)
     same = sum(common.values())
@@ -284,19 +284,23 @@ def squad_metrics(predictions: dict[str, str], references: dict[str, Sequence[st
 
     An empty gold list marks an unanswerable question (SQuAD v2): only the empty prediction scores.
     Each question scores its best gold answer. With both kinds present the result also has
-    has_answer_* and no_answer_* parts. Every reference id needs a prediction.
+    has_answer_* and no_answer_* parts. Every reference id needs a prediction. Without unanswerable
+    questions the scores are the official v1.1 script's (it keeps gold answers that normalise to nothing,
+    and scores F1 0 where no word is shared), else the v2.0 script's.
     """
     missing = [qid for qid in references if qid not in predictions]
     if missing:
         raise ValueError(f"no prediction for {len(missing)} question(s), e.g. {missing[:3]}")
     if not references:
         raise ValueError("no questions to score")
+    version_2 = any(not golds for golds in references.values())
     exact, f1 = {}, {}
     for qid, golds in references.items():
-        golds = [g for g in golds if normalize_answer(g)] or [""]
+        if version_2 or not golds:
+            golds = [g for g in golds if normalize_answer(g)] or [""]
         pred = predictions[qid]
         exact[qid] = max(float(normalize_answer(pred) == normalize_answer(g)) for g in golds)
-        f1[qid] = max(_answer_f1(pred, g) for g in golds)
+        f1[qid] = max(_answer_f1(pred, g, version_2) for g in golds)
 
     def mean(values: list[float]) -> float:
         return 100.0 * sum(values) / len(values)
