@@ -1107,12 +1107,9 @@ class Trainer:
             "t0": time.perf_counter(),
         }
 
-    def _window_state(self) -> dict[str, Any] | None:
-        """The steps logged in no row yet, summed over the ranks (all must call), for a checkpoint: a run
-        resumed from it logs them in the row they belong to, as the uninterrupted run does."""
-        window = self.__dict__.get("window")
-        if window is None or not window["steps"]:
-            return None
+    def _window_values(self, window: dict[str, Any]) -> tuple[list[str], list[float]]:
+        """A window's sums over the ranks (one collective, one host transfer): its metrics' names, and the
+        loss, grad norm and token sums followed by each metric's numerator and denominator."""
         names = list(window["sums"])
         vec = torch.stack(
             [window["loss"], window["grad_norm"], window["tokens"]]
@@ -1120,7 +1117,15 @@ class Trainer:
         )
         if self.env.distributed:
             dist.all_reduce(vec)
-        values = vec.cpu().tolist()
+        return names, vec.tolist()
+
+    def _window_state(self) -> dict[str, Any] | None:
+        """The steps logged in no row yet, summed over the ranks (all must call), for a checkpoint: a run
+        resumed from it logs them in the row they belong to, as the uninterrupted run does."""
+        window = self.__dict__.get("window")
+        if window is None or not window["steps"]:
+            return None
+        names, values = self._window_values(window)
         return {
             "values": values,
             "names": names,
@@ -1150,14 +1155,7 @@ class Trainer:
     def _log_row(self, window: dict[str, Any], lr: float | torch.Tensor) -> dict[str, Any]:
         """Reduce the window over ranks with one collective and one host transfer; return the JSONL row."""
         env = self.env
-        names = list(window["sums"])
-        vec = torch.stack(
-            [window["loss"], window["grad_norm"], window["tokens"]]
-            + [t for n in names for t in window["sums"][n]]
-        )
-        if env.distributed:
-            dist.all_reduce(vec)
-        values = vec.tolist()
+        names, values = self._window_values(window)
         now = time.perf_counter()
         micro = window["micro"] * env.world_size
         row: dict[str, Any] = {
