@@ -463,7 +463,7 @@ def test_the_cache_is_found_where_transformers_finds_it(tmp_path, monkeypatch, v
 
 
 def test_transformers_keyword_names_and_push_to_hub(tmp_path):
-    from openalbert.checkpoint import NO_UPLOAD
+    from openalbert.config import NO_UPLOAD
 
     model = AlbertModel(AlbertConfig(**TINY))
     model.save_pretrained(save_directory=tmp_path / "m")

@@ -856,13 +856,6 @@ def _match_prefix(
     return state
 
 
-# What to do instead of `push_to_hub`, which every class refuses: nothing here uploads.
-NO_UPLOAD = (
-    "openalbert does not upload models; save_pretrained(dir), then "
-    "huggingface_hub.upload_folder(folder_path=dir, repo_id=...)"
-)
-
-
 # ---- saving ------------------------------------------------------------------------------------------------------
 
 

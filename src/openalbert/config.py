@@ -22,6 +22,12 @@ from typing import Any, ClassVar
 
 CONFIG_NAME = "config.json"
 
+# What to do instead of `push_to_hub`, which every class refuses: nothing here uploads.
+NO_UPLOAD = (
+    "openalbert does not upload models; save_pretrained(dir), then "
+    "huggingface_hub.upload_folder(folder_path=dir, repo_id=...)"
+)
+
 ACTIVATIONS = (
     "gelu",
     "gelu_new",
@@ -68,6 +74,11 @@ PRETRAINED_DEFAULTS: dict[str, Any] = {
 TRANSFORMERS_DEFAULTS = {"hidden_size": 4096, "num_attention_heads": 64, "intermediate_size": 16384}
 POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
+
+
+def refuse_upload(self: Any, *args: Any, **kwargs: Any) -> None:
+    """`push_to_hub` of every class here (models, config, tokenizer): NO_UPLOAD says what to do instead."""
+    raise NotImplementedError(NO_UPLOAD)
 
 
 @dataclass
@@ -381,10 +392,7 @@ class AlbertConfig:
         unused = config._set_known(overrides)
         return (config, unused) if return_unused_kwargs else config
 
-    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
-        from openalbert.checkpoint import NO_UPLOAD
-
-        raise NotImplementedError(NO_UPLOAD)
+    push_to_hub = refuse_upload
 
     def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False) -> Path:
         """Write config.json into `save_directory` (created if needed) and return its path."""

@@ -27,7 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from openalbert import linear, packed_attention
-from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs
+from openalbert.config import (
+    NO_UPLOAD,
+    AlbertConfig,
+    check_albert_config,
+    converts_foreign_configs,
+    refuse_upload,
+)
 from openalbert.linear import Linear
 
 # ---- outputs -----------------------------------------------------------------------------------------
@@ -836,10 +842,7 @@ class AlbertPreTrainedModel(nn.Module):
 
     # ---- transformers' PreTrainedModel helpers, for code written against them ----------------------------
 
-    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
-        from openalbert.checkpoint import NO_UPLOAD
-
-        raise NotImplementedError(NO_UPLOAD)
+    push_to_hub = refuse_upload
 
     config_class = AlbertConfig
 
@@ -1017,7 +1020,7 @@ class AlbertPreTrainedModel(nn.Module):
         weights model.fp16.safetensors (from_pretrained(variant="fp16") reads them), and `save_function`
         writes the `.bin` files in torch.save's place. Nothing is uploaded (`push_to_hub=True` says how
         to)."""
-        from openalbert.checkpoint import NO_UPLOAD, save_pretrained
+        from openalbert.checkpoint import save_pretrained
 
         if push_to_hub:
             raise ValueError(NO_UPLOAD)

@@ -37,7 +37,6 @@ except ImportError as e:
 
 from openalbert.checkpoint import (
     _IGNORED_KEYS,
-    NO_UPLOAD,
     TIED_DECODER,
     hub_options,
     load_config,
@@ -49,7 +48,7 @@ from openalbert.checkpoint import (
     untied_decoder_refused,
     weight_formats,
 )
-from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs
+from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs, refuse_upload
 from openalbert.modeling import ModelOutput, check_id_range, check_length
 
 logger = logging.getLogger(__name__)
@@ -641,8 +640,7 @@ class FlaxAlbertPreTrainedModel:
         """The paths of every parameter the model needs."""
         return set(flatten_dict(self.params_shape_tree))
 
-    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError(NO_UPLOAD)
+    push_to_hub = refuse_upload
 
     def __call__(
         self,

@@ -37,7 +37,6 @@ except ImportError as e:
     ) from e
 
 from openalbert.checkpoint import (
-    NO_UPLOAD,
     hub_options,
     load_config,
     load_state_dict,
@@ -51,7 +50,7 @@ from openalbert.checkpoint import (
     write_config,
     write_tf_h5,
 )
-from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs
+from openalbert.config import AlbertConfig, check_albert_config, converts_foreign_configs, refuse_upload
 from openalbert.heads import (
     AlbertForPreTrainingOutput,
     MaskedLMOutput,
@@ -691,8 +690,7 @@ class TFAlbertPreTrainedModel(keras.Model):
             prefetch=prefetch,
         )
 
-    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError(NO_UPLOAD)
+    push_to_hub = refuse_upload
 
     # ---- transformers' TF model API over the embeddings ----
 

@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import sentencepiece as spm
 
+from openalbert.config import refuse_upload
+
 SPIECE_UNDERLINE = "\u2581"
 VOCAB_NAME = "spiece.model"
 # transformers' "no limit" for model_max_length (what a tokenizer made from a vocabulary file has), and the
@@ -707,10 +709,7 @@ class AlbertTokenizer:
             )
         return tokenizer
 
-    def push_to_hub(self, *args: Any, **kwargs: Any) -> None:
-        from openalbert.checkpoint import NO_UPLOAD
-
-        raise NotImplementedError(NO_UPLOAD)
+    push_to_hub = refuse_upload
 
     def save_pretrained(
         self,
