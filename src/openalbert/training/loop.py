@@ -641,7 +641,7 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
         self.resumed_from = resume_dir
-        self._saved_window, self._has_window = None, False
+        self._saved_window = None
         if resume_dir is not None:
             self._load_trainer_state(resume_dir)
             if self.step > self.max_steps:
@@ -798,7 +798,6 @@ class Trainer:
             )
         self.elapsed_before = float(state.get("elapsed", 0.0))
         self._saved_window = state.get("window")
-        self._has_window = "window" in state  # (checkpoints from before kept no window: their rows stay)
         self.best = state.get("best")
         self.evals_without_improvement = int(state.get("evals_without_improvement", 0))
         self.stopped_early = bool(state.get("stopped_early", False))
@@ -825,9 +824,13 @@ class Trainer:
             return
         rows = path.read_text().splitlines()
 
+        # A pause's partial row holds the steps its checkpoint keeps as a window (which a checkpoint from before
+        # windows lacks: its row stays).
+        restored = self._saved_window is not None
+
         def keep(row: dict[str, Any]) -> bool:
             step = row.get("step", 0)
-            return step < self.step or (step == self.step and not (row.get("partial") and self._has_window))
+            return step < self.step or (step == self.step and not (row.get("partial") and restored))
 
         kept = []
         for n, line in enumerate(rows):
