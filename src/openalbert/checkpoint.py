@@ -30,6 +30,7 @@ import torch
 
 from openalbert import cpu_kernels
 from openalbert.config import CONFIG_NAME, AlbertConfig, as_albert_config
+from openalbert.tokenizer import TOKENIZER_FILES
 
 if TYPE_CHECKING:
     from openalbert.modeling import AlbertPreTrainedModel
@@ -69,19 +70,20 @@ def _shard_glob(single: str) -> str:
 DEFAULT_MODEL = "openalbert/albert-small-en"
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 
+# The weight formats, in the order a directory's are read by default: name -> (file, index of shards, the shards'
+# pattern). A variant ("fp16") names safetensors and .bin files only, as in transformers.
+WEIGHT_FORMATS: dict[str, tuple[str, str, str]] = {
+    "safetensors": (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, "model-*.safetensors"),
+    "pt": (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, "pytorch_model-*.bin"),
+    "tf": (TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME, "tf_model-*.h5"),
+    "flax": (FLAX_WEIGHTS_NAME, FLAX_WEIGHTS_INDEX_NAME, "flax_model-*.msgpack"),
+}
+_VARIANT_FORMATS = ("safetensors", "pt")
+
 # What a model directory may hold; the only files fetched from the hub. The weights in other formats are
 # fetched only for a repo without safetensors (`resolve_weights`), as transformers does: most repos hold the
 # same weights two to four times.
-_SAFE_FILES = [SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, "model-*.safetensors"]
-MODEL_FILES = [
-    CONFIG_NAME,
-    *_SAFE_FILES,
-    "spiece.model",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-]
+MODEL_FILES = [CONFIG_NAME, *WEIGHT_FORMATS["safetensors"], *TOKENIZER_FILES]
 
 # Hub names of the original releases before the hub moved them under the `albert/` organisation.
 LEGACY_HUB_IDS = {
@@ -163,17 +165,6 @@ def resolve_path(name_or_path: str | os.PathLike, filenames: Iterable[str] = MOD
     return _from_hub(name, patterns, **hub) / subfolder
 
 
-# The weight formats, in the order a directory's are read by default: name -> (file, index of shards, the shards'
-# pattern). A variant ("fp16") names safetensors and .bin files only, as in transformers.
-WEIGHT_FORMATS: dict[str, tuple[str, str, str]] = {
-    "safetensors": (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, "model-*.safetensors"),
-    "pt": (PT_WEIGHTS_NAME, PT_WEIGHTS_INDEX_NAME, "pytorch_model-*.bin"),
-    "tf": (TF2_WEIGHTS_NAME, TF2_WEIGHTS_INDEX_NAME, "tf_model-*.h5"),
-    "flax": (FLAX_WEIGHTS_NAME, FLAX_WEIGHTS_INDEX_NAME, "flax_model-*.msgpack"),
-}
-_VARIANT_FORMATS = ("safetensors", "pt")
-
-
 def weight_formats(options: dict[str, Any]) -> tuple[str, ...]:
     """The formats to read, in order, by transformers' from_pretrained flags (taken out of `options`): every
     class reads every format, safetensors first; `from_tf`/`from_flax` put that format first,
@@ -210,8 +201,7 @@ def resolve_weights(
     if variant is not None:
         formats = tuple(f for f in formats if f in _VARIANT_FORMATS)
     groups = [list(_format_files(f, variant)) for f in formats]
-    tokenizer_files = [name for name in MODEL_FILES if name != CONFIG_NAME and name not in _SAFE_FILES]
-    directory = resolve_path(name_or_path, [CONFIG_NAME, *groups[0], *tokenizer_files], **hub)
+    directory = resolve_path(name_or_path, [CONFIG_NAME, *groups[0], *TOKENIZER_FILES], **hub)
     for k in range(1, len(groups)):
         if any((directory / name).is_file() for group in groups[:k] for name in group[:2]):
             break
