@@ -829,8 +829,9 @@ def qa_predictions(
             offsets = feature["offsets"]
             score = float(start[0] + end[0])
             null = score if null is None else min(null, score)
+            ends = np.argsort(end)[::-1][:n_best]
             for s in np.argsort(start)[::-1][:n_best]:
-                for e in np.argsort(end)[::-1][:n_best]:
+                for e in ends:
                     if offsets[s] is None or offsets[e] is None or e < s or e - s + 1 > max_answer_length:
                         continue
                     spans.append((float(start[s] + end[e]), ex.context[offsets[s][0] : offsets[e][1]]))

@@ -131,6 +131,9 @@ def _gather(local: list[tuple[int, Any]]) -> dict[int, Any]:
     return {i: v for part in parts for i, v in part}
 
 
+_MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -161,12 +164,9 @@ def predict(
     try:
         for start in bar:
             idx = mine[start : start + batch_size]
-            batch = collate([features[i] for i in idx])
-            inputs = {
-                k: v.to(device)
-                for k, v in batch.items()
-                if k in ("input_ids", "token_type_ids", "attention_mask")
-            }
+            # (the model's inputs alone: labels and what a task keeps beside them, QA's offsets, are not batched)
+            batch = collate([{k: v for k, v in features[i].items() if k in _MODEL_INPUTS} for i in idx])
+            inputs = {k: v.to(device) for k, v in batch.items()}
             with autocast:
                 out = model(**inputs, return_dict=True)
             local += [(i, keep(out, row, features[i])) for row, i in enumerate(idx)]
@@ -387,17 +387,12 @@ def _question_answering(
     impossible = any(ex.is_impossible for ex in train_examples + val_examples)
     collate = D.pad_collate(tokenizer.pad_token_id)
 
-    def inputs(features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return collate(
-            [{"input_ids": f["input_ids"], "token_type_ids": f["token_type_ids"]} for f in features]
-        )
-
     def keep(out: Any, row: int, feature: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         n = len(feature["input_ids"])
         return out.start_logits[row, :n].float().cpu().numpy(), out.end_logits[row, :n].float().cpu().numpy()
 
     def evaluate(model: nn.Module) -> dict[str, Any]:
-        logits = predict(model, val_features, inputs, keep, batch_size, bf16)
+        logits = predict(model, val_features, collate, keep, batch_size, bf16)
         predictions = D.qa_predictions(val_examples, val_features, logits, max_answer_length, impossible)
         references = {ex.id: [text for text, _ in ex.answers] for ex in val_examples}
         result = M.squad_metrics(predictions, references)
