@@ -184,12 +184,11 @@ class QuestionAnsweringPipeline(Pipeline):
         An unknown piece stands for characters of the text (l’Opéra: l <unk> oper a) and stays in its
         word, unless the text spells the unknown token itself.
         """
+        tok = self.tokenizer
         symbols = self.__dict__.get("_symbols")
         if symbols is None:
-            tok = self.tokenizer
             added = set(tok.all_special_ids) | set(tok.get_added_vocab().values())
             symbols = self._symbols = _user_defined_ids(tok) | added
-        tok = self.tokenizer
         pieces = tok.convert_ids_to_tokens(ids)
         words, current, after_symbol = [], -1, False
         for token_id, piece, (start, end) in zip(ids, pieces, offsets):
